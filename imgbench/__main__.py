@@ -1,0 +1,5 @@
+import sys
+
+from imgbench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,181 @@
+"""`imgbench` command line. Thin: parses, calls the library, sets the exit code.
+
+Exit codes: 0 success; 1 benchmarks failed or regressed (pytest's 1); 2 bad input; other values are
+pytest's own (3 internal error, 4 usage error, 5 no benchmark selected).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+class BadInput(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="imgbench", description=__doc__.split("\n\n")[0],
+                                epilog="Run 'imgbench COMMAND --help' for a command's options.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    e = sub.add_parser("env", help="the environment as the suite records it",
+                       description="Hardware, versions and numeric flags recorded with every run.")
+    e.add_argument("--json", action="store_true", help="print JSON instead of text")
+    e.add_argument("--threads", help="CPU threads to record (default: every core this process may use)")
+
+    ls = sub.add_parser("list", help="models, benchmark families, axes and profiles",
+                        description="What the suite can run.")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    r = sub.add_parser("run", help="run the benchmarks, save the run and compare with the previous one",
+                       description="Runs `pytest benches` on the devices found, saves the run under "
+                                   "STORAGE/<machine fingerprint>/ and compares it with the previous saved "
+                                   "run of the same profile on this machine class.")
+    r.add_argument("--device", default="auto", help="comma list, or auto (default: auto)")
+    r.add_argument("--model", default="all", help="comma list, or all (default: all)")
+    r.add_argument("--batch-size", default="32,128", help="comma list (default: 32,128)")
+    r.add_argument("--profile", default="quick", help="quick or full (default: quick)")
+    r.add_argument("--threads", help="CPU threads (default: every core this process may use)")
+    r.add_argument("--storage", default=".benchmarks", help="where runs are saved (default: .benchmarks)")
+    r.add_argument("--benches", help="the benches folder (default: the checkout's benches/)")
+    r.add_argument("pytest_args", nargs=argparse.REMAINDER,
+                   help="after --: more pytest arguments, e.g. -- -k train_step")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"env": cmd_env, "list": cmd_list, "run": cmd_run}[args.command](args)
+    except BadInput as e:
+        print(f"imgbench: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _threads(text: str | None) -> int | None:
+    from imgbench import axes
+
+    if text is None:
+        return None
+    try:
+        return axes.positive_int("thread count", text)
+    except axes.AxisError as e:
+        raise BadInput(e) from None
+
+
+def cmd_env(args) -> int:
+    import torch
+
+    from imgbench import devices
+
+    threads = _threads(args.threads)
+    if threads:
+        torch.set_num_threads(threads)
+    env = devices.environment(threads=threads or devices.usable_cores())
+    if args.json:
+        print(json.dumps(env, indent=2))
+        return 0
+    cpu = env["cpu"]
+    lines = [
+        f"fingerprint  {env['fingerprint']}",
+        f"cpu          {cpu['brand']} ({cpu['cores']} usable cores, {cpu['logical_cpus']} logical)",
+        f"threads      {env['threads']} (interop {env['interop_threads']})",
+        f"python       {env['python']}",
+        f"torch        {env['torch']} (CUDA {env['cuda'] or '-'}, cuDNN {env['cudnn'] or '-'})",
+        f"torchvision  {env['torchvision']}",
+    ]
+    for g in env["gpus"]:
+        lines.append(f"gpu {g['index']}        {g['name']}, {g['memory_gib']} GiB, sm {g['capability']}")
+    if env["gpus"]:
+        lines.append(f"driver       {env['driver'] or 'unknown'}")
+    else:
+        lines.append("gpu          none")
+    lines.append("flags        " + ", ".join(f"{k}={v}" for k, v in env["flags"].items()))
+    lines.append(f"devices      {', '.join(devices.available())}")
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_list(args) -> int:
+    from imgbench import axes, devices, models
+
+    listing = {
+        "models": {n: {"input_shape": list(models.spec(n).input_shape), "num_classes": models.spec(n).num_classes,
+                       "summary": models.spec(n).summary} for n in models.names()},
+        "families": axes.FAMILIES,
+        "axes": {"device": devices.VALID, "devices_here": devices.available(), "batch_size": "32,128",
+                 "optimizer": list(axes.OPTIMIZERS), "dataset": list(axes.DATASETS)},
+        "profiles": {p.name: p.summary for p in axes.PROFILES.values()},
+    }
+    if args.json:
+        print(json.dumps(listing, indent=2))
+        return 0
+    out = ["models:"]
+    out += [f"  {n:<10} {'x'.join(map(str, m['input_shape'])):<10} {m['summary']}"
+            for n, m in listing["models"].items()]
+    out += ["families:"] + [f"  {n:<10} {s}" for n, s in axes.FAMILIES.items()]
+    out += ["axes:",
+            f"  device     {devices.VALID} (here: {', '.join(devices.available())}); default auto",
+            "  batch-size comma list of positive integers; default 32,128",
+            f"  optimizer  {', '.join(axes.OPTIMIZERS)}; default adam",
+            f"  dataset    {', '.join(axes.DATASETS)}; default synthetic (cifar10/mnist need --data-root)"]
+    out += ["profiles:"] + [f"  {n:<10} {s}" for n, s in listing["profiles"].items()]
+    print("\n".join(out))
+    return 0
+
+
+def _benches_dir(given: str | None) -> Path:
+    candidates = [Path(given)] if given else [Path(__file__).resolve().parent.parent / "benches",
+                                               Path.cwd() / "benches"]
+    for c in candidates:
+        if c.is_dir() and any(c.glob("bench_*.py")):
+            return c
+    raise BadInput(f"no benches folder at {', '.join(map(str, candidates))} (run from a checkout of imgbench, "
+                   "or pass --benches DIR)")
+
+
+def previous_run(folder: Path, profile: str) -> Path | None:
+    """The newest saved run of this profile in a machine-class folder, if any."""
+    runs = sorted(folder.glob(f"*/[0-9][0-9][0-9][0-9]_{profile}.json"), key=lambda p: p.name)
+    return runs[-1] if runs else None
+
+
+def cmd_run(args) -> int:
+    import pytest
+
+    from imgbench import axes, devices
+
+    try:  # fail fast, before pytest starts, with the same one-line messages as the plugin
+        devices.parse(args.device)
+        axes.model_names(args.model)
+        axes.batch_sizes(args.batch_size)
+        axes.profile(args.profile)
+    except (axes.AxisError, devices.DeviceError) as e:
+        raise BadInput(e) from None
+    threads = _threads(args.threads)
+    benches = _benches_dir(args.benches)
+    folder = Path(args.storage) / devices.environment()["fingerprint"]
+    pytest_args = [str(benches), "-p", "no:xdist", "--device", args.device, "--model", args.model,
+                   "--batch-size", args.batch_size, "--profile", args.profile,
+                   f"--benchmark-storage={folder}", f"--benchmark-save={args.profile}",
+                   "--benchmark-save-data", "--benchmark-sort=fullname"]
+    if threads:
+        pytest_args += ["--threads", str(threads)]
+    prev = previous_run(folder, args.profile)
+    if prev is None:
+        print(f"imgbench: no earlier '{args.profile}' run saved in {folder}: this run becomes the first; "
+              "the next run is compared with it", flush=True)
+    else:
+        print(f"imgbench: comparing with the previous run {prev}", flush=True)
+        pytest_args.append(f"--benchmark-compare={prev.resolve()}")
+    rest = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
+    return int(pytest.main(pytest_args + rest))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

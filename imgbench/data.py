@@ -1,0 +1,184 @@
+"""Datasets and loaders: synthetic tensors, PIL images with augmentation, CIFAR-10 and MNIST from a
+local folder (never downloaded), image folders, and the DataLoader options that matter for speed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision import datasets as tvd
+from torchvision.transforms import v2
+
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+CIFAR_RECORD = 1 + 3 * 32 * 32  # binary version: label byte, then channel-major pixels
+CIFAR_BIN = "cifar-10-batches-bin"
+CIFAR_PY = "cifar-10-batches-py"
+MNIST_RAW = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+class DatasetError(ValueError):
+    """A data root that lacks the dataset, or holds corrupt files; the message names them."""
+
+
+def synthetic_batch(batch_size: int, shape: tuple[int, int, int], num_classes: int, seed: int = 0,
+                    device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded normal images and uniform labels (never all zeros: zeros can run faster than data)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn((batch_size, *shape), generator=g)
+    y = torch.randint(0, num_classes, (batch_size,), generator=g)
+    return x.to(device), y.to(device)
+
+
+class SyntheticImages(Dataset):
+    """An in-memory dataset of seeded random images, for loaders without any files."""
+
+    def __init__(self, size: int, shape: tuple[int, int, int], num_classes: int = 10, seed: int = 0):
+        self.images, self.labels = synthetic_batch(size, shape, num_classes, seed)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.images[i], self.labels[i]
+
+
+class TensorImages(Dataset):
+    """uint8 CHW images held in memory, with an optional transform (CIFAR-10 and MNIST land here)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform=None):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        x = self.images[i]
+        return (self.transform(x) if self.transform else x), self.labels[i]
+
+
+def train_transform(image_size: int, mean, std, padding: int = 4) -> v2.Compose:
+    """The classic CIFAR-10 augmentation: random crop with padding, horizontal flip, float, normalize."""
+    return v2.Compose([
+        v2.ToImage(),
+        v2.RandomCrop(image_size, padding=padding),
+        v2.RandomHorizontalFlip(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean, std),
+    ])
+
+
+def eval_transform(mean, std) -> v2.Compose:
+    return v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+
+
+def fake_pil(size: int, image_size: int = 32, num_classes: int = 10, seed: int = 0, augment: bool = True):
+    """PIL images decoded and augmented per item: the CPU cost of a real image pipeline, no files."""
+    t = train_transform(image_size, CIFAR10_MEAN, CIFAR10_STD) if augment else eval_transform(
+        CIFAR10_MEAN, CIFAR10_STD)
+    return tvd.FakeData(size=size, image_size=(3, image_size, image_size), num_classes=num_classes,
+                        transform=t, random_offset=seed)
+
+
+def image_folder(root: str | Path, transform=None) -> tvd.ImageFolder:
+    """Images in class sub-folders (root/cat/1.png ...), decoded with PIL."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"image folder {str(root)!r} does not exist (expected root/<class>/<image>)")
+    try:
+        return tvd.ImageFolder(str(root), transform=transform)
+    except FileNotFoundError as e:
+        raise DatasetError(f"image folder {str(root)!r}: {e}") from None
+
+
+def _missing(root: Path, names) -> list[str]:
+    return [n for n in names if not (root / n).is_file()]
+
+
+def cifar10(root: str | Path, train: bool = True, transform=None) -> TensorImages:
+    """CIFAR-10 from `root`, binary version preferred (parsed with numpy, no pickle), else the python one."""
+    root = Path(root)
+    bin_files = [f"data_batch_{i}.bin" for i in range(1, 6)] if train else ["test_batch.bin"]
+    if (root / CIFAR_BIN).is_dir():
+        missing = _missing(root / CIFAR_BIN, bin_files)
+        if missing:
+            raise DatasetError(f"cifar10: missing under {str(root / CIFAR_BIN)!r}: {', '.join(missing)}")
+        images, labels = zip(*(_read_cifar_bin(root / CIFAR_BIN / n) for n in bin_files), strict=True)
+        return TensorImages(torch.cat(images), torch.cat(labels), transform)
+    if (root / CIFAR_PY).is_dir():
+        return _cifar10_python(root, train, transform)
+    raise DatasetError(f"cifar10: no dataset under {str(root)!r} (expected {CIFAR_BIN}/ with "
+                       f"{', '.join(bin_files)}, or {CIFAR_PY}/)")
+
+
+def _read_cifar_bin(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    raw = np.fromfile(path, dtype=np.uint8)
+    if raw.size == 0 or raw.size % CIFAR_RECORD:
+        raise DatasetError(f"cifar10: corrupt file {str(path)!r}: {raw.size} bytes is not a whole number "
+                           f"of {CIFAR_RECORD}-byte records")
+    records = raw.reshape(-1, CIFAR_RECORD)
+    labels = records[:, 0].astype(np.int64)
+    if labels.max() > 9:
+        raise DatasetError(f"cifar10: corrupt file {str(path)!r}: label {labels.max()} outside 0-9")
+    images = records[:, 1:].reshape(-1, 3, 32, 32)
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels)
+
+
+def _cifar10_python(root: Path, train: bool, transform) -> TensorImages:
+    # torchvision checks every file's MD5 against the official release before unpickling it,
+    # which is also what keeps a stranger's pickle from running code here.
+    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    missing = _missing(root / CIFAR_PY, names + ["batches.meta"])
+    if missing:
+        raise DatasetError(f"cifar10: missing under {str(root / CIFAR_PY)!r}: {', '.join(missing)}")
+    try:
+        ds = tvd.CIFAR10(str(root), train=train, download=False)
+    except RuntimeError:
+        raise DatasetError(f"cifar10: files under {str(root / CIFAR_PY)!r} fail torchvision's checksum "
+                           "(corrupt or not the official release)") from None
+    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+    return TensorImages(images, torch.tensor(ds.targets, dtype=torch.int64), transform)
+
+
+def mnist(root: str | Path, train: bool = True, transform=None) -> TensorImages:
+    """MNIST from `root`/MNIST/raw (the idx files torchvision reads), never downloaded."""
+    raw = Path(root) / "MNIST" / "raw"
+    names = MNIST_RAW[:2] if train else MNIST_RAW[2:]
+    missing = _missing(raw, names)
+    if missing:
+        raise DatasetError(f"mnist: missing under {str(raw)!r}: {', '.join(missing)}")
+    try:
+        ds = tvd.MNIST(str(root), train=train, download=False)
+    except (RuntimeError, ValueError, IndexError) as e:
+        raise DatasetError(f"mnist: corrupt idx files under {str(raw)!r}: {e}") from None
+    return TensorImages(ds.data.unsqueeze(1).contiguous(), ds.targets.to(torch.int64), transform)
+
+
+REAL = {  # name -> (reader, mean, std, (channels, size), classes)
+    "cifar10": (cifar10, CIFAR10_MEAN, CIFAR10_STD, (3, 32), 10),
+    "mnist": (mnist, MNIST_MEAN, MNIST_STD, (1, 28), 10),
+}
+
+
+def real(name: str, root: str | Path | None, train: bool = True, augment: bool = False) -> TensorImages:
+    """A real dataset by name, normalised (and augmented if asked) the usual way."""
+    reader, mean, std, (_, size), _ = REAL[name]
+    if root is None:
+        raise DatasetError(f"{name}: no data root given (pass the folder that holds the dataset)")
+    t = train_transform(size, mean, std) if augment else eval_transform(mean, std)
+    return reader(root, train=train, transform=t)
+
+
+def loader(dataset: Dataset, batch_size: int, num_workers: int = 0, pin_memory: bool = False,
+           persistent_workers: bool = False, prefetch_factor: int | None = None, drop_last: bool = False,
+           shuffle: bool = True, seed: int = 0) -> DataLoader:
+    """A DataLoader with the options that decide input speed; seeded shuffling."""
+    if num_workers == 0 and (persistent_workers or prefetch_factor is not None):
+        raise ValueError("persistent_workers and prefetch_factor need num_workers > 0")
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                      pin_memory=pin_memory, persistent_workers=persistent_workers,
+                      prefetch_factor=prefetch_factor, drop_last=drop_last,
+                      generator=torch.Generator().manual_seed(seed))

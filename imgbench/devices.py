@@ -1,0 +1,168 @@
+"""Device names -> torch devices: availability, synchronisation, names, and the recorded environment."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+
+import torch
+
+VALID = "auto, cpu, cuda, cuda:N, mps"
+
+
+class DeviceError(ValueError):
+    pass
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _gpu_count() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps and mps.is_available())
+
+
+def available() -> list[str]:
+    """The CPU plus every accelerator present: `cuda` for one GPU, `cuda:0`... for several."""
+    found = ["cpu"]
+    n = _gpu_count()
+    found += ["cuda"] if n == 1 else [f"cuda:{i}" for i in range(n)]
+    if _mps_available():
+        found.append("mps")
+    return found
+
+
+def check(name: str) -> str:
+    """Return `name` if this machine can run it; otherwise raise DeviceError naming it."""
+    have = ", ".join(available())
+    if name == "cpu":
+        return name
+    if name == "mps":
+        if not _mps_available():
+            raise DeviceError(f"device 'mps' is not available on this machine (available: {have})")
+        return name
+    m = re.fullmatch(r"cuda(?::(\d+))?", name)
+    if not m:
+        raise DeviceError(f"unknown device {name!r} (valid: {VALID})")
+    n = _gpu_count()
+    if n == 0:
+        raise DeviceError(f"device {name!r} is not available on this machine: no CUDA GPU found "
+                          f"(available: {have})")
+    if m.group(1) is not None and int(m.group(1)) >= n:
+        raise DeviceError(f"device {name!r} is not available on this machine: {n} CUDA GPU(s) "
+                          f"(available: {have})")
+    return name
+
+
+def parse(spec: str) -> list[str]:
+    """A comma list of device names, or `auto`, -> checked device names in order, without repeats."""
+    out: list[str] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            raise DeviceError(f"empty device name in {spec!r} (valid: {VALID})")
+        for name in available() if part == "auto" else [check(part)]:
+            if name not in out:
+                out.append(name)
+    return out
+
+
+def synchronizer(name: str) -> Callable[[], None]:
+    """A function that waits until all work queued on the device has finished."""
+    device = torch.device(name)
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    if device.type == "mps":
+        return torch.mps.synchronize
+    return lambda: None  # eager CPU ops have finished when they return
+
+
+def cpu_brand() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def device_name(name: str) -> str:
+    device = torch.device(name)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return f"Apple MPS ({platform.machine()})"
+    return cpu_brand()
+
+
+def _driver_version() -> str | None:
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return None
+    try:
+        out = subprocess.run([exe, "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.splitlines()[0].strip() if out.strip() else None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")
+
+
+def fingerprint(env: dict) -> str:
+    """Machine class: CPU model and cores, plus GPU name and count. Safe as a folder name."""
+    fp = f"{_slug(env['cpu']['brand'])}-{env['cpu']['cores']}c"
+    if env["gpus"]:
+        fp += f"-{_slug(env['gpus'][0]['name'])}-x{len(env['gpus'])}"
+    return fp
+
+
+def environment(threads: int | None = None) -> dict:
+    """Everything a number depends on besides the code: hardware, versions, numeric flags."""
+    import torchvision
+
+    gpus = []
+    for i in range(_gpu_count()):
+        p = torch.cuda.get_device_properties(i)
+        gpus.append({"index": i, "name": p.name, "memory_gib": round(p.total_memory / 2**30, 2),
+                     "capability": f"{p.major}.{p.minor}", "multiprocessors": p.multi_processor_count})
+    cudnn = torch.backends.cudnn
+    env = {
+        "cpu": {"brand": cpu_brand(), "cores": usable_cores(), "logical_cpus": os.cpu_count(),
+                "machine": platform.machine()},
+        "threads": torch.get_num_threads() if threads is None else threads,
+        "interop_threads": torch.get_num_interop_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": cudnn.version() if cudnn.is_available() else None,
+        "gpus": gpus,
+        "gpu_count": len(gpus),
+        "driver": _driver_version() if gpus else None,
+        "mps": _mps_available(),
+        "flags": {
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+            "tf32_cudnn": cudnn.allow_tf32,
+            "cudnn_benchmark": cudnn.benchmark,
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        },
+    }
+    env["fingerprint"] = fingerprint(env)
+    return env

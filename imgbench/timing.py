@@ -1,0 +1,43 @@
+"""Timers that wait for the device, so asynchronous work cannot escape the clock."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import cache
+
+
+class SyncTimer:
+    """A pytest-benchmark timer: synchronise the device, then read perf_counter.
+
+    pytest-benchmark reads its timer only at the start and the end of a round, so a round's
+    queued GPU work is inside the measurement, and the previous round's is not.
+    """
+
+    def __init__(self, sync: Callable[[], None], label: str):
+        self.sync = sync
+        self.__name__ = f"synchronized_perf_counter[{label}]"  # how pytest-benchmark names the timer
+
+    def __call__(self) -> float:
+        self.sync()
+        return time.perf_counter()
+
+
+@cache
+def timer_for(device: str) -> SyncTimer:
+    # One object per device: pytest-benchmark caches each timer's precision by identity.
+    from imgbench.devices import synchronizer
+
+    return SyncTimer(synchronizer(device), device)
+
+
+def warm_up(fn: Callable[[], object], calls: int, sync: Callable[[], None]) -> float:
+    """Run `fn` `calls` times (lazy init, autotuning, allocator growth); return the last call's seconds."""
+    last = 0.0
+    for _ in range(calls):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        last = time.perf_counter() - start
+    return last

@@ -31,6 +31,7 @@ PROFILES = {
 FAMILIES = {  # family -> benches/bench_<family>.py
     "forward": "inference: eval mode, no grad, batch on the device",
     "train_step": "forward, loss, backward, optimizer step, batch on the device",
+    "harness": "one empty timed round: the synchronising timer's own cost per round",
 }
 OPTIMIZERS = ("adam", "sgd")
 DATASETS = ("synthetic", "cifar10", "mnist")

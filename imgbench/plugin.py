@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from pytest_benchmark.utils import SecondsDecimal
 
 import imgbench
 from imgbench import axes, data, devices, models, timing
@@ -71,7 +72,6 @@ def settings_from(config) -> Settings:
     )
 
 
-@pytest.hookimpl(trylast=True)  # after pytest-benchmark has made its session
 def pytest_configure(config):
     try:
         s = settings_from(config)
@@ -83,12 +83,19 @@ def pytest_configure(config):
     torch.set_num_threads(s.threads)
     if any(d.startswith("cuda") for d in s.devices):
         torch.backends.cudnn.benchmark = True  # autotune convolutions; warm-up pays for it
+
+
+@pytest.hookimpl(tryfirst=True)  # pytest-benchmark makes its session in its own (trylast) configure
+def pytest_sessionstart(session):
+    config = session.config
     bs = getattr(config, "_benchmarksession", None)
-    if bs is not None:
-        if config.getoption("benchmark_min_rounds") == _BENCH_DEFAULT_MIN_ROUNDS:
-            bs.options["min_rounds"] = s.profile.min_rounds
-        if float(config.getoption("benchmark_max_time")) == _BENCH_DEFAULT_MAX_TIME:
-            bs.options["max_time"] = s.profile.max_time
+    s = config.stash.get(SETTINGS, None)
+    if bs is None or s is None:
+        return
+    if config.getoption("benchmark_min_rounds") == _BENCH_DEFAULT_MIN_ROUNDS:
+        bs.options["min_rounds"] = s.profile.min_rounds
+    if float(config.getoption("benchmark_max_time")) == _BENCH_DEFAULT_MAX_TIME:
+        bs.options["max_time"] = SecondsDecimal(s.profile.max_time)
 
 
 def pytest_report_header(config):
@@ -198,7 +205,7 @@ def measure(benchmark, request):
         timing.warm_up(w.fn, calls, devices.synchronizer(device))
         benchmark.extra_info.update({**(info or {}), **w.info, "images": w.images, "warmup_calls": calls})
         result = benchmark(w.fn)
-        if benchmark.stats is not None:
+        if benchmark.stats is not None and w.images:
             benchmark.extra_info["images_per_s"] = w.images / benchmark.stats.stats.median
         return result
 

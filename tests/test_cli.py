@@ -1,0 +1,105 @@
+"""The imgbench command: env, list, run; --help everywhere; bad input exits 2 with one line."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imgbench import axes, cli, devices, models
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def imgbench(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "imgbench", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.parametrize("command", [[], ["env"], ["list"], ["run"]])
+def test_help_everywhere(capsys, command):
+    with pytest.raises(SystemExit) as e:
+        cli.main([*command, "--help"])
+    assert e.value.code == 0
+    assert "usage: imgbench" in capsys.readouterr().out
+
+
+def test_no_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main([])
+    assert e.value.code == 2
+    assert "required: COMMAND" in capsys.readouterr().err
+
+
+def test_env_text_and_json(capsys):
+    assert cli.main(["env", "--threads", "1"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("fingerprint  ") and "threads      1" in text and "torch" in text
+    assert cli.main(["env", "--json"]) == 0
+    env = json.loads(capsys.readouterr().out)
+    assert env["threads"] == devices.usable_cores()
+    assert env["fingerprint"] == devices.fingerprint(env)
+
+
+def test_list_names_models_families_axes_profiles(capsys):
+    assert cli.main(["list", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert sorted(listing["models"]) == models.names()
+    assert listing["models"]["kerascnn"]["input_shape"] == [3, 32, 32]
+    assert set(listing["profiles"]) == {"quick", "full"}
+    assert listing["axes"]["devices_here"] == devices.available()
+    assert cli.main(["list"]) == 0
+    text = capsys.readouterr().out
+    for word in ["models:", "families:", "axes:", "profiles:", "resnet50", "train_step"]:
+        assert word in text
+
+
+def test_every_family_has_its_bench_file_and_back():
+    files = {p.stem.removeprefix("bench_") for p in (ROOT / "benches").glob("bench_*.py")}
+    assert files == set(axes.FAMILIES)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--model", "vgg"], "unknown model 'vgg'"),
+    (["--batch-size", "0"], "batch size 0 is not positive"),
+    (["--profile", "long"], "unknown profile 'long'"),
+    (["--threads", "two"], "thread count 'two' is not an integer"),
+    (["--benches", "/nonexistent"], "no benches folder at /nonexistent"),
+])
+def test_run_bad_input_exits_2_with_one_line(capsys, args, message):
+    assert cli.main(["run", *args]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("imgbench: error: ") and message in err[0]
+
+
+def test_previous_run_is_the_newest_of_the_same_profile(tmp_path):
+    machine = tmp_path / "Linux-CPython-3.11-64bit"
+    machine.mkdir()
+    assert cli.previous_run(tmp_path, "quick") is None
+    for name in ["0001_quick.json", "0002_full.json", "0003_quick.json", "0004_full.json"]:
+        (machine / name).write_text("{}")
+    assert cli.previous_run(tmp_path, "quick").name == "0003_quick.json"
+    assert cli.previous_run(tmp_path, "full").name == "0004_full.json"
+
+
+def test_run_saves_then_compares_with_the_previous_run(tmp_path):
+    args = ["run", "--model", "mlp", "--batch-size", "4", "--device", "cpu", "--storage", str(tmp_path),
+            "--", "--benchmark-max-time=0.01", "-p", "no:cacheprovider"]
+    first = imgbench(*args)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "no earlier 'quick' run saved" in first.stdout
+    (folder,) = tmp_path.iterdir()
+    assert folder.name == devices.environment()["fingerprint"]
+    (saved,) = folder.glob("*/0001_quick.json")
+    run = json.loads(saved.read_text())
+    assert sorted(b["name"] for b in run["benchmarks"]) == [
+        "test_empty_round[cpu]", "test_forward[mlp-cpu-bs4]", "test_train_step[mlp-cpu-bs4]"]
+    assert all(len(b["stats"]["data"]) == b["stats"]["rounds"] for b in run["benchmarks"])  # save-data
+
+    second = imgbench(*args)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert f"comparing with the previous run {saved}" in second.stdout
+    assert "0001_quick" in second.stdout  # pytest-benchmark's comparison table names the baseline
+    assert sorted(p.name for p in folder.glob("*/*.json")) == ["0001_quick.json", "0002_quick.json"]

@@ -1,0 +1,76 @@
+"""Device names, availability checks and the recorded environment."""
+
+import pytest
+
+from imgbench import devices
+from imgbench.devices import DeviceError
+
+
+@pytest.fixture
+def gpus(monkeypatch):
+    """Pretend this machine has N CUDA GPUs (and no MPS)."""
+    def set_count(n):
+        monkeypatch.setattr(devices, "_gpu_count", lambda: n)
+        monkeypatch.setattr(devices, "_mps_available", lambda: False)
+    return set_count
+
+
+def test_cpu_is_always_there(gpus):
+    gpus(0)
+    assert devices.available() == ["cpu"]
+    assert devices.parse("auto") == ["cpu"]
+    assert devices.parse("cpu") == ["cpu"]
+
+
+def test_auto_is_the_cpu_plus_every_gpu(gpus):
+    gpus(1)
+    assert devices.parse("auto") == ["cpu", "cuda"]
+    gpus(2)
+    assert devices.parse("auto") == ["cpu", "cuda:0", "cuda:1"]
+
+
+def test_lists_keep_order_and_drop_repeats(gpus):
+    gpus(2)
+    assert devices.parse("cuda:1, cpu,cuda:1,auto") == ["cuda:1", "cpu", "cuda:0"]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("tpu", "unknown device 'tpu' (valid: auto, cpu, cuda, cuda:N, mps)"),
+    ("cuda:x", "unknown device 'cuda:x'"),
+    ("cpu,", "empty device name in 'cpu,'"),
+    ("cuda", "device 'cuda' is not available on this machine: no CUDA GPU found (available: cpu)"),
+    ("mps", "device 'mps' is not available on this machine (available: cpu)"),
+])
+def test_bad_or_absent_devices_are_named(gpus, spec, message):
+    gpus(0)
+    with pytest.raises(DeviceError) as e:
+        devices.parse(spec)
+    assert message in str(e.value)
+
+
+def test_gpu_index_beyond_the_count_is_named(gpus):
+    gpus(1)
+    with pytest.raises(DeviceError, match=r"device 'cuda:3' is not available on this machine: 1 CUDA GPU"):
+        devices.parse("cuda:3")
+    assert devices.parse("cuda:0") == ["cuda:0"]
+
+
+def test_cpu_synchronizer_is_a_no_op_callable():
+    assert devices.synchronizer("cpu")() is None
+
+
+def test_environment_records_what_numbers_depend_on():
+    env = devices.environment(threads=3)
+    assert env["threads"] == 3
+    assert env["cpu"]["cores"] == devices.usable_cores() >= 1
+    assert env["cpu"]["brand"]
+    assert env["gpu_count"] == len(env["gpus"])
+    assert env["fingerprint"] == devices.fingerprint(env)
+
+
+def test_fingerprint_names_cpu_cores_and_gpus():
+    env = {"cpu": {"brand": "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", "cores": 16},
+           "gpus": [{"name": "NVIDIA H100 80GB HBM3"}] * 2}
+    assert devices.fingerprint(env) == "Intel_R_Xeon_R_Platinum_8375C_CPU_2.90GHz-16c-NVIDIA_H100_80GB_HBM3-x2"
+    env["gpus"] = []
+    assert devices.fingerprint(env) == "Intel_R_Xeon_R_Platinum_8375C_CPU_2.90GHz-16c"

@@ -1,0 +1,314 @@
+"""The model registry (imgbench.models) and the timed units (imgbench.workloads)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from imgbench import models, workloads
+from imgbench.models import UnknownModelError
+
+NAMES = models.names()
+RESNETS = [n for n in NAMES if n.startswith("resnet")]
+BATCH = 2
+
+
+def _out(model: nn.Module, shape: tuple[int, ...], batch: int = BATCH, seed: int = 0) -> torch.Tensor:
+    model.eval()
+    x = torch.randn((batch, *shape), generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return model(x)
+
+
+def _size_32(name: str) -> int:
+    return max(32, models.spec(name).min_image_size)
+
+
+# --- registry ---------------------------------------------------------------------------------
+
+
+def test_registry_holds_the_documented_models_sorted():
+    assert {"mlp", "kerascnn", "tinyvgg", "resnet18", "resnet50"} <= set(NAMES)
+    assert models.names() == sorted(models.REGISTRY)
+    for name in NAMES:
+        s = models.spec(name)
+        assert s.name == name
+        c, h, w = s.input_shape
+        assert h == w and c in (1, 3)
+        assert s.min_image_size <= h
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_default_input_gives_logits_of_default_classes(name):
+    s = models.spec(name)
+    y = _out(models.build(name), s.input_shape)
+    assert y.shape == (BATCH, s.num_classes)
+    assert y.dtype == torch.float32
+    assert torch.isfinite(y).all()
+
+
+def test_default_class_counts():
+    assert models.spec("mlp").num_classes == 10
+    assert models.spec("kerascnn").num_classes == 10
+    assert models.spec("tinyvgg").num_classes == 10
+    assert models.spec("resnet18").num_classes == 1000
+    assert models.spec("resnet50").num_classes == 1000
+    assert models.spec("mlp").input_shape == (1, 28, 28)
+    assert models.spec("kerascnn").input_shape == (3, 32, 32)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_runs_at_32x32(name):
+    s = models.spec(name)
+    size = _size_32(name)
+    y = _out(models.build(name, image_size=size), (s.input_shape[0], size, size))
+    assert y.shape == (BATCH, s.num_classes)
+    assert y.dtype == torch.float32
+
+
+@pytest.mark.parametrize("in_channels", [1, 3])
+@pytest.mark.parametrize("name", NAMES)
+def test_custom_classes_channels_and_size(name, in_channels):
+    size = _size_32(name)
+    model = models.build(name, num_classes=7, in_channels=in_channels, image_size=size)
+    y = _out(model, (in_channels, size, size))
+    assert y.shape == (BATCH, 7)
+    assert y.dtype == torch.float32
+    # the channel count was really used: the other one is rejected
+    other = 4 - in_channels
+    with pytest.raises(RuntimeError):
+        _out(model, (other, size, size))
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in RESNETS])
+def test_image_size_is_used_by_fixed_size_models(name):
+    s = models.spec(name)
+    c = s.input_shape[0]
+    # odd sizes too: the flattened size must follow the floor of each pooling
+    for size in (s.min_image_size + 1, 33, 47):
+        y = _out(models.build(name, num_classes=5, image_size=size), (c, size, size))
+        assert y.shape == (BATCH, 5)
+    model = models.build(name, image_size=40)
+    with pytest.raises(RuntimeError):
+        _out(model, (c, 32, 32))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_builds_and_runs_at_min_image_size(name):
+    s = models.spec(name)
+    m = s.min_image_size
+    y = _out(models.build(name, num_classes=3, image_size=m), (s.input_shape[0], m, m))
+    assert y.shape == (BATCH, 3)
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")
+@pytest.mark.parametrize("name", [n for n in NAMES if models.spec(n).min_image_size > 1])
+def test_min_image_size_is_tight(name):
+    """One pixel less than the registered minimum really does not work (bypassing the check)."""
+    s = models.spec(name)
+    m = s.min_image_size - 1
+    with pytest.raises((RuntimeError, ValueError)):
+        model = s.build(num_classes=3, in_channels=s.input_shape[0], image_size=m)
+        _out(model, (s.input_shape[0], m, m))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_too_small_image_size_names_the_minimum(name):
+    m = models.spec(name).min_image_size
+    with pytest.raises(ValueError, match=rf"at least {m}x{m}") as e:
+        models.build(name, image_size=m - 1)
+    assert repr(name) in str(e.value)
+    assert f"got {m - 1}x{m - 1}" in str(e.value)
+    assert not isinstance(e.value, UnknownModelError)
+
+
+def test_too_small_image_size_kerascnn_and_tinyvgg():
+    with pytest.raises(ValueError, match="at least 10x10"):
+        models.build("kerascnn", image_size=9)
+    with pytest.raises(ValueError, match="at least 16x16"):
+        models.build("tinyvgg", image_size=15)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_returns_logits_not_probabilities(name):
+    s = models.spec(name)
+    size = _size_32(name)
+    torch.manual_seed(0)
+    model = models.build(name, image_size=size)
+    y = _out(model, (s.input_shape[0], size, size), batch=4)
+    assert (y < 0).any(), "softmax/sigmoid outputs are never negative"
+    assert not torch.allclose(y.sum(dim=1), torch.ones(4), atol=1e-3)
+    assert not torch.allclose(y.exp().sum(dim=1), torch.ones(4), atol=1e-3), "log-softmax output"
+    probability_layers = (nn.Softmax, nn.LogSoftmax, nn.Sigmoid, nn.Softmax2d)
+    assert not any(isinstance(m, probability_layers) for m in model.modules())
+
+
+@pytest.mark.parametrize("bad", ["nope", "ResNet18", ""])
+def test_unknown_model_names_value_and_lists_valid(bad):
+    for call in (lambda: models.build(bad), lambda: models.spec(bad)):
+        with pytest.raises(UnknownModelError) as e:
+            call()
+        msg = str(e.value)
+        assert repr(bad) in msg
+        for name in NAMES:
+            assert name in msg
+    assert issubclass(UnknownModelError, ValueError)
+
+
+def test_unknown_model_is_checked_before_image_size():
+    with pytest.raises(UnknownModelError):
+        models.build("nope", image_size=0)
+
+
+@pytest.mark.parametrize("name", RESNETS)
+def test_resnets_download_nothing(name, tmp_path, monkeypatch):
+    home = tmp_path / "torch-home"
+    home.mkdir()
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+
+    def no_download(*args, **kwargs):
+        raise AssertionError(f"tried to download weights: {args} {kwargs}")
+
+    import torchvision.models._api as tv_api
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
+    monkeypatch.setattr(tv_api, "load_state_dict_from_url", no_download)
+    torch.manual_seed(0)
+    a = models.build(name)
+    b = models.build(name, num_classes=10, in_channels=1, image_size=32)
+    torch.manual_seed(0)
+    a_again = models.build(name)
+    torch.manual_seed(1)
+    c = models.build(name)
+    assert list(home.iterdir()) == []
+    assert not (tmp_path / "xdg").exists()
+    # randomly initialised: the seed decides the weights (pretrained ones would not change with it)
+    assert torch.equal(a.conv1.weight, a_again.conv1.weight)
+    assert not torch.equal(a.conv1.weight, c.conv1.weight)
+    assert b.conv1.in_channels == 1 and b.fc.out_features == 10
+
+
+# --- workloads --------------------------------------------------------------------------------
+
+
+def _batch(batch: int = 8, classes: int = 10, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, 32, 32, generator=g), torch.randint(0, classes, (batch,), generator=g)
+
+
+def _seeded(name: str = "kerascnn", seed: int = 0, **kw) -> nn.Module:
+    torch.manual_seed(seed)
+    return models.build(name, **kw)
+
+
+def test_forward_is_eval_mode_without_grad():
+    model = _seeded()
+    model.train()
+    x, _ = _batch()
+    w = workloads.forward(model, x)
+    assert isinstance(w, workloads.Workload)
+    assert not model.training
+    assert not any(m.training for m in model.modules())
+    out = w.fn()
+    assert out.shape == (8, 10)
+    assert not out.requires_grad
+    assert out.grad_fn is None
+    assert torch.is_grad_enabled(), "no_grad must not leak out of the call"
+    assert w.images == 8
+    assert w.info == {"mode": "eval", "grad": False}
+    assert torch.equal(out, w.fn()), "inference is deterministic and changes nothing"
+
+
+def test_forward_does_not_touch_batchnorm_statistics():
+    model = _seeded("resnet18", num_classes=10, image_size=32)
+    x, _ = _batch(4)
+    before = model.bn1.running_mean.clone()
+    workloads.forward(model, x).fn()
+    assert torch.equal(model.bn1.running_mean, before)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_train_step_updates_parameters_and_returns_finite_loss(optimizer):
+    model = _seeded()
+    model.eval()
+    x, y = _batch()
+    before = [p.detach().clone() for p in model.parameters()]
+    w = workloads.train_step(model, x, y, optimizer=optimizer)
+    assert model.training
+    assert w.images == 8
+    assert w.info == {"mode": "train", "optimizer": optimizer}
+    loss = w.fn()
+    assert isinstance(loss, torch.Tensor) and loss.dim() == 0
+    assert math.isfinite(loss.item())
+    assert loss.item() > 0
+    changed = [not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True)]
+    assert all(changed), changed
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_train_step_learns_a_fixed_batch(optimizer):
+    model = _seeded()
+    x, y = _batch()
+    w = workloads.train_step(model, x, y, optimizer=optimizer)
+    losses = [w.fn().item() for _ in range(8)]
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < losses[0]
+
+
+def test_train_step_loss_is_cross_entropy_of_the_logits():
+    model = _seeded()
+    x, y = _batch()
+    with torch.no_grad():
+        model.train()
+        expected = nn.functional.cross_entropy(model(x), y)
+    loss = workloads.train_step(model, x, y).fn()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_index_and_one_hot_targets_give_the_same_loss(optimizer):
+    x, y = _batch()
+    one_hot = nn.functional.one_hot(y, 10).float()
+    a, b = _seeded(seed=3), _seeded(seed=3)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    wa = workloads.train_step(a, x, y, optimizer=optimizer)
+    wb = workloads.train_step(b, x, one_hot, optimizer=optimizer)
+    for _ in range(2):  # the first loss, then the one after an identical step
+        la, lb = wa.fn().item(), wb.fn().item()
+        assert la == pytest.approx(lb, rel=1e-5, abs=1e-6)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.allclose(pa, pb, atol=1e-5)
+
+
+def test_make_optimizer_types_and_defaults():
+    params = [nn.Parameter(torch.zeros(3))]
+    sgd = workloads.make_optimizer("sgd", params)
+    assert type(sgd) is torch.optim.SGD
+    group = sgd.param_groups[0]
+    assert group["lr"] == pytest.approx(0.05)
+    assert group["momentum"] == pytest.approx(0.9)
+    assert group["nesterov"] is True
+    adam = workloads.make_optimizer("adam", params)
+    assert type(adam) is torch.optim.Adam
+    assert adam.param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert workloads.make_optimizer("adam", params, lr=0.5).param_groups[0]["lr"] == pytest.approx(0.5)
+    assert workloads.make_optimizer("sgd", params, lr=0.2).param_groups[0]["lr"] == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("bad", ["rmsprop", "Adam", ""])
+def test_make_optimizer_unknown_names_it(bad):
+    with pytest.raises(ValueError) as e:
+        workloads.make_optimizer(bad, [nn.Parameter(torch.zeros(1))])
+    msg = str(e.value)
+    assert repr(bad) in msg
+    assert "adam" in msg and "sgd" in msg
+
+
+def test_train_step_unknown_optimizer_raises():
+    with pytest.raises(ValueError, match="'lbfgs'"):
+        workloads.train_step(_seeded(), *_batch(), optimizer="lbfgs")

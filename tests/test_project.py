@@ -1,0 +1,41 @@
+"""Set-up promises: the README's two Quickstart commands, .ci/run runs the test one, pins, plugin name."""
+
+import re
+from pathlib import Path
+
+import tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def quickstart_commands():
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(?:sh|bash)?\n(.*?)```", section, re.S)
+    return [line for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def test_quickstart_has_exactly_two_commands_one_runs_benchmarks_one_tests():
+    run, test = quickstart_commands()
+    assert "imgbench run" in run
+    assert "pytest tests" in test
+
+
+def test_ci_runs_the_readme_test_command():
+    _, test = quickstart_commands()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert test in ci.splitlines()
+    assert "set -euo pipefail" in ci
+
+
+def test_constraints_pin_the_cuda_stack():
+    pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
+    assert tuple(map(int, pins["pytest-benchmark"].split("."))) >= (5, 3, 1)
+
+
+def test_plugin_entry_point_is_named_by_its_module_path():
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert meta["project"]["entry-points"]["pytest11"] == {"imgbench.plugin": "imgbench.plugin"}
+    assert meta["project"]["scripts"]["imgbench"] == "imgbench.cli:main"

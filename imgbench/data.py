@@ -79,8 +79,9 @@ def fake_pil(size: int, image_size: int = 32, num_classes: int = 10, seed: int =
     """PIL images decoded and augmented per item: the CPU cost of a real image pipeline, no files."""
     t = train_transform(image_size, CIFAR10_MEAN, CIFAR10_STD) if augment else eval_transform(
         CIFAR10_MEAN, CIFAR10_STD)
+    # FakeData seeds item i with random_offset + i: space the seeds so two seeds share no images.
     return tvd.FakeData(size=size, image_size=(3, image_size, image_size), num_classes=num_classes,
-                        transform=t, random_offset=seed)
+                        transform=t, random_offset=seed * 1_000_003)
 
 
 def image_folder(root: str | Path, transform=None) -> tvd.ImageFolder:
@@ -130,8 +131,8 @@ def _read_cifar_bin(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
 def _cifar10_python(root: Path, train: bool, transform) -> TensorImages:
     # torchvision checks every file's MD5 against the official release before unpickling it,
     # which is also what keeps a stranger's pickle from running code here.
-    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
-    missing = _missing(root / CIFAR_PY, names + ["batches.meta"])
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]  # torchvision checks all
+    missing = _missing(root / CIFAR_PY, names)
     if missing:
         raise DatasetError(f"cifar10: missing under {str(root / CIFAR_PY)!r}: {', '.join(missing)}")
     try:
@@ -146,14 +147,17 @@ def _cifar10_python(root: Path, train: bool, transform) -> TensorImages:
 def mnist(root: str | Path, train: bool = True, transform=None) -> TensorImages:
     """MNIST from `root`/MNIST/raw (the idx files torchvision reads), never downloaded."""
     raw = Path(root) / "MNIST" / "raw"
-    names = MNIST_RAW[:2] if train else MNIST_RAW[2:]
-    missing = _missing(raw, names)
+    missing = _missing(raw, MNIST_RAW)  # torchvision wants both splits whichever it reads
     if missing:
         raise DatasetError(f"mnist: missing under {str(raw)!r}: {', '.join(missing)}")
     try:
         ds = tvd.MNIST(str(root), train=train, download=False)
-    except (RuntimeError, ValueError, IndexError) as e:
-        raise DatasetError(f"mnist: corrupt idx files under {str(raw)!r}: {e}") from None
+    except (RuntimeError, ValueError, IndexError, AssertionError, KeyError, TypeError) as e:
+        # torchvision's idx reader signals a bad header with any of these
+        raise DatasetError(f"mnist: corrupt idx files under {str(raw)!r}: {type(e).__name__}: {e}") from None
+    if len(ds.data) != len(ds.targets):
+        raise DatasetError(f"mnist: corrupt idx files under {str(raw)!r}: {len(ds.data)} images but "
+                           f"{len(ds.targets)} labels")
     return TensorImages(ds.data.unsqueeze(1).contiguous(), ds.targets.to(torch.int64), transform)
 
 
@@ -165,6 +169,8 @@ REAL = {  # name -> (reader, mean, std, (channels, size), classes)
 
 def real(name: str, root: str | Path | None, train: bool = True, augment: bool = False) -> TensorImages:
     """A real dataset by name, normalised (and augmented if asked) the usual way."""
+    if name not in REAL:
+        raise DatasetError(f"unknown dataset {name!r} (valid: {', '.join(REAL)})")
     reader, mean, std, (_, size), _ = REAL[name]
     if root is None:
         raise DatasetError(f"{name}: no data root given (pass the folder that holds the dataset)")

@@ -58,8 +58,12 @@ def build(name: str, num_classes: int | None = None, in_channels: int | None = N
     if image_size < s.min_image_size:
         raise ValueError(f"model {name!r} needs images of at least {s.min_image_size}x{s.min_image_size}, "
                          f"got {image_size}x{image_size}")
-    return s.build(num_classes=num_classes or s.num_classes, in_channels=in_channels or channels,
-                   image_size=image_size)
+    num_classes = s.num_classes if num_classes is None else num_classes
+    in_channels = channels if in_channels is None else in_channels
+    if num_classes < 1 or in_channels < 1:
+        raise ValueError(f"model {name!r} needs num_classes and in_channels >= 1, "
+                         f"got {num_classes} and {in_channels}")
+    return s.build(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
 
 
 def _valid_conv(size: int) -> int:

@@ -4,6 +4,7 @@ timers, and the environment recorded in every pytest-benchmark JSON."""
 from __future__ import annotations
 
 import gc
+import json
 from dataclasses import dataclass
 
 import pytest
@@ -228,3 +229,18 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
     if s is not None:
         output_json["imgbench"] = {"version": imgbench.__version__, "profile": s.profile.name,
                                    "devices": s.devices, "threads": s.threads, "dataset": s.dataset}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_benchmark_compare_machine_info(config, benchmarksession, machine_info, compared_benchmark):
+    # pytest-benchmark names the storage relative to the working directory when the machines differ,
+    # which raises for storage elsewhere (imgbench run --storage /elsewhere): warn without it instead.
+    try:
+        return (yield)
+    except ValueError:
+        now = json.loads(json.dumps(machine_info, default=str))  # tuples -> lists, as stored
+        saved = compared_benchmark.get("machine_info", {})
+        keys = sorted(k for k in set(now) | set(saved) if now.get(k) != saved.get(k))
+        benchmarksession.logger.warning(f"Benchmark machine_info is different in: {', '.join(keys)} "
+                                        f"(storage: {benchmarksession.storage})")
+        return None

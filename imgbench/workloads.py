@@ -19,9 +19,9 @@ class Workload:
 
 def make_optimizer(name: str, params, lr: float | None = None) -> torch.optim.Optimizer:
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr or 1e-3)
+        return torch.optim.Adam(params, lr=1e-3 if lr is None else lr)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr or 0.05, momentum=0.9, nesterov=True)
+        return torch.optim.SGD(params, lr=0.05 if lr is None else lr, momentum=0.9, nesterov=True)
     raise ValueError(f"unknown optimizer {name!r} (valid: adam, sgd)")
 
 

@@ -103,3 +103,16 @@ def test_run_saves_then_compares_with_the_previous_run(tmp_path):
     assert f"comparing with the previous run {saved}" in second.stdout
     assert "0001_quick" in second.stdout  # pytest-benchmark's comparison table names the baseline
     assert sorted(p.name for p in folder.glob("*/*.json")) == ["0001_quick.json", "0002_quick.json"]
+
+
+def test_run_compares_across_changed_conditions_with_storage_outside_the_working_directory(tmp_path):
+    def args(threads):
+        return ["run", "--model", "mlp", "--batch-size", "2", "--device", "cpu", "--threads", threads,
+                "--storage", str(tmp_path / "runs"), "--", "-k", "forward", "--benchmark-max-time=0.01",
+                "-p", "no:cacheprovider"]
+
+    assert imgbench(*args("1")).returncode == 0
+    second = imgbench(*args("2"))
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "machine_info is different in: imgbench" in second.stdout + second.stderr
+    assert "INTERNALERROR" not in second.stdout + second.stderr

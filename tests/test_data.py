@@ -221,7 +221,7 @@ def test_fake_pil_items_are_normalized_float_chw(size, augment):
 
 def test_fake_pil_without_augment_is_the_normalized_image():
     ds = data.fake_pil(3, image_size=16, seed=4, augment=False)
-    plain = tvd.FakeData(size=3, image_size=(3, 16, 16), num_classes=10, random_offset=4)
+    plain = tvd.FakeData(size=3, image_size=(3, 16, 16), num_classes=10, random_offset=4 * 1_000_003)  # seeds spaced apart
     for i in range(3):
         pil, label = plain[i]
         expected = normalized(v2.functional.pil_to_tensor(pil), data.CIFAR10_MEAN, data.CIFAR10_STD)
@@ -529,8 +529,6 @@ def test_mnist_truncated_images_is_dataset_error(tmp_path):
         data.mnist(tmp_path)
 
 
-@pytest.mark.xfail(strict=True, raises=(AssertionError, KeyError, TypeError),
-                   reason="bug: mnist() lets torchvision's AssertionError/KeyError/TypeError escape")
 @pytest.mark.parametrize("magic,itemsize", [(0, 1), (0x0A03, 1), (0x0B03, 2)],
                          ids=["magic-0", "unknown-type-10", "int16"])
 def test_mnist_bad_header_is_dataset_error(tmp_path, magic, itemsize):
@@ -541,7 +539,6 @@ def test_mnist_bad_header_is_dataset_error(tmp_path, magic, itemsize):
         data.mnist(tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: mnist() does not check that images and labels agree in count")
 def test_mnist_image_label_count_mismatch_is_dataset_error(tmp_path):
     write_mnist(tmp_path, n_train=5)
     labels = tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte"
@@ -644,7 +641,7 @@ def test_loader_seeded_shuffle():
 @pytest.mark.parametrize("kwargs", [{"persistent_workers": True}, {"prefetch_factor": 2},
                                     {"persistent_workers": True, "prefetch_factor": 2}])
 def test_loader_worker_options_need_workers(kwargs):
-    with pytest.raises(ValueError, match="num_workers > 0"):
+    with pytest.raises(ValueError, match="persistent_workers and prefetch_factor need num_workers > 0"):
         data.loader(indexed(4), 2, num_workers=0, **kwargs)
 
 
@@ -658,3 +655,13 @@ def test_loader_with_a_persistent_worker():
     assert [len(y) for _, y in batches] == [3, 3, 3, 2]
     # the same seeded order as in the main process
     assert [int(v) for _, y in batches for v in y] == order(data.loader(ds, 3, seed=3))
+
+
+def test_fake_pil_seeds_share_no_images():
+    a, b = data.fake_pil(4, image_size=8, seed=0, augment=False), data.fake_pil(4, image_size=8, seed=1, augment=False)
+    assert not any(torch.equal(a[i][0], b[j][0]) for i in range(4) for j in range(4))
+
+
+def test_real_rejects_an_unknown_dataset_by_name():
+    with pytest.raises(data.DatasetError, match=r"unknown dataset 'imagenet' \(valid: cifar10, mnist\)"):
+        data.real("imagenet", "/tmp")

@@ -312,3 +312,14 @@ def test_make_optimizer_unknown_names_it(bad):
 def test_train_step_unknown_optimizer_raises():
     with pytest.raises(ValueError, match="'lbfgs'"):
         workloads.train_step(_seeded(), *_batch(), optimizer="lbfgs")
+
+
+@pytest.mark.parametrize("kwargs", [{"num_classes": 0}, {"in_channels": 0}])
+def test_zero_classes_or_channels_are_refused_not_defaulted(kwargs):
+    with pytest.raises(ValueError, match="needs num_classes and in_channels >= 1"):
+        models.build("mlp", **kwargs)
+
+
+def test_explicit_learning_rate_zero_is_kept():
+    params = [torch.nn.Parameter(torch.ones(2))]
+    assert workloads.make_optimizer("sgd", params, lr=0.0).param_groups[0]["lr"] == 0.0

@@ -221,7 +221,7 @@ def test_fake_pil_items_are_normalized_float_chw(size, augment):
 
 def test_fake_pil_without_augment_is_the_normalized_image():
     ds = data.fake_pil(3, image_size=16, seed=4, augment=False)
-    plain = tvd.FakeData(size=3, image_size=(3, 16, 16), num_classes=10, random_offset=4 * 1_000_003)  # seeds spaced apart
+    plain = tvd.FakeData(size=3, image_size=(3, 16, 16), num_classes=10, random_offset=4 * 1_000_003)
     for i in range(3):
         pil, label = plain[i]
         expected = normalized(v2.functional.pil_to_tensor(pil), data.CIFAR10_MEAN, data.CIFAR10_STD)

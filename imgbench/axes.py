@@ -48,14 +48,12 @@ def profile(name: str) -> Profile:
 
 
 def model_names(spec: str) -> list[str]:
-    if spec.strip() == "all":
-        return models.names()
+    """A comma list of model names; `all` stands for every registered model."""
     out = []
     for name in _items("model", spec, "all, " + ", ".join(models.names())):
-        if name not in models.REGISTRY:
+        if name != "all" and name not in models.REGISTRY:
             raise AxisError(f"unknown model {name!r} (valid: all, {', '.join(models.names())})")
-        if name not in out:
-            out.append(name)
+        out += [n for n in (models.names() if name == "all" else [name]) if n not in out]
     return out
 
 

@@ -18,10 +18,15 @@ class BadInput(Exception):
     pass
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="imgbench", description=__doc__.split("\n\n")[0],
-                                epilog="Run 'imgbench COMMAND --help' for a command's options.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = _Parser(prog="imgbench", description=__doc__.split("\n\n")[0],
+                epilog="Run 'imgbench COMMAND --help' for a command's options.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     e = sub.add_parser("env", help="the environment as the suite records it",
                        description="Hardware, versions and numeric flags recorded with every run.")
@@ -41,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", default="32,128", help="comma list (default: 32,128)")
     r.add_argument("--profile", default="quick", help="quick or full (default: quick)")
     r.add_argument("--threads", help="CPU threads (default: every core this process may use)")
+    r.add_argument("--optimizer", default="adam", help="adam or sgd (default: adam)")
+    r.add_argument("--dataset", default="synthetic", help="synthetic, cifar10 or mnist (default: synthetic)")
+    r.add_argument("--data-root", help="folder holding the dataset for --dataset cifar10/mnist")
     r.add_argument("--storage", default=".benchmarks", help="where runs are saved (default: .benchmarks)")
     r.add_argument("--benches", help="the benches folder (default: the checkout's benches/)")
     r.add_argument("pytest_args", nargs=argparse.REMAINDER,
@@ -140,28 +148,46 @@ def _benches_dir(given: str | None) -> Path:
 
 
 def previous_run(folder: Path, profile: str) -> Path | None:
-    """The newest saved run of this profile in a machine-class folder, if any."""
-    runs = sorted(folder.glob(f"*/[0-9][0-9][0-9][0-9]_{profile}.json"), key=lambda p: p.name)
+    """The newest saved run of this profile in a machine-class folder, if any.
+
+    Newest by the run's recorded date: pytest-benchmark numbers runs per platform sub-folder, so
+    after a Python upgrade a new folder starts again at 0001.
+    """
+    def started(path: Path) -> str:
+        try:
+            return str(json.loads(path.read_text()).get("datetime", ""))
+        except (OSError, ValueError, AttributeError):
+            return ""  # unreadable runs sort first; issue-free ones win
+
+    runs = sorted(folder.glob(f"*/[0-9][0-9][0-9][0-9]_{profile}.json"), key=lambda p: (started(p), p.name))
     return runs[-1] if runs else None
 
 
 def cmd_run(args) -> int:
     import pytest
 
-    from imgbench import axes, devices
+    from imgbench import axes, data, devices
 
     try:  # fail fast, before pytest starts, with the same one-line messages as the plugin
         devices.parse(args.device)
         axes.model_names(args.model)
         axes.batch_sizes(args.batch_size)
         axes.profile(args.profile)
-    except (axes.AxisError, devices.DeviceError) as e:
+        axes.choice("optimizer", args.optimizer, axes.OPTIMIZERS)
+        axes.choice("dataset", args.dataset, axes.DATASETS)
+        if args.dataset != "synthetic":
+            data.real(args.dataset, args.data_root)
+        elif args.data_root is not None:
+            raise axes.AxisError(f"--data-root {args.data_root!r} needs a real dataset (valid: --dataset "
+                                 "cifar10, --dataset mnist)")
+    except (axes.AxisError, devices.DeviceError, data.DatasetError) as e:
         raise BadInput(e) from None
     threads = _threads(args.threads)
     benches = _benches_dir(args.benches)
     folder = Path(args.storage) / devices.environment()["fingerprint"]
     pytest_args = [str(benches), "-p", "no:xdist", "--device", args.device, "--model", args.model,
-                   "--batch-size", args.batch_size, "--profile", args.profile,
+                   "--batch-size", args.batch_size, "--profile", args.profile, "--optimizer", args.optimizer,
+                   "--dataset", args.dataset, *(["--data-root", args.data_root] if args.data_root else []),
                    f"--benchmark-storage={folder}", f"--benchmark-save={args.profile}",
                    "--benchmark-save-data", "--benchmark-sort=fullname"]
     if threads:

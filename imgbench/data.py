@@ -116,7 +116,10 @@ def cifar10(root: str | Path, train: bool = True, transform=None) -> TensorImage
 
 
 def _read_cifar_bin(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    raw = np.fromfile(path, dtype=np.uint8)
+    try:
+        raw = np.fromfile(path, dtype=np.uint8)
+    except OSError as e:
+        raise DatasetError(f"cifar10: cannot read {str(path)!r}: {e.strerror or e}") from None
     if raw.size == 0 or raw.size % CIFAR_RECORD:
         raise DatasetError(f"cifar10: corrupt file {str(path)!r}: {raw.size} bytes is not a whole number "
                            f"of {CIFAR_RECORD}-byte records")
@@ -137,6 +140,9 @@ def _cifar10_python(root: Path, train: bool, transform) -> TensorImages:
         raise DatasetError(f"cifar10: missing under {str(root / CIFAR_PY)!r}: {', '.join(missing)}")
     try:
         ds = tvd.CIFAR10(str(root), train=train, download=False)
+    except OSError as e:
+        raise DatasetError(f"cifar10: cannot read the files under {str(root / CIFAR_PY)!r}: "
+                           f"{e.strerror or e}") from None
     except RuntimeError:
         raise DatasetError(f"cifar10: files under {str(root / CIFAR_PY)!r} fail torchvision's checksum "
                            "(corrupt or not the official release)") from None
@@ -152,6 +158,8 @@ def mnist(root: str | Path, train: bool = True, transform=None) -> TensorImages:
         raise DatasetError(f"mnist: missing under {str(raw)!r}: {', '.join(missing)}")
     try:
         ds = tvd.MNIST(str(root), train=train, download=False)
+    except OSError as e:
+        raise DatasetError(f"mnist: cannot read the idx files under {str(raw)!r}: {e.strerror or e}") from None
     except (RuntimeError, ValueError, IndexError, AssertionError, KeyError, TypeError) as e:
         # torchvision's idx reader signals a bad header with any of these
         raise DatasetError(f"mnist: corrupt idx files under {str(raw)!r}: {type(e).__name__}: {e}") from None

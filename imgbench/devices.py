@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import re
@@ -19,11 +20,22 @@ class DeviceError(ValueError):
 
 
 def usable_cores() -> int:
-    """Cores this process may run on (the affinity mask, not the machine's total)."""
+    """CPUs this process may use: its affinity mask, capped by a cgroup CPU quota (containers)."""
     try:
-        return len(os.sched_getaffinity(0))
+        n = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
+        n = os.cpu_count() or 1
+    quota = _cgroup_quota()
+    return max(1, min(n, math.ceil(quota))) if quota else n
+
+
+def _cgroup_quota(path: str = "/sys/fs/cgroup/cpu.max") -> float | None:
+    try:
+        with open(path) as f:
+            limit, period = f.read().split()[:2]
+    except (OSError, ValueError):
+        return None
+    return None if limit == "max" else int(limit) / int(period)
 
 
 def _gpu_count() -> int:
@@ -54,7 +66,7 @@ def check(name: str) -> str:
         if not _mps_available():
             raise DeviceError(f"device 'mps' is not available on this machine (available: {have})")
         return name
-    m = re.fullmatch(r"cuda(?::(\d+))?", name)
+    m = re.fullmatch(r"cuda(?::(0|[1-9]\d*))?", name)
     if not m:
         raise DeviceError(f"unknown device {name!r} (valid: {VALID})")
     n = _gpu_count()
@@ -68,15 +80,23 @@ def check(name: str) -> str:
 
 
 def parse(spec: str) -> list[str]:
-    """A comma list of device names, or `auto`, -> checked device names in order, without repeats."""
+    """A comma list of device names, or `auto`, -> checked device names in order, one per device."""
     out: list[str] = []
+    seen: set[tuple[str, int]] = set()
     for part in (p.strip() for p in spec.split(",")):
         if not part:
             raise DeviceError(f"empty device name in {spec!r} (valid: {VALID})")
         for name in available() if part == "auto" else [check(part)]:
-            if name not in out:
+            key = _identity(name)
+            if key not in seen:  # `cuda` and `cuda:0` are one GPU on a one-GPU machine
+                seen.add(key)
                 out.append(name)
     return out
+
+
+def _identity(name: str) -> tuple[str, int]:
+    d = torch.device(name)
+    return d.type, (d.index if d.index is not None else 0)
 
 
 def synchronizer(name: str) -> Callable[[], None]:
@@ -126,10 +146,11 @@ def _slug(text: str) -> str:
 
 
 def fingerprint(env: dict) -> str:
-    """Machine class: CPU model and cores, plus GPU name and count. Safe as a folder name."""
+    """Machine class: CPU model and cores, plus each GPU model and its count. Safe as a folder name."""
     fp = f"{_slug(env['cpu']['brand'])}-{env['cpu']['cores']}c"
-    if env["gpus"]:
-        fp += f"-{_slug(env['gpus'][0]['name'])}-x{len(env['gpus'])}"
+    names = [g["name"] for g in env["gpus"]]
+    for name in dict.fromkeys(names):
+        fp += f"-{_slug(name)}-x{names.count(name)}"
     return fp
 
 
@@ -143,6 +164,7 @@ def environment(threads: int | None = None) -> dict:
         gpus.append({"index": i, "name": p.name, "memory_gib": round(p.total_memory / 2**30, 2),
                      "capability": f"{p.major}.{p.minor}", "multiprocessors": p.multi_processor_count})
     cudnn = torch.backends.cudnn
+    # Flags as torch has them now: benchmark cases set their own and record them in extra_info.
     env = {
         "cpu": {"brand": cpu_brand(), "cores": usable_cores(), "logical_cpus": os.cpu_count(),
                 "machine": platform.machine()},
@@ -155,13 +177,15 @@ def environment(threads: int | None = None) -> dict:
         "cudnn": cudnn.version() if cudnn.is_available() else None,
         "gpus": gpus,
         "gpu_count": len(gpus),
-        "driver": _driver_version() if gpus else None,
+        "driver": _driver_version() if gpus else None,  # None where nvidia-smi is missing
         "mps": _mps_available(),
         "flags": {
             "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
             "tf32_cudnn": cudnn.allow_tf32,
             "cudnn_benchmark": cudnn.benchmark,
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "fp32_precision_matmul": getattr(torch.backends.cuda.matmul, "fp32_precision", None),
+            "fp32_precision_cudnn": getattr(cudnn, "fp32_precision", None),
         },
     }
     env["fingerprint"] = fingerprint(env)

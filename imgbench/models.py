@@ -122,3 +122,26 @@ def resnet18(num_classes: int = 1000, in_channels: int = 3, image_size: int = 22
 @register("resnet50", (3, 224, 224), "torchvision ResNet-50, no weights", num_classes=1000)
 def resnet50(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224) -> nn.Module:
     return _torchvision_resnet(torchvision.models.resnet50, num_classes, in_channels)
+
+
+def _conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.GELU()]
+
+
+@register("speednet", (3, 32, 32), "fast CIFAR-10 ResNet-style net after the public speed records, ~2.0 M params",
+          min_image_size=9)
+def speednet(num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
+             widths: tuple[int, int, int] = (64, 256, 256)) -> nn.Module:
+    """airbench-style: a 2x2 stem conv, then three blocks of conv-pool-bn-gelu-conv-bn-gelu, max-pool, linear.
+
+    The stem takes 32 to 31 and every block halves the resolution (31 -> 15 -> 7 -> 3); the head pools
+    whatever is left, so any input of at least 9x9 works.
+    """
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, 24, 2, padding=0, bias=False), nn.GELU()]
+    c_in = 24
+    for w in widths:
+        layers += [nn.Conv2d(c_in, w, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(w), nn.GELU(),
+                   *_conv_bn(w, w)]
+        c_in = w
+    layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes, bias=False)]
+    return nn.Sequential(*layers)

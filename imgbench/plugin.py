@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import gc
 import json
+import os
+import shlex
+import traceback
 from dataclasses import dataclass
 
 import pytest
@@ -19,8 +22,6 @@ from imgbench.devices import DeviceError
 from imgbench.workloads import Workload
 
 SEED = 0
-# pytest-benchmark's own defaults: a value still equal to them was not chosen by the user.
-_BENCH_DEFAULT_MIN_ROUNDS, _BENCH_DEFAULT_MAX_TIME = 5, 1.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ def settings_from(config) -> Settings:
     opt = config.getoption
     threads = opt("threads")
     dataset = axes.choice("dataset", opt("dataset"), axes.DATASETS)
+    if opt("data_root") is not None and dataset == "synthetic":
+        raise AxisError(f"--data-root {opt('data_root')!r} needs a real dataset (valid: --dataset cifar10, "
+                        "--dataset mnist)")
     return Settings(
         devices=devices.parse(opt("device")),
         batch_sizes=axes.batch_sizes(opt("batch_size")),
@@ -81,9 +85,6 @@ def pytest_configure(config):
     except (AxisError, DeviceError, DatasetError) as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[SETTINGS] = s
-    torch.set_num_threads(s.threads)
-    if any(d.startswith("cuda") for d in s.devices):
-        torch.backends.cudnn.benchmark = True  # autotune convolutions; warm-up pays for it
 
 
 @pytest.hookimpl(tryfirst=True)  # pytest-benchmark makes its session in its own (trylast) configure
@@ -93,10 +94,17 @@ def pytest_sessionstart(session):
     s = config.stash.get(SETTINGS, None)
     if bs is None or s is None:
         return
-    if config.getoption("benchmark_min_rounds") == _BENCH_DEFAULT_MIN_ROUNDS:
+    if not _given(config, "--benchmark-min-rounds"):
         bs.options["min_rounds"] = s.profile.min_rounds
-    if float(config.getoption("benchmark_max_time")) == _BENCH_DEFAULT_MAX_TIME:
+    if not _given(config, "--benchmark-max-time"):
         bs.options["max_time"] = SecondsDecimal(s.profile.max_time)
+
+
+def _given(config, flag: str) -> bool:
+    """Whether the user set `flag` (command line, PYTEST_ADDOPTS or ini addopts)."""
+    args = [*config.invocation_params.args, *shlex.split(os.environ.get("PYTEST_ADDOPTS", "")),
+            *config.getini("addopts")]
+    return any(a == flag or a.startswith(flag + "=") for a in map(str, args))
 
 
 def pytest_report_header(config):
@@ -107,7 +115,14 @@ def pytest_report_header(config):
             f"threads={s.threads} torch={torch.__version__} dataset={s.dataset}")
 
 
+def _is_bench(path) -> bool:
+    # The plugin loads in every pytest run of the environment: leave other projects' tests alone.
+    return path is not None and path.name.startswith("bench_")
+
+
 def pytest_generate_tests(metafunc):
+    if not _is_bench(metafunc.definition.path):
+        return
     s = metafunc.config.stash[SETTINGS]
     names = metafunc.fixturenames
     # Order fixes the id: kerascnn-cuda-bs128. Params stay plain strings and ints for the JSON.
@@ -123,10 +138,11 @@ def pytest_collection_modifyitems(config, items):
     # pytest-benchmark's only per-round hook is its timer: give each case one that waits for its device.
     for item in items:
         device = getattr(getattr(item, "callspec", None), "params", {}).get("device")
-        if device is None or "benchmark" not in item.fixturenames:
+        if device is None or "benchmark" not in item.fixturenames or not _is_bench(item.path):
             continue
         mark = item.get_closest_marker("benchmark")
-        kwargs = {**(mark.kwargs if mark else {}), "timer": timing.timer_for(device)}
+        # No garbage collection inside timed rounds: it would land in whichever round it hits.
+        kwargs = {"disable_gc": True, **(mark.kwargs if mark else {}), "timer": timing.timer_for(device)}
         item.add_marker(pytest.mark.benchmark(**kwargs), append=False)
 
 
@@ -134,14 +150,27 @@ def pytest_collection_modifyitems(config, items):
 def pytest_runtest_call(item):
     try:
         return (yield)
-    except torch.OutOfMemoryError:
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        device = params.get("device", "the device")
-        where = devices.device_name(device) if device.startswith("cuda") else device
-        gc.collect()
-        if torch.cuda.is_available():
+    except torch.OutOfMemoryError as e:
+        reason = _too_big(item, "out of memory")
+        traceback.clear_frames(e.__traceback__)  # the skip below keeps this error, and so the frames' tensors
+    except ValueError as e:
+        if "Expected more than 1 value per channel" not in str(e):
+            raise
+        reason = _too_big(item, "too few values per channel for BatchNorm training")
+        traceback.clear_frames(e.__traceback__)
+    gc.collect()
+    device = getattr(getattr(item, "callspec", None), "params", {}).get("device", "cpu")
+    if device.startswith("cuda"):
+        with torch.cuda.device(torch.device(device)):
             torch.cuda.empty_cache()
-        pytest.skip(f"out of memory at batch {params.get('batch_size', '?')} on {where}")
+    pytest.skip(reason)
+
+
+def _too_big(item, what: str) -> str:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    device = params.get("device", "cpu")
+    where = devices.device_name(device) if device.startswith("cuda") else device
+    return f"{what} at batch {params.get('batch_size', '?')} on {where}"
 
 
 @dataclass
@@ -186,25 +215,51 @@ class Case:
         c, h, w = self.shape
         return {"image_size": h, "in_channels": c, "num_classes": self.num_classes,
                 "dataset": self.settings.dataset, "profile": self.settings.profile.name,
-                "threads": self.settings.threads, "device_name": devices.device_name(self.device)}
+                "device_name": devices.device_name(self.device)}
 
 
 @pytest.fixture
-def case(request, model, device, batch_size) -> Case:
+def conditions(request) -> dict:
+    """The numeric conditions a case runs under: set for the case, recorded, restored after it.
+
+    Threads as chosen; on CUDA, cuDNN autotuning on and TF32 off (fp32 means fp32, whatever
+    torch's defaults); on the CPU, denormals flushed, since a fixed batch trains towards tiny
+    gradients whose denormal optimizer state would slow later rounds.
+    """
+    s = request.config.stash[SETTINGS]
+    device = getattr(getattr(request.node, "callspec", None), "params", {}).get("device", "cpu")
+    cuda, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = (torch.get_num_threads(), cudnn.benchmark, cuda.allow_tf32, cudnn.allow_tf32)
+    torch.set_num_threads(s.threads)
+    on_cuda = device.startswith("cuda")
+    if on_cuda:
+        cudnn.benchmark, cuda.allow_tf32, cudnn.allow_tf32 = True, False, False
+    flushed = torch.set_flush_denormal(True) if device == "cpu" else False
+    yield {"threads": s.threads, "cudnn_benchmark": cudnn.benchmark if on_cuda else None,
+           "tf32": False if on_cuda else None, "flush_denormal": flushed}
+    torch.set_num_threads(saved[0])
+    cudnn.benchmark, cuda.allow_tf32, cudnn.allow_tf32 = saved[1:]
+    if flushed:
+        torch.set_flush_denormal(False)
+
+
+@pytest.fixture
+def case(request, model, device, batch_size, conditions) -> Case:
     cfg = request.config
     return Case(model, device, batch_size, cfg.stash[SETTINGS], cfg.stash.get(DATASET, None))
 
 
 @pytest.fixture
-def measure(benchmark, request):
+def measure(benchmark, request, conditions):
     """measure(workload): warm up, time with pytest-benchmark, store the work done and images/s."""
     s = request.config.stash[SETTINGS]
 
     def run(w: Workload, info: dict | None = None):
-        device = request.node.callspec.params.get("device", "cpu")
+        device = getattr(getattr(request.node, "callspec", None), "params", {}).get("device", "cpu")
         calls = 0 if benchmark.disabled else s.profile.warmup_calls
         timing.warm_up(w.fn, calls, devices.synchronizer(device))
-        benchmark.extra_info.update({**(info or {}), **w.info, "images": w.images, "warmup_calls": calls})
+        benchmark.extra_info.update({**(info or {}), **w.info, **conditions, "images": w.images,
+                                     "warmup_calls": calls})
         result = benchmark(w.fn)
         if benchmark.stats is not None and w.images:
             benchmark.extra_info["images_per_s"] = w.images / benchmark.stats.stats.median

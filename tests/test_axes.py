@@ -25,6 +25,7 @@ def test_bad_batch_sizes(spec, message):
 def test_models_all_and_lists():
     assert axes.model_names("all") == models.names()
     assert axes.model_names("mlp,kerascnn,mlp") == ["mlp", "kerascnn"]
+    assert axes.model_names("mlp,all") == ["mlp"] + [n for n in models.names() if n != "mlp"]
     with pytest.raises(AxisError, match=r"unknown model 'vit' \(valid: all, kerascnn, mlp"):
         axes.model_names("vit")
 

@@ -25,11 +25,17 @@ def test_help_everywhere(capsys, command):
     assert "usage: imgbench" in capsys.readouterr().out
 
 
-def test_no_command_is_a_usage_error(capsys):
+@pytest.mark.parametrize("argv, message", [
+    ([], "the following arguments are required: COMMAND"),
+    (["bogus"], "invalid choice: 'bogus' (choose from"),
+    (["run", "--optimiser", "sgd"], "unrecognized arguments: --optimiser"),
+])
+def test_usage_errors_are_one_line_exit_2(capsys, argv, message):
     with pytest.raises(SystemExit) as e:
-        cli.main([])
-    assert e.value.code == 2
-    assert "required: COMMAND" in capsys.readouterr().err
+        cli.main(argv)
+    assert e.value.code == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and err[0].startswith("imgbench")
 
 
 def test_env_text_and_json(capsys):
@@ -67,6 +73,10 @@ def test_every_family_has_its_bench_file_and_back():
     (["--profile", "long"], "unknown profile 'long'"),
     (["--threads", "two"], "thread count 'two' is not an integer"),
     (["--benches", "/nonexistent"], "no benches folder at /nonexistent"),
+    (["--optimizer", "lbfgs"], "unknown optimizer 'lbfgs' (valid: adam, sgd)"),
+    (["--dataset", "svhn"], "unknown dataset 'svhn'"),
+    (["--dataset", "mnist", "--data-root", "/nonexistent"], "mnist: missing under '/nonexistent/MNIST/raw'"),
+    (["--data-root", "/tmp"], "--data-root '/tmp' needs a real dataset"),
 ])
 def test_run_bad_input_exits_2_with_one_line(capsys, args, message):
     assert cli.main(["run", *args]) == cli.EXIT_BAD_INPUT
@@ -74,14 +84,16 @@ def test_run_bad_input_exits_2_with_one_line(capsys, args, message):
     assert len(err) == 1 and err[0].startswith("imgbench: error: ") and message in err[0]
 
 
-def test_previous_run_is_the_newest_of_the_same_profile(tmp_path):
-    machine = tmp_path / "Linux-CPython-3.11-64bit"
-    machine.mkdir()
+def test_previous_run_is_the_newest_of_the_same_profile_by_date(tmp_path):
+    old, new = tmp_path / "Linux-CPython-3.11-64bit", tmp_path / "Linux-CPython-3.12-64bit"
+    old.mkdir()
+    new.mkdir()
     assert cli.previous_run(tmp_path, "quick") is None
-    for name in ["0001_quick.json", "0002_full.json", "0003_quick.json", "0004_full.json"]:
-        (machine / name).write_text("{}")
-    assert cli.previous_run(tmp_path, "quick").name == "0003_quick.json"
-    assert cli.previous_run(tmp_path, "full").name == "0004_full.json"
+    for folder, name, day in [(old, "0001_quick.json", 1), (old, "0002_full.json", 2), (old, "0003_quick.json", 3),
+                              (old, "0009_quick.json", 4), (new, "0001_quick.json", 5), (new, "0002_full.json", 6)]:
+        (folder / name).write_text(json.dumps({"datetime": f"2026-11-0{day}T00:00:00"}))
+    assert cli.previous_run(tmp_path, "quick") == new / "0001_quick.json"  # after a Python upgrade
+    assert cli.previous_run(tmp_path, "full") == new / "0002_full.json"
 
 
 def test_run_saves_then_compares_with_the_previous_run(tmp_path):

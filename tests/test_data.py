@@ -665,3 +665,14 @@ def test_fake_pil_seeds_share_no_images():
 def test_real_rejects_an_unknown_dataset_by_name():
     with pytest.raises(data.DatasetError, match=r"unknown dataset 'imagenet' \(valid: cifar10, mnist\)"):
         data.real("imagenet", "/tmp")
+
+
+def test_unreadable_cifar_file_is_a_dataset_error(tmp_path, monkeypatch):
+    write_cifar_bin(tmp_path)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(data.np, "fromfile", refuse)
+    with pytest.raises(data.DatasetError, match=r"cifar10: cannot read '.*data_batch_1.bin': Permission denied"):
+        data.cifar10(tmp_path)

@@ -37,6 +37,8 @@ def test_lists_keep_order_and_drop_repeats(gpus):
 @pytest.mark.parametrize("spec, message", [
     ("tpu", "unknown device 'tpu' (valid: auto, cpu, cuda, cuda:N, mps)"),
     ("cuda:x", "unknown device 'cuda:x'"),
+    ("cuda:01", "unknown device 'cuda:01'"),
+    ("CPU", "unknown device 'CPU'"),
     ("cpu,", "empty device name in 'cpu,'"),
     ("cuda", "device 'cuda' is not available on this machine: no CUDA GPU found (available: cpu)"),
     ("mps", "device 'mps' is not available on this machine (available: cpu)"),
@@ -55,8 +57,20 @@ def test_gpu_index_beyond_the_count_is_named(gpus):
     assert devices.parse("cuda:0") == ["cuda:0"]
 
 
-def test_cpu_synchronizer_is_a_no_op_callable():
-    assert devices.synchronizer("cpu")() is None
+def test_one_gpu_named_twice_runs_once(gpus):
+    gpus(1)
+    assert devices.parse("cuda,cuda:0,cpu") == ["cuda", "cpu"]
+
+
+def test_cgroup_quota_caps_usable_cores(tmp_path, monkeypatch):
+    quota = tmp_path / "cpu.max"
+    quota.write_text("150000 100000\n")
+    assert devices._cgroup_quota(str(quota)) == 1.5
+    quota.write_text("max 100000\n")
+    assert devices._cgroup_quota(str(quota)) is None
+    assert devices._cgroup_quota(str(tmp_path / "absent")) is None
+    monkeypatch.setattr(devices, "_cgroup_quota", lambda: 0.5)
+    assert devices.usable_cores() == 1
 
 
 def test_environment_records_what_numbers_depend_on():
@@ -72,5 +86,8 @@ def test_fingerprint_names_cpu_cores_and_gpus():
     env = {"cpu": {"brand": "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", "cores": 16},
            "gpus": [{"name": "NVIDIA H100 80GB HBM3"}] * 2}
     assert devices.fingerprint(env) == "Intel_R_Xeon_R_Platinum_8375C_CPU_2.90GHz-16c-NVIDIA_H100_80GB_HBM3-x2"
+    a100, h100 = {"name": "NVIDIA A100-SXM4-40GB"}, {"name": "NVIDIA H100 80GB HBM3"}
+    env["gpus"] = [a100, h100, a100]
+    assert devices.fingerprint(env).endswith("-16c-NVIDIA_A100_SXM4_40GB-x2-NVIDIA_H100_80GB_HBM3-x1")
     env["gpus"] = []
     assert devices.fingerprint(env) == "Intel_R_Xeon_R_Platinum_8375C_CPU_2.90GHz-16c"

@@ -31,5 +31,10 @@ def test_quick_run_of_the_real_benches(tmp_path):
         assert b["extra_info"]["image_size"] == 32 and b["extra_info"]["profile"] == "quick"
         assert b["extra_info"]["images_per_s"] > 0
         assert b["stats"]["median"] > 0
-    assert {b["extra_info"]["mode"] for b in by_name.values()} == {"eval", "train"}
+    for b in by_name.values():
+        info = b["extra_info"]
+        if b["name"].startswith("test_forward"):
+            assert (info["mode"], info["grad"]) == ("eval", False)
+        else:
+            assert (info["mode"], info["optimizer"]) == ("train", "adam")
     assert run["machine_info"]["fingerprint"]

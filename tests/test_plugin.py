@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from imgbench import axes, plugin
+from imgbench import axes, devices, models, plugin
 
 BENCH = """
 from imgbench import workloads
@@ -50,7 +50,7 @@ def write_cifar_bin(root, n=4):
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["--model", "foo"], "unknown model 'foo' (valid: all, kerascnn, mlp, resnet18, resnet50, tinyvgg)"),
+    (["--model", "foo"], f"unknown model 'foo' (valid: all, {', '.join(models.names())})"),
     (["--model", "mlp,,kerascnn"], "empty model in 'mlp,,kerascnn'"),
     (["--device", "tpu"], "unknown device 'tpu' (valid: auto, cpu, cuda, cuda:N, mps)"),
     (["--profile", "slow"], "unknown profile 'slow' (valid: quick, full)"),
@@ -62,6 +62,8 @@ def write_cifar_bin(root, n=4):
     (["--optimizer", "lbfgs"], "unknown optimizer 'lbfgs' (valid: adam, sgd)"),
     (["--dataset", "imagenet"], "unknown dataset 'imagenet' (valid: synthetic, cifar10, mnist)"),
     (["--dataset", "cifar10"], "cifar10: no data root given"),
+    (["--data-root", "/data"], "--data-root '/data' needs a real dataset (valid: --dataset cifar10, --dataset mnist)"),
+    (["--device", "cuda:01"], "unknown device 'cuda:01'"),
 ])
 def test_bad_input_is_one_line_and_a_usage_error(bench_dir, args, expected):
     result = bench_dir.runpytest("bench_x.py", *args)
@@ -71,9 +73,9 @@ def test_bad_input_is_one_line_and_a_usage_error(bench_dir, args, expected):
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
 
 
-def test_absent_gpu_is_named(bench_dir):
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
+def test_absent_gpu_is_named(bench_dir, monkeypatch):
+    monkeypatch.setattr(devices, "_gpu_count", lambda: 0)
+    monkeypatch.setattr(devices, "_mps_available", lambda: False)
     result = bench_dir.runpytest("bench_x.py", "--device", "cpu,cuda")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: device 'cuda' is not available on this machine: no CUDA GPU found "
@@ -110,6 +112,7 @@ def test_json_carries_params_extra_info_and_environment(bench_dir):
     assert info["images"] == 4
     assert info["images_per_s"] == pytest.approx(4 / b["stats"]["median"])
     assert info["threads"] == 1 and info["profile"] == "quick" and info["dataset"] == "synthetic"
+    assert info["flush_denormal"] is True and info["tf32"] is None and info["cudnn_benchmark"] is None
     assert info["optimizer"] == "adam" and info["image_size"] == 28 and info["in_channels"] == 1
     assert info["device_name"] and info["warmup_calls"] == axes.PROFILES["quick"].warmup_calls
     assert b["options"]["timer"].endswith("synchronized_perf_counter[cpu]")
@@ -126,12 +129,62 @@ def test_json_carries_params_extra_info_and_environment(bench_dir):
                                "threads": 1, "dataset": "synthetic"}
 
 
-def test_threads_default_to_every_usable_core(bench_dir):
-    from imgbench.devices import usable_cores
-
+def test_threads_default_to_every_usable_core_and_are_restored_after(bench_dir):
+    torch.set_num_threads(1)
     out = run_json(bench_dir, "--model", "mlp", "--device", "cpu", "--batch-size", "2")
-    assert out["benchmarks"][0]["extra_info"]["threads"] == usable_cores()
-    assert torch.get_num_threads() == usable_cores()
+    assert out["benchmarks"][0]["extra_info"]["threads"] == devices.usable_cores()
+    assert out["machine_info"]["imgbench"]["threads"] == devices.usable_cores()
+    assert torch.get_num_threads() == 1
+
+
+def test_gpu_devices_give_gpu_ids(bench_dir, monkeypatch):
+    monkeypatch.setattr(devices, "_gpu_count", lambda: 2)
+    result = bench_dir.runpytest("bench_x.py", "--collect-only", "-q", "--model", "mlp", "--device", "auto",
+                                 "--batch-size", "4")
+    assert result.ret == 0, result.stdout.str()
+    ids = [line for line in result.stdout.lines if "::" in line]
+    assert ids == [f"bench_x.py::test_train[mlp-{d}-bs4]" for d in ("cpu", "cuda:0", "cuda:1")]
+
+
+def test_other_projects_tests_are_left_alone(pytester):
+    pytester.makeconftest('''
+import pytest
+pytest_plugins = ["imgbench.plugin"]
+
+@pytest.fixture
+def device():
+    return "their-own"
+''')
+    pytester.makepyfile(test_theirs="def test_a(device, model=1):\n    assert device == 'their-own'\n")
+    result = pytester.runpytest("-q", "-p", "no:cacheprovider")
+    assert result.ret == 0, result.stdout.str()
+    result.assert_outcomes(passed=1)
+
+
+WARM_BENCH = """
+import time
+from imgbench.workloads import Workload
+
+CALLS = []
+
+
+def test_warm(device, measure):
+    def fn():
+        CALLS.append(1)
+        if len(CALLS) <= 2:  # cold: lazy init, autotuning
+            time.sleep(0.05)
+    measure(Workload(fn, images=1))
+"""
+
+
+def test_warm_up_keeps_cold_calls_out_of_the_rounds(pytester):
+    pytester.makeconftest('pytest_plugins = ["imgbench.plugin"]')
+    pytester.makepyfile(bench_warm=WARM_BENCH)
+    result = pytester.runpytest("bench_warm.py", "--device", "cpu", "--benchmark-json=out.json",
+                                "--benchmark-max-time=0.01", "-p", "no:cacheprovider")
+    assert result.ret == 0, result.stdout.str()
+    stats = json.loads((pytester.path / "out.json").read_text())["benchmarks"][0]["stats"]
+    assert stats["max"] < 0.05
 
 
 def test_quick_profile_caps_image_size_and_full_uses_the_real_one():
@@ -153,9 +206,11 @@ def test_profile_sets_rounds_unless_the_user_does(bench_dir):
     assert b["options"]["min_rounds"] == axes.PROFILES["full"].min_rounds
     assert b["stats"]["rounds"] >= axes.PROFILES["full"].min_rounds
     assert b["extra_info"]["warmup_calls"] == axes.PROFILES["full"].warmup_calls
-    assert bench_dir.runpytest("bench_x.py", "--profile", "full", "--benchmark-min-rounds=3", *args).ret == 0
-    b = json.loads((bench_dir.path / "out.json").read_text())["benchmarks"][0]
-    assert b["options"]["min_rounds"] == 3
+    for given in (3, 5):  # 5 is pytest-benchmark's default: still the user's choice when given
+        assert bench_dir.runpytest("bench_x.py", "--profile", "full", f"--benchmark-min-rounds={given}",
+                                   *args).ret == 0
+        b = json.loads((bench_dir.path / "out.json").read_text())["benchmarks"][0]
+        assert b["options"]["min_rounds"] == given
 
 
 def test_sgd_optimizer_is_recorded(bench_dir):
@@ -172,29 +227,50 @@ def test_real_dataset_batches_come_from_the_data_root(bench_dir, tmp_path):
 
 
 OOM_BENCH = """
+import weakref
+
 import torch
 from imgbench.workloads import Workload
 
 
-def test_oom(device, batch_size, measure):
+def test_oom(device, batch_size, measure, held):
+    big = torch.ones(1000)
+    held.append(weakref.ref(big))
+
     def fn():
+        big.add_(1)
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
     measure(Workload(fn, images=batch_size))
 
 
-def test_after(device):
-    pass
+def test_after(device, held):
+    assert held[0]() is None, "the failed case's tensors outlived it"
 """
 
 
-def test_out_of_memory_is_a_skip_naming_batch_and_device_and_the_run_goes_on(pytester):
+def test_out_of_memory_is_a_skip_naming_batch_and_device_and_memory_is_freed(pytester):
+    held = []
+
+    class Held:
+        @pytest.fixture
+        def held(self):
+            return held
+
     pytester.makeconftest('pytest_plugins = ["imgbench.plugin"]')
     pytester.makepyfile(bench_oom=OOM_BENCH)
     result = pytester.runpytest("bench_oom.py", "--device", "cpu", "--batch-size", "4096", "-rs",
-                                "-p", "no:cacheprovider")
+                                "-p", "no:cacheprovider", plugins=[Held()])
     assert result.ret == 0
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*out of memory at batch 4096 on cpu*"])
+
+
+def test_batchnorm_training_on_one_value_per_channel_is_a_skip(bench_dir):
+    result = bench_dir.runpytest("bench_x.py", "--model", "resnet18", "--device", "cpu", "--batch-size", "1",
+                                 "-rs", "-p", "no:cacheprovider")
+    assert result.ret == 0, result.stdout.str()
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*too few values per channel for BatchNorm training at batch 1 on cpu*"])
 
 
 def test_benchmark_disable_runs_each_case_once_without_warm_up(bench_dir):

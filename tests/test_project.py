@@ -1,9 +1,15 @@
 """Set-up promises: the README's two Quickstart commands, .ci/run runs the test one, pins, plugin name."""
 
 import re
+import subprocess
 from pathlib import Path
 
-import tomllib
+import pytest
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,11 +27,17 @@ def test_quickstart_has_exactly_two_commands_one_runs_benchmarks_one_tests():
     assert "pytest tests" in test
 
 
-def test_ci_runs_the_readme_test_command():
+def test_ci_runs_the_readme_test_command_and_fails_when_it_fails(tmp_path):
     _, test = quickstart_commands()
     ci = (ROOT / ".ci" / "run").read_text()
     assert test in ci.splitlines()
     assert "set -euo pipefail" in ci
+    # Same script with a failing first step in place of the test command: it must stop, non-zero.
+    script = tmp_path / "run"
+    script.write_text(ci.replace(test, "false && " + test).replace('cd "$(dirname "$0")/.."', "cd /"))
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "ruff" not in proc.stdout + proc.stderr
 
 
 def test_constraints_pin_the_cuda_stack():

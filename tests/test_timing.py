@@ -5,8 +5,6 @@ import queue
 import threading
 import time
 
-import pytest
-
 from imgbench import timing
 
 JOB_S = 0.005  # one "kernel" on the fake device
@@ -46,7 +44,7 @@ def test_sync_timer_counts_queued_work_that_a_plain_timer_misses():
     plain = median_of_rounds(time.perf_counter, stream.launch)
     stream.synchronize()
     synced = median_of_rounds(timing.SyncTimer(stream.synchronize, "fake"), stream.launch)
-    assert synced >= 0.9 * JOB_S
+    assert 0.9 * JOB_S <= synced <= 2 * JOB_S  # all of this round's work, none of another's
     assert synced >= 10 * plain
 
 
@@ -124,11 +122,7 @@ def test_suite_timer_through_pytest_benchmark_sees_asynchronous_work(pytester):
     runs = {b["name"]: b for b in json.loads((pytester.path / "out.json").read_text())["benchmarks"]}
     synced = runs["test_suite_timer[cpu]"]["stats"]["median"]
     plain = runs["test_plain_timer"]["stats"]["median"]
-    assert synced >= 0.9 * JOB_S
+    assert 0.9 * JOB_S <= synced <= 2 * JOB_S
     assert synced >= 10 * plain, (synced, plain)
     assert runs["test_suite_timer[cpu]"]["options"]["timer"].endswith("synchronized_perf_counter[cpu]")
 
-
-@pytest.mark.parametrize("bad", [0, -1])
-def test_warm_up_with_no_calls_times_nothing(bad):
-    assert timing.warm_up(lambda: None, bad, lambda: None) == 0.0

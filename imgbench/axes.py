@@ -5,7 +5,7 @@ Shared by the pytest plugin (usage error, exit 4) and the CLI (exit 2), so both 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from imgbench import models
 
@@ -21,20 +21,86 @@ class Profile:
     warmup_calls: int           # untimed calls before pytest-benchmark calibrates
     min_rounds: int             # pytest-benchmark defaults unless given on the command line
     max_time: float
+    long_rounds: int            # rounds of epoch-long cases (no calibration call)
+    epoch_images: int           # images in one epoch of the epoch family
+    loader_images: int          # images in one pass of the dataloader family
+    transfer_images: int        # images in one transfer-learning epoch
+    conv_scale: int             # spatial size multiplier of the conv family's layers
     summary: str
 
 
 PROFILES = {
-    "quick": Profile("quick", 32, 2, 5, 0.5, "images at most 32x32, 2 warm-up calls, >= 5 rounds in ~0.5 s; for CI"),
-    "full": Profile("full", None, 10, 10, 2.0, "each model's real input size, 10 warm-up calls, >= 10 rounds in ~2 s"),
+    "quick": Profile("quick", 32, 2, 5, 0.5, 3, 512, 512, 256, 1,
+                     "images at most 32x32, 2 warm-up calls, >= 5 rounds in ~0.5 s, 512-image epochs; for CI"),
+    "full": Profile("full", None, 10, 10, 2.0, 5, 50_000, 10_000, 5_000, 4,
+                    "each model's real input size, 10 warm-up calls, >= 10 rounds in ~2 s, "
+                    "50,000-image epochs (CIFAR-10's training set)"),
 }
 FAMILIES = {  # family -> benches/bench_<family>.py
     "forward": "inference: eval mode, no grad, batch on the device",
     "train_step": "forward, loss, backward, optimizer step, batch on the device",
+    "conv": "Conv1d/2d/3d and pooling layers alone, forward and forward+backward, FLOPs and TFLOP/s",
+    "h2d": "host<->device copies: pageable vs pinned, blocking vs non_blocking, sizes, dtypes; copy share of a step",
+    "dataloader": "images/s of the input pipeline alone: workers, pin_memory, PIL + augmentation vs tensors",
+    "epoch": "a full training epoch: DataLoader path vs device-resident path, data-stall share",
+    "transfer": "frozen-backbone transfer learning: full fine-tune vs last layer vs last layer on cached features",
+    "checkpoint": "saving and restoring model + optimizer state (atomic torch.save, torch.load weights_only)",
     "harness": "one empty timed round: the synchronising timer's own cost per round",
 }
 OPTIMIZERS = ("adam", "sgd")
 DATASETS = ("synthetic", "cifar10", "mnist")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+MEMORY_FORMATS = ("nchw", "channels_last")
+COMPILE = ("off", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every axis value and run option of one run, checked."""
+
+    devices: list[str]
+    batch_sizes: list[int]
+    models: list[str]
+    profile: Profile
+    threads: int
+    optimizer: str
+    dataset: str
+    data_root: str | None
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])
+    memory_formats: list[str] = field(default_factory=lambda: ["nchw"])
+    compile: list[str] = field(default_factory=lambda: ["off"])
+
+
+def settings(opt) -> Settings:
+    """Parse and check run options; `opt(name)` returns an option's raw value (None when not given)."""
+    from imgbench import devices
+
+    dataset = choice("dataset", opt("dataset"), DATASETS)
+    if opt("data_root") is not None and dataset == "synthetic":
+        raise AxisError(f"--data-root {opt('data_root')!r} needs a real dataset (valid: --dataset cifar10, "
+                        "--dataset mnist)")
+    threads = opt("threads")
+    return Settings(
+        devices=devices.parse(opt("device")),
+        batch_sizes=batch_sizes(opt("batch_size")),
+        models=model_names(opt("model")),
+        profile=profile(opt("profile")),
+        threads=devices.usable_cores() if threads is None else positive_int("thread count", threads),
+        optimizer=choice("optimizer", opt("optimizer"), OPTIMIZERS),
+        dataset=dataset,
+        data_root=opt("data_root"),
+        precisions=choices("precision", opt("precision"), PRECISIONS),
+        memory_formats=choices("memory format", opt("memory_format"), MEMORY_FORMATS),
+        compile=choices("compile", opt("compile"), COMPILE),
+    )
+
+
+def choices(what: str, spec: str, valid) -> list[str]:
+    out = []
+    for value in _items(what, spec, ", ".join(valid)):
+        if choice(what, value, valid) not in out:
+            out.append(value)
+    return out
 
 
 def choice(what: str, value: str, valid) -> str:

@@ -1,43 +1,33 @@
-"""pytest plugin: the command-line axes, the `case` and `measure` fixtures, device-synchronising
-timers, and the environment recorded in every pytest-benchmark JSON."""
+"""pytest plugin: the command-line axes, the `case`, `conditions` and `measure` fixtures,
+device-synchronising timers, and the environment recorded in every pytest-benchmark JSON."""
 
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import os
 import shlex
 import traceback
-from dataclasses import dataclass
 
 import pytest
 import torch
 from pytest_benchmark.utils import SecondsDecimal
 
 import imgbench
-from imgbench import axes, data, devices, models, timing
-from imgbench.axes import AxisError
+from imgbench import axes, cases, data, devices, peaks, timing
+from imgbench.axes import AxisError, Settings
 from imgbench.data import DatasetError
 from imgbench.devices import DeviceError
 from imgbench.workloads import Workload
 
-SEED = 0
-
-
-@dataclass(frozen=True)
-class Settings:
-    devices: list[str]
-    batch_sizes: list[int]
-    models: list[str]
-    profile: axes.Profile
-    threads: int
-    optimizer: str
-    dataset: str
-    data_root: str | None
-
-
 SETTINGS = pytest.StashKey[Settings]()
 DATASET = pytest.StashKey[object]()
+PEAKS = pytest.StashKey[peaks.Peaks]()
+# Axes of the `case` fixture, in id order; a value equal to the default stays out of the id, so
+# kerascnn-cuda-bs128 keeps its id when bf16 cases (kerascnn-cuda-bs128-bf16) join the sweep.
+CASE_AXES = ("model", "device", "batch_size", "precision", "memory_format", "compile")
+DEFAULT_ID = {"precision": "fp32", "memory_format": "nchw", "compile": "off"}
 
 
 def pytest_addoption(parser):
@@ -56,25 +46,16 @@ def pytest_addoption(parser):
     g.addoption("--dataset", default="synthetic",
                 help=f"where batches come from ({', '.join(axes.DATASETS)}). Default: synthetic")
     g.addoption("--data-root", default=None, help="folder holding the dataset for --dataset cifar10/mnist")
+    g.addoption("--precision", default="fp32",
+                help="comma list of fp32, tf32 (CUDA, TF32 matmuls and convolutions), bf16 (autocast), fp16 "
+                     "(autocast + GradScaler). Default: fp32")
+    g.addoption("--memory-format", default="nchw", help="comma list of nchw, channels_last. Default: nchw")
+    g.addoption("--compile", default="off",
+                help="comma list of off, on (torch.compile; compile time stored apart, never timed). Default: off")
 
 
 def settings_from(config) -> Settings:
-    opt = config.getoption
-    threads = opt("threads")
-    dataset = axes.choice("dataset", opt("dataset"), axes.DATASETS)
-    if opt("data_root") is not None and dataset == "synthetic":
-        raise AxisError(f"--data-root {opt('data_root')!r} needs a real dataset (valid: --dataset cifar10, "
-                        "--dataset mnist)")
-    return Settings(
-        devices=devices.parse(opt("device")),
-        batch_sizes=axes.batch_sizes(opt("batch_size")),
-        models=axes.model_names(opt("model")),
-        profile=axes.profile(opt("profile")),
-        threads=devices.usable_cores() if threads is None else axes.positive_int("thread count", threads),
-        optimizer=axes.choice("optimizer", opt("optimizer"), axes.OPTIMIZERS),
-        dataset=dataset,
-        data_root=opt("data_root"),
-    )
+    return axes.settings(config.getoption)
 
 
 def pytest_configure(config):
@@ -85,6 +66,7 @@ def pytest_configure(config):
     except (AxisError, DeviceError, DatasetError) as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[SETTINGS] = s
+    config.stash[PEAKS] = peaks.Peaks()
 
 
 @pytest.hookimpl(tryfirst=True)  # pytest-benchmark makes its session in its own (trylast) configure
@@ -124,14 +106,24 @@ def pytest_generate_tests(metafunc):
     if not _is_bench(metafunc.definition.path):
         return
     s = metafunc.config.stash[SETTINGS]
-    names = metafunc.fixturenames
-    # Order fixes the id: kerascnn-cuda-bs128. Params stay plain strings and ints for the JSON.
-    if "model" in names:
-        metafunc.parametrize("model", s.models, ids=s.models)
-    if "device" in names:
-        metafunc.parametrize("device", s.devices, ids=s.devices)
-    if "batch_size" in names:
-        metafunc.parametrize("batch_size", s.batch_sizes, ids=[f"bs{b}" for b in s.batch_sizes])
+    values = {"model": s.models, "device": s.devices, "batch_size": s.batch_sizes, "precision": s.precisions,
+              "memory_format": s.memory_formats, "compile": s.compile}
+    names = [a for a in CASE_AXES if a in metafunc.fixturenames]
+    if not names:
+        return
+    combos = list(itertools.product(*(values[a] for a in names)))
+    # One call fixes the id order: kerascnn-cuda-bs128[-bf16][-channels_last][-compiled].
+    # Params stay plain strings and ints for the JSON.
+    metafunc.parametrize(names, combos, ids=[_case_id(names, c) for c in combos])
+
+
+def _case_id(names, combo) -> str:
+    parts = []
+    for name, value in zip(names, combo, strict=True):
+        if value == DEFAULT_ID.get(name):
+            continue
+        parts.append(f"bs{value}" if name == "batch_size" else "compiled" if name == "compile" else str(value))
+    return "-".join(parts)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -173,70 +165,26 @@ def _too_big(item, what: str) -> str:
     return f"{what} at batch {params.get('batch_size', '?')} on {where}"
 
 
-@dataclass
-class Case:
-    """One point of the sweep: builds its model and its batch on its device."""
-
-    model: str
-    device: str
-    batch_size: int
-    settings: Settings
-    dataset: object = None
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        if self.dataset is not None:
-            channels, size = data.REAL[self.settings.dataset][3]
-            return channels, size, size
-        channels, size, _ = models.spec(self.model).input_shape
-        cap = self.settings.profile.max_image_size
-        size = min(size, cap) if cap else size
-        return channels, size, size
-
-    @property
-    def num_classes(self) -> int:
-        return 10 if self.dataset is not None else models.spec(self.model).num_classes
-
-    def build_model(self) -> torch.nn.Module:
-        torch.manual_seed(SEED)
-        c, h, _ = self.shape
-        return models.build(self.model, self.num_classes, c, h).to(self.device)
-
-    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.dataset is None:
-            return data.synthetic_batch(self.batch_size, self.shape, self.num_classes, SEED, self.device)
-        n = len(self.dataset)
-        items = [self.dataset[i % n] for i in range(self.batch_size)]
-        x = torch.stack([x for x, _ in items])
-        y = torch.stack([torch.as_tensor(y) for _, y in items])
-        return x.to(self.device), y.to(self.device)
-
-    def info(self) -> dict:
-        c, h, w = self.shape
-        return {"image_size": h, "in_channels": c, "num_classes": self.num_classes,
-                "dataset": self.settings.dataset, "profile": self.settings.profile.name,
-                "device_name": devices.device_name(self.device)}
-
-
 @pytest.fixture
 def conditions(request) -> dict:
     """The numeric conditions a case runs under: set for the case, recorded, restored after it.
 
-    Threads as chosen; on CUDA, cuDNN autotuning on and TF32 off (fp32 means fp32, whatever
-    torch's defaults); on the CPU, denormals flushed, since a fixed batch trains towards tiny
+    Threads as chosen; on CUDA, cuDNN autotuning on and TF32 on only for the tf32 precision (fp32
+    means fp32, whatever torch's defaults); on the CPU, denormals flushed, since a fixed batch trains towards tiny
     gradients whose denormal optimizer state would slow later rounds.
     """
     s = request.config.stash[SETTINGS]
-    device = getattr(getattr(request.node, "callspec", None), "params", {}).get("device", "cpu")
+    params = _params(request.node)
+    device, tf32 = params.get("device", "cpu"), params.get("precision") == "tf32"
     cuda, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
     saved = (torch.get_num_threads(), cudnn.benchmark, cuda.allow_tf32, cudnn.allow_tf32)
     torch.set_num_threads(s.threads)
     on_cuda = device.startswith("cuda")
     if on_cuda:
-        cudnn.benchmark, cuda.allow_tf32, cudnn.allow_tf32 = True, False, False
+        cudnn.benchmark, cuda.allow_tf32, cudnn.allow_tf32 = True, tf32, tf32
     flushed = torch.set_flush_denormal(True) if device == "cpu" else False
     yield {"threads": s.threads, "cudnn_benchmark": cudnn.benchmark if on_cuda else None,
-           "tf32": False if on_cuda else None, "flush_denormal": flushed}
+           "tf32": tf32 if on_cuda else None, "flush_denormal": flushed}
     torch.set_num_threads(saved[0])
     cudnn.benchmark, cuda.allow_tf32, cudnn.allow_tf32 = saved[1:]
     if flushed:
@@ -244,25 +192,72 @@ def conditions(request) -> dict:
 
 
 @pytest.fixture
-def case(request, model, device, batch_size, conditions) -> Case:
+def settings(request) -> Settings:
+    """This run's axes and options."""
+    return request.config.stash[SETTINGS]
+
+
+def _params(node) -> dict:
+    return getattr(getattr(node, "callspec", None), "params", {})
+
+
+@pytest.fixture
+def case(request, conditions, model, device, batch_size, precision, memory_format, compile) -> cases.Case:
+    """The sweep point of this test; a combination its device cannot run is skipped with the reason."""
+    reason = cases.unsupported(device, precision, compile)
+    if reason:
+        pytest.skip(reason)
     cfg = request.config
-    return Case(model, device, batch_size, cfg.stash[SETTINGS], cfg.stash.get(DATASET, None))
+    return cases.Case(model, device, batch_size, cfg.stash[SETTINGS], cfg.stash.get(DATASET, None),
+                      precision, memory_format, compile)
 
 
 @pytest.fixture
 def measure(benchmark, request, conditions):
-    """measure(workload): warm up, time with pytest-benchmark, store the work done and images/s."""
+    """measure(workload, info): warm up, time with pytest-benchmark, store the work done per call and
+    the rates that follow from the median (images/s, GB/s, TFLOP/s and % of the measured peak)."""
     s = request.config.stash[SETTINGS]
+    params = _params(request.node)
+    device = params.get("device", "cpu")
 
     def run(w: Workload, info: dict | None = None):
-        device = getattr(getattr(request.node, "callspec", None), "params", {}).get("device", "cpu")
-        calls = 0 if benchmark.disabled else s.profile.warmup_calls
-        timing.warm_up(w.fn, calls, devices.synchronizer(device))
-        benchmark.extra_info.update({**(info or {}), **w.info, **conditions, "images": w.images,
-                                     "warmup_calls": calls})
-        result = benchmark(w.fn)
-        if benchmark.stats is not None and w.images:
-            benchmark.extra_info["images_per_s"] = w.images / benchmark.stats.stats.median
+        sync = devices.synchronizer(device)
+        compiled = (info or {}).get("compile", params.get("compile")) == "on"
+        calls = 0 if benchmark.disabled else max(s.profile.warmup_calls, 2 if compiled else 0)
+        if w.long:
+            calls = min(calls, 1)  # one warm-up epoch: worker start-up, autotuning, allocator growth
+        memory = peaks.PeakMemory(device)
+        memory.start()
+        durations = timing.warm_up(w.fn, calls, sync)
+        extra = {**(info or {}), **w.info, **conditions, "images": w.images, "warmup_calls": calls}
+        if durations:
+            extra["first_call_s"] = durations[0]
+        benchmark.extra_info.update(extra)
+        if w.long and not benchmark.disabled:
+            rounds = s.profile.long_rounds if not _given(request.config, "--benchmark-min-rounds") else \
+                request.config.getoption("benchmark_min_rounds")
+            result = benchmark.pedantic(w.fn, rounds=rounds, iterations=1)
+        else:
+            result = benchmark(w.fn)
+        if benchmark.stats is None:
+            return result
+        median = benchmark.stats.stats.median
+        rates = {}
+        if w.images:
+            rates["images_per_s"] = w.images / median
+        if w.bytes:
+            rates["bytes"], rates["gb_per_s"] = w.bytes, w.bytes / median / 1e9
+        if w.flops:
+            precision = (info or {}).get("precision", params.get("precision", "fp32"))
+            peak = request.config.stash[PEAKS].tflops(device, precision)
+            tflops = w.flops / median / 1e12
+            rates.update(flops=w.flops, tflop_per_s=tflops, peak_tflop_per_s=peak, pct_of_peak=100 * tflops / peak)
+        if compiled and durations:
+            rates["compile_s"] = max(0.0, durations[0] - median)  # the first call's excess: compilation
+        if w.after:
+            rates.update(w.after(calls))
+        rates["peak_memory_bytes"] = memory.peak_bytes()
+        benchmark.extra_info.update(rates)
         return result
 
     return run
@@ -275,6 +270,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         cpu.pop("hz_actual_friendly", None)
     s = config.stash.get(SETTINGS, None)
     env = devices.environment(threads=s.threads if s else None)
+    env["peaks"] = config.stash[PEAKS].measured if PEAKS in config.stash else {}
     machine_info["imgbench"] = env
     machine_info["fingerprint"] = env["fingerprint"]
 
@@ -283,7 +279,9 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
     s = config.stash.get(SETTINGS, None)
     if s is not None:
         output_json["imgbench"] = {"version": imgbench.__version__, "profile": s.profile.name,
-                                   "devices": s.devices, "threads": s.threads, "dataset": s.dataset}
+                                   "devices": s.devices, "threads": s.threads, "dataset": s.dataset,
+                                   "precisions": s.precisions, "memory_formats": s.memory_formats,
+                                   "compile": s.compile}
 
 
 @pytest.hookimpl(wrapper=True)

@@ -31,13 +31,14 @@ def timer_for(device: str) -> SyncTimer:
     return SyncTimer(synchronizer(device), device)
 
 
-def warm_up(fn: Callable[[], object], calls: int, sync: Callable[[], None]) -> float:
-    """Run `fn` `calls` times (lazy init, autotuning, allocator growth); return the last call's seconds."""
-    last = 0.0
+def warm_up(fn: Callable[[], object], calls: int, sync: Callable[[], None]) -> list[float]:
+    """Run `fn` `calls` times (lazy init, autotuning, compilation, allocator growth), each synchronised;
+    return each call's seconds (the first includes whatever one-off cost the workload has)."""
+    durations = []
     for _ in range(calls):
         sync()
         start = time.perf_counter()
         fn()
         sync()
-        last = time.perf_counter() - start
-    return last
+        durations.append(time.perf_counter() - start)
+    return durations

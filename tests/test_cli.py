@@ -98,7 +98,7 @@ def test_previous_run_is_the_newest_of_the_same_profile_by_date(tmp_path):
 
 def test_run_saves_then_compares_with_the_previous_run(tmp_path):
     args = ["run", "--model", "mlp", "--batch-size", "4", "--device", "cpu", "--storage", str(tmp_path),
-            "--", "--benchmark-max-time=0.01", "-p", "no:cacheprovider"]
+            "--", "-k", "forward or train_step or empty_round", "--benchmark-max-time=0.01", "-p", "no:cacheprovider"]
     first = imgbench(*args)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "no earlier 'quick' run saved" in first.stdout

@@ -1,40 +1,76 @@
-"""End to end: the real benches in the quick profile produce a pytest-benchmark JSON with the documented keys."""
+"""End to end: every benchmark family runs in the quick profile and its pytest-benchmark JSON carries
+the documented params and extra_info."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
-PARAMS = {"model", "device", "batch_size"}
-EXTRA = {"images", "images_per_s", "device_name", "threads", "profile", "image_size", "in_channels",
-         "num_classes", "dataset", "warmup_calls", "mode"}
+CASE_PARAMS = {"model", "device", "batch_size", "precision", "memory_format", "compile"}
+CASE_EXTRA = {"images", "images_per_s", "device_name", "threads", "profile", "image_size", "in_channels",
+              "num_classes", "dataset", "warmup_calls", "precision", "memory_format", "compile",
+              "peak_memory_bytes", "flush_denormal"}
+# A slice of each family that keeps this test short; .ci/run runs the whole quick matrix.
+SELECT = ("not reference and not pil and not tensor_augment and not workers2 and "
+          "(not test_conv or conv2d_k3_64to128- or maxpool)")
 
 
-def test_quick_run_of_the_real_benches(tmp_path):
-    out = tmp_path / "run.json"
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("e2e") / "run.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "benches", "--profile", "quick", "--device", "cpu", "--model",
-         "kerascnn,tinyvgg", "--batch-size", "8", f"--benchmark-json={out}", "--benchmark-max-time=0.02",
-         "-p", "no:cacheprovider", "-q"],
+        [sys.executable, "-m", "pytest", "benches", "--profile", "quick", "--device", "cpu", "--model", "mlp",
+         "--batch-size", "16", "-k", SELECT, f"--benchmark-json={out}", "--benchmark-max-time=0.001",
+         "--benchmark-min-rounds=1", "-p", "no:cacheprovider", "-q"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    run = json.loads(out.read_text())
-    by_name = {b["name"]: b for b in run["benchmarks"]}
-    harness = by_name.pop("test_empty_round[cpu]")
-    assert harness["params"] == {"device": "cpu"} and harness["stats"]["rounds"] == 2000
-    assert sorted(by_name) == sorted(f"test_{family}[{m}-cpu-bs8]" for family in ("forward", "train_step")
-                                     for m in ("kerascnn", "tinyvgg"))
-    for b in by_name.values():
-        assert set(b["params"]) == PARAMS and b["params"]["batch_size"] == 8
-        assert set(b["extra_info"]) >= EXTRA, b["extra_info"]
-        assert b["extra_info"]["image_size"] == 32 and b["extra_info"]["profile"] == "quick"
-        assert b["extra_info"]["images_per_s"] > 0
-        assert b["stats"]["median"] > 0
-    for b in by_name.values():
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {b["name"]: b for b in json.loads(out.read_text())["benchmarks"]}
+
+
+def families(run):
+    return {name.split("[")[0] for name in run}
+
+
+def test_every_family_ran(run):
+    assert families(run) == {"test_empty_round", "test_forward", "test_train_step", "test_conv", "test_loader",
+                             "test_epoch", "test_transfer", "test_checkpoint"}  # test_copy needs a GPU
+
+
+def test_model_cases_carry_params_and_rates(run):
+    for name in ("test_forward[mlp-cpu-bs16]", "test_train_step[mlp-cpu-bs16]", "test_epoch[mlp-cpu-bs16-loader]",
+                 "test_epoch[mlp-cpu-bs16-resident]"):
+        b = run[name]
+        assert set(b["params"]) >= CASE_PARAMS and b["params"]["batch_size"] == 16, b["params"]
         info = b["extra_info"]
-        if b["name"].startswith("test_forward"):
-            assert (info["mode"], info["grad"]) == ("eval", False)
-        else:
-            assert (info["mode"], info["optimizer"]) == ("train", "adam")
-    assert run["machine_info"]["fingerprint"]
+        assert set(info) >= CASE_EXTRA, CASE_EXTRA - set(info)
+        assert info["images_per_s"] == pytest.approx(info["images"] / b["stats"]["median"])
+        assert info["tflop_per_s"] == pytest.approx(info["flops"] / b["stats"]["median"] / 1e12)
+        assert info["pct_of_peak"] == pytest.approx(100 * info["tflop_per_s"] / info["peak_tflop_per_s"])
+    assert run["test_forward[mlp-cpu-bs16]"]["extra_info"]["flops"] == 2 * 16 * (784 * 512 + 512 * 512 + 512 * 10)
+    assert (run["test_forward[mlp-cpu-bs16]"]["extra_info"]["mode"], run["test_train_step[mlp-cpu-bs16]"][
+        "extra_info"]["optimizer"]) == ("eval", "adam")
+
+
+def test_epochs_store_data_stall_and_steps(run):
+    for path in ("loader", "resident"):
+        info = run[f"test_epoch[mlp-cpu-bs16-{path}]"]["extra_info"]
+        assert 0 <= info["data_stall_share"] <= 1 and 0 <= info["copy_share"] <= 1
+        assert info["steps"] == 512 // 16 and info["images"] == 512 and info["path"] == path
+        assert info["epochs_recorded"] == run[f"test_epoch[mlp-cpu-bs16-{path}]"]["stats"]["rounds"]
+
+
+def test_conv_pool_loader_transfer_checkpoint_store_their_work(run):
+    conv = run["test_conv[cpu-bs16-conv2d_k3_64to128-fwd-nchw]"]["extra_info"]
+    assert conv["flops"] == 2 * 16 * 128 * 16 * 16 * 64 * 9  # 2 x multiply-adds, batch 16, 16x16 output
+    assert conv["input_shape"] == [16, 64, 16, 16]
+    pool = run["test_conv[cpu-bs16-maxpool2d_k2_64-fwd-nchw]"]["extra_info"]
+    assert pool["bytes"] == 16 * 64 * 16 * 16 * 4 * 5 // 4 and pool["gb_per_s"] > 0
+    loader = run["test_loader[bs16-tensor-workers0-pin_off]"]["extra_info"]
+    assert loader["images"] == 512 and loader["num_workers"] == 0
+    cached = run["test_transfer[cpu-bs16-last_layer_cached]"]["extra_info"]
+    assert cached["cache_s"] > 0 and cached["images"] == 256
+    saved = run["test_checkpoint[mlp-cpu-save]"]["extra_info"]
+    assert saved["bytes"] > 4 * (784 * 512 + 512 * 512) * 3  # weights plus Adam's two moments

@@ -1,0 +1,142 @@
+"""One point of the sweep (model, device, batch size, precision, memory format, compile): builds its
+model and data on its device and hands the benches their workloads, FLOPs counted."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+
+import torch
+
+from imgbench import data, devices, epochs, models, workloads
+from imgbench.axes import Settings
+
+SEED = 0
+
+
+def compiler_missing(device_type: str) -> bool:
+    # Inductor builds C++ for the CPU; without a compiler torch.compile fails on first call.
+    return device_type == "cpu" and not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "c++", "clang++"))
+
+
+def unsupported(device: str, precision: str = "fp32", compile: str = "off") -> str | None:
+    """Why this device cannot run this combination, or None when it can."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(dev)
+        if precision in ("tf32", "bf16") and major < 8:
+            return (f"{precision} needs an NVIDIA GPU of compute capability 8.0 or newer; {device} "
+                    f"({devices.device_name(device)}) is {major}.{minor}")
+    elif precision == "tf32":
+        return f"tf32 is a mode of NVIDIA GPUs; {device} has none"
+    if precision in workloads.AUTOCAST and not torch.amp.is_autocast_available(dev.type):
+        return f"{precision} autocast is not available on {dev.type} in torch {torch.__version__}"
+    if compile == "on" and compiler_missing(dev.type):
+        return "torch.compile on the CPU needs a C++ compiler (none found: set CXX)"
+    return None
+
+
+@dataclass
+class Case:
+    model: str
+    device: str
+    batch_size: int
+    settings: Settings
+    dataset: data.TensorImages | None = None
+    precision: str = "fp32"
+    memory_format: str = "nchw"
+    compile: str = "off"
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        if self.dataset is not None:
+            channels, size = data.REAL[self.settings.dataset][3]
+            return channels, size, size
+        channels, size, _ = models.spec(self.model).input_shape
+        cap = self.settings.profile.max_image_size
+        size = min(size, cap) if cap else size
+        return channels, size, size
+
+    @property
+    def num_classes(self) -> int:
+        return 10 if self.dataset is not None else models.spec(self.model).num_classes
+
+    @property
+    def torch_format(self) -> torch.memory_format:
+        return torch.channels_last if self.memory_format == "channels_last" else torch.contiguous_format
+
+    def unsupported(self) -> str | None:
+        return unsupported(self.device, self.precision, self.compile)
+
+    def build_model(self) -> torch.nn.Module:
+        """The model on its device in its memory format, seeded; eager (see `compiled`)."""
+        torch.manual_seed(SEED)
+        c, h, _ = self.shape
+        return models.build(self.model, self.num_classes, c, h).to(self.device, memory_format=self.torch_format)
+
+    def compiled(self, model: torch.nn.Module) -> torch.nn.Module:
+        return torch.compile(model) if self.compile == "on" else model
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.dataset is None:
+            x, y = data.synthetic_batch(self.batch_size, self.shape, self.num_classes, SEED, self.device)
+        else:
+            n = len(self.dataset)
+            items = [self.dataset[i % n] for i in range(self.batch_size)]
+            x = torch.stack([x for x, _ in items]).to(self.device)
+            y = torch.stack([torch.as_tensor(y) for _, y in items]).to(self.device)
+        return x.contiguous(memory_format=self.torch_format), y
+
+    def info(self) -> dict:
+        c, h, _ = self.shape
+        return {"image_size": h, "in_channels": c, "num_classes": self.num_classes,
+                "dataset": self.settings.dataset, "profile": self.settings.profile.name,
+                "device_name": devices.device_name(self.device), "precision": self.precision,
+                "memory_format": self.memory_format, "compile": self.compile}
+
+    def forward(self) -> workloads.Workload:
+        model, (x, _) = self.build_model().eval(), self.batch()
+        flops = workloads.count_flops(lambda: workloads.forward(model, x).fn())
+        w = workloads.forward(self.compiled(model), x, self.precision)
+        w.flops = flops
+        return w
+
+    def train_step(self) -> workloads.Workload:
+        model, (x, y) = self.build_model(), self.batch()
+        flops = epochs.train_flops_per_image(model, x, y) * x.shape[0]
+        w = workloads.train_step(self.compiled(model), x, y, self.settings.optimizer, self.precision)
+        w.flops = flops
+        return w
+
+    def epoch(self, path: str, num_workers: int) -> workloads.Workload:
+        """One epoch over the profile's number of images: `loader` (DataLoader, per-sample augmentation
+        on the CPU, pinned memory when a GPU takes the batches) or `resident` (all on the device)."""
+        n = self.settings.profile.epoch_images
+        c, h, _ = self.shape
+        if self.dataset is not None:
+            images, labels = self.dataset.images, self.dataset.labels
+            reps = -(-n // len(labels))
+            images, labels = images.repeat(reps, 1, 1, 1)[:n], labels.repeat(reps)[:n]
+        else:
+            images, labels = data.synthetic_uint8(n, (c, h, h), self.num_classes, SEED)
+        mean, std = (data.MNIST_MEAN, data.MNIST_STD) if c == 1 else (data.CIFAR10_MEAN, data.CIFAR10_STD)
+        if path == "resident":
+            loader = data.ResidentLoader(images, labels, self.batch_size, self.device, mean, std, seed=SEED)
+            info = {"path": path}
+        else:
+            pin = torch.device(self.device).type == "cuda"
+            ds = data.TensorImages(images, labels, data.train_transform(h, mean, std))
+            loader = data.loader(ds, self.batch_size, num_workers=num_workers, pin_memory=pin,
+                                 persistent_workers=num_workers > 0, drop_last=True, seed=SEED)
+            info = {"path": path, "num_workers": num_workers, "pin_memory": pin}
+        model = self.build_model()
+        x, y = self.batch()
+        flops = epochs.train_flops_per_image(model, x, y)
+        model.train()
+        trainer = workloads.Trainer(self.compiled(model), self.settings.optimizer, self.precision,
+                                    torch.device(self.device).type)
+        steps = n // self.batch_size
+        return epochs.epoch(loader, trainer, torch.device(self.device), devices.synchronizer(self.device),
+                            steps * self.batch_size, flops, {**info, "steps": steps}, self.torch_format)
+

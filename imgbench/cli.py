@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--optimizer", default="adam", help="adam or sgd (default: adam)")
     r.add_argument("--dataset", default="synthetic", help="synthetic, cifar10 or mnist (default: synthetic)")
     r.add_argument("--data-root", help="folder holding the dataset for --dataset cifar10/mnist")
+    r.add_argument("--precision", default="fp32", help="comma list of fp32, tf32, bf16, fp16 (default: fp32)")
+    r.add_argument("--memory-format", default="nchw", help="comma list of nchw, channels_last (default: nchw)")
+    r.add_argument("--compile", default="off", help="comma list of off, on (default: off)")
     r.add_argument("--storage", default=".benchmarks", help="where runs are saved (default: .benchmarks)")
     r.add_argument("--benches", help="the benches folder (default: the checkout's benches/)")
     r.add_argument("pytest_args", nargs=argparse.REMAINDER,
@@ -169,25 +172,18 @@ def cmd_run(args) -> int:
     from imgbench import axes, data, devices
 
     try:  # fail fast, before pytest starts, with the same one-line messages as the plugin
-        devices.parse(args.device)
-        axes.model_names(args.model)
-        axes.batch_sizes(args.batch_size)
-        axes.profile(args.profile)
-        axes.choice("optimizer", args.optimizer, axes.OPTIMIZERS)
-        axes.choice("dataset", args.dataset, axes.DATASETS)
-        if args.dataset != "synthetic":
-            data.real(args.dataset, args.data_root)
-        elif args.data_root is not None:
-            raise axes.AxisError(f"--data-root {args.data_root!r} needs a real dataset (valid: --dataset "
-                                 "cifar10, --dataset mnist)")
+        s = axes.settings(lambda name: getattr(args, name))
+        if s.dataset != "synthetic":
+            data.real(s.dataset, s.data_root)
     except (axes.AxisError, devices.DeviceError, data.DatasetError) as e:
         raise BadInput(e) from None
-    threads = _threads(args.threads)
+    threads = s.threads if args.threads else None
     benches = _benches_dir(args.benches)
     folder = Path(args.storage) / devices.environment()["fingerprint"]
     pytest_args = [str(benches), "-p", "no:xdist", "--device", args.device, "--model", args.model,
                    "--batch-size", args.batch_size, "--profile", args.profile, "--optimizer", args.optimizer,
                    "--dataset", args.dataset, *(["--data-root", args.data_root] if args.data_root else []),
+                   "--precision", args.precision, "--memory-format", args.memory_format, "--compile", args.compile,
                    f"--benchmark-storage={folder}", f"--benchmark-save={args.profile}",
                    "--benchmark-save-data", "--benchmark-sort=fullname"]
     if threads:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from imgbench import axes, devices, models, plugin
+from imgbench import axes, cases, devices, models
 
 BENCH = """
 from imgbench import workloads
@@ -107,7 +107,8 @@ def test_json_carries_params_extra_info_and_environment(bench_dir):
     out = run_json(bench_dir, "--model", "mlp", "--device", "cpu", "--batch-size", "4", "--threads", "1")
     (b,) = out["benchmarks"]
     assert b["name"] == "test_train[mlp-cpu-bs4]"
-    assert b["params"] == {"model": "mlp", "device": "cpu", "batch_size": 4}
+    assert b["params"] == {"model": "mlp", "device": "cpu", "batch_size": 4, "precision": "fp32",
+                           "memory_format": "nchw", "compile": "off"}
     info = b["extra_info"]
     assert info["images"] == 4
     assert info["images_per_s"] == pytest.approx(4 / b["stats"]["median"])
@@ -126,7 +127,8 @@ def test_json_carries_params_extra_info_and_environment(bench_dir):
         assert key in env
     assert set(env["flags"]) >= {"tf32_matmul", "tf32_cudnn", "cudnn_benchmark"}
     assert out["imgbench"] == {"version": out["imgbench"]["version"], "profile": "quick", "devices": ["cpu"],
-                               "threads": 1, "dataset": "synthetic"}
+                               "threads": 1, "dataset": "synthetic", "precisions": ["fp32"],
+                               "memory_formats": ["nchw"], "compile": ["off"]}
 
 
 def test_threads_default_to_every_usable_core_and_are_restored_after(bench_dir):
@@ -189,8 +191,8 @@ def test_warm_up_keeps_cold_calls_out_of_the_rounds(pytester):
 
 def test_quick_profile_caps_image_size_and_full_uses_the_real_one():
     def shape(profile, model):
-        s = plugin.Settings(["cpu"], [2], [model], axes.PROFILES[profile], 1, "adam", "synthetic", None)
-        return plugin.Case(model, "cpu", 2, s).shape
+        s = axes.Settings(["cpu"], [2], [model], axes.PROFILES[profile], 1, "adam", "synthetic", None)
+        return cases.Case(model, "cpu", 2, s).shape
 
     assert shape("quick", "resnet18") == (3, 32, 32)
     assert shape("full", "resnet18") == (3, 224, 224)
@@ -278,3 +280,67 @@ def test_benchmark_disable_runs_each_case_once_without_warm_up(bench_dir):
                                  "--benchmark-disable", "-p", "no:cacheprovider")
     assert result.ret == 0
     result.assert_outcomes(passed=1)
+
+
+AXES_BENCH = """
+def test_train(case, measure):
+    measure(case.train_step(), case.info())
+"""
+
+
+def test_axes_extend_ids_only_beyond_their_defaults(pytester):
+    pytester.makeconftest('pytest_plugins = ["imgbench.plugin"]')
+    pytester.makepyfile(bench_axes=AXES_BENCH)
+    result = pytester.runpytest("bench_axes.py", "--collect-only", "-q", "--model", "mlp", "--device", "cpu",
+                                "--batch-size", "4", "--precision", "fp32,bf16", "--memory-format",
+                                "nchw,channels_last", "--compile", "off,on")
+    assert result.ret == 0, result.stdout.str()
+    ids = [line.split("[")[1].rstrip("]") for line in result.stdout.lines if "::" in line]
+    assert ids == ["mlp-cpu-bs4", "mlp-cpu-bs4-compiled", "mlp-cpu-bs4-channels_last",
+                   "mlp-cpu-bs4-channels_last-compiled", "mlp-cpu-bs4-bf16", "mlp-cpu-bs4-bf16-compiled",
+                   "mlp-cpu-bs4-bf16-channels_last", "mlp-cpu-bs4-bf16-channels_last-compiled"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--precision", "fp8"], "unknown precision 'fp8' (valid: fp32, tf32, bf16, fp16)"),
+    (["--memory-format", "nhwc"], "unknown memory format 'nhwc' (valid: nchw, channels_last)"),
+    (["--compile", "yes"], "unknown compile 'yes' (valid: off, on)"),
+])
+def test_bad_axis_values(bench_dir, args, message):
+    result = bench_dir.runpytest("bench_x.py", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+
+
+def test_precisions_run_or_skip_with_the_reason(pytester):
+    pytester.makeconftest('pytest_plugins = ["imgbench.plugin"]')
+    pytester.makepyfile(bench_axes=AXES_BENCH)
+    out = pytester.path / "out.json"
+    result = pytester.runpytest("bench_axes.py", "--model", "kerascnn", "--device", "cpu", "--batch-size", "4",
+                                "--precision", "fp32,tf32,bf16", "--memory-format", "channels_last", "-rs",
+                                f"--benchmark-json={out}", *FAST)
+    assert result.ret == 0, result.stdout.str()
+    result.assert_outcomes(passed=2, skipped=1)
+    result.stdout.fnmatch_lines(["*tf32 is a mode of NVIDIA GPUs; cpu has none*"])
+    runs = {b["name"]: b for b in json.loads(out.read_text())["benchmarks"]}
+    bf16 = runs["test_train[kerascnn-cpu-bs4-bf16-channels_last]"]
+    assert bf16["params"]["precision"] == "bf16" and bf16["params"]["memory_format"] == "channels_last"
+    assert bf16["extra_info"]["precision"] == "bf16"
+    peaks = json.loads(out.read_text())["machine_info"]["imgbench"]["peaks"]["cpu"]
+    assert set(peaks["matmul_tflops"]) == {"fp32", "bf16"}
+    assert bf16["extra_info"]["peak_tflop_per_s"] == pytest.approx(
+        max(peaks["matmul_tflops"]["bf16"], peaks["conv_tflops"]["bf16"] or 0))
+
+
+def test_compile_time_is_stored_apart_from_the_rounds(pytester):
+    pytester.makeconftest('pytest_plugins = ["imgbench.plugin"]')
+    pytester.makepyfile(bench_axes=AXES_BENCH)
+    out = pytester.path / "out.json"
+    result = pytester.runpytest_subprocess("bench_axes.py", "--model", "mlp", "--device", "cpu", "--batch-size",
+                                           "4", "--compile", "on", f"--benchmark-json={out}", *FAST)
+    assert result.ret == 0, result.stdout.str()
+    (b,) = json.loads(out.read_text())["benchmarks"]
+    info = b["extra_info"]
+    assert info["compile"] == "on" and info["warmup_calls"] >= 2
+    # Compilation happened in the first warm-up call, not in a round: it dwarfs the typical round.
+    assert info["first_call_s"] >= info["compile_s"] > 100 * b["stats"]["median"]

@@ -1,0 +1,160 @@
+"""Checkpoints (imgbench.checkpoint): a resumed run continues bit for bit, saves are atomic, loads run no
+pickled code, and save reports the file's size."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from imgbench import checkpoint, models, workloads
+
+STEPS = 6
+SAVE_AFTER = 2  # steps 0..2 run before the save, 3..5 after the restore
+BATCH, SIZE = 4, 12
+
+
+def batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(123)
+    return [(torch.randn(BATCH, 3, SIZE, SIZE, generator=g), torch.randint(0, 10, (BATCH,), generator=g))
+            for _ in range(STEPS)]
+
+
+def fresh(seed: int, optimizer: str) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(seed)
+    model = models.build("kerascnn", num_classes=10, image_size=SIZE)
+    return model, workloads.make_optimizer(optimizer, model.parameters())
+
+
+def step(model, opt, x, y) -> float:
+    opt.zero_grad(set_to_none=True)
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_resumed_run_continues_with_identical_losses(tmp_path, optimizer):
+    data = batches()
+    path = tmp_path / "ckpt.pt"
+    model, opt = fresh(0, optimizer)
+    losses = []
+    for i, (x, y) in enumerate(data):
+        losses.append(step(model, opt, x, y))
+        if i == SAVE_AFTER:
+            checkpoint.save(path, model, opt, epoch=SAVE_AFTER + 1)
+    final = {k: v.clone() for k, v in model.state_dict().items()}
+
+    resumed, resumed_opt = fresh(1, optimizer)  # different weights until the load
+    assert not torch.equal(resumed[0].weight, final["0.weight"])
+    epoch = checkpoint.load(path, resumed, resumed_opt, "cpu")
+    assert epoch == SAVE_AFTER + 1
+    assert isinstance(epoch, int)
+    # the optimizer state came back too (Adam's moments, SGD's momentum buffers)
+    assert len(resumed_opt.state) == len(list(resumed.parameters()))
+    resumed_losses = [step(resumed, resumed_opt, x, y) for x, y in data[SAVE_AFTER + 1:]]
+
+    assert resumed_losses == losses[SAVE_AFTER + 1:]
+    for k, v in resumed.state_dict().items():
+        assert torch.equal(v, final[k]), k
+
+
+def test_resume_without_optimizer_state_would_differ(tmp_path):
+    """The identity above rests on the optimizer state: weights alone with a fresh Adam diverge."""
+    data = batches()
+    model, opt = fresh(0, "adam")
+    losses = []
+    for i, (x, y) in enumerate(data):
+        losses.append(step(model, opt, x, y))
+        if i == SAVE_AFTER:
+            checkpoint.save(tmp_path / "c.pt", model, opt, SAVE_AFTER + 1)
+    resumed, resumed_opt = fresh(1, "adam")
+    checkpoint.load(tmp_path / "c.pt", resumed, resumed_opt, "cpu")
+    fresh_opt = workloads.make_optimizer("adam", resumed.parameters())  # moments thrown away
+    later = [step(resumed, fresh_opt, x, y) for x, y in data[SAVE_AFTER + 1:]]
+    assert later[0] == losses[SAVE_AFTER + 1]  # same weights: the first loss still matches
+    assert later[1:] != losses[SAVE_AFTER + 2:]
+
+
+def test_save_returns_file_size(tmp_path):
+    model, opt = fresh(0, "adam")
+    path = tmp_path / "ckpt.pt"
+    size = checkpoint.save(path, model, opt, 0)
+    assert isinstance(size, int)
+    assert size == path.stat().st_size
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    assert size > params  # at least the weights are in it
+    step(model, opt, *batches()[0])  # Adam now holds two moments per weight
+    assert checkpoint.save(path, model, opt, 1) == path.stat().st_size > size + 2 * params * 0.9
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+@pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()])
+def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch, error):
+    model, opt = fresh(0, "sgd")
+    path = tmp_path / "ckpt.pt"
+    checkpoint.save(path, model, opt, 1)
+    good = path.read_bytes()
+
+    calls = []
+
+    def broken_save(obj, f, *args, **kwargs):
+        calls.append(obj)
+        f.write(b"half a checkpoint" * 100)
+        f.flush()
+        raise error
+
+    monkeypatch.setattr(checkpoint.torch, "save", broken_save)
+    step(model, opt, *batches()[0])
+    with pytest.raises(type(error)):
+        checkpoint.save(path, model, opt, 2)
+    assert calls and calls[0]["epoch"] == 2  # the failure did happen mid-write
+    assert path.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]  # no temporary file left behind
+
+    monkeypatch.undo()
+    resumed, resumed_opt = fresh(1, "sgd")
+    assert checkpoint.load(path, resumed, resumed_opt, "cpu") == 1
+
+
+def test_failed_first_save_leaves_nothing(tmp_path, monkeypatch):
+    def broken_save(obj, f, *args, **kwargs):
+        f.write(b"x")
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(checkpoint.torch, "save", broken_save)
+    model, opt = fresh(0, "sgd")
+    with pytest.raises(RuntimeError, match="boom"):
+        checkpoint.save(tmp_path / "ckpt.pt", model, opt, 0)
+    assert list(tmp_path.iterdir()) == []
+
+
+RAN: list[str] = []
+
+
+def _payload():
+    RAN.append("pickled code ran")
+    return "pwned"
+
+
+class Evil:
+    def __reduce__(self):
+        return _payload, ()
+
+
+def test_load_refuses_pickled_objects(tmp_path):
+    RAN.clear()
+    model, opt = fresh(0, "adam")
+    path = tmp_path / "evil.pt"
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 1, "evil": Evil()}, path)
+    assert torch.load(path, weights_only=False)["evil"] == "pwned"  # the file really carries code
+    RAN.clear()
+
+    target, target_opt = fresh(1, "adam")
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises((pickle.UnpicklingError, RuntimeError)):
+        checkpoint.load(path, target, target_opt, "cpu")
+    assert RAN == []
+    assert all(torch.equal(v, before[k]) for k, v in target.state_dict().items())  # untouched

@@ -1,0 +1,51 @@
+"""The h2d family: skipped with the reason on a machine without an accelerator; its copy and
+copy-in-the-step code paths exercised on the CPU with the accelerator check lifted."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from imgbench import devices
+
+BENCH = Path(__file__).resolve().parent.parent / "benches" / "bench_h2d.py"
+
+
+@pytest.fixture
+def h2d(pytester):
+    shutil.copy(BENCH, pytester.path / "bench_h2d.py")
+    return pytester
+
+
+def test_without_an_accelerator_every_case_is_skipped_saying_so(h2d, monkeypatch):
+    monkeypatch.setattr(devices, "_gpu_count", lambda: 0)
+    monkeypatch.setattr(devices, "_mps_available", lambda: False)
+    h2d.makeconftest('pytest_plugins = ["imgbench.plugin"]')
+    result = h2d.runpytest("bench_h2d.py", "--model", "mlp", "--batch-size", "4", "-rs", "-p", "no:cacheprovider")
+    assert result.ret == 0
+    outcomes = result.parseoutcomes()
+    assert outcomes["skipped"] == 3 * 2 * 2 * 2 * 2 + 2 and "passed" not in outcomes
+    result.stdout.fnmatch_lines(["*no accelerator on this machine: host<->device copies need cuda or mps*"])
+
+
+def test_copy_paths_on_the_cpu(h2d):
+    h2d.makeconftest("""
+import bench_h2d
+pytest_plugins = ["imgbench.plugin"]
+bench_h2d.need_accelerator = lambda device: None  # let the cpu stand in for a device
+""")
+    out = h2d.path / "out.json"
+    result = h2d.runpytest("bench_h2d.py", "--model", "mlp", "--batch-size", "4", "-k", "not 256MiB",
+                           f"--benchmark-json={out}", "--benchmark-max-time=0.001", "--benchmark-min-rounds=1",
+                           "-p", "no:cacheprovider")
+    assert result.ret == 0, result.stdout.str()
+    runs = {b["name"]: b for b in json.loads(out.read_text())["benchmarks"]}
+    copy = runs["test_copy[cpu-16MiB-float32-pageable-non_blocking-h2d]"]["extra_info"]
+    assert copy["bytes"] == 16 << 20 and copy["gb_per_s"] > 0 and copy["non_blocking"] is True
+    batch = runs["test_copy[cpu-cifar_batch-uint8-pageable-blocking-d2h]"]["extra_info"]
+    assert batch["bytes"] == 128 * 3 * 32 * 32
+    assert not any("pinned" in name for name in runs)  # pinned memory is skipped off CUDA
+    copied = runs["test_train_step_copy[mlp-cpu-bs4-copied]"]["extra_info"]
+    assert copied["batch"] == "copied" and copied["copy_bytes"] == 4 * 28 * 28 + 4 * 8
+    assert runs["test_train_step_copy[mlp-cpu-bs4-on_device]"]["extra_info"]["images"] == 4

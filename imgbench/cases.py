@@ -15,9 +15,18 @@ from imgbench.axes import Settings
 SEED = 0
 
 
+COMPILERS = {  # device type -> (language, environment variable, default names)
+    "cpu": ("C++", "CXX", ("g++", "c++", "clang++")),  # Inductor builds C++ for the CPU
+    "cuda": ("C", "CC", ("gcc", "clang")),  # Triton builds its kernel launcher with the host C compiler
+}
+
+
 def compiler_missing(device_type: str) -> bool:
-    # Inductor builds C++ for the CPU; without a compiler torch.compile fails on first call.
-    return device_type == "cpu" and not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "c++", "clang++"))
+    """Whether torch.compile would fail on its first call for want of a host compiler."""
+    if device_type not in COMPILERS:
+        return False
+    _, env, names = COMPILERS[device_type]
+    return not any(shutil.which(c) for c in (os.environ.get(env, names[0]), *names))
 
 
 def unsupported(device: str, precision: str = "fp32", compile: str = "off") -> str | None:
@@ -33,7 +42,8 @@ def unsupported(device: str, precision: str = "fp32", compile: str = "off") -> s
     if precision in workloads.AUTOCAST and not torch.amp.is_autocast_available(dev.type):
         return f"{precision} autocast is not available on {dev.type} in torch {torch.__version__}"
     if compile == "on" and compiler_missing(dev.type):
-        return "torch.compile on the CPU needs a C++ compiler (none found: set CXX)"
+        language, env, _ = COMPILERS[dev.type]
+        return f"torch.compile on {dev.type} needs a {language} compiler (none found: set {env})"
     return None
 
 

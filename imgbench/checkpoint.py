@@ -11,13 +11,17 @@ import torch.nn as nn
 
 
 def save(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> int:
-    """Write the checkpoint to a temporary file beside `path`, then rename it: a crash mid-write never
-    leaves a half-written checkpoint. Returns the file's size in bytes."""
+    """Write the checkpoint to a temporary file beside `path`, then rename it: a process that dies
+    mid-write never leaves a half-written checkpoint (like torch.save, no fsync: a power cut may).
+    Returns the file's size in bytes."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch}, f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would outlive the rename
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -109,8 +109,8 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         elif self.device.type == "cpu":
-            _reset_peak_rss()
-            self.base = _rss("VmRSS")
+            # Without a reset VmHWM is the whole process's peak: no figure beats a wrong one.
+            self.base = _rss("VmRSS") if _reset_peak_rss() else None
 
     def peak_bytes(self) -> int | None:
         if self.device.type == "cuda":
@@ -121,10 +121,14 @@ class PeakMemory:
         return None
 
 
-def _reset_peak_rss():
-    # Linux: writing 5 resets the process's peak resident set size (VmHWM) to its current size.
-    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
+def _reset_peak_rss() -> bool:
+    """Linux: writing 5 resets the process's peak resident set size (VmHWM) to its current size."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
 
 
 def _rss(field: str) -> int | None:

@@ -98,12 +98,13 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch, error):
     checkpoint.save(path, model, opt, 1)
     good = path.read_bytes()
 
-    calls = []
+    calls, during = [], []
 
     def broken_save(obj, f, *args, **kwargs):
         calls.append(obj)
         f.write(b"half a checkpoint" * 100)
         f.flush()
+        during.extend(sorted(p.name for p in tmp_path.iterdir()))
         raise error
 
     monkeypatch.setattr(checkpoint.torch, "save", broken_save)
@@ -111,6 +112,9 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch, error):
     with pytest.raises(type(error)):
         checkpoint.save(path, model, opt, 2)
     assert calls and calls[0]["epoch"] == 2  # the failure did happen mid-write
+    # ... into a temporary file beside the checkpoint (same file system: the rename is atomic)
+    assert len(during) == 2 and during[1] == "ckpt.pt" and during[0].startswith(".ckpt.pt.")
+    assert path.stat().st_size == len(good)
     assert path.read_bytes() == good
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]  # no temporary file left behind
 
@@ -158,3 +162,16 @@ def test_load_refuses_pickled_objects(tmp_path):
         checkpoint.load(path, target, target_opt, "cpu")
     assert RAN == []
     assert all(torch.equal(v, before[k]) for k, v in target.state_dict().items())  # untouched
+
+
+def test_saved_file_has_the_usual_permissions(tmp_path):
+    import os
+
+    model = torch.nn.Linear(2, 2)
+    opt = workloads.make_optimizer("sgd", model.parameters())
+    umask = os.umask(0o022)
+    try:
+        checkpoint.save(tmp_path / "c.pt", model, opt, epoch=0)
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "c.pt").stat().st_mode & 0o777 == 0o644

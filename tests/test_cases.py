@@ -1,0 +1,176 @@
+"""One point of the sweep (imgbench.cases): which combinations a device cannot run and why, and the Case that
+builds model, batch and workloads with their FLOPs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from imgbench import axes, cases, devices, epochs, workloads
+
+SETTINGS = axes.Settings(devices=["cpu"], batch_sizes=[4], models=["mlp"], profile=axes.PROFILES["quick"],
+                         threads=1, optimizer="adam", dataset="synthetic", data_root=None)
+
+# MLP on a 1x28x28 input: multiply-adds per image of its three Linear layers
+MLP_MACS = (784 * 512, 512 * 512, 512 * 10)
+
+
+# --- unsupported -------------------------------------------------------------------------------------
+
+def test_tf32_needs_an_nvidia_gpu():
+    msg = cases.unsupported("cpu", "tf32")
+    assert msg is not None and "tf32" in msg and "cpu" in msg
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cpu_runs_fp32_and_bf16(precision):
+    assert cases.unsupported("cpu", precision) is None
+    assert cases.unsupported("cpu", precision, compile="off") is None
+
+
+def test_compile_needs_a_cpp_compiler(monkeypatch):
+    monkeypatch.setattr(cases.shutil, "which", lambda name: None)
+    msg = cases.unsupported("cpu", "fp32", compile="on")
+    assert msg is not None and "C++ compiler" in msg
+    assert cases.unsupported("cpu", "fp32", compile="off") is None
+
+
+def test_compile_with_a_compiler(monkeypatch):
+    asked = []
+    monkeypatch.setenv("CXX", "my-g++")
+    monkeypatch.setattr(cases.shutil, "which",
+                        lambda name: asked.append(name) or ("/usr/bin/my-g++" if name == "my-g++" else None))
+    assert cases.unsupported("cpu", "fp32", compile="on") is None
+    assert asked[0] == "my-g++"  # $CXX is the compiler looked for first
+
+
+def test_precision_without_autocast(monkeypatch):
+    monkeypatch.setattr(torch.amp, "is_autocast_available", lambda device_type: False)
+    for precision in ("bf16", "fp16"):
+        msg = cases.unsupported("cpu", precision)
+        assert msg is not None and precision in msg and "cpu" in msg
+    assert cases.unsupported("cpu", "fp32") is None  # fp32 needs no autocast
+
+
+@pytest.fixture
+def v100(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))
+    monkeypatch.setattr(devices, "device_name", lambda name: "Tesla V100")
+    monkeypatch.setattr(torch.amp, "is_autocast_available", lambda device_type: True)
+
+
+def test_compile_on_cuda_needs_a_c_compiler(monkeypatch):
+    monkeypatch.setattr(cases.shutil, "which", lambda name: None)
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    msg = cases.unsupported("cuda", "fp32", compile="on")
+    assert msg is not None and "compiler" in msg
+
+
+@pytest.mark.parametrize("precision", ["bf16", "tf32"])
+def test_cuda_capability_below_8(v100, precision):
+    msg = cases.unsupported("cuda", precision)
+    assert msg is not None
+    assert precision in msg and "8.0" in msg and "7.0" in msg and "Tesla V100" in msg
+
+
+@pytest.mark.parametrize("precision", ["fp16", "fp32"])
+def test_cuda_capability_7_runs_fp16(v100, precision):
+    assert cases.unsupported("cuda", precision) is None
+
+
+def test_cuda_capability_8_runs_bf16(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 6))
+    monkeypatch.setattr(torch.amp, "is_autocast_available", lambda device_type: True)
+    assert cases.unsupported("cuda", "bf16") is None
+    assert cases.unsupported("cuda", "tf32") is None
+
+
+# --- Case --------------------------------------------------------------------------------------------
+
+def case(model: str = "mlp", **kw) -> cases.Case:
+    return cases.Case(model, "cpu", 4, SETTINGS, **kw)
+
+
+def test_shape_capped_by_profile():
+    assert case("resnet18").shape == (3, 32, 32)
+    assert case("mlp").shape == (1, 28, 28)  # already below the cap
+    full = dataclasses.replace(SETTINGS, profile=axes.PROFILES["full"])
+    assert cases.Case("resnet18", "cpu", 4, full).shape == (3, 224, 224)
+    assert case("resnet18").num_classes == 1000
+
+
+def test_unsupported_delegates():
+    assert case(precision="tf32").unsupported() is not None
+    assert case(precision="bf16").unsupported() is None
+
+
+def test_channels_last_model_and_batch():
+    c = case("kerascnn", memory_format="channels_last")
+    assert c.torch_format is torch.channels_last
+    model = c.build_model()
+    conv = model[0].weight
+    assert conv.shape == (32, 3, 3, 3)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    x, y = c.batch()
+    assert x.shape == (4, 3, 32, 32) and y.shape == (4,)
+    assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+    plain = case("kerascnn")
+    assert plain.torch_format is torch.contiguous_format
+    assert plain.build_model()[0].weight.is_contiguous() and plain.batch()[0].is_contiguous()
+    torch.testing.assert_close(plain.batch()[0], x)  # same values, other layout
+
+
+def test_build_model_is_seeded():
+    a, b = case().build_model(), case().build_model()
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert torch.equal(case().batch()[0], case().batch()[0])
+
+
+def test_info():
+    info = case("mlp", precision="bf16", memory_format="channels_last", compile="off").info()
+    assert {"precision", "memory_format", "compile", "image_size", "device_name", "profile"} <= info.keys()
+    assert info["precision"] == "bf16" and info["memory_format"] == "channels_last" and info["compile"] == "off"
+    assert info["image_size"] == 28 and info["in_channels"] == 1 and info["num_classes"] == 10
+    assert info["profile"] == "quick" and info["dataset"] == "synthetic"
+
+
+def test_forward_flops():
+    c = case()
+    w = c.forward()
+    assert w.flops == 4 * 2 * sum(MLP_MACS)
+    assert w.flops == workloads.count_flops(lambda: c.build_model()(c.batch()[0]))  # eager, counted afresh
+    assert w.images == 4
+    out = w.fn()
+    assert out.shape == (4, 10) and not out.requires_grad
+
+
+def test_forward_flops_bf16():
+    w = case(precision="bf16").forward()
+    assert w.flops == 4 * 2 * sum(MLP_MACS)  # counted in fp32 on the eager model; precision changes no count
+    assert w.fn().dtype == torch.bfloat16
+
+
+def test_train_step_flops():
+    c = case()
+    w = c.train_step()
+    model, (x, y) = c.build_model(), c.batch()
+    assert w.flops == epochs.train_flops_per_image(model, x, y) * 4
+    # forward and weight gradient for every layer, input gradient for all but the first (the data needs none)
+    assert w.flops == 4 * (2 * sum(MLP_MACS) + 2 * sum(MLP_MACS) + 2 * sum(MLP_MACS[1:]))
+    assert w.images == 4 and w.info["optimizer"] == "adam"
+    first, second = w.fn().item(), w.fn().item()
+    assert torch.isfinite(torch.tensor([first, second])).all()
+    assert first != second  # each call is an optimisation step
+
+
+def test_resident_epoch_workload():
+    c = case()
+    w = c.epoch("resident", num_workers=0)
+    n = SETTINGS.profile.epoch_images
+    assert w.long and w.images == (n // 4) * 4
+    assert w.info == {"path": "resident", "steps": n // 4}
+    assert w.flops == w.images * (2 * sum(MLP_MACS) + 2 * sum(MLP_MACS) + 2 * sum(MLP_MACS[1:]))

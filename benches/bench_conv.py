@@ -8,6 +8,7 @@ import torch
 from imgbench import workloads
 
 # name -> (dims, in, out, kernel, stride, quick spatial size); `full` multiplies the size by conv_scale.
+# Padding is "same" (kernel // 2) but for the _p0 ("valid") layer.
 LAYERS = {
     "conv2d_k1_64to128": (2, 64, 128, 1, 1, 16),
     "conv2d_k3_64to128": (2, 64, 128, 3, 1, 16),
@@ -16,6 +17,7 @@ LAYERS = {
     "conv2d_k3_3to32": (2, 3, 32, 3, 1, 32),
     "conv2d_k3_256to256": (2, 256, 256, 3, 1, 8),
     "conv2d_k3_64to128_s2": (2, 64, 128, 3, 2, 16),
+    "conv2d_k3_64to128_p0": (2, 64, 128, 3, 1, 16),
     "conv1d_k3_64to128": (1, 64, 128, 3, 1, 256),
     "conv3d_k3_64to128": (3, 64, 128, 3, 1, 8),
     "maxpool2d_k2_64": (2, 64, 64, 2, 2, 16),
@@ -29,7 +31,7 @@ def build(name: str, scale: int, device: str):
         layer = (torch.nn.MaxPool2d if name.startswith("max") else torch.nn.AvgPool2d)(k, stride)
     else:
         conv = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)[dims - 1]
-        layer = conv(c_in, c_out, k, stride=stride, padding=k // 2)  # "same" padding at stride 1
+        layer = conv(c_in, c_out, k, stride=stride, padding=0 if name.endswith("_p0") else k // 2)
     return layer.to(device), (c_in, *[size * scale] * dims)
 
 

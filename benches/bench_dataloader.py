@@ -1,5 +1,5 @@
-"""The input pipeline alone: images/s a DataLoader delivers, no model. Sources: `pil` (PIL images
-decoded and augmented per item), `tensor_augment` (uint8 tensors augmented per item), `tensor`
+"""The input pipeline alone: images/s a DataLoader delivers, no model. Sources: `pil` (PNG bytes
+decoded with PIL and augmented per item), `tensor_augment` (uint8 tensors augmented per item), `tensor`
 (ready float tensors, nothing to do per item). One call is one pass; workers persist across passes,
 so their start-up is warm-up, not throughput."""
 
@@ -13,7 +13,7 @@ WORKERS = sorted({0, 1, 2, *[2**i for i in range(2, 8) if 2**i <= devices.usable
 
 def dataset(source: str, n: int):
     if source == "pil":
-        return data.fake_pil(n, image_size=32)
+        return data.EncodedImages(n, 32, transform=data.train_transform(32, data.CIFAR10_MEAN, data.CIFAR10_STD))
     images, labels = data.synthetic_uint8(n, (3, 32, 32))
     if source == "tensor_augment":
         return data.TensorImages(images, labels, data.train_transform(32, data.CIFAR10_MEAN, data.CIFAR10_STD))

@@ -47,6 +47,10 @@ def unsupported(device: str, precision: str = "fp32", compile: str = "off") -> s
     return None
 
 
+class EmptyEpoch(ValueError):
+    """An epoch of this batch size would have no step."""
+
+
 @dataclass
 class Case:
     model: str
@@ -86,7 +90,12 @@ class Case:
         return models.build(self.model, self.num_classes, c, h).to(self.device, memory_format=self.torch_format)
 
     def compiled(self, model: torch.nn.Module) -> torch.nn.Module:
-        return torch.compile(model) if self.compile == "on" else model
+        if self.compile != "on":
+            return model
+        # Dynamo's state outlives a model: cases before this one would make it compile with dynamic
+        # shapes, and past its recompile limit run eager while the result still says "compiled".
+        torch._dynamo.reset()
+        return torch.compile(model, dynamic=False)
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.dataset is None:
@@ -123,6 +132,9 @@ class Case:
         """One epoch over the profile's number of images: `loader` (DataLoader, per-sample augmentation
         on the CPU, pinned memory when a GPU takes the batches) or `resident` (all on the device)."""
         n = self.settings.profile.epoch_images
+        if self.batch_size > n:
+            raise EmptyEpoch(f"batch {self.batch_size} > {n} images per epoch in the "
+                             f"{self.settings.profile.name} profile")
         c, h, _ = self.shape
         if self.dataset is not None:
             images, labels = self.dataset.images, self.dataset.labels

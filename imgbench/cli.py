@@ -120,7 +120,9 @@ def cmd_list(args) -> int:
                        "summary": models.spec(n).summary} for n in models.names()},
         "families": axes.FAMILIES,
         "axes": {"device": devices.VALID, "devices_here": devices.available(), "batch_size": "32,128",
-                 "optimizer": list(axes.OPTIMIZERS), "dataset": list(axes.DATASETS)},
+                 "optimizer": list(axes.OPTIMIZERS), "dataset": list(axes.DATASETS),
+                 "precision": list(axes.PRECISIONS), "memory_format": list(axes.MEMORY_FORMATS),
+                 "compile": list(axes.COMPILE)},
         "profiles": {p.name: p.summary for p in axes.PROFILES.values()},
     }
     if args.json:
@@ -134,7 +136,10 @@ def cmd_list(args) -> int:
             f"  device     {devices.VALID} (here: {', '.join(devices.available())}); default auto",
             "  batch-size comma list of positive integers; default 32,128",
             f"  optimizer  {', '.join(axes.OPTIMIZERS)}; default adam",
-            f"  dataset    {', '.join(axes.DATASETS)}; default synthetic (cifar10/mnist need --data-root)"]
+            f"  dataset    {', '.join(axes.DATASETS)}; default synthetic (cifar10/mnist need --data-root)",
+            f"  precision  {', '.join(axes.PRECISIONS)}; default fp32",
+            f"  memory-format {', '.join(axes.MEMORY_FORMATS)}; default nchw",
+            f"  compile    {', '.join(axes.COMPILE)}; default off"]
     out += ["profiles:"] + [f"  {n:<10} {s}" for n, s in listing["profiles"].items()]
     print("\n".join(out))
     return 0

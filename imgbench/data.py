@@ -92,6 +92,36 @@ def fake_pil(size: int, image_size: int = 32, num_classes: int = 10, seed: int =
                         transform=t, random_offset=seed * 1_000_003)
 
 
+class EncodedImages(Dataset):
+    """Images held as compressed PNG bytes, decoded with PIL on every access: the per-item CPU cost of
+    reading an image dataset (decode, then augment), without touching the disk."""
+
+    def __init__(self, size: int, image_size: int = 32, num_classes: int = 10, seed: int = 0, transform=None):
+        from io import BytesIO
+
+        from PIL import Image
+
+        images, self.labels = synthetic_uint8(size, (3, image_size, image_size), num_classes, seed)
+        self.encoded = []
+        for img in images:
+            buf = BytesIO()
+            Image.fromarray(img.permute(1, 2, 0).numpy()).save(buf, format="PNG")
+            self.encoded.append(buf.getvalue())
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+    def __getitem__(self, i: int):
+        from io import BytesIO
+
+        from PIL import Image
+
+        with Image.open(BytesIO(self.encoded[i])) as img:
+            img = img.convert("RGB")
+        return (self.transform(img) if self.transform else img), self.labels[i]
+
+
 def image_folder(root: str | Path, transform=None) -> tvd.ImageFolder:
     """Images in class sub-folders (root/cat/1.png ...), decoded with PIL."""
     root = Path(root)

@@ -129,12 +129,14 @@ def _case_id(names, combo) -> str:
 def pytest_collection_modifyitems(config, items):
     # pytest-benchmark's only per-round hook is its timer: give each case one that waits for its device.
     for item in items:
-        device = getattr(getattr(item, "callspec", None), "params", {}).get("device")
-        if device is None or "benchmark" not in item.fixturenames or not _is_bench(item.path):
+        if "benchmark" not in item.fixturenames or not _is_bench(item.path):
             continue
+        device = _params(item).get("device")
         mark = item.get_closest_marker("benchmark")
         # No garbage collection inside timed rounds: it would land in whichever round it hits.
-        kwargs = {"disable_gc": True, **(mark.kwargs if mark else {}), "timer": timing.timer_for(device)}
+        kwargs = {"disable_gc": True, **(mark.kwargs if mark else {})}
+        if device is not None:
+            kwargs["timer"] = timing.timer_for(device)
         item.add_marker(pytest.mark.benchmark(**kwargs), append=False)
 
 
@@ -145,10 +147,14 @@ def pytest_runtest_call(item):
     except torch.OutOfMemoryError as e:
         reason = _too_big(item, "out of memory")
         traceback.clear_frames(e.__traceback__)  # the skip below keeps this error, and so the frames' tensors
-    except ValueError as e:
-        if "Expected more than 1 value per channel" not in str(e):
+    except (RuntimeError, ValueError) as e:  # BatchNorm says ValueError; cuBLAS / cuDNN OOM, RuntimeError
+        text = str(e)
+        if "Expected more than 1 value per channel" in text:
+            reason = _too_big(item, "too few values per channel for BatchNorm training")
+        elif "out of memory" in text or "ALLOC_FAILED" in text:
+            reason = _too_big(item, "out of memory")
+        else:
             raise
-        reason = _too_big(item, "too few values per channel for BatchNorm training")
         traceback.clear_frames(e.__traceback__)
     gc.collect()
     device = getattr(getattr(item, "callspec", None), "params", {}).get("device", "cpu")
@@ -242,7 +248,7 @@ def measure(benchmark, request, conditions):
         if benchmark.stats is None:
             return result
         median = benchmark.stats.stats.median
-        rates = {}
+        rates = {"peak_memory_bytes": memory.peak_bytes()}  # before any calibration below allocates
         if w.images:
             rates["images_per_s"] = w.images / median
         if w.bytes:
@@ -256,7 +262,6 @@ def measure(benchmark, request, conditions):
             rates["compile_s"] = max(0.0, durations[0] - median)  # the first call's excess: compilation
         if w.after:
             rates.update(w.after(calls))
-        rates["peak_memory_bytes"] = memory.peak_bytes()
         benchmark.extra_info.update(rates)
         return result
 
@@ -270,7 +275,6 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         cpu.pop("hz_actual_friendly", None)
     s = config.stash.get(SETTINGS, None)
     env = devices.environment(threads=s.threads if s else None)
-    env["peaks"] = config.stash[PEAKS].measured if PEAKS in config.stash else {}
     machine_info["imgbench"] = env
     machine_info["fingerprint"] = env["fingerprint"]
 
@@ -281,7 +285,9 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
         output_json["imgbench"] = {"version": imgbench.__version__, "profile": s.profile.name,
                                    "devices": s.devices, "threads": s.threads, "dataset": s.dataset,
                                    "precisions": s.precisions, "memory_formats": s.memory_formats,
-                                   "compile": s.compile}
+                                   "compile": s.compile,
+                                   # measured, so not machine_info: it would differ in every comparison
+                                   "peaks": config.stash[PEAKS].measured}
 
 
 @pytest.hookimpl(wrapper=True)

@@ -174,3 +174,20 @@ def test_resident_epoch_workload():
     assert w.long and w.images == (n // 4) * 4
     assert w.info == {"path": "resident", "steps": n // 4}
     assert w.flops == w.images * (2 * sum(MLP_MACS) + 2 * sum(MLP_MACS) + 2 * sum(MLP_MACS[1:]))
+
+
+def test_compiled_resets_dynamo_and_compiles_static_shapes(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: calls.append("reset"))
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: calls.append(("compile", kw)) or model)
+    s = axes.Settings(["cpu"], [4], ["mlp"], axes.PROFILES["quick"], 1, "adam", "synthetic", None)
+    model = torch.nn.Linear(2, 2)
+    assert cases.Case("mlp", "cpu", 4, s, compile="on").compiled(model) is model
+    assert calls == ["reset", ("compile", {"dynamic": False})]
+    assert cases.Case("mlp", "cpu", 4, s, compile="off").compiled(model) is model and len(calls) == 2
+
+
+def test_an_epoch_without_a_single_step_is_refused():
+    s = axes.Settings(["cpu"], [1024], ["mlp"], axes.PROFILES["quick"], 1, "adam", "synthetic", None)
+    with pytest.raises(cases.EmptyEpoch, match="batch 1024 > 512 images per epoch in the quick profile"):
+        cases.Case("mlp", "cpu", 1024, s).epoch("resident", 0)

@@ -676,3 +676,12 @@ def test_unreadable_cifar_file_is_a_dataset_error(tmp_path, monkeypatch):
     monkeypatch.setattr(data.np, "fromfile", refuse)
     with pytest.raises(data.DatasetError, match=r"cifar10: cannot read '.*data_batch_1.bin': Permission denied"):
         data.cifar10(tmp_path)
+
+
+def test_encoded_images_decode_back_to_the_pixels():
+    ds = data.EncodedImages(4, image_size=8, seed=3)
+    images, labels = data.synthetic_uint8(4, (3, 8, 8), seed=3)
+    assert len(ds) == 4 and all(isinstance(b, bytes) and b[:4] == b"\x89PNG" for b in ds.encoded)
+    for i in range(4):
+        img, label = ds[i]
+        assert torch.equal(v2.functional.pil_to_tensor(img), images[i]) and label == labels[i]

@@ -68,6 +68,7 @@ def test_conv_pool_loader_transfer_checkpoint_store_their_work(run):
     assert conv["input_shape"] == [16, 64, 16, 16]
     pool = run["test_conv[cpu-bs16-maxpool2d_k2_64-fwd-nchw]"]["extra_info"]
     assert pool["bytes"] == 16 * 64 * 16 * 16 * 4 * 5 // 4 and pool["gb_per_s"] > 0
+    assert run["test_loader[bs16-tensor-workers0-pin_off]"]["options"]["disable_gc"] is True
     loader = run["test_loader[bs16-tensor-workers0-pin_off]"]["extra_info"]
     assert loader["images"] == 512 and loader["num_workers"] == 0
     cached = run["test_transfer[cpu-bs16-last_layer_cached]"]["extra_info"]

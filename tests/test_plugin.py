@@ -9,12 +9,8 @@ import torch
 from imgbench import axes, cases, devices, models
 
 BENCH = """
-from imgbench import workloads
-
-
 def test_train(case, measure):
-    x, y = case.batch()
-    measure(workloads.train_step(case.build_model(), x, y, case.settings.optimizer), case.info())
+    measure(case.train_step(), case.info())
 """
 FAST = ["--benchmark-max-time=0.01", "--benchmark-min-rounds=2", "-p", "no:cacheprovider"]
 
@@ -128,7 +124,9 @@ def test_json_carries_params_extra_info_and_environment(bench_dir):
     assert set(env["flags"]) >= {"tf32_matmul", "tf32_cudnn", "cudnn_benchmark"}
     assert out["imgbench"] == {"version": out["imgbench"]["version"], "profile": "quick", "devices": ["cpu"],
                                "threads": 1, "dataset": "synthetic", "precisions": ["fp32"],
-                               "memory_formats": ["nchw"], "compile": ["off"]}
+                               "memory_formats": ["nchw"], "compile": ["off"], "peaks": out["imgbench"]["peaks"]}
+    assert out["imgbench"]["peaks"]["cpu"]["matmul_tflops"]["fp32"] > 0
+    assert "peaks" not in env  # measured values in machine_info would make every comparison warn
 
 
 def test_threads_default_to_every_usable_core_and_are_restored_after(bench_dir):
@@ -267,6 +265,26 @@ def test_out_of_memory_is_a_skip_naming_batch_and_device_and_memory_is_freed(pyt
     result.stdout.fnmatch_lines(["*out of memory at batch 4096 on cpu*"])
 
 
+@pytest.mark.parametrize("message", ["CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate",
+                                     "cuDNN error: CUDNN_STATUS_ALLOC_FAILED", "DefaultCPUAllocator: out of memory"])
+def test_library_out_of_memory_errors_are_skips_too(pytester, message):
+    pytester.makeconftest('pytest_plugins = ["imgbench.plugin"]')
+    pytester.makepyfile(bench_lib=f"""
+def test_lib(device, batch_size):
+    raise RuntimeError({message!r})
+""")
+    result = pytester.runpytest("bench_lib.py", "--device", "cpu", "--batch-size", "8", "-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*out of memory at batch 8 on cpu*"])
+
+
+def test_other_runtime_errors_still_fail(pytester):
+    pytester.makeconftest('pytest_plugins = ["imgbench.plugin"]')
+    pytester.makepyfile(bench_lib="def test_lib(device):\n    raise RuntimeError('shape mismatch')\n")
+    result = pytester.runpytest("bench_lib.py", "--device", "cpu", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+
+
 def test_batchnorm_training_on_one_value_per_channel_is_a_skip(bench_dir):
     result = bench_dir.runpytest("bench_x.py", "--model", "resnet18", "--device", "cpu", "--batch-size", "1",
                                  "-rs", "-p", "no:cacheprovider")
@@ -326,7 +344,7 @@ def test_precisions_run_or_skip_with_the_reason(pytester):
     bf16 = runs["test_train[kerascnn-cpu-bs4-bf16-channels_last]"]
     assert bf16["params"]["precision"] == "bf16" and bf16["params"]["memory_format"] == "channels_last"
     assert bf16["extra_info"]["precision"] == "bf16"
-    peaks = json.loads(out.read_text())["machine_info"]["imgbench"]["peaks"]["cpu"]
+    peaks = json.loads(out.read_text())["imgbench"]["peaks"]["cpu"]
     assert set(peaks["matmul_tflops"]) == {"fp32", "bf16"}
     assert bf16["extra_info"]["peak_tflop_per_s"] == pytest.approx(
         max(peaks["matmul_tflops"]["bf16"], peaks["conv_tflops"]["bf16"] or 0))

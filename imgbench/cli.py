@@ -1,6 +1,6 @@
 """`imgbench` command line. Thin: parses, calls the library, sets the exit code.
 
-Exit codes: 0 success; 1 benchmarks failed or regressed (pytest's 1); 2 bad input; other values are
+Exit codes: 0 success; 1 benchmarks failed or a case regressed; 2 bad input; other values are
 pytest's own (3 internal error, 4 usage error, 5 no benchmark selected).
 """
 
@@ -37,6 +37,21 @@ def _parser() -> argparse.ArgumentParser:
                         description="What the suite can run.")
     ls.add_argument("--json", action="store_true", help="print JSON instead of text")
 
+    c = sub.add_parser("compare", help="judge a run against a baseline run (and the history of its machine)",
+                       description="Matches cases by family and params; per case the ratio of medians with a "
+                                   "bootstrap interval from the per-round data, the bound from the run-to-run "
+                                   "spread of --history runs, and a verdict. Exit 1 when any case regresses "
+                                   "beyond the interval, the minimum effect and the history bound.")
+    c.add_argument("candidate", help="the run to judge (pytest-benchmark JSON)")
+    c.add_argument("baseline", help="the run to judge it against")
+    c.add_argument("--history", nargs="*", default=[], metavar="PATH",
+                   help="earlier runs of the same machine class (files or folders)")
+    c.add_argument("--min-effect", type=float, default=5.0, metavar="PERCENT",
+                   help="smallest slowdown worth failing for (default: 5)")
+    c.add_argument("--family-effect", nargs="*", default=[], metavar="FAMILY=PERCENT",
+                   help="per-family minimum effect, e.g. epoch=10 dataloader=15")
+    c.add_argument("--markdown", action="store_true", help="print a markdown table")
+
     r = sub.add_parser("run", help="run the benchmarks, save the run and compare with the previous one",
                        description="Runs `pytest benches` on the devices found, saves the run under "
                                    "STORAGE/<machine fingerprint>/ and compares it with the previous saved "
@@ -62,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"env": cmd_env, "list": cmd_list, "run": cmd_run}[args.command](args)
+        return {"env": cmd_env, "list": cmd_list, "run": cmd_run, "compare": cmd_compare}[args.command](args)
     except BadInput as e:
         print(f"imgbench: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -143,6 +158,33 @@ def cmd_list(args) -> int:
     out += ["profiles:"] + [f"  {n:<10} {s}" for n, s in listing["profiles"].items()]
     print("\n".join(out))
     return 0
+
+
+def cmd_compare(args) -> int:
+    from imgbench import compare, results
+
+    try:
+        effects = {}
+        for item in args.family_effect:
+            family, _, percent = item.partition("=")
+            effects[family] = float(percent) / 100
+        cand, base = results.load(args.candidate), results.load(args.baseline)
+        history = [results.load(p) for p in results.find(args.history)]
+        verdicts, only_cand, only_base = compare.compare(base, cand, history, args.min_effect / 100, effects)
+    except ValueError as e:  # RunError, CompareError, a bad PERCENT
+        raise BadInput(e) from None
+    if not verdicts:
+        raise BadInput(f"no case of {args.candidate} is in {args.baseline}: nothing to compare")
+    print(compare.table(verdicts, markdown=args.markdown))
+    if only_base:
+        print(f"only in the baseline (not run by the candidate): {', '.join(only_base)}")
+    if only_cand:
+        print(f"only in the candidate (new, no baseline): {', '.join(only_cand)}")
+    regressed = [v for v in verdicts if v.verdict == compare.REGRESSION]
+    counts = {k: sum(v.verdict == k for v in verdicts) for k in (compare.REGRESSION, compare.IMPROVEMENT,
+                                                                 compare.UNCHANGED, compare.NOISY)}
+    print(", ".join(f"{n} {k}" for k, n in counts.items()))
+    return 1 if regressed else 0
 
 
 def _benches_dir(given: str | None) -> Path:

@@ -17,7 +17,7 @@ def imgbench(*args, cwd=ROOT):
                           timeout=600)
 
 
-@pytest.mark.parametrize("command", [[], ["env"], ["list"], ["run"]])
+@pytest.mark.parametrize("command", [[], ["env"], ["list"], ["run"], ["compare"]])
 def test_help_everywhere(capsys, command):
     with pytest.raises(SystemExit) as e:
         cli.main([*command, "--help"])

@@ -1,0 +1,104 @@
+"""Regression gate: a candidate run against a baseline run (and, where stored, the history of its
+machine class). Cases are matched by family and params, not by test id. Per case: the ratio of
+medians, a bootstrap interval from the per-round data, the history's run-to-run bound, a verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from imgbench import stats
+from imgbench.results import Record
+
+REGRESSION, IMPROVEMENT, UNCHANGED, NOISY = "regression", "improvement", "unchanged", "too noisy to say"
+
+
+class CompareError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Verdict:
+    name: str
+    family: str
+    base_median: float
+    cand_median: float
+    ratio: float                  # candidate / baseline median: > 1 is slower
+    ci: tuple[float, float] | None  # bootstrap interval of the ratio; None without per-round data
+    history_ratio: float | None   # candidate / the history's median, for machine classes with history
+    history_bound: float | None   # largest history_ratio the history's run-to-run spread allows
+    min_effect: float
+    verdict: str
+
+
+def check_same_hardware(base: list[Record], cand: list[Record]):
+    fb = {r.fingerprint for r in base}
+    fc = {r.fingerprint for r in cand}
+    if fb != fc:
+        raise CompareError(f"different hardware: baseline {', '.join(map(str, sorted(fb, key=str)))} vs candidate "
+                           f"{', '.join(map(str, sorted(fc, key=str)))}; absolute times only compare within one "
+                           "machine class")
+
+
+def judge(ratio: float, ci, history_ratio: float | None, bound: float | None, effect: float) -> str:
+    """Regression: slower beyond the interval, the minimum effect and (with history) the run-to-run
+    spread, all three. Improvement: the mirror image. Unchanged: the interval rules out the minimum
+    effect either way. Otherwise too noisy to say."""
+    lo, hi = ci if ci else (ratio, ratio)
+    has_history = bound is not None and history_ratio is not None
+    if lo > 1 and ratio >= 1 + effect and (not has_history or history_ratio > bound):
+        return REGRESSION
+    if hi < 1 and ratio <= 1 / (1 + effect) and (not has_history or history_ratio < 1 / bound):
+        return IMPROVEMENT
+    if ci is not None and lo >= 1 / (1 + effect) and hi <= 1 + effect:
+        return UNCHANGED
+    if ci is None and has_history and 1 / bound <= history_ratio <= bound and abs(ratio - 1) < effect:
+        return UNCHANGED
+    return NOISY
+
+
+def compare(base: list[Record], cand: list[Record], history: list[list[Record]] = (), min_effect: float = 0.05,
+            per_family: dict[str, float] | None = None, alpha: float = 0.01) -> tuple[list[Verdict], list, list]:
+    """Verdicts for the cases in both runs, and the keys found only in the candidate / only in the baseline."""
+    check_same_hardware(base, cand)
+    by_base = {r.key: r for r in base}
+    by_cand = {r.key: r for r in cand}
+    past: dict[tuple, list[float]] = {}
+    for run in history:
+        for r in run:
+            past.setdefault(r.key, []).append(r.median)
+    out = []
+    for key in sorted(by_base.keys() & by_cand.keys()):
+        b, c = by_base[key], by_cand[key]
+        ratio = c.median / b.median
+        ci = stats.bootstrap_ratio_ci(b.data, c.data, alpha) if b.data and c.data else None
+        hist = past.get(key, [])
+        bound = stats.history_bound(hist, alpha)  # None below 3 past runs
+        history_ratio = c.median / float(np.median(hist)) if bound else None
+        effect = (per_family or {}).get(c.family, min_effect)
+        out.append(Verdict(c.name, c.family, b.median, c.median, ratio, ci, history_ratio, bound, effect,
+                           judge(ratio, ci, history_ratio, bound, effect)))
+    only_cand = sorted(by_cand[k].name for k in by_cand.keys() - by_base.keys())
+    only_base = sorted(by_base[k].name for k in by_base.keys() - by_cand.keys())
+    return out, only_cand, only_base
+
+
+def table(verdicts: list[Verdict], markdown: bool = False) -> str:
+    head = ["case", "baseline", "candidate", "ratio", "interval", "vs history (bound)", "verdict"]
+    rows = [[v.name, _t(v.base_median), _t(v.cand_median), f"{v.ratio:.3f}",
+             f"{v.ci[0]:.3f}-{v.ci[1]:.3f}" if v.ci else "-",
+             f"{v.history_ratio:.3f} ({v.history_bound:.3f})" if v.history_bound else "-", v.verdict]
+            for v in verdicts]
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+    widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]
+    return "\n".join("  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)) for r in [head, *rows])
+
+
+def _t(seconds: float) -> str:
+    for unit, scale in (("s", 1), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3f} {unit}"
+    return f"{seconds / 1e-9:.0f} ns"

@@ -1,0 +1,86 @@
+"""Stored runs (pytest-benchmark JSON) -> tidy records, one per case per run. No torch here: reading
+history stays light. Every way a file can be wrong becomes one RunError line naming the file."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class RunError(ValueError):
+    """A file that is not a readable pytest-benchmark run; the message names it and says why."""
+
+
+@dataclass(frozen=True)
+class Record:
+    path: str
+    datetime: str
+    commit: str | None
+    fingerprint: str | None
+    family: str
+    name: str
+    params: dict
+    median: float
+    min: float
+    rounds: int
+    data: list[float] | None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple:
+        """What makes two records the same case: the family and every param (model, device, batch
+        size, axes...), not the test id, so renamed ids still match."""
+        return (self.family, tuple(sorted((k, str(v)) for k, v in self.params.items())))
+
+    @property
+    def device_free_key(self) -> tuple:
+        """The same case on another device: for GPU-over-CPU ratios."""
+        return (self.family, tuple(sorted((k, str(v)) for k, v in self.params.items() if k != "device")))
+
+
+def family_of(name: str) -> str:
+    return name.split("[", 1)[0].removeprefix("test_")
+
+
+def load(path: str | Path) -> list[Record]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise RunError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        run = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RunError(f"{path}: corrupt or truncated JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    if not isinstance(run, dict) or not isinstance(run.get("benchmarks"), list) or "machine_info" not in run:
+        raise RunError(f"{path}: not a pytest-benchmark run (expected 'machine_info' and a 'benchmarks' list)")
+    machine = run["machine_info"] if isinstance(run["machine_info"], dict) else {}
+    commit = run.get("commit_info") if isinstance(run.get("commit_info"), dict) else {}
+    records = []
+    for i, b in enumerate(run["benchmarks"]):
+        try:
+            stats = b["stats"]
+            records.append(Record(
+                path=str(path), datetime=str(run.get("datetime", "")), commit=commit.get("id"),
+                fingerprint=machine.get("fingerprint"), family=family_of(b["name"]), name=b["name"],
+                params=dict(b.get("params") or {}), median=float(stats["median"]), min=float(stats["min"]),
+                rounds=int(stats["rounds"]), data=[float(x) for x in stats["data"]] if stats.get("data") else None,
+                extra=dict(b.get("extra_info") or {})))
+        except (KeyError, TypeError, ValueError) as e:
+            raise RunError(f"{path}: benchmark {i} lacks a readable {e} (a file of another tool or "
+                           "pytest-benchmark version?)") from None
+    return records
+
+
+def find(paths) -> list[Path]:
+    """JSON files named directly, and every *.json under folders named; in a stable order."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(p.rglob("*.json"))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise RunError(f"{p}: no such file or folder")
+    return out

@@ -1,0 +1,105 @@
+"""Statistics for comparing timings on noisy machines: ratio of medians with a bootstrap interval
+from per-round data, a one-sided Mann-Whitney U test, and a bound from the run-to-run spread of a
+history. numpy only."""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import numpy as np
+
+
+def ratio_of_medians(base, cand) -> float:
+    """Candidate over baseline: > 1 means the candidate is slower."""
+    return float(np.median(cand) / np.median(base))
+
+
+def bootstrap_ratio_ci(base, cand, alpha: float = 0.01, resamples: int = 4000, seed: int = 0) -> tuple[float, float]:
+    """Two-sided (1 - alpha) percentile interval of the ratio of medians, resampling each side's rounds."""
+    rng = np.random.default_rng(seed)
+    base, cand = np.asarray(base, float), np.asarray(cand, float)
+    b = np.median(rng.choice(base, (resamples, base.size)), axis=1)
+    c = np.median(rng.choice(cand, (resamples, cand.size)), axis=1)
+    lo, hi = np.quantile(c / b, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def mann_whitney_greater(cand, base) -> float:
+    """p-value of the one-sided Mann-Whitney U test that candidate times are larger (slower) than
+    baseline times; normal approximation with tie and continuity corrections (fine from ~8 per side)."""
+    cand, base = np.asarray(cand, float), np.asarray(base, float)
+    n1, n2 = cand.size, base.size
+    both = np.concatenate([cand, base])
+    ranks = _ranks(both)
+    u = ranks[:n1].sum() - n1 * (n1 + 1) / 2
+    _, counts = np.unique(both, return_counts=True)
+    n = n1 + n2
+    var = n1 * n2 / 12 * ((n + 1) - (counts**3 - counts).sum() / (n * (n - 1)))
+    if var <= 0:
+        return 1.0
+    z = (u - n1 * n2 / 2 - 0.5) / math.sqrt(var)
+    return 1 - NormalDist().cdf(z)
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(x.size)
+    ranks[order] = np.arange(1, x.size + 1)
+    for value in np.unique(x):  # average ranks of ties
+        tied = x == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def history_bound(medians, alpha: float = 0.01) -> float | None:
+    """Upper bound on the ratio a new run's median may have to the history's median before it is
+    unusual for this machine: a one-sided (1 - alpha) prediction interval of the log-ratios of past
+    runs' medians to their own median. Needs at least 3 runs; None otherwise."""
+    m = np.asarray(medians, float)
+    if m.size < 3:
+        return None
+    logs = np.log(m / np.median(m))
+    sd = logs.std(ddof=1)
+    t = t_quantile(1 - alpha, m.size - 1)
+    return float(math.exp(logs.mean() + t * sd * math.sqrt(1 + 1 / m.size)))
+
+
+def t_cdf(x: float, df: float) -> float:
+    """Student's t distribution function (through the regularized incomplete beta function)."""
+    tail = 0.5 * _betainc(df / 2, 0.5, df / (df + x * x))
+    return 1 - tail if x >= 0 else tail
+
+
+def t_quantile(p: float, df: float) -> float:
+    """Inverse of t_cdf by bisection (no scipy needed)."""
+    lo, hi = -1e3, 1e3
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
+    return (lo + hi) / 2
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta I_x(a, b), continued fraction (Numerical Recipes' betacf)."""
+    if x <= 0 or x >= 1:
+        return 0.0 if x <= 0 else 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x > (a + 1) / (a + b + 2):
+        return 1 - _betainc(b, a, 1 - x)
+    f, c, d = 1.0, 1.0, 0.0
+    for i in range(400):
+        m = i // 2
+        if i == 0:
+            num = 1.0
+        elif i % 2 == 0:
+            num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        else:
+            num = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        d = 1 + num * d
+        d = 1 / (d if abs(d) > 1e-300 else 1e-300)
+        c = 1 + num / c if abs(c) > 1e-300 else 1 + num / 1e-300
+        f *= c * d
+        if abs(1 - c * d) < 1e-12:
+            break
+    return front * (f - 1) / a

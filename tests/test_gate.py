@@ -1,0 +1,152 @@
+"""Stored runs -> records, the statistics, and the compare gate (imgbench compare)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from imgbench import cli, compare, results, stats
+
+FP = "AMD_EPYC-2c"
+
+
+def write_run(path, cases, fingerprint=FP, when="2026-11-21T10:00:00"):
+    """cases: {(name, params-dict-as-tuple): list of round times}."""
+    benchmarks = []
+    for (name, params), data in cases.items():
+        data = list(map(float, data))
+        benchmarks.append({"name": name, "params": dict(params), "extra_info": {},
+                           "stats": {"median": float(np.median(data)), "min": min(data), "rounds": len(data),
+                                     "data": data}})
+    path.write_text(json.dumps({"machine_info": {"fingerprint": fingerprint}, "commit_info": {"id": "abc"},
+                                "datetime": when, "benchmarks": benchmarks}))
+    return path
+
+
+def rounds(center, n=30, spread=0.01, seed=0):
+    return center * (1 + spread * np.random.default_rng(seed).standard_normal(n))
+
+
+CASE = ("test_train_step[kerascnn-cpu-bs32]", (("model", "kerascnn"), ("device", "cpu"), ("batch_size", 32)))
+
+
+def test_records_carry_family_params_and_rounds(tmp_path):
+    (r,) = results.load(write_run(tmp_path / "a.json", {CASE: [1.0, 2.0, 3.0]}))
+    assert (r.family, r.params["batch_size"], r.median, r.min, r.rounds, r.data) == ("train_step", 32, 2.0, 1.0, 3,
+                                                                                     [1.0, 2.0, 3.0])
+    assert r.fingerprint == FP and r.commit == "abc"
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"machine_info": {}, "benchmarks": [', "corrupt or truncated JSON (line 1"),
+    ('{"results": []}', "not a pytest-benchmark run"),
+    ('[1, 2]', "not a pytest-benchmark run"),
+    ('{"machine_info": {}, "benchmarks": [{"name": "t"}]}', "benchmark 0 lacks a readable 'stats'"),
+])
+def test_bad_files_are_one_line_errors_naming_the_file(tmp_path, text, message):
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(results.RunError) as e:
+        results.load(path)
+    assert str(e.value).startswith(str(path)) and message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_find_takes_files_and_folders(tmp_path):
+    (tmp_path / "x").mkdir()
+    a, b = write_run(tmp_path / "x" / "1.json", {}), write_run(tmp_path / "2.json", {})
+    assert results.find([tmp_path / "x", b]) == [a, b]
+    with pytest.raises(results.RunError, match="no such file or folder"):
+        results.find([tmp_path / "missing"])
+
+
+def test_ratio_and_bootstrap_interval():
+    base, cand = rounds(1.0), rounds(1.2, seed=1)
+    assert stats.ratio_of_medians(base, cand) == pytest.approx(1.2, rel=0.02)
+    lo, hi = stats.bootstrap_ratio_ci(base, cand, alpha=0.01)
+    assert lo < 1.2 < hi and lo > 1.1 and hi < 1.3
+
+
+def test_mann_whitney_one_sided():
+    base = rounds(1.0, n=12, spread=0.02)
+    assert stats.mann_whitney_greater(rounds(1.1, n=12, spread=0.02, seed=1), base) < 0.001
+    assert stats.mann_whitney_greater(rounds(0.9, n=12, spread=0.02, seed=1), base) > 0.99
+    same = stats.mann_whitney_greater(rounds(1.0, n=12, spread=0.02, seed=1), base)
+    assert 0.01 < same < 0.99
+    assert stats.mann_whitney_greater([1, 1, 1], [1, 1, 1]) == 1.0  # all tied: no evidence
+
+
+def test_t_quantiles_match_the_tables():
+    assert stats.t_quantile(0.99, 2) == pytest.approx(6.965, abs=1e-3)
+    assert stats.t_quantile(0.975, 10) == pytest.approx(2.228, abs=1e-3)
+    assert stats.t_quantile(0.95, 1000) == pytest.approx(1.646, abs=1e-3)
+
+
+def test_history_bound_follows_the_run_to_run_spread():
+    assert stats.history_bound([1.0, 1.1]) is None
+    tight = stats.history_bound([1.00, 1.01, 0.99, 1.00, 1.01, 0.99])
+    loose = stats.history_bound([1.00, 1.20, 0.85, 1.10, 0.90, 1.25])
+    assert 1 < tight < 1.1 < loose
+
+
+def judge_pair(tmp_path, base_center, cand_center, history=(), **kw):
+    base = results.load(write_run(tmp_path / "base.json", {CASE: rounds(base_center)}))
+    cand = results.load(write_run(tmp_path / "cand.json", {CASE: rounds(cand_center, seed=1)}))
+    past = [results.load(write_run(tmp_path / f"h{i}.json", {CASE: rounds(m, seed=10 + i)}))
+            for i, m in enumerate(history)]
+    (v,), _, _ = compare.compare(base, cand, past, **kw)
+    return v
+
+
+def test_verdicts(tmp_path):
+    assert judge_pair(tmp_path, 1.0, 1.20).verdict == compare.REGRESSION
+    assert judge_pair(tmp_path, 1.0, 0.80).verdict == compare.IMPROVEMENT
+    assert judge_pair(tmp_path, 1.0, 1.00).verdict == compare.UNCHANGED
+    assert judge_pair(tmp_path, 1.0, 1.02).verdict != compare.REGRESSION  # below the 5% minimum effect
+    assert judge_pair(tmp_path, 1.0, 1.08, min_effect=0.10).verdict != compare.REGRESSION
+    assert judge_pair(tmp_path, 1.0, 1.08, per_family={"train_step": 0.10}).verdict != compare.REGRESSION
+
+
+def test_history_spread_vetoes_a_regression_within_past_noise(tmp_path):
+    noisy_history = [1.0, 1.25, 0.9, 1.2, 0.95, 1.3]  # this machine moves 30% between runs
+    v = judge_pair(tmp_path, 1.0, 1.20, history=noisy_history)
+    assert v.history_bound > 1.2 and v.verdict != compare.REGRESSION
+    steady_history = [1.0, 1.01, 0.99, 1.0, 1.01, 0.995]
+    assert judge_pair(tmp_path, 1.0, 1.20, history=steady_history).verdict == compare.REGRESSION
+
+
+def test_cases_match_by_params_not_by_id_and_strays_are_listed(tmp_path):
+    renamed = ("test_train_step[renamed-id]", CASE[1])
+    other = ("test_forward[mlp-cpu-bs8]", (("model", "mlp"), ("device", "cpu"), ("batch_size", 8)))
+    gone = ("test_forward[tinyvgg-cpu-bs8]", (("model", "tinyvgg"), ("device", "cpu"), ("batch_size", 8)))
+    base = results.load(write_run(tmp_path / "b.json", {CASE: rounds(1.0), gone: rounds(1.0)}))
+    cand = results.load(write_run(tmp_path / "c.json", {renamed: rounds(1.0), other: rounds(1.0)}))
+    verdicts, only_cand, only_base = compare.compare(base, cand)
+    assert [v.name for v in verdicts] == ["test_train_step[renamed-id]"]
+    assert only_cand == ["test_forward[mlp-cpu-bs8]"] and only_base == ["test_forward[tinyvgg-cpu-bs8]"]
+
+
+def test_different_hardware_is_refused(tmp_path):
+    base = results.load(write_run(tmp_path / "b.json", {CASE: rounds(1.0)}))
+    cand = results.load(write_run(tmp_path / "c.json", {CASE: rounds(1.0)}, fingerprint="Xeon-16c-H100-x1"))
+    with pytest.raises(compare.CompareError, match="different hardware: baseline AMD_EPYC-2c vs candidate Xeon"):
+        compare.compare(base, cand)
+
+
+def test_cli_compare_exit_codes_and_output(tmp_path, capsys):
+    base = write_run(tmp_path / "b.json", {CASE: rounds(1.0)})
+    same = write_run(tmp_path / "same.json", {CASE: rounds(1.0, seed=1)})
+    slow = write_run(tmp_path / "slow.json", {CASE: rounds(1.3, seed=1)})
+    assert cli.main(["compare", str(same), str(base)]) == 0
+    assert "0 regression, 0 improvement, 1 unchanged" in capsys.readouterr().out
+    assert cli.main(["compare", str(slow), str(base), "--markdown"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("| case | baseline |") and "| regression |" in out
+    before = base.read_bytes()
+    (tmp_path / "t.json").write_text('{"machine_info"')
+    assert cli.main(["compare", str(tmp_path / "t.json"), str(base)]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "corrupt or truncated JSON" in err[0]
+    assert base.read_bytes() == before  # compare never writes stored runs
+    other = write_run(tmp_path / "o.json", {CASE: rounds(1.0)}, fingerprint="Xeon-16c")
+    assert cli.main(["compare", str(other), str(base)]) == cli.EXIT_BAD_INPUT
+    assert "different hardware" in capsys.readouterr().err

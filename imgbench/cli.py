@@ -56,28 +56,41 @@ def _parser() -> argparse.ArgumentParser:
                        description="Runs `pytest benches` on the devices found, saves the run under "
                                    "STORAGE/<machine fingerprint>/ and compares it with the previous saved "
                                    "run of the same profile on this machine class.")
-    r.add_argument("--device", default="auto", help="comma list, or auto (default: auto)")
-    r.add_argument("--model", default="all", help="comma list, or all (default: all)")
-    r.add_argument("--batch-size", default="32,128", help="comma list (default: 32,128)")
-    r.add_argument("--profile", default="quick", help="quick or full (default: quick)")
-    r.add_argument("--threads", help="CPU threads (default: every core this process may use)")
-    r.add_argument("--optimizer", default="adam", help="adam or sgd (default: adam)")
-    r.add_argument("--dataset", default="synthetic", help="synthetic, cifar10 or mnist (default: synthetic)")
-    r.add_argument("--data-root", help="folder holding the dataset for --dataset cifar10/mnist")
-    r.add_argument("--precision", default="fp32", help="comma list of fp32, tf32, bf16, fp16 (default: fp32)")
-    r.add_argument("--memory-format", default="nchw", help="comma list of nchw, channels_last (default: nchw)")
-    r.add_argument("--compile", default="off", help="comma list of off, on (default: off)")
+    _axis_options(r)
     r.add_argument("--storage", default=".benchmarks", help="where runs are saved (default: .benchmarks)")
-    r.add_argument("--benches", help="the benches folder (default: the checkout's benches/)")
     r.add_argument("pytest_args", nargs=argparse.REMAINDER,
                    help="after --: more pytest arguments, e.g. -- -k train_step")
+
+    bl = sub.add_parser("baseline", help="record this machine's baseline (every round's time) for the gate",
+                        description="Runs `pytest benches` like `run` and writes the run, every round's time "
+                                    "included, to FOLDER/<machine fingerprint>/<profile>.json: first to a "
+                                    "temporary file, renamed only when the run succeeded.")
+    _axis_options(bl)
+    bl.add_argument("--folder", default="baselines", help="where baselines live (default: baselines)")
+    bl.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: more pytest arguments")
     return p
+
+
+def _axis_options(p: argparse.ArgumentParser):
+    p.add_argument("--device", default="auto", help="comma list, or auto (default: auto)")
+    p.add_argument("--model", default="all", help="comma list, or all (default: all)")
+    p.add_argument("--batch-size", default="32,128", help="comma list (default: 32,128)")
+    p.add_argument("--profile", default="quick", help="quick or full (default: quick)")
+    p.add_argument("--threads", help="CPU threads (default: every core this process may use)")
+    p.add_argument("--optimizer", default="adam", help="adam or sgd (default: adam)")
+    p.add_argument("--dataset", default="synthetic", help="synthetic, cifar10 or mnist (default: synthetic)")
+    p.add_argument("--data-root", help="folder holding the dataset for --dataset cifar10/mnist")
+    p.add_argument("--precision", default="fp32", help="comma list of fp32, tf32, bf16, fp16 (default: fp32)")
+    p.add_argument("--memory-format", default="nchw", help="comma list of nchw, channels_last (default: nchw)")
+    p.add_argument("--compile", default="off", help="comma list of off, on (default: off)")
+    p.add_argument("--benches", help="the benches folder (default: the checkout's benches/)")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"env": cmd_env, "list": cmd_list, "run": cmd_run, "compare": cmd_compare}[args.command](args)
+        commands = {"env": cmd_env, "list": cmd_list, "run": cmd_run, "compare": cmd_compare, "baseline": cmd_baseline}
+        return commands[args.command](args)
     except BadInput as e:
         print(f"imgbench: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -213,28 +226,39 @@ def previous_run(folder: Path, profile: str) -> Path | None:
     return runs[-1] if runs else None
 
 
-def cmd_run(args) -> int:
-    import pytest
-
+def _pytest_args(args) -> list[str]:
+    """Check every option before pytest starts (same one-line messages as the plugin); the args
+    that run the benches with them."""
     from imgbench import axes, data, devices
 
-    try:  # fail fast, before pytest starts, with the same one-line messages as the plugin
+    try:
         s = axes.settings(lambda name: getattr(args, name))
         if s.dataset != "synthetic":
             data.real(s.dataset, s.data_root)
     except (axes.AxisError, devices.DeviceError, data.DatasetError) as e:
         raise BadInput(e) from None
-    threads = s.threads if args.threads else None
-    benches = _benches_dir(args.benches)
+    out = [str(_benches_dir(args.benches)), "-p", "no:xdist", "--device", args.device, "--model", args.model,
+           "--batch-size", args.batch_size, "--profile", args.profile, "--optimizer", args.optimizer,
+           "--dataset", args.dataset, *(["--data-root", args.data_root] if args.data_root else []),
+           "--precision", args.precision, "--memory-format", args.memory_format, "--compile", args.compile,
+           "--benchmark-sort=fullname"]
+    if args.threads:
+        out += ["--threads", str(s.threads)]
+    return out
+
+
+def _rest(args) -> list[str]:
+    return args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
+
+
+def cmd_run(args) -> int:
+    import pytest
+
+    from imgbench import devices
+
+    pytest_args = _pytest_args(args)
     folder = Path(args.storage) / devices.environment()["fingerprint"]
-    pytest_args = [str(benches), "-p", "no:xdist", "--device", args.device, "--model", args.model,
-                   "--batch-size", args.batch_size, "--profile", args.profile, "--optimizer", args.optimizer,
-                   "--dataset", args.dataset, *(["--data-root", args.data_root] if args.data_root else []),
-                   "--precision", args.precision, "--memory-format", args.memory_format, "--compile", args.compile,
-                   f"--benchmark-storage={folder}", f"--benchmark-save={args.profile}",
-                   "--benchmark-save-data", "--benchmark-sort=fullname"]
-    if threads:
-        pytest_args += ["--threads", str(threads)]
+    pytest_args += [f"--benchmark-storage={folder}", f"--benchmark-save={args.profile}", "--benchmark-save-data"]
     prev = previous_run(folder, args.profile)
     if prev is None:
         print(f"imgbench: no earlier '{args.profile}' run saved in {folder}: this run becomes the first; "
@@ -242,9 +266,34 @@ def cmd_run(args) -> int:
     else:
         print(f"imgbench: comparing with the previous run {prev}", flush=True)
         pytest_args.append(f"--benchmark-compare={prev.resolve()}")
-    rest = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
-    return int(pytest.main(pytest_args + rest))
+    return int(pytest.main(pytest_args + _rest(args)))
 
+
+def cmd_baseline(args) -> int:
+    import os
+
+    import pytest
+
+    from imgbench import devices
+
+    pytest_args = _pytest_args(args)
+    folder = Path(args.folder) / devices.environment()["fingerprint"]
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{args.profile}.json"
+    tmp = folder / f".{args.profile}.json.partial"
+    try:
+        code = int(pytest.main([*pytest_args, f"--benchmark-json={tmp}", *_rest(args)]))
+        if code == 0 and tmp.is_file():
+            os.replace(tmp, final)  # atomic: an interrupted or failed run leaves the old baseline whole
+            print(f"imgbench: baseline written to {final}", flush=True)
+        elif code == 0:
+            code = 1
+            print("imgbench: the run wrote no benchmark data; baseline unchanged", file=sys.stderr)
+        else:
+            print(f"imgbench: the run failed (exit {code}); baseline unchanged", file=sys.stderr)
+        return code
+    finally:
+        tmp.unlink(missing_ok=True)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,7 +8,9 @@ import itertools
 import json
 import os
 import shlex
+import sys
 import traceback
+from pathlib import Path
 
 import pytest
 import torch
@@ -67,6 +69,28 @@ def pytest_configure(config):
         raise pytest.UsageError(str(e)) from None
     config.stash[SETTINGS] = s
     config.stash[PEAKS] = peaks.Peaks()
+    _first_run_without_baseline(config)
+
+
+def _first_run_without_baseline(config):
+    """`--benchmark-compare` with nothing stored yet: say so and run without comparing (pytest-benchmark
+    would warn, or stop with a usage error under --benchmark-compare-fail). Runs before its configure."""
+    compare = config.getoption("benchmark_compare", None)
+    if not compare:
+        return
+    from pytest_benchmark.utils import get_machine_id
+
+    storage = str(config.getoption("benchmark_storage"))
+    if not storage.startswith("file://") and "://" in storage:
+        return  # another storage backend: leave it to pytest-benchmark
+    folder = Path(storage.removeprefix("file://")) / get_machine_id()
+    pattern = "[0-9][0-9][0-9][0-9]_*.json" if compare is True else f"{str(compare).rstrip('*')}*.json"
+    if Path(str(compare)).is_file() or any(folder.glob(pattern)):
+        return
+    config.option.benchmark_compare = False
+    config.option.benchmark_compare_fail = None
+    sys.stderr.write(f"imgbench: no stored run to compare with in {folder} (first run?): running without "
+                     "comparing or gating; save this run (--benchmark-autosave) to make it the baseline\n")
 
 
 @pytest.hookimpl(tryfirst=True)  # pytest-benchmark makes its session in its own (trylast) configure

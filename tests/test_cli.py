@@ -17,7 +17,7 @@ def imgbench(*args, cwd=ROOT):
                           timeout=600)
 
 
-@pytest.mark.parametrize("command", [[], ["env"], ["list"], ["run"], ["compare"]])
+@pytest.mark.parametrize("command", [[], ["env"], ["list"], ["run"], ["compare"], ["baseline"]])
 def test_help_everywhere(capsys, command):
     with pytest.raises(SystemExit) as e:
         cli.main([*command, "--help"])
@@ -128,3 +128,21 @@ def test_run_compares_across_changed_conditions_with_storage_outside_the_working
     assert second.returncode == 0, second.stdout + second.stderr
     assert "machine_info is different in: imgbench" in second.stdout + second.stderr
     assert "INTERNALERROR" not in second.stdout + second.stderr
+
+
+def test_baseline_is_written_whole_or_not_at_all(tmp_path):
+    args = ["baseline", "--model", "mlp", "--batch-size", "4", "--device", "cpu", "--folder", str(tmp_path),
+            "--", "-k", "test_forward", "--benchmark-max-time=0.01", "-p", "no:cacheprovider"]
+    done = imgbench(*args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (baseline,) = tmp_path.glob("*/quick.json")
+    assert baseline.parent.name == devices.environment()["fingerprint"]
+    run = json.loads(baseline.read_text())
+    assert [b["name"] for b in run["benchmarks"]] == ["test_forward[mlp-cpu-bs4]"]
+    assert len(run["benchmarks"][0]["stats"]["data"]) == run["benchmarks"][0]["stats"]["rounds"]
+    before = baseline.read_bytes()
+    failed = imgbench(*args[:-5], "-k", "test_forward", "--benchmark-max-time=0.01", "-p", "no:cacheprovider",
+                      "-x", "--benchmark-min-rounds=0")  # an invalid option value: the run fails
+    assert failed.returncode != 0 and "baseline unchanged" in failed.stderr
+    assert baseline.read_bytes() == before
+    assert sorted(p.name for p in baseline.parent.iterdir()) == ["quick.json"]  # no partial file left

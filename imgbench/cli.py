@@ -61,6 +61,22 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("pytest_args", nargs=argparse.REMAINDER,
                    help="after --: more pytest arguments, e.g. -- -k train_step")
 
+    ab = sub.add_parser("ab", help="interleaved A/B of this checkout against a git ref or another Python",
+                        description="Times the selected cases of the base (--base GIT_REF and/or --base-python) "
+                                    "and of this checkout in the same job, pair by pair in random order; decides "
+                                    "per case with a one-sided Mann-Whitney U test at --alpha plus --min-effect, "
+                                    "and confirms a regression with as many pairs again before exit 1.")
+    ab.add_argument("--base", metavar="GIT_REF", help="the version to compare with (checked out aside)")
+    ab.add_argument("--base-python", metavar="PATH", help="the base's Python (another environment, e.g. torch)")
+    ab.add_argument("--pairs", type=int, default=10, help="samples per side (default: 10)")
+    ab.add_argument("--alpha", type=float, default=0.01, help="significance level (default: 0.01)")
+    ab.add_argument("--min-effect", type=float, default=5.0, metavar="PERCENT",
+                    help="smallest slowdown worth failing for (default: 5)")
+    ab.add_argument("--seed", type=int, default=0, help="seed of the pair order (default: 0)")
+    ab.add_argument("--markdown", action="store_true", help="print a markdown table")
+    _axis_options(ab)
+    ab.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: more pytest arguments, e.g. -- -k forward")
+
     bl = sub.add_parser("baseline", help="record this machine's baseline (every round's time) for the gate",
                         description="Runs `pytest benches` like `run` and writes the run, every round's time "
                                     "included, to FOLDER/<machine fingerprint>/<profile>.json: first to a "
@@ -89,7 +105,8 @@ def _axis_options(p: argparse.ArgumentParser):
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        commands = {"env": cmd_env, "list": cmd_list, "run": cmd_run, "compare": cmd_compare, "baseline": cmd_baseline}
+        commands = {"env": cmd_env, "list": cmd_list, "run": cmd_run, "compare": cmd_compare,
+                    "baseline": cmd_baseline, "ab": cmd_ab}
         return commands[args.command](args)
     except BadInput as e:
         print(f"imgbench: error: {e}", file=sys.stderr)
@@ -267,6 +284,39 @@ def cmd_run(args) -> int:
         print(f"imgbench: comparing with the previous run {prev}", flush=True)
         pytest_args.append(f"--benchmark-compare={prev.resolve()}")
     return int(pytest.main(pytest_args + _rest(args)))
+
+
+def cmd_ab(args) -> int:
+    import tempfile
+
+    from imgbench import ab, compare
+
+    if not args.base and not args.base_python:
+        raise BadInput("ab needs --base GIT_REF, --base-python PATH, or both")
+    if args.pairs < 3:
+        raise BadInput(f"--pairs {args.pairs} is too few to decide anything (valid: 3 or more; 10 by default)")
+    pytest_args = _pytest_args(args)[1:] + _rest(args)  # each side runs its own benches/
+    here = _benches_dir(args.benches).parent
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            base_python = ab.python_of(args.base_python)
+            tree = ab.worktree(args.base, here, Path(tmp) / "base") if args.base else here
+            try:
+                verdicts = ab.run(ab.Side("base", tree, base_python), ab.Side("candidate", here, sys.executable),
+                                  pytest_args, args.pairs, args.alpha, args.min_effect / 100, args.seed,
+                                  progress=lambda m: print(f"imgbench ab: {m}", file=sys.stderr, flush=True))
+            finally:
+                if args.base:
+                    ab.remove_worktree(here, tree)
+        except ab.ABError as e:
+            raise BadInput(e) from None
+    if not verdicts:
+        raise BadInput("no case ran in both versions: nothing to compare")
+    print(compare.table(verdicts, markdown=args.markdown))
+    counts = {k: sum(v.verdict == k for v in verdicts) for k in (compare.REGRESSION, compare.IMPROVEMENT,
+                                                                 compare.UNCHANGED, compare.NOISY)}
+    print(", ".join(f"{n} {k}" for k, n in counts.items()))
+    return 1 if counts[compare.REGRESSION] else 0
 
 
 def cmd_baseline(args) -> int:

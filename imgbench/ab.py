@@ -1,0 +1,125 @@
+"""Interleaved A/B: the same cases of two versions (two git refs, or two Python environments) timed in
+the same job, pair by pair in random order, so the machine's drift hits both sides alike. Each sample
+is one pytest-benchmark run of the selected cases in that version's own tree; the decision per case
+is a one-sided Mann-Whitney U test on the samples' medians plus a minimum effect, confirmed by a
+second set of pairs before anything fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imgbench import stats
+from imgbench.compare import IMPROVEMENT, NOISY, REGRESSION, UNCHANGED, Verdict
+
+
+class ABError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Side:
+    name: str       # "base" or "candidate"
+    tree: Path      # checkout whose benches/ and imgbench/ run
+    python: str
+
+
+def worktree(ref: str, repo: Path, into: Path) -> Path:
+    """A detached checkout of `ref` (no effect on the current checkout's files)."""
+    proc = subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(into), ref],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        why = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "git failed"
+        raise ABError(f"cannot check out {ref!r}: {why}")
+    return into
+
+
+def remove_worktree(repo: Path, path: Path):
+    subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(path)], capture_output=True)
+
+
+def sample(side: Side, pytest_args: list[str], out: Path) -> dict[str, tuple[float, dict]]:
+    """One pytest-benchmark run of the selected cases in `side`'s tree: name -> (median, params)."""
+    env = {**os.environ, "PYTHONPATH": str(side.tree)}
+    proc = subprocess.run([side.python, "-m", "pytest", str(side.tree / "benches"), *pytest_args,
+                           f"--benchmark-json={out}", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"],
+                          cwd=side.tree, env=env, capture_output=True, text=True)
+    if proc.returncode != 0 or not out.is_file():
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
+        raise ABError(f"the {side.name} run failed (exit {proc.returncode}): {tail[0]}")
+    run = json.loads(out.read_text())
+    return {b["name"]: (b["stats"]["median"], b.get("params") or {}) for b in run["benchmarks"]}
+
+
+def collect(base: Side, cand: Side, pytest_args: list[str], pairs: int, seed: int,
+            progress: Callable[[str], None] = lambda s: None) -> dict[str, dict[str, list[float]]]:
+    """`pairs` samples per side, each pair in random order; name -> side -> sample medians."""
+    rng = random.Random(seed)
+    samples: dict[str, dict[str, list[float]]] = {}
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(pairs):
+            order = [base, cand]
+            rng.shuffle(order)
+            for side in order:
+                for name, (median, _) in sample(side, pytest_args, Path(tmp) / f"{side.name}.json").items():
+                    samples.setdefault(name, {"base": [], "candidate": []})[side.name].append(median)
+            elapsed = time.monotonic() - start
+            progress(f"pair {i + 1}/{pairs} done, about {elapsed / (i + 1) * (pairs - i - 1):.0f} s left")
+    return samples
+
+
+def decide(samples: dict[str, dict[str, list[float]]], alpha: float = 0.01, min_effect: float = 0.05) -> list[Verdict]:
+    out = []
+    for name, by_side in sorted(samples.items()):
+        a, b = by_side["base"], by_side["candidate"]
+        if len(a) < 2 or len(b) < 2:
+            continue  # a case only one version has
+        ratio = stats.ratio_of_medians(a, b)
+        ci = stats.bootstrap_ratio_ci(a, b, alpha)
+        slower, faster = stats.mann_whitney_greater(b, a), stats.mann_whitney_greater(a, b)
+        if slower < alpha and ratio >= 1 + min_effect:
+            verdict = REGRESSION
+        elif faster < alpha and ratio <= 1 / (1 + min_effect):
+            verdict = IMPROVEMENT
+        elif ci[0] >= 1 / (1 + min_effect) and ci[1] <= 1 + min_effect:
+            verdict = UNCHANGED
+        else:
+            verdict = NOISY
+        family = name.split("[", 1)[0].removeprefix("test_")
+        out.append(Verdict(name, family, float(np.median(a)), float(np.median(b)), ratio, ci, None, None,
+                           min_effect, verdict))
+    return out
+
+
+def run(base: Side, cand: Side, pytest_args: list[str], pairs: int = 10, alpha: float = 0.01,
+        min_effect: float = 0.05, seed: int = 0, progress: Callable[[str], None] = lambda s: None) -> list[Verdict]:
+    """Decide; if anything regressed, run as many pairs again and keep a regression only if the
+    second set, on its own, says so too."""
+    first = decide(collect(base, cand, pytest_args, pairs, seed, progress), alpha, min_effect)
+    regressed = {v.name for v in first if v.verdict == REGRESSION}
+    if not regressed:
+        return first
+    progress(f"{len(regressed)} case(s) look slower: confirming with {pairs} more pairs")
+    again = {v.name: v for v in decide(collect(base, cand, pytest_args, pairs, seed + 1, progress), alpha,
+                                       min_effect)}
+    return [v if v.name not in regressed or again.get(v.name, v).verdict == REGRESSION
+            else again.get(v.name, v) for v in first]
+
+
+def python_of(path: str | None) -> str:
+    if path is None:
+        return sys.executable
+    if not Path(path).is_file():
+        raise ABError(f"--base-python {path!r} is not a file (give the python executable of the other environment)")
+    return path

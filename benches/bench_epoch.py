@@ -5,7 +5,7 @@ device, augmentation there, no per-step host sync). Stores images/s and the host
 
 import pytest
 
-from imgbench import devices
+from imgbench import cases, devices
 from imgbench.cases import EmptyEpoch
 
 WORKERS = min(4, devices.usable_cores())
@@ -24,8 +24,6 @@ def test_reference_epoch(device, settings, conditions, measure):
     """The suite's "as fast as this hardware trains an image classifier" case, in one fixed
     configuration: speednet, a device-resident epoch at batch 1024 (the speed records' size; 512 in
     the quick profile), bf16 autocast and torch.compile where the device has them, channels_last."""
-    from imgbench import cases
-
     precision = "bf16" if cases.unsupported(device, "bf16") is None else "fp32"
     compiled = "on" if cases.unsupported(device, compile="on") is None else "off"
     batch = 1024 if settings.profile.name == "full" else 512

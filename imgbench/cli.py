@@ -205,16 +205,25 @@ def cmd_compare(args) -> int:
         raise BadInput(e) from None
     if not verdicts:
         raise BadInput(f"no case of {args.candidate} is in {args.baseline}: nothing to compare")
-    print(compare.table(verdicts, markdown=args.markdown))
+    notes = []
     if only_base:
-        print(f"only in the baseline (not run by the candidate): {', '.join(only_base)}")
+        notes.append(f"only in the baseline (not run by the candidate): {', '.join(only_base)}")
     if only_cand:
-        print(f"only in the candidate (new, no baseline): {', '.join(only_cand)}")
-    regressed = [v for v in verdicts if v.verdict == compare.REGRESSION]
+        notes.append(f"only in the candidate (new, no baseline): {', '.join(only_cand)}")
+    return _report(verdicts, args.markdown, notes)
+
+
+def _report(verdicts, markdown: bool, notes=()) -> int:
+    """The verdict table, any notes, a count per verdict; exit 1 when a case regressed."""
+    from imgbench import compare
+
+    print(compare.table(verdicts, markdown=markdown))
+    for note in notes:
+        print(note)
     counts = {k: sum(v.verdict == k for v in verdicts) for k in (compare.REGRESSION, compare.IMPROVEMENT,
                                                                  compare.UNCHANGED, compare.NOISY)}
     print(", ".join(f"{n} {k}" for k, n in counts.items()))
-    return 1 if regressed else 0
+    return 1 if counts[compare.REGRESSION] else 0
 
 
 def _benches_dir(given: str | None) -> Path:
@@ -289,7 +298,7 @@ def cmd_run(args) -> int:
 def cmd_ab(args) -> int:
     import tempfile
 
-    from imgbench import ab, compare
+    from imgbench import ab
 
     if not args.base and not args.base_python:
         raise BadInput("ab needs --base GIT_REF, --base-python PATH, or both")
@@ -312,11 +321,7 @@ def cmd_ab(args) -> int:
             raise BadInput(e) from None
     if not verdicts:
         raise BadInput("no case ran in both versions: nothing to compare")
-    print(compare.table(verdicts, markdown=args.markdown))
-    counts = {k: sum(v.verdict == k for v in verdicts) for k in (compare.REGRESSION, compare.IMPROVEMENT,
-                                                                 compare.UNCHANGED, compare.NOISY)}
-    print(", ".join(f"{n} {k}" for k, n in counts.items()))
-    return 1 if counts[compare.REGRESSION] else 0
+    return _report(verdicts, args.markdown)
 
 
 def cmd_baseline(args) -> int:

@@ -3,6 +3,7 @@ local folder (never downloaded), image folders, and the DataLoader options that 
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -252,6 +253,10 @@ class ResidentLoader:
         self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1)
         self.gen = torch.Generator(device=self.device).manual_seed(seed)
+        # Index grids of the batched crop, made once: every batch has the same shape.
+        n, (c, h, w) = batch_size, images.shape[1:]
+        arange = partial(torch.arange, device=self.device)
+        self._grid = (arange(n).view(n, 1, 1, 1), arange(c).view(1, c, 1, 1), arange(h), arange(w))
 
     def __len__(self) -> int:
         return len(self.labels) // self.batch_size
@@ -266,14 +271,12 @@ class ResidentLoader:
             yield (x.float().div_(255) - self.mean) / self.std, self.labels[idx]
 
     def _crop_flip(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
+        n, _, h, w = x.shape
         p = self.padding
+        batch, channel, row, col = self._grid
         padded = torch.nn.functional.pad(x, (p, p, p, p))
         dy = torch.randint(0, 2 * p + 1, (n, 1), device=self.device, generator=self.gen)
         dx = torch.randint(0, 2 * p + 1, (n, 1), device=self.device, generator=self.gen)
-        rows = (dy + torch.arange(h, device=self.device)).view(n, 1, h, 1)
-        cols = (dx + torch.arange(w, device=self.device)).view(n, 1, 1, w)
-        x = padded[torch.arange(n, device=self.device).view(n, 1, 1, 1),
-                   torch.arange(c, device=self.device).view(1, c, 1, 1), rows, cols]
+        x = padded[batch, channel, (dy + row).view(n, 1, h, 1), (dx + col).view(n, 1, 1, w)]
         flip = torch.rand(n, device=self.device, generator=self.gen) < 0.5
         return torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)

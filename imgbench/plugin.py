@@ -181,7 +181,7 @@ def pytest_runtest_call(item):
             raise
         traceback.clear_frames(e.__traceback__)
     gc.collect()
-    device = getattr(getattr(item, "callspec", None), "params", {}).get("device", "cpu")
+    device = _params(item).get("device", "cpu")
     if device.startswith("cuda"):
         with torch.cuda.device(torch.device(device)):
             torch.cuda.empty_cache()
@@ -189,7 +189,7 @@ def pytest_runtest_call(item):
 
 
 def _too_big(item, what: str) -> str:
-    params = getattr(getattr(item, "callspec", None), "params", {})
+    params = _params(item)
     device = params.get("device", "cpu")
     where = devices.device_name(device) if device.startswith("cuda") else device
     return f"{what} at batch {params.get('batch_size', '?')} on {where}"

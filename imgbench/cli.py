@@ -197,15 +197,28 @@ def cmd_compare(args) -> int:
         effects = {}
         for item in args.family_effect:
             family, _, percent = item.partition("=")
-            effects[family] = float(percent) / 100
+            try:
+                effects[family] = float(percent) / 100
+            except ValueError:
+                raise BadInput(f"--family-effect {item!r}: expected FAMILY=PERCENT, e.g. epoch=10") from None
         cand, base = results.load(args.candidate), results.load(args.baseline)
-        history = [results.load(p) for p in results.find(args.history)]
-        verdicts, only_cand, only_base = compare.compare(base, cand, history, args.min_effect / 100, effects)
+        history_files = results.find(args.history)
+        history = [results.load(p) for p in history_files]
+        notes = []
+        if args.history and not history_files:
+            notes.append(f"no stored runs in {' '.join(args.history)}: judged without a history bound")
+        if (other := compare.hardware(base, cand)) is None:
+            verdicts, only_cand, only_base = compare.compare(base, cand, history, args.min_effect / 100, effects)
+        else:
+            verdicts, only_cand, only_base = compare.compare_speedups(base, cand, args.min_effect / 100, effects)
+            print(f"imgbench: {other}: absolute times are not compared; comparing GPU-over-CPU speedups "
+                  "(ratio = baseline speedup / candidate speedup, > 1 is worse)", flush=True)
+            if history:
+                notes.append("the history is not used across machine classes")
     except ValueError as e:  # RunError, CompareError, a bad PERCENT
         raise BadInput(e) from None
     if not verdicts:
         raise BadInput(f"no case of {args.candidate} is in {args.baseline}: nothing to compare")
-    notes = []
     if only_base:
         notes.append(f"only in the baseline (not run by the candidate): {', '.join(only_base)}")
     if only_cand:

@@ -30,15 +30,22 @@ class Verdict:
     history_bound: float | None   # largest history_ratio the history's run-to-run spread allows
     min_effect: float
     verdict: str
+    kind: str = "time"            # "time": medians in seconds; "speedup": GPU-over-CPU speedups
+
+
+def hardware(base: list[Record], cand: list[Record]) -> str | None:
+    """None when both runs come from one machine class, else a line naming both."""
+    fb = {r.fingerprint for r in base}
+    fc = {r.fingerprint for r in cand}
+    if fb == fc:
+        return None
+    return (f"different hardware: baseline {', '.join(map(str, sorted(fb, key=str)))} vs candidate "
+            f"{', '.join(map(str, sorted(fc, key=str)))}")
 
 
 def check_same_hardware(base: list[Record], cand: list[Record]):
-    fb = {r.fingerprint for r in base}
-    fc = {r.fingerprint for r in cand}
-    if fb != fc:
-        raise CompareError(f"different hardware: baseline {', '.join(map(str, sorted(fb, key=str)))} vs candidate "
-                           f"{', '.join(map(str, sorted(fc, key=str)))}; absolute times only compare within one "
-                           "machine class")
+    if (why := hardware(base, cand)) is not None:
+        raise CompareError(f"{why}; absolute times only compare within one machine class")
 
 
 def judge(ratio: float, ci, history_ratio: float | None, bound: float | None, effect: float) -> str:
@@ -64,10 +71,12 @@ def compare(base: list[Record], cand: list[Record], history: list[list[Record]] 
     check_same_hardware(base, cand)
     by_base = {r.key: r for r in base}
     by_cand = {r.key: r for r in cand}
+    machine = {r.fingerprint for r in cand}
     past: dict[tuple, list[float]] = {}
     for run in history:
         for r in run:
-            past.setdefault(r.key, []).append(r.median)
+            if r.fingerprint in machine:  # history folders may hold other machine classes too
+                past.setdefault(r.key, []).append(r.median)
     out = []
     for key in sorted(by_base.keys() & by_cand.keys()):
         b, c = by_base[key], by_cand[key]
@@ -84,9 +93,39 @@ def compare(base: list[Record], cand: list[Record], history: list[list[Record]] 
     return out, only_cand, only_base
 
 
+def compare_speedups(base: list[Record], cand: list[Record], min_effect: float = 0.05,
+                     per_family: dict[str, float] | None = None,
+                     alpha: float = 0.01) -> tuple[list[Verdict], list, list]:
+    """Across machine classes only ratios mean anything: each run's GPU-over-CPU speedups, matched by
+    case and accelerator. The ratio is baseline speedup / candidate speedup, so > 1 is worse, as for times."""
+    from imgbench import speedup
+
+    by_base = {(s.key, s.device): s for s in speedup.within(base, alpha)}
+    by_cand = {(s.key, s.device): s for s in speedup.within(cand, alpha)}
+    for run, found in (("baseline", by_base), ("candidate", by_cand)):
+        if not found:
+            raise CompareError(f"{hardware(base, cand)}: absolute times only compare within one machine class, "
+                               f"and the {run} has no case timed on both the CPU and an accelerator, so there "
+                               "is no GPU-over-CPU speedup to compare instead")
+    out = []
+    for k in sorted(by_base.keys() & by_cand.keys(), key=str):
+        b, c = by_base[k], by_cand[k]
+        ratio = b.speedup / c.speedup
+        ci = None
+        if b.cpu.data and b.accel.data and c.cpu.data and c.accel.data:
+            bc, ba, cc, ca = stats.bootstrap_medians([b.cpu.data, b.accel.data, c.cpu.data, c.accel.data])
+            ci = stats.interval((bc / ba) / (cc / ca), alpha)
+        effect = (per_family or {}).get(c.family, min_effect)
+        out.append(Verdict(f"{c.device}/cpu {c.case}", c.family, b.speedup, c.speedup, ratio, ci, None, None,
+                           effect, judge(ratio, ci, None, None, effect), kind="speedup"))
+    only_cand = sorted(f"{by_cand[k].device}/cpu {by_cand[k].case}" for k in by_cand.keys() - by_base.keys())
+    only_base = sorted(f"{by_base[k].device}/cpu {by_base[k].case}" for k in by_base.keys() - by_cand.keys())
+    return out, only_cand, only_base
+
+
 def table(verdicts: list[Verdict], markdown: bool = False) -> str:
     head = ["case", "baseline", "candidate", "ratio", "interval", "vs history (bound)", "verdict"]
-    rows = [[v.name, _t(v.base_median), _t(v.cand_median), f"{v.ratio:.3f}",
+    rows = [[v.name, _value(v, v.base_median), _value(v, v.cand_median), f"{v.ratio:.3f}",
              f"{v.ci[0]:.3f}-{v.ci[1]:.3f}" if v.ci else "-",
              f"{v.history_ratio:.3f} ({v.history_bound:.3f})" if v.history_bound else "-", v.verdict]
             for v in verdicts]
@@ -95,6 +134,10 @@ def table(verdicts: list[Verdict], markdown: bool = False) -> str:
         return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
     widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]
     return "\n".join("  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)) for r in [head, *rows])
+
+
+def _value(v: Verdict, x: float) -> str:
+    return f"{x:.2f}x" if v.kind == "speedup" else _t(x)
 
 
 def _t(seconds: float) -> str:

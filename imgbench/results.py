@@ -26,6 +26,7 @@ class Record:
     rounds: int
     data: list[float] | None
     extra: dict = field(default_factory=dict)
+    torch: str | None = None
 
     @property
     def key(self) -> tuple:
@@ -66,7 +67,7 @@ def load(path: str | Path) -> list[Record]:
                 fingerprint=machine.get("fingerprint"), family=family_of(b["name"]), name=b["name"],
                 params=dict(b.get("params") or {}), median=float(stats["median"]), min=float(stats["min"]),
                 rounds=int(stats["rounds"]), data=[float(x) for x in stats["data"]] if stats.get("data") else None,
-                extra=dict(b.get("extra_info") or {})))
+                extra=dict(b.get("extra_info") or {}), torch=machine.get("torch")))
         except (KeyError, TypeError, ValueError) as e:
             raise RunError(f"{path}: benchmark {i} lacks a readable {e} (a file of another tool or "
                            "pytest-benchmark version?)") from None

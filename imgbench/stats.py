@@ -15,14 +15,25 @@ def ratio_of_medians(base, cand) -> float:
     return float(np.median(cand) / np.median(base))
 
 
+def bootstrap_medians(samples, resamples: int = 4000, seed: int = 0) -> list[np.ndarray]:
+    """Per sample, `resamples` medians of resamples of its values (each sample resampled on its own)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for x in samples:
+        x = np.asarray(x, float)
+        out.append(np.median(rng.choice(x, (resamples, x.size)), axis=1))
+    return out
+
+
+def interval(values: np.ndarray, alpha: float) -> tuple[float, float]:
+    lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
 def bootstrap_ratio_ci(base, cand, alpha: float = 0.01, resamples: int = 4000, seed: int = 0) -> tuple[float, float]:
     """Two-sided (1 - alpha) percentile interval of the ratio of medians, resampling each side's rounds."""
-    rng = np.random.default_rng(seed)
-    base, cand = np.asarray(base, float), np.asarray(cand, float)
-    b = np.median(rng.choice(base, (resamples, base.size)), axis=1)
-    c = np.median(rng.choice(cand, (resamples, cand.size)), axis=1)
-    lo, hi = np.quantile(c / b, [alpha / 2, 1 - alpha / 2])
-    return float(lo), float(hi)
+    b, c = bootstrap_medians([base, cand], resamples, seed)
+    return interval(c / b, alpha)
 
 
 def mann_whitney_greater(cand, base) -> float:

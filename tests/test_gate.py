@@ -150,3 +150,69 @@ def test_cli_compare_exit_codes_and_output(tmp_path, capsys):
     other = write_run(tmp_path / "o.json", {CASE: rounds(1.0)}, fingerprint="Xeon-16c")
     assert cli.main(["compare", str(other), str(base)]) == cli.EXIT_BAD_INPUT
     assert "different hardware" in capsys.readouterr().err
+
+
+GPU_CASE = ("test_train_step[kerascnn-cuda-bs32]", (("model", "kerascnn"), ("device", "cuda"), ("batch_size", 32)))
+
+
+def test_speedups_pair_the_same_case_across_devices_within_a_run(tmp_path):
+    from imgbench import speedup
+
+    run = results.load(write_run(tmp_path / "r.json", {CASE: rounds(0.020), GPU_CASE: rounds(0.001)}))
+    (s,) = speedup.within(run)
+    assert s.device == "cuda" and s.case == "train_step[batch_size=32,model=kerascnn]" and s.same_run
+    assert s.speedup == pytest.approx(20, rel=0.02)
+    assert s.ci[0] < s.speedup < s.ci[1] and s.ci[1] / s.ci[0] < 1.1
+
+
+def test_speedup_series_takes_the_cpu_time_from_the_nearest_run_of_the_same_machine(tmp_path):
+    from imgbench import speedup
+
+    cpu_old = write_run(tmp_path / "1.json", {CASE: rounds(0.030)}, when="2026-11-01T00:00:00")
+    cpu_new = write_run(tmp_path / "2.json", {CASE: rounds(0.020)}, when="2026-11-20T00:00:00")
+    other = write_run(tmp_path / "3.json", {CASE: rounds(0.005)}, fingerprint="Xeon-16c",
+                      when="2026-11-21T00:00:00")
+    gpu = write_run(tmp_path / "4.json", {GPU_CASE: rounds(0.001)}, when="2026-11-21T00:00:00")
+    (s,) = speedup.series([results.load(p) for p in (cpu_old, cpu_new, other, gpu)])
+    assert not s.same_run and s.cpu.path == str(cpu_new)  # nearest in time, same machine class only
+    assert s.speedup == pytest.approx(20, rel=0.02)
+
+
+def test_different_hardware_compares_speedups(tmp_path, capsys):
+    base = write_run(tmp_path / "b.json", {CASE: rounds(0.020), GPU_CASE: rounds(0.001)})
+    same = write_run(tmp_path / "s.json", {CASE: rounds(0.010, seed=1), GPU_CASE: rounds(0.0005, seed=1)},
+                     fingerprint="Xeon-16c-H100-x1")
+    worse = write_run(tmp_path / "w.json", {CASE: rounds(0.010, seed=1), GPU_CASE: rounds(0.001, seed=1)},
+                      fingerprint="Xeon-16c-H100-x1")
+    assert cli.main(["compare", str(same), str(base)]) == 0
+    out = capsys.readouterr().out
+    assert "different hardware: baseline AMD_EPYC-2c vs candidate Xeon-16c-H100-x1" in out
+    assert "cuda/cpu train_step[batch_size=32,model=kerascnn]" in out and "20.00x" in out and "unchanged" in out
+    assert cli.main(["compare", str(worse), str(base)]) == 1  # speedup fell from 20x to 10x
+    assert "2.000" in capsys.readouterr().out
+
+
+def test_different_hardware_without_speedups_is_refused(tmp_path, capsys):
+    base = write_run(tmp_path / "b.json", {CASE: rounds(1.0)})
+    cand = write_run(tmp_path / "c.json", {CASE: rounds(1.0), GPU_CASE: rounds(0.1)}, fingerprint="Xeon-16c")
+    assert cli.main(["compare", str(cand), str(base)]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the baseline has no case timed on both the CPU and an accelerator" in err[0]
+
+
+def test_history_of_other_machines_and_empty_history(tmp_path, capsys):
+    base = write_run(tmp_path / "b.json", {CASE: rounds(1.0)})
+    cand = write_run(tmp_path / "c.json", {CASE: rounds(1.2, seed=1)})
+    hist = tmp_path / "hist"
+    hist.mkdir()
+    for i, m in enumerate([1.0, 1.01, 0.99, 1.0]):  # steady, but another machine's: must not count
+        write_run(hist / f"{i}.json", {CASE: rounds(m, seed=i)}, fingerprint="Xeon-16c")
+    verdicts, _, _ = compare.compare(results.load(base), results.load(cand),
+                                     [results.load(p) for p in results.find([hist])])
+    assert verdicts[0].history_bound is None
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.main(["compare", str(cand), str(base), "--history", str(empty)]) == 1
+    assert f"no stored runs in {empty}: judged without a history bound" in capsys.readouterr().out
+    assert cli.main(["compare", str(cand), str(base), "--family-effect", "epoch"]) == cli.EXIT_BAD_INPUT
+    assert "--family-effect 'epoch': expected FAMILY=PERCENT" in capsys.readouterr().err

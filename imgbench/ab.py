@@ -11,7 +11,6 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,21 +60,30 @@ def sample(side: Side, pytest_args: list[str], out: Path) -> dict[str, tuple[flo
     return {b["name"]: (b["stats"]["median"], b.get("params") or {}) for b in run["benchmarks"]}
 
 
-def collect(base: Side, cand: Side, pytest_args: list[str], pairs: int, seed: int,
+Sampler = Callable[[], dict[str, float]]  # one sample of one side: case name -> median seconds
+
+
+def samplers(base: Side, cand: Side, pytest_args: list[str], tmp: Path) -> dict[str, Sampler]:
+    """Each side's sampler: one pytest-benchmark run in its own tree and Python."""
+    def of(side: Side) -> Sampler:
+        return lambda: {name: m for name, (m, _) in sample(side, pytest_args, tmp / f"{side.name}.json").items()}
+    return {"base": of(base), "candidate": of(cand)}
+
+
+def collect(sides: dict[str, Sampler], pairs: int, seed: int,
             progress: Callable[[str], None] = lambda s: None) -> dict[str, dict[str, list[float]]]:
     """`pairs` samples per side, each pair in random order; name -> side -> sample medians."""
     rng = random.Random(seed)
     samples: dict[str, dict[str, list[float]]] = {}
     start = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(pairs):
-            order = [base, cand]
-            rng.shuffle(order)
-            for side in order:
-                for name, (median, _) in sample(side, pytest_args, Path(tmp) / f"{side.name}.json").items():
-                    samples.setdefault(name, {"base": [], "candidate": []})[side.name].append(median)
-            elapsed = time.monotonic() - start
-            progress(f"pair {i + 1}/{pairs} done, about {elapsed / (i + 1) * (pairs - i - 1):.0f} s left")
+    for i in range(pairs):
+        order = ["base", "candidate"]
+        rng.shuffle(order)
+        for side in order:
+            for name, median in sides[side]().items():
+                samples.setdefault(name, {"base": [], "candidate": []})[side].append(median)
+        elapsed = time.monotonic() - start
+        progress(f"pair {i + 1}/{pairs} done, about {elapsed / (i + 1) * (pairs - i - 1):.0f} s left")
     return samples
 
 
@@ -102,17 +110,16 @@ def decide(samples: dict[str, dict[str, list[float]]], alpha: float = 0.01, min_
     return out
 
 
-def run(base: Side, cand: Side, pytest_args: list[str], pairs: int = 10, alpha: float = 0.01,
-        min_effect: float = 0.05, seed: int = 0, progress: Callable[[str], None] = lambda s: None) -> list[Verdict]:
+def run(sides: dict[str, Sampler], pairs: int = 10, alpha: float = 0.01, min_effect: float = 0.05, seed: int = 0,
+        progress: Callable[[str], None] = lambda s: None) -> list[Verdict]:
     """Decide; if anything regressed, run as many pairs again and keep a regression only if the
     second set, on its own, says so too."""
-    first = decide(collect(base, cand, pytest_args, pairs, seed, progress), alpha, min_effect)
+    first = decide(collect(sides, pairs, seed, progress), alpha, min_effect)
     regressed = {v.name for v in first if v.verdict == REGRESSION}
     if not regressed:
         return first
     progress(f"{len(regressed)} case(s) look slower: confirming with {pairs} more pairs")
-    again = {v.name: v for v in decide(collect(base, cand, pytest_args, pairs, seed + 1, progress), alpha,
-                                       min_effect)}
+    again = {v.name: v for v in decide(collect(sides, pairs, seed + 1, progress), alpha, min_effect)}
     return [v if v.name not in regressed or again.get(v.name, v).verdict == REGRESSION
             else again.get(v.name, v) for v in first]
 

@@ -77,6 +77,27 @@ def _parser() -> argparse.ArgumentParser:
     _axis_options(ab)
     ab.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: more pytest arguments, e.g. -- -k forward")
 
+    g = sub.add_parser("gate-check", help="measure the gate: A/A false alarms and injected-slowdown detection",
+                       description="Times one case again and again in this process: A/A trials (same code "
+                                   "both sides) and trials with a slowdown injected into the candidate, each "
+                                   "judged by the interleaved A/B decision, by compare on two successive runs, "
+                                   "and by pytest-benchmark's --benchmark-compare-fail median:5%%; prints the "
+                                   "share of trials each flagged.")
+    g.add_argument("--model", default="kerascnn", help="the case's model (default: kerascnn)")
+    g.add_argument("--family", default="train_step", choices=["forward", "train_step"],
+                   help="the case's family (default: train_step)")
+    g.add_argument("--device", default="cpu", help="one device (default: cpu)")
+    g.add_argument("--batch-size", default="32", help="one batch size (default: 32)")
+    g.add_argument("--threads", help="CPU threads (default: every core this process may use)")
+    g.add_argument("--trials", type=int, default=100, help="trials per slowdown (default: 100)")
+    g.add_argument("--effects", default="0,5,10", help="injected slowdowns in percent, 0 = A/A (default: 0,5,10)")
+    g.add_argument("--pairs", type=int, default=10, help="A/B samples per side (default: 10)")
+    g.add_argument("--rounds", type=int, default=5, help="timed calls per sample (default: 5)")
+    g.add_argument("--alpha", type=float, default=0.01, help="significance level (default: 0.01)")
+    g.add_argument("--min-effect", type=float, default=5.0, metavar="PERCENT",
+                   help="smallest slowdown worth failing for (default: 5)")
+    g.add_argument("--markdown", action="store_true", help="print a markdown table")
+
     bl = sub.add_parser("baseline", help="record this machine's baseline (every round's time) for the gate",
                         description="Runs `pytest benches` like `run` and writes the run, every round's time "
                                     "included, to FOLDER/<machine fingerprint>/<profile>.json: first to a "
@@ -106,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         commands = {"env": cmd_env, "list": cmd_list, "run": cmd_run, "compare": cmd_compare,
-                    "baseline": cmd_baseline, "ab": cmd_ab}
+                    "baseline": cmd_baseline, "ab": cmd_ab, "gate-check": cmd_gate_check}
         return commands[args.command](args)
     except BadInput as e:
         print(f"imgbench: error: {e}", file=sys.stderr)
@@ -324,8 +345,9 @@ def cmd_ab(args) -> int:
             base_python = ab.python_of(args.base_python)
             tree = ab.worktree(args.base, here, Path(tmp) / "base") if args.base else here
             try:
-                verdicts = ab.run(ab.Side("base", tree, base_python), ab.Side("candidate", here, sys.executable),
-                                  pytest_args, args.pairs, args.alpha, args.min_effect / 100, args.seed,
+                sides = ab.samplers(ab.Side("base", tree, base_python), ab.Side("candidate", here, sys.executable),
+                                    pytest_args, Path(tmp))
+                verdicts = ab.run(sides, args.pairs, args.alpha, args.min_effect / 100, args.seed,
                                   progress=lambda m: print(f"imgbench ab: {m}", file=sys.stderr, flush=True))
             finally:
                 if args.base:
@@ -335,6 +357,48 @@ def cmd_ab(args) -> int:
     if not verdicts:
         raise BadInput("no case ran in both versions: nothing to compare")
     return _report(verdicts, args.markdown)
+
+
+def _percent(option: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1000:
+        raise BadInput(f"{option} {text!r} is not a percentage (valid: numbers from 0, e.g. 0,5,10)")
+    return value
+
+
+def cmd_gate_check(args) -> int:
+    import torch
+
+    from imgbench import axes, cases, devices, gatecheck
+
+    try:
+        opts = {"device": args.device, "batch_size": args.batch_size, "model": args.model, "profile": "quick",
+                "threads": args.threads, "optimizer": "adam", "dataset": "synthetic", "precision": "fp32",
+                "memory_format": "nchw", "compile": "off"}
+        s = axes.settings(opts.get)
+        if len(s.devices) != 1 or len(s.batch_sizes) != 1 or len(s.models) != 1:
+            raise BadInput("gate-check times one case: give one --device, one --batch-size and one --model")
+        devices.check(s.devices[0])
+        effects = [_percent("--effects", e) / 100 for e in args.effects.split(",")]
+    except (axes.AxisError, devices.DeviceError) as e:
+        raise BadInput(e) from None
+    for name, value, least in (("--trials", args.trials, 1), ("--pairs", args.pairs, 3), ("--rounds", args.rounds, 1)):
+        if value < least:
+            raise BadInput(f"{name} {value}: valid is {least} or more")
+    torch.set_num_threads(s.threads)
+    case = cases.Case(s.models[0], s.devices[0], s.batch_sizes[0], s)
+    fn = getattr(case, args.family)().fn
+    print(f"imgbench gate-check: {args.family} {case.model} on {case.device}, batch {case.batch_size}, "
+          f"{s.threads} threads; {args.trials} trials per slowdown, {args.pairs} pairs of {args.rounds} rounds",
+          flush=True)
+    tallies = gatecheck.measure(fn, devices.synchronizer(case.device), effects, args.trials, args.pairs, args.rounds,
+                                args.min_effect / 100, args.alpha,
+                                progress=lambda m: print(f"imgbench gate-check: {m}", file=sys.stderr, flush=True))
+    print(gatecheck.table(tallies, args.markdown))
+    return 0
 
 
 def cmd_baseline(args) -> int:

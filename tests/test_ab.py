@@ -15,52 +15,46 @@ from imgbench import ab, cli, compare
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def fake_sampler(monkeypatch, base_s, cand_s, calls, spread=0.01):
+def fake_sides(base_s, cand_s, calls, spread=0.01):
     rng = np.random.default_rng(0)
 
-    def sample(side, pytest_args, out):
-        calls.append(side.name)
-        center = base_s if side.name == "base" else cand_s(len(calls))
-        return {"test_forward[mlp-cpu-bs4]": (center * (1 + spread * rng.standard_normal()), {})}
+    def of(side):
+        def sample():
+            calls.append(side)
+            center = base_s if side == "base" else cand_s(len(calls))
+            return {"test_forward[mlp-cpu-bs4]": center * (1 + spread * rng.standard_normal())}
+        return sample
 
-    monkeypatch.setattr(ab, "sample", sample)
+    return {"base": of("base"), "candidate": of("candidate")}
 
 
-SIDES = (ab.Side("base", Path("."), sys.executable), ab.Side("candidate", Path("."), sys.executable))
-
-
-def test_pairs_run_in_random_order_both_sides_each_time(monkeypatch):
+def test_pairs_run_in_random_order_both_sides_each_time():
     calls = []
-    fake_sampler(monkeypatch, 1.0, lambda n: 1.0, calls)
-    samples = ab.collect(*SIDES, [], pairs=10, seed=3)
+    samples = ab.collect(fake_sides(1.0, lambda n: 1.0, calls), pairs=10, seed=3)
     assert len(samples["test_forward[mlp-cpu-bs4]"]["base"]) == 10
     pairs = [tuple(calls[i:i + 2]) for i in range(0, 20, 2)]
     assert all(set(p) == {"base", "candidate"} for p in pairs)
     assert len(set(pairs)) == 2  # both orders occur
 
 
-def test_a_real_slowdown_is_a_regression_and_a_null_one_is_not(monkeypatch):
+def test_a_real_slowdown_is_a_regression_and_a_null_one_is_not():
     calls = []
-    fake_sampler(monkeypatch, 1.0, lambda n: 1.10, calls)
-    (v,) = ab.run(*SIDES, [], pairs=10)
+    (v,) = ab.run(fake_sides(1.0, lambda n: 1.10, calls), pairs=10)
     assert v.verdict == compare.REGRESSION and v.ratio == pytest.approx(1.10, rel=0.02)
     assert len(calls) == 40  # confirmed by a second set of pairs
     calls.clear()
-    fake_sampler(monkeypatch, 1.0, lambda n: 1.0, calls)
-    (v,) = ab.run(*SIDES, [], pairs=10)
+    (v,) = ab.run(fake_sides(1.0, lambda n: 1.0, calls), pairs=10)
     assert v.verdict in (compare.UNCHANGED, compare.NOISY) and len(calls) == 20
 
 
-def test_a_slowdown_below_the_minimum_effect_does_not_fail(monkeypatch):
-    fake_sampler(monkeypatch, 1.0, lambda n: 1.03, [], spread=0.001)
-    (v,) = ab.run(*SIDES, [], pairs=10, min_effect=0.05)
+def test_a_slowdown_below_the_minimum_effect_does_not_fail():
+    (v,) = ab.run(fake_sides(1.0, lambda n: 1.03, [], spread=0.001), pairs=10, min_effect=0.05)
     assert v.verdict != compare.REGRESSION
 
 
-def test_an_unconfirmed_regression_does_not_fail(monkeypatch):
+def test_an_unconfirmed_regression_does_not_fail():
     # slow only during the first set of pairs (a passing disturbance), normal in the confirming set
-    fake_sampler(monkeypatch, 1.0, lambda n: 1.3 if n <= 20 else 1.0, [])
-    (v,) = ab.run(*SIDES, [], pairs=10)
+    (v,) = ab.run(fake_sides(1.0, lambda n: 1.3 if n <= 20 else 1.0, []), pairs=10)
     assert v.verdict != compare.REGRESSION
 
 

@@ -1,7 +1,8 @@
 """`imgbench` command line. Thin: parses, calls the library, sets the exit code.
 
-Exit codes: 0 success; 1 benchmarks failed or a case regressed; 2 bad input; other values are
-pytest's own (3 internal error, 4 usage error, 5 no benchmark selected).
+Exit codes: 0 success; 1 benchmarks failed or a case regressed; 2 bad input; 130 interrupted
+(Ctrl-C; nothing saved); other values are pytest's own (3 internal error, 4 usage error, 5 no
+benchmark selected).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
 class BadInput(Exception):
@@ -31,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("env", help="the environment as the suite records it",
                        description="Hardware, versions and numeric flags recorded with every run.")
     e.add_argument("--json", action="store_true", help="print JSON instead of text")
+    e.add_argument("--fingerprint", action="store_true", help="print only the machine class (a folder name)")
     e.add_argument("--threads", help="CPU threads to record (default: every core this process may use)")
 
     ls = sub.add_parser("list", help="models, benchmark families, axes and profiles",
@@ -58,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "run of the same profile on this machine class.")
     _axis_options(r)
     r.add_argument("--storage", default=".benchmarks", help="where runs are saved (default: .benchmarks)")
+    r.add_argument("--json", metavar="PATH", help="also copy the saved run to PATH (e.g. for a CI artifact)")
     r.add_argument("pytest_args", nargs=argparse.REMAINDER,
                    help="after --: more pytest arguments, e.g. -- -k train_step")
 
@@ -98,6 +102,20 @@ def _parser() -> argparse.ArgumentParser:
                    help="smallest slowdown worth failing for (default: 5)")
     g.add_argument("--markdown", action="store_true", help="print a markdown table")
 
+    for name, what in (("plot", "figures from stored runs: speedup trend, throughput, latest vs baseline, epoch"),
+                       ("report", "markdown and self-contained HTML report of stored runs, with the figures")):
+        pr = sub.add_parser(name, help=what,
+                            description=f"{what[0].upper()}{what[1:]}. Reads pytest-benchmark JSON from storage "
+                                        "folders (any number of machine classes) and files; unreadable files are "
+                                        "skipped with a line each.")
+        pr.add_argument("paths", nargs="*", default=[".benchmarks"], metavar="PATH",
+                        help="storage folders and run files (default: .benchmarks)")
+        pr.add_argument("--out", default="imgbench-report" if name == "report" else "figures",
+                        help=f"output folder (default: {'imgbench-report' if name == 'report' else 'figures'})")
+        pr.add_argument("--svg", action="store_true", help="SVG files beside the PNGs")
+        pr.add_argument("--min-effect", type=float, default=5.0, metavar="PERCENT",
+                        help="smallest change called a regression or improvement (default: 5)")
+
     bl = sub.add_parser("baseline", help="record this machine's baseline (every round's time) for the gate",
                         description="Runs `pytest benches` like `run` and writes the run, every round's time "
                                     "included, to FOLDER/<machine fingerprint>/<profile>.json: first to a "
@@ -127,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         commands = {"env": cmd_env, "list": cmd_list, "run": cmd_run, "compare": cmd_compare,
-                    "baseline": cmd_baseline, "ab": cmd_ab, "gate-check": cmd_gate_check}
+                    "baseline": cmd_baseline, "ab": cmd_ab, "gate-check": cmd_gate_check,
+                    "plot": cmd_plot, "report": cmd_report}
         return commands[args.command](args)
     except BadInput as e:
         print(f"imgbench: error: {e}", file=sys.stderr)
@@ -154,6 +173,9 @@ def cmd_env(args) -> int:
     if threads:
         torch.set_num_threads(threads)
     env = devices.environment(threads=threads or devices.usable_cores())
+    if args.fingerprint:
+        print(env["fingerprint"])
+        return 0
     if args.json:
         print(json.dumps(env, indent=2))
         return 0
@@ -311,14 +333,44 @@ def _rest(args) -> list[str]:
     return args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
 
 
-def cmd_run(args) -> int:
+def next_run_path(folder: Path, profile: str) -> Path:
+    """Where pytest-benchmark's own --benchmark-save would put the run: FOLDER/<platform>/NNNN_<profile>.json."""
+    from pytest_benchmark.utils import get_machine_id
+
+    sub = folder / get_machine_id()
+    numbers = [int(p.name[:4]) for p in sub.glob("[0-9][0-9][0-9][0-9]_*.json")]
+    return sub / f"{max(numbers, default=0) + 1:04}_{profile}.json"
+
+
+def _run_atomically(pytest_args: list[str], tmp: Path, keep: tuple[int, ...], final) -> tuple[int, Path | None]:
+    """pytest writes its JSON (every round included) to `tmp`; only a run that ended with an exit
+    code in `keep` is renamed to `final()`. A failed or interrupted (Ctrl-C) run leaves no file."""
+    import os
+
     import pytest
+
+    try:
+        code = int(pytest.main([*pytest_args, f"--benchmark-json={tmp}"]))
+        if code == pytest.ExitCode.INTERRUPTED:
+            code = EXIT_INTERRUPTED  # pytest's 2 would read as our "bad input"
+        if code in keep and tmp.is_file():
+            dest = final()
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, dest)
+            return code, dest
+        return code, None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def cmd_run(args) -> int:
+    import os
 
     from imgbench import devices
 
     pytest_args = _pytest_args(args)
     folder = Path(args.storage) / devices.environment()["fingerprint"]
-    pytest_args += [f"--benchmark-storage={folder}", f"--benchmark-save={args.profile}", "--benchmark-save-data"]
+    folder.mkdir(parents=True, exist_ok=True)
     prev = previous_run(folder, args.profile)
     if prev is None:
         print(f"imgbench: no earlier '{args.profile}' run saved in {folder}: this run becomes the first; "
@@ -326,7 +378,23 @@ def cmd_run(args) -> int:
     else:
         print(f"imgbench: comparing with the previous run {prev}", flush=True)
         pytest_args.append(f"--benchmark-compare={prev.resolve()}")
-    return int(pytest.main(pytest_args + _rest(args)))
+    # Saved by us, not by --benchmark-save: pytest-benchmark writes in place, so Ctrl-C could leave
+    # half a file in the history.
+    tmp = folder / f".run-{os.getpid()}.partial"
+    code, saved = _run_atomically(pytest_args + _rest(args), tmp, (0, 1), lambda: next_run_path(folder, args.profile))
+    if saved is None:
+        print(f"imgbench: the run did not finish (exit {code}); nothing saved", file=sys.stderr)
+        return code
+    print(f"imgbench: run saved to {saved}", flush=True)
+    if args.json:
+        import shutil
+
+        from imgbench import files
+
+        with files.atomic(args.json) as tmp:
+            shutil.copyfile(saved, tmp)
+        print(f"imgbench: run copied to {args.json}", flush=True)
+    return code
 
 
 def cmd_ab(args) -> int:
@@ -401,31 +469,52 @@ def cmd_gate_check(args) -> int:
     return 0
 
 
+def _render(args):
+    from imgbench import report, results
+
+    try:
+        history = results.load_history(args.paths)
+    except results.RunError as e:
+        raise BadInput(e) from None
+    rendered = report.render(history, Path(args.out), args.svg, args.min_effect / 100)
+    for note in rendered.notes:
+        print(f"imgbench {args.command}: {note}", file=sys.stderr)
+    return rendered
+
+
+def cmd_plot(args) -> int:
+    rendered = _render(args)
+    for path in rendered.figures:
+        print(path)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from imgbench import report
+
+    md, md_path, html_path = report.write(_render(args), Path(args.out))
+    print(md)
+    print(f"imgbench report: wrote {md_path} and {html_path}", file=sys.stderr)
+    return 0
+
+
 def cmd_baseline(args) -> int:
-    import os
-
-    import pytest
-
     from imgbench import devices
 
-    pytest_args = _pytest_args(args)
     folder = Path(args.folder) / devices.environment()["fingerprint"]
-    folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{args.profile}.json"
-    tmp = folder / f".{args.profile}.json.partial"
-    try:
-        code = int(pytest.main([*pytest_args, f"--benchmark-json={tmp}", *_rest(args)]))
-        if code == 0 and tmp.is_file():
-            os.replace(tmp, final)  # atomic: an interrupted or failed run leaves the old baseline whole
-            print(f"imgbench: baseline written to {final}", flush=True)
-        elif code == 0:
-            code = 1
-            print("imgbench: the run wrote no benchmark data; baseline unchanged", file=sys.stderr)
-        else:
-            print(f"imgbench: the run failed (exit {code}); baseline unchanged", file=sys.stderr)
-        return code
-    finally:
-        tmp.unlink(missing_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    code, saved = _run_atomically([*_pytest_args(args), *_rest(args)], folder / f".{args.profile}.json.partial",
+                                  (0,), lambda: final)
+    if saved is not None:
+        print(f"imgbench: baseline written to {final}", flush=True)
+    elif code == 0:
+        code = 1
+        print("imgbench: the run wrote no benchmark data; baseline unchanged", file=sys.stderr)
+    else:
+        print(f"imgbench: the run failed (exit {code}); baseline unchanged", file=sys.stderr)
+    return code
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -72,10 +72,12 @@ def compare(base: list[Record], cand: list[Record], history: list[list[Record]] 
     by_base = {r.key: r for r in base}
     by_cand = {r.key: r for r in cand}
     machine = {r.fingerprint for r in cand}
+    itself = {r.datetime for r in cand}
     past: dict[tuple, list[float]] = {}
     for run in history:
         for r in run:
-            if r.fingerprint in machine:  # history folders may hold other machine classes too
+            # History folders may hold other machine classes, and the candidate itself (saved, then judged).
+            if r.fingerprint in machine and r.datetime not in itself:
                 past.setdefault(r.key, []).append(r.median)
     out = []
     for key in sorted(by_base.keys() & by_cand.keys()):
@@ -93,6 +95,17 @@ def compare(base: list[Record], cand: list[Record], history: list[list[Record]] 
     return out, only_cand, only_base
 
 
+def speedup_verdict(b, c, effect: float = 0.05, alpha: float = 0.01) -> Verdict:
+    """Baseline speedup `b` against candidate speedup `c` (speedup.Speedup) of one case and accelerator."""
+    ratio = b.speedup / c.speedup
+    ci = None
+    if b.cpu.data and b.accel.data and c.cpu.data and c.accel.data:
+        bc, ba, cc, ca = stats.bootstrap_medians([b.cpu.data, b.accel.data, c.cpu.data, c.accel.data])
+        ci = stats.interval((bc / ba) / (cc / ca), alpha)
+    return Verdict(f"{c.device}/cpu {c.case}", c.family, b.speedup, c.speedup, ratio, ci, None, None, effect,
+                   judge(ratio, ci, None, None, effect), kind="speedup")
+
+
 def compare_speedups(base: list[Record], cand: list[Record], min_effect: float = 0.05,
                      per_family: dict[str, float] | None = None,
                      alpha: float = 0.01) -> tuple[list[Verdict], list, list]:
@@ -107,17 +120,9 @@ def compare_speedups(base: list[Record], cand: list[Record], min_effect: float =
             raise CompareError(f"{hardware(base, cand)}: absolute times only compare within one machine class, "
                                f"and the {run} has no case timed on both the CPU and an accelerator, so there "
                                "is no GPU-over-CPU speedup to compare instead")
-    out = []
-    for k in sorted(by_base.keys() & by_cand.keys(), key=str):
-        b, c = by_base[k], by_cand[k]
-        ratio = b.speedup / c.speedup
-        ci = None
-        if b.cpu.data and b.accel.data and c.cpu.data and c.accel.data:
-            bc, ba, cc, ca = stats.bootstrap_medians([b.cpu.data, b.accel.data, c.cpu.data, c.accel.data])
-            ci = stats.interval((bc / ba) / (cc / ca), alpha)
-        effect = (per_family or {}).get(c.family, min_effect)
-        out.append(Verdict(f"{c.device}/cpu {c.case}", c.family, b.speedup, c.speedup, ratio, ci, None, None,
-                           effect, judge(ratio, ci, None, None, effect), kind="speedup"))
+    effects = per_family or {}
+    out = [speedup_verdict(by_base[k], by_cand[k], effects.get(by_cand[k].family, min_effect), alpha)
+           for k in sorted(by_base.keys() & by_cand.keys(), key=str)]
     only_cand = sorted(f"{by_cand[k].device}/cpu {by_cand[k].case}" for k in by_cand.keys() - by_base.keys())
     only_base = sorted(f"{by_base[k].device}/cpu {by_base[k].case}" for k in by_base.keys() - by_cand.keys())
     return out, only_cand, only_base

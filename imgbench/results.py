@@ -27,6 +27,8 @@ class Record:
     data: list[float] | None
     extra: dict = field(default_factory=dict)
     torch: str | None = None
+    profile: str = ""
+    version: str = ""             # of pytest-benchmark that wrote the run
 
     @property
     def key(self) -> tuple:
@@ -58,6 +60,8 @@ def load(path: str | Path) -> list[Record]:
         raise RunError(f"{path}: not a pytest-benchmark run (expected 'machine_info' and a 'benchmarks' list)")
     machine = run["machine_info"] if isinstance(run["machine_info"], dict) else {}
     commit = run.get("commit_info") if isinstance(run.get("commit_info"), dict) else {}
+    env = machine.get("imgbench") if isinstance(machine.get("imgbench"), dict) else {}
+    meta = run.get("imgbench") if isinstance(run.get("imgbench"), dict) else {}
     records = []
     for i, b in enumerate(run["benchmarks"]):
         try:
@@ -67,7 +71,8 @@ def load(path: str | Path) -> list[Record]:
                 fingerprint=machine.get("fingerprint"), family=family_of(b["name"]), name=b["name"],
                 params=dict(b.get("params") or {}), median=float(stats["median"]), min=float(stats["min"]),
                 rounds=int(stats["rounds"]), data=[float(x) for x in stats["data"]] if stats.get("data") else None,
-                extra=dict(b.get("extra_info") or {}), torch=machine.get("torch")))
+                extra=dict(b.get("extra_info") or {}), torch=env.get("torch"),
+                profile=str(meta.get("profile", "")), version=str(run.get("version", "unknown"))))
         except (KeyError, TypeError, ValueError) as e:
             raise RunError(f"{path}: benchmark {i} lacks a readable {e} (a file of another tool or "
                            "pytest-benchmark version?)") from None
@@ -85,3 +90,35 @@ def find(paths) -> list[Path]:
         else:
             raise RunError(f"{p}: no such file or folder")
     return out
+
+
+@dataclass
+class History:
+    runs: list[list[Record]]   # one list per readable file with at least one case, oldest first
+    skipped: list[str]         # one line per file that could not be read, naming it and why
+    versions: set[str]         # pytest-benchmark versions that wrote the runs
+
+
+def load_history(paths) -> History:
+    """Every run under the given files and folders. Unreadable files are skipped with a line each, so
+    one corrupt file does not hide a history; no readable run at all is a RunError."""
+    files = find(paths)
+    for p in map(Path, paths):
+        if p.is_dir() and not any(f.is_relative_to(p) for f in files):
+            raise RunError(f"{p}: holds no stored runs (no *.json below it; expected a storage folder such as "
+                           ".benchmarks/ or baselines/, or pytest-benchmark JSON files)")
+    runs, skipped, versions = [], [], set()
+    for f in files:
+        try:
+            run = load(f)
+        except RunError as e:
+            skipped.append(str(e))
+            continue
+        if run:
+            runs.append(run)
+            versions.add(run[0].version)
+    if not runs:
+        raise RunError(f"no readable run with any case in {', '.join(map(str, paths))}"
+                       + (f" ({len(skipped)} unreadable: {skipped[0]})" if skipped else ""))
+    runs.sort(key=lambda run: (run[0].datetime, run[0].path))
+    return History(runs, skipped, versions)

@@ -146,3 +146,39 @@ def test_baseline_is_written_whole_or_not_at_all(tmp_path):
     assert failed.returncode != 0 and "baseline unchanged" in failed.stderr
     assert baseline.read_bytes() == before
     assert sorted(p.name for p in baseline.parent.iterdir()) == ["quick.json"]  # no partial file left
+
+
+def test_ctrl_c_during_a_run_saves_nothing_and_keeps_earlier_runs(tmp_path):
+    import os
+    import signal
+    import time
+
+    benches = tmp_path / "benches"
+    benches.mkdir()
+    ready = tmp_path / "ready"
+    (benches / "bench_hang.py").write_text(
+        "import pathlib, time\n"
+        "def test_a_quick(benchmark):\n    benchmark(lambda: None)\n"
+        f"def test_b_hang(benchmark):\n    pathlib.Path({str(ready)!r}).touch()\n    time.sleep(120)\n")
+    storage = tmp_path / "runs"
+    fp = devices.environment()["fingerprint"]
+    from pytest_benchmark.utils import get_machine_id
+
+    earlier = storage / fp / get_machine_id() / "0001_quick.json"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text('{"machine_info": {}, "benchmarks": [], "datetime": "2026-11-01T00:00:00"}')
+    before = earlier.read_bytes()
+    proc = subprocess.Popen([sys.executable, "-m", "imgbench", "run", "--device", "cpu", "--benches", str(benches),
+                             "--storage", str(storage), "--", "-p", "no:cacheprovider", "--benchmark-max-time=0.01"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not ready.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert ready.exists(), proc.communicate()
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == cli.EXIT_INTERRUPTED == 130, out + err
+    assert "nothing saved" in err
+    assert earlier.read_bytes() == before
+    assert sorted(p.relative_to(storage).as_posix() for p in storage.rglob("*") if p.is_file()) == [
+        f"{fp}/{get_machine_id()}/0001_quick.json"]

@@ -216,3 +216,16 @@ def test_history_of_other_machines_and_empty_history(tmp_path, capsys):
     assert f"no stored runs in {empty}: judged without a history bound" in capsys.readouterr().out
     assert cli.main(["compare", str(cand), str(base), "--family-effect", "epoch"]) == cli.EXIT_BAD_INPUT
     assert "--family-effect 'epoch': expected FAMILY=PERCENT" in capsys.readouterr().err
+
+
+def test_the_candidate_saved_into_the_history_is_not_its_own_history(tmp_path):
+    base = write_run(tmp_path / "b.json", {CASE: rounds(1.0)})
+    cand = write_run(tmp_path / "c.json", {CASE: rounds(1.2, seed=1)}, when="2026-11-21T12:00:00")
+    hist = tmp_path / "hist"
+    hist.mkdir()
+    for i, m in enumerate([1.0, 1.01, 0.99]):
+        write_run(hist / f"{i}.json", {CASE: rounds(m, seed=i)}, when=f"2026-11-1{i}T00:00:00")
+    (hist / "self.json").write_text(cand.read_text())  # as a main-branch job saves, then judges
+    verdicts, _, _ = compare.compare(results.load(base), results.load(cand),
+                                     [results.load(p) for p in results.find([hist])])
+    assert verdicts[0].verdict == compare.REGRESSION and verdicts[0].history_bound < 1.1

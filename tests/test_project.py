@@ -51,3 +51,41 @@ def test_plugin_entry_point_is_named_by_its_module_path():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert meta["project"]["entry-points"]["pytest11"] == {"imgbench.plugin": "imgbench.plugin"}
     assert meta["project"]["scripts"]["imgbench"] == "imgbench.cli:main"
+
+
+def _gate(tmp_path, **env):
+    import os
+    import sys
+
+    summary = tmp_path / "summary.md"
+    baseline = ROOT / "baselines" / "AMD_EPYC-2c" / "quick.json"
+    proc = subprocess.run(["bash", str(ROOT / ".ci" / "gate")], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "IMGBENCH": str(Path(sys.executable).parent / "imgbench"),
+                               "GATE_RUN": str(baseline), "GATE_BASELINE": str(baseline),
+                               "GITHUB_STEP_SUMMARY": str(summary), **env})
+    return proc, summary.read_text() if summary.exists() else ""
+
+
+def test_ci_gate_reports_the_baseline_comparison_in_the_job_summary(tmp_path):
+    proc, summary = _gate(tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert summary.startswith("## imgbench on ")
+    assert "### Quick run against the committed baseline" in summary
+    assert "| case | baseline | candidate | ratio |" in summary and "0 regression, 0 improvement" in summary
+
+
+def test_ci_gate_fails_when_the_ab_run_cannot_start(tmp_path):
+    proc, summary = _gate(tmp_path, GATE_BASE_REF="no-such-ref")
+    assert proc.returncode == 2
+    assert "### Interleaved A/B against no-such-ref (gating)" in summary
+    assert "A/B failed to run (exit 2): imgbench: error: cannot check out 'no-such-ref'" in summary
+
+
+def test_workflows_gate_and_keep_history_on_main_only():
+    ci = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
+    assert "bash .ci/run" in ci and "bash .ci/gate" in ci and "upload-artifact" in ci and "fetch-depth: 0" in ci
+    gpu = (ROOT / ".github" / "workflows" / "gpu.yml").read_text()
+    assert "runs-on: [self-hosted, gpu]" in gpu and "--profile full --device cuda" in gpu
+    assert "IS_MAIN: ${{ github.event_name == 'push' && github.ref == 'refs/heads/main' }}" in gpu
+    assert '[ "$IS_MAIN" = true ] || storage="$RUNNER_TEMP/imgbench-runs"' in gpu
+    assert "GITHUB_STEP_SUMMARY" in gpu

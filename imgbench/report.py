@@ -1,0 +1,217 @@
+"""Stored runs -> figures and a report: per machine class the speedup trend, throughput against batch
+size, the latest run against its baseline per family and the epoch breakdown; a markdown summary
+(for a CI job summary or a pull-request comment) and one self-contained HTML file."""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imgbench import compare, files, plots, speedup
+from imgbench.results import History, Record
+
+EPOCH_FAMILIES = ("epoch", "reference_epoch")
+
+
+@dataclass
+class Comparison:
+    base: list[Record]
+    cand: list[Record]
+    verdicts: list[compare.Verdict]
+
+
+@dataclass
+class Machine:
+    fingerprint: str
+    runs: list[list[Record]]                       # oldest first
+    speedups: list[speedup.Speedup] = field(default_factory=list)
+    comparison: Comparison | None = None
+    figures: dict[str, list[Path]] = field(default_factory=dict)
+
+
+@dataclass
+class Rendered:
+    machines: list[Machine]
+    notes: list[str]
+    history: History
+
+    @property
+    def figures(self) -> list[Path]:
+        return [p for m in self.machines for paths in m.figures.values() for p in paths]
+
+
+def by_machine(history: History) -> list[Machine]:
+    groups: dict[str, list[list[Record]]] = {}
+    for run in history.runs:
+        groups.setdefault(str(run[0].fingerprint or "unknown-machine"), []).append(run)
+    return [Machine(fp, runs) for fp, runs in sorted(groups.items())]
+
+
+def latest_records(runs: list[list[Record]]) -> list[Record]:
+    """The newest record of every case across a machine's runs (a GPU run and a CPU run may differ)."""
+    newest: dict[tuple, Record] = {}
+    for run in runs:
+        for r in run:
+            newest[r.key] = r
+    return list(newest.values())
+
+
+def latest_vs_previous(runs: list[list[Record]], min_effect: float) -> Comparison | None:
+    """The newest run against the run before it of the same profile sharing cases with it; the runs
+    before that are the history."""
+    cand = runs[-1]
+    keys = {r.key for r in cand}
+    earlier = [run for run in runs[:-1] if run[0].profile == cand[0].profile and keys & {r.key for r in run}]
+    if not earlier:
+        return None
+    verdicts, _, _ = compare.compare(earlier[-1], cand, earlier[:-1], min_effect)
+    return Comparison(earlier[-1], cand, verdicts)
+
+
+def _label(run: list[Record]) -> str:
+    return f"{(run[0].commit or '-')[:7]} {run[0].datetime[:16]} ({Path(run[0].path).name})"
+
+
+def render(history: History, out: Path, svg: bool = False, min_effect: float = 0.05) -> Rendered:
+    notes = [f"skipped {line}" for line in history.skipped]
+    if len(history.versions) > 1:
+        notes.append(f"runs written by pytest-benchmark {', '.join(sorted(history.versions))}: read alike")
+    machines = by_machine(history)
+    for m in machines:
+        slug = m.fingerprint
+        m.speedups = speedup.series(m.runs)
+        if m.speedups:
+            m.figures["speedup trend"] = plots.save(plots.speedup_trend(m.speedups, slug, min_effect), out,
+                                                    f"speedup_{slug}", svg)
+        latest = latest_records(m.runs)
+        if any(r.family in plots.FAMILY_STYLES for r in latest):
+            m.figures["throughput"] = plots.save(plots.throughput(latest, slug), out, f"throughput_{slug}", svg)
+        m.comparison = latest_vs_previous(m.runs, min_effect)
+        if m.comparison is None:
+            notes.append(f"{slug}: no earlier run of the same profile: the latest run has no baseline to compare with")
+        else:
+            c = m.comparison
+            for family in sorted({v.family for v in c.verdicts}):
+                fig = plots.versus_baseline([v for v in c.verdicts if v.family == family], family, slug,
+                                            _label(c.base), _label(c.cand))
+                m.figures.setdefault("latest vs baseline", []).extend(
+                    plots.save(fig, out, f"vs_baseline_{slug}_{family}", svg))
+        epochs = [r for r in latest if r.family in EPOCH_FAMILIES and "data_stall_share" in r.extra]
+        if epochs:
+            m.figures["epoch breakdown"] = plots.save(plots.epoch_breakdown(epochs, slug), out, f"epoch_{slug}", svg)
+    if not any(m.speedups for m in machines):
+        seen = sorted({str(r.params.get("device", "cpu")) for run in history.runs for r in run})
+        notes.append(f"no GPU-over-CPU speedup: no machine has the same case timed on the CPU and an accelerator "
+                     f"(devices in these runs: {', '.join(seen)})")
+    return Rendered(machines, notes, history)
+
+
+def speedup_tables(m: Machine) -> list[str]:
+    """Per family: rows = case without batch size, columns = batch sizes; latest speedup and its interval."""
+    latest: dict[tuple, speedup.Speedup] = {}
+    for s in m.speedups:
+        latest[(s.key, s.device)] = s
+    out = []
+    for family in sorted({s.family for s in latest.values()}):
+        cells: dict[str, dict[int, str]] = {}
+        for s in latest.values():
+            if s.family != family:
+                continue
+            params = dict(s.key[1])
+            row = f"{plots.describe(params, ('batch_size',))} ({s.device})"
+            ci = f" ({s.ci[0]:.1f}–{s.ci[1]:.1f})" if s.ci else ""
+            cells.setdefault(row, {})[int(params.get("batch_size", 0))] = f"{s.speedup:.1f}x{ci}"
+        sizes = sorted({b for row in cells.values() for b in row})
+        head = ["case"] + [f"batch {b}" if b else "-" for b in sizes]
+        lines = [f"### {m.fingerprint}: {family}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join([row] + [cells[row].get(b, "") for b in sizes]) + " |" for row in sorted(cells)]
+        out.append("\n".join(lines))
+    return out
+
+
+def markdown(r: Rendered, out: Path) -> str:
+    runs = r.history.runs
+    dates = sorted(run[0].datetime for run in runs)
+    md = ["# imgbench report", "",
+          f"{len(runs)} runs from {len(r.machines)} machine classes, {dates[0][:10]} to {dates[-1][:10]}.", "",
+          "## GPU-over-CPU speedup (latest run of each case)", "",
+          "speedup = median CPU time / median accelerator time of the same case; in brackets the 99% bootstrap "
+          "interval over both cases' rounds.", ""]
+    tables = [t for m in r.machines for t in speedup_tables(m)]
+    md += ["\n\n".join(tables) if tables else "No speedup: no machine timed the same case on the CPU and an "
+           "accelerator.", ""]
+    md += ["## Latest run against its baseline", ""]
+    for m in r.machines:
+        c = m.comparison
+        if c is None:
+            md += [f"- {m.fingerprint}: only one run of its profile, nothing to compare.", ""]
+            continue
+        counts = {k: [v for v in c.verdicts if v.verdict == k] for k in VERDICTS}
+        md += [f"### {m.fingerprint}: {_label(c.cand)} vs {_label(c.base)}", "",
+               ", ".join(f"{len(v)} {k}" for k, v in counts.items()) + ".", ""]
+        for kind in (compare.REGRESSION, compare.IMPROVEMENT):
+            if counts[kind]:
+                md += [f"**{kind.capitalize()}s**", "", compare.table(counts[kind], markdown=True), ""]
+    md += ["## Figures", ""]
+    for m in r.machines:
+        for kind, paths in m.figures.items():
+            md += [f"- {m.fingerprint}, {kind}: " + ", ".join(f"`{p}`" for p in paths)]
+    if r.notes:
+        md += ["", "## Notes", ""] + [f"- {n}" for n in r.notes]
+    return "\n".join(md) + "\n"
+
+
+VERDICTS = (compare.REGRESSION, compare.IMPROVEMENT, compare.UNCHANGED, compare.NOISY)
+
+
+def to_html(md: str, images: list[Path]) -> str:
+    """The markdown this module writes (headings, paragraphs, lists, tables) as HTML, figures embedded."""
+    body, table = [], []
+
+    def inline(text: str) -> str:
+        text = html.escape(text)
+        text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+        return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+    def flush():
+        if table:
+            rows = [[c.strip() for c in line.strip("|").split("|")] for line in table if not line.startswith("|-")]
+            body.append("<table><tr>" + "".join(f"<th>{inline(c)}</th>" for c in rows[0]) + "</tr>"
+                        + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in row) + "</tr>"
+                                  for row in rows[1:]) + "</table>")
+            table.clear()
+
+    for line in md.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if m := re.match(r"(#+) (.*)", line):
+            body.append(f"<h{len(m[1])}>{inline(m[2])}</h{len(m[1])}>")
+        elif line.startswith("- "):
+            body.append(f"<ul><li>{inline(line[2:])}</li></ul>")
+        elif line.strip():
+            body.append(f"<p>{inline(line)}</p>")
+    flush()
+    for p in images:
+        if p.suffix == ".png":
+            data = base64.b64encode(p.read_bytes()).decode()
+            body.append(f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,{data}">'
+                        f"<figcaption>{html.escape(p.name)}</figcaption></figure>")
+    style = ("body{font-family:sans-serif;max-width:1400px;margin:auto;padding:1em}table{border-collapse:collapse;"
+             "margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}img{max-width:100%}"
+             "ul{margin:0}")
+    return (f'<!doctype html>\n<html><head><meta charset="utf-8"><title>imgbench report</title><style>{style}'
+            f"</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def write(r: Rendered, out: Path) -> tuple[str, Path, Path]:
+    md = markdown(r, out)
+    md_path, html_path = out / "report.md", out / "report.html"
+    for path, text in ((md_path, md), (html_path, to_html(md, r.figures))):
+        with files.atomic(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    return md, md_path, html_path

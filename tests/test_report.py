@@ -1,0 +1,160 @@
+"""imgbench plot and report from a synthetic history: 24 runs of a GPU machine (CPU and GPU cases) and
+20 of a CPU-only machine. Every figure is rendered, has its expected pixel size and is not blank."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgbench import cli, plots, report, results
+
+GPU_FP, CPU_FP = "Xeon-16c-NVIDIA_H100-x1", "AMD_EPYC-2c"
+MODELS, SIZES = ("kerascnn", "resnet18"), (32, 128)
+
+
+def bench(family, params, center, seed, extra=None):
+    data = list(center * (1 + 0.01 * np.random.default_rng(seed).standard_normal(15)))
+    return {"name": f"test_{family}[{'-'.join(str(v) for v in params.values())}]", "params": params,
+            "extra_info": {"images": params.get("batch_size", 512), **(extra or {})},
+            "stats": {"median": float(np.median(data)), "min": min(data), "rounds": len(data), "data": data}}
+
+
+def write_history(folder, gpu_runs=24, cpu_runs=20, version="5.3.1"):
+    for i in range(gpu_runs):
+        benches = []
+        slow = 1.5 if i >= 15 else 1.0  # the GPU got slower at run 15: the speedup falls
+        for family in ("forward", "train_step"):
+            for m, model in enumerate(MODELS):
+                for bs in SIZES:
+                    cpu_t = 1e-4 * bs * (m + 1) * (3 if family == "train_step" else 1)
+                    for device, t in (("cpu", cpu_t), ("cuda", cpu_t / (10 + m * 20) * slow)):
+                        benches.append(bench(family, {"model": model, "device": device, "batch_size": bs}, t,
+                                             seed=i * 100 + len(benches)))
+        for device, t in (("cpu", 2.0), ("cuda", 0.1 * slow)):
+            benches.append(bench("epoch", {"model": "kerascnn", "device": device, "batch_size": 128,
+                                           "path": "loader"}, t, seed=i,
+                                 extra={"data_stall_share": 0.3, "copy_share": 0.1 if device == "cuda" else 0.0}))
+        _write(folder / GPU_FP / f"{i:04}_quick.json", GPU_FP, i, benches, version, device_count=2)
+    for i in range(cpu_runs):
+        benches = [bench("train_step", {"model": model, "device": "cpu", "batch_size": bs}, 1e-3 * bs, seed=i + bs)
+                   for model in MODELS for bs in SIZES]
+        _write(folder / CPU_FP / f"{i:04}_quick.json", CPU_FP, i, benches, version)
+
+
+def _write(path, fp, i, benches, version, device_count=1):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "machine_info": {"fingerprint": fp, "imgbench": {"torch": "2.14.1+cu130"}},
+        "commit_info": {"id": f"{i:07x}abcdef"}, "datetime": f"2026-10-{i + 1:02}T12:00:00+00:00",
+        "version": version, "imgbench": {"profile": "quick"}, "benchmarks": benches}))
+
+
+def pixels(path):
+    with Image.open(path) as im:
+        return im.size, np.asarray(im.convert("RGB"))
+
+
+def not_blank(path):
+    _, a = pixels(path)
+    return len(np.unique(a.reshape(-1, 3), axis=0)) > 20 and a.std() > 10
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("storage")
+    write_history(folder)
+    out = tmp_path_factory.mktemp("out")
+    return report.render(results.load_history([folder]), out), out
+
+
+def test_every_figure_kind_is_drawn_per_machine_class(rendered):
+    r, out = rendered
+    by = {m.fingerprint: m for m in r.machines}
+    assert set(by) == {GPU_FP, CPU_FP}
+    assert set(by[GPU_FP].figures) == {"speedup trend", "throughput", "latest vs baseline", "epoch breakdown"}
+    assert set(by[CPU_FP].figures) == {"throughput", "latest vs baseline"}  # no GPU, no epochs: nothing faked
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted([f"speedup_{GPU_FP}.png", f"throughput_{GPU_FP}.png", f"throughput_{CPU_FP}.png",
+                            f"epoch_{GPU_FP}.png", *(f"vs_baseline_{GPU_FP}_{f}.png"
+                                                     for f in ("epoch", "forward", "train_step")),
+                            f"vs_baseline_{CPU_FP}_train_step.png"])
+
+
+def test_figures_have_their_size_and_are_not_blank(rendered):
+    r, out = rendered
+    assert pixels(out / f"speedup_{GPU_FP}.png")[0] == (1200, round((1.2 + 3.2 * 3) * plots.DPI))  # 3 families
+    assert pixels(out / f"throughput_{GPU_FP}.png")[0] == (round((4.2 * 2 + 2.2) * 100), round((3.2 + 0.8) * 100))
+    assert pixels(out / f"vs_baseline_{GPU_FP}_forward.png")[0] == (1000, round((1.6 + 0.26 * 8) * 100))
+    assert pixels(out / f"epoch_{GPU_FP}.png")[0] == (1000, round((1.6 + 0.3 * 2) * 100))
+    for p in r.figures:
+        assert not_blank(p), p
+
+
+def test_the_regression_is_found_in_the_speedup_series_and_the_latest_comparison(rendered):
+    r, _ = rendered
+    gpu = next(m for m in r.machines if m.fingerprint == GPU_FP)
+    kerascnn = [s for s in gpu.speedups if s.case == "train_step[batch_size=32,model=kerascnn]"]
+    assert len(kerascnn) == 24 and all(s.same_run for s in kerascnn)
+    assert kerascnn[0].speedup == pytest.approx(10, rel=0.03) and kerascnn[-1].speedup == pytest.approx(10 / 1.5,
+                                                                                                      rel=0.03)
+    # latest (run 23) vs run 22: both slow, so unchanged, judged with the history of runs 0-21
+    assert {v.verdict for v in gpu.comparison.verdicts} <= {"unchanged", "too noisy to say"}
+
+
+def test_report_markdown_and_self_contained_html(rendered, tmp_path):
+    r, out = rendered
+    md, md_path, html_path = report.write(r, out)
+    assert md_path.read_text() == md
+    assert md.startswith("# imgbench report\n\n44 runs from 2 machine classes, 2026-10-01 to 2026-10-24.")
+    assert f"### {GPU_FP}: train_step" in md
+    assert "| case | batch 32 | batch 128 |" in md
+    row = next(line for line in md.splitlines() if line.startswith("| kerascnn (cuda) |"))
+    assert row.count("x (") == 2  # both batch sizes, each with its interval
+    assert f"- {GPU_FP}, speedup trend: `{out / f'speedup_{GPU_FP}.png'}`" in md
+    page = html_path.read_text()
+    assert page.count("data:image/png;base64,") == len(r.figures)
+    assert 'src="http' not in page and "<table>" in page and "<h1>imgbench report</h1>" in page
+
+
+def test_cli_plot_and_report(tmp_path, capsys):
+    write_history(tmp_path / "runs", gpu_runs=3, cpu_runs=2)
+    assert cli.main(["plot", str(tmp_path / "runs"), "--out", str(tmp_path / "figs"), "--svg"]) == 0
+    printed = capsys.readouterr().out.split()
+    assert len(printed) == 2 * 8 and all((tmp_path / "figs" / p.split("/")[-1]).exists() for p in printed)
+    assert cli.main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0
+    assert capsys.readouterr().out.startswith("# imgbench report")
+    assert (tmp_path / "rep" / "report.html").exists()
+
+
+def test_one_device_only_says_speedup_is_impossible(tmp_path, capsys):
+    write_history(tmp_path / "runs", gpu_runs=0, cpu_runs=2)
+    assert cli.main(["plot", str(tmp_path / "runs"), "--out", str(tmp_path / "figs")]) == 0
+    err = capsys.readouterr().err
+    assert "no GPU-over-CPU speedup: no machine has the same case timed on the CPU and an accelerator " \
+           "(devices in these runs: cpu)" in err
+
+
+def test_mixed_versions_and_a_corrupt_file_are_read_or_skipped_with_a_line(tmp_path, capsys):
+    write_history(tmp_path / "a", gpu_runs=0, cpu_runs=2, version="4.0.0")
+    write_history(tmp_path / "b", gpu_runs=0, cpu_runs=1)
+    (tmp_path / "b" / "broken.json").write_text('{"benchmarks": [')
+    assert cli.main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert "runs written by pytest-benchmark 4.0.0, 5.3.1: read alike" in err
+    assert f"skipped {tmp_path / 'b' / 'broken.json'}: corrupt or truncated JSON" in err
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda d: None, "holds no stored runs"),
+    (lambda d: (d / "notes.txt").write_text("hi"), "holds no stored runs"),
+    (lambda d: (d / "x.json").write_text("[1, 2]"), "no readable run with any case"),
+])
+def test_no_runs_or_not_a_storage_folder_is_one_line_exit_2(tmp_path, capsys, setup, message):
+    folder = tmp_path / "s"
+    folder.mkdir()
+    setup(folder)
+    assert cli.main(["plot", str(folder), "--out", str(tmp_path / "o")]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and str(folder) in err[0]
+    assert not (tmp_path / "o").exists()

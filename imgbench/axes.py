@@ -45,6 +45,7 @@ FAMILIES = {  # family -> benches/bench_<family>.py
     "epoch": "a full training epoch: DataLoader path vs device-resident path, data-stall share",
     "transfer": "frozen-backbone transfer learning: full fine-tune vs last layer vs last layer on cached features",
     "checkpoint": "saving and restoring model + optimizer state (atomic torch.save, torch.load weights_only)",
+    "ddp": "synchronous data-parallel epochs (DDP via torchrun) at world sizes 1, 2, 4...: scaling, communication",
     "harness": "one empty timed round: the synchronising timer's own cost per round",
 }
 OPTIMIZERS = ("adam", "sgd")

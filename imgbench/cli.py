@@ -371,6 +371,7 @@ def cmd_run(args) -> int:
     pytest_args = _pytest_args(args)
     folder = Path(args.storage) / devices.environment()["fingerprint"]
     folder.mkdir(parents=True, exist_ok=True)
+    pytest_args.append(f"--benchmark-storage={folder}")  # where pytest-benchmark looks for what it compares
     prev = previous_run(folder, args.profile)
     if prev is None:
         print(f"imgbench: no earlier '{args.profile}' run saved in {folder}: this run becomes the first; "

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imgbench import stats
-from imgbench.results import Record
+from imgbench.results import Record, identity
 
 REGRESSION, IMPROVEMENT, UNCHANGED, NOISY = "regression", "improvement", "unchanged", "too noisy to say"
 
@@ -72,12 +72,12 @@ def compare(base: list[Record], cand: list[Record], history: list[list[Record]] 
     by_base = {r.key: r for r in base}
     by_cand = {r.key: r for r in cand}
     machine = {r.fingerprint for r in cand}
-    itself = {r.datetime for r in cand}
     past: dict[tuple, list[float]] = {}
     for run in history:
+        if run and identity(run) == identity(cand):
+            continue  # the candidate itself, saved into the history before being judged
         for r in run:
-            # History folders may hold other machine classes, and the candidate itself (saved, then judged).
-            if r.fingerprint in machine and r.datetime not in itself:
+            if r.fingerprint in machine:  # history folders may hold other machine classes too
                 past.setdefault(r.key, []).append(r.median)
     out = []
     for key in sorted(by_base.keys() & by_cand.keys()):

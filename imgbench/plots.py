@@ -195,3 +195,46 @@ def epoch_breakdown(records: list[Record], machine: str) -> Figure:
     fig.legend(loc="outside right upper", fontsize=8)
     fig.suptitle(f"Where an epoch's time goes, {machine} (latest run)")
     return fig
+
+
+def ddp_scaling(records: list[Record], machine: str) -> Figure:
+    """Per model and device: images/s against world size, and scaling efficiency against one replica
+    with the exposed gradient-communication share."""
+    fig = Figure(figsize=(12, 4.2), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    groups: dict[tuple, list[Record]] = {}
+    for r in records:
+        if r.family == "ddp" and "world_size" in r.params:
+            rest = tuple(sorted((k, str(v)) for k, v in r.params.items() if k != "world_size"))
+            groups.setdefault(rest, []).append(r)
+    for i, (rest, rs) in enumerate(sorted(groups.items())):
+        rs.sort(key=lambda r: int(r.params["world_size"]))
+        params = dict(rest)
+        color = device_color(params.get("device", "cpu"))
+        marker = "osD^v<>"[i % 7]
+        label = describe(params, ())
+        ws = [int(r.params["world_size"]) for r in rs]
+        left.plot(ws, [float(r.extra.get("images_per_s") or 0) for r in rs], marker=marker, color=color, label=label)
+        eff = [(w, float(r.extra["scaling_efficiency"])) for w, r in zip(ws, rs, strict=True)
+               if r.extra.get("scaling_efficiency") is not None]
+        if eff:
+            right.plot(*zip(*eff, strict=True), marker=marker, color=color, label=f"{label}: efficiency")
+        comm = [(w, float(r.extra["comm_share"])) for w, r in zip(ws, rs, strict=True) if "comm_share" in r.extra]
+        if comm:
+            right.plot(*zip(*comm, strict=True), marker=marker, color=color, linestyle=":", alpha=0.8,
+                       label=f"{label}: communication share")
+    worlds = sorted({int(r.params["world_size"]) for rs in groups.values() for r in rs}) or [1]
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(worlds, [str(w) for w in worlds])
+        ax.set_xlabel("world size (replicas)")
+        ax.grid(True, which="both", alpha=0.3)
+    left.set_ylabel("images/s (all replicas)")
+    left.set_title("throughput", loc="left", fontsize=10)
+    right.set_ylim(0, 1.1)
+    right.set_ylabel("fraction")
+    right.set_title("scaling efficiency (solid) and exposed communication share of the epoch (dotted)", loc="left",
+                    fontsize=10)
+    fig.legend(*right.get_legend_handles_labels(), loc="outside right upper", fontsize=7)
+    fig.suptitle(f"Data-parallel scaling, {machine} (latest run)")
+    return fig

@@ -159,7 +159,7 @@ def pytest_collection_modifyitems(config, items):
         mark = item.get_closest_marker("benchmark")
         # No garbage collection inside timed rounds: it would land in whichever round it hits.
         kwargs = {"disable_gc": True, **(mark.kwargs if mark else {})}
-        if device is not None:
+        if device is not None and "timer" not in kwargs:  # a bench may bring its own (see bench_ddp)
             kwargs["timer"] = timing.timer_for(device)
         item.add_marker(pytest.mark.benchmark(**kwargs), append=False)
 

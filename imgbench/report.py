@@ -99,6 +99,8 @@ def render(history: History, out: Path, svg: bool = False, min_effect: float = 0
                                             _label(c.base), _label(c.cand))
                 m.figures.setdefault("latest vs baseline", []).extend(
                     plots.save(fig, out, f"vs_baseline_{slug}_{family}", svg))
+        if any(r.family == "ddp" for r in latest):
+            m.figures["ddp scaling"] = plots.save(plots.ddp_scaling(latest, slug), out, f"ddp_{slug}", svg)
         epochs = [r for r in latest if r.family in EPOCH_FAMILIES and "data_stall_share" in r.extra]
         if epochs:
             m.figures["epoch breakdown"] = plots.save(plots.epoch_breakdown(epochs, slug), out, f"epoch_{slug}", svg)

@@ -92,6 +92,11 @@ def find(paths) -> list[Path]:
     return out
 
 
+def identity(run: list[Record]) -> tuple:
+    """What makes two files the same run (a copy kept as a CI artifact beside the history, say)."""
+    return (run[0].fingerprint, run[0].datetime, tuple((r.name, r.median) for r in run)) if run else ()
+
+
 @dataclass
 class History:
     runs: list[list[Record]]   # one list per readable file with at least one case, oldest first
@@ -107,14 +112,15 @@ def load_history(paths) -> History:
         if p.is_dir() and not any(f.is_relative_to(p) for f in files):
             raise RunError(f"{p}: holds no stored runs (no *.json below it; expected a storage folder such as "
                            ".benchmarks/ or baselines/, or pytest-benchmark JSON files)")
-    runs, skipped, versions = [], [], set()
+    runs, skipped, versions, seen = [], [], set(), set()
     for f in files:
         try:
             run = load(f)
         except RunError as e:
             skipped.append(str(e))
             continue
-        if run:
+        if run and identity(run) not in seen:  # a copy of a run (a CI artifact beside the history) counts once
+            seen.add(identity(run))
             runs.append(run)
             versions.add(run[0].version)
     if not runs:

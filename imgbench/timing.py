@@ -23,6 +23,26 @@ class SyncTimer:
         return time.perf_counter()
 
 
+class Replay:
+    """A pytest-benchmark timer for times measured elsewhere (in torchrun workers): each call of
+    `play` moves this clock on by the next measured duration, so a round of `benchmark.pedantic(
+    replay.play, ...)` reads that duration, plus the microsecond of the call itself."""
+
+    __name__ = "replayed_perf_counter"
+
+    def __init__(self):
+        self.shift, self.pending = 0.0, []
+
+    def __call__(self) -> float:
+        return time.perf_counter() + self.shift
+
+    def load(self, durations):
+        self.pending = [float(d) for d in durations]
+
+    def play(self):
+        self.shift += self.pending.pop(0)
+
+
 @cache
 def timer_for(device: str) -> SyncTimer:
     # One object per device: pytest-benchmark caches each timer's precision by identity.

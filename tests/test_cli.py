@@ -169,7 +169,8 @@ def test_ctrl_c_during_a_run_saves_nothing_and_keeps_earlier_runs(tmp_path):
     earlier.write_text('{"machine_info": {}, "benchmarks": [], "datetime": "2026-11-01T00:00:00"}')
     before = earlier.read_bytes()
     proc = subprocess.Popen([sys.executable, "-m", "imgbench", "run", "--device", "cpu", "--benches", str(benches),
-                             "--storage", str(storage), "--", "-p", "no:cacheprovider", "--benchmark-max-time=0.01"],
+                             "--storage", str(storage), "--", "-p", "no:cacheprovider", "--benchmark-max-time=0.01",
+                             "-o", "python_files=bench_*.py"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     deadline = time.monotonic() + 60
     while not ready.exists() and time.monotonic() < deadline and proc.poll() is None:

@@ -36,7 +36,7 @@ def families(run):
 
 def test_every_family_ran(run):
     assert families(run) == {"test_empty_round", "test_forward", "test_train_step", "test_conv", "test_loader",
-                             "test_epoch", "test_transfer", "test_checkpoint"}  # test_copy needs a GPU
+                             "test_epoch", "test_transfer", "test_checkpoint", "test_ddp"}  # test_copy needs a GPU
 
 
 def test_model_cases_carry_params_and_rates(run):

@@ -35,6 +35,11 @@ def write_history(folder, gpu_runs=24, cpu_runs=20, version="5.3.1"):
             benches.append(bench("epoch", {"model": "kerascnn", "device": device, "batch_size": 128,
                                            "path": "loader"}, t, seed=i,
                                  extra={"data_stall_share": 0.3, "copy_share": 0.1 if device == "cuda" else 0.0}))
+        for w in (1, 2, 4):
+            benches.append(bench("ddp", {"model": "resnet18", "device": "cuda", "batch_size": 128, "world_size": w},
+                                 1.0 / w / 0.9 ** (w - 1), seed=i * 7 + w,
+                                 extra={"images_per_s": 5e4 * w * 0.9 ** (w - 1), "scaling_efficiency":
+                                        0.9 ** (w - 1), "comm_share": 0.05 * (w - 1), "images": 50000}))
         _write(folder / GPU_FP / f"{i:04}_quick.json", GPU_FP, i, benches, version, device_count=2)
     for i in range(cpu_runs):
         benches = [bench("train_step", {"model": model, "device": "cpu", "batch_size": bs}, 1e-3 * bs, seed=i + bs)
@@ -72,12 +77,13 @@ def test_every_figure_kind_is_drawn_per_machine_class(rendered):
     r, out = rendered
     by = {m.fingerprint: m for m in r.machines}
     assert set(by) == {GPU_FP, CPU_FP}
-    assert set(by[GPU_FP].figures) == {"speedup trend", "throughput", "latest vs baseline", "epoch breakdown"}
+    assert set(by[GPU_FP].figures) == {"speedup trend", "throughput", "latest vs baseline", "epoch breakdown",
+                                       "ddp scaling"}
     assert set(by[CPU_FP].figures) == {"throughput", "latest vs baseline"}  # no GPU, no epochs: nothing faked
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted([f"speedup_{GPU_FP}.png", f"throughput_{GPU_FP}.png", f"throughput_{CPU_FP}.png",
-                            f"epoch_{GPU_FP}.png", *(f"vs_baseline_{GPU_FP}_{f}.png"
-                                                     for f in ("epoch", "forward", "train_step")),
+                            f"epoch_{GPU_FP}.png", f"ddp_{GPU_FP}.png", *(f"vs_baseline_{GPU_FP}_{f}.png"
+                                                     for f in ("ddp", "epoch", "forward", "train_step")),
                             f"vs_baseline_{CPU_FP}_train_step.png"])
 
 
@@ -87,6 +93,7 @@ def test_figures_have_their_size_and_are_not_blank(rendered):
     assert pixels(out / f"throughput_{GPU_FP}.png")[0] == (round((4.2 * 2 + 2.2) * 100), round((3.2 + 0.8) * 100))
     assert pixels(out / f"vs_baseline_{GPU_FP}_forward.png")[0] == (1000, round((1.6 + 0.26 * 8) * 100))
     assert pixels(out / f"epoch_{GPU_FP}.png")[0] == (1000, round((1.6 + 0.3 * 2) * 100))
+    assert pixels(out / f"ddp_{GPU_FP}.png")[0] == (1200, 420)
     for p in r.figures:
         assert not_blank(p), p
 
@@ -121,7 +128,7 @@ def test_cli_plot_and_report(tmp_path, capsys):
     write_history(tmp_path / "runs", gpu_runs=3, cpu_runs=2)
     assert cli.main(["plot", str(tmp_path / "runs"), "--out", str(tmp_path / "figs"), "--svg"]) == 0
     printed = capsys.readouterr().out.split()
-    assert len(printed) == 2 * 8 and all((tmp_path / "figs" / p.split("/")[-1]).exists() for p in printed)
+    assert len(printed) == 2 * 10 and all((tmp_path / "figs" / p.split("/")[-1]).exists() for p in printed)
     assert cli.main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0
     assert capsys.readouterr().out.startswith("# imgbench report")
     assert (tmp_path / "rep" / "report.html").exists()
@@ -138,6 +145,8 @@ def test_one_device_only_says_speedup_is_impossible(tmp_path, capsys):
 def test_mixed_versions_and_a_corrupt_file_are_read_or_skipped_with_a_line(tmp_path, capsys):
     write_history(tmp_path / "a", gpu_runs=0, cpu_runs=2, version="4.0.0")
     write_history(tmp_path / "b", gpu_runs=0, cpu_runs=1)
+    newer = tmp_path / "b" / CPU_FP / "0000_quick.json"
+    newer.write_text(newer.read_text().replace("2026-10-01", "2026-11-01"))
     (tmp_path / "b" / "broken.json").write_text('{"benchmarks": [')
     assert cli.main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "r")]) == 0
     err = capsys.readouterr().err
@@ -158,3 +167,9 @@ def test_no_runs_or_not_a_storage_folder_is_one_line_exit_2(tmp_path, capsys, se
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and str(folder) in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_a_copy_of_a_run_counts_once(tmp_path):
+    write_history(tmp_path / "runs", gpu_runs=0, cpu_runs=2)
+    (tmp_path / "copy.json").write_text((tmp_path / "runs" / CPU_FP / "0001_quick.json").read_text())
+    assert len(results.load_history([tmp_path / "runs", tmp_path / "copy.json"]).runs) == 2

@@ -1,0 +1,200 @@
+"""Synchronous data-parallel training, one process per replica: the ddp family's worker and launcher.
+
+`launch()` starts `torchrun --standalone --nproc_per_node=W -m imgbench.ddp ...`. Every rank builds
+the same seeded model and data; DistributedDataParallel all-reduces the gradients every step
+(NCCL on GPUs, gloo on CPU processes); a DistributedSampler gives each rank its share of the epoch.
+After a warm-up epoch, each timed epoch starts at a barrier and ends when the slowest rank ends.
+Then every replica's parameters are gathered and compared, and last, one epoch runs under no_sync
+(no gradient all-reduce; the replicas drift apart, so it comes after the check): the synchronised
+epoch's excess over it is the communication the backward pass did not hide. Rank 0 writes a JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from imgbench import data, files, models, workloads
+
+
+class DDPError(RuntimeError):
+    pass
+
+
+def backend_for(device: str) -> str:
+    return "nccl" if device.startswith("cuda") else "gloo"
+
+
+def unavailable(device: str) -> str | None:
+    """Why this torch cannot run data parallelism on `device`, or None."""
+    if not dist.is_available():
+        return f"torch.distributed is not available in torch {torch.__version__}"
+    backend = backend_for(device)
+    if not (dist.is_nccl_available() if backend == "nccl" else dist.is_gloo_available()):
+        return f"the {backend} backend is not available in torch {torch.__version__} (needed for {device})"
+    return None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m imgbench.ddp", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="kerascnn")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (one GPU per rank: LOCAL_RANK)")
+    p.add_argument("--batch-size", type=int, default=32, help="per replica")
+    p.add_argument("--images", type=int, default=512, help="images per epoch, all replicas together")
+    p.add_argument("--image-size", type=int, default=None, help="default: the model's")
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs, after one warm-up epoch")
+    p.add_argument("--optimizer", default="adam")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads per rank")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="rank 0 writes the result JSON here")
+    p.add_argument("--save-weights", help="rank 0 saves the parameters after the timed epochs here")
+    return p
+
+
+def dataset(model: str, images: int, image_size: int | None, seed: int) -> torch.utils.data.TensorDataset:
+    c, size, _ = models.spec(model).input_shape
+    size = image_size or size
+    x, y = data.synthetic_uint8(images, (c, size, size), models.spec(model).num_classes, seed)
+    return torch.utils.data.TensorDataset(x.float().div_(255), y)
+
+
+def build(model: str, image_size: int | None, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    c, size, _ = models.spec(model).input_shape
+    return models.build(model, models.spec(model).num_classes, c, image_size or size)
+
+
+def sampler(ds, world: int, rank: int, seed: int):
+    return torch.utils.data.DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=seed,
+                                               drop_last=True)
+
+
+def run_epoch(loader, trainer: workloads.Trainer, device: torch.device, sync_grads: bool = True) -> torch.Tensor:
+    loss = torch.zeros((), device=device)
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with nullcontext() if sync_grads else trainer.model.no_sync():
+            loss = trainer.step(x, y)
+    return loss
+
+
+def plain_train(model: str, batch_size: int, images: int, image_size: int | None, epochs: int, optimizer: str,
+                seed: int, threads: int = 1) -> dict[str, torch.Tensor]:
+    """The same training without DDP or processes (one replica's data order): what a one-replica
+    DDP run must reproduce. Same thread count as the worker: another splits reductions differently."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _plain(model, batch_size, images, image_size, epochs, optimizer, seed)
+    finally:
+        torch.set_num_threads(saved)
+
+
+def _plain(model, batch_size, images, image_size, epochs, optimizer, seed) -> dict[str, torch.Tensor]:
+    net = build(model, image_size, seed)
+    ds = dataset(model, images, image_size, seed)
+    s = sampler(ds, 1, 0, seed)
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=s, drop_last=True)
+    trainer = workloads.Trainer(net.train(), optimizer, "fp32", "cpu")
+    for epoch in range(1 + epochs):
+        s.set_epoch(epoch)
+        run_epoch(loader, trainer, torch.device("cpu"))
+    return {k: v.detach().clone() for k, v in net.named_parameters()}
+
+
+def _sync(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def worker(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local}") if args.device.startswith("cuda") else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend_for(args.device))
+    try:
+        rank, world = dist.get_rank(), dist.get_world_size()
+        ds = dataset(args.model, args.images, args.image_size, args.seed)
+        s = sampler(ds, world, rank, args.seed)
+        loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, sampler=s, drop_last=True,
+                                             pin_memory=device.type == "cuda")
+        if len(loader) == 0:
+            raise DDPError(f"batch {args.batch_size} x {world} replicas > {args.images} images per epoch: no step")
+        net = build(args.model, args.image_size, args.seed).to(device).train()
+        ddp = torch.nn.parallel.DistributedDataParallel(net, device_ids=[local] if device.type == "cuda" else None)
+        trainer = workloads.Trainer(ddp, args.optimizer, "fp32", device.type)
+
+        def timed_epoch(epoch: int, sync_grads: bool = True) -> float:
+            s.set_epoch(epoch)
+            _sync(device)
+            dist.barrier()
+            start = time.perf_counter()
+            run_epoch(loader, trainer, device, sync_grads)
+            _sync(device)
+            took = torch.tensor([time.perf_counter() - start], dtype=torch.float64, device=device)
+            dist.all_reduce(took, op=dist.ReduceOp.MAX)  # the epoch ends with its slowest rank
+            return float(took.item())
+
+        timed_epoch(0)  # warm-up: allocator, DDP buckets, the first all-reduces
+        epoch_s = [timed_epoch(e) for e in range(1, 1 + args.epochs)]
+        flat = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+        everyone = [torch.empty_like(flat) for _ in range(world)]
+        dist.all_gather(everyone, flat)
+        max_diff = max(float((w - everyone[0]).abs().max()) for w in everyone)
+        if rank == 0 and args.save_weights:
+            with files.atomic(args.save_weights) as tmp:
+                torch.save({k: v.detach().cpu() for k, v in net.named_parameters()}, tmp)
+        nosync_s = timed_epoch(1 + args.epochs, sync_grads=False)
+        if rank == 0:
+            steps = len(loader)
+            result = {"world_size": world, "backend": dist.get_backend(), "device": args.device,
+                      "model": args.model, "batch_size": args.batch_size, "steps": steps,
+                      "images_per_epoch": steps * args.batch_size * world, "threads_per_rank": args.threads,
+                      "epoch_s": epoch_s, "nosync_epoch_s": nosync_s, "max_param_diff": max_diff,
+                      "replicas_identical": max_diff == 0.0}
+            with files.atomic(args.out) as tmp:
+                tmp.write_text(json.dumps(result))
+        return 0
+    finally:
+        dist.destroy_process_group()
+
+
+def launch(world: int, out: Path, *, model: str = "kerascnn", device: str = "cpu", batch_size: int = 32,
+           images: int = 512, image_size: int | None = None, epochs: int = 3, optimizer: str = "adam",
+           threads: int = 1, seed: int = 0, save_weights: Path | None = None, timeout: float = 1800) -> dict:
+    """Run `world` replicas through torchrun on this machine and return rank 0's result."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}",
+           "-m", "imgbench.ddp", "--model", model, "--device", device, "--batch-size", str(batch_size),
+           "--images", str(images), "--epochs", str(epochs), "--optimizer", optimizer, "--threads", str(threads),
+           "--seed", str(seed), "--out", str(out)]
+    if image_size:
+        cmd += ["--image-size", str(image_size)]
+    if save_weights:
+        cmd += ["--save-weights", str(save_weights)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        raise DDPError(f"{world} replicas of {model} on {device} did not finish in {timeout:.0f} s") from None
+    if proc.returncode != 0 or not out.is_file():
+        # The first exception line is a worker's own (torchrun's ChildFailedError report follows it).
+        causes = re.findall(r"^(?:\[rank\d+\]: )?[\w.]*(?:Error|Exception): (.+)$", proc.stderr + proc.stdout, re.M)
+        why = causes[0].strip() if causes else (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise DDPError(f"torchrun with {world} replicas failed (exit {proc.returncode}): {why}")
+    return json.loads(out.read_text())
+
+
+if __name__ == "__main__":
+    sys.exit(worker())

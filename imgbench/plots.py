@@ -171,10 +171,15 @@ def versus_baseline(verdicts: list[compare.Verdict], family: str, machine: str, 
     return fig
 
 
+def _epoch_label(r: Record) -> str:
+    text = describe(r.params, ())
+    return text if r.family == "epoch" else f"{r.family}: {text}"  # e.g. the fixed reference epoch
+
+
 def epoch_breakdown(records: list[Record], machine: str) -> Figure:
     """Seconds per epoch split into compute, data stall and host-to-device copy (shares of host time
     as the epoch family records them)."""
-    rows = sorted((r for r in records if "data_stall_share" in r.extra), key=lambda r: describe(r.params, ()))
+    rows = sorted((r for r in records if "data_stall_share" in r.extra), key=lambda r: _epoch_label(r))
     fig = Figure(figsize=(10, 1.6 + 0.3 * len(rows)), layout="constrained")
     ax = fig.subplots()
     left = [0.0] * len(rows)
@@ -186,7 +191,7 @@ def epoch_breakdown(records: list[Record], machine: str) -> Figure:
             widths.append(r.median * share)
         ax.barh(range(len(rows)), widths, left=left, color=color, label=part)
         left = [a + b for a, b in zip(left, widths, strict=True)]
-    ax.set_yticks(list(range(len(rows))), [describe(r.params, ()) for r in rows], fontsize=7)
+    ax.set_yticks(list(range(len(rows))), [_epoch_label(r) for r in rows], fontsize=7)
     for tick, r in zip(ax.get_yticklabels(), rows, strict=True):
         tick.set_color(device_color(r.params.get("device", "cpu")))
     ax.invert_yaxis()
@@ -233,8 +238,7 @@ def ddp_scaling(records: list[Record], machine: str) -> Figure:
     left.set_title("throughput", loc="left", fontsize=10)
     right.set_ylim(0, 1.1)
     right.set_ylabel("fraction")
-    right.set_title("scaling efficiency (solid) and exposed communication share of the epoch (dotted)", loc="left",
-                    fontsize=10)
+    right.set_title("scaling efficiency (solid), communication share (dotted)", loc="left", fontsize=10)
     fig.legend(*right.get_legend_handles_labels(), loc="outside right upper", fontsize=7)
     fig.suptitle(f"Data-parallel scaling, {machine} (latest run)")
     return fig

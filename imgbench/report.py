@@ -138,7 +138,8 @@ def markdown(r: Rendered, out: Path) -> str:
     runs = r.history.runs
     dates = sorted(run[0].datetime for run in runs)
     md = ["# imgbench report", "",
-          f"{len(runs)} runs from {len(r.machines)} machine classes, {dates[0][:10]} to {dates[-1][:10]}.", "",
+          f"{_n(len(runs), 'run')} from {_n(len(r.machines), 'machine class', 'machine classes')}, "
+          f"{dates[0][:10]} to {dates[-1][:10]}.", "",
           "## GPU-over-CPU speedup (latest run of each case)", "",
           "speedup = median CPU time / median accelerator time of the same case; in brackets the 99% bootstrap "
           "interval over both cases' rounds.", ""]
@@ -164,6 +165,10 @@ def markdown(r: Rendered, out: Path) -> str:
     if r.notes:
         md += ["", "## Notes", ""] + [f"- {n}" for n in r.notes]
     return "\n".join(md) + "\n"
+
+
+def _n(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else many or one + 's'}"
 
 
 VERDICTS = (compare.REGRESSION, compare.IMPROVEMENT, compare.UNCHANGED, compare.NOISY)

@@ -171,7 +171,9 @@ def test_ctrl_c_during_a_run_saves_nothing_and_keeps_earlier_runs(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "imgbench", "run", "--device", "cpu", "--benches", str(benches),
                              "--storage", str(storage), "--", "-p", "no:cacheprovider", "--benchmark-max-time=0.01",
                              "-o", "python_files=bench_*.py"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            # as in a terminal: a job started in the background by a script inherits SIGINT ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not ready.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)

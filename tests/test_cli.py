@@ -110,9 +110,13 @@ def test_run_saves_then_compares_with_the_previous_run(tmp_path):
         "test_empty_round[cpu]", "test_forward[mlp-cpu-bs4]", "test_train_step[mlp-cpu-bs4]"]
     assert all(len(b["stats"]["data"]) == b["stats"]["rounds"] for b in run["benchmarks"])  # save-data
 
-    second = imgbench(*args)
+    copy = tmp_path / "ci" / "run.json"
+    sep = args.index("--")
+    second = imgbench(*args[:sep], "--json", str(copy), *args[sep:])
     assert second.returncode == 0, second.stdout + second.stderr
     assert f"comparing with the previous run {saved}" in second.stdout
+    assert copy.read_bytes() == next(folder.glob("*/0002_quick.json")).read_bytes()
+    assert f"run copied to {copy}" in second.stdout
     assert "0001_quick" in second.stdout  # pytest-benchmark's comparison table names the baseline
     assert sorted(p.name for p in folder.glob("*/*.json")) == ["0001_quick.json", "0002_quick.json"]
 

@@ -52,6 +52,7 @@ def rounds(fn: Callable[[], object], sync: Callable[[], None], n: int, extra: fl
         start = time.perf_counter()
         fn()
         if extra:
+            sync()  # else the host spins while queued device work runs, hiding the slowdown
             spin(extra)
         sync()
         out.append(time.perf_counter() - start)

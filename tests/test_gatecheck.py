@@ -40,6 +40,19 @@ def test_spin_holds_the_clock_for_the_injected_time(clock):
     assert t == pytest.approx(1.25, abs=0.05)
 
 
+def test_the_injected_time_is_not_hidden_behind_queued_device_work(clock):
+    done_at = []
+
+    def launch():  # an accelerator call: returns at once, its work ends 1 s later
+        done_at.append(clock.now + 1.0)
+
+    def sync():
+        clock.now = max([clock.now, *done_at])
+
+    (t,) = gatecheck.rounds(launch, sync, 1, extra=0.25)
+    assert t == pytest.approx(1.25, abs=0.05)
+
+
 def test_every_method_catches_a_large_slowdown_and_none_cries_wolf_on_a_steady_clock(clock):
     tallies = gatecheck.measure(clock.work, lambda: None, [0.0, 0.2], trials=3, pairs=5, rounds_per_sample=3)
     by = {(t.method, t.effect): t for t in tallies}

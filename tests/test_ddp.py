@@ -1,6 +1,8 @@
 """Data parallelism on the 2-core box: gloo with 2 CPU processes through torchrun."""
 
+import importlib.util
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +66,15 @@ def test_the_ddp_family_stores_epochs_scaling_and_communication(tmp_path):
     eff = two["extra_info"]["images_per_s"] / (2 * one["extra_info"]["images_per_s"])
     assert two["extra_info"]["scaling_efficiency"] == pytest.approx(eff)
     assert 0 <= two["extra_info"]["comm_share"] < 1 and one["extra_info"]["scaling_efficiency"] == pytest.approx(1)
-    # the replayed rounds are the workers' own epoch times
-    assert one["stats"]["median"] == pytest.approx(one["extra_info"]["images_per_epoch"] /
-                                                   one["extra_info"]["images_per_s"], rel=1e-3)
+    for case in (one, two):  # the rounds are the workers' own epoch times, replayed
+        assert case["stats"]["data"] == pytest.approx(case["extra_info"]["epoch_s"], abs=1e-4)  # + the call
+        assert case["stats"]["median"] == pytest.approx(statistics.median(case["extra_info"]["epoch_s"]), abs=1e-4)
+
+
+def test_the_family_runs_once_per_machine_on_gpus_and_not_on_other_devices():
+    spec = importlib.util.spec_from_file_location("bench_ddp", ROOT / "benches" / "bench_ddp.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert [bench.device_reason(d) for d in ("cpu", "cuda", "cuda:0")] == [None, None, None]
+    assert bench.device_reason("cuda:1").startswith("ddp spreads over every GPU from cuda:0")
+    assert bench.device_reason("mps").endswith("not mps")

@@ -1,5 +1,7 @@
 """Device names, availability checks and the recorded environment."""
 
+import re
+
 import pytest
 
 from imgbench import devices
@@ -79,7 +81,9 @@ def test_environment_records_what_numbers_depend_on():
     assert env["cpu"]["cores"] == devices.usable_cores() >= 1
     assert env["cpu"]["brand"]
     assert env["gpu_count"] == len(env["gpus"])
-    assert env["fingerprint"] == devices.fingerprint(env)
+    fp = re.fullmatch(rf"[\w.]+-{env['cpu']['cores']}c((?:-[\w.]+-x\d+)*)", env["fingerprint"])
+    assert fp, env["fingerprint"]
+    assert sum(int(n) for n in re.findall(r"-x(\d+)", fp.group(1))) == env["gpu_count"]
 
 
 def test_fingerprint_names_cpu_cores_and_gpus():

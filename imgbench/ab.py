@@ -50,9 +50,12 @@ def remove_worktree(repo: Path, path: Path):
 def sample(side: Side, pytest_args: list[str], out: Path) -> dict[str, tuple[float, dict]]:
     """One pytest-benchmark run of the selected cases in `side`'s tree: name -> (median, params)."""
     env = {**os.environ, "PYTHONPATH": str(side.tree)}
-    proc = subprocess.run([side.python, "-m", "pytest", str(side.tree / "benches"), *pytest_args,
-                           f"--benchmark-json={out}", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"],
-                          cwd=side.tree, env=env, capture_output=True, text=True)
+    try:
+        proc = subprocess.run([side.python, "-m", "pytest", str(side.tree / "benches"), *pytest_args,
+                               f"--benchmark-json={out}", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"],
+                              cwd=side.tree, env=env, capture_output=True, text=True)
+    except OSError as e:
+        raise ABError(f"the {side.name} run could not start {side.python}: {e.strerror or e}") from None
     if proc.returncode != 0 or not out.is_file():
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
         raise ABError(f"the {side.name} run failed (exit {proc.returncode}): {tail[0]}")
@@ -143,6 +146,7 @@ def run(sides: dict[str, Sampler], pairs: int = 10, alpha: float = 0.01, min_eff
 def python_of(path: str | None) -> str:
     if path is None:
         return sys.executable
-    if not Path(path).is_file():
-        raise ABError(f"--base-python {path!r} is not a file (give the python executable of the other environment)")
+    if not Path(path).is_file() or not os.access(path, os.X_OK):
+        raise ABError(f"--base-python {path!r} is not an executable file (give the python executable of the "
+                      "other environment)")
     return path

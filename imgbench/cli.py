@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("baseline", help="the run to judge it against")
     c.add_argument("--history", nargs="*", default=[], metavar="PATH",
                    help="earlier runs of the same machine class (files or folders)")
-    c.add_argument("--min-effect", type=float, default=5.0, metavar="PERCENT",
+    c.add_argument("--min-effect", type=_effect, default=5.0, metavar="PERCENT",
                    help="smallest slowdown worth failing for (default: 5)")
     c.add_argument("--family-effect", nargs="*", default=[], metavar="FAMILY=PERCENT",
                    help="per-family minimum effect, e.g. epoch=10 dataloader=15")
@@ -73,8 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     ab.add_argument("--base", metavar="GIT_REF", help="the version to compare with (checked out aside)")
     ab.add_argument("--base-python", metavar="PATH", help="the base's Python (another environment, e.g. torch)")
     ab.add_argument("--pairs", type=int, default=10, help="samples per side (default: 10)")
-    ab.add_argument("--alpha", type=float, default=0.01, help="significance level (default: 0.01)")
-    ab.add_argument("--min-effect", type=float, default=5.0, metavar="PERCENT",
+    ab.add_argument("--alpha", type=_alpha, default=0.01, help="significance level (default: 0.01)")
+    ab.add_argument("--min-effect", type=_effect, default=5.0, metavar="PERCENT",
                     help="smallest slowdown worth failing for (default: 5)")
     ab.add_argument("--seed", type=int, default=0, help="seed of the pair order (default: 0)")
     ab.add_argument("--markdown", action="store_true", help="print a markdown table")
@@ -97,8 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--effects", default="0,5,10", help="injected slowdowns in percent, 0 = A/A (default: 0,5,10)")
     g.add_argument("--pairs", type=int, default=10, help="A/B samples per side (default: 10)")
     g.add_argument("--rounds", type=int, default=5, help="timed calls per sample (default: 5)")
-    g.add_argument("--alpha", type=float, default=0.01, help="significance level (default: 0.01)")
-    g.add_argument("--min-effect", type=float, default=5.0, metavar="PERCENT",
+    g.add_argument("--alpha", type=_alpha, default=0.01, help="significance level (default: 0.01)")
+    g.add_argument("--min-effect", type=_effect, default=5.0, metavar="PERCENT",
                    help="smallest slowdown worth failing for (default: 5)")
     g.add_argument("--markdown", action="store_true", help="print a markdown table")
 
@@ -113,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
         pr.add_argument("--out", default="imgbench-report" if name == "report" else "figures",
                         help=f"output folder (default: {'imgbench-report' if name == 'report' else 'figures'})")
         pr.add_argument("--svg", action="store_true", help="SVG files beside the PNGs")
-        pr.add_argument("--min-effect", type=float, default=5.0, metavar="PERCENT",
+        pr.add_argument("--min-effect", type=_effect, default=5.0, metavar="PERCENT",
                         help="smallest change called a regression or improvement (default: 5)")
 
     bl = sub.add_parser("baseline", help="record this machine's baseline (every round's time) for the gate",
@@ -124,6 +124,26 @@ def _parser() -> argparse.ArgumentParser:
     bl.add_argument("--folder", default="baselines", help="where baselines live (default: baselines)")
     bl.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: more pytest arguments")
     return p
+
+
+def _effect(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage (valid: a number from 0 below 1000)")
+    return value
+
+
+def _alpha(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a significance level (valid: above 0 and below 1)")
+    return value
 
 
 def _axis_options(p: argparse.ArgumentParser):
@@ -151,6 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     except BadInput as e:
         print(f"imgbench: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as e:  # a path we were told to read or write: an unwritable --out, a full disk
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"imgbench: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("imgbench: interrupted; nothing saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _threads(text: str | None) -> int | None:
@@ -234,16 +261,20 @@ def cmd_list(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from imgbench import compare, results
+    from imgbench import axes, compare, results
 
     try:
         effects = {}
         for item in args.family_effect:
             family, _, percent = item.partition("=")
+            if family not in axes.FAMILIES:
+                raise BadInput(f"--family-effect {item!r}: unknown family {family!r} (valid: "
+                               f"{', '.join(axes.FAMILIES)})")
             try:
-                effects[family] = float(percent) / 100
-            except ValueError:
-                raise BadInput(f"--family-effect {item!r}: expected FAMILY=PERCENT, e.g. epoch=10") from None
+                effects[family] = _effect(percent) / 100
+            except argparse.ArgumentTypeError:
+                raise BadInput(f"--family-effect {item!r}: expected FAMILY=PERCENT with PERCENT from 0 below 1000, "
+                               "e.g. epoch=10") from None
         cand, base = results.load(args.candidate), results.load(args.baseline)
         history_files = results.find(args.history)
         history = [results.load(p) for p in history_files]
@@ -292,25 +323,31 @@ def _benches_dir(given: str | None) -> Path:
                    "or pass --benches DIR)")
 
 
-def previous_run(folder: Path, profile: str) -> Path | None:
-    """The newest saved run of this profile in a machine-class folder, if any.
+def previous_run(folder: Path, profile: str, device_list: list[str] | None = None) -> Path | None:
+    """The newest saved run of this profile in a machine-class folder, if any; with `device_list`,
+    the newest that ran the same devices (a CPU-only run shares no case with a CUDA-only one).
 
     Newest by the run's recorded date: pytest-benchmark numbers runs per platform sub-folder, so
     after a Python upgrade a new folder starts again at 0001.
     """
-    def started(path: Path) -> str:
+    def head(path: Path) -> tuple[str, object]:
         try:
-            return str(json.loads(path.read_text()).get("datetime", ""))
+            run = json.loads(path.read_text())
+            return str(run.get("datetime", "")), (run.get("imgbench") or {}).get("devices")
         except (OSError, ValueError, AttributeError):
-            return ""  # unreadable runs sort first; issue-free ones win
+            return "", None  # unreadable: never the comparison's baseline
 
-    runs = sorted(folder.glob(f"*/[0-9][0-9][0-9][0-9]_{profile}.json"), key=lambda p: (started(p), p.name))
-    return runs[-1] if runs else None
+    runs = []
+    for path in folder.glob(f"*/[0-9][0-9][0-9][0-9]_{profile}.json"):
+        started, ran = head(path)
+        if started and (device_list is None or ran == device_list):
+            runs.append((started, path.name, path))
+    return max(runs)[2] if runs else None
 
 
-def _pytest_args(args) -> list[str]:
-    """Check every option before pytest starts (same one-line messages as the plugin); the args
-    that run the benches with them."""
+def _pytest_args(args):
+    """Check every option before pytest starts (same one-line messages as the plugin); the settings
+    and the args that run the benches with them."""
     from imgbench import axes, data, devices
 
     try:
@@ -326,7 +363,20 @@ def _pytest_args(args) -> list[str]:
            "--benchmark-sort=fullname"]
     if args.threads:
         out += ["--threads", str(s.threads)]
-    return out
+    return s, out
+
+
+def _writable_folder(folder: Path, option: str) -> Path:
+    """Created if missing; checked before a run of minutes, not after it."""
+    import os
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BadInput(f"{option}: cannot create {folder}: {e.strerror or e}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise BadInput(f"{option}: cannot write to {folder}")
+    return folder
 
 
 def _rest(args) -> list[str]:
@@ -349,10 +399,18 @@ def _run_atomically(pytest_args: list[str], tmp: Path, keep: tuple[int, ...], fi
 
     import pytest
 
+    class CtrlC:  # pytest ends with 2 both for Ctrl-C and for a collection error
+        seen = False
+
+        def pytest_keyboard_interrupt(self, excinfo):  # also called for collection errors, as Interrupted
+            self.seen = excinfo.type is KeyboardInterrupt
+
+    ctrl_c = CtrlC()
     try:
-        code = int(pytest.main([*pytest_args, f"--benchmark-json={tmp}"]))
-        if code == pytest.ExitCode.INTERRUPTED:
-            code = EXIT_INTERRUPTED  # pytest's 2 would read as our "bad input"
+        code = int(pytest.main([*pytest_args, f"--benchmark-json={tmp}"], plugins=[ctrl_c]))
+        if code == pytest.ExitCode.INTERRUPTED:  # pytest's 2 would read as our "bad input"
+            code = EXIT_INTERRUPTED if ctrl_c.seen else 1
+            return code, None
         if code in keep and tmp.is_file():
             dest = final()
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -368,14 +426,17 @@ def cmd_run(args) -> int:
 
     from imgbench import devices
 
-    pytest_args = _pytest_args(args)
-    folder = Path(args.storage) / devices.environment()["fingerprint"]
-    folder.mkdir(parents=True, exist_ok=True)
+    s, pytest_args = _pytest_args(args)
+    folder = _writable_folder(Path(args.storage) / devices.environment()["fingerprint"], "--storage")
+    if args.json:
+        if Path(args.json).is_dir():
+            raise BadInput(f"--json {args.json}: is a folder (give a file path, e.g. results/run.json)")
+        _writable_folder(Path(args.json).parent, "--json")
     pytest_args.append(f"--benchmark-storage={folder}")  # where pytest-benchmark looks for what it compares
-    prev = previous_run(folder, args.profile)
+    prev = previous_run(folder, args.profile, s.devices)
     if prev is None:
-        print(f"imgbench: no earlier '{args.profile}' run saved in {folder}: this run becomes the first; "
-              "the next run is compared with it", flush=True)
+        print(f"imgbench: no earlier '{args.profile}' run on {', '.join(s.devices)} saved in {folder}: this run "
+              "becomes the first; the next run is compared with it", flush=True)
     else:
         print(f"imgbench: comparing with the previous run {prev}", flush=True)
         pytest_args.append(f"--benchmark-compare={prev.resolve()}")
@@ -407,7 +468,7 @@ def cmd_ab(args) -> int:
         raise BadInput("ab needs --base GIT_REF, --base-python PATH, or both")
     if args.pairs < 3:
         raise BadInput(f"--pairs {args.pairs} is too few to decide anything (valid: 3 or more; 10 by default)")
-    pytest_args = _pytest_args(args)[1:] + _rest(args)  # each side runs its own benches/
+    pytest_args = _pytest_args(args)[1][1:] + _rest(args)  # each side runs its own benches/
     here = _benches_dir(args.benches).parent
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -430,12 +491,9 @@ def cmd_ab(args) -> int:
 
 def _percent(option: str, text: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < 1000:
-        raise BadInput(f"{option} {text!r} is not a percentage (valid: numbers from 0, e.g. 0,5,10)")
-    return value
+        return _effect(text)
+    except argparse.ArgumentTypeError:
+        raise BadInput(f"{option} {text!r} is not a percentage (valid: numbers from 0, e.g. 0,5,10)") from None
 
 
 def cmd_gate_check(args) -> int:
@@ -502,10 +560,10 @@ def cmd_report(args) -> int:
 def cmd_baseline(args) -> int:
     from imgbench import devices
 
-    folder = Path(args.folder) / devices.environment()["fingerprint"]
+    _, pytest_args = _pytest_args(args)
+    folder = _writable_folder(Path(args.folder) / devices.environment()["fingerprint"], "--folder")
     final = folder / f"{args.profile}.json"
-    folder.mkdir(parents=True, exist_ok=True)
-    code, saved = _run_atomically([*_pytest_args(args), *_rest(args)], folder / f".{args.profile}.json.partial",
+    code, saved = _run_atomically([*pytest_args, *_rest(args)], folder / f".{args.profile}.json.partial",
                                   (0,), lambda: final)
     if saved is not None:
         print(f"imgbench: baseline written to {final}", flush=True)

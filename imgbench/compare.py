@@ -65,6 +65,11 @@ def judge(ratio: float, ci, history_ratio: float | None, bound: float | None, ef
     return NOISY
 
 
+def effect_of(record: Record, per_family: dict[str, float] | None, default: float) -> float:
+    """The minimum effect for a case: per family as the user names it (the bench file), e.g. dataloader."""
+    return (per_family or {}).get(record.bench or record.family, default)
+
+
 def compare(base: list[Record], cand: list[Record], history: list[list[Record]] = (), min_effect: float = 0.05,
             per_family: dict[str, float] | None = None, alpha: float = 0.01) -> tuple[list[Verdict], list, list]:
     """Verdicts for the cases in both runs, and the keys found only in the candidate / only in the baseline."""
@@ -87,7 +92,7 @@ def compare(base: list[Record], cand: list[Record], history: list[list[Record]] 
         hist = past.get(key, [])
         bound = stats.history_bound(hist, alpha)  # None below 3 past runs
         history_ratio = c.median / float(np.median(hist)) if bound else None
-        effect = (per_family or {}).get(c.family, min_effect)
+        effect = effect_of(c, per_family, min_effect)
         out.append(Verdict(c.name, c.family, b.median, c.median, ratio, ci, history_ratio, bound, effect,
                            judge(ratio, ci, history_ratio, bound, effect)))
     only_cand = sorted(by_cand[k].name for k in by_cand.keys() - by_base.keys())
@@ -120,8 +125,7 @@ def compare_speedups(base: list[Record], cand: list[Record], min_effect: float =
             raise CompareError(f"{hardware(base, cand)}: absolute times only compare within one machine class, "
                                f"and the {run} has no case timed on both the CPU and an accelerator, so there "
                                "is no GPU-over-CPU speedup to compare instead")
-    effects = per_family or {}
-    out = [speedup_verdict(by_base[k], by_cand[k], effects.get(by_cand[k].family, min_effect), alpha)
+    out = [speedup_verdict(by_base[k], by_cand[k], effect_of(by_cand[k].accel, per_family, min_effect), alpha)
            for k in sorted(by_base.keys() & by_cand.keys(), key=str)]
     only_cand = sorted(f"{by_cand[k].device}/cpu {by_cand[k].case}" for k in by_cand.keys() - by_base.keys())
     only_base = sorted(f"{by_base[k].device}/cpu {by_base[k].case}" for k in by_base.keys() - by_cand.keys())

@@ -29,6 +29,7 @@ class Record:
     torch: str | None = None
     profile: str = ""
     version: str = ""             # of pytest-benchmark that wrote the run
+    bench: str = ""               # the family named by its file, benches/bench_<bench>.py ("" if unknown)
 
     @property
     def key(self) -> tuple:
@@ -46,12 +47,20 @@ def family_of(name: str) -> str:
     return name.split("[", 1)[0].removeprefix("test_")
 
 
+def bench_of(fullname: str) -> str:
+    """'benches/bench_dataloader.py::test_loader[...]' -> 'dataloader' (the family a user names)."""
+    file = Path(fullname.split("::", 1)[0]).name
+    return file[len("bench_"):-len(".py")] if file.startswith("bench_") and file.endswith(".py") else ""
+
+
 def load(path: str | Path) -> list[Record]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise RunError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise RunError(f"{path}: not a pytest-benchmark run (not UTF-8 text)") from None
     try:
         run = json.loads(text)
     except json.JSONDecodeError as e:
@@ -72,7 +81,8 @@ def load(path: str | Path) -> list[Record]:
                 params=dict(b.get("params") or {}), median=float(stats["median"]), min=float(stats["min"]),
                 rounds=int(stats["rounds"]), data=[float(x) for x in stats["data"]] if stats.get("data") else None,
                 extra=dict(b.get("extra_info") or {}), torch=env.get("torch"),
-                profile=str(meta.get("profile", "")), version=str(run.get("version", "unknown"))))
+                profile=str(meta.get("profile", "")), version=str(run.get("version", "unknown")),
+                bench=bench_of(str(b.get("fullname", "")))))
         except (KeyError, TypeError, ValueError) as e:
             raise RunError(f"{path}: benchmark {i} lacks a readable {e} (a file of another tool or "
                            "pytest-benchmark version?)") from None

@@ -58,10 +58,18 @@ def test_an_unconfirmed_regression_does_not_fail():
     assert v.verdict != compare.REGRESSION
 
 
+def test_a_significance_level_outside_0_1_is_refused(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["ab", "--base", "HEAD", "--alpha", "2"])
+    assert e.value.code == cli.EXIT_BAD_INPUT
+    assert "argument --alpha: '2' is not a significance level (valid: above 0 and below 1)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args, message", [
     (["ab"], "ab needs --base GIT_REF, --base-python PATH, or both"),
     (["ab", "--base", "HEAD", "--pairs", "2"], "--pairs 2 is too few"),
-    (["ab", "--base-python", "/nonexistent/python"], "--base-python '/nonexistent/python' is not a file"),
+    (["ab", "--base-python", "/nonexistent/python"], "--base-python '/nonexistent/python' is not an executable"),
+    (["ab", "--base-python", __file__], f"--base-python {__file__!r} is not an executable file"),
     (["ab", "--base", "no-such-ref", "--model", "mlp"], "cannot check out 'no-such-ref'"),
 ])
 def test_bad_input(capsys, args, message):

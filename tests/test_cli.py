@@ -1,6 +1,7 @@
 """The imgbench command: env, list, run; --help everywhere; bad input exits 2 with one line."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +46,9 @@ def test_env_text_and_json(capsys):
     assert cli.main(["env", "--json"]) == 0
     env = json.loads(capsys.readouterr().out)
     assert env["threads"] == devices.usable_cores()
-    assert env["fingerprint"] == devices.fingerprint(env)
+    assert re.fullmatch(rf"[\w.]+-{devices.usable_cores()}c(-[\w.]+-x\d+)*", env["fingerprint"])
+    assert cli.main(["env", "--fingerprint"]) == 0
+    assert capsys.readouterr().out == env["fingerprint"] + "\n"
 
 
 def test_list_names_models_families_axes_profiles(capsys):
@@ -96,12 +99,55 @@ def test_previous_run_is_the_newest_of_the_same_profile_by_date(tmp_path):
     assert cli.previous_run(tmp_path, "full") == new / "0002_full.json"
 
 
+def test_previous_run_ran_the_same_devices(tmp_path):
+    folder = tmp_path / "Linux-CPython-3.11-64bit"
+    folder.mkdir()
+    for name, day, ran in [("0001_full.json", 1, ["cuda"]), ("0002_full.json", 2, ["cpu"]),
+                           ("0003_full.json", 3, ["cuda"]), ("0004_full.json", 4, ["cpu"])]:
+        (folder / name).write_text(json.dumps({"datetime": f"2026-11-0{day}T00:00:00", "imgbench": {"devices": ran}}))
+    (folder / "0005_full.json").write_text('{"datetime": "2026-11-05T00:00:00", "benchmarks": [')  # truncated
+    assert cli.previous_run(tmp_path, "full", ["cuda"]) == folder / "0003_full.json"
+    assert cli.previous_run(tmp_path, "full", ["cpu"]) == folder / "0004_full.json"
+    assert cli.previous_run(tmp_path, "full", ["cpu", "cuda"]) is None
+    assert cli.previous_run(tmp_path, "full") == folder / "0004_full.json"
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--storage", "{blocker}/runs", "--storage: cannot create {blocker}/runs/"),
+    ("--json", "{tmp}", "--json {tmp}: is a folder (give a file path"),
+    ("--json", "{blocker}/run.json", "--json: cannot create {blocker}: "),
+])
+def test_run_refuses_places_it_cannot_write_before_running(tmp_path, capsys, option, value, message):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    fill = {"blocker": blocker, "tmp": tmp_path}
+    args = ["run", "--device", "cpu", "--model", "mlp", option, value.format(**fill)]
+    if option != "--storage":
+        args += ["--storage", str(tmp_path / "runs")]
+    assert cli.main(args) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"imgbench: error: {message.format(**fill)}")
+    assert not list((tmp_path / "runs").rglob("*.json"))  # nothing ran
+
+
+def test_a_bench_that_fails_to_import_is_a_failed_run_not_an_interrupt(tmp_path):
+    benches = tmp_path / "benches"
+    benches.mkdir()
+    (benches / "bench_broken.py").write_text("import no_such_module\n")
+    done = imgbench("run", "--device", "cpu", "--benches", str(benches), "--storage", str(tmp_path / "runs"),
+                    "--", "-p", "no:cacheprovider", "-o", "python_files=bench_*.py", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "the run did not finish (exit 1); nothing saved" in done.stderr
+    assert "No module named 'no_such_module'" in done.stdout
+    assert not list((tmp_path / "runs").rglob("*.json"))
+
+
 def test_run_saves_then_compares_with_the_previous_run(tmp_path):
     args = ["run", "--model", "mlp", "--batch-size", "4", "--device", "cpu", "--storage", str(tmp_path),
             "--", "-k", "forward or train_step or empty_round", "--benchmark-max-time=0.01", "-p", "no:cacheprovider"]
     first = imgbench(*args)
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "no earlier 'quick' run saved" in first.stdout
+    assert "no earlier 'quick' run on cpu saved" in first.stdout
     (folder,) = tmp_path.iterdir()
     assert folder.name == devices.environment()["fingerprint"]
     (saved,) = folder.glob("*/0001_quick.json")
@@ -152,6 +198,12 @@ def test_baseline_is_written_whole_or_not_at_all(tmp_path):
     assert sorted(p.name for p in baseline.parent.iterdir()) == ["quick.json"]  # no partial file left
 
 
+def test_baseline_with_bad_options_creates_nothing(tmp_path, capsys):
+    assert cli.main(["baseline", "--model", "nosuch", "--folder", str(tmp_path / "b")]) == cli.EXIT_BAD_INPUT
+    assert "unknown model 'nosuch'" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
 def test_ctrl_c_during_a_run_saves_nothing_and_keeps_earlier_runs(tmp_path):
     import os
     import signal
@@ -189,3 +241,12 @@ def test_ctrl_c_during_a_run_saves_nothing_and_keeps_earlier_runs(tmp_path):
     assert earlier.read_bytes() == before
     assert sorted(p.relative_to(storage).as_posix() for p in storage.rglob("*") if p.is_file()) == [
         f"{fp}/{get_machine_id()}/0001_quick.json"]
+
+
+def test_ctrl_c_in_any_command_is_exit_130_without_a_traceback(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_list", interrupted)
+    assert cli.main(["list"]) == cli.EXIT_INTERRUPTED
+    assert capsys.readouterr().err == "imgbench: interrupted; nothing saved\n"

@@ -10,12 +10,13 @@ from imgbench import cli, compare, results, stats
 FP = "AMD_EPYC-2c"
 
 
-def write_run(path, cases, fingerprint=FP, when="2026-11-21T10:00:00"):
-    """cases: {(name, params-dict-as-tuple): list of round times}."""
+def write_run(path, cases, fingerprint=FP, when="2026-11-21T10:00:00", bench=None):
+    """cases: {(name, params-dict-as-tuple): list of round times}; bench: the bench file's family."""
     benchmarks = []
     for (name, params), data in cases.items():
         data = list(map(float, data))
         benchmarks.append({"name": name, "params": dict(params), "extra_info": {},
+                           **({"fullname": f"benches/bench_{bench}.py::{name}"} if bench else {}),
                            "stats": {"median": float(np.median(data)), "min": min(data), "rounds": len(data),
                                      "data": data}})
     path.write_text(json.dumps({"machine_info": {"fingerprint": fingerprint}, "commit_info": {"id": "abc"},
@@ -49,6 +50,13 @@ def test_bad_files_are_one_line_errors_naming_the_file(tmp_path, text, message):
     with pytest.raises(results.RunError) as e:
         results.load(path)
     assert str(e.value).startswith(str(path)) and message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_binary_file_is_one_line_error_naming_it(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_bytes(b"\xff\xfe\x00{")
+    with pytest.raises(results.RunError, match="run.json: not a pytest-benchmark run \\(not UTF-8 text\\)"):
+        results.load(path)
 
 
 def test_find_takes_files_and_folders(tmp_path):
@@ -104,6 +112,33 @@ def test_verdicts(tmp_path):
     assert judge_pair(tmp_path, 1.0, 1.02).verdict != compare.REGRESSION  # below the 5% minimum effect
     assert judge_pair(tmp_path, 1.0, 1.08, min_effect=0.10).verdict != compare.REGRESSION
     assert judge_pair(tmp_path, 1.0, 1.08, per_family={"train_step": 0.10}).verdict != compare.REGRESSION
+
+
+def test_family_effect_is_named_by_the_bench_file(tmp_path):
+    loader = ("test_loader[png-w0]", (("source", "png"), ("workers", 0)))
+    base = results.load(write_run(tmp_path / "b.json", {loader: rounds(1.0)}, bench="dataloader"))
+    cand = results.load(write_run(tmp_path / "c.json", {loader: rounds(1.12, seed=1)}, bench="dataloader"))
+    assert (cand[0].family, cand[0].bench) == ("loader", "dataloader")
+    (v,), _, _ = compare.compare(base, cand)
+    assert v.verdict == compare.REGRESSION and v.min_effect == 0.05
+    (v,), _, _ = compare.compare(base, cand, per_family={"dataloader": 0.15})
+    assert v.verdict != compare.REGRESSION and v.min_effect == 0.15
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--family-effect", "loader=15"], "unknown family 'loader' (valid: forward, train_step, conv"),
+    (["--family-effect", "epoch=-5"], "--family-effect 'epoch=-5': expected FAMILY=PERCENT"),
+    (["--min-effect", "-100"], "argument --min-effect: '-100' is not a percentage"),
+])
+def test_bad_effects_are_one_line_exit_2(tmp_path, capsys, args, message):
+    base = write_run(tmp_path / "b.json", {CASE: rounds(1.0)})
+    try:
+        code = cli.main(["compare", str(base), str(base), *args])
+    except SystemExit as e:  # argparse's own checks
+        code = e.code
+    assert code == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
 
 
 def test_history_spread_vetoes_a_regression_within_past_noise(tmp_path):

@@ -169,6 +169,17 @@ def test_no_runs_or_not_a_storage_folder_is_one_line_exit_2(tmp_path, capsys, se
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("command", ["plot", "report"])
+def test_an_output_folder_that_cannot_be_made_is_one_line_exit_2(tmp_path, capsys, command):
+    write_history(tmp_path / "runs", gpu_runs=0, cpu_runs=1)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert cli.main([command, str(tmp_path / "runs"), "--out", str(blocker / "out")]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"imgbench: error: {blocker / 'out'}: Not a directory"
+    assert blocker.read_text() == "x"
+
+
 def test_a_copy_of_a_run_counts_once(tmp_path):
     write_history(tmp_path / "runs", gpu_runs=0, cpu_runs=2)
     (tmp_path / "copy.json").write_text((tmp_path / "runs" / CPU_FP / "0001_quick.json").read_text())

@@ -15,13 +15,22 @@ def ratio_of_medians(base, cand) -> float:
     return float(np.median(cand) / np.median(base))
 
 
+MAX_ROUNDS = 5000  # a 20 us GPU case gets 10^5 rounds a run: resampling all of them costs GBs and minutes
+CHUNK = 250
+
+
 def bootstrap_medians(samples, resamples: int = 4000, seed: int = 0) -> list[np.ndarray]:
-    """Per sample, `resamples` medians of resamples of its values (each sample resampled on its own)."""
+    """Per sample, `resamples` medians of resamples of its values (each sample resampled on its own).
+    A sample of more than MAX_ROUNDS values is first thinned to a random MAX_ROUNDS of them: the
+    interval can only get wider (conservative), and memory stays at CHUNK x MAX_ROUNDS."""
     rng = np.random.default_rng(seed)
     out = []
     for x in samples:
         x = np.asarray(x, float)
-        out.append(np.median(rng.choice(x, (resamples, x.size)), axis=1))
+        if x.size > MAX_ROUNDS:
+            x = rng.choice(x, MAX_ROUNDS, replace=False)
+        out.append(np.concatenate([np.median(rng.choice(x, (min(CHUNK, resamples - i), x.size)), axis=1)
+                                   for i in range(0, resamples, CHUNK)]))
     return out
 
 
@@ -63,17 +72,22 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def history_bound(medians, alpha: float = 0.01) -> float | None:
-    """Upper bound on the ratio a new run's median may have to the history's median before it is
-    unusual for this machine: a one-sided (1 - alpha) prediction interval of the log-ratios of past
-    runs' medians to their own median. Needs at least 3 runs; None otherwise."""
+def history_interval(medians, alpha: float = 0.01) -> tuple[float, float] | None:
+    """Lower and upper bounds on the ratio a new run's median may have to the history's median before
+    it is unusual for this machine, each a one-sided (1 - alpha) prediction bound of the log-ratios of
+    past runs' medians to their own median. Needs at least 3 runs; None otherwise."""
     m = np.asarray(medians, float)
     if m.size < 3:
         return None
     logs = np.log(m / np.median(m))
-    sd = logs.std(ddof=1)
-    t = t_quantile(1 - alpha, m.size - 1)
-    return float(math.exp(logs.mean() + t * sd * math.sqrt(1 + 1 / m.size)))
+    half = t_quantile(1 - alpha, m.size - 1) * logs.std(ddof=1) * math.sqrt(1 + 1 / m.size)
+    return float(math.exp(logs.mean() - half)), float(math.exp(logs.mean() + half))
+
+
+def history_bound(medians, alpha: float = 0.01) -> float | None:
+    """The upper bound of history_interval: how much slower than usual a run may be."""
+    interval = history_interval(medians, alpha)
+    return interval[1] if interval else None
 
 
 def t_cdf(x: float, df: float) -> float:

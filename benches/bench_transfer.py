@@ -13,6 +13,8 @@ from imgbench import data, devices, epochs, models
 def test_transfer(mode, device, batch_size, settings, measure):
     size = 32 if settings.profile.max_image_size else 224
     n = settings.profile.transfer_images
+    if batch_size > n:
+        pytest.skip(f"batch {batch_size} > {n} images per transfer epoch in the {settings.profile.name} profile")
     torch.manual_seed(0)
     model = models.build("resnet18", num_classes=10, image_size=size).to(device)
     x, y = data.synthetic_batch(n, (3, size, size), 10, seed=0, device=device)

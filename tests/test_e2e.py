@@ -75,3 +75,12 @@ def test_conv_pool_loader_transfer_checkpoint_store_their_work(run):
     assert cached["cache_s"] > 0 and cached["images"] == 256
     saved = run["test_checkpoint[mlp-cpu-save]"]["extra_info"]
     assert saved["bytes"] > 4 * (784 * 512 + 512 * 512) * 3  # weights plus Adam's two moments
+
+
+def test_a_transfer_batch_larger_than_its_epoch_is_skipped_with_the_reason():
+    proc = subprocess.run([sys.executable, "-m", "pytest", "benches/bench_transfer.py", "--profile", "quick",
+                           "--device", "cpu", "--batch-size", "512", "-rs", "-p", "no:cacheprovider", "-q"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "SKIPPED [3] " in proc.stdout and "3 skipped" in proc.stdout
+    assert "batch 512 > 256 images per transfer epoch in the quick profile" in proc.stdout

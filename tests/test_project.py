@@ -84,8 +84,10 @@ def test_ci_gate_fails_when_the_ab_run_cannot_start(tmp_path):
 def test_workflows_gate_and_keep_history_on_main_only():
     ci = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
     assert "bash .ci/run" in ci and "bash .ci/gate" in ci and "upload-artifact" in ci and "fetch-depth: 0" in ci
+    assert 'git cat-file -e "$GATE_BASE_REF^{commit}"' in ci  # a force-pushed-away base skips, not fails
     gpu = (ROOT / ".github" / "workflows" / "gpu.yml").read_text()
     assert "runs-on: [self-hosted, gpu]" in gpu and "--profile full --device cuda" in gpu
     assert "IS_MAIN: ${{ github.event_name == 'push' && github.ref == 'refs/heads/main' }}" in gpu
     assert '[ "$IS_MAIN" = true ] || storage="$RUNNER_TEMP/imgbench-runs"' in gpu
     assert "GITHUB_STEP_SUMMARY" in gpu
+    assert gpu.index("--device cpu --storage") < gpu.index("--device cuda --storage")  # the GPU run is the latest

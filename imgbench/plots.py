@@ -1,6 +1,6 @@
 """Figures from stored runs: the GPU-over-CPU speedup trend, throughput against batch size, the latest
 run against its baseline per family, and the epoch time breakdown. matplotlib's object API only (no
-pyplot, no global backend); one color per device in every figure; files written atomically."""
+pyplot, no global backend); one color per device in every figure drawn per device; files written atomically."""
 
 from __future__ import annotations
 
@@ -18,8 +18,11 @@ from imgbench.speedup import Speedup
 
 DPI = 100
 DEVICE_COLORS = {"cpu": "#1f77b4", "cuda": "#d62728", "mps": "#9467bd"}
-VERDICT_COLORS = {compare.REGRESSION: "#d62728", compare.IMPROVEMENT: "#2ca02c", compare.UNCHANGED: "#9e9e9e",
-                  compare.NOISY: "#e0b000"}
+REGRESSION_COLOR = "#ff7f0e"  # not a device's color: a red bar must not read as "CUDA"
+VERDICT_COLORS = {compare.REGRESSION: REGRESSION_COLOR, compare.IMPROVEMENT: "#2ca02c",
+                  compare.UNCHANGED: "#9e9e9e", compare.NOISY: "#e3d9a6"}
+# Speedup-trend lines are cases, not devices: colors that are neither a device's nor a verdict's.
+CASE_COLORS = ("#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#393b79", "#637939", "#843c39")
 COMPONENT_COLORS = {"compute": "#4c72b0", "data stall": "#dd8452", "host-to-device copy": "#55a868"}
 FAMILY_STYLES = {"train_step": "-", "forward": "--"}
 DEFAULT_AXES = {"precision": "fp32", "memory_format": "nchw", "compile": "off"}
@@ -78,7 +81,7 @@ def speedup_trend(speedups: list[Speedup], machine: str, min_effect: float = 0.0
         for i, k in enumerate(sorted(latest, key=str)):
             points = by_case[k]
             xs = [x_of[s.datetime] for s in points]
-            color = f"C{i % 10}"
+            color = CASE_COLORS[i % len(CASE_COLORS)]
             label = f"{describe(dict(k[0][1]))} ({k[1]})"
             (line,) = ax.plot(xs, [s.speedup for s in points], marker="o", ms=3, color=color, label=label)
             handles[f"{family}: {label}"] = line
@@ -88,7 +91,7 @@ def speedup_trend(speedups: list[Speedup], machine: str, min_effect: float = 0.0
             for prev, cur in zip(points, points[1:], strict=False):
                 if compare.speedup_verdict(prev, cur, min_effect).verdict == compare.REGRESSION:
                     m = ax.scatter([x_of[cur.datetime]], [cur.speedup], marker="v", s=90, facecolor="none",
-                                   edgecolor="#d62728", linewidth=1.8, zorder=5)
+                                   edgecolor=REGRESSION_COLOR, linewidth=1.8, zorder=5)
                     handles["speedup fell (regression vs the previous run)"] = m
         ax.axhline(1, color="#555555", linewidth=0.8, linestyle=":")
         ax.set_yscale("log")

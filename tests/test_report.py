@@ -184,3 +184,11 @@ def test_a_copy_of_a_run_counts_once(tmp_path):
     write_history(tmp_path / "runs", gpu_runs=0, cpu_runs=2)
     (tmp_path / "copy.json").write_text((tmp_path / "runs" / CPU_FP / "0001_quick.json").read_text())
     assert len(results.load_history([tmp_path / "runs", tmp_path / "copy.json"]).runs) == 2
+
+
+def test_device_colors_are_not_reused_for_cases_or_verdicts():
+    from imgbench import plots
+
+    devices_ = set(plots.DEVICE_COLORS.values())
+    assert not devices_ & (set(plots.CASE_COLORS) | set(plots.VERDICT_COLORS.values()))
+    assert len(set(plots.CASE_COLORS)) >= plots.MAX_LINES  # no two lines of one panel share a color

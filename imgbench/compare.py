@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imgbench import stats
-from imgbench.results import Record, identity
+from imgbench.results import Record, differences, identity
 
 REGRESSION, IMPROVEMENT, UNCHANGED, NOISY = "regression", "improvement", "unchanged", "too noisy to say"
 
@@ -48,19 +48,30 @@ def check_same_hardware(base: list[Record], cand: list[Record]):
         raise CompareError(f"{why}; absolute times only compare within one machine class")
 
 
-def judge(ratio: float, ci, history_ratio: float | None, bound: float | None, effect: float) -> str:
+def check_same_conditions(base: list[Record], cand: list[Record]):
+    if base and cand and (diff := differences(base[0], cand[0])):
+        raise CompareError(f"the runs measured different things (baseline vs candidate: {'; '.join(diff)}); "
+                           "compare runs of one profile, dataset and optimizer")
+
+
+def judge(ratio: float, ci, history_ratio: float | None, bound: float | None, effect: float,
+          low: float | None = None) -> str:
     """Regression: slower beyond the interval, the minimum effect and (with history) the run-to-run
     spread, all three. Improvement: the mirror image. Unchanged: the interval rules out the minimum
-    effect either way. Otherwise too noisy to say."""
-    lo, hi = ci if ci else (ratio, ratio)
+    effect either way. Otherwise too noisy to say. With neither an interval (runs saved without
+    per-round data) nor a history there is no measure of noise, so nothing is a regression."""
     has_history = bound is not None and history_ratio is not None
+    low = low if low is not None else 1 / bound if bound else None  # smallest usual history_ratio
+    if ci is None and not has_history:
+        return NOISY
+    lo, hi = ci if ci else (ratio, ratio)
     if lo > 1 and ratio >= 1 + effect and (not has_history or history_ratio > bound):
         return REGRESSION
-    if hi < 1 and ratio <= 1 / (1 + effect) and (not has_history or history_ratio < 1 / bound):
+    if hi < 1 and ratio <= 1 / (1 + effect) and (not has_history or history_ratio < low):
         return IMPROVEMENT
     if ci is not None and lo >= 1 / (1 + effect) and hi <= 1 + effect:
         return UNCHANGED
-    if ci is None and has_history and 1 / bound <= history_ratio <= bound and abs(ratio - 1) < effect:
+    if ci is None and has_history and low <= history_ratio <= bound and abs(ratio - 1) < effect:
         return UNCHANGED
     return NOISY
 
@@ -74,6 +85,7 @@ def compare(base: list[Record], cand: list[Record], history: list[list[Record]] 
             per_family: dict[str, float] | None = None, alpha: float = 0.01) -> tuple[list[Verdict], list, list]:
     """Verdicts for the cases in both runs, and the keys found only in the candidate / only in the baseline."""
     check_same_hardware(base, cand)
+    check_same_conditions(base, cand)
     by_base = {r.key: r for r in base}
     by_cand = {r.key: r for r in cand}
     machine = {r.fingerprint for r in cand}
@@ -82,7 +94,7 @@ def compare(base: list[Record], cand: list[Record], history: list[list[Record]] 
         if run and identity(run) == identity(cand):
             continue  # the candidate itself, saved into the history before being judged
         for r in run:
-            if r.fingerprint in machine:  # history folders may hold other machine classes too
+            if r.fingerprint in machine and not differences(r, cand[0]):  # other machines, profiles...
                 past.setdefault(r.key, []).append(r.median)
     out = []
     for key in sorted(by_base.keys() & by_cand.keys()):
@@ -90,11 +102,11 @@ def compare(base: list[Record], cand: list[Record], history: list[list[Record]] 
         ratio = c.median / b.median
         ci = stats.bootstrap_ratio_ci(b.data, c.data, alpha) if b.data and c.data else None
         hist = past.get(key, [])
-        bound = stats.history_bound(hist, alpha)  # None below 3 past runs
+        low, bound = stats.history_interval(hist, alpha) or (None, None)  # None below 3 past runs
         history_ratio = c.median / float(np.median(hist)) if bound else None
         effect = effect_of(c, per_family, min_effect)
         out.append(Verdict(c.name, c.family, b.median, c.median, ratio, ci, history_ratio, bound, effect,
-                           judge(ratio, ci, history_ratio, bound, effect)))
+                           judge(ratio, ci, history_ratio, bound, effect, low)))
     only_cand = sorted(by_cand[k].name for k in by_cand.keys() - by_base.keys())
     only_base = sorted(by_base[k].name for k in by_base.keys() - by_cand.keys())
     return out, only_cand, only_base
@@ -118,6 +130,7 @@ def compare_speedups(base: list[Record], cand: list[Record], min_effect: float =
     case and accelerator. The ratio is baseline speedup / candidate speedup, so > 1 is worse, as for times."""
     from imgbench import speedup
 
+    check_same_conditions(base, cand)
     by_base = {(s.key, s.device): s for s in speedup.within(base, alpha)}
     by_cand = {(s.key, s.device): s for s in speedup.within(cand, alpha)}
     for run, found in (("baseline", by_base), ("candidate", by_cand)):

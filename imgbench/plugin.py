@@ -308,6 +308,7 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
     if s is not None:
         output_json["imgbench"] = {"version": imgbench.__version__, "profile": s.profile.name,
                                    "devices": s.devices, "threads": s.threads, "dataset": s.dataset,
+                                   "optimizer": s.optimizer,
                                    "precisions": s.precisions, "memory_formats": s.memory_formats,
                                    "compile": s.compile,
                                    # measured, so not machine_info: it would differ in every comparison

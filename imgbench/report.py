@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imgbench import compare, files, plots, speedup
+from imgbench import compare, files, plots, results, speedup
 from imgbench.results import History, Record
 
 EPOCH_FAMILIES = ("epoch", "reference_epoch")
@@ -51,9 +51,12 @@ def by_machine(history: History) -> list[Machine]:
 
 
 def latest_records(runs: list[list[Record]]) -> list[Record]:
-    """The newest record of every case across a machine's runs (a GPU run and a CPU run may differ)."""
+    """The newest record of every case across a machine's runs (a GPU run and a CPU run may differ)
+    measured like the newest run (its profile, dataset, optimizer)."""
     newest: dict[tuple, Record] = {}
     for run in runs:
+        if results.differences(run[0], runs[-1][0]):
+            continue
         for r in run:
             newest[r.key] = r
     return list(newest.values())

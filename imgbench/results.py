@@ -4,6 +4,7 @@ history stays light. Every way a file can be wrong becomes one RunError line nam
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,12 +31,19 @@ class Record:
     profile: str = ""
     version: str = ""             # of pytest-benchmark that wrote the run
     bench: str = ""               # the family named by its file, benches/bench_<bench>.py ("" if unknown)
+    dataset: str = ""             # run-wide settings, "" where the run did not record them
+    optimizer: str = ""
 
     @property
     def key(self) -> tuple:
         """What makes two records the same case: the family and every param (model, device, batch
         size, axes...), not the test id, so renamed ids still match."""
         return (self.family, tuple(sorted((k, str(v)) for k, v in self.params.items())))
+
+    @property
+    def conditions(self) -> tuple:
+        """Run-wide settings that change what every case means (32x32 quick vs 224x224 full images...)."""
+        return (("profile", self.profile), ("dataset", self.dataset), ("optimizer", self.optimizer))
 
     @property
     def device_free_key(self) -> tuple:
@@ -82,11 +90,21 @@ def load(path: str | Path) -> list[Record]:
                 rounds=int(stats["rounds"]), data=[float(x) for x in stats["data"]] if stats.get("data") else None,
                 extra=dict(b.get("extra_info") or {}), torch=env.get("torch"),
                 profile=str(meta.get("profile", "")), version=str(run.get("version", "unknown")),
-                bench=bench_of(str(b.get("fullname", "")))))
+                bench=bench_of(str(b.get("fullname", ""))), dataset=str(meta.get("dataset", "")),
+                optimizer=str(meta.get("optimizer", ""))))
         except (KeyError, TypeError, ValueError) as e:
             raise RunError(f"{path}: benchmark {i} lacks a readable {e} (a file of another tool or "
                            "pytest-benchmark version?)") from None
+        if not math.isfinite(records[-1].median) or records[-1].median <= 0:
+            raise RunError(f"{path}: benchmark {i} ({b['name']}) has median {records[-1].median} (valid: a positive "
+                           "time in seconds)")
     return records
+
+
+def differences(a: Record, b: Record) -> list[str]:
+    """The run-wide settings two records were measured under that differ (unrecorded ones match)."""
+    pairs = zip(a.conditions, b.conditions, strict=True)
+    return [f"{k} {x!r} vs {y!r}" for (k, x), (_, y) in pairs if x and y and x != y]
 
 
 def find(paths) -> list[Path]:

@@ -65,12 +65,12 @@ def _when(text: str) -> float:
 
 def series(runs: list[list[Record]], alpha: float = 0.01) -> list[Speedup]:
     """Speedups of every run that timed an accelerator, oldest first. A case whose CPU time is not in
-    the same run takes it from the run of the same machine class nearest in time that has it."""
+    the same run takes it from the run of the same machine class and profile nearest in time that has it."""
     cpu_by_machine: dict[tuple, list[Record]] = {}
     for run in runs:
         for r in run:
             if is_cpu(r):
-                cpu_by_machine.setdefault((r.fingerprint, r.device_free_key), []).append(r)
+                cpu_by_machine.setdefault((r.fingerprint, r.conditions, r.device_free_key), []).append(r)
     out = []
     for run in runs:
         local = {r.device_free_key: r for r in run if is_cpu(r)}
@@ -80,7 +80,7 @@ def series(runs: list[list[Record]], alpha: float = 0.01) -> list[Speedup]:
             if r.device_free_key in local:
                 out.append(pair(local[r.device_free_key], r, alpha))
                 continue
-            others = cpu_by_machine.get((r.fingerprint, r.device_free_key))
+            others = cpu_by_machine.get((r.fingerprint, r.conditions, r.device_free_key))
             if others:
                 nearest = min(others, key=lambda c: abs(_when(c.datetime) - _when(r.datetime)))
                 out.append(pair(nearest, r, alpha, same_run=False))

@@ -10,8 +10,9 @@ from imgbench import cli, compare, results, stats
 FP = "AMD_EPYC-2c"
 
 
-def write_run(path, cases, fingerprint=FP, when="2026-11-21T10:00:00", bench=None):
-    """cases: {(name, params-dict-as-tuple): list of round times}; bench: the bench file's family."""
+def write_run(path, cases, fingerprint=FP, when="2026-11-21T10:00:00", bench=None, meta=None):
+    """cases: {(name, params-dict-as-tuple): list of round times}; bench: the bench file's family;
+    meta: the run's imgbench settings (profile, dataset, optimizer)."""
     benchmarks = []
     for (name, params), data in cases.items():
         data = list(map(float, data))
@@ -20,7 +21,7 @@ def write_run(path, cases, fingerprint=FP, when="2026-11-21T10:00:00", bench=Non
                            "stats": {"median": float(np.median(data)), "min": min(data), "rounds": len(data),
                                      "data": data}})
     path.write_text(json.dumps({"machine_info": {"fingerprint": fingerprint}, "commit_info": {"id": "abc"},
-                                "datetime": when, "benchmarks": benchmarks}))
+                                "datetime": when, "benchmarks": benchmarks, **({"imgbench": meta} if meta else {})}))
     return path
 
 
@@ -52,6 +53,25 @@ def test_bad_files_are_one_line_errors_naming_the_file(tmp_path, text, message):
     assert str(e.value).startswith(str(path)) and message in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("median", [0, -1, "NaN", "Infinity"])
+def test_a_median_that_is_not_a_positive_time_is_refused(tmp_path, median):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"machine_info": {}, "benchmarks": [{"name": "test_forward[x]", "stats": {
+        "median": 1.0, "min": 0, "rounds": 1}}]}).replace('"median": 1.0', f'"median": {median}'))
+    with pytest.raises(results.RunError, match=r"benchmark 0 \(test_forward\[x\]\) has median .* \(valid: a pos"):
+        results.load(path)
+
+
+def test_without_rounds_or_history_nothing_is_a_regression(tmp_path):
+    base = results.load(write_run(tmp_path / "b.json", {CASE: [1.0]}))
+    cand = results.load(write_run(tmp_path / "c.json", {CASE: [1.5]}))
+    for r in (*base, *cand):
+        object.__setattr__(r, "data", None)  # as saved without --benchmark-save-data
+    (v,), _, _ = compare.compare(base, cand)
+    assert (v.ci, v.ratio, v.verdict) == (None, 1.5, compare.NOISY)
+    assert compare.judge(1.5, None, 1.5, 1.1, 0.05) == compare.REGRESSION  # a history bound decides
+
+
 def test_a_binary_file_is_one_line_error_naming_it(tmp_path):
     path = tmp_path / "run.json"
     path.write_bytes(b"\xff\xfe\x00{")
@@ -74,6 +94,14 @@ def test_ratio_and_bootstrap_interval():
     assert lo < 1.2 < hi and lo > 1.1 and hi < 1.3
 
 
+def test_bootstrap_of_a_huge_run_is_thinned_and_chunked():
+    x = rounds(1e-5, n=stats.MAX_ROUNDS * 40, spread=0.01)
+    (medians,) = stats.bootstrap_medians([x], resamples=stats.CHUNK * 3 + 1)
+    assert medians.shape == (stats.CHUNK * 3 + 1,)
+    lo, hi = stats.bootstrap_ratio_ci(x, x * 1.02)
+    assert lo < 1.02 < hi and hi - lo < 0.01
+
+
 def test_mann_whitney_one_sided():
     base = rounds(1.0, n=12, spread=0.02)
     assert stats.mann_whitney_greater(rounds(1.1, n=12, spread=0.02, seed=1), base) < 0.001
@@ -94,6 +122,18 @@ def test_history_bound_follows_the_run_to_run_spread():
     tight = stats.history_bound([1.00, 1.01, 0.99, 1.00, 1.01, 0.99])
     loose = stats.history_bound([1.00, 1.20, 0.85, 1.10, 0.90, 1.25])
     assert 1 < tight < 1.1 < loose
+
+
+def test_history_interval_follows_a_skewed_history():
+    m = [1.0, 1.0, 1.0, 1.3, 1.35]  # mostly 1.0, sometimes 30% slower: log-ratios average above 0
+    lo, hi = stats.history_interval(m)
+    logs = np.log(np.array(m))
+    half = stats.t_quantile(0.99, 4) * logs.std(ddof=1) * np.sqrt(1 + 1 / 5)
+    assert (lo, hi) == pytest.approx((np.exp(logs.mean() - half), np.exp(logs.mean() + half)))
+    assert lo * hi > 1.05 and stats.history_bound(m) == hi
+    # an improvement must fall below the history's own lower bound, not below 1 / the upper one
+    assert compare.judge(0.8, (0.75, 0.85), 0.9, 1.5, 0.05, low=0.95) == compare.IMPROVEMENT
+    assert compare.judge(0.8, (0.75, 0.85), 0.9, 1.5, 0.05, low=0.85) != compare.IMPROVEMENT
 
 
 def judge_pair(tmp_path, base_center, cand_center, history=(), **kw):
@@ -139,6 +179,40 @@ def test_bad_effects_are_one_line_exit_2(tmp_path, capsys, args, message):
     assert code == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_runs_of_another_profile_or_optimizer_are_not_compared_nor_history(tmp_path):
+    quick, full = {"profile": "quick", "optimizer": "adam"}, {"profile": "full", "optimizer": "adam"}
+    base = results.load(write_run(tmp_path / "b.json", {CASE: rounds(1.0)}, meta=quick))
+    with pytest.raises(compare.CompareError, match=r"baseline vs candidate: profile 'quick' vs 'full'\); compare"):
+        compare.compare(base, results.load(write_run(tmp_path / "f.json", {CASE: rounds(1.0)}, meta=full)))
+    sgd = results.load(write_run(tmp_path / "s.json", {CASE: rounds(1.0)}, meta={**quick, "optimizer": "sgd"}))
+    with pytest.raises(compare.CompareError, match="optimizer 'adam' vs 'sgd'"):
+        compare.compare(base, sgd)
+    unrecorded = results.load(write_run(tmp_path / "u.json", {CASE: rounds(1.0)}))  # older runs: no settings
+    assert compare.compare(unrecorded, base)[0][0].verdict == compare.UNCHANGED
+    cand = results.load(write_run(tmp_path / "c.json", {CASE: rounds(1.2, seed=1)}, meta=quick))
+    steady_full = [results.load(write_run(tmp_path / f"h{i}.json", {CASE: rounds(m * 20, seed=i)}, meta=full))
+                   for i, m in enumerate([1.0, 1.01, 0.99, 1.0])]  # 224x224 images: 20x slower, not history
+    (v,), _, _ = compare.compare(base, cand, steady_full)
+    assert v.history_bound is None and v.verdict == compare.REGRESSION
+
+
+def test_speedups_and_latest_records_stay_within_one_profile(tmp_path):
+    from imgbench import report, speedup
+
+    quick, full = {"profile": "quick"}, {"profile": "full"}
+    cpu_quick = results.load(write_run(tmp_path / "1.json", {CASE: rounds(1.0)}, when="2026-11-01T00:00:00",
+                                       meta=quick))
+    cpu_full = results.load(write_run(tmp_path / "2.json", {CASE: rounds(20.0)}, when="2026-11-21T09:00:00",
+                                      meta=full))  # nearer in time, but 224x224 images
+    gpu_quick = results.load(write_run(tmp_path / "3.json", {GPU_CASE: rounds(0.1)}, when="2026-11-21T10:00:00",
+                                       meta=quick))
+    (s,) = speedup.series([cpu_quick, cpu_full, gpu_quick])
+    assert (s.cpu.path, s.same_run) == (str(tmp_path / "1.json"), False)
+    assert s.speedup == pytest.approx(10, rel=0.02)
+    latest = report.latest_records([cpu_quick, cpu_full, gpu_quick])
+    assert sorted(r.path for r in latest) == [str(tmp_path / "1.json"), str(tmp_path / "3.json")]
 
 
 def test_history_spread_vetoes_a_regression_within_past_noise(tmp_path):

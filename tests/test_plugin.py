@@ -123,7 +123,7 @@ def test_json_carries_params_extra_info_and_environment(bench_dir):
         assert key in env
     assert set(env["flags"]) >= {"tf32_matmul", "tf32_cudnn", "cudnn_benchmark"}
     assert out["imgbench"] == {"version": out["imgbench"]["version"], "profile": "quick", "devices": ["cpu"],
-                               "threads": 1, "dataset": "synthetic", "precisions": ["fp32"],
+                               "threads": 1, "dataset": "synthetic", "optimizer": "adam", "precisions": ["fp32"],
                                "memory_formats": ["nchw"], "compile": ["off"], "peaks": out["imgbench"]["peaks"]}
     assert out["imgbench"]["peaks"]["cpu"]["matmul_tflops"]["fp32"] > 0
     assert "peaks" not in env  # measured values in machine_info would make every comparison warn

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -126,24 +127,21 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _effect(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < 1000:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage (valid: a number from 0 below 1000)")
-    return value
+def _number(ok, what: str):
+    """An argparse type: a float that `ok` accepts, else one line naming the text and what is valid."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan  # fails every check
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+    return parse
 
 
-def _alpha(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a significance level (valid: above 0 and below 1)")
-    return value
+_effect = _number(lambda v: 0 <= v < 1000, "a percentage (valid: a number from 0 below 1000)")
+_alpha = _number(lambda v: 0 < v < 1, "a significance level (valid: above 0 and below 1)")
 
 
 def _axis_options(p: argparse.ArgumentParser):

@@ -63,24 +63,13 @@ def _parser() -> argparse.ArgumentParser:
 POOL = 4096  # distinct images per rank; a full-profile ResNet epoch as float32 would take 30 GB a rank
 
 
-class Pooled(torch.utils.data.Dataset):
-    """`n` uint8 images drawn in turn from a pool of at most POOL seeded ones (index modulo the pool)."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, n: int):
-        self.x, self.y, self.n = x, y, n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int):
-        return self.x[i % len(self.x)], self.y[i % len(self.y)]
-
-
-def dataset(model: str, images: int, image_size: int | None, seed: int) -> Pooled:
+def dataset(model: str, images: int, image_size: int | None, seed: int) -> torch.utils.data.Subset:
+    """`images` uint8 images drawn in turn from a pool of at most POOL seeded ones."""
     c, size, _ = models.spec(model).input_shape
     size = image_size or size
-    x, y = data.synthetic_uint8(min(images, POOL), (c, size, size), models.spec(model).num_classes, seed)
-    return Pooled(x, y, images)
+    pool = min(images, POOL)
+    x, y = data.synthetic_uint8(pool, (c, size, size), models.spec(model).num_classes, seed)
+    return torch.utils.data.Subset(torch.utils.data.TensorDataset(x, y), [i % pool for i in range(images)])
 
 
 def build(model: str, image_size: int | None, seed: int) -> torch.nn.Module:

@@ -82,8 +82,9 @@ def test_the_family_runs_once_per_machine_on_gpus_and_not_on_other_devices():
 
 def test_an_epoch_reuses_a_bounded_pool_of_uint8_images():
     ds = ddp.dataset("kerascnn", ddp.POOL + 10, image_size=8, seed=0)
-    assert len(ds) == ddp.POOL + 10 and len(ds.x) == ddp.POOL and ds.x.dtype == torch.uint8
+    pool = ds.dataset.tensors[0]
+    assert len(ds) == ddp.POOL + 10 and len(pool) == ddp.POOL and pool.dtype == torch.uint8
     (x0, y0), (x1, y1) = ds[3], ds[ddp.POOL + 3]
     assert torch.equal(x0, x1) and y0 == y1 and x0.shape == (3, 8, 8)
     small = ddp.dataset("kerascnn", 64, image_size=8, seed=0)
-    assert len(small.x) == 64 and torch.equal(small[5][0], ds[5][0])  # the same seeded images
+    assert len(small.dataset.tensors[0]) == 64 and torch.equal(small[5][0], ds[5][0])  # the same seeded images

@@ -18,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from imgbench import stats
-from imgbench.compare import IMPROVEMENT, NOISY, REGRESSION, UNCHANGED, Verdict
+from imgbench import stats, verdict
+from imgbench.errors import UserError
+from imgbench.results import family_of
+from imgbench.verdict import NOISY, REGRESSION, Verdict
 
 
-class ABError(ValueError):
+class ABError(UserError):
     pass
 
 
@@ -91,6 +93,7 @@ def collect(sides: dict[str, Sampler], pairs: int, seed: int,
 
 
 def decide(samples: dict[str, dict[str, list[float]]], alpha: float = 0.01, min_effect: float = 0.05) -> list[Verdict]:
+    """Per case: slower or faster when a one-sided Mann-Whitney test on the samples says so at `alpha`."""
     out = []
     for name, by_side in sorted(samples.items()):
         a, b = by_side["base"], by_side["candidate"]
@@ -98,18 +101,9 @@ def decide(samples: dict[str, dict[str, list[float]]], alpha: float = 0.01, min_
             continue  # a case only one version has
         ratio = stats.ratio_of_medians(a, b)
         ci = stats.bootstrap_ratio_ci(a, b, alpha)
-        slower, faster = stats.mann_whitney_greater(b, a), stats.mann_whitney_greater(a, b)
-        if slower < alpha and ratio >= 1 + min_effect:
-            verdict = REGRESSION
-        elif faster < alpha and ratio <= 1 / (1 + min_effect):
-            verdict = IMPROVEMENT
-        elif ci[0] >= 1 / (1 + min_effect) and ci[1] <= 1 + min_effect:
-            verdict = UNCHANGED
-        else:
-            verdict = NOISY
-        family = name.split("[", 1)[0].removeprefix("test_")
-        out.append(Verdict(name, family, float(np.median(a)), float(np.median(b)), ratio, ci, None, None,
-                           min_effect, verdict))
+        slower, faster = stats.mann_whitney_greater(b, a) < alpha, stats.mann_whitney_greater(a, b) < alpha
+        out.append(Verdict(name, family_of(name), float(np.median(a)), float(np.median(b)), ratio, ci, None, None,
+                           min_effect, verdict.judge(ratio, min_effect, slower, faster, ci)))
     return out
 
 

@@ -4,33 +4,16 @@ medians, a bootstrap interval from the per-round data, the history's run-to-run 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from imgbench import stats
+from imgbench import stats, verdict
+from imgbench.errors import UserError
 from imgbench.results import Record, differences, identity
+from imgbench.verdict import History, Verdict
 
-REGRESSION, IMPROVEMENT, UNCHANGED, NOISY = "regression", "improvement", "unchanged", "too noisy to say"
 
-
-class CompareError(ValueError):
+class CompareError(UserError):
     pass
-
-
-@dataclass(frozen=True)
-class Verdict:
-    name: str
-    family: str
-    base_median: float
-    cand_median: float
-    ratio: float                  # candidate / baseline median: > 1 is slower
-    ci: tuple[float, float] | None  # bootstrap interval of the ratio; None without per-round data
-    history_ratio: float | None   # candidate / the history's median, for machine classes with history
-    history_bound: float | None   # largest history_ratio the history's run-to-run spread allows
-    min_effect: float
-    verdict: str
-    kind: str = "time"            # "time": medians in seconds; "speedup": GPU-over-CPU speedups
 
 
 def hardware(base: list[Record], cand: list[Record]) -> str | None:
@@ -52,28 +35,6 @@ def check_same_conditions(base: list[Record], cand: list[Record]):
     if base and cand and (diff := differences(base[0], cand[0])):
         raise CompareError(f"the runs measured different things (baseline vs candidate: {'; '.join(diff)}); "
                            "compare runs of one profile, dataset and optimizer")
-
-
-def judge(ratio: float, ci, history_ratio: float | None, bound: float | None, effect: float,
-          low: float | None = None) -> str:
-    """Regression: slower beyond the interval, the minimum effect and (with history) the run-to-run
-    spread, all three. Improvement: the mirror image. Unchanged: the interval rules out the minimum
-    effect either way. Otherwise too noisy to say. With neither an interval (runs saved without
-    per-round data) nor a history there is no measure of noise, so nothing is a regression."""
-    has_history = bound is not None and history_ratio is not None
-    low = low if low is not None else 1 / bound if bound else None  # smallest usual history_ratio
-    if ci is None and not has_history:
-        return NOISY
-    lo, hi = ci if ci else (ratio, ratio)
-    if lo > 1 and ratio >= 1 + effect and (not has_history or history_ratio > bound):
-        return REGRESSION
-    if hi < 1 and ratio <= 1 / (1 + effect) and (not has_history or history_ratio < low):
-        return IMPROVEMENT
-    if ci is not None and lo >= 1 / (1 + effect) and hi <= 1 + effect:
-        return UNCHANGED
-    if ci is None and has_history and low <= history_ratio <= bound and abs(ratio - 1) < effect:
-        return UNCHANGED
-    return NOISY
 
 
 def effect_of(record: Record, per_family: dict[str, float] | None, default: float) -> float:
@@ -102,11 +63,12 @@ def compare(base: list[Record], cand: list[Record], history: list[list[Record]] 
         ratio = c.median / b.median
         ci = stats.bootstrap_ratio_ci(b.data, c.data, alpha) if b.data and c.data else None
         hist = past.get(key, [])
-        low, bound = stats.history_interval(hist, alpha) or (None, None)  # None below 3 past runs
-        history_ratio = c.median / float(np.median(hist)) if bound else None
+        bounds = stats.history_interval(hist, alpha)  # None below 3 past runs
+        h = History(c.median / float(np.median(hist)), *bounds) if bounds else None
         effect = effect_of(c, per_family, min_effect)
-        out.append(Verdict(c.name, c.family, b.median, c.median, ratio, ci, history_ratio, bound, effect,
-                           judge(ratio, ci, history_ratio, bound, effect, low)))
+        out.append(Verdict(c.name, c.family, b.median, c.median, ratio, ci, h.ratio if h else None,
+                           h.bound if h else None, effect,
+                           verdict.by_interval(ratio, ci, effect, h)))
     only_cand = sorted(by_cand[k].name for k in by_cand.keys() - by_base.keys())
     only_base = sorted(by_base[k].name for k in by_base.keys() - by_cand.keys())
     return out, only_cand, only_base
@@ -120,7 +82,7 @@ def speedup_verdict(b, c, effect: float = 0.05, alpha: float = 0.01) -> Verdict:
         bc, ba, cc, ca = stats.bootstrap_medians([b.cpu.data, b.accel.data, c.cpu.data, c.accel.data])
         ci = stats.interval((bc / ba) / (cc / ca), alpha)
     return Verdict(f"{c.device}/cpu {c.case}", c.family, b.speedup, c.speedup, ratio, ci, None, None, effect,
-                   judge(ratio, ci, None, None, effect), kind="speedup")
+                   verdict.by_interval(ratio, ci, effect), kind="speedup")
 
 
 def compare_speedups(base: list[Record], cand: list[Record], min_effect: float = 0.05,
@@ -145,25 +107,11 @@ def compare_speedups(base: list[Record], cand: list[Record], min_effect: float =
     return out, only_cand, only_base
 
 
-def table(verdicts: list[Verdict], markdown: bool = False) -> str:
-    head = ["case", "baseline", "candidate", "ratio", "interval", "vs history (bound)", "verdict"]
-    rows = [[v.name, _value(v, v.base_median), _value(v, v.cand_median), f"{v.ratio:.3f}",
-             f"{v.ci[0]:.3f}-{v.ci[1]:.3f}" if v.ci else "-",
-             f"{v.history_ratio:.3f} ({v.history_bound:.3f})" if v.history_bound else "-", v.verdict]
-            for v in verdicts]
-    if markdown:
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-    widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]
-    return "\n".join("  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)) for r in [head, *rows])
-
-
-def _value(v: Verdict, x: float) -> str:
-    return f"{x:.2f}x" if v.kind == "speedup" else _t(x)
-
-
-def _t(seconds: float) -> str:
-    for unit, scale in (("s", 1), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3f} {unit}"
-    return f"{seconds / 1e-9:.0f} ns"
+def speedup_falls(series: list, min_effect: float = 0.05) -> list:
+    """The points of a speedup series (speedup.series) whose speedup fell against the same case's previous
+    point: a regression by speedup_verdict."""
+    by_case: dict[tuple, list] = {}
+    for s in series:
+        by_case.setdefault((s.key, s.device), []).append(s)
+    return [cur for points in by_case.values() for prev, cur in zip(points, points[1:], strict=False)
+            if speedup_verdict(prev, cur, min_effect).verdict == verdict.REGRESSION]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imgbench import ab, compare, stats
+from imgbench import ab, stats, table, timing, verdict
 
 CASE = "case"
 METHODS = ("ab", "compare", "pytest-benchmark median:5%")
@@ -45,18 +45,13 @@ def spin(seconds: float):
 
 
 def rounds(fn: Callable[[], object], sync: Callable[[], None], n: int, extra: float = 0.0) -> list[float]:
-    """n timed calls, each synchronised; `extra` seconds of busy work inside the clock after each."""
-    out = []
-    for _ in range(n):
-        sync()
-        start = time.perf_counter()
+    """n timed calls; `extra` seconds of busy work inside the clock after each."""
+    def slowed():
         fn()
-        if extra:
-            sync()  # else the host spins while queued device work runs, hiding the slowdown
-            spin(extra)
-        sync()
-        out.append(time.perf_counter() - start)
-    return out
+        sync()  # else the host spins while queued device work runs, hiding the slowdown
+        spin(extra)
+
+    return [timing.clocked(slowed if extra else fn, sync) for _ in range(n)]
 
 
 def native_fails(base: list[float], cand: list[float], threshold: str = "median:5%") -> bool:
@@ -70,7 +65,7 @@ def native_fails(base: list[float], cand: list[float], threshold: str = "median:
 def compare_flags(base: list[float], cand: list[float], min_effect: float, alpha: float) -> bool:
     ratio = stats.ratio_of_medians(base, cand)
     ci = stats.bootstrap_ratio_ci(base, cand, alpha, resamples=1000)
-    return compare.judge(ratio, ci, None, None, min_effect) == compare.REGRESSION
+    return verdict.by_interval(ratio, ci, min_effect) == verdict.REGRESSION
 
 
 def measure(fn: Callable[[], object], sync: Callable[[], None], effects: list[float], trials: int, pairs: int = 10,
@@ -87,7 +82,7 @@ def measure(fn: Callable[[], object], sync: Callable[[], None], effects: list[fl
             def side(extra_s):
                 return lambda: {CASE: float(np.median(rounds(fn, sync, rounds_per_sample, extra_s)))}
             verdicts = ab.run({"base": side(0.0), "candidate": side(extra)}, pairs, alpha, min_effect, seed=t)
-            _tally(tallies[("ab", effect)], verdicts[0].verdict == compare.REGRESSION)
+            _tally(tallies[("ab", effect)], verdicts[0].verdict == verdict.REGRESSION)
             # Two runs one after the other, each as long as one side of the A/B.
             base = rounds(fn, sync, pairs * rounds_per_sample)
             cand = rounds(fn, sync, pairs * rounds_per_sample, extra)
@@ -105,14 +100,26 @@ def _tally(t: Tally, flagged: bool):
     t.flagged += bool(flagged)
 
 
-def table(tallies: list[Tally], markdown: bool = False) -> str:
+def render(tallies: list[Tally], markdown: bool = False) -> str:
     effects = sorted({t.effect for t in tallies})
     head = ["method"] + [("A/A false alarms" if e == 0 else f"{e:.0%} slowdown caught") for e in effects]
     by = {(t.method, t.effect): t for t in tallies}
     rows = [[m] + [f"{by[m, e].flagged}/{by[m, e].trials} ({by[m, e].rate:.0%})" for e in effects]
             for m in METHODS]
-    if markdown:
-        return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-                         + ["| " + " | ".join(r) + " |" for r in rows])
-    widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]
-    return "\n".join("  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)) for r in [head, *rows])
+    return table.render(head, rows, markdown)
+
+
+def case(model: str, family: str, device: str, batch_size: str, threads: str | None):
+    """The one case gate-check times, from its options: (case, the workload's call, its device's sync)."""
+    import torch
+
+    from imgbench import cases, devices, options
+
+    opts = {**options.DEFAULTS, "device": device, "batch_size": batch_size, "model": model, "threads": threads}
+    s = options.settings(opts.get)
+    if len(s.devices) != 1 or len(s.batch_sizes) != 1 or len(s.models) != 1:
+        raise options.AxisError("gate-check times one case: give one --device, one --batch-size and one --model")
+    devices.check(s.devices[0])
+    torch.set_num_threads(s.threads)
+    c = cases.Case(s.models[0], s.devices[0], s.batch_sizes[0], s)
+    return c, getattr(c, family)().fn, devices.synchronizer(c.device)

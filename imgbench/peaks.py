@@ -4,11 +4,10 @@ from these limits."""
 
 from __future__ import annotations
 
-import contextlib
-import time
-
 import torch
 
+from imgbench import timing
+from imgbench.conditions import tf32
 from imgbench.devices import synchronizer
 
 MATMUL_N = {"cpu": 1024, "default": 8192}  # big enough to fill the device, small enough to be quick
@@ -16,27 +15,12 @@ COPY_BYTES = 1 << 30
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-@contextlib.contextmanager
-def tf32(enabled: bool):
-    cuda, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
-    saved = cuda.allow_tf32, cudnn.allow_tf32
-    cuda.allow_tf32 = cudnn.allow_tf32 = enabled
-    try:
-        yield
-    finally:
-        cuda.allow_tf32, cudnn.allow_tf32 = saved
-
-
 def _best(fn, sync, budget_s: float, min_reps: int = 3) -> float:
     """Fastest of repeated synchronised calls (a peak, not a typical time), after one warm-up call."""
     fn()
-    sync()
     best, spent, reps = float("inf"), 0.0, 0
     while reps < min_reps or spent < budget_s:
-        start = time.perf_counter()
-        fn()
-        sync()
-        dt = time.perf_counter() - start
+        dt = timing.clocked(fn, sync)
         best, spent, reps = min(best, dt), spent + dt, reps + 1
     return best
 

@@ -12,20 +12,20 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from imgbench import compare, files
+from imgbench import files
+from imgbench.options import DEFAULTS
 from imgbench.results import Record
 from imgbench.speedup import Speedup
+from imgbench.verdict import IMPROVEMENT, NOISY, REGRESSION, UNCHANGED, Verdict
 
 DPI = 100
 DEVICE_COLORS = {"cpu": "#1f77b4", "cuda": "#d62728", "mps": "#9467bd"}
 REGRESSION_COLOR = "#ff7f0e"  # not a device's color: a red bar must not read as "CUDA"
-VERDICT_COLORS = {compare.REGRESSION: REGRESSION_COLOR, compare.IMPROVEMENT: "#2ca02c",
-                  compare.UNCHANGED: "#9e9e9e", compare.NOISY: "#e3d9a6"}
+VERDICT_COLORS = {REGRESSION: REGRESSION_COLOR, IMPROVEMENT: "#2ca02c", UNCHANGED: "#9e9e9e", NOISY: "#e3d9a6"}
 # Speedup-trend lines are cases, not devices: colors that are neither a device's nor a verdict's.
 CASE_COLORS = ("#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#393b79", "#637939", "#843c39")
 COMPONENT_COLORS = {"compute": "#4c72b0", "data stall": "#dd8452", "host-to-device copy": "#55a868"}
 FAMILY_STYLES = {"train_step": "-", "forward": "--"}
-DEFAULT_AXES = {"precision": "fp32", "memory_format": "nchw", "compile": "off"}
 MAX_LINES = 8  # per panel of the speedup trend: beyond that a legend hides the data
 
 
@@ -37,7 +37,7 @@ def describe(params: dict, drop=("device",)) -> str:
     """A case in a few words: model first, batch size as bsN, axes only where not the default."""
     items = sorted(params.items(), key=lambda kv: (kv[0] != "model", kv[0] == "batch_size", kv[0]))
     words = [f"bs{v}" if k == "batch_size" else str(v) for k, v in items
-             if k not in drop and DEFAULT_AXES.get(k) != str(v)]
+             if k not in drop and DEFAULTS.get(k) != str(v)]
     return " ".join(words) or "-"
 
 
@@ -63,9 +63,10 @@ def run_label(r: Record) -> str:
     return f"{(r.commit or '-')[:7]}\ntorch {torch}\n{_day(r.datetime)}"
 
 
-def speedup_trend(speedups: list[Speedup], machine: str, min_effect: float = 0.05) -> Figure:
-    """One panel per family; per case the speedup of each run with its bootstrap band; a run whose
-    speedup fell against the case's previous run beyond its interval and the minimum effect is marked."""
+def speedup_trend(speedups: list[Speedup], machine: str, fell: list[Speedup] = ()) -> Figure:
+    """One panel per family; per case the speedup of each run with its bootstrap band; the runs in
+    `fell` (judged a regression against the case's previous run) are marked."""
+    fell_ids = {id(s) for s in fell}
     stamps = sorted({s.datetime for s in speedups})
     x_of = {d: i for i, d in enumerate(stamps)}
     families = sorted({s.family for s in speedups})
@@ -88,8 +89,8 @@ def speedup_trend(speedups: list[Speedup], machine: str, min_effect: float = 0.0
             if all(s.ci for s in points):
                 ax.fill_between(xs, [s.ci[0] for s in points], [s.ci[1] for s in points], color=color, alpha=0.18,
                                 linewidth=0)
-            for prev, cur in zip(points, points[1:], strict=False):
-                if compare.speedup_verdict(prev, cur, min_effect).verdict == compare.REGRESSION:
+            for cur in points:
+                if id(cur) in fell_ids:
                     m = ax.scatter([x_of[cur.datetime]], [cur.speedup], marker="v", s=90, facecolor="none",
                                    edgecolor=REGRESSION_COLOR, linewidth=1.8, zorder=5)
                     handles["speedup fell (regression vs the previous run)"] = m
@@ -151,7 +152,7 @@ def throughput(records: list[Record], machine: str) -> Figure:
     return fig
 
 
-def versus_baseline(verdicts: list[compare.Verdict], family: str, machine: str, base: str, cand: str) -> Figure:
+def versus_baseline(verdicts: list[Verdict], family: str, machine: str, base: str, cand: str) -> Figure:
     """Per case the candidate's change in median time with its interval, colored by verdict."""
     verdicts = sorted(verdicts, key=lambda v: v.name)
     fig = Figure(figsize=(10, 1.6 + 0.26 * len(verdicts)), layout="constrained")

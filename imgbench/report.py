@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imgbench import compare, files, plots, results, speedup
+from imgbench import compare, files, plots, results, speedup, verdict
 from imgbench.results import History, Record
 
 EPOCH_FAMILIES = ("epoch", "reference_epoch")
@@ -20,7 +20,7 @@ EPOCH_FAMILIES = ("epoch", "reference_epoch")
 class Comparison:
     base: list[Record]
     cand: list[Record]
-    verdicts: list[compare.Verdict]
+    verdicts: list[verdict.Verdict]
 
 
 @dataclass
@@ -87,7 +87,8 @@ def render(history: History, out: Path, svg: bool = False, min_effect: float = 0
         slug = m.fingerprint
         m.speedups = speedup.series(m.runs)
         if m.speedups:
-            m.figures["speedup trend"] = plots.save(plots.speedup_trend(m.speedups, slug, min_effect), out,
+            fell = compare.speedup_falls(m.speedups, min_effect)
+            m.figures["speedup trend"] = plots.save(plots.speedup_trend(m.speedups, slug, fell), out,
                                                     f"speedup_{slug}", svg)
         latest = latest_records(m.runs)
         if any(r.family in plots.FAMILY_STYLES for r in latest):
@@ -155,12 +156,12 @@ def markdown(r: Rendered, out: Path) -> str:
         if c is None:
             md += [f"- {m.fingerprint}: only one run of its profile, nothing to compare.", ""]
             continue
-        counts = {k: [v for v in c.verdicts if v.verdict == k] for k in VERDICTS}
+        counts = {k: [v for v in c.verdicts if v.verdict == k] for k in verdict.VERDICTS}
         md += [f"### {m.fingerprint}: {_label(c.cand)} vs {_label(c.base)}", "",
                ", ".join(f"{len(v)} {k}" for k, v in counts.items()) + ".", ""]
-        for kind in (compare.REGRESSION, compare.IMPROVEMENT):
+        for kind in (verdict.REGRESSION, verdict.IMPROVEMENT):
             if counts[kind]:
-                md += [f"**{kind.capitalize()}s**", "", compare.table(counts[kind], markdown=True), ""]
+                md += [f"**{kind.capitalize()}s**", "", verdict.render(counts[kind], markdown=True), ""]
     md += ["## Figures", ""]
     for m in r.machines:
         for kind, paths in m.figures.items():
@@ -172,9 +173,6 @@ def markdown(r: Rendered, out: Path) -> str:
 
 def _n(count: int, one: str, many: str | None = None) -> str:
     return f"{count} {one if count == 1 else many or one + 's'}"
-
-
-VERDICTS = (compare.REGRESSION, compare.IMPROVEMENT, compare.UNCHANGED, compare.NOISY)
 
 
 def to_html(md: str, images: list[Path]) -> str:

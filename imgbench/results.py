@@ -1,16 +1,14 @@
-"""Stored runs (pytest-benchmark JSON) -> tidy records, one per case per run. No torch here: reading
+"""Stored runs -> tidy records, one per case per run, and histories of runs. No torch here: reading
 history stays light. Every way a file can be wrong becomes one RunError line naming the file."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-class RunError(ValueError):
-    """A file that is not a readable pytest-benchmark run; the message names it and says why."""
+from imgbench import runfile
+from imgbench.runfile import RunError
 
 
 @dataclass(frozen=True)
@@ -62,43 +60,30 @@ def bench_of(fullname: str) -> str:
 
 
 def load(path: str | Path) -> list[Record]:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise RunError(f"{path}: cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise RunError(f"{path}: not a pytest-benchmark run (not UTF-8 text)") from None
-    try:
-        run = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise RunError(f"{path}: corrupt or truncated JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
-    if not isinstance(run, dict) or not isinstance(run.get("benchmarks"), list) or "machine_info" not in run:
-        raise RunError(f"{path}: not a pytest-benchmark run (expected 'machine_info' and a 'benchmarks' list)")
-    machine = run["machine_info"] if isinstance(run["machine_info"], dict) else {}
-    commit = run.get("commit_info") if isinstance(run.get("commit_info"), dict) else {}
-    env = machine.get("imgbench") if isinstance(machine.get("imgbench"), dict) else {}
-    meta = run.get("imgbench") if isinstance(run.get("imgbench"), dict) else {}
-    records = []
-    for i, b in enumerate(run["benchmarks"]):
+    return records(runfile.read(path))
+
+
+def records(run: runfile.Run) -> list[Record]:
+    """One record per case of a run file."""
+    out = []
+    for i, b in enumerate(run.benchmarks):
         try:
             stats = b["stats"]
-            records.append(Record(
-                path=str(path), datetime=str(run.get("datetime", "")), commit=commit.get("id"),
-                fingerprint=machine.get("fingerprint"), family=family_of(b["name"]), name=b["name"],
-                params=dict(b.get("params") or {}), median=float(stats["median"]), min=float(stats["min"]),
-                rounds=int(stats["rounds"]), data=[float(x) for x in stats["data"]] if stats.get("data") else None,
-                extra=dict(b.get("extra_info") or {}), torch=env.get("torch"),
-                profile=str(meta.get("profile", "")), version=str(run.get("version", "unknown")),
-                bench=bench_of(str(b.get("fullname", ""))), dataset=str(meta.get("dataset", "")),
-                optimizer=str(meta.get("optimizer", ""))))
+            out.append(Record(
+                path=str(run.path), datetime=run.datetime, commit=run.commit, fingerprint=run.fingerprint,
+                family=family_of(b["name"]), name=b["name"], params=dict(b.get("params") or {}),
+                median=float(stats["median"]), min=float(stats["min"]), rounds=int(stats["rounds"]),
+                data=[float(x) for x in stats["data"]] if stats.get("data") else None,
+                extra=dict(b.get("extra_info") or {}), torch=run.env.get("torch"), profile=run.profile,
+                version=run.version, bench=bench_of(str(b.get("fullname", ""))),
+                dataset=str(run.meta.get("dataset", "")), optimizer=str(run.meta.get("optimizer", ""))))
         except (KeyError, TypeError, ValueError) as e:
-            raise RunError(f"{path}: benchmark {i} lacks a readable {e} (a file of another tool or "
+            raise RunError(f"{run.path}: benchmark {i} lacks a readable {e} (a file of another tool or "
                            "pytest-benchmark version?)") from None
-        if not math.isfinite(records[-1].median) or records[-1].median <= 0:
-            raise RunError(f"{path}: benchmark {i} ({b['name']}) has median {records[-1].median} (valid: a positive "
-                           "time in seconds)")
-    return records
+        if not math.isfinite(out[-1].median) or out[-1].median <= 0:
+            raise RunError(f"{run.path}: benchmark {i} ({b['name']}) has median {out[-1].median} (valid: a "
+                           "positive time in seconds)")
+    return out
 
 
 def differences(a: Record, b: Record) -> list[str]:

@@ -51,14 +51,17 @@ def timer_for(device: str) -> SyncTimer:
     return SyncTimer(synchronizer(device), device)
 
 
+def clocked(fn: Callable[[], object], sync: Callable[[], None]) -> float:
+    """Seconds of one call of `fn`, with the device synchronised before and after: the one timed-call
+    helper of the suite (warm-up, calibration peaks, the gate's own trials, ddp epochs)."""
+    sync()
+    start = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - start
+
+
 def warm_up(fn: Callable[[], object], calls: int, sync: Callable[[], None]) -> list[float]:
     """Run `fn` `calls` times (lazy init, autotuning, compilation, allocator growth), each synchronised;
     return each call's seconds (the first includes whatever one-off cost the workload has)."""
-    durations = []
-    for _ in range(calls):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        durations.append(time.perf_counter() - start)
-    return durations
+    return [clocked(fn, sync) for _ in range(calls)]

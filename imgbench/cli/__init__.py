@@ -1,0 +1,33 @@
+"""`imgbench` command line. Thin: `parser` parses, `commands` call the library, this sets the exit code.
+
+Exit codes: 0 success; 1 benchmarks failed or a case regressed; 2 bad input; 130 interrupted
+(Ctrl-C; nothing saved); other values are pytest's own (3 internal error, 4 usage error, 5 no
+benchmark selected).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from imgbench.cli import commands
+from imgbench.cli.parser import EXIT_BAD_INPUT, build
+from imgbench.errors import UserError
+from imgbench.runner import EXIT_INTERRUPTED
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build().parse_args(argv)
+    try:
+        return commands.COMMANDS[args.command](args)
+    except UserError as e:  # only the user's mistakes: a bug keeps its traceback
+        print(f"imgbench: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as e:  # a path we were told to read or write: an unwritable --out, a full disk
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"imgbench: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("imgbench: interrupted; nothing saved", file=sys.stderr)
+        return EXIT_INTERRUPTED

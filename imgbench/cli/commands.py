@@ -1,0 +1,257 @@
+"""One short function per command: check the input, call the library, print, return the exit code.
+Heavy modules (torch) are imported inside the commands that time something, so compare, plot and
+report start fast."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from imgbench import options, runner, storage, verdict
+from imgbench.cli.parser import family_effects, percent
+from imgbench.errors import UserError
+
+
+def _progress(command: str):
+    return lambda message: print(f"imgbench {command}: {message}", file=sys.stderr, flush=True)
+
+
+def _threads(text: str | None) -> int | None:
+    return None if text is None else options.positive_int("thread count", text)
+
+
+def cmd_env(args) -> int:
+    import torch
+
+    from imgbench import devices, environment
+
+    threads = _threads(args.threads)
+    if threads:
+        torch.set_num_threads(threads)
+    env = environment.environment(threads=threads or devices.usable_cores())
+    print(env["fingerprint"] if args.fingerprint else json.dumps(env, indent=2) if args.json else
+          environment.describe(env))
+    return 0
+
+
+def cmd_list(args) -> int:
+    from imgbench import config, devices, models
+
+    listing = {
+        "models": {n: {"input_shape": list(models.spec(n).input_shape), "num_classes": models.spec(n).num_classes,
+                       "summary": models.spec(n).summary} for n in models.names()},
+        "families": config.FAMILIES,
+        "axes": {"device": config.DEVICES, "devices_here": devices.available(), "batch_size": "32,128",
+                 "optimizer": list(config.OPTIMIZERS), "dataset": list(config.DATASETS),
+                 "precision": list(config.PRECISIONS), "memory_format": list(config.MEMORY_FORMATS),
+                 "compile": list(config.COMPILE)},
+        "profiles": {p.name: p.summary for p in config.PROFILES.values()},
+    }
+    if args.json:
+        print(json.dumps(listing, indent=2))
+        return 0
+    out = ["models:"]
+    out += [f"  {n:<10} {'x'.join(map(str, m['input_shape'])):<10} {m['summary']}"
+            for n, m in listing["models"].items()]
+    out += ["families:"] + [f"  {n:<10} {s}" for n, s in config.FAMILIES.items()]
+    out += ["axes:"] + [f"  {o.flag:<15} {o.valid}; default {o.default or o.unset}" for o in options.OPTIONS]
+    out += [f"  devices here: {', '.join(devices.available())}"]
+    out += ["profiles:"] + [f"  {n:<10} {s}" for n, s in listing["profiles"].items()]
+    print("\n".join(out))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from imgbench import compare, results, runfile
+
+    effects = family_effects(args.family_effect)
+    cand_run, base_run = runfile.read(args.candidate), runfile.read(args.baseline)
+    cand, base = results.records(cand_run), results.records(base_run)
+    history_files = results.find(args.history)
+    history = [results.load(p) for p in history_files]
+    notes = [f"{run.path}: written by an older imgbench (run file schema {run.schema}), lacks "
+             f"{', '.join(run.missing)}: not checked" for run in {r.path: r for r in (cand_run, base_run)}.values()
+             if run.missing]
+    if args.history and not history_files:
+        notes.append(f"no stored runs in {' '.join(args.history)}: judged without a history bound")
+    if (other := compare.hardware(base, cand)) is None:
+        verdicts, only_cand, only_base = compare.compare(base, cand, history, args.min_effect / 100, effects)
+    else:
+        verdicts, only_cand, only_base = compare.compare_speedups(base, cand, args.min_effect / 100, effects)
+        print(f"imgbench: {other}: absolute times are not compared; comparing GPU-over-CPU speedups "
+              "(ratio = baseline speedup / candidate speedup, > 1 is worse)", flush=True)
+        if history:
+            notes.append("the history is not used across machine classes")
+    if not verdicts:
+        raise UserError(f"no case of {args.candidate} is in {args.baseline}: nothing to compare")
+    if only_base:
+        notes.append(f"only in the baseline (not run by the candidate): {', '.join(only_base)}")
+    if only_cand:
+        notes.append(f"only in the candidate (new, no baseline): {', '.join(only_cand)}")
+    return _report(verdicts, args.markdown, notes)
+
+
+def _report(verdicts, markdown: bool, notes=()) -> int:
+    """The verdict table, any notes, a count per verdict; exit 1 when a case regressed."""
+    print(verdict.render(verdicts, markdown=markdown))
+    for note in notes:
+        print(note)
+    counts = verdict.counts(verdicts)
+    print(", ".join(f"{n} {k}" for k, n in counts.items()))
+    return 1 if counts[verdict.REGRESSION] else 0
+
+
+def _benches_dir(given: str | None) -> Path:
+    candidates = [Path(given)] if given else [Path(__file__).resolve().parents[2] / "benches",
+                                               Path.cwd() / "benches"]
+    for c in candidates:
+        if c.is_dir() and any(c.glob("bench_*.py")):
+            return c
+    raise UserError(f"no benches folder at {', '.join(map(str, candidates))} (run from a checkout of imgbench, "
+                    "or pass --benches DIR)")
+
+
+def _pytest_args(args):
+    """Check every option before pytest starts (same one-line messages as the plugin); the settings
+    and the args that run the benches with them."""
+    from imgbench import data
+
+    s = options.settings(lambda name: getattr(args, name))
+    if s.dataset != "synthetic":
+        data.real(s.dataset, s.data_root)
+    given = {o.dest: getattr(args, o.dest) for o in options.OPTIONS}
+    out = [str(_benches_dir(args.benches)), "-p", "no:xdist", *options.pytest_args(given), "--benchmark-sort=fullname"]
+    return s, out
+
+
+def _rest(args) -> list[str]:
+    return args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
+
+
+def _machine_folder(parent: str, option: str) -> Path:
+    from imgbench import environment
+
+    return storage.writable_folder(Path(parent) / environment.environment()["fingerprint"], option)
+
+
+def cmd_run(args) -> int:
+    s, pytest_args = _pytest_args(args)
+    folder = _machine_folder(args.storage, "--storage")
+    if args.json:
+        if Path(args.json).is_dir():
+            raise UserError(f"--json {args.json}: is a folder (give a file path, e.g. results/run.json)")
+        storage.writable_folder(Path(args.json).parent, "--json")
+    pytest_args.append(f"--benchmark-storage={folder}")  # where pytest-benchmark looks for what it compares
+    prev = storage.previous_run(folder, args.profile, s.devices)
+    if prev is None:
+        print(f"imgbench: no earlier '{args.profile}' run on {', '.join(s.devices)} saved in {folder}: this run "
+              "becomes the first; the next run is compared with it", flush=True)
+    else:
+        print(f"imgbench: comparing with the previous run {prev}", flush=True)
+        pytest_args.append(f"--benchmark-compare={prev.resolve()}")
+    # Saved by us, not by --benchmark-save: pytest-benchmark writes in place, so Ctrl-C could leave
+    # half a file in the history.
+    with storage.partial(folder, "run") as tmp:
+        code = runner.run(pytest_args + _rest(args), tmp)
+        if code not in (0, 1) or not tmp.is_file():
+            print(f"imgbench: the run did not finish (exit {code}); nothing saved", file=sys.stderr)
+            return code
+        saved = storage.save_run(tmp, folder, args.profile)
+    print(f"imgbench: run saved to {saved}", flush=True)
+    if args.json:
+        from imgbench import files
+
+        with files.atomic(args.json) as out:
+            shutil.copyfile(saved, out)
+        print(f"imgbench: run copied to {args.json}", flush=True)
+    return code
+
+
+def cmd_baseline(args) -> int:
+    s, pytest_args = _pytest_args(args)
+    final = storage.baseline_path(_machine_folder(args.folder, "--folder"), args.profile)
+    storage.check_baseline(final, s)
+    with storage.partial(final.parent, final.name) as tmp:
+        code = runner.run([*pytest_args, *_rest(args)], tmp)
+        if code != 0 or not tmp.is_file():
+            why = f"the run failed (exit {code})" if code else "the run wrote no benchmark data"
+            print(f"imgbench: {why}; baseline unchanged", file=sys.stderr)
+            return code or 1
+        replaced = storage.save_baseline(tmp, final)
+    print(f"imgbench: baseline written to {final}", flush=True)
+    if replaced:
+        print(f"imgbench: replaced {len(replaced)} case(s) of the earlier baseline: {', '.join(replaced)}", flush=True)
+    return code
+
+
+def cmd_ab(args) -> int:
+    import tempfile
+
+    from imgbench import ab
+
+    if not args.base and not args.base_python:
+        raise UserError("ab needs --base GIT_REF, --base-python PATH, or both")
+    if args.pairs < 3:
+        raise UserError(f"--pairs {args.pairs} is too few to decide anything (valid: 3 or more; 10 by default)")
+    pytest_args = _pytest_args(args)[1][1:] + _rest(args)  # each side runs its own benches/
+    here = _benches_dir(args.benches).parent
+    with tempfile.TemporaryDirectory() as tmp:
+        base_python = ab.python_of(args.base_python)
+        tree = ab.worktree(args.base, here, Path(tmp) / "base") if args.base else here
+        try:
+            sides = ab.samplers(ab.Side("base", tree, base_python), ab.Side("candidate", here, sys.executable),
+                                pytest_args, Path(tmp))
+            verdicts = ab.run(sides, args.pairs, args.alpha, args.min_effect / 100, args.seed, _progress("ab"))
+        finally:
+            if args.base:
+                ab.remove_worktree(here, tree)
+    if not verdicts:
+        raise UserError("no case ran in both versions: nothing to compare")
+    return _report(verdicts, args.markdown)
+
+
+def cmd_gate_check(args) -> int:
+    from imgbench import gatecheck
+
+    effects = [percent("--effects", e) for e in args.effects.split(",")]
+    for name, value, least in (("--trials", args.trials, 1), ("--pairs", args.pairs, 3), ("--rounds", args.rounds, 1)):
+        if value < least:
+            raise UserError(f"{name} {value}: valid is {least} or more")
+    case, fn, sync = gatecheck.case(args.model, args.family, args.device, args.batch_size, args.threads)
+    print(f"imgbench gate-check: {args.family} {case.model} on {case.device}, batch {case.batch_size}, "
+          f"{case.settings.threads} threads; {args.trials} trials per slowdown, {args.pairs} pairs of "
+          f"{args.rounds} rounds", flush=True)
+    tallies = gatecheck.measure(fn, sync, effects, args.trials, args.pairs, args.rounds, args.min_effect / 100,
+                                args.alpha, progress=_progress("gate-check"))
+    print(gatecheck.render(tallies, args.markdown))
+    return 0
+
+
+def _render(args):
+    from imgbench import report, results
+
+    rendered = report.render(results.load_history(args.paths), Path(args.out), args.svg, args.min_effect / 100)
+    for note in rendered.notes:
+        print(f"imgbench {args.command}: {note}", file=sys.stderr)
+    return rendered
+
+
+def cmd_plot(args) -> int:
+    for path in _render(args).figures:
+        print(path)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from imgbench import report
+
+    md, md_path, html_path = report.write(_render(args), Path(args.out))
+    print(md)
+    print(f"imgbench report: wrote {md_path} and {html_path}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"env": cmd_env, "list": cmd_list, "run": cmd_run, "compare": cmd_compare, "baseline": cmd_baseline,
+            "ab": cmd_ab, "gate-check": cmd_gate_check, "plot": cmd_plot, "report": cmd_report}

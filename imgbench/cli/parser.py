@@ -1,0 +1,168 @@
+"""The command line's parser: every command and its options, the axis options from `options.OPTIONS`.
+Parsing only; nothing here imports torch."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import imgbench
+from imgbench import config, options
+from imgbench.errors import UserError
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _number(ok, what: str):
+    """An argparse type: a float that `ok` accepts, else one line naming the text and what is valid."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan  # fails every check
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+    return parse
+
+
+effect = _number(lambda v: 0 <= v < 1000, "a percentage (valid: a number from 0 below 1000)")
+alpha = _number(lambda v: 0 < v < 1, "a significance level (valid: above 0 and below 1)")
+
+
+def percent(option: str, text: str) -> float:
+    """A percentage given inside another option's value, as a fraction."""
+    try:
+        return effect(text) / 100
+    except argparse.ArgumentTypeError:
+        raise UserError(f"{option} {text!r} is not a percentage (valid: numbers from 0, e.g. 0,5,10)") from None
+
+
+def family_effects(items: list[str]) -> dict[str, float]:
+    """--family-effect FAMILY=PERCENT ... -> {family: fraction}."""
+    out = {}
+    for item in items:
+        family, _, text = item.partition("=")
+        if family not in config.FAMILIES:
+            raise UserError(f"--family-effect {item!r}: unknown family {family!r} "
+                            f"(valid: {', '.join(config.FAMILIES)})")
+        try:
+            out[family] = effect(text) / 100
+        except argparse.ArgumentTypeError:
+            raise UserError(f"--family-effect {item!r}: expected FAMILY=PERCENT with PERCENT from 0 below 1000, "
+                            "e.g. epoch=10") from None
+    return out
+
+
+def _bench_command(sub, name: str, what: str, description: str) -> argparse.ArgumentParser:
+    """A command that runs the benches: the axis options from the one table, and --benches."""
+    p = sub.add_parser(name, help=what, description=description)
+    options.add_options(p.add_argument)
+    p.add_argument("--benches", help="the benches folder (default: the checkout's benches/)")
+    return p
+
+
+def _min_effect(p: argparse.ArgumentParser, what: str = "smallest slowdown worth failing for"):
+    p.add_argument("--min-effect", type=effect, default=5.0, metavar="PERCENT", help=f"{what} (default: 5)")
+
+
+def _pytest_rest(p: argparse.ArgumentParser, example: str = ""):
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help=f"after --: more pytest arguments{example}")
+
+
+def build() -> argparse.ArgumentParser:
+    p = _Parser(prog="imgbench", description=imgbench.__doc__,
+                epilog="Run 'imgbench COMMAND --help' for a command's options.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    e = sub.add_parser("env", help="the environment as the suite records it",
+                       description="Hardware, versions and numeric flags recorded with every run.")
+    e.add_argument("--json", action="store_true", help="print JSON instead of text")
+    e.add_argument("--fingerprint", action="store_true", help="print only the machine class (a folder name)")
+    e.add_argument("--threads", help="CPU threads to record (default: every core this process may use)")
+
+    ls = sub.add_parser("list", help="models, benchmark families, axes and profiles",
+                        description="What the suite can run.")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    c = sub.add_parser("compare", help="judge a run against a baseline run (and the history of its machine)",
+                       description="Matches cases by family and params; per case the ratio of medians with a "
+                                   "bootstrap interval from the per-round data, the bound from the run-to-run "
+                                   "spread of --history runs, and a verdict. Exit 1 when any case regresses "
+                                   "beyond the interval, the minimum effect and the history bound.")
+    c.add_argument("candidate", help="the run to judge (pytest-benchmark JSON)")
+    c.add_argument("baseline", help="the run to judge it against")
+    c.add_argument("--history", nargs="*", default=[], metavar="PATH",
+                   help="earlier runs of the same machine class (files or folders)")
+    _min_effect(c)
+    c.add_argument("--family-effect", nargs="*", default=[], metavar="FAMILY=PERCENT",
+                   help="per-family minimum effect, e.g. epoch=10 dataloader=15")
+    c.add_argument("--markdown", action="store_true", help="print a markdown table")
+
+    r = _bench_command(sub, "run", "run the benchmarks, save the run and compare with the previous one",
+                       "Runs `pytest benches` on the devices found, saves the run under STORAGE/<machine "
+                       "fingerprint>/ and compares it with the previous saved run of the same profile on this "
+                       "machine class.")
+    r.add_argument("--storage", default=".benchmarks", help="where runs are saved (default: .benchmarks)")
+    r.add_argument("--json", metavar="PATH", help="also copy the saved run to PATH (e.g. for a CI artifact)")
+    _pytest_rest(r, ", e.g. -- -k train_step")
+
+    ab = _bench_command(sub, "ab", "interleaved A/B of this checkout against a git ref or another Python",
+                        "Times the selected cases of the base (--base GIT_REF and/or --base-python) and of this "
+                        "checkout in the same job, pair by pair in random order; decides per case with a one-sided "
+                        "Mann-Whitney U test at --alpha plus --min-effect, and confirms a regression with as many "
+                        "pairs again before exit 1.")
+    ab.add_argument("--base", metavar="GIT_REF", help="the version to compare with (checked out aside)")
+    ab.add_argument("--base-python", metavar="PATH", help="the base's Python (another environment, e.g. torch)")
+    ab.add_argument("--pairs", type=int, default=10, help="samples per side (default: 10)")
+    ab.add_argument("--alpha", type=alpha, default=0.01, help="significance level (default: 0.01)")
+    _min_effect(ab)
+    ab.add_argument("--seed", type=int, default=0, help="seed of the pair order (default: 0)")
+    ab.add_argument("--markdown", action="store_true", help="print a markdown table")
+    _pytest_rest(ab, ", e.g. -- -k forward")
+
+    g = sub.add_parser("gate-check", help="measure the gate: A/A false alarms and injected-slowdown detection",
+                       description="Times one case again and again in this process: A/A trials (same code "
+                                   "both sides) and trials with a slowdown injected into the candidate, each "
+                                   "judged by the interleaved A/B decision, by compare on two successive runs, "
+                                   "and by pytest-benchmark's --benchmark-compare-fail median:5%%; prints the "
+                                   "share of trials each flagged.")
+    g.add_argument("--model", default="kerascnn", help="the case's model (default: kerascnn)")
+    g.add_argument("--family", default="train_step", choices=["forward", "train_step"],
+                   help="the case's family (default: train_step)")
+    g.add_argument("--device", default="cpu", help="one device (default: cpu)")
+    g.add_argument("--batch-size", default="32", help="one batch size (default: 32)")
+    g.add_argument("--threads", help="CPU threads (default: every core this process may use)")
+    g.add_argument("--trials", type=int, default=100, help="trials per slowdown (default: 100)")
+    g.add_argument("--effects", default="0,5,10", help="injected slowdowns in percent, 0 = A/A (default: 0,5,10)")
+    g.add_argument("--pairs", type=int, default=10, help="A/B samples per side (default: 10)")
+    g.add_argument("--rounds", type=int, default=5, help="timed calls per sample (default: 5)")
+    g.add_argument("--alpha", type=alpha, default=0.01, help="significance level (default: 0.01)")
+    _min_effect(g)
+    g.add_argument("--markdown", action="store_true", help="print a markdown table")
+
+    for name, what in (("plot", "figures from stored runs: speedup trend, throughput, latest vs baseline, epoch"),
+                       ("report", "markdown and self-contained HTML report of stored runs, with the figures")):
+        out = "imgbench-report" if name == "report" else "figures"
+        pr = sub.add_parser(name, help=what,
+                            description=f"{what[0].upper()}{what[1:]}. Reads pytest-benchmark JSON from storage "
+                                        "folders (any number of machine classes) and files; unreadable files are "
+                                        "skipped with a line each.")
+        pr.add_argument("paths", nargs="*", default=[".benchmarks"], metavar="PATH",
+                        help="storage folders and run files (default: .benchmarks)")
+        pr.add_argument("--out", default=out, help=f"output folder (default: {out})")
+        pr.add_argument("--svg", action="store_true", help="SVG files beside the PNGs")
+        _min_effect(pr, "smallest change called a regression or improvement")
+
+    bl = _bench_command(sub, "baseline", "record this machine's baseline (every round's time) for the gate",
+                        "Runs `pytest benches` like `run` and merges the run, every round's time included, into "
+                        "FOLDER/<machine fingerprint>/<profile>.json: its cases replace those of the same id, the "
+                        "others stay; written only when the run succeeded.")
+    bl.add_argument("--folder", default="baselines", help="where baselines live (default: baselines)")
+    _pytest_rest(bl)
+    return p

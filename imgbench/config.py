@@ -1,0 +1,92 @@
+"""Named configuration: the profiles, the benchmark families and the values each axis may take.
+
+Every value is set here once, with its reason. No torch: the light commands (compare, plot, report)
+read these names too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True)
+class Profile:
+    name: str
+    summary: str
+    max_image_size: int | None  # images larger than a model's default are never made; None: the model's own
+    warmup_calls: int           # untimed calls before pytest-benchmark calibrates
+    min_rounds: int             # pytest-benchmark's --benchmark-min-rounds unless given on the command line
+    max_time: float             # pytest-benchmark's --benchmark-max-time unless given
+    long_rounds: int            # rounds of epoch-long cases (no calibration call)
+    epoch_images: int           # images in one epoch of the epoch and ddp families
+    loader_images: int          # images in one pass of the dataloader family
+    transfer_images: int        # images in one transfer-learning epoch
+    conv_scale: int             # spatial size multiplier of the conv family's layers
+
+
+PROFILES = {
+    "quick": Profile(
+        name="quick",
+        summary="images at most 32x32, 2 warm-up calls, >= 5 rounds in ~0.5 s, 512-image epochs; for CI",
+        max_image_size=32,   # a 224-px ResNet epoch is minutes on a 2-core CPU; CI has 90 minutes for everything
+        warmup_calls=2,      # lazy init and allocator growth settle within two calls of these small cases
+        min_rounds=5,        # enough for a median and an interval, few enough for ~300 cases in minutes
+        max_time=0.5,
+        long_rounds=3,       # epochs of 512 images: three give a median without doubling the run
+        epoch_images=512,    # 4 steps at batch 128: a whole epoch's code path, seconds on a CPU
+        loader_images=512,
+        transfer_images=256,
+        conv_scale=1,
+    ),
+    "full": Profile(
+        name="full",
+        summary="each model's real input size, 10 warm-up calls, >= 10 rounds in ~2 s, "
+                "50,000-image epochs (CIFAR-10's training set)",
+        max_image_size=None,  # each model at the size it was designed for (224 px for the ResNets)
+        warmup_calls=10,      # cuDNN autotuning and compilation take more than two calls at real sizes
+        min_rounds=10,
+        max_time=2.0,
+        long_rounds=5,
+        epoch_images=50_000,  # CIFAR-10's training set: the epoch people actually train
+        loader_images=10_000,
+        transfer_images=5_000,
+        conv_scale=4,         # layers at 4x the quick size: the sizes of real feature maps
+    ),
+}
+
+FAMILIES = {  # family -> benches/bench_<family>.py
+    "forward": "inference: eval mode, no grad, batch on the device",
+    "train_step": "forward, loss, backward, optimizer step, batch on the device",
+    "conv": "Conv1d/2d/3d and pooling layers alone, forward and forward+backward, FLOPs and TFLOP/s",
+    "h2d": "host<->device copies: pageable vs pinned, blocking vs non_blocking, sizes, dtypes; copy share of a step",
+    "dataloader": "images/s of the input pipeline alone: workers, pin_memory, PIL + augmentation vs tensors",
+    "epoch": "a full training epoch: DataLoader path vs device-resident path, data-stall share",
+    "transfer": "frozen-backbone transfer learning: full fine-tune vs last layer vs last layer on cached features",
+    "checkpoint": "saving and restoring model + optimizer state (atomic torch.save, torch.load weights_only)",
+    "ddp": "synchronous data-parallel epochs (DDP via torchrun) at world sizes 1, 2, 4...: scaling, communication",
+    "harness": "one empty timed round: the synchronising timer's own cost per round",
+}
+
+DEVICES = "auto, cpu, cuda, cuda:N, mps"
+OPTIMIZERS = ("adam", "sgd")
+DATASETS = ("synthetic", "cifar10", "mnist")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+MEMORY_FORMATS = ("nchw", "channels_last")
+COMPILE = ("off", "on")
+# DataLoader worker counts swept by the dataloader family: 0 (in the main process), 1, 2, then powers
+# of two; only those up to the run's CPU threads run (more workers than threads measures the scheduler).
+WORKER_COUNTS = (0, 1, 2, 4, 8, 16, 32, 64, 128)
+EPOCH_WORKERS = 4  # loader workers of the epoch family's DataLoader path, at most the run's threads
+
+
+def worker_counts(threads: int) -> list[int]:
+    return [w for w in WORKER_COUNTS if w <= threads]
+
+
+def epoch_workers(threads: int) -> int:
+    return min(EPOCH_WORKERS, threads)
+
+
+def image_size(default: int, profile: Profile) -> int:
+    """The one image-size rule of every family: the model's own size, capped by the profile."""
+    return min(default, profile.max_image_size) if profile.max_image_size else default

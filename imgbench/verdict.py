@@ -1,0 +1,79 @@
+"""The one set of decision rules. Whatever measures the noise (a bootstrap interval of one pair of runs,
+a Mann-Whitney test on interleaved A/B samples, a history's run-to-run spread), a case is called a
+regression only when that measure says slower, the slowdown reaches the minimum effect, and (where a
+history exists) the run is slower than the history allows. compare, ab, gate-check, plots and the
+report all decide here; plots only draw what was decided."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from imgbench import table
+
+REGRESSION, IMPROVEMENT, UNCHANGED, NOISY = "regression", "improvement", "unchanged", "too noisy to say"
+VERDICTS = (REGRESSION, IMPROVEMENT, UNCHANGED, NOISY)
+
+
+@dataclass(frozen=True)
+class History:
+    ratio: float    # the candidate's median over the history's median
+    low: float      # smallest usual ratio for this machine (stats.history_interval)
+    bound: float    # largest usual ratio
+
+
+@dataclass(frozen=True)
+class Verdict:
+    name: str
+    family: str
+    base_median: float
+    cand_median: float
+    ratio: float                  # candidate / baseline median: > 1 is slower
+    ci: tuple[float, float] | None  # interval of the ratio; None without per-round data
+    history_ratio: float | None   # candidate / the history's median, for machine classes with history
+    history_bound: float | None   # largest history_ratio the history's run-to-run spread allows
+    min_effect: float
+    verdict: str
+    kind: str = "time"            # "time": medians in seconds; "speedup": GPU-over-CPU speedups
+
+
+def judge(ratio: float, effect: float, slower: bool, faster: bool, ci: tuple[float, float] | None,
+          history: History | None = None) -> str:
+    """`slower` / `faster`: whether the measure of noise says so (an interval above / below 1, or a
+    significant one-sided test). Regression: slower, by the minimum effect, and beyond the history's
+    bound, all three; improvement the mirror image. Unchanged: the interval rules out the minimum
+    effect either way. With neither an interval nor a history there is no measure of noise, so
+    nothing is decided."""
+    if ci is None and history is None:
+        return NOISY
+    if slower and ratio >= 1 + effect and (history is None or history.ratio > history.bound):
+        return REGRESSION
+    if faster and ratio <= 1 / (1 + effect) and (history is None or history.ratio < history.low):
+        return IMPROVEMENT
+    if ci is not None and ci[0] >= 1 / (1 + effect) and ci[1] <= 1 + effect:
+        return UNCHANGED
+    if ci is None and history.low <= history.ratio <= history.bound and abs(ratio - 1) < effect:
+        return UNCHANGED
+    return NOISY
+
+
+def by_interval(ratio: float, ci: tuple[float, float] | None, effect: float, history: History | None = None) -> str:
+    """judge, the interval (or, without one, the ratio itself against the history) saying slower or faster."""
+    lo, hi = ci if ci else (ratio, ratio)
+    return judge(ratio, effect, lo > 1, hi < 1, ci, history)
+
+
+def counts(verdicts: list[Verdict]) -> dict[str, int]:
+    return {k: sum(v.verdict == k for v in verdicts) for k in VERDICTS}
+
+
+def render(verdicts: list[Verdict], markdown: bool = False) -> str:
+    head = ["case", "baseline", "candidate", "ratio", "interval", "vs history (bound)", "verdict"]
+    rows = [[v.name, _value(v, v.base_median), _value(v, v.cand_median), f"{v.ratio:.3f}",
+             f"{v.ci[0]:.3f}-{v.ci[1]:.3f}" if v.ci else "-",
+             f"{v.history_ratio:.3f} ({v.history_bound:.3f})" if v.history_bound else "-", v.verdict]
+            for v in verdicts]
+    return table.render(head, rows, markdown)
+
+
+def _value(v: Verdict, x: float) -> str:
+    return f"{x:.2f}x" if v.kind == "speedup" else table.seconds(x)

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
-from imgbench import data, devices, epochs, models, workloads
-from imgbench.axes import Settings
+from imgbench import config, data, devices, epochs, models, workloads
+from imgbench.options import Settings
 
 SEED = 0
 
@@ -68,8 +68,7 @@ class Case:
             channels, size = data.REAL[self.settings.dataset][3]
             return channels, size, size
         channels, size, _ = models.spec(self.model).input_shape
-        cap = self.settings.profile.max_image_size
-        size = min(size, cap) if cap else size
+        size = config.image_size(size, self.settings.profile)
         return channels, size, size
 
     @property
@@ -128,37 +127,81 @@ class Case:
         w.flops = flops
         return w
 
-    def epoch(self, path: str, num_workers: int) -> workloads.Workload:
+    def trainer(self, model: torch.nn.Module) -> workloads.Trainer:
+        """Training steps of `model`, compiled if the case is, with the run's optimizer, at the case's precision."""
+        return workloads.Trainer(self.compiled(model), self.settings.optimizer, self.precision,
+                                 torch.device(self.device).type)
+
+    def train_step_copy(self, batch: str) -> workloads.Workload:
+        """A step that turns a uint8 batch into float on the device and trains on it. `copied`: each step
+        first copies that batch from host memory (pinned on CUDA, non_blocking); `on_device`: it is there
+        already. The copy is the only difference: its share of the step is 1 - t(on_device) / t(copied)."""
+        if batch not in ("on_device", "copied"):
+            raise ValueError(f"unknown batch {batch!r} (valid: on_device, copied)")
+        trainer = self.trainer(self.build_model())
+        x, y = self.batch()
+        host = (torch.randint(0, 256, x.shape, dtype=torch.uint8), y.cpu())
+        if self.device.startswith("cuda"):
+            host = tuple(t.pin_memory() for t in host)
+        on_device = tuple(t.to(self.device) for t in host)
+
+        def step(xb, yb):
+            return trainer.step(xb.float().div_(255).contiguous(memory_format=self.torch_format), yb)
+
+        def copied():
+            return step(*(t.to(self.device, non_blocking=True) for t in host))
+
+        if batch == "on_device":
+            return workloads.Workload(lambda: step(*on_device), images=x.shape[0], info={"batch": batch})
+        nbytes = sum(t.numel() * t.element_size() for t in host)
+        return workloads.Workload(copied, images=x.shape[0], info={"batch": batch, "copy_bytes": nbytes})
+
+    def empty_epoch(self) -> str | None:
+        """Why an epoch of the profile's images would have no step at this batch size, or None."""
+        return epochs.empty(self.batch_size, self.settings.profile.epoch_images, "epoch", self.settings.profile)
+
+    def epoch_images(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """`n` uint8 images and their labels: the real dataset's, repeated as needed, or seeded synthetic ones."""
+        if self.dataset is None:
+            c, h, w = self.shape
+            return data.synthetic_uint8(n, (c, h, w), self.num_classes, SEED)
+        reps = -(-n // len(self.dataset))
+        return self.dataset.images.repeat(reps, 1, 1, 1)[:n], self.dataset.labels.repeat(reps)[:n]
+
+    def epoch(self, path: str) -> workloads.Workload:
         """One epoch over the profile's number of images: `loader` (DataLoader, per-sample augmentation
-        on the CPU, pinned memory when a GPU takes the batches) or `resident` (all on the device)."""
+        on the CPU in config.epoch_workers(threads) workers, pinned memory when a GPU takes the batches)
+        or `resident` (all on the device)."""
+        if reason := self.empty_epoch():
+            raise EmptyEpoch(reason)
         n = self.settings.profile.epoch_images
-        if self.batch_size > n:
-            raise EmptyEpoch(f"batch {self.batch_size} > {n} images per epoch in the "
-                             f"{self.settings.profile.name} profile")
         c, h, _ = self.shape
-        if self.dataset is not None:
-            images, labels = self.dataset.images, self.dataset.labels
-            reps = -(-n // len(labels))
-            images, labels = images.repeat(reps, 1, 1, 1)[:n], labels.repeat(reps)[:n]
-        else:
-            images, labels = data.synthetic_uint8(n, (c, h, h), self.num_classes, SEED)
+        images, labels = self.epoch_images(n)
         mean, std = (data.MNIST_MEAN, data.MNIST_STD) if c == 1 else (data.CIFAR10_MEAN, data.CIFAR10_STD)
         if path == "resident":
             loader = data.ResidentLoader(images, labels, self.batch_size, self.device, mean, std, seed=SEED)
             info = {"path": path}
         else:
+            workers = config.epoch_workers(self.settings.threads)
             pin = torch.device(self.device).type == "cuda"
             ds = data.TensorImages(images, labels, data.train_transform(h, mean, std))
-            loader = data.loader(ds, self.batch_size, num_workers=num_workers, pin_memory=pin,
-                                 persistent_workers=num_workers > 0, drop_last=True, seed=SEED)
-            info = {"path": path, "num_workers": num_workers, "pin_memory": pin}
+            loader = data.loader(ds, self.batch_size, num_workers=workers, pin_memory=pin,
+                                 persistent_workers=workers > 0, drop_last=True, seed=SEED)
+            info = {"path": path, "num_workers": workers, "pin_memory": pin}
         model = self.build_model()
         x, y = self.batch()
         flops = epochs.train_flops_per_image(model, x, y)
-        model.train()
-        trainer = workloads.Trainer(self.compiled(model), self.settings.optimizer, self.precision,
-                                    torch.device(self.device).type)
+        trainer = self.trainer(model.train())
         steps = n // self.batch_size
         return epochs.epoch(loader, trainer, torch.device(self.device), devices.synchronizer(self.device),
                             steps * self.batch_size, flops, {**info, "steps": steps}, self.torch_format)
 
+
+def reference(device: str, settings: Settings) -> Case:
+    """The suite's "as fast as this hardware trains an image classifier" case, in one fixed configuration:
+    speednet at batch 1024 (the speed records' size; 512 in the quick profile), channels_last, bf16
+    autocast and torch.compile where the device has them."""
+    precision = "bf16" if unsupported(device, "bf16") is None else "fp32"
+    compiled = "on" if unsupported(device, compile="on") is None else "off"
+    batch = 1024 if settings.profile.name == "full" else 512
+    return Case("speednet", device, batch, settings, None, precision, "channels_last", compiled)

@@ -1,32 +1,27 @@
-"""Checkpoints of model + optimizer state: written atomically, read back with weights_only=True."""
+"""Checkpoints of model + optimizer state: written atomically, read back with weights_only=True; and the
+checkpoint family's workload, one save or one load of a model whose optimizer holds state."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
+from imgbench import config, devices, files, models, workloads
+from imgbench.config import Profile
+
+SEED = 0
+STORAGE = "page cache, no fsync"  # what a save or load costs here: serialising, not the disk
+
 
 def save(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> int:
-    """Write the checkpoint to a temporary file beside `path`, then rename it: a process that dies
-    mid-write never leaves a half-written checkpoint (like torch.save, no fsync: a power cut may).
-    Returns the file's size in bytes."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch}, f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would outlive the rename
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path.stat().st_size
+    """Write the checkpoint through files.atomic: a process that dies mid-write never leaves a
+    half-written checkpoint (like torch.save, no fsync: a power cut may). Returns the file's size in bytes."""
+    # A file object, not the temporary path: torch.save would name the archive inside after that path.
+    with files.atomic(path) as tmp, open(tmp, "wb") as f:
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch}, f)
+    return Path(path).stat().st_size
 
 
 def load(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, device) -> int:
@@ -35,3 +30,28 @@ def load(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, d
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     return int(state["epoch"])
+
+
+def trained(model: str, device: str, optimizer: str, image_size: int) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """The seeded model on `device` after one optimizer step, so that the optimizer holds state worth
+    saving (Adam's moments, SGD's momentum buffers)."""
+    torch.manual_seed(SEED)
+    channels = models.spec(model).input_shape[0]
+    net = models.build(model, image_size=image_size).to(device)
+    opt = workloads.make_optimizer(optimizer, net.parameters())
+    net(torch.randn(2, channels, image_size, image_size, device=device)).sum().backward()
+    opt.step()
+    return net, opt
+
+
+def workload(op: str, path: str | Path, model: str, device: str, optimizer: str,
+             profile: Profile) -> workloads.Workload:
+    """One `save` or `load` of `model` (at the profile's image size) and its optimizer's state at `path`."""
+    if op not in ("save", "load"):
+        raise ValueError(f"unknown checkpoint op {op!r} (valid: save, load)")
+    size = config.image_size(models.spec(model).input_shape[1], profile)
+    net, opt = trained(model, device, optimizer, size)
+    nbytes = save(path, net, opt, epoch=1)
+    fn = (lambda: save(path, net, opt, epoch=1)) if op == "save" else (lambda: load(path, net, opt, device))
+    info = {"optimizer": optimizer, "device_name": devices.device_name(device), "op": op, "storage": STORAGE}
+    return workloads.Workload(fn, bytes=nbytes, info=info)

@@ -12,6 +12,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets as tvd
 from torchvision.transforms import v2
 
+from imgbench.errors import UserError
+
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 CIFAR_RECORD = 1 + 3 * 32 * 32  # binary version: label byte, then channel-major pixels
@@ -21,7 +23,7 @@ MNIST_RAW = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A data root that lacks the dataset, or holds corrupt files; the message names them."""
 
 

@@ -16,14 +16,13 @@ import os
 import re
 import subprocess
 import sys
-import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from imgbench import data, files, models, workloads
+from imgbench import data, devices, files, models, timing, workloads
 
 
 class DDPError(RuntimeError):
@@ -117,11 +116,6 @@ def _plain(model, batch_size, images, image_size, epochs, optimizer, seed) -> di
     return {k: v.detach().clone() for k, v in net.named_parameters()}
 
 
-def _sync(device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def worker(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -141,15 +135,14 @@ def worker(argv: list[str] | None = None) -> int:
         net = build(args.model, args.image_size, args.seed).to(device).train()
         ddp = torch.nn.parallel.DistributedDataParallel(net, device_ids=[local] if device.type == "cuda" else None)
         trainer = workloads.Trainer(ddp, args.optimizer, "fp32", device.type)
+        sync = devices.synchronizer(str(device))
 
         def timed_epoch(epoch: int, sync_grads: bool = True) -> float:
             s.set_epoch(epoch)
-            _sync(device)
-            dist.barrier()
-            start = time.perf_counter()
-            run_epoch(loader, trainer, device, sync_grads)
-            _sync(device)
-            took = torch.tensor([time.perf_counter() - start], dtype=torch.float64, device=device)
+            sync()
+            dist.barrier()  # every rank idle and here: the clocks start together
+            seconds = timing.clocked(lambda: run_epoch(loader, trainer, device, sync_grads), sync)
+            took = torch.tensor([seconds], dtype=torch.float64, device=device)
             dist.all_reduce(took, op=dist.ReduceOp.MAX)  # the epoch ends with its slowest rank
             return float(took.item())
 

@@ -9,7 +9,11 @@ from collections.abc import Callable, Iterable
 import torch
 import torch.nn as nn
 
+from imgbench import config, data, devices, models, timing
+from imgbench.config import Profile
 from imgbench.workloads import Trainer, Workload, count_flops
+
+SEED = 0
 
 
 class EpochClock:
@@ -68,7 +72,16 @@ def train_flops_per_image(model: nn.Module, x: torch.Tensor, y: torch.Tensor) ->
     return flops // x.shape[0]
 
 
+def empty(batch_size: int, images: int, what: str, profile: Profile) -> str | None:
+    """Why an epoch of `images` would have no step at this batch size, or None."""
+    if batch_size > images:
+        return f"batch {batch_size} > {images} images per {what} in the {profile.name} profile"
+    return None
+
+
 TRANSFER_MODES = ("full_finetune", "last_layer", "last_layer_cached")
+BACKBONE = "resnet18"  # torchvision's; random weights cost the same as pretrained ones
+TRANSFER_CLASSES = 10
 
 
 def split_head(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
@@ -99,12 +112,9 @@ def transfer(mode: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batc
         trainer = Trainer(head, optimizer, device_type=device_type)
         inputs, net = x, head
         if mode == "last_layer_cached":
-            sync()
-            start = time.perf_counter()
-            with torch.no_grad():
-                inputs = torch.cat([backbone(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-            sync()
-            info["cache_s"] = time.perf_counter() - start
+            cached = []
+            info["cache_s"] = timing.clocked(lambda: cached.append(features(backbone, x, batch_size)), sync)
+            inputs = cached[0]
 
     def fn():
         for i in range(steps):
@@ -115,3 +125,28 @@ def transfer(mode: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batc
             trainer.step(xb, yb, net)
 
     return Workload(fn, images=steps * batch_size, info=info, long=True)
+
+
+def features(backbone: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """The backbone's output for every image of `x`, computed in batches, without autograd."""
+    with torch.no_grad():
+        return torch.cat([backbone(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def transfer_empty(batch_size: int, profile: Profile) -> str | None:
+    """Why a transfer epoch of the profile would have no step at this batch size, or None."""
+    return empty(batch_size, profile.transfer_images, "transfer epoch", profile)
+
+
+def transfer_epoch(mode: str, device: str, batch_size: int, optimizer: str, profile: Profile) -> Workload:
+    """The transfer family's case: a seeded BACKBONE with a TRANSFER_CLASSES-way head, one epoch of the
+    profile's transfer_images synthetic images at the profile's size, already on the device."""
+    size = config.image_size(models.spec(BACKBONE).input_shape[1], profile)
+    n = profile.transfer_images
+    torch.manual_seed(SEED)
+    model = models.build(BACKBONE, num_classes=TRANSFER_CLASSES, image_size=size).to(device)
+    x, y = data.synthetic_batch(n, (3, size, size), TRANSFER_CLASSES, seed=SEED, device=device)
+    w = transfer(mode, model, x, y, batch_size, optimizer, devices.synchronizer(device))
+    w.info = {"backbone": BACKBONE, "image_size": size, "images_per_epoch": n,
+              "device_name": devices.device_name(device), **w.info}
+    return w

@@ -32,6 +32,11 @@ class UnknownModelError(ValueError):
 
 def register(name: str, input_shape: tuple[int, int, int], summary: str, num_classes: int = 10,
              min_image_size: int = 1):
+    """Register the decorated builder under `name`; a name taken already is refused, as torchvision's
+    register_model refuses it (a second model would silently replace the first)."""
+    if name in REGISTRY:
+        raise ValueError(f"model {name!r} is already registered ({REGISTRY[name].summary})")
+
     def wrap(fn):
         REGISTRY[name] = ModelSpec(name, fn, input_shape, num_classes, min_image_size, summary)
         return fn

@@ -5,14 +5,12 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from imgbench import ab, cli, compare
-
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT
+from imgbench import ab, cli, verdict
 
 
 def fake_sides(base_s, cand_s, calls, spread=0.01):
@@ -40,22 +38,22 @@ def test_pairs_run_in_random_order_both_sides_each_time():
 def test_a_real_slowdown_is_a_regression_and_a_null_one_is_not():
     calls = []
     (v,) = ab.run(fake_sides(1.0, lambda n: 1.10, calls), pairs=10)
-    assert v.verdict == compare.REGRESSION and v.ratio == pytest.approx(1.10, rel=0.02)
+    assert v.verdict == verdict.REGRESSION and v.ratio == pytest.approx(1.10, rel=0.02)
     assert len(calls) == 40  # confirmed by a second set of pairs
     calls.clear()
     (v,) = ab.run(fake_sides(1.0, lambda n: 1.0, calls), pairs=10)
-    assert v.verdict in (compare.UNCHANGED, compare.NOISY) and len(calls) == 20
+    assert v.verdict in (verdict.UNCHANGED, verdict.NOISY) and len(calls) == 20
 
 
 def test_a_slowdown_below_the_minimum_effect_does_not_fail():
     (v,) = ab.run(fake_sides(1.0, lambda n: 1.03, [], spread=0.001), pairs=10, min_effect=0.05)
-    assert v.verdict != compare.REGRESSION
+    assert v.verdict != verdict.REGRESSION
 
 
 def test_an_unconfirmed_regression_does_not_fail():
     # slow only during the first set of pairs (a passing disturbance), normal in the confirming set
     (v,) = ab.run(fake_sides(1.0, lambda n: 1.3 if n <= 20 else 1.0, []), pairs=10)
-    assert v.verdict != compare.REGRESSION
+    assert v.verdict != verdict.REGRESSION
 
 
 def test_a_significance_level_outside_0_1_is_refused(capsys):

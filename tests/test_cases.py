@@ -8,10 +8,11 @@ import dataclasses
 import pytest
 import torch
 
-from imgbench import axes, cases, devices, epochs, workloads
+from imgbench import cases, config, data, devices, epochs, workloads
+from imgbench.options import Settings
 
-SETTINGS = axes.Settings(devices=["cpu"], batch_sizes=[4], models=["mlp"], profile=axes.PROFILES["quick"],
-                         threads=1, optimizer="adam", dataset="synthetic", data_root=None)
+SETTINGS = Settings(devices=["cpu"], batch_sizes=[4], models=["mlp"], profile=config.PROFILES["quick"],
+                    threads=1, optimizer="adam", dataset="synthetic", data_root=None)
 
 # MLP on a 1x28x28 input: multiply-adds per image of its three Linear layers
 MLP_MACS = (784 * 512, 512 * 512, 512 * 10)
@@ -97,7 +98,7 @@ def case(model: str = "mlp", **kw) -> cases.Case:
 def test_shape_capped_by_profile():
     assert case("resnet18").shape == (3, 32, 32)
     assert case("mlp").shape == (1, 28, 28)  # already below the cap
-    full = dataclasses.replace(SETTINGS, profile=axes.PROFILES["full"])
+    full = dataclasses.replace(SETTINGS, profile=config.PROFILES["full"])
     assert cases.Case("resnet18", "cpu", 4, full).shape == (3, 224, 224)
     assert case("resnet18").num_classes == 1000
 
@@ -169,7 +170,7 @@ def test_train_step_flops():
 
 def test_resident_epoch_workload():
     c = case()
-    w = c.epoch("resident", num_workers=0)
+    w = c.epoch("resident")
     n = SETTINGS.profile.epoch_images
     assert w.long and w.images == (n // 4) * 4
     assert w.info == {"path": "resident", "steps": n // 4}
@@ -180,14 +181,64 @@ def test_compiled_resets_dynamo_and_compiles_static_shapes(monkeypatch):
     calls = []
     monkeypatch.setattr(torch._dynamo, "reset", lambda: calls.append("reset"))
     monkeypatch.setattr(torch, "compile", lambda model, **kw: calls.append(("compile", kw)) or model)
-    s = axes.Settings(["cpu"], [4], ["mlp"], axes.PROFILES["quick"], 1, "adam", "synthetic", None)
     model = torch.nn.Linear(2, 2)
-    assert cases.Case("mlp", "cpu", 4, s, compile="on").compiled(model) is model
+    assert case(compile="on").compiled(model) is model
     assert calls == ["reset", ("compile", {"dynamic": False})]
-    assert cases.Case("mlp", "cpu", 4, s, compile="off").compiled(model) is model and len(calls) == 2
+    assert case(compile="off").compiled(model) is model and len(calls) == 2
 
 
 def test_an_epoch_without_a_single_step_is_refused():
-    s = axes.Settings(["cpu"], [1024], ["mlp"], axes.PROFILES["quick"], 1, "adam", "synthetic", None)
+    big = cases.Case("mlp", "cpu", 1024, SETTINGS)
+    assert big.empty_epoch() == "batch 1024 > 512 images per epoch in the quick profile"
     with pytest.raises(cases.EmptyEpoch, match="batch 1024 > 512 images per epoch in the quick profile"):
-        cases.Case("mlp", "cpu", 1024, s).epoch("resident", 0)
+        big.epoch("resident")
+    assert case().empty_epoch() is None
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")  # no worker starts: the loader is not read
+@pytest.mark.parametrize(("threads", "workers"), [(1, 1), (2, 2), (3, 3), (64, config.EPOCH_WORKERS)])
+def test_loader_epoch_workers_follow_the_threads(threads, workers):
+    c = cases.Case("mlp", "cpu", 128, dataclasses.replace(SETTINGS, threads=threads))
+    w = c.epoch("loader")
+    assert w.info == {"path": "loader", "num_workers": workers, "pin_memory": False, "steps": 4}
+
+
+@pytest.mark.parametrize("batch", ["on_device", "copied"])
+def test_train_step_copy_trains_on_the_uint8_batch(batch):
+    c = case("kerascnn")
+    w = c.train_step_copy(batch)
+    assert w.images == 4
+    assert w.info == ({"batch": "copied", "copy_bytes": 4 * 3 * 32 * 32 + 4 * 8} if batch == "copied"
+                      else {"batch": "on_device"})
+    losses = [w.fn().item() for _ in range(3)]
+    assert len(set(losses)) == 3  # each call is a step on the same batch
+
+
+def test_train_step_copy_steps_alike_with_or_without_the_copy():
+    """The copy is the only difference: both train the same seeded model on the same batch."""
+    assert case("kerascnn").train_step_copy("on_device").fn().item() == \
+        case("kerascnn").train_step_copy("copied").fn().item()
+    with pytest.raises(ValueError, match="'pinned'"):
+        case().train_step_copy("pinned")
+
+
+def test_reference_case_takes_what_the_device_has(monkeypatch):
+    full = dataclasses.replace(SETTINGS, profile=config.PROFILES["full"])
+    r = cases.reference("cpu", full)
+    assert (r.model, r.batch_size, r.memory_format, r.dataset) == ("speednet", 1024, "channels_last", None)
+    assert cases.reference("cpu", SETTINGS).batch_size == 512
+    monkeypatch.setattr(cases, "unsupported", lambda device, precision="fp32", compile="off": "no")
+    assert (cases.reference("cpu", SETTINGS).precision, cases.reference("cpu", SETTINGS).compile) == ("fp32", "off")
+    monkeypatch.setattr(cases, "unsupported", lambda device, precision="fp32", compile="off": None)
+    assert (cases.reference("cpu", SETTINGS).precision, cases.reference("cpu", SETTINGS).compile) == ("bf16", "on")
+
+
+def test_epoch_images_repeat_a_real_dataset_to_the_epoch():
+    images, labels = torch.arange(3, dtype=torch.uint8).view(3, 1, 1, 1).expand(3, 3, 32, 32), torch.arange(3)
+    c = cases.Case("kerascnn", "cpu", 4, dataclasses.replace(SETTINGS, dataset="cifar10"),
+                   data.TensorImages(images, labels))
+    x, y = c.epoch_images(8)
+    assert x.shape == (8, 3, 32, 32) and y.tolist() == [0, 1, 2, 0, 1, 2, 0, 1]
+    assert x[:, 0, 0, 0].tolist() == y.tolist()
+    synthetic = case("kerascnn").epoch_images(8)
+    assert synthetic[0].shape == (8, 3, 32, 32) and synthetic[0].dtype == torch.uint8

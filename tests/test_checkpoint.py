@@ -1,5 +1,5 @@
 """Checkpoints (imgbench.checkpoint): a resumed run continues bit for bit, saves are atomic, loads run no
-pickled code, and save reports the file's size."""
+pickled code, and save reports the file's size; the checkpoint family's workload."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pickle
 import pytest
 import torch
 
-from imgbench import checkpoint, models, workloads
+from imgbench import checkpoint, config, files, models, workloads
 
 STEPS = 6
 SAVE_AFTER = 2  # steps 0..2 run before the save, 3..5 after the restore
@@ -175,3 +175,38 @@ def test_saved_file_has_the_usual_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "c.pt").stat().st_mode & 0o777 == 0o644
+
+
+def test_save_writes_through_the_one_atomic_writer(tmp_path, monkeypatch):
+    used, real = [], files.atomic
+
+    def atomic(dest):
+        used.append(dest)
+        return real(dest)
+
+    monkeypatch.setattr(checkpoint.files, "atomic", atomic)
+    model, opt = fresh(0, "sgd")
+    checkpoint.save(tmp_path / "sub" / "c.pt", model, opt, 0)
+    assert used == [tmp_path / "sub" / "c.pt"] and (tmp_path / "sub" / "c.pt").is_file()
+
+
+def test_trained_model_has_optimizer_state_to_save():
+    net, opt = checkpoint.trained("kerascnn", "cpu", "adam", 16)
+    assert len(opt.state) == len(list(net.parameters()))  # Adam's moments for every weight
+    again, _ = checkpoint.trained("kerascnn", "cpu", "adam", 16)
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), again.parameters(), strict=True))  # seeded
+
+
+@pytest.mark.parametrize(("profile", "size"), [("quick", 32), ("full", 64)])
+def test_the_checkpoint_case_saves_and_loads_at_the_profile_size(tmp_path, profile, size):
+    path = tmp_path / "c.pt"
+    save = checkpoint.workload("save", path, "tinyvgg", "cpu", "adam", config.PROFILES[profile])
+    net, opt = checkpoint.trained("tinyvgg", "cpu", "adam", size)  # tinyvgg's weights follow its input size
+    assert save.bytes == path.stat().st_size == checkpoint.save(tmp_path / "same.pt", net, opt, epoch=1)
+    assert {k: save.info[k] for k in ("op", "optimizer", "storage")} == {
+        "op": "save", "optimizer": "adam", "storage": "page cache, no fsync"}
+    load = checkpoint.workload("load", path, "tinyvgg", "cpu", "adam", config.PROFILES[profile])
+    assert load.info["op"] == "load" and load.bytes == save.bytes
+    load.fn()
+    with pytest.raises(ValueError, match="'copy'"):
+        checkpoint.workload("copy", path, "tinyvgg", "cpu", "adam", config.PROFILES[profile])

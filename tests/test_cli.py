@@ -4,13 +4,12 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from imgbench import axes, cli, devices, models
-
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT
+from imgbench import cli, config, devices, environment, models
+from imgbench.cli import commands
 
 
 def imgbench(*args, cwd=ROOT):
@@ -66,7 +65,7 @@ def test_list_names_models_families_axes_profiles(capsys):
 
 def test_every_family_has_its_bench_file_and_back():
     files = {p.stem.removeprefix("bench_") for p in (ROOT / "benches").glob("bench_*.py")}
-    assert files == set(axes.FAMILIES)
+    assert files == set(config.FAMILIES)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -85,31 +84,6 @@ def test_run_bad_input_exits_2_with_one_line(capsys, args, message):
     assert cli.main(["run", *args]) == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("imgbench: error: ") and message in err[0]
-
-
-def test_previous_run_is_the_newest_of_the_same_profile_by_date(tmp_path):
-    old, new = tmp_path / "Linux-CPython-3.11-64bit", tmp_path / "Linux-CPython-3.12-64bit"
-    old.mkdir()
-    new.mkdir()
-    assert cli.previous_run(tmp_path, "quick") is None
-    for folder, name, day in [(old, "0001_quick.json", 1), (old, "0002_full.json", 2), (old, "0003_quick.json", 3),
-                              (old, "0009_quick.json", 4), (new, "0001_quick.json", 5), (new, "0002_full.json", 6)]:
-        (folder / name).write_text(json.dumps({"datetime": f"2026-11-0{day}T00:00:00"}))
-    assert cli.previous_run(tmp_path, "quick") == new / "0001_quick.json"  # after a Python upgrade
-    assert cli.previous_run(tmp_path, "full") == new / "0002_full.json"
-
-
-def test_previous_run_ran_the_same_devices(tmp_path):
-    folder = tmp_path / "Linux-CPython-3.11-64bit"
-    folder.mkdir()
-    for name, day, ran in [("0001_full.json", 1, ["cuda"]), ("0002_full.json", 2, ["cpu"]),
-                           ("0003_full.json", 3, ["cuda"]), ("0004_full.json", 4, ["cpu"])]:
-        (folder / name).write_text(json.dumps({"datetime": f"2026-11-0{day}T00:00:00", "imgbench": {"devices": ran}}))
-    (folder / "0005_full.json").write_text('{"datetime": "2026-11-05T00:00:00", "benchmarks": [')  # truncated
-    assert cli.previous_run(tmp_path, "full", ["cuda"]) == folder / "0003_full.json"
-    assert cli.previous_run(tmp_path, "full", ["cpu"]) == folder / "0004_full.json"
-    assert cli.previous_run(tmp_path, "full", ["cpu", "cuda"]) is None
-    assert cli.previous_run(tmp_path, "full") == folder / "0004_full.json"
 
 
 @pytest.mark.parametrize("option, value, message", [
@@ -149,7 +123,7 @@ def test_run_saves_then_compares_with_the_previous_run(tmp_path):
     assert first.returncode == 0, first.stdout + first.stderr
     assert "no earlier 'quick' run on cpu saved" in first.stdout
     (folder,) = tmp_path.iterdir()
-    assert folder.name == devices.environment()["fingerprint"]
+    assert folder.name == environment.environment()["fingerprint"]
     (saved,) = folder.glob("*/0001_quick.json")
     run = json.loads(saved.read_text())
     assert sorted(b["name"] for b in run["benchmarks"]) == [
@@ -186,7 +160,7 @@ def test_baseline_is_written_whole_or_not_at_all(tmp_path):
     done = imgbench(*args)
     assert done.returncode == 0, done.stdout + done.stderr
     (baseline,) = tmp_path.glob("*/quick.json")
-    assert baseline.parent.name == devices.environment()["fingerprint"]
+    assert baseline.parent.name == environment.environment()["fingerprint"]
     run = json.loads(baseline.read_text())
     assert [b["name"] for b in run["benchmarks"]] == ["test_forward[mlp-cpu-bs4]"]
     assert len(run["benchmarks"][0]["stats"]["data"]) == run["benchmarks"][0]["stats"]["rounds"]
@@ -217,7 +191,7 @@ def test_ctrl_c_during_a_run_saves_nothing_and_keeps_earlier_runs(tmp_path):
         "def test_a_quick(benchmark):\n    benchmark(lambda: None)\n"
         f"def test_b_hang(benchmark):\n    pathlib.Path({str(ready)!r}).touch()\n    time.sleep(120)\n")
     storage = tmp_path / "runs"
-    fp = devices.environment()["fingerprint"]
+    fp = environment.environment()["fingerprint"]
     from pytest_benchmark.utils import get_machine_id
 
     earlier = storage / fp / get_machine_id() / "0001_quick.json"
@@ -247,6 +221,6 @@ def test_ctrl_c_in_any_command_is_exit_130_without_a_traceback(monkeypatch, caps
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "cmd_list", interrupted)
+    monkeypatch.setitem(commands.COMMANDS, "list", interrupted)
     assert cli.main(["list"]) == cli.EXIT_INTERRUPTED
     assert capsys.readouterr().err == "imgbench: interrupted; nothing saved\n"

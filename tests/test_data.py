@@ -1,143 +1,34 @@
 """Datasets and loaders (imgbench.data): synthetic tensors, PIL images, image folders, CIFAR-10 (binary and
-python versions) and MNIST read from generated files in tmp_path, and the DataLoader options."""
+python versions) and MNIST read from files the conftest writers lay out in tmp_path, the DataLoader options,
+and the device-resident loader (batches, shuffling, normalisation, augmentation)."""
 
 from __future__ import annotations
 
-import pickle
+import itertools
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision.datasets.cifar as tv_cifar
-from PIL import Image
 from torchvision import datasets as tvd
 from torchvision.transforms import v2
 
+from conftest import (
+    CIFAR_BIN_TRAIN,
+    CIFAR_PY_TRAIN,
+    MARK,
+    MARK_VALUE,
+    idx_labels,
+    stack,
+    write_cifar_bin,
+    write_cifar_py,
+    write_mnist,
+    write_png_folder,
+)
 from imgbench import data
 from imgbench.data import DatasetError
-
-# --- generators for dataset files (plain helpers, shared by the tests below) --------------------------
-
-CIFAR_BIN_TRAIN = [f"data_batch_{i}.bin" for i in range(1, 6)]
-CIFAR_PY_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
-CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-# a pixel placed at a known (channel, row, col) of the first image of the first file
-MARK = (1, 3, 30)
-MARK_VALUE = 255
-
-
-def cifar_arrays(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """n random CIFAR images (uint8, N x 3 x 32 x 32, channel-major) and labels 0-9."""
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
-    labels = rng.integers(0, 10, size=n, dtype=np.uint8)
-    return images, labels
-
-
-def mark(images: np.ndarray) -> np.ndarray:
-    """Blank the first image but for one pixel at MARK, so a wrong decode order cannot go unseen."""
-    images[0] = 0
-    images[(0, *MARK)] = MARK_VALUE
-    return images
-
-
-def cifar_bin_record_bytes(images: np.ndarray, labels: np.ndarray) -> bytes:
-    records = np.concatenate([labels.reshape(-1, 1), images.reshape(len(images), -1)], axis=1)
-    assert records.shape[1] == 3073
-    return records.astype(np.uint8).tobytes()
-
-
-def write_cifar_bin(root: Path, counts=(3, 2, 4, 1, 2), test_count: int = 3, seed: int = 0,
-                    skip: tuple[str, ...] = ()) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Write root/cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin; returns name -> (images, labels)."""
-    folder = root / data.CIFAR_BIN
-    folder.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for i, (name, n) in enumerate(zip([*CIFAR_BIN_TRAIN, "test_batch.bin"], [*counts, test_count],
-                                      strict=True)):
-        images, labels = cifar_arrays(n, seed * 100 + i)
-        if i == 0:
-            mark(images)
-        written[name] = (images, labels)
-        if name not in skip:
-            (folder / name).write_bytes(cifar_bin_record_bytes(images, labels))
-    return written
-
-
-def write_cifar_py(root: Path, counts=(2, 3, 1, 2, 2), test_count: int = 3, seed: int = 0,
-                   skip: tuple[str, ...] = ()) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Write root/cifar-10-batches-py/ pickles in the official layout (what torchvision reads)."""
-    folder = root / data.CIFAR_PY
-    folder.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for i, (name, n) in enumerate(zip([*CIFAR_PY_TRAIN, "test_batch"], [*counts, test_count], strict=True)):
-        images, labels = cifar_arrays(n, seed * 100 + 50 + i)
-        if i == 0:
-            mark(images)
-        written[name] = (images, labels)
-        entry = {"batch_label": f"batch {i}", "labels": [int(v) for v in labels],
-                 "data": images.reshape(n, 3072), "filenames": [f"img_{i}_{j}.png" for j in range(n)]}
-        if name not in skip:
-            with open(folder / name, "wb") as f:
-                pickle.dump(entry, f)
-    if "batches.meta" not in skip:
-        with open(folder / "batches.meta", "wb") as f:
-            pickle.dump({"label_names": CIFAR_CLASSES, "num_cases_per_batch": 10, "num_vis": 3072}, f)
-    return written
-
-
-def stack(written: dict, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    return (np.concatenate([written[n][0] for n in names]),
-            np.concatenate([written[n][1] for n in names]).astype(np.int64))
-
-
-def idx_images(images: np.ndarray) -> bytes:
-    n, h, w = images.shape
-    return struct.pack(">IIII", 2051, n, h, w) + images.astype(np.uint8).tobytes()
-
-
-def idx_labels(labels: np.ndarray) -> bytes:
-    return struct.pack(">II", 2049, len(labels)) + labels.astype(np.uint8).tobytes()
-
-
-def write_mnist(root: Path, n_train: int = 5, n_test: int = 3, seed: int = 0, skip: tuple[str, ...] = ()
-                ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Write root/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte.
-
-    Returns split ("train"/"t10k") -> (images N x 28 x 28, labels)."""
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    written = {}
-    for split, n in (("train", n_train), ("t10k", n_test)):
-        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
-        if split == "train":
-            images[0] = 0
-            images[0, 4, 20] = 200  # row 4, col 20
-        written[split] = (images, labels)
-        files = {f"{split}-images-idx3-ubyte": idx_images(images),
-                 f"{split}-labels-idx1-ubyte": idx_labels(labels)}
-        for name, content in files.items():
-            if name not in skip:
-                (raw / name).write_bytes(content)
-    return written
-
-
-def write_png_folder(root: Path, per_class: dict[str, int], size: int = 8, seed: int = 0
-                     ) -> dict[str, list[np.ndarray]]:
-    rng = np.random.default_rng(seed)
-    written = {}
-    for cls, n in per_class.items():
-        (root / cls).mkdir(parents=True)
-        written[cls] = []
-        for j in range(n):
-            pixels = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(root / cls / f"{j}.png")
-            written[cls].append(pixels)
-    return written
 
 
 def normalized(images_u8: torch.Tensor, mean, std) -> torch.Tensor:
@@ -685,3 +576,128 @@ def test_encoded_images_decode_back_to_the_pixels():
     for i in range(4):
         img, label = ds[i]
         assert torch.equal(v2.functional.pil_to_tensor(img), images[i]) and label == labels[i]
+
+
+# --- ResidentLoader ----------------------------------------------------------------------------------
+
+IDENTITY = ((0.0,), (1 / 255,))  # mean, std under which the loader hands back the uint8 values as floats
+
+
+def unique_images(n: int, c: int = 1, size: int = 5, seed: int = 0) -> torch.Tensor:
+    """n distinct uint8 images with no zero pixel (zero is the padding), labels to be their indices."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(1, 256, (n, c, size, size), generator=g, dtype=torch.uint8)
+    assert len({bytes(im.flatten().tolist()) for im in images}) == n
+    return images
+
+
+def as_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Undo the IDENTITY normalisation (exact up to float rounding)."""
+    assert x.dtype == torch.float32
+    r = x.round()
+    assert torch.allclose(x, r, atol=1e-3, rtol=0)
+    return r.to(torch.uint8)
+
+
+@pytest.mark.parametrize(("n", "bs", "batches"), [(12, 4, 3), (10, 3, 3), (7, 8, 0), (8, 8, 1)])
+def test_resident_loader_drops_incomplete_batch(n, bs, batches):
+    images, labels = data.synthetic_uint8(n, (3, 4, 4))
+    loader = data.ResidentLoader(images, labels, bs, "cpu", *IDENTITY, augment=False)
+    assert len(loader) == batches
+    out = list(loader)
+    assert len(out) == batches
+    for x, y in out:
+        assert x.shape == (bs, 3, 4, 4) and y.shape == (bs,)
+        assert x.dtype == torch.float32 and y.dtype == labels.dtype
+
+
+def test_resident_loader_reshuffles_each_pass():
+    n, bs = 12, 4
+    images, labels = unique_images(n), torch.arange(n)
+    loader = data.ResidentLoader(images, labels, bs, "cpu", *IDENTITY, augment=False, seed=3)
+    passes = [torch.cat([y for _, y in loader]) for _ in range(3)]
+    for p in passes:
+        assert sorted(p.tolist()) == list(range(n))  # every image once per pass
+    assert not torch.equal(passes[0], torch.arange(n))  # shuffled
+    assert not torch.equal(passes[0], passes[1]) and not torch.equal(passes[1], passes[2])
+
+    again = data.ResidentLoader(images, labels, bs, "cpu", *IDENTITY, augment=False, seed=3)
+    assert torch.equal(torch.cat([y for _, y in again]), passes[0])  # seeded
+    other = data.ResidentLoader(images, labels, bs, "cpu", *IDENTITY, augment=False, seed=4)
+    assert not torch.equal(torch.cat([y for _, y in other]), passes[0])
+
+
+def test_resident_loader_incomplete_pass_is_part_of_a_permutation():
+    n, bs = 11, 4
+    loader = data.ResidentLoader(unique_images(n), torch.arange(n), bs, "cpu", *IDENTITY, augment=False)
+    seen = [torch.cat([y for _, y in loader]).tolist() for _ in range(5)]
+    for s in seen:
+        assert len(s) == 8 and len(set(s)) == 8 and set(s) <= set(range(n))
+    assert len({tuple(s) for s in seen}) > 1
+
+
+def test_resident_loader_without_augmentation_returns_the_images():
+    n, bs = 9, 3
+    images = unique_images(n, c=3, size=4)
+    loader = data.ResidentLoader(images, torch.arange(n), bs, "cpu", (0.0, 0.0, 0.0), (1 / 255,) * 3,
+                                 augment=False)
+    for x, y in loader:
+        assert torch.equal(as_uint8(x), images[y])
+
+
+def test_resident_loader_normalises_per_channel():
+    n, bs = 6, 2
+    images = unique_images(n, c=3, size=4)
+    mean, std = (0.1, 0.5, 0.9), (0.2, 0.3, 0.4)
+    loader = data.ResidentLoader(images, torch.arange(n), bs, "cpu", mean, std, augment=False)
+    m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+    for x, y in loader:
+        expected = (images[y].float() / 255 - m) / s
+        torch.testing.assert_close(x, expected)
+    # and the same as the DataLoader path's eval transform
+    x, y = next(iter(loader))
+    torch.testing.assert_close(x, torch.stack([data.eval_transform(mean, std)(images[i]) for i in y]))
+
+
+def crop_of(out: torch.Tensor, source: torch.Tensor, p: int) -> tuple[int, int, bool] | None:
+    """The (dy, dx, flipped) that cuts `out` from the zero-padded `source`, or None."""
+    _, h, w = source.shape
+    padded = F.pad(source, (p, p, p, p))
+    for dy, dx, flip in itertools.product(range(2 * p + 1), range(2 * p + 1), (False, True)):
+        crop = padded[:, dy:dy + h, dx:dx + w]
+        if torch.equal(crop.flip(2) if flip else crop, out):
+            return dy, dx, flip
+    return None
+
+
+def test_resident_loader_augmentation_is_padded_crop_and_flip():
+    n, bs, p = 16, 4, 2
+    images = unique_images(n, c=2, size=5)
+    loader = data.ResidentLoader(images, torch.arange(n), bs, "cpu", (0.0, 0.0), (1 / 255, 1 / 255),
+                                 padding=p, seed=1)
+    found = []
+    for _ in range(4):
+        labels = []
+        for x, y in loader:
+            assert x.shape == (bs, 2, 5, 5)
+            labels += y.tolist()
+            for out, i in zip(as_uint8(x), y.tolist(), strict=True):
+                how = crop_of(out, images[i], p)
+                assert how is not None, f"output for image {i} is no crop/flip of it"
+                found.append(how)
+        assert sorted(labels) == list(range(n))
+    # the augmentation does something, and covers both flips and more than one shift
+    assert {f for _, _, f in found} == {False, True}
+    assert len({(dy, dx) for dy, dx, _ in found}) > 5
+    assert any((dy, dx) != (p, p) for dy, dx, _ in found)
+
+
+def test_resident_loader_augmentation_draws_per_image():
+    """One batch holds different shifts: the crop is drawn per image, not once per batch."""
+    n, p = 32, 4
+    images = unique_images(n, c=1, size=6)
+    loader = data.ResidentLoader(images, torch.arange(n), n, "cpu", (0.0,), (1 / 255,), padding=p)
+    x, y = next(iter(loader))
+    shifts = {crop_of(out, images[i], p) for out, i in zip(as_uint8(x), y.tolist(), strict=True)}
+    assert None not in shifts
+    assert len(shifts) > 3

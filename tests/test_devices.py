@@ -1,6 +1,4 @@
-"""Device names, availability checks and the recorded environment."""
-
-import re
+"""Device names, availability checks and usable cores (imgbench.devices)."""
 
 import pytest
 
@@ -73,25 +71,3 @@ def test_cgroup_quota_caps_usable_cores(tmp_path, monkeypatch):
     assert devices._cgroup_quota(str(tmp_path / "absent")) is None
     monkeypatch.setattr(devices, "_cgroup_quota", lambda: 0.5)
     assert devices.usable_cores() == 1
-
-
-def test_environment_records_what_numbers_depend_on():
-    env = devices.environment(threads=3)
-    assert env["threads"] == 3
-    assert env["cpu"]["cores"] == devices.usable_cores() >= 1
-    assert env["cpu"]["brand"]
-    assert env["gpu_count"] == len(env["gpus"])
-    fp = re.fullmatch(rf"[\w.]+-{env['cpu']['cores']}c((?:-[\w.]+-x\d+)*)", env["fingerprint"])
-    assert fp, env["fingerprint"]
-    assert sum(int(n) for n in re.findall(r"-x(\d+)", fp.group(1))) == env["gpu_count"]
-
-
-def test_fingerprint_names_cpu_cores_and_gpus():
-    env = {"cpu": {"brand": "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", "cores": 16},
-           "gpus": [{"name": "NVIDIA H100 80GB HBM3"}] * 2}
-    assert devices.fingerprint(env) == "Intel_R_Xeon_R_Platinum_8375C_CPU_2.90GHz-16c-NVIDIA_H100_80GB_HBM3-x2"
-    a100, h100 = {"name": "NVIDIA A100-SXM4-40GB"}, {"name": "NVIDIA H100 80GB HBM3"}
-    env["gpus"] = [a100, h100, a100]
-    assert devices.fingerprint(env).endswith("-16c-NVIDIA_A100_SXM4_40GB-x2-NVIDIA_H100_80GB_HBM3-x1")
-    env["gpus"] = []
-    assert devices.fingerprint(env) == "Intel_R_Xeon_R_Platinum_8375C_CPU_2.90GHz-16c"

@@ -72,7 +72,7 @@ def test_a_slowdown_below_the_minimum_effect_is_not_flagged_by_ab_or_compare(clo
 def test_table_lists_each_method_with_counts_and_rates():
     tallies = [gatecheck.Tally(m, e, flagged=f, trials=100) for m in gatecheck.METHODS
                for e, f in ((0.0, 1), (0.1, 95))]
-    md = gatecheck.table(tallies, markdown=True).splitlines()
+    md = gatecheck.render(tallies, markdown=True).splitlines()
     assert md[0] == "| method | A/A false alarms | 10% slowdown caught |"
     assert md[2] == "| ab | 1/100 (1%) | 95/100 (95%) |"
     assert len(md) == 2 + len(gatecheck.METHODS)

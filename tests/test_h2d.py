@@ -3,13 +3,13 @@ copy-in-the-step code paths exercised on the CPU with the accelerator check lift
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
+from conftest import ROOT
 from imgbench import devices
 
-BENCH = Path(__file__).resolve().parent.parent / "benches" / "bench_h2d.py"
+BENCH = ROOT / "benches" / "bench_h2d.py"
 
 
 @pytest.fixture
@@ -31,9 +31,13 @@ def test_without_an_accelerator_every_case_is_skipped_saying_so(h2d, monkeypatch
 
 def test_copy_paths_on_the_cpu(h2d):
     h2d.makeconftest("""
-import bench_h2d
+import pytest
+from imgbench import copies
 pytest_plugins = ["imgbench.plugin"]
-bench_h2d.need_accelerator = lambda device: None  # let the cpu stand in for a device
+
+@pytest.fixture(autouse=True)
+def cpu_stands_in_for_a_device(monkeypatch):
+    monkeypatch.setattr(copies, "no_accelerator", lambda device: None)
 """)
     out = h2d.path / "out.json"
     result = h2d.runpytest("bench_h2d.py", "--model", "mlp", "--batch-size", "4", "-k", "not 256MiB",
@@ -41,8 +45,11 @@ bench_h2d.need_accelerator = lambda device: None  # let the cpu stand in for a d
                            "-p", "no:cacheprovider")
     assert result.ret == 0, result.stdout.str()
     runs = {b["name"]: b for b in json.loads(out.read_text())["benchmarks"]}
-    copy = runs["test_copy[cpu-16MiB-float32-pageable-non_blocking-h2d]"]["extra_info"]
-    assert copy["bytes"] == 16 << 20 and copy["gb_per_s"] > 0 and copy["non_blocking"] is True
+    copy = runs["test_copy[cpu-16MiB-float32-pageable-non_blocking-h2d]"]
+    info = copy["extra_info"]
+    assert info["bytes"] == 16 << 20 and info["non_blocking"] is True
+    assert info["gb_per_s"] == pytest.approx(info["bytes"] / copy["stats"]["median"] / 1e9)
+    assert (info["direction"], info["memory"], info["dtype"]) == ("h2d", "pageable", "float32")
     batch = runs["test_copy[cpu-cifar_batch-uint8-pageable-blocking-d2h]"]["extra_info"]
     assert batch["bytes"] == 128 * 3 * 32 * 32
     assert not any("pinned" in name for name in runs)  # pinned memory is skipped off CUDA

@@ -2,11 +2,11 @@
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
-from imgbench import axes, cases, devices, models
+from conftest import write_cifar_bin
+from imgbench import cases, config, devices, models, options, runfile
 
 BENCH = """
 def test_train(case, measure):
@@ -33,16 +33,6 @@ def run_json(pytester, *args):
     result = pytester.runpytest("bench_x.py", "--benchmark-json=out.json", *FAST, *args)
     assert result.ret == 0, result.stdout.str()
     return json.loads((pytester.path / "out.json").read_text())
-
-
-def write_cifar_bin(root, n=4):
-    folder = root / "cifar-10-batches-bin"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
-        records = rng.integers(0, 256, (n, 3073), dtype=np.uint8)
-        records[:, 0] %= 10
-        records.tofile(folder / name)
 
 
 @pytest.mark.parametrize("args, expected", [
@@ -95,7 +85,7 @@ def test_ids_are_readable_and_stable(bench_dir):
 def test_default_axes_run_every_model_at_32_and_128(bench_dir):
     result = bench_dir.runpytest("bench_x.py", "--collect-only", "-q", "--device", "cpu")
     ids = [line for line in result.stdout.lines if "::" in line]
-    assert len(ids) == len(axes.model_names("all")) * 2
+    assert len(ids) == len(options.model_names("all")) * 2
     assert "bench_x.py::test_train[resnet50-cpu-bs128]" in ids
 
 
@@ -111,7 +101,7 @@ def test_json_carries_params_extra_info_and_environment(bench_dir):
     assert info["threads"] == 1 and info["profile"] == "quick" and info["dataset"] == "synthetic"
     assert info["flush_denormal"] is True and info["tf32"] is None and info["cudnn_benchmark"] is None
     assert info["optimizer"] == "adam" and info["image_size"] == 28 and info["in_channels"] == 1
-    assert info["device_name"] and info["warmup_calls"] == axes.PROFILES["quick"].warmup_calls
+    assert info["device_name"] and info["warmup_calls"] == config.PROFILES["quick"].warmup_calls
     assert b["options"]["timer"].endswith("synchronized_perf_counter[cpu]")
     assert len(b["stats"]["data"]) == b["stats"]["rounds"]  # --benchmark-json keeps every round
     m = out["machine_info"]
@@ -122,9 +112,11 @@ def test_json_carries_params_extra_info_and_environment(bench_dir):
     for key in ("torchvision", "cuda", "cudnn", "gpus", "gpu_count", "driver", "flags"):
         assert key in env
     assert set(env["flags"]) >= {"tf32_matmul", "tf32_cudnn", "cudnn_benchmark"}
-    assert out["imgbench"] == {"version": out["imgbench"]["version"], "profile": "quick", "devices": ["cpu"],
-                               "threads": 1, "dataset": "synthetic", "optimizer": "adam", "precisions": ["fp32"],
-                               "memory_formats": ["nchw"], "compile": ["off"], "peaks": out["imgbench"]["peaks"]}
+    assert out["imgbench"] == {"schema": runfile.SCHEMA, "version": out["imgbench"]["version"], "profile": "quick",
+                               "devices": ["cpu"],
+                               "threads": 1, "dataset": "synthetic", "optimizer": "adam",
+                               "precisions": ["fp32"], "memory_formats": ["nchw"], "compile": ["off"],
+                               "peaks": out["imgbench"]["peaks"]}
     assert out["imgbench"]["peaks"]["cpu"]["matmul_tflops"]["fp32"] > 0
     assert "peaks" not in env  # measured values in machine_info would make every comparison warn
 
@@ -189,7 +181,7 @@ def test_warm_up_keeps_cold_calls_out_of_the_rounds(pytester):
 
 def test_quick_profile_caps_image_size_and_full_uses_the_real_one():
     def shape(profile, model):
-        s = axes.Settings(["cpu"], [2], [model], axes.PROFILES[profile], 1, "adam", "synthetic", None)
+        s = options.Settings(["cpu"], [2], [model], config.PROFILES[profile], 1, "adam", "synthetic", None)
         return cases.Case(model, "cpu", 2, s).shape
 
     assert shape("quick", "resnet18") == (3, 32, 32)
@@ -203,9 +195,9 @@ def test_profile_sets_rounds_unless_the_user_does(bench_dir):
             "--benchmark-max-time=0.001", "-p", "no:cacheprovider"]
     assert bench_dir.runpytest("bench_x.py", "--profile", "full", *args).ret == 0
     b = json.loads((bench_dir.path / "out.json").read_text())["benchmarks"][0]
-    assert b["options"]["min_rounds"] == axes.PROFILES["full"].min_rounds
-    assert b["stats"]["rounds"] >= axes.PROFILES["full"].min_rounds
-    assert b["extra_info"]["warmup_calls"] == axes.PROFILES["full"].warmup_calls
+    assert b["options"]["min_rounds"] == config.PROFILES["full"].min_rounds
+    assert b["stats"]["rounds"] >= config.PROFILES["full"].min_rounds
+    assert b["extra_info"]["warmup_calls"] == config.PROFILES["full"].warmup_calls
     for given in (3, 5):  # 5 is pytest-benchmark's default: still the user's choice when given
         assert bench_dir.runpytest("bench_x.py", "--profile", "full", f"--benchmark-min-rounds={given}",
                                    *args).ret == 0
@@ -219,7 +211,7 @@ def test_sgd_optimizer_is_recorded(bench_dir):
 
 
 def test_real_dataset_batches_come_from_the_data_root(bench_dir, tmp_path):
-    write_cifar_bin(tmp_path / "data")
+    write_cifar_bin(tmp_path / "data", counts=(4,) * 5, test_count=4)
     out = run_json(bench_dir, "--model", "kerascnn", "--device", "cpu", "--batch-size", "8",
                    "--dataset", "cifar10", "--data-root", str(tmp_path / "data"))
     info = out["benchmarks"][0]["extra_info"]

@@ -1,12 +1,12 @@
 """imgbench plot and report from a synthetic history: 24 runs of a GPU machine (CPU and GPU cases) and
 20 of a CPU-only machine. Every figure is rendered, has its expected pixel size and is not blank."""
 
-import json
-
 import numpy as np
 import pytest
 from PIL import Image
+from timed_runs import cpu_runs_of_two_profiles_then_a_gpu_run
 
+from conftest import bench_entry, run_file, write_json
 from imgbench import cli, plots, report, results
 
 GPU_FP, CPU_FP = "Xeon-16c-NVIDIA_H100-x1", "AMD_EPYC-2c"
@@ -14,10 +14,9 @@ MODELS, SIZES = ("kerascnn", "resnet18"), (32, 128)
 
 
 def bench(family, params, center, seed, extra=None):
-    data = list(center * (1 + 0.01 * np.random.default_rng(seed).standard_normal(15)))
-    return {"name": f"test_{family}[{'-'.join(str(v) for v in params.values())}]", "params": params,
-            "extra_info": {"images": params.get("batch_size", 512), **(extra or {})},
-            "stats": {"median": float(np.median(data)), "min": min(data), "rounds": len(data), "data": data}}
+    data = center * (1 + 0.01 * np.random.default_rng(seed).standard_normal(15))
+    return bench_entry(f"test_{family}[{'-'.join(str(v) for v in params.values())}]", params, data,
+                       extra={"images": params.get("batch_size", 512), **(extra or {})})
 
 
 def write_history(folder, gpu_runs=24, cpu_runs=20, version="5.3.1"):
@@ -40,19 +39,17 @@ def write_history(folder, gpu_runs=24, cpu_runs=20, version="5.3.1"):
                                  1.0 / w / 0.9 ** (w - 1), seed=i * 7 + w,
                                  extra={"images_per_s": 5e4 * w * 0.9 ** (w - 1), "scaling_efficiency":
                                         0.9 ** (w - 1), "comm_share": 0.05 * (w - 1), "images": 50000}))
-        _write(folder / GPU_FP / f"{i:04}_quick.json", GPU_FP, i, benches, version, device_count=2)
+        _write(folder / GPU_FP / f"{i:04}_quick.json", GPU_FP, i, benches, version)
     for i in range(cpu_runs):
         benches = [bench("train_step", {"model": model, "device": "cpu", "batch_size": bs}, 1e-3 * bs, seed=i + bs)
                    for model in MODELS for bs in SIZES]
         _write(folder / CPU_FP / f"{i:04}_quick.json", CPU_FP, i, benches, version)
 
 
-def _write(path, fp, i, benches, version, device_count=1):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
-        "machine_info": {"fingerprint": fp, "imgbench": {"torch": "2.14.1+cu130"}},
-        "commit_info": {"id": f"{i:07x}abcdef"}, "datetime": f"2026-10-{i + 1:02}T12:00:00+00:00",
-        "version": version, "imgbench": {"profile": "quick"}, "benchmarks": benches}))
+def _write(path, fp, i, benches, version):
+    write_json(path, run_file(benches, fingerprint=fp, when=f"2026-10-{i + 1:02}T12:00:00+00:00",
+                              commit=f"{i:07x}abcdef", meta={"profile": "quick"},
+                              machine={"imgbench": {"torch": "2.14.1+cu130"}}, version=version))
 
 
 def pixels(path):
@@ -180,10 +177,9 @@ def test_an_output_folder_that_cannot_be_made_is_one_line_exit_2(tmp_path, capsy
     assert blocker.read_text() == "x"
 
 
-def test_a_copy_of_a_run_counts_once(tmp_path):
-    write_history(tmp_path / "runs", gpu_runs=0, cpu_runs=2)
-    (tmp_path / "copy.json").write_text((tmp_path / "runs" / CPU_FP / "0001_quick.json").read_text())
-    assert len(results.load_history([tmp_path / "runs", tmp_path / "copy.json"]).runs) == 2
+def test_latest_records_stay_within_the_newest_runs_profile(tmp_path):
+    latest = report.latest_records(cpu_runs_of_two_profiles_then_a_gpu_run(tmp_path))
+    assert sorted(r.path for r in latest) == [str(tmp_path / "1.json"), str(tmp_path / "3.json")]
 
 
 def test_device_colors_are_not_reused_for_cases_or_verdicts():

@@ -1,128 +1,164 @@
-"""The suite's timer must keep asynchronous device work inside the clock."""
+"""The suite's timers must keep asynchronous device work inside the clock. A fake device on a fake clock
+stands in for a GPU: its work takes known seconds, so every duration is exact."""
 
 import json
-import queue
-import threading
-import time
 
-from imgbench import timing
+import pytest
+
+from imgbench import devices, timing
 
 JOB_S = 0.005  # one "kernel" on the fake device
 
 
-class FakeStream:
-    """A device queue like a CUDA stream: launch() returns at once, the work runs later in order."""
+class FakeDevice:
+    """A device queue like a CUDA stream, on its own clock: launch() returns at once and queues work;
+    synchronize() waits for the queued work, moving the clock on by its seconds. Nothing else moves it."""
 
     def __init__(self):
-        self.jobs = queue.Queue()
-        threading.Thread(target=self._work, daemon=True).start()
+        self.now, self.queued = 0.0, 0.0
 
-    def _work(self):
-        while True:
-            seconds = self.jobs.get()
-            time.sleep(seconds)
-            self.jobs.task_done()
+    def perf_counter(self):
+        return self.now
 
     def launch(self, seconds=JOB_S):
-        self.jobs.put(seconds)
+        self.queued += seconds
 
     def synchronize(self):
-        self.jobs.join()
+        self.now, self.queued = self.now + self.queued, 0.0
 
 
-def median_of_rounds(timer, fn, rounds=10):
-    times = []
+@pytest.fixture
+def device(monkeypatch):
+    d = FakeDevice()
+    monkeypatch.setattr(timing.time, "perf_counter", d.perf_counter)
+    return d
+
+
+def durations_of_rounds(timer, fn, rounds=5):
+    out = []
     for _ in range(rounds):
         start = timer()
         fn()
-        times.append(timer() - start)
-    return sorted(times)[rounds // 2]
+        out.append(timer() - start)
+    return out
 
 
-def test_sync_timer_counts_queued_work_that_a_plain_timer_misses():
-    stream = FakeStream()
-    plain = median_of_rounds(time.perf_counter, stream.launch)
-    stream.synchronize()
-    synced = median_of_rounds(timing.SyncTimer(stream.synchronize, "fake"), stream.launch)
-    assert 0.9 * JOB_S <= synced <= 2 * JOB_S  # all of this round's work, none of another's
-    assert synced >= 10 * plain
+def test_sync_timer_counts_queued_work_that_a_plain_timer_misses(device):
+    assert durations_of_rounds(device.perf_counter, device.launch) == [0.0] * 5
+    device.launch(1.0)  # work queued before the first round is none of its business
+    synced = durations_of_rounds(timing.SyncTimer(device.synchronize, "fake"), device.launch)
+    assert synced == pytest.approx([JOB_S] * 5)  # all of each round's work, none of another's
 
 
-def test_warm_up_runs_the_calls_and_returns_their_synchronized_durations():
-    stream = FakeStream()
+def test_clocked_times_one_call_with_the_device_synchronised_before_and_after(device):
+    device.launch(1.0)  # earlier work, still queued
+
+    def fn():
+        device.launch(0.25)
+        device.launch(0.5)
+
+    assert timing.clocked(fn, device.synchronize) == 0.75
+    assert device.queued == 0.0
+
+
+def test_warm_up_runs_the_calls_and_returns_their_synchronized_durations(device):
     calls = []
 
     def fn():
         calls.append(1)
-        stream.launch()
+        device.launch(JOB_S * len(calls))  # the first call is the cheapest here, to tell them apart
 
-    durations = timing.warm_up(fn, 3, stream.synchronize)
-    assert len(calls) == 3 and len(durations) == 3
-    assert min(durations) >= 0.9 * JOB_S
-    assert timing.warm_up(fn, 0, stream.synchronize) == [] and len(calls) == 3
+    assert timing.warm_up(fn, 3, device.synchronize) == pytest.approx([JOB_S, 2 * JOB_S, 3 * JOB_S])
+    assert timing.warm_up(fn, 0, device.synchronize) == [] and len(calls) == 3
 
 
-def test_one_timer_per_device_named_after_it():
-    assert timing.timer_for("cpu") is timing.timer_for("cpu")
-    assert timing.timer_for("cpu").__name__ == "synchronized_perf_counter[cpu]"
+@pytest.fixture
+def fresh_timers():
+    """timer_for caches its timers: start and end each test without any made by another."""
+    timing.timer_for.cache_clear()
+    yield
+    timing.timer_for.cache_clear()
+
+
+def test_a_devices_timer_synchronises_that_device_before_reading_the_clock(monkeypatch, fresh_timers):
+    log = []
+    monkeypatch.setattr(devices, "synchronizer", lambda name: lambda: log.append(("sync", name)))
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: log.append("clock") or 42.0)
+    timer = timing.timer_for("cuda:1")
+    assert timer.__name__ == "synchronized_perf_counter[cuda:1]"  # how pytest-benchmark names it in the JSON
+    assert timer() == 42.0 and log == [("sync", "cuda:1"), "clock"]
+
+
+def test_replay_moves_its_clock_on_by_each_measured_duration(monkeypatch):
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: 100.0)
+    replay = timing.Replay()
+    replay.load(["0.5", 0.25])  # as read back from the workers' JSON
+    start = replay()
+    replay.play()
+    assert replay() - start == 0.5
+    replay.play()
+    assert replay() - start == 0.75
+    with pytest.raises(IndexError):
+        replay.play()  # more rounds than durations measured
 
 
 PROOF_CONFTEST = """
-import queue, threading, time
+import types
 import imgbench.devices, imgbench.timing
 
 pytest_plugins = ["imgbench.plugin"]
+TICK = 1e-7  # every read moves the clock a little: pytest-benchmark measures the timer's precision
 
 
-class FakeStream:
+class FakeDevice:
     def __init__(self):
-        self.jobs = queue.Queue()
-        threading.Thread(target=self._work, daemon=True).start()
+        self.now, self.queued = 0.0, 0.0
 
-    def _work(self):
-        while True:
-            time.sleep(self.jobs.get())
-            self.jobs.task_done()
+    def perf_counter(self):
+        self.now += TICK
+        return self.now
 
     def launch(self):
-        self.jobs.put(JOB_S)
+        self.queued += JOB_S
 
     def synchronize(self):
-        self.jobs.join()
+        self.now, self.queued = self.now + self.queued, 0.0
 
 
-STREAM = FakeStream()
-# The "cpu" device of this run is the fake asynchronous device.
-imgbench.devices.synchronizer = lambda name: STREAM.synchronize
+DEVICE = FakeDevice()
+# The "cpu" device of this run is the fake asynchronous device, on its own clock.
+imgbench.devices.synchronizer = lambda name: DEVICE.synchronize
+imgbench.timing.time = types.SimpleNamespace(perf_counter=DEVICE.perf_counter)
 imgbench.timing.timer_for.cache_clear()
 """.replace("JOB_S", repr(JOB_S))
 
 PROOF_BENCH = """
-from conftest import STREAM
+import pytest
+from conftest import DEVICE
 from imgbench.workloads import Workload
 
 
 def test_suite_timer(device, measure):
-    measure(Workload(STREAM.launch, images=1))
+    measure(Workload(DEVICE.launch, images=1))
 
 
+@pytest.mark.benchmark(timer=DEVICE.perf_counter)
 def test_plain_timer(benchmark):
-    benchmark.pedantic(STREAM.launch, rounds=20)
-    STREAM.synchronize()
+    benchmark.pedantic(DEVICE.launch, rounds=20)
+    DEVICE.synchronize()
 """
 
 
 def test_suite_timer_through_pytest_benchmark_sees_asynchronous_work(pytester):
-    """End to end: the plugin's timer on a fake async device vs pytest-benchmark's plain timer."""
+    """End to end: the plugin's timer on a fake async device vs a plain timer on the same clock."""
     pytester.makeconftest(PROOF_CONFTEST)
     pytester.makepyfile(bench_proof=PROOF_BENCH)
     result = pytester.runpytest_subprocess("bench_proof.py", "--device", "cpu", "--benchmark-json=out.json",
                                            "--benchmark-max-time=0.05", "-p", "no:cacheprovider")
     assert result.ret == 0, result.stdout.str()
     runs = {b["name"]: b for b in json.loads((pytester.path / "out.json").read_text())["benchmarks"]}
-    synced = runs["test_suite_timer[cpu]"]["stats"]["median"]
-    plain = runs["test_plain_timer"]["stats"]["median"]
-    assert 0.9 * JOB_S <= synced <= 2 * JOB_S
-    assert synced >= 10 * plain, (synced, plain)
+    synced = runs["test_suite_timer[cpu]"]["stats"]
+    plain = runs["test_plain_timer"]["stats"]
+    assert synced["median"] == pytest.approx(JOB_S, abs=1e-6) and synced["rounds"] >= 5
+    assert plain["median"] == pytest.approx(0, abs=1e-6)  # the same work, queued and never waited for
     assert runs["test_suite_timer[cpu]"]["options"]["timer"].endswith("synchronized_perf_counter[cpu]")
-

@@ -1,0 +1,74 @@
+"""The recorded environment and the machine class (imgbench.environment): what a number depends on, the
+fingerprint naming which stored runs compare, and the text of `imgbench env`."""
+
+import re
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from imgbench import devices, environment
+
+
+def test_environment_records_what_numbers_depend_on():
+    env = environment.environment(threads=3)
+    assert env["threads"] == 3
+    assert env["cpu"]["cores"] == devices.usable_cores() >= 1
+    assert env["cpu"]["brand"] == devices.cpu_brand()
+    assert env["gpu_count"] == len(env["gpus"])
+    assert env["torch"] == torch.__version__
+    fp = re.fullmatch(rf"[\w.]+-{env['cpu']['cores']}c((?:-[\w.]+-x\d+)*)", env["fingerprint"])
+    assert fp, env["fingerprint"]
+    assert sum(int(n) for n in re.findall(r"-x(\d+)", fp.group(1))) == env["gpu_count"]
+
+
+def test_fingerprint_names_cpu_cores_and_gpus():
+    env = {"cpu": {"brand": "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", "cores": 16},
+           "gpus": [{"name": "NVIDIA H100 80GB HBM3"}] * 2}
+    assert environment.fingerprint(env) == "Intel_R_Xeon_R_Platinum_8375C_CPU_2.90GHz-16c-NVIDIA_H100_80GB_HBM3-x2"
+    a100, h100 = {"name": "NVIDIA A100-SXM4-40GB"}, {"name": "NVIDIA H100 80GB HBM3"}
+    env["gpus"] = [a100, h100, a100]
+    assert environment.fingerprint(env).endswith("-16c-NVIDIA_A100_SXM4_40GB-x2-NVIDIA_H100_80GB_HBM3-x1")
+    env["gpus"] = []
+    assert environment.fingerprint(env) == "Intel_R_Xeon_R_Platinum_8375C_CPU_2.90GHz-16c"
+
+
+@pytest.fixture
+def two_gpus(monkeypatch):
+    """Pretend this machine has two H100s (driver 570.86) and no MPS."""
+    props = SimpleNamespace(name="NVIDIA H100 80GB HBM3", total_memory=80 * 2**30, major=9, minor=0,
+                            multi_processor_count=132)
+    monkeypatch.setattr(devices, "_gpu_count", lambda: 2)
+    monkeypatch.setattr(devices, "_mps_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props)
+    monkeypatch.setattr(environment, "_driver_version", lambda: "570.86")
+
+
+def test_gpus_are_recorded_and_named_in_the_machine_class(two_gpus):
+    env = environment.environment(threads=2)
+    assert env["gpus"] == [{"index": i, "name": "NVIDIA H100 80GB HBM3", "memory_gib": 80.0, "capability": "9.0",
+                            "multiprocessors": 132} for i in (0, 1)]
+    assert (env["gpu_count"], env["driver"]) == (2, "570.86")
+    assert env["fingerprint"].endswith(f"-{devices.usable_cores()}c-NVIDIA_H100_80GB_HBM3-x2")
+
+
+def test_describe_lists_the_environment_line_by_line(two_gpus):
+    env = environment.environment(threads=2)
+    lines = environment.describe(env).splitlines()
+    assert lines[0] == f"fingerprint  {env['fingerprint']}"
+    assert f"threads      2 (interop {env['interop_threads']})" in lines
+    assert f"torchvision  {env['torchvision']}" in lines
+    assert [line for line in lines if line.startswith("gpu ")] == [
+        f"gpu {i}        NVIDIA H100 80GB HBM3, 80.0 GiB, sm 9.0" for i in (0, 1)]
+    assert "driver       570.86" in lines
+    assert lines[-1] == "devices      cpu, cuda:0, cuda:1"
+    flags = next(line for line in lines if line.startswith("flags        "))
+    assert f"tf32_matmul={env['flags']['tf32_matmul']}" in flags and "cudnn_benchmark=" in flags
+
+
+def test_describe_without_gpus_says_none(monkeypatch):
+    monkeypatch.setattr(devices, "_gpu_count", lambda: 0)
+    monkeypatch.setattr(devices, "_mps_available", lambda: False)
+    lines = environment.describe(environment.environment(threads=1)).splitlines()
+    assert "gpu          none" in lines and not any(re.match(r"gpu \d|driver", line) for line in lines)
+    assert lines[-1] == "devices      cpu"

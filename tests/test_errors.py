@@ -1,0 +1,30 @@
+"""The user's mistakes and the suite's bugs (imgbench.errors, imgbench.cli.main): a UserError, of whatever
+module, is one line and exit 2; anything else is a bug and keeps its traceback."""
+
+import pytest
+
+from imgbench import ab, cli, compare, devices, options, runfile, storage
+from imgbench.cli import commands
+from imgbench.errors import UserError
+
+
+def raising(error):
+    def command(args):
+        raise error
+    return command
+
+
+@pytest.mark.parametrize("kind", [UserError, ab.ABError, compare.CompareError, devices.DeviceError,
+                                  options.AxisError, runfile.RunError, storage.StorageError])
+def test_a_user_error_is_one_line_and_exit_2(monkeypatch, capsys, kind):
+    monkeypatch.setitem(commands.COMMANDS, "list", raising(kind("--thing 'x' is bad (valid: y)")))
+    assert cli.main(["list"]) == cli.EXIT_BAD_INPUT == 2
+    assert capsys.readouterr() == ("", "imgbench: error: --thing 'x' is bad (valid: y)\n")
+
+
+@pytest.mark.parametrize("bug", [ValueError("bug"), KeyError("bug"), TypeError("bug")])
+def test_a_bug_keeps_its_traceback(monkeypatch, capsys, bug):
+    monkeypatch.setitem(commands.COMMANDS, "list", raising(bug))
+    with pytest.raises(type(bug), match="bug"):
+        cli.main(["list"])
+    assert capsys.readouterr().err == ""

@@ -1,0 +1,105 @@
+"""The ddp family's sweep (imgbench.worlds): world sizes, why a world does not run, each world's launch
+arguments, and the one-replica reference of scaling efficiency, with ddp.launch stood in for (the real
+launches are in test_ddp)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from imgbench import config, ddp, devices, worlds
+from imgbench.options import Settings
+
+QUICK = Settings(devices=["cpu"], batch_sizes=[32], models=["mlp"], profile=config.PROFILES["quick"], threads=8,
+                 optimizer="sgd", dataset="synthetic", data_root=None)
+
+
+@pytest.mark.parametrize(("cores", "gpus", "sizes"), [(1, 0, [1]), (2, 0, [1, 2]), (6, 0, [1, 2, 4, 6]),
+                                                      (2, 8, [1, 2, 4, 8]), (32, 0, [1, 2, 4, 8, 16, 32])])
+def test_world_sizes_double_up_to_the_most_replicas_here(monkeypatch, cores, gpus, sizes):
+    monkeypatch.setattr(devices, "usable_cores", lambda: cores)
+    monkeypatch.setattr(worlds.torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(worlds.torch.cuda, "device_count", lambda: gpus)
+    assert worlds.world_sizes() == sizes
+
+
+def test_the_family_runs_once_per_machine_on_gpus_and_not_on_other_devices():
+    assert [worlds.device_reason(d) for d in ("cpu", "cuda", "cuda:0")] == [None, None, None]
+    assert worlds.device_reason("cuda:1").startswith("ddp spreads over every GPU from cuda:0")
+    assert worlds.device_reason("mps").endswith("not mps")
+
+
+def test_why_a_world_does_not_run(monkeypatch):
+    monkeypatch.setattr(devices, "usable_cores", lambda: 4)
+    monkeypatch.setattr(ddp, "unavailable", lambda device: None)
+    assert worlds.unsupported(4, "mlp", "cpu", 32, QUICK) is None
+    assert worlds.unsupported(8, "mlp", "cpu", 32, QUICK) == "world size 8 needs 8 cores; this machine has 4"
+    assert worlds.unsupported(2, "resnet18", "cpu", 32, QUICK) == "the quick profile runs ddp for mlp, kerascnn only"
+    assert worlds.unsupported(4, "mlp", "cpu", 256, QUICK) == "batch 256 x 4 replicas > 512 images per epoch"
+    assert worlds.unsupported(1, "mlp", "mps", 32, QUICK).endswith("not mps")
+
+
+@pytest.mark.parametrize(("model", "profile", "size"), [("mlp", "quick", 28), ("kerascnn", "quick", 32),
+                                                        ("resnet18", "quick", 32), ("resnet18", "full", 224)])
+def test_launch_follows_the_image_size_rule_and_shares_out_the_threads(model, profile, size):
+    s = dataclasses.replace(QUICK, profile=config.PROFILES[profile])
+    args = worlds.launch_args(2, model, "cpu", 32, s)
+    assert args == {"model": model, "device": "cpu", "batch_size": 32, "images": s.profile.epoch_images,
+                    "image_size": size, "epochs": s.profile.long_rounds, "optimizer": "sgd", "threads": 4}
+    assert worlds.launch_args(16, model, "cpu", 32, s)["threads"] == 1
+    assert worlds.launch_args(2, model, "cuda", 32, s)["threads"] == 1
+
+
+def result(world: int, epoch_s=(0.4, 0.5, 0.6), images: int = 512, diff: float = 0.0, **args) -> dict:
+    return {"world_size": world, "backend": "gloo", "device": args["device"], "model": args["model"],
+            "batch_size": args["batch_size"], "steps": images // world // args["batch_size"],
+            "images_per_epoch": images, "threads_per_rank": args["threads"], "epoch_s": list(epoch_s),
+            "nosync_epoch_s": 0.3, "max_param_diff": diff, "replicas_identical": diff == 0.0}
+
+
+@pytest.fixture
+def launches(monkeypatch):
+    """ddp.launch stood in for: each call recorded, world 1 at 1 s an epoch; an empty session cache."""
+    calls = []
+
+    def launch(world, out, **args):
+        calls.append((world, args))
+        return result(world, (1.0, 1.0, 1.0) if world == 1 else (0.4, 0.5, 0.6), **args)
+
+    monkeypatch.setattr(ddp, "launch", launch)
+    monkeypatch.setattr(worlds, "_ONE_REPLICA", {})
+    return calls
+
+
+def test_a_larger_world_gets_its_reference_when_world_1_did_not_run(launches, tmp_path):
+    r = worlds.run(2, "mlp", "cpu", 32, QUICK, tmp_path)
+    f = worlds.figures(r, 0.5, QUICK, tmp_path)
+    assert [w for w, _ in launches] == [2, 1]  # the reference: one replica, launched after the case's own
+    assert launches[1][1] == worlds.launch_args(1, "mlp", "cpu", 32, QUICK)  # all the cores, as world 1's case
+    assert f["images_per_s"] == 512 / 0.5
+    assert f["scaling_efficiency"] == pytest.approx((512 / 0.5) / (2 * 512 / 1.0))
+    assert f["comm_share"] == pytest.approx(1 - 0.3 / 0.5)
+    worlds.figures(r, 0.5, QUICK, tmp_path)
+    assert len(launches) == 2  # launched once per session
+
+
+def test_the_world_1_case_is_the_reference_when_it_ran(launches, tmp_path):
+    one = worlds.figures(worlds.run(1, "mlp", "cpu", 32, QUICK, tmp_path), 0.8, QUICK, tmp_path)
+    assert one["scaling_efficiency"] == 1.0
+    two = worlds.figures(worlds.run(2, "mlp", "cpu", 32, QUICK, tmp_path), 0.5, QUICK, tmp_path)
+    assert [w for w, _ in launches] == [1, 2]  # no launch of its own
+    assert two["scaling_efficiency"] == pytest.approx((512 / 0.5) / (2 * 512 / 0.8))
+
+
+def test_other_settings_get_a_reference_of_their_own(launches, tmp_path):
+    worlds.figures(worlds.run(1, "mlp", "cpu", 32, QUICK, tmp_path), 0.8, QUICK, tmp_path)
+    fewer = dataclasses.replace(QUICK, threads=2)
+    worlds.figures(worlds.run(2, "mlp", "cpu", 32, fewer, tmp_path), 0.5, fewer, tmp_path)
+    assert [(w, a["threads"]) for w, a in launches] == [(1, 8), (2, 1), (1, 2)]
+
+
+def test_replicas_that_differ_fail_the_case(monkeypatch, tmp_path):
+    monkeypatch.setattr(ddp, "launch", lambda world, out, **args: result(world, diff=1e-3, **args))
+    with pytest.raises(ddp.DDPError, match=r"replicas differ after the timed epochs \(max \|diff\| 0.001\)"):
+        worlds.run(2, "mlp", "cpu", 32, QUICK, tmp_path)

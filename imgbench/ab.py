@@ -6,22 +6,21 @@ second set of pairs before anything fails (see `run`)."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from imgbench import stats, verdict
+from imgbench import results, stats, verdict
 from imgbench.errors import UserError
 from imgbench.results import family_of
-from imgbench.verdict import NOISY, REGRESSION, Verdict
+from imgbench.verdict import Verdict
 
 
 class ABError(UserError):
@@ -61,8 +60,7 @@ def sample(side: Side, pytest_args: list[str], out: Path) -> dict[str, tuple[flo
     if proc.returncode != 0 or not out.is_file():
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
         raise ABError(f"the {side.name} run failed (exit {proc.returncode}): {tail[0]}")
-    run = json.loads(out.read_text())
-    return {b["name"]: (b["stats"]["median"], b.get("params") or {}) for b in run["benchmarks"]}
+    return {r.name: (r.median, r.params) for r in results.load(out)}
 
 
 Sampler = Callable[[], dict[str, float]]  # one sample of one side: case name -> median seconds
@@ -129,11 +127,9 @@ def run(sides: dict[str, Sampler], pairs: int = 10, alpha: float = 0.01, min_eff
               for name in first}
     out = []
     for v in decide(pooled, alpha, min_effect):
-        again = second.get(v.name)
-        if v.verdict == REGRESSION and (not again or len(again["base"]) < 1 or len(again["candidate"]) < 1 or
-                                        stats.ratio_of_medians(again["base"], again["candidate"]) < 1 + min_effect / 2):
-            v = replace(v, verdict=NOISY)  # the confirming set alone does not show the slowdown
-        out.append(v)
+        again = second.get(v.name) or {"base": [], "candidate": []}
+        ratio = stats.ratio_of_medians(again["base"], again["candidate"]) if all(again.values()) else None
+        out.append(verdict.confirmed(v, ratio))
     return out
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from imgbench import config, data, devices, epochs, models, workloads
+from imgbench.errors import UserError
 from imgbench.options import Settings
 
 SEED = 0
@@ -47,7 +48,7 @@ def unsupported(device: str, precision: str = "fp32", compile: str = "off") -> s
     return None
 
 
-class EmptyEpoch(ValueError):
+class EmptyEpoch(UserError):
     """An epoch of this batch size would have no step."""
 
 

@@ -4,6 +4,8 @@ medians, a bootstrap interval from the per-round data, the history's run-to-run 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from imgbench import stats, verdict
@@ -115,3 +117,30 @@ def speedup_falls(series: list, min_effect: float = 0.05) -> list:
         by_case.setdefault((s.key, s.device), []).append(s)
     return [cur for points in by_case.values() for prev, cur in zip(points, points[1:], strict=False)
             if speedup_verdict(prev, cur, min_effect).verdict == verdict.REGRESSION]
+
+
+@dataclass
+class Judged:
+    verdicts: list[Verdict]
+    notes: list[str] = field(default_factory=list)  # cases only one run has; the history left unused
+    across: str | None = None                       # why speedups were compared instead of times
+
+
+def runs(base: list[Record], cand: list[Record], history: list[list[Record]] = (), min_effect: float = 0.05,
+         per_family: dict[str, float] | None = None) -> Judged:
+    """A candidate run against a baseline run: times within one machine class (with its history),
+    GPU-over-CPU speedups across machine classes."""
+    other = hardware(base, cand)
+    if other is None:
+        verdicts, only_cand, only_base = compare(base, cand, history, min_effect, per_family)
+        judged = Judged(verdicts)
+    else:
+        verdicts, only_cand, only_base = compare_speedups(base, cand, min_effect, per_family)
+        judged = Judged(verdicts, ["the history is not used across machine classes"] if history else [],
+                        f"{other}: absolute times are not compared; comparing GPU-over-CPU speedups "
+                        "(ratio = baseline speedup / candidate speedup, > 1 is worse)")
+    if only_base:
+        judged.notes.append(f"only in the baseline (not run by the candidate): {', '.join(only_base)}")
+    if only_cand:
+        judged.notes.append(f"only in the candidate (new, no baseline): {', '.join(only_cand)}")
+    return judged

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch.nn as nn
 import torchvision
 
+from imgbench.errors import UserError
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -26,7 +28,7 @@ class ModelSpec:
 REGISTRY: dict[str, ModelSpec] = {}
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(UserError):
     pass
 
 

@@ -18,7 +18,7 @@ import torch
 from pytest_benchmark.utils import SecondsDecimal
 
 import imgbench
-from imgbench import data, devices, environment, options, peaks, runfile, timing
+from imgbench import data, devices, environment, options, peaks, runfile, storage, timing
 from imgbench.config import WORKER_COUNTS, worker_counts
 from imgbench.errors import UserError
 from imgbench.fixtures import STATE, RunState, case, conditions, measure, params, settings  # noqa: F401 (fixtures)
@@ -46,14 +46,11 @@ def _first_run_without_baseline(config):
     compare = config.getoption("benchmark_compare", None)
     if not compare:
         return
-    from pytest_benchmark.utils import get_machine_id
-
-    storage = str(config.getoption("benchmark_storage"))
-    if not storage.startswith("file://") and "://" in storage:
+    where = str(config.getoption("benchmark_storage"))
+    if not where.startswith("file://") and "://" in where:
         return  # another storage backend: leave it to pytest-benchmark
-    folder = Path(storage.removeprefix("file://")) / get_machine_id()
-    pattern = "[0-9][0-9][0-9][0-9]_*.json" if compare is True else f"{str(compare).rstrip('*')}*.json"
-    if Path(str(compare)).is_file() or any(folder.glob(pattern)):
+    folder = storage.platform_folder(Path(where.removeprefix("file://")))
+    if Path(str(compare)).is_file() or storage.stored_runs(folder, None if compare is True else str(compare)):
         return
     config.option.benchmark_compare = False
     config.option.benchmark_compare_fail = None

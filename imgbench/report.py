@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imgbench import compare, files, plots, results, speedup, verdict
+from imgbench import compare, files, plots, results, speedup, table, verdict
 from imgbench.results import History, Record
 
 EPOCH_FAMILIES = ("epoch", "reference_epoch")
@@ -132,9 +132,8 @@ def speedup_tables(m: Machine) -> list[str]:
             cells.setdefault(row, {})[int(params.get("batch_size", 0))] = f"{s.speedup:.1f}x{ci}"
         sizes = sorted({b for row in cells.values() for b in row})
         head = ["case"] + [f"batch {b}" if b else "-" for b in sizes]
-        lines = [f"### {m.fingerprint}: {family}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        lines += ["| " + " | ".join([row] + [cells[row].get(b, "") for b in sizes]) + " |" for row in sorted(cells)]
-        out.append("\n".join(lines))
+        rows = [[row] + [cells[row].get(b, "") for b in sizes] for row in sorted(cells)]
+        out.append(f"### {m.fingerprint}: {family}\n\n" + table.render(head, rows, markdown=True))
     return out
 
 

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from imgbench import files
 from imgbench.errors import UserError
 
 SCHEMA = 1  # version of the imgbench block; runs written before it was recorded read as 0
@@ -42,6 +43,7 @@ def machine_info(env: dict) -> dict:
 @dataclass(frozen=True)
 class Run:
     path: Path
+    raw: dict                   # the whole file, as stored
     benchmarks: list            # pytest-benchmark's list of cases, as stored
     datetime: str
     commit: str | None
@@ -59,6 +61,13 @@ class Run:
     @property
     def devices(self):
         return self.meta.get("devices")
+
+    def lacks(self) -> str | None:
+        """One line naming the imgbench fields this run lacks (an older imgbench's, or another tool's), or None."""
+        if not self.missing:
+            return None
+        who = "not written by imgbench" if not self.meta else f"run file schema {self.schema}"
+        return f"{self.path}: lacks {', '.join(self.missing)} ({who}): not checked"
 
 
 def read(path: str | Path) -> Run:
@@ -83,7 +92,7 @@ def read(path: str | Path) -> Run:
     if schema > SCHEMA:
         raise RunError(f"{path}: written by a newer imgbench (run file schema {schema}; this version reads up to "
                        f"{SCHEMA}): upgrade imgbench to read it")
-    return Run(path=path, benchmarks=run["benchmarks"], datetime=str(run.get("datetime", "")),
+    return Run(path=path, raw=run, benchmarks=run["benchmarks"], datetime=str(run.get("datetime", "")),
                commit=_dict(run.get("commit_info")).get("id"), fingerprint=machine.get("fingerprint"),
                env=_dict(machine.get("imgbench")), meta=meta, version=str(run.get("version", "unknown")),
                schema=schema, missing=[f for f in FIELDS if f not in meta])
@@ -91,3 +100,36 @@ def read(path: str | Path) -> Run:
 
 def _dict(value) -> dict:
     return value if isinstance(value, dict) else {}
+
+
+def case_key(b: dict) -> tuple:
+    """What makes two stored cases the same case: the test function and every param (as results matches
+    them), not the test id, which changes with the folder pytest ran from."""
+    return b["name"].split("[", 1)[0], tuple(sorted((k, str(v)) for k, v in (b.get("params") or {}).items()))
+
+
+def merged(new: Run, old: Run) -> tuple[dict, list[str]]:
+    """`new`'s file with every case of `old` that `new` did not run, and the names of the cases new
+    replaced. The imgbench block's axis lists and peaks cover both runs' cases, and its `merged` list
+    names the earlier runs (date, commit) whose cases the file still holds."""
+    doc = json.loads(json.dumps(new.raw))  # a copy
+    ran = {case_key(b) for b in new.benchmarks}
+    replaced = sorted(b["name"] for b in old.benchmarks if case_key(b) in ran)
+    doc["benchmarks"] = new.benchmarks + [b for b in old.benchmarks if case_key(b) not in ran]
+    meta = doc.get("imgbench")
+    if isinstance(meta, dict):
+        # The header is new's: say when and at which commits the cases kept from old were measured.
+        if len(doc["benchmarks"]) > len(new.benchmarks):
+            meta["merged"] = [*old.meta.get("merged", []), {"datetime": old.datetime, "commit": old.commit}]
+        for key in ("devices", "precisions", "memory_formats", "compile"):
+            if isinstance(old.meta.get(key), list):
+                meta[key] = list(dict.fromkeys([*old.meta[key], *meta.get(key, [])]))
+        if isinstance(old.meta.get("peaks"), dict):
+            meta["peaks"] = {**old.meta["peaks"], **meta.get("peaks", {})}
+    return doc, replaced
+
+
+def write(path: Path, doc: dict):
+    """A run file written whole or not at all."""
+    with files.atomic(path) as tmp:
+        tmp.write_text(json.dumps(doc, indent=4), encoding="utf-8")

@@ -8,20 +8,21 @@ from pathlib import Path
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
-class _CtrlC:
-    seen = False
+class _Interrupted:
+    ctrl_c = False
 
-    def pytest_keyboard_interrupt(self, excinfo):  # also called for collection errors, as Interrupted
-        self.seen = excinfo.type is KeyboardInterrupt
+    def pytest_keyboard_interrupt(self, excinfo):  # also called for collection errors and pytest.exit()
+        self.ctrl_c = excinfo.type is KeyboardInterrupt
 
 
-def run(pytest_args: list[str], json_path: Path) -> int:
-    """pytest's exit code, except: Ctrl-C is EXIT_INTERRUPTED, and a collection error 1 (a failed run),
-    so that pytest's 2 never reads as the command line's "bad input"."""
+def run(pytest_args: list[str], json_path: Path) -> tuple[int, bool]:
+    """(exit code, whether the session ran to its end). The code is pytest's, except: Ctrl-C is
+    EXIT_INTERRUPTED, and any other interruption (a collection error, pytest.exit) 1, so that pytest's
+    2 never reads as the command line's "bad input". An interrupted session's JSON is never to be kept."""
     import pytest
 
-    ctrl_c = _CtrlC()
-    code = int(pytest.main([*pytest_args, f"--benchmark-json={json_path}"], plugins=[ctrl_c]))
+    seen = _Interrupted()
+    code = int(pytest.main([*pytest_args, f"--benchmark-json={json_path}"], plugins=[seen]))
     if code == pytest.ExitCode.INTERRUPTED:
-        return EXIT_INTERRUPTED if ctrl_c.seen else 1
-    return code
+        return (EXIT_INTERRUPTED if seen.ctrl_c else 1), False
+    return code, True

@@ -6,14 +6,14 @@ at the same time never overwrite each other. No torch here.
 
 from __future__ import annotations
 
-import json
+import errno
 import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from imgbench import files, runfile
+from imgbench import runfile
 from imgbench.errors import UserError
 
 RUN_NAME = re.compile(r"(\d{4,})_(.+)\.json")  # pytest-benchmark's %04d: run 10000 has five digits
@@ -61,10 +61,20 @@ def previous_run(folder: Path, profile: str, device_list: list[str] | None = Non
     return max(runs)[2] if runs else None
 
 
+def stored_runs(folder: Path, prefix: str | None = None) -> list[Path]:
+    """The numbered runs in a platform folder; with `prefix` (as --benchmark-compare takes it: 0003, or
+    0003_quick), those whose name starts with it."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if RUN_NAME.fullmatch(p.name)
+                  and (prefix is None or p.name.startswith(prefix.rstrip("*"))))
+
+
 @contextmanager
 def partial(folder: Path, name: str) -> Iterator[Path]:
     """A hidden temporary path in `folder` to write a run to; removed at the end whatever happens."""
-    tmp = folder / f".{name}.{os.getpid()}.partial"
+    # Not a .json (a history reader must never take it for a run), nor files.atomic's name (both meet here).
+    tmp = folder / f".{name}.{os.getpid()}.pytest-partial"
     try:
         yield tmp
     finally:
@@ -80,11 +90,26 @@ def save_run(tmp: Path, folder: Path, profile: str) -> Path:
         numbers = [int(m[1]) for p in sub.iterdir() if (m := RUN_NAME.fullmatch(p.name))]
         dest = sub / f"{max(numbers, default=0) + 1:04}_{profile}.json"
         try:
-            os.link(tmp, dest)
+            _claim(tmp, dest)
         except FileExistsError:
             continue  # another process took this number first
-        tmp.unlink()
         return dest
+
+
+def _claim(tmp: Path, dest: Path):
+    """Move `tmp` to `dest` unless `dest` exists (FileExistsError): a hard link where the file system has
+    them; elsewhere the name is first reserved by exclusive creation, then replaced."""
+    try:
+        os.link(tmp, dest)
+    except FileExistsError:
+        raise
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        os.close(os.open(dest, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        os.replace(tmp, dest)
+        return
+    tmp.unlink()
 
 
 def baseline_path(folder: Path, profile: str) -> Path:
@@ -95,7 +120,10 @@ def check_baseline(path: Path, settings) -> None:
     """An existing baseline takes new cases only from runs measured like it: say so before running."""
     if not path.is_file():
         return
-    meta = runfile.read(path).meta
+    try:
+        meta = runfile.read(path).meta
+    except runfile.RunError as e:
+        raise StorageError(f"{e}: move it aside to record a new baseline") from None
     for key, now in (("profile", settings.profile.name), ("dataset", settings.dataset),
                      ("optimizer", settings.optimizer), ("threads", settings.threads)):
         if key in meta and meta[key] != now:
@@ -104,20 +132,12 @@ def check_baseline(path: Path, settings) -> None:
 
 
 def save_baseline(tmp: Path, path: Path) -> list[str]:
-    """Merge the finished run `tmp` into the baseline at `path` (atomically): its cases replace those of
-    the same test id, every other case of the baseline stays. Returns the ids replaced."""
-    new = json.loads(tmp.read_text(encoding="utf-8"))
-    replaced = []
-    if path.is_file():
-        old = runfile.read(path)
-        ids = {b.get("fullname", b["name"]) for b in new["benchmarks"]}
-        replaced = sorted(b.get("fullname", b["name"]) for b in old.benchmarks if b.get("fullname", b["name"]) in ids)
-        kept = [b for b in old.benchmarks if b.get("fullname", b["name"]) not in ids]
-        new["benchmarks"] = sorted(kept + new["benchmarks"], key=lambda b: b.get("fullname", b["name"]))
-        meta = new.get("imgbench")
-        if isinstance(meta, dict) and isinstance(old.devices, list):
-            meta["devices"] = list(dict.fromkeys([*old.devices, *meta.get("devices", [])]))
-    with files.atomic(path) as out:
-        out.write_text(json.dumps(new, indent=4), encoding="utf-8")
+    """Merge the finished run `tmp` into the baseline at `path`, written whole or not at all: its cases
+    replace those of the same test and params, every other case of the baseline stays. Returns the
+    names of the cases replaced."""
+    new = runfile.read(tmp)
+    doc, replaced = runfile.merged(new, runfile.read(path)) if path.is_file() else (new.raw, [])
+    doc["benchmarks"] = sorted(doc["benchmarks"], key=lambda b: str(b.get("fullname", b["name"])))
+    runfile.write(path, doc)
     tmp.unlink(missing_ok=True)
     return replaced

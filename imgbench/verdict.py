@@ -6,7 +6,7 @@ report all decide here; plots only draw what was decided."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from imgbench import table
 
@@ -60,6 +60,14 @@ def by_interval(ratio: float, ci: tuple[float, float] | None, effect: float, his
     """judge, the interval (or, without one, the ratio itself against the history) saying slower or faster."""
     lo, hi = ci if ci else (ratio, ratio)
     return judge(ratio, effect, lo > 1, hi < 1, ci, history)
+
+
+def confirmed(v: Verdict, again_ratio: float | None) -> Verdict:
+    """A regression found on all pairs of a two-stage A/B stands only if the confirming set on its own
+    (ratio of its medians, None when it has no sample of a side) is slower by half the minimum effect."""
+    if v.verdict == REGRESSION and (again_ratio is None or again_ratio < 1 + v.min_effect / 2):
+        return replace(v, verdict=NOISY)
+    return v
 
 
 def counts(verdicts: list[Verdict]) -> dict[str, int]:

@@ -18,9 +18,9 @@ SIZES = (1, 2, 4, 8, 16)
 _ONE_REPLICA: dict[tuple, float] = {}  # launch arguments of one replica -> its images/s, for this session
 
 
-def capacity(device: str) -> int:
-    """Replicas `device` holds: one per GPU, or one per usable core."""
-    return torch.cuda.device_count() if device.startswith("cuda") else devices.usable_cores()
+def capacity(device: str, threads: int) -> int:
+    """Replicas `device` holds: one per GPU, or on the CPU one per thread the run may use (--threads)."""
+    return torch.cuda.device_count() if device.startswith("cuda") else threads
 
 
 def world_sizes() -> list[int]:
@@ -43,9 +43,9 @@ def unsupported(world: int, model: str, device: str, batch_size: int, settings: 
     """Why this world does not run here, or None."""
     if (reason := device_reason(device) or ddp.unavailable(device)) is not None:
         return reason
-    if world > capacity(device):
-        return (f"world size {world} needs {world} {'GPUs' if device == 'cuda' else 'cores'}; "
-                f"this machine has {capacity(device)}")
+    if world > (most := capacity(device, settings.threads)):
+        return (f"world size {world} needs {world} GPUs; this machine has {most}" if device != "cpu" else
+                f"world size {world} needs {world} CPU threads, one per replica; this run has {most} (--threads)")
     if settings.profile.name == "quick" and model not in QUICK_MODELS:
         return f"the quick profile runs ddp for {', '.join(QUICK_MODELS)} only"
     images = settings.profile.epoch_images

@@ -116,6 +116,21 @@ def test_a_bench_that_fails_to_import_is_a_failed_run_not_an_interrupt(tmp_path)
     assert not list((tmp_path / "runs").rglob("*.json"))
 
 
+@pytest.mark.parametrize("command, folder", [("run", "--storage"), ("baseline", "--folder")])
+def test_a_run_stopped_by_pytest_exit_saves_nothing(tmp_path, command, folder):
+    """pytest ends a session stopped part-way (pytest.exit) as it ends a Ctrl-C: its JSON holds only the
+    cases before the stop, so neither the history nor a baseline may take it."""
+    benches = tmp_path / "benches"
+    benches.mkdir()
+    (benches / "bench_stop.py").write_text("import pytest\n\ndef test_a(benchmark):\n    benchmark(lambda: None)\n\n"
+                                          "def test_b():\n    pytest.exit('stopped part-way')\n")
+    done = imgbench(command, "--device", "cpu", "--benches", str(benches), folder, str(tmp_path / "out"),
+                    "--", "-p", "no:cacheprovider", "-o", "python_files=bench_*.py", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "stopped part-way" in done.stdout + done.stderr
+    assert not list((tmp_path / "out").rglob("*.json")) and not list((tmp_path / "out").rglob(".*"))
+
+
 def test_run_saves_then_compares_with_the_previous_run(tmp_path):
     args = ["run", "--model", "mlp", "--batch-size", "4", "--device", "cpu", "--storage", str(tmp_path),
             "--", "-k", "forward or train_step or empty_round", "--benchmark-max-time=0.01", "-p", "no:cacheprovider"]

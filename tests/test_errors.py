@@ -3,7 +3,7 @@ module, is one line and exit 2; anything else is a bug and keeps its traceback."
 
 import pytest
 
-from imgbench import ab, cli, compare, devices, options, runfile, storage
+from imgbench import ab, cases, cli, compare, data, devices, models, options, runfile, storage
 from imgbench.cli import commands
 from imgbench.errors import UserError
 
@@ -15,7 +15,8 @@ def raising(error):
 
 
 @pytest.mark.parametrize("kind", [UserError, ab.ABError, compare.CompareError, devices.DeviceError,
-                                  options.AxisError, runfile.RunError, storage.StorageError])
+                                  options.AxisError, runfile.RunError, storage.StorageError, data.DatasetError,
+                                  models.UnknownModelError, cases.EmptyEpoch])
 def test_a_user_error_is_one_line_and_exit_2(monkeypatch, capsys, kind):
     monkeypatch.setitem(commands.COMMANDS, "list", raising(kind("--thing 'x' is bad (valid: y)")))
     assert cli.main(["list"]) == cli.EXIT_BAD_INPUT == 2

@@ -5,7 +5,8 @@ import subprocess
 import sys
 
 import pytest
-from timed_runs import CASE, GPU_CASE, rounds, write_run
+
+from conftest import CASE, GPU_CASE, rounds, write_run
 
 CALL = """
 import sys

@@ -4,9 +4,8 @@
 import numpy as np
 import pytest
 from PIL import Image
-from timed_runs import cpu_runs_of_two_profiles_then_a_gpu_run
 
-from conftest import bench_entry, run_file, write_json
+from conftest import bench_entry, cpu_runs_of_two_profiles_then_a_gpu_run, run_file, write_json
 from imgbench import cli, plots, report, results
 
 GPU_FP, CPU_FP = "Xeon-16c-NVIDIA_H100-x1", "AMD_EPYC-2c"

@@ -4,9 +4,8 @@ can be wrong as one line naming the file."""
 import json
 
 import pytest
-from timed_runs import CASE, FP, records, rounds, write_run
 
-from conftest import bench_entry, run_file, write_json
+from conftest import CASE, FP, bench_entry, records, rounds, run_file, write_json, write_run
 from imgbench import results
 
 

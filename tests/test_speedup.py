@@ -2,8 +2,8 @@
 within a run or from the nearest run of the same machine class and profile."""
 
 import pytest
-from timed_runs import CASE, GPU_CASE, cpu_runs_of_two_profiles_then_a_gpu_run, records, rounds, write_run
 
+from conftest import CASE, GPU_CASE, cpu_runs_of_two_profiles_then_a_gpu_run, records, rounds, write_run
 from imgbench import results, speedup
 
 

@@ -3,8 +3,8 @@ test, Student's t quantiles, and the bounds a history's run-to-run spread allows
 
 import numpy as np
 import pytest
-from timed_runs import rounds
 
+from conftest import rounds
 from imgbench import stats
 
 

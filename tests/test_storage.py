@@ -1,6 +1,7 @@
 """Where runs live (imgbench.storage): run numbers taken exclusively by processes saving at once, the
 previous run of a profile, baselines merged case by case, and folders checked before a run."""
 
+import errno
 import json
 import multiprocessing
 import os
@@ -14,8 +15,14 @@ from imgbench.options import Settings
 PROCESSES, SAVES = 8, 20  # a save that took its number by listing alone loses runs here in 5 tries of 5
 
 
-def save_runs(folder, writer, barrier):
+def no_hard_links(src, dst):
+    raise OSError(errno.EPERM, "Operation not permitted")  # as on file systems without hard links
+
+
+def save_runs(folder, writer, barrier, links=True):
     """One process: SAVES saves, each started together with every other process's."""
+    if not links:
+        os.link = no_hard_links
     for i in range(SAVES):
         barrier.wait(timeout=60)
         with storage.partial(folder, f"run{writer}") as tmp:
@@ -23,10 +30,11 @@ def save_runs(folder, writer, barrier):
             storage.save_run(tmp, folder, "quick")
 
 
-def test_processes_saving_at_once_each_get_their_own_number(tmp_path):
+@pytest.mark.parametrize("links", [True, False], ids=["hard_links", "exclusive_create"])
+def test_processes_saving_at_once_each_get_their_own_number(tmp_path, links):
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch's threads
     barrier = ctx.Barrier(PROCESSES)
-    procs = [ctx.Process(target=save_runs, args=(tmp_path, w, barrier)) for w in range(PROCESSES)]
+    procs = [ctx.Process(target=save_runs, args=(tmp_path, w, barrier, links)) for w in range(PROCESSES)]
     for p in procs:
         p.start()
     for p in procs:
@@ -86,7 +94,9 @@ def case(name, median, device="cpu"):
 
 
 def write_baseline_run(path, cases, devices, **meta):
-    return write_json(path, run_file(cases, meta={"profile": "quick", "devices": devices, **meta}))
+    meta = {"profile": "quick", "devices": devices, "precisions": ["fp32"],
+            "peaks": {"cpu": {"matmul_tflops": {"fp32": 1.0}}}, **meta}
+    return write_json(path, run_file(cases, meta=meta))
 
 
 def ids(path):
@@ -98,13 +108,28 @@ def test_a_subset_run_replaces_only_its_cases_of_the_baseline(tmp_path):
     assert final == tmp_path / "AMD_EPYC-2c" / "quick.json"
     first = write_baseline_run(tmp_path / ".a.partial", [case("mlp", 1.0), case("kerascnn", 2.0)], ["cpu"])
     assert storage.save_baseline(first, final) == [] and not first.exists()
-    assert ids(final) == [("test_forward[mlp-cpu]", 1.0), ("test_forward[kerascnn-cpu]", 2.0)]  # the run itself
-    subset = write_baseline_run(tmp_path / ".b.partial", [case("mlp", 1.5), case("mlp", 0.1, "cuda")], ["cuda"])
-    assert storage.save_baseline(subset, final) == ["benches/bench_forward.py::test_forward[mlp-cpu]"]
+    assert ids(final) == [("test_forward[kerascnn-cpu]", 2.0), ("test_forward[mlp-cpu]", 1.0)]  # in test-id order
+    assert "merged" not in json.loads(final.read_text())["imgbench"]
+    subset = write_baseline_run(tmp_path / ".b.partial", [case("mlp", 1.5), case("mlp", 0.1, "cuda")], ["cuda"],
+                                precisions=["bf16"], peaks={"cuda": {"matmul_tflops": {"bf16": 700.0}}})
+    assert storage.save_baseline(subset, final) == ["test_forward[mlp-cpu]"]
     assert ids(final) == [("test_forward[kerascnn-cpu]", 2.0), ("test_forward[mlp-cpu]", 1.5),
                           ("test_forward[mlp-cuda]", 0.1)]  # merged, in test-id order
-    assert json.loads(final.read_text())["imgbench"]["devices"] == ["cpu", "cuda"]
+    meta = json.loads(final.read_text())["imgbench"]
+    assert meta["devices"] == ["cpu", "cuda"] and meta["precisions"] == ["fp32", "bf16"]
+    assert meta["peaks"] == {"cpu": {"matmul_tflops": {"fp32": 1.0}}, "cuda": {"matmul_tflops": {"bf16": 700.0}}}
+    assert meta["merged"] == [{"datetime": "2026-11-21T10:00:00", "commit": "abc"}]  # where kerascnn-cpu came from
     assert [p.name for p in final.parent.iterdir()] == ["quick.json"]  # no temporary file left
+
+
+def test_a_case_is_replaced_by_its_params_even_when_its_test_id_moved(tmp_path):
+    final = tmp_path / "quick.json"
+    storage.save_baseline(write_baseline_run(tmp_path / ".a", [case("mlp", 1.0)], ["cpu"]), final)
+    moved = case("mlp", 2.0)
+    moved["fullname"] = "elsewhere/benches/bench_forward.py::" + moved["name"]  # pytest ran from another folder
+    again = write_baseline_run(tmp_path / ".b", [moved], ["cpu"])
+    assert storage.save_baseline(again, final) == ["test_forward[mlp-cpu]"]
+    assert ids(final) == [("test_forward[mlp-cpu]", 2.0)]
 
 
 SETTINGS = Settings(devices=["cpu"], batch_sizes=[32], models=["mlp"], profile=config.PROFILES["quick"], threads=2,

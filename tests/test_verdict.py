@@ -3,8 +3,8 @@ case or one too noisy to say; the verdict table; and ab and compare deciding ali
 
 import numpy as np
 import pytest
-from timed_runs import CASE, records, rounds
 
+from conftest import CASE, records, rounds
 from imgbench import ab, compare, verdict
 from imgbench.verdict import IMPROVEMENT, NOISY, REGRESSION, UNCHANGED, History
 

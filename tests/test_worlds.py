@@ -31,10 +31,13 @@ def test_the_family_runs_once_per_machine_on_gpus_and_not_on_other_devices():
 
 
 def test_why_a_world_does_not_run(monkeypatch):
-    monkeypatch.setattr(devices, "usable_cores", lambda: 4)
     monkeypatch.setattr(ddp, "unavailable", lambda device: None)
-    assert worlds.unsupported(4, "mlp", "cpu", 32, QUICK) is None
-    assert worlds.unsupported(8, "mlp", "cpu", 32, QUICK) == "world size 8 needs 8 cores; this machine has 4"
+    monkeypatch.setattr(worlds.torch.cuda, "device_count", lambda: 2)
+    four = dataclasses.replace(QUICK, threads=4)  # CPU replicas follow --threads, not the cores
+    assert worlds.unsupported(4, "mlp", "cpu", 32, four) is None
+    assert worlds.unsupported(8, "mlp", "cpu", 32, four) == ("world size 8 needs 8 CPU threads, one per replica; "
+                                                            "this run has 4 (--threads)")
+    assert worlds.unsupported(4, "mlp", "cuda", 32, four) == "world size 4 needs 4 GPUs; this machine has 2"
     assert worlds.unsupported(2, "resnet18", "cpu", 32, QUICK) == "the quick profile runs ddp for mlp, kerascnn only"
     assert worlds.unsupported(4, "mlp", "cpu", 256, QUICK) == "batch 256 x 4 replicas > 512 images per epoch"
     assert worlds.unsupported(1, "mlp", "mps", 32, QUICK).endswith("not mps")

@@ -43,7 +43,8 @@ def cmd_list(args) -> int:
         "models": {n: {"input_shape": list(models.spec(n).input_shape), "num_classes": models.spec(n).num_classes,
                        "summary": models.spec(n).summary} for n in models.names()},
         "families": config.FAMILIES,
-        "axes": {"device": config.DEVICES, "devices_here": devices.available(), "batch_size": "32,128",
+        "axes": {"device": config.DEVICES, "devices_here": devices.available(),
+                 "batch_size": options.DEFAULTS["batch_size"],
                  "optimizer": list(config.OPTIMIZERS), "dataset": list(config.DATASETS),
                  "precision": list(config.PRECISIONS), "memory_format": list(config.MEMORY_FORMATS),
                  "compile": list(config.COMPILE)},
@@ -68,29 +69,18 @@ def cmd_compare(args) -> int:
 
     effects = family_effects(args.family_effect)
     cand_run, base_run = runfile.read(args.candidate), runfile.read(args.baseline)
-    cand, base = results.records(cand_run), results.records(base_run)
+    notes = [line for run in {r.path: r for r in (cand_run, base_run)}.values() if (line := run.lacks())]
     history_files = results.find(args.history)
-    history = [results.load(p) for p in history_files]
-    notes = [f"{run.path}: written by an older imgbench (run file schema {run.schema}), lacks "
-             f"{', '.join(run.missing)}: not checked" for run in {r.path: r for r in (cand_run, base_run)}.values()
-             if run.missing]
     if args.history and not history_files:
         notes.append(f"no stored runs in {' '.join(args.history)}: judged without a history bound")
-    if (other := compare.hardware(base, cand)) is None:
-        verdicts, only_cand, only_base = compare.compare(base, cand, history, args.min_effect / 100, effects)
-    else:
-        verdicts, only_cand, only_base = compare.compare_speedups(base, cand, args.min_effect / 100, effects)
-        print(f"imgbench: {other}: absolute times are not compared; comparing GPU-over-CPU speedups "
-              "(ratio = baseline speedup / candidate speedup, > 1 is worse)", flush=True)
-        if history:
-            notes.append("the history is not used across machine classes")
-    if not verdicts:
+    history = [results.load(p) for p in history_files]
+    judged = compare.runs(results.records(base_run), results.records(cand_run), history, args.min_effect / 100,
+                          effects)
+    if judged.across:
+        print(f"imgbench: {judged.across}", flush=True)
+    if not judged.verdicts:
         raise UserError(f"no case of {args.candidate} is in {args.baseline}: nothing to compare")
-    if only_base:
-        notes.append(f"only in the baseline (not run by the candidate): {', '.join(only_base)}")
-    if only_cand:
-        notes.append(f"only in the candidate (new, no baseline): {', '.join(only_cand)}")
-    return _report(verdicts, args.markdown, notes)
+    return _report(judged.verdicts, args.markdown, notes + judged.notes)
 
 
 def _report(verdicts, markdown: bool, notes=()) -> int:
@@ -154,8 +144,8 @@ def cmd_run(args) -> int:
     # Saved by us, not by --benchmark-save: pytest-benchmark writes in place, so Ctrl-C could leave
     # half a file in the history.
     with storage.partial(folder, "run") as tmp:
-        code = runner.run(pytest_args + _rest(args), tmp)
-        if code not in (0, 1) or not tmp.is_file():
+        code, complete = runner.run(pytest_args + _rest(args), tmp)
+        if not complete or code not in (0, 1) or not tmp.is_file():
             print(f"imgbench: the run did not finish (exit {code}); nothing saved", file=sys.stderr)
             return code
         saved = storage.save_run(tmp, folder, args.profile)
@@ -174,8 +164,8 @@ def cmd_baseline(args) -> int:
     final = storage.baseline_path(_machine_folder(args.folder, "--folder"), args.profile)
     storage.check_baseline(final, s)
     with storage.partial(final.parent, final.name) as tmp:
-        code = runner.run([*pytest_args, *_rest(args)], tmp)
-        if code != 0 or not tmp.is_file():
+        code, complete = runner.run([*pytest_args, *_rest(args)], tmp)
+        if not complete or code != 0 or not tmp.is_file():
             why = f"the run failed (exit {code})" if code else "the run wrote no benchmark data"
             print(f"imgbench: {why}; baseline unchanged", file=sys.stderr)
             return code or 1

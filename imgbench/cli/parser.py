@@ -84,7 +84,7 @@ def build() -> argparse.ArgumentParser:
                        description="Hardware, versions and numeric flags recorded with every run.")
     e.add_argument("--json", action="store_true", help="print JSON instead of text")
     e.add_argument("--fingerprint", action="store_true", help="print only the machine class (a folder name)")
-    e.add_argument("--threads", help="CPU threads to record (default: every core this process may use)")
+    e.add_argument("--threads", help=options.BY_DEST["threads"].help_text)
 
     ls = sub.add_parser("list", help="models, benchmark families, axes and profiles",
                         description="What the suite can run.")
@@ -137,7 +137,7 @@ def build() -> argparse.ArgumentParser:
                    help="the case's family (default: train_step)")
     g.add_argument("--device", default="cpu", help="one device (default: cpu)")
     g.add_argument("--batch-size", default="32", help="one batch size (default: 32)")
-    g.add_argument("--threads", help="CPU threads (default: every core this process may use)")
+    g.add_argument("--threads", help=options.BY_DEST["threads"].help_text)
     g.add_argument("--trials", type=int, default=100, help="trials per slowdown (default: 100)")
     g.add_argument("--effects", default="0,5,10", help="injected slowdowns in percent, 0 = A/A (default: 0,5,10)")
     g.add_argument("--pairs", type=int, default=10, help="A/B samples per side (default: 10)")

@@ -187,6 +187,24 @@ def test_baseline_is_written_whole_or_not_at_all(tmp_path):
     assert sorted(p.name for p in baseline.parent.iterdir()) == ["quick.json"]  # no partial file left
 
 
+def test_baseline_of_a_subset_merges_and_names_the_cases_it_replaced(tmp_path):
+    def baseline(*select):
+        return imgbench("baseline", "--model", "mlp", "--batch-size", "4", "--device", "cpu", "--folder",
+                        str(tmp_path), "--", *select, "--benchmark-max-time=0.01", "-p", "no:cacheprovider")
+
+    assert baseline("-k", "test_forward or test_train_step").returncode == 0
+    (path,) = tmp_path.glob("*/quick.json")
+    first = {b["name"]: b for b in json.loads(path.read_text())["benchmarks"]}
+    assert sorted(first) == ["test_forward[mlp-cpu-bs4]", "test_train_step[mlp-cpu-bs4]"]
+    done = baseline("-k", "test_train_step")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "replaced 1 case(s) of the earlier baseline: test_train_step[mlp-cpu-bs4]" in done.stdout
+    now = {b["name"]: b for b in json.loads(path.read_text())["benchmarks"]}
+    assert sorted(now) == sorted(first)
+    assert now["test_forward[mlp-cpu-bs4]"] == first["test_forward[mlp-cpu-bs4]"]  # kept as it was
+    assert now["test_train_step[mlp-cpu-bs4]"]["stats"] != first["test_train_step[mlp-cpu-bs4]"]["stats"]
+
+
 def test_baseline_with_bad_options_creates_nothing(tmp_path, capsys):
     assert cli.main(["baseline", "--model", "nosuch", "--folder", str(tmp_path / "b")]) == cli.EXIT_BAD_INPUT
     assert "unknown model 'nosuch'" in capsys.readouterr().err

@@ -10,11 +10,9 @@ from dataclasses import dataclass
 import torch
 
 from imgbench import config, data, devices, epochs, models, workloads
+from imgbench.config import SEED
 from imgbench.errors import UserError
 from imgbench.options import Settings
-
-SEED = 0
-
 
 COMPILERS = {  # device type -> (language, environment variable, default names)
     "cpu": ("C++", "CXX", ("g++", "c++", "clang++")),  # Inductor builds C++ for the CPU

@@ -9,9 +9,8 @@ import torch
 import torch.nn as nn
 
 from imgbench import config, devices, files, models, workloads
-from imgbench.config import Profile
+from imgbench.config import SEED, Profile
 
-SEED = 0
 STORAGE = "page cache, no fsync"  # what a save or load costs here: serialising, not the disk
 
 

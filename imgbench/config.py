@@ -67,6 +67,7 @@ FAMILIES = {  # family -> benches/bench_<family>.py
     "harness": "one empty timed round: the synchronising timer's own cost per round",
 }
 
+SEED = 0  # every case seeds its model, data and augmentation with it: runs see the same numbers
 DEVICES = "auto, cpu, cuda, cuda:N, mps"
 OPTIMIZERS = ("adam", "sgd")
 DATASETS = ("synthetic", "cifar10", "mnist")

@@ -37,7 +37,7 @@ def host_tensor(numel: int, dtype: torch.dtype, pinned: bool) -> torch.Tensor:
 
 def numel(size: str, dtype: torch.dtype) -> int:
     nbytes = SIZES[size]
-    return CIFAR_BATCH if nbytes is None else nbytes // torch.empty(0, dtype=dtype).element_size()
+    return CIFAR_BATCH if nbytes is None else nbytes // dtype.itemsize
 
 
 def workload(size: str, dtype: str, memory: str, mode: str, direction: str, device: str) -> workloads.Workload:

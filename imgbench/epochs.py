@@ -10,10 +10,8 @@ import torch
 import torch.nn as nn
 
 from imgbench import config, data, devices, models, timing
-from imgbench.config import Profile
+from imgbench.config import SEED, Profile
 from imgbench.workloads import Trainer, Workload, count_flops
-
-SEED = 0
 
 
 class EpochClock:

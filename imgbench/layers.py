@@ -6,8 +6,7 @@ from __future__ import annotations
 import torch
 
 from imgbench import workloads
-
-SEED = 0
+from imgbench.config import SEED
 
 # name -> (dims, in, out, kernel, stride, quick spatial size); `full` multiplies the size by conv_scale.
 # Padding is "same" (kernel // 2) but for the _p0 ("valid") layer.

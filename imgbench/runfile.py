@@ -8,8 +8,9 @@ refused; older runs are read, and the fields they lack are named. No torch here.
 
 from __future__ import annotations
 
+import copy
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from imgbench import files
@@ -52,11 +53,15 @@ class Run:
     meta: dict                  # the imgbench block
     version: str                # of pytest-benchmark
     schema: int
-    missing: list[str] = field(default_factory=list)  # schema fields this (older) run lacks
 
     @property
     def profile(self) -> str:
         return str(self.meta.get("profile", ""))
+
+    @property
+    def missing(self) -> list[str]:
+        """The schema's fields this run lacks (an older imgbench's run, or another tool's)."""
+        return [f for f in FIELDS if f not in self.meta]
 
     @property
     def devices(self):
@@ -95,7 +100,7 @@ def read(path: str | Path) -> Run:
     return Run(path=path, raw=run, benchmarks=run["benchmarks"], datetime=str(run.get("datetime", "")),
                commit=_dict(run.get("commit_info")).get("id"), fingerprint=machine.get("fingerprint"),
                env=_dict(machine.get("imgbench")), meta=meta, version=str(run.get("version", "unknown")),
-               schema=schema, missing=[f for f in FIELDS if f not in meta])
+               schema=schema)
 
 
 def _dict(value) -> dict:
@@ -112,7 +117,7 @@ def merged(new: Run, old: Run) -> tuple[dict, list[str]]:
     """`new`'s file with every case of `old` that `new` did not run, and the names of the cases new
     replaced. The imgbench block's axis lists and peaks cover both runs' cases, and its `merged` list
     names the earlier runs (date, commit) whose cases the file still holds."""
-    doc = json.loads(json.dumps(new.raw))  # a copy
+    doc = copy.deepcopy(new.raw)
     ran = {case_key(b) for b in new.benchmarks}
     replaced = sorted(b["name"] for b in old.benchmarks if case_key(b) in ran)
     doc["benchmarks"] = new.benchmarks + [b for b in old.benchmarks if case_key(b) not in ran]

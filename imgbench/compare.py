@@ -1,6 +1,7 @@
 """Regression gate: a candidate run against a baseline run (and, where stored, the history of its
 machine class). Cases are matched by family and params, not by test id. Per case: the ratio of
-medians, a bootstrap interval from the per-round data, the history's run-to-run bound, a verdict."""
+medians, a bootstrap interval from the per-round data, the history's run-to-run bound, a verdict (none
+for a case either run measured under contention)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from imgbench import stats, verdict
+from imgbench import contention, stats, verdict
 from imgbench.errors import UserError
 from imgbench.results import Record, differences, identity
 from imgbench.verdict import History, Verdict
@@ -39,6 +40,14 @@ def check_same_conditions(base: list[Record], cand: list[Record]):
                            "compare runs of one profile, dataset and optimizer")
 
 
+def why_contended(**runs: list[Record]) -> str | None:
+    """Why a case cannot be judged: the records it was measured by, per run ("candidate", "baseline"),
+    that other processes crowded (contention.flag), each named by its run; None when none was."""
+    why = [f"{flag} in the {run} run" for run, rs in runs.items() for r in rs
+           if (flag := contention.flag(r.contention))]
+    return "; ".join(dict.fromkeys(why)) or None  # a speedup's two cases of one run may say the same
+
+
 def effect_of(record: Record, per_family: dict[str, float] | None, default: float) -> float:
     """The minimum effect for a case: per family as the user names it (the bench file), e.g. dataloader."""
     return (per_family or {}).get(record.bench or record.family, default)
@@ -57,7 +66,8 @@ def compare(base: list[Record], cand: list[Record], history: list[list[Record]] 
         if run and identity(run) == identity(cand):
             continue  # the candidate itself, saved into the history before being judged
         for r in run:
-            if r.fingerprint in machine and not differences(r, cand[0]):  # other machines, profiles...
+            # other machines, profiles..., and contended runs, whose times are off
+            if r.fingerprint in machine and not differences(r, cand[0]) and not contention.flag(r.contention):
                 past.setdefault(r.key, []).append(r.median)
     out = []
     for key in sorted(by_base.keys() & by_cand.keys()):
@@ -68,9 +78,9 @@ def compare(base: list[Record], cand: list[Record], history: list[list[Record]] 
         bounds = stats.history_interval(hist, alpha)  # None below 3 past runs
         h = History(c.median / float(np.median(hist)), *bounds) if bounds else None
         effect = effect_of(c, per_family, min_effect)
-        out.append(Verdict(c.name, c.family, b.median, c.median, ratio, ci, h.ratio if h else None,
-                           h.bound if h else None, effect,
-                           verdict.by_interval(ratio, ci, effect, h)))
+        v = Verdict(c.name, c.family, b.median, c.median, ratio, ci, h.ratio if h else None,
+                    h.bound if h else None, effect, verdict.by_interval(ratio, ci, effect, h))
+        out.append(verdict.contended(v, why_contended(candidate=[c], baseline=[b])))
     only_cand = sorted(by_cand[k].name for k in by_cand.keys() - by_base.keys())
     only_base = sorted(by_base[k].name for k in by_base.keys() - by_cand.keys())
     return out, only_cand, only_base
@@ -83,8 +93,9 @@ def speedup_verdict(b, c, effect: float = 0.05, alpha: float = 0.01) -> Verdict:
     if b.cpu.data and b.accel.data and c.cpu.data and c.accel.data:
         bc, ba, cc, ca = stats.bootstrap_medians([b.cpu.data, b.accel.data, c.cpu.data, c.accel.data])
         ci = stats.interval((bc / ba) / (cc / ca), alpha)
-    return Verdict(f"{c.device}/cpu {c.case}", c.family, b.speedup, c.speedup, ratio, ci, None, None, effect,
-                   verdict.by_interval(ratio, ci, effect), kind="speedup")
+    v = Verdict(f"{c.device}/cpu {c.case}", c.family, b.speedup, c.speedup, ratio, ci, None, None, effect,
+                verdict.by_interval(ratio, ci, effect), kind="speedup")
+    return verdict.contended(v, why_contended(candidate=[c.cpu, c.accel], baseline=[b.cpu, b.accel]))
 
 
 def compare_speedups(base: list[Record], cand: list[Record], min_effect: float = 0.05,
@@ -122,7 +133,7 @@ def speedup_falls(series: list, min_effect: float = 0.05) -> list:
 @dataclass
 class Judged:
     verdicts: list[Verdict]
-    notes: list[str] = field(default_factory=list)  # cases only one run has; the history left unused
+    notes: list[str] = field(default_factory=list)  # contended cases; cases only one run has; the history unused
     across: str | None = None                       # why speedups were compared instead of times
 
 
@@ -139,6 +150,7 @@ def runs(base: list[Record], cand: list[Record], history: list[list[Record]] = (
         judged = Judged(verdicts, ["the history is not used across machine classes"] if history else [],
                         f"{other}: absolute times are not compared; comparing GPU-over-CPU speedups "
                         "(ratio = baseline speedup / candidate speedup, > 1 is worse)")
+    judged.notes += [f"{v.name}: {v.why}" for v in verdicts if v.verdict == verdict.CONTENDED]
     if only_base:
         judged.notes.append(f"only in the baseline (not run by the candidate): {', '.join(only_base)}")
     if only_cand:

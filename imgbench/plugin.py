@@ -1,6 +1,7 @@
 """pytest plugin: the options, the sweep (parametrisation and ids), device-synchronising timers, an
-out-of-memory case as a skip, and the environment recorded in every pytest-benchmark JSON. The fixtures
-live in `fixtures`; the options in `options`; the run file's imgbench block in `runfile`."""
+out-of-memory case as a skip, the environment recorded in every pytest-benchmark JSON, and the machine's
+contention around every case (`contention`). The fixtures live in `fixtures`; the options in `options`;
+the run file's imgbench block in `runfile`."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import torch
 from pytest_benchmark.utils import SecondsDecimal
 
 import imgbench
-from imgbench import data, devices, environment, options, peaks, runfile, storage, timing
+from imgbench import contention, data, devices, environment, options, peaks, runfile, storage, timing
 from imgbench.config import WORKER_COUNTS, worker_counts
 from imgbench.errors import UserError
 from imgbench.fixtures import STATE, RunState, case, conditions, measure, params, settings  # noqa: F401 (fixtures)
@@ -144,6 +145,9 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
+    # Other processes' share of the CPUs while the case ran, into its extra_info: pytest-benchmark
+    # reads that dict when it writes the JSON at the session's end, so a value set after the call lands.
+    before = contention.snapshot() if _is_bench(item.path) else None
     try:
         return (yield)
     except torch.OutOfMemoryError as e:
@@ -158,6 +162,9 @@ def pytest_runtest_call(item):
         else:
             raise
         traceback.clear_frames(e.__traceback__)
+    finally:
+        if before is not None and (bench := getattr(item, "funcargs", {}).get("benchmark")) is not None:
+            bench.extra_info["contention"] = contention.between(before, contention.snapshot())
     gc.collect()
     device = params(item).get("device", "cpu")
     if device.startswith("cuda"):

@@ -98,8 +98,9 @@ def render(history: History, out: Path, svg: bool = False, min_effect: float = 0
             notes.append(f"{slug}: no earlier run of the same profile: the latest run has no baseline to compare with")
         else:
             c = m.comparison
-            for family in sorted({v.family for v in c.verdicts}):
-                fig = plots.versus_baseline([v for v in c.verdicts if v.family == family], family, slug,
+            drawn = [v for v in c.verdicts if v.verdict in plots.VERDICT_COLORS]  # contended: listed, not drawn
+            for family in sorted({v.family for v in drawn}):
+                fig = plots.versus_baseline([v for v in drawn if v.family == family], family, slug,
                                             _label(c.base), _label(c.cand))
                 m.figures.setdefault("latest vs baseline", []).extend(
                     plots.save(fig, out, f"vs_baseline_{slug}_{family}", svg))
@@ -161,6 +162,9 @@ def markdown(r: Rendered, out: Path) -> str:
         for kind in (verdict.REGRESSION, verdict.IMPROVEMENT):
             if counts[kind]:
                 md += [f"**{kind.capitalize()}s**", "", verdict.render(counts[kind], markdown=True), ""]
+        if counts[verdict.CONTENDED]:
+            md += [f"**{verdict.CONTENDED.capitalize()}** (no verdict)", ""]
+            md += [f"- {v.name}: {v.why}" for v in counts[verdict.CONTENDED]] + [""]
     md += ["## Figures", ""]
     for m in r.machines:
         for kind, paths in m.figures.items():

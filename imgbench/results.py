@@ -39,6 +39,13 @@ class Record:
         return (self.family, tuple(sorted((k, str(v)) for k, v in self.params.items())))
 
     @property
+    def contention(self) -> dict | None:
+        """The machine's contention while the case ran (contention.between, stored in extra_info by the
+        plugin); None for runs recorded before it was."""
+        c = self.extra.get("contention")
+        return c if isinstance(c, dict) else None
+
+    @property
     def conditions(self) -> tuple:
         """Run-wide settings that change what every case means (32x32 quick vs 224x224 full images...)."""
         return (("profile", self.profile), ("dataset", self.dataset), ("optimizer", self.optimizer))

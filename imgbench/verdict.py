@@ -1,8 +1,9 @@
 """The one set of decision rules. Whatever measures the noise (a bootstrap interval of one pair of runs,
 a Mann-Whitney test on interleaved A/B samples, a history's run-to-run spread), a case is called a
 regression only when that measure says slower, the slowdown reaches the minimum effect, and (where a
-history exists) the run is slower than the history allows. compare, ab, gate-check, plots and the
-report all decide here; plots only draw what was decided."""
+history exists) the run is slower than the history allows; a case measured under contention gets no
+verdict at all. compare, ab, gate-check, plots and the report all decide here; plots only draw what
+was decided."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from dataclasses import dataclass, replace
 from imgbench import table
 
 REGRESSION, IMPROVEMENT, UNCHANGED, NOISY = "regression", "improvement", "unchanged", "too noisy to say"
-VERDICTS = (REGRESSION, IMPROVEMENT, UNCHANGED, NOISY)
+CONTENDED = "measured under contention"  # other processes took the CPUs: the interval is tight and wrong
+VERDICTS = (REGRESSION, IMPROVEMENT, UNCHANGED, NOISY, CONTENDED)
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class Verdict:
     min_effect: float
     verdict: str
     kind: str = "time"            # "time": medians in seconds; "speedup": GPU-over-CPU speedups
+    why: str | None = None        # why there is no verdict (CONTENDED: which run, how much of the CPUs)
 
 
 def judge(ratio: float, effect: float, slower: bool, faster: bool, ci: tuple[float, float] | None,
@@ -68,6 +71,12 @@ def confirmed(v: Verdict, again_ratio: float | None) -> Verdict:
     if v.verdict == REGRESSION and (again_ratio is None or again_ratio < 1 + v.min_effect / 2):
         return replace(v, verdict=NOISY)
     return v
+
+
+def contended(v: Verdict, why: str | None) -> Verdict:
+    """No verdict on a case measured under contention (`why`, from contention.flag; None: it was not):
+    its figures stay in the table, the verdict says why it is not judged."""
+    return v if why is None else replace(v, verdict=CONTENDED, why=why)
 
 
 def counts(verdicts: list[Verdict]) -> dict[str, int]:

@@ -211,6 +211,24 @@ def test_different_hardware_compares_speedups(tmp_path, capsys):
     assert "2.000" in capsys.readouterr().out
 
 
+def test_a_contended_case_gives_no_speedup_verdict_and_no_history(tmp_path, capsys):
+    crowded = {"contention": {"foreign_cpu": 0.5, "seconds": 10.0}}
+    base = write_run(tmp_path / "b.json", {CASE: rounds(0.020), GPU_CASE: rounds(0.001)})
+    worse = write_json(tmp_path / "w.json", run_file(
+        [bench_entry(CASE[0], dict(CASE[1]), rounds(0.010, seed=1), extra=crowded),
+         bench_entry(GPU_CASE[0], dict(GPU_CASE[1]), rounds(0.001, seed=1))], fingerprint="Xeon-16c-H100-x1"))
+    assert cli.main(["compare", str(worse), str(base)]) == 0  # the speedup fell, but its CPU case was crowded
+    assert ("cuda/cpu train_step[batch_size=32,model=kerascnn]: measured under contention: other processes used "
+            "50% of the CPUs (limit 10%) in the candidate run") in capsys.readouterr().out.splitlines()
+    crowded_past = [results.load(write_json(tmp_path / f"h{i}.json", run_file(
+        [bench_entry(CASE[0], dict(CASE[1]), rounds(m, seed=i), extra=crowded)], when=f"2026-11-0{i + 1}T00:00:00")))
+        for i, m in enumerate([1.0, 1.01, 0.99])]
+    v = judge_pair(tmp_path, 1.0, 1.0)
+    (judged,), _, _ = compare.compare(results.load(tmp_path / "base.json"), results.load(tmp_path / "cand.json"),
+                                      crowded_past)
+    assert judged.history_bound is None and judged.verdict == v.verdict  # contended runs are no history
+
+
 def test_different_hardware_without_speedups_is_refused(tmp_path, capsys):
     base = write_run(tmp_path / "b.json", {CASE: rounds(1.0)})
     cand = write_run(tmp_path / "c.json", {CASE: rounds(1.0), GPU_CASE: rounds(0.1)}, fingerprint="Xeon-16c")

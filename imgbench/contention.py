@@ -1,0 +1,125 @@
+"""The contention sentinel: how much of the machine other processes took while a case was timed.
+
+With another CPU-bound process on a 2-core box, multi-threaded cases jump to multiples of the
+scheduler tick and every round is hit alike, so the interval is tight and wrong. Here the CPU time
+the whole machine spent (Linux `/proc/stat`, steal included) is compared with what our own process
+tree spent (`/proc/<pid>/stat` of the root and its descendants, reaped children included): the rest
+is foreign. CPU pressure (`/proc/pressure/cpu`, PSI) and the load average are recorded beside it.
+Elsewhere (no /proc) nothing is measured and the record says so. No torch here."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PROC = Path("/proc")
+FOREIGN_LIMIT = 0.10  # other processes using more than this share of all CPUs: no verdict on the case
+TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+# The machine's and the tree's counters are read at slightly different moments and each rounds to a
+# tick: a quiet 0.05 s window on 2 CPUs read 9% foreign from this alone, so flag() allows for it.
+JITTER_TICKS = 2
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    wall: float               # time.monotonic()
+    busy: int | None          # machine CPU ticks not idle, steal included (None: no /proc/stat)
+    steal: int | None
+    own: int | None           # CPU ticks of our process tree, reaped children included
+    psi_some_us: int | None   # /proc/pressure/cpu "some" total (None where PSI is missing)
+
+
+def _cpu_line() -> list[int] | None:
+    try:
+        with open(PROC / "stat") as f:
+            first = f.readline().split()
+    except OSError:
+        return None
+    return [int(x) for x in first[1:]] if first and first[0] == "cpu" else None
+
+
+def _tree_ticks(root: int) -> int | None:
+    """utime + stime + cutime + cstime of `root` and every descendant alive now."""
+    stats = {}
+    try:
+        pids = [p.name for p in PROC.iterdir() if p.name.isdigit()]
+    except OSError:
+        return None
+    for pid in pids:
+        try:
+            text = (PROC / pid / "stat").read_text()
+        except OSError:
+            continue  # gone since the listing
+        fields = text[text.rfind(")") + 2:].split()  # after "pid (comm) ": state ppid ...
+        stats[int(pid)] = (int(fields[1]), sum(int(x) for x in fields[11:15]))
+    if root not in stats:
+        return None
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += stats[pid][1]
+        todo += children.get(pid, [])
+    return total
+
+
+def _psi_some() -> int | None:
+    try:
+        for line in (PROC / "pressure" / "cpu").read_text().splitlines():
+            if line.startswith("some"):
+                return int(line.rsplit("total=", 1)[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def snapshot(root: int | None = None) -> Snapshot:
+    cpu = _cpu_line()
+    busy = sum(cpu[i] for i in (0, 1, 2, 5, 6, 7) if i < len(cpu)) if cpu else None
+    steal = cpu[7] if cpu and len(cpu) > 7 else None
+    return Snapshot(time.monotonic(), busy, steal, _tree_ticks(root or os.getpid()), _psi_some())
+
+
+def between(a: Snapshot, b: Snapshot) -> dict:
+    """What happened on the machine from `a` to `b`: shares of all CPUs' time (foreign_cpu: other
+    processes and the hypervisor's steal; steal alone), the share of wall time some task waited for a
+    CPU (psi_some), the 1-minute load average at `b`, and what could not be measured here."""
+    seconds = max(b.wall - a.wall, 1e-9)
+    capacity = seconds * TICK * (os.cpu_count() or 1)
+    out: dict = {"seconds": round(seconds, 3)}
+    if None not in (a.busy, b.busy, a.own, b.own):
+        out["foreign_cpu"] = round(max(0.0, ((b.busy - a.busy) - (b.own - a.own)) / capacity), 4)
+    if None not in (a.steal, b.steal):
+        out["steal"] = round((b.steal - a.steal) / capacity, 4)
+    if None not in (a.psi_some_us, b.psi_some_us):
+        out["psi_some"] = round((b.psi_some_us - a.psi_some_us) / (seconds * 1e6), 4)
+    with contextlib.suppress(OSError, AttributeError):  # no load average (Windows has no os.getloadavg)
+        out["load1"] = round(os.getloadavg()[0], 2)
+    missing = [k for k in ("foreign_cpu", "steal", "psi_some", "load1") if k not in out]
+    if missing:
+        out["unmeasured"] = missing
+    return out
+
+
+def flag(record: dict | None) -> str | None:
+    """Why a case's numbers cannot be judged ("measured under contention: ..."), or None."""
+    share = (record or {}).get("foreign_cpu")
+    seconds = (record or {}).get("seconds")
+    jitter = JITTER_TICKS / (seconds * TICK * (os.cpu_count() or 1)) if seconds else 0.0
+    if share is None or share - jitter <= FOREIGN_LIMIT:
+        return None
+    return (f"measured under contention: other processes used {share:.0%} of the CPUs "
+            f"(limit {FOREIGN_LIMIT:.0%})")
+
+
+def busy(seconds: float = 1.0) -> str | None:
+    """A warning when other processes are using the CPUs now (sampled for `seconds`), else None."""
+    a = snapshot()
+    time.sleep(seconds)
+    why = flag(between(a, snapshot()))
+    return None if why is None else why.replace("measured under contention", "the machine is busy")

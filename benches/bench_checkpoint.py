@@ -8,6 +8,7 @@ import pytest
 from imgbench import checkpoint
 
 
+@pytest.mark.gate(model="kerascnn")  # save and load
 @pytest.mark.parametrize("op", ["save", "load"])
 def test_checkpoint(op, model, device, settings, measure, tmp_path):
     measure(checkpoint.workload(op, tmp_path / "checkpoint.pt", model, device, settings.optimizer, settings.profile))

@@ -7,6 +7,7 @@ import pytest
 from imgbench import layers
 
 
+@pytest.mark.gate(layer="conv2d_k3_64to128", direction="fwd_bwd", layout="nchw", batch_size=32)
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("direction", ["fwd", "fwd_bwd"])
 @pytest.mark.parametrize("layer", list(layers.LAYERS))

@@ -8,6 +8,7 @@ import pytest
 from imgbench import config, pipeline
 
 
+@pytest.mark.gate(source="tensor_augment", workers=0, pin="off", batch_size=128)
 @pytest.mark.parametrize("pin", ["off", "on"], ids=lambda v: f"pin_{v}")
 @pytest.mark.parametrize("workers", config.WORKER_COUNTS, ids=lambda w: f"workers{w}")
 @pytest.mark.parametrize("source", pipeline.SOURCES)

@@ -14,6 +14,7 @@ REPLAY = timing.Replay()
 pytestmark = pytest.mark.benchmark(timer=REPLAY)
 
 
+@pytest.mark.gate(world_size=1, model="kerascnn", batch_size=128)
 @pytest.mark.parametrize("world_size", worlds.world_sizes(), ids=lambda w: f"world{w}")
 def test_ddp(world_size, model, device, batch_size, settings, benchmark, tmp_path):
     if reason := worlds.unsupported(world_size, model, device, batch_size, settings):

@@ -8,6 +8,7 @@ import pytest
 from imgbench import cases
 
 
+@pytest.mark.gate(model="kerascnn", batch_size=128)  # both data paths
 @pytest.mark.parametrize("path", ["loader", "resident"])
 def test_epoch(path, case, measure):
     if reason := case.empty_epoch():

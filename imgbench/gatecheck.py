@@ -1,125 +1,131 @@
-"""The gate measures itself: how often it cries wolf when nothing changed (A/A), and how often it
-catches a slowdown injected on purpose (5%, 10%), for three ways of judging the same kind of data:
+"""The real gate measures itself. Each job is one real `imgbench ab` session on the gate set: a base
+worker running a checkout of the base ref and a candidate worker running this tree, both separate
+pytest processes. In each job every case runs one trial per effect (in random order): A/A (nothing
+injected) and the injected slowdowns, where the candidate's worker spins for `effect` times the
+case's median call after each call (after the device sync, inside the clock). Each effect's trials of
+one job are decided together exactly as `imgbench ab` decides a job (Holm over the cases), so:
 
-- `ab`: interleaved pairs in random order, one-sided Mann-Whitney U at alpha plus the minimum effect,
-  confirmed by a second set of pairs (the decision code of `imgbench ab`, its samples taken in this
-  process instead of one pytest run each);
-- `compare`: two runs one after the other, bootstrap interval of the ratio of medians plus the
-  minimum effect, no history (`imgbench compare` on two fresh runs);
-- `pytest-benchmark median:5%`: the same two runs judged by pytest-benchmark's own
-  `--benchmark-compare-fail median:5%` check.
+- job-level false alarms: the share of jobs whose A/A trials flagged any case a regression;
+- detection: the share of (job, case) trials with a slowdown flagged a regression;
 
-The slowdown is real work: after each call of the candidate's workload the clock keeps running
-while the process spins for `effect` times the workload's calibrated median."""
+each with a 95% Wilson interval. With `--hog` a busy process outside the job runs beside it: there
+the gate must call nothing a regression (cases are flagged "measured under contention")."""
 
 from __future__ import annotations
 
+import math
+import random
+import subprocess
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from imgbench import ab, stats, table, timing, verdict
-
-CASE = "case"
-METHODS = ("ab", "compare", "pytest-benchmark median:5%")
+from imgbench import ab, stats, table, verdict
 
 
 @dataclass
 class Tally:
-    method: str
     effect: float
-    flagged: int = 0
     trials: int = 0
+    flagged: int = 0            # trials called a regression
+    contended: int = 0          # trials given no verdict: measured under contention
+    jobs: int = 0
+    jobs_flagged: int = 0       # jobs with at least one case called a regression
 
-    @property
-    def rate(self) -> float:
-        return self.flagged / self.trials if self.trials else float("nan")
-
-
-def spin(seconds: float):
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
+    def rate(self, job: bool = False) -> tuple[int, int, float, float]:
+        k, n = (self.jobs_flagged, self.jobs) if job else (self.flagged, self.trials)
+        return (k, n, *stats.wilson(k, n))
 
 
-def rounds(fn: Callable[[], object], sync: Callable[[], None], n: int, extra: float = 0.0) -> list[float]:
-    """n timed calls; `extra` seconds of busy work inside the clock after each."""
-    def slowed():
-        fn()
-        sync()  # else the host spins while queued device work runs, hiding the slowdown
-        spin(extra)
-
-    return [timing.clocked(slowed if extra else fn, sync) for _ in range(n)]
+@dataclass
+class CaseLog:
+    sds: list[float] = field(default_factory=list)
+    pairs: list[int] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
 
 
-def native_fails(base: list[float], cand: list[float], threshold: str = "median:5%") -> bool:
-    """pytest-benchmark's own --benchmark-compare-fail check on two runs' rounds."""
-    from pytest_benchmark.utils import parse_compare_fail
-
-    check = parse_compare_fail(threshold)
-    return bool(check.fails({"median": float(np.median(cand))}, {"median": float(np.median(base))}))
-
-
-def compare_flags(base: list[float], cand: list[float], min_effect: float, alpha: float) -> bool:
-    ratio = stats.ratio_of_medians(base, cand)
-    ci = stats.bootstrap_ratio_ci(base, cand, alpha, resamples=1000)
-    return verdict.by_interval(ratio, ci, min_effect) == verdict.REGRESSION
+@dataclass
+class Measured:
+    tallies: dict[float, Tally]
+    cases: dict[str, CaseLog]
+    job_seconds: list[float]
+    seeds: list[int]
 
 
-def measure(fn: Callable[[], object], sync: Callable[[], None], effects: list[float], trials: int, pairs: int = 10,
-            rounds_per_sample: int = 5, min_effect: float = 0.05, alpha: float = 0.01,
-            progress: Callable[[str], None] = lambda s: None) -> list[Tally]:
-    """For each effect (0 = A/A), `trials` independent trials of every method; tallies of flagged trials."""
-    rounds(fn, sync, 3 * rounds_per_sample)  # warm-up: lazy init, allocator growth
-    reference = float(np.median(rounds(fn, sync, 3 * rounds_per_sample)))
-    tallies = {(m, e): Tally(m, e) for e in effects for m in METHODS}
-    start, done, total = time.monotonic(), 0, trials * len(effects)
-    for effect in effects:
-        extra = effect * reference
-        for t in range(trials):
-            def side(extra_s):
-                return lambda: {CASE: float(np.median(rounds(fn, sync, rounds_per_sample, extra_s)))}
-            verdicts = ab.run({"base": side(0.0), "candidate": side(extra)}, pairs, alpha, min_effect, seed=t)
-            _tally(tallies[("ab", effect)], verdicts[0].verdict == verdict.REGRESSION)
-            # Two runs one after the other, each as long as one side of the A/B.
-            base = rounds(fn, sync, pairs * rounds_per_sample)
-            cand = rounds(fn, sync, pairs * rounds_per_sample, extra)
-            _tally(tallies[("compare", effect)], compare_flags(base, cand, min_effect, alpha))
-            _tally(tallies[("pytest-benchmark median:5%", effect)], native_fails(base, cand))
-            done += 1
-            elapsed = time.monotonic() - start
-            progress(f"slowdown {effect:.0%}: trial {t + 1}/{trials}, about "
-                     f"{elapsed / done * (total - done):.0f} s left")
-    return list(tallies.values())
+def measure(base: ab.Side, cand: ab.Side, args: list[str], folder: Path, jobs: int, effects: list[float],
+            alpha: float, min_effect: float, seed: int, budget_s: float = ab.CASE_BUDGET_S,
+            progress: Callable[[str], None] = lambda s: None) -> Measured:
+    tallies = {e: Tally(e) for e in effects}
+    cases: dict[str, CaseLog] = {}
+    out = Measured(tallies, cases, [], [])
+    for j in range(jobs):
+        job_seed = seed + j
+        out.seeds.append(job_seed)
+        rng, start = random.Random(job_seed), time.monotonic()
+        trials: dict[float, list[ab.Trial]] = {e: [] for e in effects}
+        sub = folder / f"job{j}"
+        sub.mkdir()
+        with ab.session(base, cand, args, sub, job_seed, note=progress) as s:
+            for m, p in s.each():
+                if isinstance(p, str):
+                    progress(f"job {j + 1}: {m.name} not compared ({p})")
+                    continue
+                order = list(effects)
+                rng.shuffle(order)
+                for e in order:
+                    t = p.trial(p.budget_pairs(budget_s), e)
+                    trials[e].append(t)
+                    log = cases.setdefault(m.name, CaseLog())
+                    log.sds.append(t.sd)
+                    log.pairs.append(len(t.d))
+                    log.seconds.append(t.seconds)
+                    progress(f"job {j + 1}/{jobs} {m.name} +{e:.0%}: x{math.exp(np.median(t.d)):.3f}, "
+                             f"{len(t.d)} pairs, sd {t.sd:.3f}")
+        for e, ts in trials.items():
+            if not ts:
+                continue
+            calls = [v.verdict for v in ab.decide(ts, alpha, min_effect)]
+            tally = tallies[e]
+            tally.trials += len(calls)
+            tally.flagged += calls.count(verdict.REGRESSION)
+            tally.contended += calls.count(verdict.CONTENDED)
+            tally.jobs += 1
+            tally.jobs_flagged += verdict.REGRESSION in calls
+        out.job_seconds.append(time.monotonic() - start)
+        progress(f"job {j + 1}/{jobs} done in {out.job_seconds[-1]:.0f} s")
+    return out
 
 
-def _tally(t: Tally, flagged: bool):
-    t.trials += 1
-    t.flagged += bool(flagged)
+def _rate(k: int, n: int, lo: float, hi: float) -> str:
+    return f"{k}/{n} ({k / n:.0%}; {lo:.0%}-{hi:.0%})" if n else "-"
 
 
-def render(tallies: list[Tally], markdown: bool = False) -> str:
-    effects = sorted({t.effect for t in tallies})
-    head = ["method"] + [("A/A false alarms" if e == 0 else f"{e:.0%} slowdown caught") for e in effects]
-    by = {(t.method, t.effect): t for t in tallies}
-    rows = [[m] + [f"{by[m, e].flagged}/{by[m, e].trials} ({by[m, e].rate:.0%})" for e in effects]
-            for m in METHODS]
-    return table.render(head, rows, markdown)
+def render(m: Measured, markdown: bool = False) -> str:
+    head = ["injected", "jobs with a regression", "trials called a regression", "contended trials"]
+    rows = [["none (A/A)" if e == 0 else f"+{e:.0%}", _rate(*t.rate(job=True)), _rate(*t.rate()),
+             f"{t.contended}/{t.trials}"] for e, t in sorted(m.tallies.items())]
+    per_case = table.render(["case", "sd of pair log-ratios (median)", "pairs (mean)", "seconds per trial (mean)"],
+                            [[name, f"{np.median(c.sds):.3f}", f"{np.mean(c.pairs):.0f}", f"{np.mean(c.seconds):.1f}"]
+                             for name, c in m.cases.items()], markdown)
+    jobs = (f"{len(m.job_seconds)} job(s), {np.mean(m.job_seconds):.0f} s each on average; seeds "
+            f"{m.seeds[0]}-{m.seeds[-1]}" if m.job_seconds else "no job ran")
+    return "\n".join([table.render(head, rows, markdown), "", per_case, "", jobs])
 
 
-def case(model: str, family: str, device: str, batch_size: str, threads: str | None):
-    """The one case gate-check times, from its options: (case, the workload's call, its device's sync)."""
-    import torch
-
-    from imgbench import cases, devices, options
-
-    opts = {**options.DEFAULTS, "device": device, "batch_size": batch_size, "model": model, "threads": threads}
-    s = options.settings(opts.get)
-    if len(s.devices) != 1 or len(s.batch_sizes) != 1 or len(s.models) != 1:
-        raise options.AxisError("gate-check times one case: give one --device, one --batch-size and one --model")
-    devices.check(s.devices[0])
-    torch.set_num_threads(s.threads)
-    c = cases.Case(s.models[0], s.devices[0], s.batch_sizes[0], s)
-    return c, getattr(c, family)().fn, devices.synchronizer(c.device)
+@contextmanager
+def hog(on: bool):
+    """A CPU-bound process outside this process tree (re-parented away by a shell), for the run's length."""
+    if not on:
+        yield None
+        return
+    pid = subprocess.run(["sh", "-c", f"'{sys.executable}' -c 'while True: pass' >/dev/null 2>&1 & echo $!"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        yield int(pid)
+    finally:
+        subprocess.run(["kill", pid], capture_output=True)

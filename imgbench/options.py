@@ -19,6 +19,9 @@ class AxisError(UserError):
     pass
 
 
+CASE_SETS = ("all", "gate")
+
+
 @dataclass(frozen=True)
 class Option:
     name: str                 # the flag without its dashes: --batch-size
@@ -59,6 +62,8 @@ OPTIONS = (
     Option("memory-format", "nchw", "comma list of nchw, channels_last", ", ".join(config.MEMORY_FORMATS)),
     Option("compile", "off", "comma list of off, on (torch.compile; compile time stored apart, never timed)",
            ", ".join(config.COMPILE)),
+    Option("cases", "all", "all, or gate: only the gate set, the cases a bench marks with "
+           "@pytest.mark.gate(**params)", ", ".join(CASE_SETS)),
 )
 BY_DEST = {o.dest: o for o in OPTIONS}
 # Axes of the `case` fixture, in test-id order. A value equal to its option's default stays out of the id,
@@ -97,6 +102,7 @@ class Settings:
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
     memory_formats: list[str] = field(default_factory=lambda: ["nchw"])
     compile: list[str] = field(default_factory=lambda: ["off"])
+    cases: str = "all"                # "gate": only the gate set
 
     def axis_values(self) -> dict[str, list]:
         """The values each case axis sweeps, by fixture name."""
@@ -125,6 +131,7 @@ def settings(opt: Callable[[str], str | None]) -> Settings:
         precisions=choices("precision", opt("precision"), config.PRECISIONS),
         memory_formats=choices("memory format", opt("memory_format"), config.MEMORY_FORMATS),
         compile=choices("compile", opt("compile"), config.COMPILE),
+        cases=choice("case set", opt("cases"), CASE_SETS),
     )
 
 

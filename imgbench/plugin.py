@@ -30,6 +30,8 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "gate(**params): the test's cases with these params are in the gate set "
+                                       "(--cases gate), the cases `imgbench ab` gates pull requests on")
     try:
         s = options.settings(config.getoption)
         dataset = data.real(s.dataset, s.data_root) if s.dataset != "synthetic" else None
@@ -116,6 +118,13 @@ def _case_id(names, combo) -> str:
     return "-".join(parts)
 
 
+def in_gate_set(item) -> bool:
+    """Whether a case is in the gate set: its test carries @pytest.mark.gate(**params) and its params
+    include those values (a marker with no params takes every case of the test)."""
+    p = params(item)
+    return any(all(str(p.get(k)) == str(v) for k, v in m.kwargs.items()) for m in item.iter_markers("gate"))
+
+
 def pytest_collection_modifyitems(config, items):
     state = config.stash.get(STATE, None)
     workers = set(worker_counts(state.settings.threads) if state else WORKER_COUNTS)
@@ -127,6 +136,9 @@ def pytest_collection_modifyitems(config, items):
         p = params(item)
         if "workers" in p and p["workers"] not in workers:
             dropped.append(item)  # more DataLoader workers than the run's threads
+            continue
+        if state and state.settings.cases == "gate" and not in_gate_set(item):
+            dropped.append(item)
             continue
         kept.append(item)
         if "benchmark" not in item.fixturenames:

@@ -58,3 +58,51 @@ def test_history_interval_follows_a_skewed_history():
     half = stats.t_quantile(0.99, 4) * logs.std(ddof=1) * np.sqrt(1 + 1 / 5)
     assert (lo, hi) == pytest.approx((np.exp(logs.mean() - half), np.exp(logs.mean() + half)))
     assert lo * hi > 1.05 and stats.history_bound(m) == hi
+
+
+def _brute_signed_rank_p(d):
+    """Every sign pattern of the ranks, counted: the exact one-sided p the fast count must match."""
+    import itertools
+
+    d = np.asarray(d, float)
+    r = np.argsort(np.argsort(np.abs(d))) + 1
+    observed = r[d > 0].sum()
+    patterns = list(itertools.product([0, 1], repeat=d.size))
+    return sum((r * np.array(s)).sum() >= observed for s in patterns) / len(patterns)
+
+
+@pytest.mark.parametrize("seed, shift", [(0, 0.0), (1, 0.03), (2, -0.02), (3, 0.1)])
+def test_signed_rank_p_is_exact(seed, shift):
+    d = np.random.default_rng(seed).normal(shift, 0.05, 11)
+    assert stats.signed_rank_greater(d) == pytest.approx(_brute_signed_rank_p(d))
+
+
+def test_signed_rank_counts_one_wild_pair_only_by_its_rank():
+    d = [0.02, 0.03, 0.025, 0.01, 0.04, 0.015, 0.035, 0.022, 0.032, 0.012, 0.021, 0.031]
+    wild = d[:-1] + [-5.0]  # a regime switch inside one burst: the largest rank, whatever its size
+    assert stats.signed_rank_greater(d) == pytest.approx(2.0 ** -12)
+    assert stats.signed_rank_greater(wild) == pytest.approx(_brute_signed_rank_p(wild))
+    assert stats.signed_rank_greater(wild) == stats.signed_rank_greater(d[:-1] + [-0.05])
+    assert stats.signed_rank_greater(wild) < 0.02
+    assert stats.signed_rank_greater([]) == 1.0 and stats.signed_rank_greater([0.0, 0.0]) == 1.0
+
+
+def test_hodges_lehmann_estimate_and_interval():
+    d = np.random.default_rng(4).normal(0.05, 0.02, 30)
+    centre, lo, hi = stats.hodges_lehmann(d, 0.01)
+    walsh = [(a + b) / 2 for i, a in enumerate(d) for b in d[i:]]
+    assert centre == pytest.approx(np.median(walsh))
+    assert lo < centre < hi and lo > 0.03 and hi < 0.07
+    _, lo95, hi95 = stats.hodges_lehmann(d, 0.05)
+    assert lo < lo95 and hi95 < hi  # a lower level, a narrower interval
+
+
+def test_holm_rejects_step_down_and_stops_at_the_first_miss():
+    assert stats.holm([0.001, 0.02, 0.004, 0.5], 0.01) == [True, False, False, False]
+    assert stats.holm([0.001, 0.002, 0.004], 0.012) == [True, True, True]
+    assert stats.holm([0.02, 0.03], 0.01) == [False, False]
+
+
+@pytest.mark.parametrize("k, n, lo, hi", [(0, 20, 0.0, 0.1611), (10, 20, 0.2993, 0.7007), (20, 20, 0.8389, 1.0)])
+def test_wilson_interval(k, n, lo, hi):
+    assert stats.wilson(k, n) == pytest.approx((lo, hi), abs=1e-4)

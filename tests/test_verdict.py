@@ -6,7 +6,7 @@ import pytest
 
 from conftest import CASE, records, rounds
 from imgbench import ab, compare, verdict
-from imgbench.verdict import IMPROVEMENT, NOISY, REGRESSION, UNCHANGED, History
+from imgbench.verdict import CONTENDED, IMPROVEMENT, NOISY, REGRESSION, UNCHANGED, History
 
 E = 0.05  # the minimum effect of these cases
 
@@ -68,8 +68,19 @@ def make(name, ratio, decided, ci=(0.9, 1.1), history=None, kind="time"):
 
 def test_counts_every_verdict_including_absent_ones():
     vs = [make("a", 1.2, REGRESSION), make("b", 1.0, UNCHANGED), make("c", 1.3, REGRESSION)]
-    assert verdict.counts(vs) == {REGRESSION: 2, IMPROVEMENT: 0, UNCHANGED: 1, NOISY: 0}
+    assert verdict.counts(vs) == {REGRESSION: 2, IMPROVEMENT: 0, UNCHANGED: 1, NOISY: 0, CONTENDED: 0}
     assert list(verdict.counts([])) == list(verdict.VERDICTS)
+
+
+def test_a_contended_case_keeps_its_figures_but_gets_no_verdict():
+    v = make("a", 1.5, REGRESSION)
+    assert verdict.contended(v, None) is v
+    c = verdict.contended(v, "measured under contention: other processes used 48% of the CPUs (limit 10%)")
+    assert (c.verdict, c.ratio, c.why) == (CONTENDED, 1.5, "measured under contention: other processes used 48% "
+                                                            "of the CPUs (limit 10%)")
+    assert verdict.counts([c])[CONTENDED] == 1 and verdict.counts([c])[REGRESSION] == 0
+    assert verdict.render([c], markdown=True).splitlines()[2].endswith("| 1.500 | 0.900-1.100 | - | "
+                                                                       "measured under contention |")
 
 
 def test_render_text_is_aligned_and_markdown_is_a_table():

@@ -183,39 +183,59 @@ def cmd_ab(args) -> int:
 
     if not args.base and not args.base_python:
         raise UserError("ab needs --base GIT_REF, --base-python PATH, or both")
-    if args.pairs < 3:
-        raise UserError(f"--pairs {args.pairs} is too few to decide anything (valid: 3 or more; 10 by default)")
-    pytest_args = _pytest_args(args)[1][1:] + _rest(args)  # each side runs its own benches/
+    args_ = _pytest_args(args)[1][1:] + _rest(args)  # each side runs its own benches/
     here = _benches_dir(args.benches).parent
+    note = _progress("ab")
+    if why := _busy():
+        note(f"warning: {why}; cases measured under contention get no verdict")
     with tempfile.TemporaryDirectory() as tmp:
         base_python = ab.python_of(args.base_python)
         tree = ab.worktree(args.base, here, Path(tmp) / "base") if args.base else here
         try:
-            sides = ab.samplers(ab.Side("base", tree, base_python), ab.Side("candidate", here, sys.executable),
-                                pytest_args, Path(tmp))
-            verdicts = ab.run(sides, args.pairs, args.alpha, args.min_effect / 100, args.seed, _progress("ab"))
+            out = ab.run(ab.Side("base", tree, base_python), ab.Side("candidate", here, sys.executable), args_,
+                         Path(tmp), args.alpha, args.min_effect / 100, args.seed, budget_s=args.budget, note=note)
         finally:
             if args.base:
                 ab.remove_worktree(here, tree)
-    if not verdicts:
+    if not out.verdicts:
         raise UserError("no case ran in both versions: nothing to compare")
-    return _report(verdicts, args.markdown)
+    notes = [f"seed {out.seed}; {len(out.trials)} case(s) in {out.seconds:.0f} s; false alarms kept at "
+             f"{args.alpha:g} over the job (Holm)"]
+    notes += [f"{name}: not compared ({why})" for name, why in out.not_run.items()]
+    return _report(out.verdicts, args.markdown, notes)
+
+
+def _busy() -> str | None:
+    from imgbench import contention
+
+    return contention.busy(1.0)
 
 
 def cmd_gate_check(args) -> int:
-    from imgbench import gatecheck
+    import secrets
+    import tempfile
+
+    from imgbench import ab, gatecheck
 
     effects = [percent("--effects", e) for e in args.effects.split(",")]
-    for name, value, least in (("--trials", args.trials, 1), ("--pairs", args.pairs, 3), ("--rounds", args.rounds, 1)):
-        if value < least:
-            raise UserError(f"{name} {value}: valid is {least} or more")
-    case, fn, sync = gatecheck.case(args.model, args.family, args.device, args.batch_size, args.threads)
-    print(f"imgbench gate-check: {args.family} {case.model} on {case.device}, batch {case.batch_size}, "
-          f"{case.settings.threads} threads; {args.trials} trials per slowdown, {args.pairs} pairs of "
-          f"{args.rounds} rounds", flush=True)
-    tallies = gatecheck.measure(fn, sync, effects, args.trials, args.pairs, args.rounds, args.min_effect / 100,
-                                args.alpha, progress=_progress("gate-check"))
-    print(gatecheck.render(tallies, args.markdown))
+    if args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: valid is 1 or more")
+    args.cases = "gate"
+    args_ = [*_pytest_args(args)[1][1:], *_rest(args)]
+    here = _benches_dir(args.benches).parent
+    seed = secrets.randbelow(2**31) if args.seed is None else args.seed
+    note = _progress("gate-check")
+    note(f"{args.jobs} job(s) of the gate set against {args.base}, effects {args.effects} %, seed {seed}"
+         f"{', a CPU hog beside it' if args.hog else ''}")
+    with tempfile.TemporaryDirectory() as tmp, gatecheck.hog(args.hog):
+        tree = ab.worktree(args.base, here, Path(tmp) / "base")
+        try:
+            sides = ab.Side("base", tree, sys.executable), ab.Side("candidate", here, sys.executable)
+            measured = gatecheck.measure(*sides, args_, Path(tmp), args.jobs, effects, args.alpha,
+                                         args.min_effect / 100, seed, args.budget, note)
+        finally:
+            ab.remove_worktree(here, tree)
+    print(gatecheck.render(measured, args.markdown))
     return 0
 
 

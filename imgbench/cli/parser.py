@@ -67,8 +67,15 @@ def _bench_command(sub, name: str, what: str, description: str) -> argparse.Argu
     return p
 
 
-def _min_effect(p: argparse.ArgumentParser, what: str = "smallest slowdown worth failing for"):
-    p.add_argument("--min-effect", type=effect, default=5.0, metavar="PERCENT", help=f"{what} (default: 5)")
+def _min_effect(p: argparse.ArgumentParser, what: str = "smallest slowdown worth failing for", default: float = 5):
+    p.add_argument("--min-effect", type=effect, default=float(default), metavar="PERCENT",
+                   help=f"{what} (default: {default:g})")
+
+
+def _budget(p: argparse.ArgumentParser):
+    p.add_argument("--budget", type=_number(lambda v: v > 0, "a number of seconds (valid: above 0)"), default=20.0,
+                   metavar="SECONDS", help="time per case for the first set of pairs, both sides together; at "
+                                           "least 12 pairs, at most 300 (default: 20)")
 
 
 def _pytest_rest(p: argparse.ArgumentParser, example: str = ""):
@@ -113,38 +120,40 @@ def build() -> argparse.ArgumentParser:
     _pytest_rest(r, ", e.g. -- -k train_step")
 
     ab = _bench_command(sub, "ab", "interleaved A/B of this checkout against a git ref or another Python",
-                        "Times the selected cases of the base (--base GIT_REF and/or --base-python) and of this "
-                        "checkout in the same job, pair by pair in random order; decides per case with a one-sided "
-                        "Mann-Whitney U test at --alpha plus --min-effect, and confirms a regression with as many "
-                        "pairs again before exit 1.")
+                        "Starts one worker per version (the base's own tree, checked out aside, and this "
+                        "checkout), each running its own benches under pytest, and times the cases both have "
+                        "(matched by test and params) burst by burst, alternating between the workers in "
+                        "counterbalanced order. Per case: a one-sided exact signed-rank test on the pairs' "
+                        "log-ratios, Holm's rule over the job's cases at --alpha, and the Hodges-Lehmann "
+                        "ratio against --min-effect; a case that looks slower gets as many pairs again. "
+                        "Exit 1 when a case regressed.")
     ab.add_argument("--base", metavar="GIT_REF", help="the version to compare with (checked out aside)")
     ab.add_argument("--base-python", metavar="PATH", help="the base's Python (another environment, e.g. torch)")
-    ab.add_argument("--pairs", type=int, default=10, help="samples per side (default: 10)")
-    ab.add_argument("--alpha", type=alpha, default=0.01, help="significance level (default: 0.01)")
-    _min_effect(ab)
-    ab.add_argument("--seed", type=int, default=0, help="seed of the pair order (default: 0)")
+    ab.add_argument("--alpha", type=alpha, default=0.01,
+                    help="chance of any false alarm in the job (default: 0.01)")
+    _min_effect(ab, default=3)
+    ab.add_argument("--seed", type=int, help="seed of the pair order (default: drawn, printed)")
+    _budget(ab)
     ab.add_argument("--markdown", action="store_true", help="print a markdown table")
     _pytest_rest(ab, ", e.g. -- -k forward")
 
-    g = sub.add_parser("gate-check", help="measure the gate: A/A false alarms and injected-slowdown detection",
-                       description="Times one case again and again in this process: A/A trials (same code "
-                                   "both sides) and trials with a slowdown injected into the candidate, each "
-                                   "judged by the interleaved A/B decision, by compare on two successive runs, "
-                                   "and by pytest-benchmark's --benchmark-compare-fail median:5%%; prints the "
-                                   "share of trials each flagged.")
-    g.add_argument("--model", default="kerascnn", help="the case's model (default: kerascnn)")
-    g.add_argument("--family", default="train_step", choices=["forward", "train_step"],
-                   help="the case's family (default: train_step)")
-    g.add_argument("--device", default="cpu", help="one device (default: cpu)")
-    g.add_argument("--batch-size", default="32", help="one batch size (default: 32)")
-    g.add_argument("--threads", help=options.BY_DEST["threads"].help_text)
-    g.add_argument("--trials", type=int, default=100, help="trials per slowdown (default: 100)")
-    g.add_argument("--effects", default="0,5,10", help="injected slowdowns in percent, 0 = A/A (default: 0,5,10)")
-    g.add_argument("--pairs", type=int, default=10, help="A/B samples per side (default: 10)")
-    g.add_argument("--rounds", type=int, default=5, help="timed calls per sample (default: 5)")
-    g.add_argument("--alpha", type=alpha, default=0.01, help="significance level (default: 0.01)")
-    _min_effect(g)
-    g.add_argument("--markdown", action="store_true", help="print a markdown table")
+    g = _bench_command(sub, "gate-check", "measure the real gate: job-level A/A false alarms and detection of "
+                       "injected slowdowns, with 95% intervals",
+                       "Runs --jobs real A/B sessions of the gate set (--cases gate): a base worker on a "
+                       "checkout of --base and a candidate worker on this tree. In each job every case runs one "
+                       "trial per --effects value, the candidate's calls slowed by that share of the case's "
+                       "median call (0 = A/A), each effect's trials decided together as `imgbench ab` decides "
+                       "a job. With --hog a CPU-bound process runs beside it.")
+    g.add_argument("--base", metavar="GIT_REF", default="HEAD", help="the base side's version (default: HEAD)")
+    g.add_argument("--jobs", type=int, default=3, help="A/B sessions (default: 3)")
+    g.add_argument("--effects", default="0,2,5,10", help="injected slowdowns in percent, 0 = A/A (default: 0,2,5,10)")
+    g.add_argument("--alpha", type=alpha, default=0.01, help="chance of any false alarm in a job (default: 0.01)")
+    _min_effect(g, default=3)
+    g.add_argument("--seed", type=int, help="seed of the first job (default: drawn, printed)")
+    _budget(g)
+    g.add_argument("--hog", action="store_true", help="run a CPU-bound process beside the jobs")
+    g.add_argument("--markdown", action="store_true", help="print markdown tables")
+    _pytest_rest(g)
 
     for name, what in (("plot", "figures from stored runs: speedup trend, throughput, latest vs baseline, epoch"),
                        ("report", "markdown and self-contained HTML report of stored runs, with the figures")):

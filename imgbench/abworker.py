@@ -1,0 +1,170 @@
+"""The A/B worker: a pytest plugin that `imgbench ab` loads into each side's own tree, so that each
+version's benches build their cases their own way, and the coordinator times them burst by burst.
+
+It is copied beside the run under its own module name and uses only the standard library and pytest,
+so it runs trees that predate it (bisection needs that). In the worker process it:
+1. sends the coordinator the collected cases (node id, test function, params) and runs only those
+   the coordinator names back, in its order;
+2. at each case's `benchmark(...)` / `benchmark.pedantic(...)` call takes the timed function and the
+   case's own timer (which synchronises the device) instead of pytest-benchmark's rounds, says
+   "ready", and serves bursts on command: n timed calls, each optionally followed (after the timer's
+   device sync) by `extra` seconds of busy work inside the clock -- the injected slowdown of
+   `imgbench gate-check`; then "next" lets the test go on to its end;
+3. says when a named case ended without reaching its benchmark call (skipped, failed).
+
+A case timed elsewhere and replayed through its timer (`benchmark.pedantic(timer.play)`, the ddp
+family) is served by running the test body again for each call: its sample is what it replays."""
+
+from __future__ import annotations
+
+import gc
+import os
+import statistics
+import time
+from multiprocessing.connection import Client
+
+import pytest
+
+ADDRESS, KEY = "IMGBENCH_AB_ADDRESS", "IMGBENCH_AB_KEY"
+
+
+class _State:
+    conn = None
+    item = None        # the item running now
+    served = False     # whether it reached its benchmark call
+    ended = ""         # why it ended otherwise
+    replaying = None   # inside a rerun of a replayed case's body: the list its durations go to
+    extra = 0.0        # the injected slowdown of the burst being served
+
+
+S = _State()
+
+
+def _link():
+    if S.conn is None:
+        S.conn = Client(os.environ[ADDRESS], authkey=bytes.fromhex(os.environ[KEY]))
+    return S.conn
+
+
+def _case(item) -> tuple[str, str, dict]:
+    spec = getattr(item, "callspec", None)
+    params = {k: v if isinstance(v, (int, str)) else repr(v) for k, v in (spec.params if spec else {}).items()}
+    return item.nodeid, getattr(item, "originalname", item.name), params
+
+
+@pytest.hookimpl(trylast=True)  # after the tree's own plugin has deselected what its options exclude
+def pytest_collection_modifyitems(config, items):
+    conn = _link()
+    conn.send(("cases", [_case(i) for i in items]))
+    wanted = conn.recv()
+    by_id = {i.nodeid: i for i in items}
+    keep = [by_id[n] for n in wanted]
+    rest = [i for i in items if i.nodeid not in set(wanted)]
+    if rest:
+        config.hook.pytest_deselected(items=rest)
+    items[:] = keep
+
+
+def pytest_configure(config):
+    from pytest_benchmark.fixture import BenchmarkFixture
+
+    BenchmarkFixture.__call__ = _called
+    BenchmarkFixture.pedantic = _pedantic
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    S.item, S.served, S.ended = item, False, ""
+    try:
+        return (yield)
+    finally:
+        if not S.served:
+            _link().send(("ended", item.nodeid, S.ended or "ended before its benchmark call"))
+        S.item = None
+
+
+def pytest_runtest_logreport(report):
+    if not (report.failed or report.skipped) or S.ended:
+        return
+    if report.skipped and isinstance(report.longrepr, tuple):
+        S.ended = report.longrepr[2]  # "Skipped: <reason>"
+    else:
+        last = str(report.longreprtext).strip().splitlines()[-1:] or [report.outcome]
+        S.ended = f"failed: {last[0]}"
+
+
+def _called(self, function_to_benchmark, *args, **kwargs):
+    return _serve(self._timer, lambda: function_to_benchmark(*args, **kwargs))
+
+
+def _pedantic(self, target, args=(), kwargs=None, setup=None, teardown=None, rounds=1, warmup_rounds=0,
+              iterations=1):
+    kwargs = kwargs or {}
+    if getattr(target, "__self__", None) is self._timer:  # replayed: the work happened before this call
+        durations = [_timed(self._timer, target, S.extra) for _ in range(rounds)]
+        if S.replaying is not None:
+            S.replaying.extend(durations)
+            return None
+        return _serve(self._timer, None)
+
+    def call():
+        a, k = args, kwargs
+        if setup is not None:
+            a, k = setup() or (args, kwargs)
+        out = target(*a, **k)
+        if teardown is not None:
+            teardown(*a, **k)
+        return out
+    return _serve(self._timer, call)
+
+
+def _spin(seconds: float):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def _timed(timer, fn, extra: float) -> float:
+    start = timer()
+    fn()
+    if extra:
+        timer()  # the device's work is done: the slowdown comes after it, inside the clock
+        _spin(extra)
+    return timer() - start
+
+
+def _serve(timer, call):
+    """Serve bursts of `call` (None: rerun the replayed test body) until the coordinator says next."""
+    conn, item = _link(), S.item
+    S.served = True
+    conn.send(("ready", item.nodeid))
+    while True:
+        msg = conn.recv()
+        if msg[0] == "next":
+            return None
+        _, calls, extra = msg
+        gc.disable()  # as pytest-benchmark's disable_gc: a collection would land in whichever call it hits
+        try:
+            out = _burst(timer, call, item, calls, extra)
+        finally:
+            gc.enable()
+        conn.send(("times", out))
+
+
+def _burst(timer, call, item, calls: int, extra: float) -> list[float]:
+    if call is not None:
+        return [_timed(timer, call, extra) for _ in range(calls)]
+    out = []
+    try:
+        for _ in range(calls):  # one value per rerun: the median epoch it replayed
+            S.replaying, S.extra = [], extra  # the body's own pedantic call fills it (see _pedantic)
+            item.runtest()
+            out.append(statistics.median(S.replaying))
+    finally:
+        S.replaying, S.extra = None, 0.0
+    return out
+
+
+def pytest_sessionfinish(session):
+    if S.conn is not None:
+        S.conn.send(("finished",))

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -47,9 +48,10 @@ START_S = 600        # a worker that has not reached its first case by then is s
 WORKERS = 1          # per side; more cycle pairs through every (base, candidate) combination
 WORKER_ENV = {
     "OMP_WAIT_POLICY": "PASSIVE",  # an idle worker's OpenMP threads sleep instead of spinning
-    "OMP_PROC_BIND": "true", "OMP_PLACES": "cores",  # every worker's thread i on core i
     # A fixed malloc: no dynamic mmap threshold, no trimming. Else each process settles into its own
     # allocation pattern (page faults per call or none), which biased measured pairs of processes by 10-25%.
+    # (Threads bound to cores, OMP_PROC_BIND, also steadied pairs, but pins forked DataLoader workers and
+    # torchrun ranks to the first core: not the workload a run times.)
     "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=2147483647",
 }
 PLUGIN = "imgbench_abworker"
@@ -108,7 +110,7 @@ class Worker:
         except OSError as e:
             self.listener.close()
             raise ABError(f"the {side.name} worker could not start {side.python}: {e.strerror or e}") from None
-        self.conn = None
+        self.conn, self.finished = None, False
 
     def connect(self):
         """Wait until the worker has collected its cases and called back."""
@@ -147,6 +149,10 @@ class Worker:
             self.proc.kill()
         self.proc.wait()
         self.listener.close()
+
+
+class CaseFailed(ABError):
+    """A case that raised while timed: it is not compared, and the A/B goes on."""
 
 
 class WorkerStopped(ABError):
@@ -193,11 +199,13 @@ class Matched:
 
 def match(base: list, cand: list) -> tuple[list[Matched], list[str], list[str]]:
     """Cases matched by test function and params (not by id: a renamed id still matches), in the
-    candidate's order; and the node ids present on one side only."""
-    by_key = {key_of(f, p): nid for nid, f, p in base}
-    cand_keys = {key_of(f, p) for _, f, p in cand}
+    candidate's order; and the node ids of one side with no single match on the other (a test function
+    and params found twice on a side, in two files, is not paired at all)."""
+    twice = {k for side in (base, cand) for k, n in Counter(key_of(f, p) for _, f, p in side).items() if n > 1}
+    by_key = {key_of(f, p): nid for nid, f, p in base if key_of(f, p) not in twice}
+    cand_keys = {key_of(f, p) for _, f, p in cand if key_of(f, p) not in twice}
     both = [Matched(nid.rsplit("::", 1)[-1], by_key[key_of(f, p)], nid) for nid, f, p in cand
-            if key_of(f, p) in by_key]
+            if key_of(f, p) in by_key and key_of(f, p) in cand_keys]
     only_base = [nid for nid, f, p in base if key_of(f, p) not in cand_keys]
     only_cand = [nid for nid, f, p in cand if key_of(f, p) not in by_key]
     return both, only_base, only_cand
@@ -228,13 +236,19 @@ class Pairing:
 
     def __init__(self, m: Matched, base: list[Worker], cand: list[Worker], rng: random.Random):
         self.m, self.base, self.cand, self.rng = m, base, cand, rng
-        self.lead, self.calls = 1, 3
+        self.lead, self.calls, self.replayed = 1, 3, False
         for w in base[1:] + cand[1:]:
             self._burst(w)  # each worker's warm-up after the case's own
+        started = time.monotonic()
         first = [self._burst(ws[0]) for ws in (base, cand)]
+        wall_per_call = (time.monotonic() - started) / (2 * (self.lead + self.calls))
         self.call_s = max(float(np.median(f)) for f in first)
-        self.lead = 1 if self.call_s < LEAD_BELOW_S else 0
-        self.calls = max(1, round(BURST_S / max(self.call_s, 1e-9)))
+        if self.replayed:  # each call reruns the test body (a torchrun launch): one per burst, no lead
+            self.lead, self.calls = 0, 1
+        else:
+            self.lead = 1 if self.call_s < LEAD_BELOW_S else 0
+            self.calls = max(1, round(BURST_S / max(self.call_s, 1e-9)))
+        self.pair_s = 2 * (self.lead + self.calls) * max(wall_per_call, self.call_s)  # what a pair costs here
         self.cand_median = float(np.median(first[1]))
 
     def _burst(self, w: Worker, extra: float = 0.0) -> list[float]:
@@ -242,12 +256,15 @@ class Pairing:
         `calls` timed ones."""
         w.send("burst", self.lead + self.calls, extra)
         msg = w.recv()
+        if msg[0] == "error":
+            raise CaseFailed(f"{w.side.name}: failed while timed: {msg[2]}")
         if msg[0] != "times" or len(msg[1]) < self.lead + self.calls:
-            raise ABError(f"the {w.name} answered {msg[0]!r} instead of burst times")
+            raise ABError(f"the {w.name} answered {msg[0]!r} instead of burst times: out of step")
+        self.replayed = msg[2]
         return msg[1][len(msg[1]) - self.calls:]
 
     def budget_pairs(self, budget_s: float = CASE_BUDGET_S) -> int:
-        return int(min(MAX_PAIRS, max(MIN_PAIRS, math.ceil(budget_s / (2 * self.calls * self.call_s)))))
+        return int(min(MAX_PAIRS, max(MIN_PAIRS, math.ceil(budget_s / self.pair_s))))
 
     def trial(self, pairs: int, slowdown: float = 0.0, screen: bool = True) -> Trial:
         """`pairs` pairs (twice as many if the first set looks slower), the candidate's calls slowed by
@@ -286,9 +303,9 @@ def decide(trials: list[Trial], alpha: float, min_effect: float) -> list[Verdict
     for t, s, f in zip(trials, slower, faster, strict=True):
         centre, lo, hi = stats.hodges_lehmann(t.d, 2 * alpha / len(trials))
         ratio, ci = math.exp(centre), (math.exp(lo), math.exp(hi))
-        call = verdict.CONTENDED if contention.flag(t.contention) else verdict.judge(ratio, min_effect, s, f, ci)
-        out.append(Verdict(t.name, family_of(t.name), float(np.median(t.base)), float(np.median(t.cand)), ratio,
-                           ci, None, None, min_effect, call))
+        v = Verdict(t.name, family_of(t.name), float(np.median(t.base)), float(np.median(t.cand)), ratio, ci,
+                    None, None, min_effect, verdict.judge(ratio, min_effect, s, f, ci))
+        out.append(verdict.contended(v, contention.flag(t.contention)))
     return out
 
 
@@ -304,17 +321,33 @@ class Session:
     rng: random.Random               # the pair orders, from the run's seed
 
     def each(self) -> Iterator[tuple[Matched, Pairing | str]]:
-        """Per matched case: a Pairing while every worker holds it, or why it could not run."""
+        """Per matched case: a Pairing while every worker holds it, or why it could not run. A consumer
+        whose trial raises CaseFailed catches it and goes on: the workers are let go all the same."""
         workers = self.base + self.cand
         for m in self.cases:
             got = [(w, w.recv(START_S)) for w in workers]
-            ready = [w for w, msg in got if msg[0] == "ready"]
-            if len(ready) == len(workers):
-                yield m, Pairing(m, self.base, self.cand, self.rng)
+            for w, msg in got:
+                expected = m.base_id if w in self.base else m.cand_id
+                if msg[0] in ("ready", "ended") and msg[1] != expected:
+                    raise ABError(f"the {w.name} is at {msg[1]}, not at {expected}: out of step")
+            ended = [(w, msg) for w, msg in got if msg[0] != "ready"]
+            if not ended:
+                try:
+                    pairing: Pairing | str = Pairing(m, self.base, self.cand, self.rng)
+                except CaseFailed as e:
+                    pairing = str(e)
+                yield m, pairing
             else:
-                yield m, "; ".join(sorted({f"{w.side.name}: {msg[2]}" for w, msg in got if msg[0] == "ended"}))
-            for w in ready:
-                w.send("next")
+                yield m, "; ".join(sorted({f"{w.side.name}: " + (msg[2] if msg[0] == "ended" else
+                                                                  f"its session ended early ({w.tail()})")
+                                           for w, msg in ended}))
+            for w, msg in got:
+                if msg[0] == "ready":
+                    w.send("next")
+                elif msg[0] == "finished":
+                    w.finished = True
+            if any(w.finished for w in workers):
+                return
 
 
 def _start(side: Side, args: list[str], folder: Path, workers: int) -> list[Worker]:
@@ -360,7 +393,8 @@ def session(base: Side, cand: Side, args: list[str], folder: Path, seed: int, wo
             w.conn.send([m.base_id if w.side is base else m.cand_id for m in both])
         yield Session(base_ws, cand_ws, both, only_base, only_cand, dropped, random.Random(seed))
         for w in started:
-            w.recv(START_S)  # "finished": the session ran to its end
+            if not w.finished:
+                w.recv(START_S)  # "finished": the session ran to its end
     finally:
         for w in started:
             w.stop()
@@ -386,14 +420,20 @@ def run(base: Side, cand: Side, args: list[str], folder: Path, alpha: float = 0.
     with session(base, cand, args, folder, seed, workers, note) as s:
         for name, ids in (("base", s.only_base), ("candidate", s.only_cand)):
             if ids:
-                note(f"only the {name} has {len(ids)} case(s), not compared: {', '.join(ids)}")
+                more = f" and {len(ids) - 10} more" if len(ids) > 10 else ""
+                note(f"only the {name} has {len(ids)} case(s), not compared: {', '.join(ids[:10])}{more}")
         note(f"{len(s.cases)} case(s) in both versions")
         for i, (m, p) in enumerate(s.each()):
             if isinstance(p, str):
                 not_run[m.name] = p
                 note(f"{m.name}: not compared ({p})")
                 continue
-            t = p.trial(p.budget_pairs(budget_s), slowdown)
+            try:
+                t = p.trial(p.budget_pairs(budget_s), slowdown)
+            except CaseFailed as e:
+                not_run[m.name] = str(e)
+                note(f"{m.name}: not compared ({e})")
+                continue
             trials.append(t)
             note(f"[{i + 1}/{len(s.cases)}] {m.name}: {len(t.d)} pairs of {t.calls} call(s), "
                  f"x{math.exp(np.median(t.d)):.3f}, sd {t.sd:.3f}, {t.seconds:.0f} s")

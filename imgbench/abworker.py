@@ -94,12 +94,14 @@ def pytest_runtest_logreport(report):
 
 
 def _called(self, function_to_benchmark, *args, **kwargs):
+    self._mode = "benchmark(...)"  # used: pytest-benchmark would warn otherwise
     return _serve(self._timer, lambda: function_to_benchmark(*args, **kwargs))
 
 
 def _pedantic(self, target, args=(), kwargs=None, setup=None, teardown=None, rounds=1, warmup_rounds=0,
               iterations=1):
     kwargs = kwargs or {}
+    self._mode = "benchmark.pedantic(...)"
     if getattr(target, "__self__", None) is self._timer:  # replayed: the work happened before this call
         durations = [_timed(self._timer, target, S.extra) for _ in range(rounds)]
         if S.replaying is not None:
@@ -134,21 +136,29 @@ def _timed(timer, fn, extra: float) -> float:
 
 
 def _serve(timer, call):
-    """Serve bursts of `call` (None: rerun the replayed test body) until the coordinator says next."""
+    """Serve bursts of `call` (None: rerun the replayed test body) until the coordinator says next. A
+    burst that raises is reported, and the error raised in the test once the coordinator lets go."""
     conn, item = _link(), S.item
+    if S.served:
+        raise RuntimeError("the benchmark fixture was used twice in one test: the A/B times one call per case")
     S.served = True
     conn.send(("ready", item.nodeid))
+    failed = None
     while True:
         msg = conn.recv()
         if msg[0] == "next":
+            if failed is not None:
+                raise failed
             return None
         _, calls, extra = msg
         gc.disable()  # as pytest-benchmark's disable_gc: a collection would land in whichever call it hits
         try:
-            out = _burst(timer, call, item, calls, extra)
+            conn.send(("times", _burst(timer, call, item, calls, extra), call is None))
+        except Exception as e:
+            failed = e
+            conn.send(("error", item.nodeid, f"{type(e).__name__}: {e}".splitlines()[0]))
         finally:
             gc.enable()
-        conn.send(("times", out))
 
 
 def _burst(timer, call, item, calls: int, extra: float) -> list[float]:

@@ -78,7 +78,11 @@ def measure(base: ab.Side, cand: ab.Side, args: list[str], folder: Path, jobs: i
                 order = list(effects)
                 rng.shuffle(order)
                 for e in order:
-                    t = p.trial(p.budget_pairs(budget_s), e)
+                    try:
+                        t = p.trial(p.budget_pairs(budget_s), e)
+                    except ab.CaseFailed as err:
+                        progress(f"job {j + 1}: {m.name} not compared ({err})")
+                        break
                     trials[e].append(t)
                     log = cases.setdefault(m.name, CaseLog())
                     log.sds.append(t.sd)

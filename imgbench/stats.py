@@ -1,11 +1,10 @@
 """Statistics for comparing timings on noisy machines: ratio of medians with a bootstrap interval
-from per-round data, a one-sided Mann-Whitney U test, and a bound from the run-to-run spread of a
-history. numpy only."""
+from per-round data, a bound from the run-to-run spread of a history, and for paired A/B samples the
+exact signed-rank test, the Hodges-Lehmann estimate, Holm's rule and Wilson's interval. numpy only."""
 
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
 
 import numpy as np
 
@@ -43,23 +42,6 @@ def bootstrap_ratio_ci(base, cand, alpha: float = 0.01, resamples: int = 4000, s
     """Two-sided (1 - alpha) percentile interval of the ratio of medians, resampling each side's rounds."""
     b, c = bootstrap_medians([base, cand], resamples, seed)
     return interval(c / b, alpha)
-
-
-def mann_whitney_greater(cand, base) -> float:
-    """p-value of the one-sided Mann-Whitney U test that candidate times are larger (slower) than
-    baseline times; normal approximation with tie and continuity corrections (fine from ~8 per side)."""
-    cand, base = np.asarray(cand, float), np.asarray(base, float)
-    n1, n2 = cand.size, base.size
-    both = np.concatenate([cand, base])
-    ranks = _ranks(both)
-    u = ranks[:n1].sum() - n1 * (n1 + 1) / 2
-    _, counts = np.unique(both, return_counts=True)
-    n = n1 + n2
-    var = n1 * n2 / 12 * ((n + 1) - (counts**3 - counts).sum() / (n * (n - 1)))
-    if var <= 0:
-        return 1.0
-    z = (u - n1 * n2 / 2 - 0.5) / math.sqrt(var)
-    return 1 - NormalDist().cdf(z)
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
@@ -164,9 +146,10 @@ def hodges_lehmann(d, alpha: float) -> tuple[float, float, float]:
     walsh = np.sort((d[:, None] + d[None, :])[np.triu_indices(n)] / 2)
     counts = _signed_rank_counts(n)
     cdf = np.cumsum(counts) / counts.sum()
-    k = int(np.searchsorted(cdf, alpha / 2, side="right"))  # P(W+ <= k - 1) <= alpha / 2
-    k = min(max(k, 0), walsh.size - 1)
-    return float(np.median(walsh)), float(walsh[k]), float(walsh[walsh.size - 1 - k])
+    k = int(np.searchsorted(cdf, alpha / 2, side="right"))  # the largest k with P(W+ <= k - 1) <= alpha / 2
+    if k == 0:  # too few pairs to reach this level: no bound
+        return float(np.median(walsh)), -math.inf, math.inf
+    return float(np.median(walsh)), float(walsh[k - 1]), float(walsh[walsh.size - k])
 
 
 def holm(pvalues: list[float], alpha: float) -> list[bool]:

@@ -1,5 +1,5 @@
 """The one set of decision rules. Whatever measures the noise (a bootstrap interval of one pair of runs,
-a Mann-Whitney test on interleaved A/B samples, a history's run-to-run spread), a case is called a
+a signed-rank test on interleaved A/B pairs, a history's run-to-run spread), a case is called a
 regression only when that measure says slower, the slowdown reaches the minimum effect, and (where a
 history exists) the run is slower than the history allows; a case measured under contention gets no
 verdict at all. compare, ab, gate-check, plots and the report all decide here; plots only draw what
@@ -63,14 +63,6 @@ def by_interval(ratio: float, ci: tuple[float, float] | None, effect: float, his
     """judge, the interval (or, without one, the ratio itself against the history) saying slower or faster."""
     lo, hi = ci if ci else (ratio, ratio)
     return judge(ratio, effect, lo > 1, hi < 1, ci, history)
-
-
-def confirmed(v: Verdict, again_ratio: float | None) -> Verdict:
-    """A regression found on all pairs of a two-stage A/B stands only if the confirming set on its own
-    (ratio of its medians, None when it has no sample of a side) is slower by half the minimum effect."""
-    if v.verdict == REGRESSION and (again_ratio is None or again_ratio < 1 + v.min_effect / 2):
-        return replace(v, verdict=NOISY)
-    return v
 
 
 def contended(v: Verdict, why: str | None) -> Verdict:

@@ -178,3 +178,30 @@ def test_run_warns_before_pytest_when_the_machine_is_busy(monkeypatch, capsys):
     monkeypatch.setattr(contention, "between", lambda a, b: {**CROWDED, "foreign_cpu": 0.01})
     assert runner.run([], Path("out.json")) == (0, True)
     assert capsys.readouterr().err == ""
+
+
+@linux
+def test_a_real_run_beside_a_cpu_hog_is_flagged_and_judged_no_regression(tmp_path, capsys):
+    """Two real runs of one case: a quiet one, then one beside a CPU-bound process outside our tree
+    (half of this box's CPUs, more on a bigger one). The busy run is flagged; compare gives it no
+    verdict and exits 0, where the tick-quantised times would otherwise read as a regression."""
+    from conftest import ROOT
+    from imgbench import gatecheck
+
+    cmd = [sys.executable, "-m", "pytest", str(ROOT / "benches" / "bench_forward.py"), "--device", "cpu",
+           "--model", "mlp", "--batch-size", "4", "-q", "-p", "no:cacheprovider", "--benchmark-max-time=0.5"]
+    quiet, busy = tmp_path / "quiet.json", tmp_path / "busy.json"
+    subprocess.run([*cmd, f"--benchmark-json={quiet}"], check=True, capture_output=True, timeout=300)
+    q = results.load(quiet)[0].contention
+    if contention.flag(q):
+        pytest.skip(f"the machine was busy during the quiet run: {contention.flag(q)}")
+    with contextlib.ExitStack() as hogs:
+        for _ in range(max(1, (os.cpu_count() or 2) // 2)):
+            hogs.enter_context(gatecheck.hog(True))
+        subprocess.run([*cmd, f"--benchmark-json={busy}"], check=True, capture_output=True, timeout=300)
+    b = results.load(busy)[0].contention
+    assert contention.flag(b) is not None and b["foreign_cpu"] > 0.3
+    assert cli.main(["compare", str(busy), str(quiet)]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("test_forward[mlp-cpu-bs4]"))
+    assert row.endswith(verdict.CONTENDED) and "in the candidate run" in out

@@ -369,3 +369,41 @@ def test_first_compare_without_a_baseline_says_so_and_runs(bench_dir):
     assert second.ret == 0
     assert "no stored run to compare with" not in second.stderr.str()
     second.stdout.fnmatch_lines(["*0001*"])  # the comparison table names the stored run
+
+
+def test_the_gate_set_covers_every_family_that_runs_on_the_cpu(pytester):
+    """`--cases gate` keeps the cases their test marks with @pytest.mark.gate(**params), and the real
+    benches' gate set holds a case of every CPU family (both epoch data paths, save and load)."""
+    from pathlib import Path
+
+    benches = Path(__file__).resolve().parent.parent / "benches"
+    result = pytester.runpytest_subprocess(str(benches), "--cases", "gate", "--device", "cpu", "--collect-only", "-q",
+                                           "-p", "no:randomly")
+    ids = sorted(line.split("::", 1)[1] for line in result.outlines if "::" in line)
+    assert ids == sorted([
+        "test_checkpoint[kerascnn-cpu-save]", "test_checkpoint[kerascnn-cpu-load]",
+        "test_conv[cpu-bs32-conv2d_k3_64to128-fwd_bwd-nchw]",
+        "test_loader[bs128-tensor_augment-workers0-pin_off]",
+        "test_ddp[kerascnn-cpu-bs128-world1]",
+        "test_epoch[kerascnn-cpu-bs128-loader]", "test_epoch[kerascnn-cpu-bs128-resident]",
+        "test_forward[kerascnn-cpu-bs32]", "test_train_step[kerascnn-cpu-bs32]",
+        "test_transfer[cpu-bs128-last_layer]"])
+    families = {i.split("[")[0] for i in ids}
+    assert families == {"test_checkpoint", "test_conv", "test_loader", "test_ddp", "test_epoch", "test_forward",
+                        "test_train_step", "test_transfer"}
+
+
+def test_a_gate_marker_selects_by_its_params(pytester):
+    pytester.makepyfile(bench_marks="""
+import pytest
+
+@pytest.mark.gate(x=2)
+@pytest.mark.parametrize("x", [1, 2, 3])
+def test_some(x):
+    pass
+
+def test_unmarked():
+    pass
+""")
+    result = pytester.runpytest("--cases", "gate", "--collect-only", "-q", "-p", "no:randomly")
+    assert [line for line in result.outlines if "::" in line] == ["bench_marks.py::test_some[2]"]

@@ -1,5 +1,8 @@
-"""The statistics (imgbench.stats): ratio of medians with a bootstrap interval, the one-sided Mann-Whitney
-test, Student's t quantiles, and the bounds a history's run-to-run spread allows."""
+"""The statistics (imgbench.stats): ratio of medians with a bootstrap interval, the paired tests (exact
+signed-rank, Hodges-Lehmann, Holm, Wilson), Student's t quantiles, and the bounds a history's run-to-run
+spread allows."""
+
+import math
 
 import numpy as np
 import pytest
@@ -27,15 +30,6 @@ def test_bootstrap_is_reproducible_by_seed():
     base, cand = rounds(1.0), rounds(1.1, seed=1)
     assert stats.bootstrap_ratio_ci(base, cand, seed=3) == stats.bootstrap_ratio_ci(base, cand, seed=3)
     assert stats.bootstrap_ratio_ci(base, cand, seed=3) != stats.bootstrap_ratio_ci(base, cand, seed=4)
-
-
-def test_mann_whitney_one_sided():
-    base = rounds(1.0, n=12, spread=0.02)
-    assert stats.mann_whitney_greater(rounds(1.1, n=12, spread=0.02, seed=1), base) < 0.001
-    assert stats.mann_whitney_greater(rounds(0.9, n=12, spread=0.02, seed=1), base) > 0.99
-    same = stats.mann_whitney_greater(rounds(1.0, n=12, spread=0.02, seed=1), base)
-    assert 0.01 < same < 0.99
-    assert stats.mann_whitney_greater([1, 1, 1], [1, 1, 1]) == 1.0  # all tied: no evidence
 
 
 def test_t_quantiles_match_the_tables():
@@ -106,3 +100,18 @@ def test_holm_rejects_step_down_and_stops_at_the_first_miss():
 @pytest.mark.parametrize("k, n, lo, hi", [(0, 20, 0.0, 0.1611), (10, 20, 0.2993, 0.7007), (20, 20, 0.8389, 1.0)])
 def test_wilson_interval(k, n, lo, hi):
     assert stats.wilson(k, n) == pytest.approx((lo, hi), abs=1e-4)
+
+
+@pytest.mark.parametrize("n, alpha", [(12, 0.05), (20, 0.01), (30, 0.002)])
+def test_hodges_lehmann_interval_is_the_signed_rank_test_inverted(n, alpha):
+    """Inside the interval no shift is rejected at alpha/2 either way; just outside it one is."""
+    d = np.random.default_rng(n).normal(0.02, 0.05, n)
+    _, lo, hi = stats.hodges_lehmann(d, alpha)
+    eps = 1e-9
+    assert stats.signed_rank_greater(d - (lo + eps)) > alpha / 2 and stats.signed_rank_greater(hi - eps - d) > alpha / 2
+    assert stats.signed_rank_greater(d - (lo - eps)) <= alpha / 2
+    assert stats.signed_rank_greater((hi + eps) - d) <= alpha / 2
+
+
+def test_hodges_lehmann_has_no_bound_below_the_reachable_level():
+    assert stats.hodges_lehmann([0.1, 0.2, 0.3], 0.01)[1:] == (-math.inf, math.inf)

@@ -202,6 +202,7 @@ def cmd_ab(args) -> int:
     notes = [f"seed {out.seed}; {len(out.trials)} case(s) in {out.seconds:.0f} s; false alarms kept at "
              f"{args.alpha:g} over the job (Holm)"]
     notes += [f"{name}: not compared ({why})" for name, why in out.not_run.items()]
+    notes += [f"{v.name}: {v.why}" for v in out.verdicts if v.why]
     return _report(out.verdicts, args.markdown, notes)
 
 

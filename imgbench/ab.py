@@ -19,13 +19,14 @@ import os
 import random
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from multiprocessing.connection import Listener
 from pathlib import Path
@@ -106,7 +107,9 @@ class Worker:
                "-p", "no:cacheprovider", "-p", "no:xdist"]
         try:
             with open(self.log, "w") as log:
-                self.proc = subprocess.Popen(cmd, cwd=side.tree, env=env, stdout=log, stderr=subprocess.STDOUT)
+                # Its own process group: stopping it stops what it started too (torchrun, loader workers).
+                self.proc = subprocess.Popen(cmd, cwd=side.tree, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                             start_new_session=True)
         except OSError as e:
             self.listener.close()
             raise ABError(f"the {side.name} worker could not start {side.python}: {e.strerror or e}") from None
@@ -145,9 +148,11 @@ class Worker:
         return lines[-1] if lines else "no output"
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
+        with suppress(ProcessLookupError):  # the group is gone already
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
+        if self.conn is not None:
+            self.conn.close()
         self.listener.close()
 
 
@@ -407,6 +412,11 @@ class Outcome:
     not_run: dict[str, str]          # case -> why it did not run on both sides
     seed: int
     seconds: float
+
+    @property
+    def broken(self) -> list[str]:
+        """Cases the base runs and the candidate fails: no pass, whatever the times say."""
+        return [n for n, why in self.not_run.items() if "candidate: failed" in why and "base: failed" not in why]
 
 
 def run(base: Side, cand: Side, args: list[str], folder: Path, alpha: float = 0.01, min_effect: float = 0.03,

@@ -198,6 +198,18 @@ def test_a_case_that_raises_while_timed_is_not_compared_and_the_rest_go_on(plain
     assert "test_skipped" in out.not_run and [t.name for t in out.trials] == ["test_sleep", "test_replayed"]
 
 
+def test_a_case_only_the_candidate_breaks_is_no_pass(plain_tree, tmp_path):
+    cand = tmp_path / "cand"
+    shutil.copytree(plain_tree, cand)
+    bench = cand / "benches" / "bench_plain.py"
+    bench.write_text(bench.read_text().replace("benchmark(time.sleep, 0.002)", "benchmark(time.sleep, -1)"))
+    (tmp_path / "s").mkdir()
+    out = ab.run(ab.Side("base", plain_tree, sys.executable), ab.Side("candidate", cand, sys.executable), [],
+                 tmp_path / "s", seed=1, budget_s=0.2)
+    assert out.broken == ["test_sleep"]
+    assert out.not_run["test_sleep"].startswith("candidate: failed while timed: ValueError")
+
+
 def test_a_worker_that_dies_is_one_line_naming_it(plain_tree, tmp_path):
     (plain_tree / "benches" / "conftest.py").write_text("import os\nos._exit(3)\n")
     sides = ab.Side("base", plain_tree, sys.executable), ab.Side("candidate", plain_tree, sys.executable)
@@ -214,7 +226,7 @@ def test_a_worker_that_dies_is_one_line_naming_it(plain_tree, tmp_path):
     (["ab", "--base", "HEAD", "--cases", "some"], "unknown case set 'some' (valid: all, gate)"),
 ])
 def test_bad_input(capsys, monkeypatch, args, message):
-    monkeypatch.setattr("imgbench.cli.commands._busy", lambda: None)
+    monkeypatch.setattr("imgbench.runner.warn_if_busy", lambda: None)
     assert cli.main(args) == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert err and message in err[-1]

@@ -186,8 +186,7 @@ def cmd_ab(args) -> int:
     args_ = _pytest_args(args)[1][1:] + _rest(args)  # each side runs its own benches/
     here = _benches_dir(args.benches).parent
     note = _progress("ab")
-    if why := _busy():
-        note(f"warning: {why}; cases measured under contention get no verdict")
+    runner.warn_if_busy()
     with tempfile.TemporaryDirectory() as tmp:
         base_python = ab.python_of(args.base_python)
         tree = ab.worktree(args.base, here, Path(tmp) / "base") if args.base else here
@@ -203,13 +202,11 @@ def cmd_ab(args) -> int:
              f"{args.alpha:g} over the job (Holm)"]
     notes += [f"{name}: not compared ({why})" for name, why in out.not_run.items()]
     notes += [f"{v.name}: {v.why}" for v in out.verdicts if v.why]
-    return _report(out.verdicts, args.markdown, notes)
-
-
-def _busy() -> str | None:
-    from imgbench import contention
-
-    return contention.busy(1.0)
+    code = _report(out.verdicts, args.markdown, notes)
+    if out.broken:
+        print(f"the candidate fails {len(out.broken)} case(s) the base runs: {', '.join(out.broken)}")
+        return max(code, 1)
+    return code
 
 
 def cmd_gate_check(args) -> int:
@@ -228,6 +225,7 @@ def cmd_gate_check(args) -> int:
     note = _progress("gate-check")
     note(f"{args.jobs} job(s) of the gate set against {args.base}, effects {args.effects} %, seed {seed}"
          f"{', a CPU hog beside it' if args.hog else ''}")
+    runner.warn_if_busy()  # before any hog of ours
     with tempfile.TemporaryDirectory() as tmp, gatecheck.hog(args.hog):
         tree = ab.worktree(args.base, here, Path(tmp) / "base")
         try:

@@ -9,7 +9,8 @@ seconds; bursts of ~50 ms, paired back to back, see the same regime. A pair's lo
 log(candidate burst / base burst), each burst summarised by its median call (robust to a regime
 switch inside it). The decision (`decide`) is a one-sided exact signed-rank test on the pairs'
 log-ratios, Holm's rule over all cases of the job (the chance of any false alarm in a job stays at
-alpha), and the Hodges-Lehmann estimate against the minimum effect. A case whose first set of pairs
+alpha, as far as pairs are independent of one another: `imgbench gate-check` measures it), and the
+Hodges-Lehmann estimate against the minimum effect. A case whose first set of pairs
 looks slower gets as many pairs again; the test runs on all pairs, so alpha still holds."""
 
 from __future__ import annotations
@@ -118,7 +119,11 @@ class Worker:
     def connect(self):
         """Wait until the worker has collected its cases and called back."""
         accepted: list = []
-        waiter = threading.Thread(target=lambda: accepted.append(self.listener.accept()), daemon=True)
+
+        def accept():
+            with suppress(OSError):  # the listener closed under it: the worker stopped first
+                accepted.append(self.listener.accept())
+        waiter = threading.Thread(target=accept, daemon=True)
         waiter.start()
         deadline = time.monotonic() + START_S
         while waiter.is_alive() and self.proc.poll() is None and time.monotonic() < deadline:

@@ -13,7 +13,9 @@ from imgbench.options import AxisError
 CLI_ONLY = {  # each command's own options beside the table's
     "run": {"--benches", "--storage", "--json"},
     "baseline": {"--benches", "--folder"},
-    "ab": {"--benches", "--base", "--base-python", "--pairs", "--alpha", "--min-effect", "--seed", "--markdown"},
+    "ab": {"--benches", "--base", "--base-python", "--alpha", "--min-effect", "--seed", "--budget", "--markdown"},
+    "gate-check": {"--benches", "--base", "--jobs", "--effects", "--alpha", "--min-effect", "--seed", "--budget",
+                   "--hog", "--markdown"},
 }
 
 
@@ -126,7 +128,7 @@ def test_an_option_added_to_the_table_reaches_both(pytester, capsys, monkeypatch
 
 VALUES = {"device": "cpu", "model": "mlp,kerascnn", "batch_size": "8, 4", "profile": "full", "threads": "1",
           "optimizer": "sgd", "dataset": "synthetic", "data_root": None, "precision": "fp32,bf16",
-          "memory_format": "channels_last", "compile": "off"}
+          "memory_format": "channels_last", "compile": "off", "cases": "gate"}
 
 
 def test_pytest_args_round_trip_through_settings(pytester):

@@ -405,5 +405,6 @@ def test_some(x):
 def test_unmarked():
     pass
 """)
+    pytester.makeini("[pytest]\npython_files = bench_*.py\n")
     result = pytester.runpytest("--cases", "gate", "--collect-only", "-q", "-p", "no:randomly")
     assert [line for line in result.outlines if "::" in line] == ["bench_marks.py::test_some[2]"]

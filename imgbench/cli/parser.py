@@ -138,7 +138,7 @@ def build() -> argparse.ArgumentParser:
     _pytest_rest(ab, ", e.g. -- -k forward")
 
     g = _bench_command(sub, "gate-check", "measure the real gate: job-level A/A false alarms and detection of "
-                       "injected slowdowns, with 95% intervals",
+                       "injected slowdowns, with 95%% intervals",
                        "Runs --jobs real A/B sessions of the gate set (--cases gate): a base worker on a "
                        "checkout of --base and a candidate worker on this tree. In each job every case runs one "
                        "trial per --effects value, the candidate's calls slowed by that share of the case's "

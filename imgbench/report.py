@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgbench import compare, files, plots, results, speedup, table, verdict
-from imgbench.results import History, Record
+from imgbench.results import History, Record, differences
 
 EPOCH_FAMILIES = ("epoch", "reference_epoch")
 
@@ -63,11 +63,12 @@ def latest_records(runs: list[list[Record]]) -> list[Record]:
 
 
 def latest_vs_previous(runs: list[list[Record]], min_effect: float) -> Comparison | None:
-    """The newest run against the run before it of the same profile sharing cases with it; the runs
-    before that are the history."""
+    """The newest run against the run before it measured under the same conditions (profile, dataset,
+    optimizer) sharing cases with it; the runs before that are the history. Runs of other conditions
+    (a scratch folder's other datasets, say) are never compared with it."""
     cand = runs[-1]
     keys = {r.key for r in cand}
-    earlier = [run for run in runs[:-1] if run[0].profile == cand[0].profile and keys & {r.key for r in run}]
+    earlier = [run for run in runs[:-1] if not differences(run[0], cand[0]) and keys & {r.key for r in run}]
     if not earlier:
         return None
     verdicts, _, _ = compare.compare(earlier[-1], cand, earlier[:-1], min_effect)
@@ -95,7 +96,8 @@ def render(history: History, out: Path, svg: bool = False, min_effect: float = 0
             m.figures["throughput"] = plots.save(plots.throughput(latest, slug), out, f"throughput_{slug}", svg)
         m.comparison = latest_vs_previous(m.runs, min_effect)
         if m.comparison is None:
-            notes.append(f"{slug}: no earlier run of the same profile: the latest run has no baseline to compare with")
+            notes.append(f"{slug}: no earlier run of the same profile, dataset and optimizer: the latest run has "
+                         "no baseline to compare with")
         else:
             c = m.comparison
             drawn = [v for v in c.verdicts if v.verdict in plots.VERDICT_COLORS]  # contended: listed, not drawn

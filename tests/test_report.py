@@ -187,3 +187,17 @@ def test_device_colors_are_not_reused_for_cases_or_verdicts():
     devices_ = set(plots.DEVICE_COLORS.values())
     assert not devices_ & (set(plots.CASE_COLORS) | set(plots.VERDICT_COLORS.values()))
     assert len(set(plots.CASE_COLORS)) >= plots.MAX_LINES  # no two lines of one panel share a color
+
+
+def test_runs_of_another_dataset_are_never_compared_with_the_latest(tmp_path, capsys):
+    """A scratch folder: a synthetic run, then a cifar10 run of the same cases. The report says the
+    latest has no baseline of its conditions, and exits 0: no traceback, no comparison across datasets."""
+    from conftest import CASE, rounds, write_run
+
+    write_run(tmp_path / "runs" / "0001_quick.json", {CASE: rounds(1.0)}, meta={"profile": "quick",
+                                                                               "dataset": "synthetic"})
+    write_run(tmp_path / "runs" / "0002_quick.json", {CASE: rounds(2.0)}, when="2026-11-22T10:00:00",
+              meta={"profile": "quick", "dataset": "cifar10"})
+    assert cli.main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "no earlier run of the same profile, dataset and optimizer: the latest run has no baseline" in err

@@ -239,6 +239,10 @@ class Trial:
     def sd(self) -> float:
         return float(np.std(self.d, ddof=1)) if len(self.d) > 1 else float("nan")
 
+    def summary(self) -> str:
+        return (f"{len(self.d)} pairs of {self.calls} call(s), x{math.exp(np.median(self.d)):.3f}, "
+                f"sd {self.sd:.3f}, {self.seconds:.0f} s")
+
 
 class Pairing:
     """Every worker at one case: calibrated bursts, pairs in counterbalanced order, each pair on the next
@@ -410,6 +414,11 @@ def session(base: Side, cand: Side, args: list[str], folder: Path, seed: int, wo
             w.stop()
 
 
+def draw_seed(given: int | None) -> int:
+    """The seed given, or one drawn for this run (printed by the caller, so the run can be replayed)."""
+    return secrets.randbelow(2**31) if given is None else given
+
+
 @dataclass
 class Outcome:
     verdicts: list[Verdict]
@@ -428,7 +437,7 @@ def run(base: Side, cand: Side, args: list[str], folder: Path, alpha: float = 0.
         seed: int | None = None, slowdown: float = 0.0, workers: int = WORKERS, budget_s: float = CASE_BUDGET_S,
         note: Callable[[str], None] = lambda s: None) -> Outcome:
     """`imgbench ab`: every matched case paired, then decided together."""
-    seed = secrets.randbelow(2**31) if seed is None else seed
+    seed = draw_seed(seed)
     note(f"seed {seed} (replay the pair order with --seed {seed})")
     start = time.monotonic()
     trials, not_run = [], {}
@@ -450,7 +459,6 @@ def run(base: Side, cand: Side, args: list[str], folder: Path, alpha: float = 0.
                 note(f"{m.name}: not compared ({e})")
                 continue
             trials.append(t)
-            note(f"[{i + 1}/{len(s.cases)}] {m.name}: {len(t.d)} pairs of {t.calls} call(s), "
-                 f"x{math.exp(np.median(t.d)):.3f}, sd {t.sd:.3f}, {t.seconds:.0f} s")
+            note(f"[{i + 1}/{len(s.cases)}] {m.name}: {t.summary()}")
     verdicts = decide(trials, alpha, min_effect) if trials else []
     return Outcome(verdicts, trials, not_run, seed, time.monotonic() - start)

@@ -13,7 +13,6 @@ the gate must call nothing a regression (cases are flagged "measured under conte
 
 from __future__ import annotations
 
-import math
 import random
 import subprocess
 import sys
@@ -88,8 +87,7 @@ def measure(base: ab.Side, cand: ab.Side, args: list[str], folder: Path, jobs: i
                     log.sds.append(t.sd)
                     log.pairs.append(len(t.d))
                     log.seconds.append(t.seconds)
-                    progress(f"job {j + 1}/{jobs} {m.name} +{e:.0%}: x{math.exp(np.median(t.d)):.3f}, "
-                             f"{len(t.d)} pairs, sd {t.sd:.3f}")
+                    progress(f"job {j + 1}/{jobs} {m.name} +{e:.0%}: {t.summary()}")
         for e, ts in trials.items():
             if not ts:
                 continue

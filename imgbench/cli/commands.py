@@ -210,7 +210,6 @@ def cmd_ab(args) -> int:
 
 
 def cmd_gate_check(args) -> int:
-    import secrets
     import tempfile
 
     from imgbench import ab, gatecheck
@@ -221,7 +220,7 @@ def cmd_gate_check(args) -> int:
     args.cases = "gate"
     args_ = [*_pytest_args(args)[1][1:], *_rest(args)]
     here = _benches_dir(args.benches).parent
-    seed = secrets.randbelow(2**31) if args.seed is None else args.seed
+    seed = ab.draw_seed(args.seed)
     note = _progress("gate-check")
     note(f"{args.jobs} job(s) of the gate set against {args.base}, effects {args.effects} %, seed {seed}"
          f"{', a CPU hog beside it' if args.hog else ''}")

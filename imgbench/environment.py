@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import shutil
 import subprocess
 
 import torch
 
-from imgbench import devices
+from imgbench import devices, machine
 
 
 def _driver_version() -> str | None:
@@ -26,17 +25,11 @@ def _driver_version() -> str | None:
     return out.splitlines()[0].strip() if out.strip() else None
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")
-
-
 def fingerprint(env: dict) -> str:
-    """Machine class: CPU model and cores, plus each GPU model and its count. Safe as a folder name."""
-    fp = f"{_slug(env['cpu']['brand'])}-{env['cpu']['cores']}c"
-    names = [g["name"] for g in env["gpus"]]
-    for name in dict.fromkeys(names):
-        fp += f"-{_slug(name)}-x{names.count(name)}"
-    return fp
+    """Machine class (machine.fingerprint): CPU model, family and model ids, cores; each GPU model and count."""
+    cpu = env["cpu"]
+    ids = {k: cpu[k] for k in ("family", "model") if k in cpu}
+    return machine.fingerprint(cpu["brand"], cpu["cores"], ids, [g["name"] for g in env["gpus"]])
 
 
 def environment(threads: int | None = None) -> dict:
@@ -51,8 +44,8 @@ def environment(threads: int | None = None) -> dict:
     cudnn = torch.backends.cudnn
     # Flags as torch has them now: benchmark cases set their own and record them in extra_info.
     env = {
-        "cpu": {"brand": devices.cpu_brand(), "cores": devices.usable_cores(), "logical_cpus": os.cpu_count(),
-                "machine": platform.machine()},
+        "cpu": {"brand": devices.cpu_brand(), **machine.cpu_ids(), "cores": devices.usable_cores(),
+                "logical_cpus": os.cpu_count(), "machine": platform.machine()},
         "threads": torch.get_num_threads() if threads is None else threads,
         "interop_threads": torch.get_num_interop_threads(),
         "python": platform.python_version(),
@@ -80,9 +73,10 @@ def environment(threads: int | None = None) -> dict:
 def describe(env: dict) -> str:
     """The environment as lines of text, for `imgbench env`."""
     cpu = env["cpu"]
+    ids = f", family {cpu['family']} model {cpu['model']}" if "family" in cpu else ""
     lines = [
         f"fingerprint  {env['fingerprint']}",
-        f"cpu          {cpu['brand']} ({cpu['cores']} usable cores, {cpu['logical_cpus']} logical)",
+        f"cpu          {cpu['brand']}{ids} ({cpu['cores']} usable cores, {cpu['logical_cpus']} logical)",
         f"threads      {env['threads']} (interop {env['interop_threads']})",
         f"python       {env['python']}",
         f"torch        {env['torch']} (CUDA {env['cuda'] or '-'}, cuDNN {env['cudnn'] or '-'})",

@@ -45,7 +45,7 @@ def test_env_text_and_json(capsys):
     assert cli.main(["env", "--json"]) == 0
     env = json.loads(capsys.readouterr().out)
     assert env["threads"] == devices.usable_cores()
-    assert re.fullmatch(rf"[\w.]+-{devices.usable_cores()}c(-[\w.]+-x\d+)*", env["fingerprint"])
+    assert re.fullmatch(rf"[\w.]+(-f\d+m\d+)?-{devices.usable_cores()}c(-[\w.]+-x\d+)*", env["fingerprint"])
     assert cli.main(["env", "--fingerprint"]) == 0
     assert capsys.readouterr().out == env["fingerprint"] + "\n"
 

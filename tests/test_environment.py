@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from imgbench import devices, environment
+from imgbench import devices, environment, machine
 
 
 def test_environment_records_what_numbers_depend_on():
@@ -17,7 +17,8 @@ def test_environment_records_what_numbers_depend_on():
     assert env["cpu"]["brand"] == devices.cpu_brand()
     assert env["gpu_count"] == len(env["gpus"])
     assert env["torch"] == torch.__version__
-    fp = re.fullmatch(rf"[\w.]+-{env['cpu']['cores']}c((?:-[\w.]+-x\d+)*)", env["fingerprint"])
+    ids = f"-f{env['cpu']['family']}m{env['cpu']['model']}" if "family" in env["cpu"] else ""
+    fp = re.fullmatch(rf"[\w.]+{ids}-{env['cpu']['cores']}c((?:-[\w.]+-x\d+)*)", env["fingerprint"])
     assert fp, env["fingerprint"]
     assert sum(int(n) for n in re.findall(r"-x(\d+)", fp.group(1))) == env["gpu_count"]
 
@@ -31,6 +32,32 @@ def test_fingerprint_names_cpu_cores_and_gpus():
     assert environment.fingerprint(env).endswith("-16c-NVIDIA_A100_SXM4_40GB-x2-NVIDIA_H100_80GB_HBM3-x1")
     env["gpus"] = []
     assert environment.fingerprint(env) == "Intel_R_Xeon_R_Platinum_8375C_CPU_2.90GHz-16c"
+
+
+def test_the_machine_class_tells_cpu_generations_apart_behind_a_masked_name(tmp_path):
+    """A cloud VM may show only "AMD EPYC": family and model ids say which generation it is."""
+    milan, genoa = {"family": 25, "model": 1}, {"family": 25, "model": 17}
+    assert machine.fingerprint("AMD EPYC", 2, milan) == "AMD_EPYC-f25m1-2c"
+    assert machine.fingerprint("AMD EPYC", 2, milan) != machine.fingerprint("AMD EPYC", 2, genoa)
+    assert machine.fingerprint("Apple M2", 8, {}) == "Apple_M2-8c"  # no ids to read: the name alone
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+                       "model name\t: AMD EPYC\n\nprocessor\t: 1\ncpu family\t: 99\nmodel\t\t: 99\n")
+    assert machine.cpu_ids(str(cpuinfo)) == genoa
+    assert machine.cpu_ids(str(tmp_path / "none")) == {}
+
+
+def test_runs_recorded_before_the_ids_get_them_from_pytest_benchmarks_cpu_record():
+    old = {"fingerprint": "AMD_EPYC-2c", "cpu": {"family": 25, "model": 17},
+           "imgbench": {"cpu": {"brand": "AMD EPYC", "cores": 2}, "gpus": []}}
+    assert machine.of_run(old) == "AMD_EPYC-f25m17-2c"
+    assert machine.of_run({**old, "cpu": {}}) == "AMD_EPYC-2c"  # nothing to add: as stored
+    new = {**old, "fingerprint": "AMD_EPYC-f25m17-2c",
+           "imgbench": {"cpu": {"brand": "AMD EPYC", "family": 25, "model": 17, "cores": 2}, "gpus": []}}
+    assert machine.of_run(new) == "AMD_EPYC-f25m17-2c"
+    gpu = {"fingerprint": "Xeon-16c-NVIDIA_H100-x1", "cpu": {"family": 6, "model": 143},
+           "imgbench": {"cpu": {"brand": "Xeon", "cores": 16}, "gpus": [{"name": "NVIDIA H100"}]}}
+    assert machine.of_run(gpu) == "Xeon-f6m143-16c-NVIDIA_H100-x1"
 
 
 @pytest.fixture

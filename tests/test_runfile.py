@@ -9,7 +9,7 @@ from conftest import ROOT, bench_entry, run_file, write_json
 from imgbench import config, results, runfile
 from imgbench.options import Settings
 
-BASELINE = ROOT / "baselines" / "AMD_EPYC-2c" / "quick.json"
+BASELINE = ROOT / "baselines" / "AMD_EPYC-f25m17-2c" / "quick.json"
 SETTINGS = Settings(devices=["cpu", "cuda"], batch_sizes=[32], models=["mlp"], profile=config.PROFILES["full"],
                     threads=4, optimizer="sgd", dataset="cifar10", data_root="/data", precisions=["fp32", "bf16"],
                     memory_formats=["channels_last"], compile=["on"])

@@ -1,7 +1,8 @@
-"""Regression gate: a candidate run against a baseline run (and, where stored, the history of its
-machine class). Cases are matched by family and params, not by test id. Per case: the ratio of
-medians, a bootstrap interval from the per-round data, the history's run-to-run bound, a verdict (none
-for a case either run measured under contention)."""
+"""Regression gate: a candidate run against a baseline run (and, where stored, the reference window of
+its machine class's history, history.window). Cases are matched by family and params, not by test id.
+Per case: the ratio of medians, its interval (a block bootstrap of the autocorrelated rounds, widened
+by the history's between-run spread), the history's run-to-run bound, a verdict (none for a case
+either run measured under contention)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import numpy as np
 
 from imgbench import contention, stats, verdict
 from imgbench.errors import UserError
-from imgbench.results import Record, differences, identity
+from imgbench.history import Acceptance, window
+from imgbench.results import Record, differences, flag_differences
 from imgbench.verdict import History, Verdict
 
 
@@ -35,9 +37,15 @@ def check_same_hardware(base: list[Record], cand: list[Record]):
 
 
 def check_same_conditions(base: list[Record], cand: list[Record]):
+    """Runs measured under different conditions are not compared: one line naming the first difference."""
     if base and cand and (diff := differences(base[0], cand[0])):
         raise CompareError(f"the runs measured different things (baseline vs candidate: {'; '.join(diff)}); "
-                           "compare runs of one profile, dataset and optimizer")
+                           "compare runs of one profile, dataset, optimizer and thread count")
+    by_base = {r.key: r for r in base}
+    for c in cand:
+        if (b := by_base.get(c.key)) is not None and (diff := flag_differences(b, c)):
+            raise CompareError(f"{c.name} ran under other numeric conditions (baseline vs candidate: "
+                               f"{'; '.join(diff)}); compare runs measured alike")
 
 
 def why_contended(**runs: list[Record]) -> str | None:
@@ -54,28 +62,24 @@ def effect_of(record: Record, per_family: dict[str, float] | None, default: floa
 
 
 def compare(base: list[Record], cand: list[Record], history: list[list[Record]] = (), min_effect: float = 0.05,
-            per_family: dict[str, float] | None = None, alpha: float = 0.01) -> tuple[list[Verdict], list, list]:
-    """Verdicts for the cases in both runs, and the keys found only in the candidate / only in the baseline."""
+            per_family: dict[str, float] | None = None, alpha: float = 0.01,
+            accepted: list[Acceptance] = ()) -> tuple[list[Verdict], list, list]:
+    """Verdicts for the cases in both runs, and the keys found only in the candidate / only in the baseline.
+    The history counts through its reference window (history.window), which never holds the candidate,
+    later runs or unaccepted regressions."""
     check_same_hardware(base, cand)
     check_same_conditions(base, cand)
+    past = window(history, cand, accepted)
     by_base = {r.key: r for r in base}
     by_cand = {r.key: r for r in cand}
-    machine = {r.fingerprint for r in cand}
-    past: dict[tuple, list[float]] = {}
-    for run in history:
-        if run and identity(run) == identity(cand):
-            continue  # the candidate itself, saved into the history before being judged
-        for r in run:
-            # other machines, profiles..., and contended runs, whose times are off
-            if r.fingerprint in machine and not differences(r, cand[0]) and not contention.flag(r.contention):
-                past.setdefault(r.key, []).append(r.median)
     out = []
     for key in sorted(by_base.keys() & by_cand.keys()):
         b, c = by_base[key], by_cand[key]
         ratio = c.median / b.median
-        ci = stats.bootstrap_ratio_ci(b.data, c.data, alpha) if b.data and c.data else None
-        hist = past.get(key, [])
-        bounds = stats.history_interval(hist, alpha)  # None below 3 past runs
+        hist = past.medians.get(key, [])
+        between = stats.between_runs(hist)  # None below 3 past runs
+        ci = stats.ratio_interval(b.data, c.data, alpha, between) if b.data and c.data else None
+        bounds = stats.history_interval(hist, alpha)
         h = History(c.median / float(np.median(hist)), *bounds) if bounds else None
         effect = effect_of(c, per_family, min_effect)
         v = Verdict(c.name, c.family, b.median, c.median, ratio, ci, h.ratio if h else None,
@@ -138,13 +142,13 @@ class Judged:
 
 
 def runs(base: list[Record], cand: list[Record], history: list[list[Record]] = (), min_effect: float = 0.05,
-         per_family: dict[str, float] | None = None) -> Judged:
-    """A candidate run against a baseline run: times within one machine class (with its history),
-    GPU-over-CPU speedups across machine classes."""
+         per_family: dict[str, float] | None = None, accepted: list[Acceptance] = ()) -> Judged:
+    """A candidate run against a baseline run: times within one machine class (with the reference window
+    of its history), GPU-over-CPU speedups across machine classes."""
     other = hardware(base, cand)
     if other is None:
-        verdicts, only_cand, only_base = compare(base, cand, history, min_effect, per_family)
-        judged = Judged(verdicts)
+        verdicts, only_cand, only_base = compare(base, cand, history, min_effect, per_family, accepted=accepted)
+        judged = Judged(verdicts, window(history, cand, accepted).notes() if history else [])
     else:
         verdicts, only_cand, only_base = compare_speedups(base, cand, min_effect, per_family)
         judged = Judged(verdicts, ["the history is not used across machine classes"] if history else [],

@@ -63,10 +63,15 @@ def run_label(r: Record) -> str:
     return f"{(r.commit or '-')[:7]}\ntorch {torch}\n{_day(r.datetime)}"
 
 
-def speedup_trend(speedups: list[Speedup], machine: str, fell: list[Speedup] = ()) -> Figure:
+def speedup_trend(speedups: list[Speedup], machine: str, fell: list[Speedup] = (), changes=()) -> Figure:
     """One panel per family; per case the speedup of each run with its bootstrap band; the runs in
-    `fell` (judged a regression against the case's previous run) are marked."""
+    `fell` (judged a regression against the case's previous run) are marked, and so, by a dashed line in
+    the case's color, is the first run after each of `changes` (changes.ChangePoint) of a drawn case."""
     fell_ids = {id(s) for s in fell}
+    starts: dict[tuple, list[str]] = {}
+    for c in changes:
+        if isinstance(c.first, Speedup):
+            starts.setdefault((c.first.key, c.first.device), []).append(c.first.datetime)
     stamps = sorted({s.datetime for s in speedups})
     x_of = {d: i for i, d in enumerate(stamps)}
     families = sorted({s.family for s in speedups})
@@ -94,6 +99,9 @@ def speedup_trend(speedups: list[Speedup], machine: str, fell: list[Speedup] = (
                     m = ax.scatter([x_of[cur.datetime]], [cur.speedup], marker="v", s=90, facecolor="none",
                                    edgecolor=REGRESSION_COLOR, linewidth=1.8, zorder=5)
                     handles["speedup fell (regression vs the previous run)"] = m
+            for when in starts.get(k, ()):
+                ax.axvline(x_of[when], color=color, linestyle="--", linewidth=1.2)
+                handles["change point (first run after it)"] = Line2D([], [], color="#555555", linestyle="--")
         ax.axhline(1, color="#555555", linewidth=0.8, linestyle=":")
         ax.set_yscale("log")
         shown = f" ({len(latest)} of {len(by_case)} cases, the fastest)" if len(by_case) > len(latest) else ""

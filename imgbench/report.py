@@ -10,10 +10,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imgbench import compare, files, plots, results, speedup, table, verdict
+from imgbench import changes, compare, files, memory, plots, results, speedup, table, verdict
 from imgbench.results import History, Record, differences
 
 EPOCH_FAMILIES = ("epoch", "reference_epoch")
+# The newest points of each speedup series that get a bootstrap interval from their runs' rounds (figure band,
+# table interval, falls marked): a thousand GPU runs then cost what their last RECENT do. Older points: medians.
+RECENT = 10
 
 
 @dataclass
@@ -29,6 +32,7 @@ class Machine:
     runs: list[list[Record]]                       # oldest first
     speedups: list[speedup.Speedup] = field(default_factory=list)
     comparison: Comparison | None = None
+    changes: list[changes.ChangePoint] = field(default_factory=list)
     figures: dict[str, list[Path]] = field(default_factory=dict)
 
 
@@ -62,17 +66,48 @@ def latest_records(runs: list[list[Record]]) -> list[Record]:
     return list(newest.values())
 
 
-def latest_vs_previous(runs: list[list[Record]], min_effect: float) -> Comparison | None:
+def latest_vs_previous(runs: list[list[Record]], min_effect: float, whole=lambda rs: rs) -> Comparison | None:
     """The newest run against the run before it measured under the same conditions (profile, dataset,
     optimizer) sharing cases with it; the runs before that are the history. Runs of other conditions
-    (a scratch folder's other datasets, say) are never compared with it."""
+    (a scratch folder's other datasets, say) are never compared with it. `whole` gives the two runs
+    their rounds where the history's records are light (with_rounds)."""
     cand = runs[-1]
     keys = {r.key for r in cand}
     earlier = [run for run in runs[:-1] if not differences(run[0], cand[0]) and keys & {r.key for r in run}]
     if not earlier:
         return None
-    verdicts, _, _ = compare.compare(earlier[-1], cand, earlier[:-1], min_effect)
-    return Comparison(earlier[-1], cand, verdicts)
+    base, cand = whole(earlier[-1]), whole(cand)
+    verdicts, _, _ = compare.compare(base, cand, earlier[:-1], min_effect)
+    return Comparison(base, cand, verdicts)
+
+
+def with_rounds(records: list[Record], notes: list[str]) -> list[Record]:
+    """`records` read again whole (per-round data, all extra_info) where they are light (results.load_history
+    with rounds=False): each run file read once, only the records asked for kept. A file unreadable now keeps
+    its light records, with a note."""
+    wanted: dict[str, set] = {}
+    for r in records:
+        if r.data is None:
+            wanted.setdefault(r.path, set()).add(r.key)
+    found = {}
+    for path, keys in wanted.items():
+        try:
+            found.update({(path, x.key): x for x in results.load(path) if x.key in keys})
+        except results.RunError as e:
+            notes.append(f"skipped {e}")
+    return [found.get((r.path, r.key), r) for r in records]
+
+
+def recent_with_rounds(series: list[speedup.Speedup], notes: list[str], recent: int = RECENT) -> list[speedup.Speedup]:
+    """The newest `recent` points of each case's speedup series without an interval recomputed from their
+    runs' rounds; older points stay as they are."""
+    by_case: dict[tuple, list[speedup.Speedup]] = {}
+    for s in series:
+        by_case.setdefault((s.key, s.device), []).append(s)
+    redo = [s for points in by_case.values() for s in points[-recent:] if s.ci is None]
+    whole = iter(with_rounds([r for s in redo for r in (s.cpu, s.accel)], notes))
+    again = {id(s): speedup.pair(next(whole), next(whole), same_run=s.same_run) for s in redo}
+    return [again.get(id(s), s) for s in series]
 
 
 def _label(run: list[Record]) -> str:
@@ -86,19 +121,24 @@ def render(history: History, out: Path, svg: bool = False, min_effect: float = 0
     machines = by_machine(history)
     for m in machines:
         slug = m.fingerprint
-        m.speedups = speedup.series(m.runs)
+        m.speedups = recent_with_rounds(speedup.series(m.runs), notes)
+        m.changes = changes.find(m.runs, speedups=m.speedups)
         if m.speedups:
             fell = compare.speedup_falls(m.speedups, min_effect)
-            m.figures["speedup trend"] = plots.save(plots.speedup_trend(m.speedups, slug, fell), out,
+            m.figures["speedup trend"] = plots.save(plots.speedup_trend(m.speedups, slug, fell, m.changes), out,
                                                     f"speedup_{slug}", svg)
-        latest = latest_records(m.runs)
+        latest = with_rounds(latest_records(m.runs), notes)  # the figures draw extra_info the index leaves out
         if any(r.family in plots.FAMILY_STYLES for r in latest):
             m.figures["throughput"] = plots.save(plots.throughput(latest, slug), out, f"throughput_{slug}", svg)
-        m.comparison = latest_vs_previous(m.runs, min_effect)
-        if m.comparison is None:
-            notes.append(f"{slug}: no earlier run of the same profile, dataset and optimizer: the latest run has "
-                         "no baseline to compare with")
+        try:
+            m.comparison = latest_vs_previous(m.runs, min_effect, lambda run: with_rounds(run, notes))
+        except compare.CompareError as e:  # e.g. a case run under other numeric conditions: said, not raised
+            notes.append(f"{slug}: the latest run is not compared with the run before it: {e}")
         else:
+            if m.comparison is None:
+                notes.append(f"{slug}: no earlier run of the same profile, dataset, optimizer and thread count: "
+                             "the latest run has no baseline to compare with")
+        if m.comparison is not None:
             c = m.comparison
             drawn = [v for v in c.verdicts if v.verdict in plots.VERDICT_COLORS]  # contended: listed, not drawn
             for family in sorted({v.family for v in drawn}):
@@ -115,7 +155,7 @@ def render(history: History, out: Path, svg: bool = False, min_effect: float = 0
         seen = sorted({str(r.params.get("device", "cpu")) for run in history.runs for r in run})
         notes.append(f"no GPU-over-CPU speedup: no machine has the same case timed on the CPU and an accelerator "
                      f"(devices in these runs: {', '.join(seen)})")
-    return Rendered(machines, notes, history)
+    return Rendered(machines, list(dict.fromkeys(notes)), history)  # a file unreadable now is named once
 
 
 def speedup_tables(m: Machine) -> list[str]:
@@ -164,9 +204,19 @@ def markdown(r: Rendered, out: Path) -> str:
         for kind in (verdict.REGRESSION, verdict.IMPROVEMENT):
             if counts[kind]:
                 md += [f"**{kind.capitalize()}s**", "", verdict.render(counts[kind], markdown=True), ""]
+        grew = [v for v in memory.compare(c.base, c.cand) if v.verdict == verdict.REGRESSION]
+        if grew:  # by compare's default rule; the CPU figure is not gated (imgbench.memory)
+            md += ["**Memory regressions** (peak memory)", "", memory.render(grew, markdown=True), ""]
         if counts[verdict.CONTENDED]:
             md += [f"**{verdict.CONTENDED.capitalize()}** (no verdict)", ""]
             md += [f"- {v.name}: {v.why}" for v in counts[verdict.CONTENDED]] + [""]
+    md += ["## Change points in the history", "",
+           "E-divisive means over each case's median time per run and each speedup series, each split at p <= "
+           f"{changes.P_MAX:g}; ratio = after / before (time: > 1 slower; speedup: < 1 the accelerator lost "
+           "ground).", ""]
+    for m in r.machines:
+        md += [f"### {m.fingerprint}", "", changes.render(m.changes, markdown=True) if m.changes else
+               "No change point.", ""]
     md += ["## Figures", ""]
     for m in r.machines:
         for kind, paths in m.figures.items():

@@ -4,6 +4,7 @@ history stays light. Every way a file can be wrong becomes one RunError line nam
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,12 +32,33 @@ class Record:
     bench: str = ""               # the family named by its file, benches/bench_<bench>.py ("" if unknown)
     dataset: str = ""             # run-wide settings, "" where the run did not record them
     optimizer: str = ""
+    threads: int | None = None
+    regressed: bool = False       # judged a regression when saved into a history (compare --save-to)
+    lacks: str = ""               # the run's imgbench fields it lacks (runfile.Run.missing), comma-separated
 
-    @property
-    def key(self) -> tuple:
-        """What makes two records the same case: the family and every param (model, device, batch
-        size, axes...), not the test id, so renamed ids still match."""
-        return (self.family, tuple(sorted((k, str(v)) for k, v in self.params.items())))
+    # Derived once at construction: readers ask for them per record, and a thousand runs hold 170k records.
+    key: tuple = field(init=False, repr=False, compare=False)
+    device_free_key: tuple = field(init=False, repr=False, compare=False)
+    conditions: tuple = field(init=False, repr=False, compare=False)
+    flags: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        params = sorted((k, str(v)) for k, v in self.params.items())
+        derived = {
+            # what makes two records the same case: the family and every param (model, device, batch
+            # size, axes...), not the test id, so renamed ids still match
+            "key": (self.family, tuple(params)),
+            # the same case on another device: for GPU-over-CPU ratios
+            "device_free_key": (self.family, tuple(p for p in params if p[0] != "device")),
+            # run-wide settings that change what every case means (32x32 quick vs 224x224 full images...)
+            "conditions": (("profile", self.profile), ("dataset", self.dataset), ("optimizer", self.optimizer),
+                           ("threads", self.threads)),
+            # the numeric conditions this case ran under (conditions.applied, recorded in extra_info):
+            # threads, cuDNN autotuning, TF32 and flushed denormals; unrecorded ones left out
+            "flags": tuple((k, self.extra[k]) for k in FLAGS if self.extra.get(k) is not None),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)  # frozen: set once, here
 
     @property
     def contention(self) -> dict | None:
@@ -45,15 +67,8 @@ class Record:
         c = self.extra.get("contention")
         return c if isinstance(c, dict) else None
 
-    @property
-    def conditions(self) -> tuple:
-        """Run-wide settings that change what every case means (32x32 quick vs 224x224 full images...)."""
-        return (("profile", self.profile), ("dataset", self.dataset), ("optimizer", self.optimizer))
 
-    @property
-    def device_free_key(self) -> tuple:
-        """The same case on another device: for GPU-over-CPU ratios."""
-        return (self.family, tuple(sorted((k, str(v)) for k, v in self.params.items() if k != "device")))
+FLAGS = ("threads", "cudnn_benchmark", "tf32", "flush_denormal")  # the keys conditions.applied records
 
 
 def family_of(name: str) -> str:
@@ -83,7 +98,8 @@ def records(run: runfile.Run) -> list[Record]:
                 data=[float(x) for x in stats["data"]] if stats.get("data") else None,
                 extra=dict(b.get("extra_info") or {}), torch=run.env.get("torch"), profile=run.profile,
                 version=run.version, bench=bench_of(str(b.get("fullname", ""))),
-                dataset=str(run.meta.get("dataset", "")), optimizer=str(run.meta.get("optimizer", ""))))
+                dataset=str(run.meta.get("dataset", "")), optimizer=str(run.meta.get("optimizer", "")),
+                threads=run.threads, regressed=b["name"] in run.regressions, lacks=", ".join(run.missing)))
         except (KeyError, TypeError, ValueError) as e:
             raise RunError(f"{run.path}: benchmark {i} lacks a readable {e} (a file of another tool or "
                            "pytest-benchmark version?)") from None
@@ -97,6 +113,12 @@ def differences(a: Record, b: Record) -> list[str]:
     """The run-wide settings two records were measured under that differ (unrecorded ones match)."""
     pairs = zip(a.conditions, b.conditions, strict=True)
     return [f"{k} {x!r} vs {y!r}" for (k, x), (_, y) in pairs if x and y and x != y]
+
+
+def flag_differences(a: Record, b: Record) -> list[str]:
+    """The numeric conditions two records of one case ran under that differ (unrecorded ones match)."""
+    fa, fb = dict(a.flags), dict(b.flags)
+    return [f"{k} {fa[k]!r} vs {fb[k]!r}" for k in FLAGS if k in fa and k in fb and fa[k] != fb[k]]
 
 
 def find(paths) -> list[Path]:
@@ -122,22 +144,36 @@ class History:
     runs: list[list[Record]]   # one list per readable file with at least one case, oldest first
     skipped: list[str]         # one line per file that could not be read, naming it and why
     versions: set[str]         # pytest-benchmark versions that wrote the runs
+    notes: list[str] = field(default_factory=list)  # about the index of stored runs (rebuilt, not usable)
 
 
-def load_history(paths) -> History:
+def _load(path: Path) -> list[Record] | RunError:
+    try:
+        return load(path)
+    except RunError as e:
+        return e
+
+
+def load_history(paths, rounds: bool = True) -> History:
     """Every run under the given files and folders. Unreadable files are skipped with a line each, so
-    one corrupt file does not hide a history; no readable run at all is a RunError."""
+    one corrupt file does not hide a history; no readable run at all is a RunError. rounds=False gives
+    light records (index.light: no per-round data, extra_info trimmed to what history readers use) from
+    the index of stored runs, which a thousand runs need: their JSON is gigabytes."""
     files = find(paths)
     for p in map(Path, paths):
         if p.is_dir() and not any(f.is_relative_to(p) for f in files):
             raise RunError(f"{p}: holds no stored runs (no *.json below it; expected a storage folder such as "
                            ".benchmarks/ or baselines/, or pytest-benchmark JSON files)")
+    if rounds:
+        loaded, notes = map(_load, files), []
+    else:
+        from imgbench import index  # it builds on this module
+
+        loaded, notes = index.records(files, [p for p in map(Path, paths) if p.is_dir()])
     runs, skipped, versions, seen = [], [], set(), set()
-    for f in files:
-        try:
-            run = load(f)
-        except RunError as e:
-            skipped.append(str(e))
+    for run in loaded:
+        if isinstance(run, RunError):
+            skipped.append(str(run))
             continue
         if run and identity(run) not in seen:  # a copy of a run (a CI artifact beside the history) counts once
             seen.add(identity(run))
@@ -147,4 +183,7 @@ def load_history(paths) -> History:
         raise RunError(f"no readable run with any case in {', '.join(map(str, paths))}"
                        + (f" ({len(skipped)} unreadable: {skipped[0]})" if skipped else ""))
     runs.sort(key=lambda run: (run[0].datetime, run[0].path))
-    return History(runs, skipped, versions)
+    lacking = Counter(run[0].lacks for run in runs if run[0].lacks)
+    notes += [f"{n} run(s) lack {fields} (older imgbench, or another tool): read, those settings not checked"
+              for fields, n in sorted(lacking.items())]
+    return History(runs, skipped, versions, notes)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imgbench import files
+from imgbench import machine as machine_class
 from imgbench.errors import UserError
 
 SCHEMA = 1  # version of the imgbench block; runs written before it was recorded read as 0
@@ -64,6 +65,17 @@ class Run:
         return [f for f in FIELDS if f not in self.meta]
 
     @property
+    def threads(self) -> int | None:
+        t = self.meta.get("threads")
+        return t if isinstance(t, int) and not isinstance(t, bool) else None
+
+    @property
+    def regressions(self) -> set[str]:
+        """Cases judged a regression when this run was saved into a history (its `judged` block)."""
+        judged = _dict(self.meta.get("judged"))
+        return {n for n in judged.get("regressions", []) if isinstance(n, str)}
+
+    @property
     def devices(self):
         return self.meta.get("devices")
 
@@ -98,7 +110,7 @@ def read(path: str | Path) -> Run:
         raise RunError(f"{path}: written by a newer imgbench (run file schema {schema}; this version reads up to "
                        f"{SCHEMA}): upgrade imgbench to read it")
     return Run(path=path, raw=run, benchmarks=run["benchmarks"], datetime=str(run.get("datetime", "")),
-               commit=_dict(run.get("commit_info")).get("id"), fingerprint=machine.get("fingerprint"),
+               commit=_dict(run.get("commit_info")).get("id"), fingerprint=machine_class.of_run(machine),
                env=_dict(machine.get("imgbench")), meta=meta, version=str(run.get("version", "unknown")),
                schema=schema)
 

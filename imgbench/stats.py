@@ -4,6 +4,7 @@ exact signed-rank test, the Hodges-Lehmann estimate, Holm's rule and Wilson's in
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -39,9 +40,68 @@ def interval(values: np.ndarray, alpha: float) -> tuple[float, float]:
 
 
 def bootstrap_ratio_ci(base, cand, alpha: float = 0.01, resamples: int = 4000, seed: int = 0) -> tuple[float, float]:
-    """Two-sided (1 - alpha) percentile interval of the ratio of medians, resampling each side's rounds."""
+    """Two-sided (1 - alpha) percentile interval of the ratio of medians, resampling each side's rounds
+    as independent values (right for one value per run, as speedups across runs; for a run's own
+    autocorrelated rounds see ratio_interval)."""
     b, c = bootstrap_medians([base, cand], resamples, seed)
     return interval(c / b, alpha)
+
+
+MIN_ROUNDS_RHO = 10  # fewer rounds cannot estimate their autocorrelation (an epoch case has 3)
+
+
+def lag1(x) -> float:
+    """Lag-1 autocorrelation of a series (0 for fewer than 3 values or no spread)."""
+    x = np.asarray(x, float) - np.mean(x)
+    denom = float(x @ x)
+    return float(x[1:] @ x[:-1] / denom) if x.size > 2 and denom > 0 else 0.0
+
+
+def log_median_se(x) -> tuple[float, float]:
+    """Standard error of the log of the median of one run's rounds, and its degrees of freedom.
+
+    Rounds drift together (lag-1 autocorrelation 0.55-0.65 measured here), so n rounds count as
+    n (1 - rho) / (1 + rho) independent ones, as for an AR(1) series; rho is estimated with its
+    small-sample bias added back ((1 + 4 rho) / n) and taken as 0 below MIN_ROUNDS_RHO rounds. The
+    spread is the sd (a wild round widens the interval: conservative; the MAD undercovered at 15
+    rounds); sqrt(pi / 2): a median varies that much more than a mean of normal values. Resampling
+    rounds as independent (the bootstrap) missed 15% of simulated A/A pairs at "99%"; a block
+    bootstrap still 6%."""
+    lx = np.log(np.asarray(x, float))
+    n, scale, rho = lx.size, float(lx.std(ddof=1)), 0.0
+    if n >= MIN_ROUNDS_RHO:
+        r = max(lag1(lx), 0.0)
+        rho = min(r + (1 + 4 * r) / n, 0.95)
+    n_eff = n * (1 - rho) / (1 + rho)
+    return math.sqrt(math.pi / 2) * scale / math.sqrt(n_eff), max(n_eff - 1, 1.0)
+
+
+def ratio_interval(base, cand, alpha: float = 0.01, between: tuple[float, int] | None = None
+                   ) -> tuple[float, float] | None:
+    """Two-sided (1 - alpha) interval of the ratio of medians cand / base of two runs' rounds.
+
+    Within the runs: each side's log median with its autocorrelation-aware standard error
+    (log_median_se), combined as Welch's t. Between runs (`between`: the sd of log run medians in the
+    history and its degrees of freedom): each run's own level moves too, so t * sd * sqrt(2) is added
+    in quadrature on the log scale. None with fewer than 2 rounds on a side."""
+    b, c = np.asarray(base, float), np.asarray(cand, float)
+    if min(b.size, c.size) < 2:
+        return None
+    centre = math.log(np.median(c) / np.median(b))
+    (sb, db), (sc, dc) = log_median_se(b), log_median_se(c)
+    se = math.hypot(sb, sc)
+    df = se**4 / (sb**4 / db + sc**4 / dc) if se > 0 else db + dc
+    half = t_quantile(1 - alpha / 2, df) * se
+    if between is not None:
+        sd, k = between
+        half = math.hypot(half, t_quantile(1 - alpha / 2, k) * sd * math.sqrt(2))
+    return math.exp(centre - half), math.exp(centre + half)
+
+
+def between_runs(medians) -> tuple[float, int] | None:
+    """The sd of the log medians of a history's runs and its degrees of freedom; None below 3 runs."""
+    m = np.asarray(medians, float)
+    return (float(np.log(m).std(ddof=1)), m.size - 1) if m.size >= 3 else None
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
@@ -78,10 +138,11 @@ def t_cdf(x: float, df: float) -> float:
     return 1 - tail if x >= 0 else tail
 
 
+@functools.lru_cache(maxsize=4096)  # a history's window sizes repeat across its cases
 def t_quantile(p: float, df: float) -> float:
-    """Inverse of t_cdf by bisection (no scipy needed)."""
+    """Inverse of t_cdf by bisection (no scipy needed): 64 halvings of [-1000, 1000] reach 1e-16."""
     lo, hi = -1e3, 1e3
-    for _ in range(200):
+    for _ in range(64):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
     return (lo + hi) / 2

@@ -1,8 +1,8 @@
-"""The one set of decision rules. Whatever measures the noise (a bootstrap interval of one pair of runs,
-a signed-rank test on interleaved A/B pairs, a history's run-to-run spread), a case is called a
-regression only when that measure says slower, the slowdown reaches the minimum effect, and (where a
-history exists) the run is slower than the history allows; a case measured under contention gets no
-verdict at all. compare, ab, gate-check, plots and the report all decide here; plots only draw what
+"""The one set of decision rules. Whatever measures the noise (an interval of one pair of runs, a
+signed-rank test on interleaved A/B pairs, a history's run-to-run spread), a case is called a
+regression only when that measure says slower and the slowdown reaches the minimum effect; where a
+history exists, its window of runs is that measure; a case measured under contention gets no verdict
+at all. compare, ab, gate-check, plots and the report all decide here; plots only draw what
 was decided."""
 
 from __future__ import annotations
@@ -42,15 +42,19 @@ class Verdict:
 def judge(ratio: float, effect: float, slower: bool, faster: bool, ci: tuple[float, float] | None,
           history: History | None = None) -> str:
     """`slower` / `faster`: whether the measure of noise says so (an interval above / below 1, or a
-    significant one-sided test). Regression: slower, by the minimum effect, and beyond the history's
-    bound, all three; improvement the mirror image. Unchanged: the interval rules out the minimum
-    effect either way. With neither an interval nor a history there is no measure of noise, so
-    nothing is decided."""
+    significant one-sided test). Where a history exists it is the reference instead: its window of
+    runs pins the machine's level far better than one baseline run, so slower means beyond the
+    history's bound and the minimum effect is measured against the history's median. Regression:
+    slower by the minimum effect; improvement the mirror image. Unchanged: the interval rules out the
+    minimum effect either way. With neither an interval nor a history there is no measure of noise,
+    so nothing is decided."""
     if ci is None and history is None:
         return NOISY
-    if slower and ratio >= 1 + effect and (history is None or history.ratio > history.bound):
+    if history is not None:
+        ratio, slower, faster = history.ratio, history.ratio > history.bound, history.ratio < history.low
+    if slower and ratio >= 1 + effect:
         return REGRESSION
-    if faster and ratio <= 1 / (1 + effect) and (history is None or history.ratio < history.low):
+    if faster and ratio <= 1 / (1 + effect):
         return IMPROVEMENT
     if ci is not None and ci[0] >= 1 / (1 + effect) and ci[1] <= 1 + effect:
         return UNCHANGED

@@ -7,10 +7,20 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from imgbench import results
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _index_cache(tmp_path_factory):
+    """The index of stored runs (imgbench.index) of every test, and of the commands they start, in the
+    session's temporary folder: never the user's cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IMGBENCH_CACHE", str(tmp_path_factory.mktemp("index-cache")))
+        yield
 
 
 def run_file(benchmarks: list[dict], fingerprint: str = "AMD_EPYC-2c", when: str = "2026-11-21T10:00:00",

@@ -10,7 +10,8 @@ from imgbench import cli, compare, results, speedup, verdict
 def judge_pair(tmp_path, base_center, cand_center, history=(), **kw):
     base = records(tmp_path / "base.json", {CASE: rounds(base_center)})
     cand = records(tmp_path / "cand.json", {CASE: rounds(cand_center, seed=1)})
-    past = [records(tmp_path / f"h{i}.json", {CASE: rounds(m, seed=10 + i)}) for i, m in enumerate(history)]
+    past = [records(tmp_path / f"h{i}.json", {CASE: rounds(m, seed=10 + i)}, when=f"2026-11-{10 + i}T00:00:00")
+            for i, m in enumerate(history)]  # recorded before the candidate, or they are not its history
     (v,), _, _ = compare.compare(base, cand, past, **kw)
     return v
 

@@ -77,7 +77,7 @@ def _gate(tmp_path, **env):
     import sys
 
     summary = tmp_path / "summary.md"
-    baseline = ROOT / "baselines" / "AMD_EPYC-2c" / "quick.json"
+    baseline = ROOT / "baselines" / "AMD_EPYC-f25m17-2c" / "quick.json"
     proc = subprocess.run(["bash", str(ROOT / ".ci" / "gate")], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "IMGBENCH": str(Path(sys.executable).parent / "imgbench"),
                                "GATE_RUN": str(baseline), "GATE_BASELINE": str(baseline),
@@ -107,6 +107,10 @@ def test_workflows_gate_and_keep_history_on_main_only():
     gpu = (ROOT / ".github" / "workflows" / "gpu.yml").read_text()
     assert "runs-on: [self-hosted, gpu]" in gpu and "--profile full --device cuda" in gpu
     assert "IS_MAIN: ${{ github.event_name == 'push' && github.ref == 'refs/heads/main' }}" in gpu
-    assert '[ "$IS_MAIN" = true ] || storage="$RUNNER_TEMP/imgbench-runs"' in gpu
+    # judged, then saved: the GPU run goes to a throwaway folder and enters main's history through compare
+    assert 'storage="$RUNNER_TEMP/imgbench-runs"' in gpu and '--device cuda --storage "$storage"' in gpu
+    assert 'save=(); [ "$IS_MAIN" = true ] && save=(--save-to "$IMGBENCH_HISTORY")' in gpu
+    assert '"${history[@]}" \\\n                "${save[@]}"' in gpu  # compare saves after judging
+    assert 'imgbench accept "$IMGBENCH_HISTORY"' in gpu  # accepting a new level: workflow_dispatch
     assert "GITHUB_STEP_SUMMARY" in gpu
     assert gpu.index("--device cpu --storage") < gpu.index("--device cuda --storage")  # the GPU run is the latest

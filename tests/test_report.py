@@ -200,4 +200,4 @@ def test_runs_of_another_dataset_are_never_compared_with_the_latest(tmp_path, ca
               meta={"profile": "quick", "dataset": "cifar10"})
     assert cli.main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
     err = capsys.readouterr().err
-    assert "no earlier run of the same profile, dataset and optimizer: the latest run has no baseline" in err
+    assert "no earlier run of the same profile, dataset, optimizer and thread count: the latest run has no " in err

@@ -17,14 +17,24 @@ def test_records_carry_family_params_and_rounds(tmp_path):
 
 
 def test_records_carry_the_runs_settings_and_the_bench_file(tmp_path):
-    meta = {"profile": "full", "dataset": "cifar10", "optimizer": "sgd"}
+    meta = {"profile": "full", "dataset": "cifar10", "optimizer": "sgd", "threads": 4}
     path = write_json(tmp_path / "r.json", run_file(
         [bench_entry("test_loader[png-w0]", {"source": "png", "workers": 0}, [1.0], bench="dataloader")],
         meta=meta, machine={"imgbench": {"torch": "2.14.1"}}, version="5.3.1"))
     (r,) = results.load(path)
     assert (r.family, r.bench, r.profile, r.dataset, r.optimizer) == ("loader", "dataloader", "full", "cifar10", "sgd")
     assert (r.torch, r.version, r.path) == ("2.14.1", "5.3.1", str(path))
-    assert r.conditions == (("profile", "full"), ("dataset", "cifar10"), ("optimizer", "sgd"))
+    assert r.conditions == (("profile", "full"), ("dataset", "cifar10"), ("optimizer", "sgd"), ("threads", 4))
+    assert r.lacks == "version, devices, precisions, memory_formats, compile, peaks"  # the fields it lacks
+
+
+def test_a_history_names_what_its_older_runs_lack(tmp_path):
+    write_run(tmp_path / "h" / "1.json", {CASE: [1.0]}, meta={"profile": "quick"}, when="2026-11-01T00:00:00")
+    write_run(tmp_path / "h" / "2.json", {CASE: [1.0]}, meta={"profile": "quick"}, when="2026-11-02T00:00:00")
+    for with_rounds in (True, False):
+        notes = results.load_history([tmp_path / "h"], rounds=with_rounds).notes
+        assert notes == ["2 run(s) lack version, devices, threads, dataset, optimizer, precisions, memory_formats, "
+                         "compile, peaks (older imgbench, or another tool): read, those settings not checked"]
 
 
 def test_differences_name_only_settings_both_runs_recorded(tmp_path):

@@ -12,7 +12,7 @@ E = 0.05  # the minimum effect of these cases
 
 
 @pytest.mark.parametrize("ratio, slower, faster, ci, history, expected", [
-    # a regression needs all three: slower, by the minimum effect, beyond the history's bound
+    # a regression needs both: slower, by the minimum effect (against the history where there is one)
     (1.20, True, False, (1.1, 1.3), None, REGRESSION),
     (1 + E, True, False, (1.01, 1.1), None, REGRESSION),        # the minimum effect itself counts
     (1.03, True, False, (1.01, 1.04), None, UNCHANGED),         # slower, but by less than the effect
@@ -37,7 +37,10 @@ E = 0.05  # the minimum effect of these cases
     # no interval, a history: the history decides
     (1.50, True, False, None, History(1.5, 0.9, 1.1), REGRESSION),
     (1.01, False, False, None, History(1.0, 0.9, 1.1), UNCHANGED),
-    (1.01, False, False, None, History(1.2, 0.9, 1.1), NOISY),
+    (1.01, False, False, None, History(1.2, 0.9, 1.1), REGRESSION),  # 20% above the history's median
+    # a history is the reference where it exists: its window of runs, not one baseline run, says slower
+    (1.02, False, False, (0.9, 1.2), History(1.15, 0.9, 1.1), REGRESSION),
+    (1.30, True, False, (1.2, 1.4), History(1.03, 0.9, 1.1), NOISY),  # a baseline run on a fast day
 ])
 def test_judge(ratio, slower, faster, ci, history, expected):
     assert verdict.judge(ratio, E, slower, faster, ci, history) == expected
@@ -51,7 +54,7 @@ def test_judge(ratio, slower, faster, ci, history, expected):
     (1.50, None, None, NOISY),
     (1.50, None, History(1.5, 1 / 1.1, 1.1), REGRESSION),  # without an interval the ratio itself says slower
     (0.70, None, History(0.7, 0.9, 1.1), IMPROVEMENT),
-    (1.03, None, History(1.2, 0.9, 1.1), NOISY),  # slower beyond the history, but below the minimum effect
+    (1.03, None, History(1.03, 0.9, 1.02), NOISY),  # slower beyond the history, but below the minimum effect
     # an improvement must fall below the history's own lower bound, not below 1 / the upper one
     (0.80, (0.75, 0.85), History(0.9, 0.95, 1.5), IMPROVEMENT),
     (0.80, (0.75, 0.85), History(0.9, 0.85, 1.5), NOISY),

@@ -1,8 +1,8 @@
 """`imgbench` command line. Thin: `parser` parses, `commands` call the library, this sets the exit code.
 
-Exit codes: 0 success; 1 benchmarks failed or a case regressed; 2 bad input; 130 interrupted
-(Ctrl-C; nothing saved); other values are pytest's own (3 internal error, 4 usage error, 5 no
-benchmark selected).
+Exit codes: 0 success; 1 benchmarks failed or a case regressed; 2 bad input; 3 from compare: a
+memory regression without a time regression; 130 interrupted (Ctrl-C; nothing saved); other values
+of run and baseline are pytest's own (3 internal error, 4 usage error, 5 no benchmark selected).
 """
 
 from __future__ import annotations

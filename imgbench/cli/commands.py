@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from imgbench import options, runner, storage, verdict
-from imgbench.cli.parser import family_effects, percent
+from imgbench.cli.parser import EXIT_MEMORY_REGRESSION, family_effects, percent
 from imgbench.errors import UserError
 
 
@@ -65,32 +65,85 @@ def cmd_list(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from imgbench import compare, results, runfile
+    from imgbench import compare, history, results, runfile
 
     effects = family_effects(args.family_effect)
     cand_run, base_run = runfile.read(args.candidate), runfile.read(args.baseline)
     notes = [line for run in {r.path: r for r in (cand_run, base_run)}.values() if (line := run.lacks())]
-    history_files = results.find(args.history)
-    if args.history and not history_files:
+    past, accepted = [], history.acceptances(args.history)
+    if args.history and not results.find(args.history):
         notes.append(f"no stored runs in {' '.join(args.history)}: judged without a history bound")
-    history = [results.load(p) for p in history_files]
-    judged = compare.runs(results.records(base_run), results.records(cand_run), history, args.min_effect / 100,
-                          effects)
+    elif args.history:
+        try:
+            found = results.load_history(args.history, rounds=False)  # the window needs medians only
+        except results.RunError as e:  # every file unreadable: judged without, said so
+            notes.append(f"history: {e}: judged without a history bound")
+        else:
+            past = found.runs
+            notes += [f"history: {line}" for line in found.notes]
+            notes += [f"history: skipped {line}" for line in found.skipped]
+    cand = results.records(cand_run)
+    judged = compare.runs(results.records(base_run), cand, past, args.min_effect / 100, effects, accepted)
     if judged.across:
         print(f"imgbench: {judged.across}", flush=True)
     if not judged.verdicts:
         raise UserError(f"no case of {args.candidate} is in {args.baseline}: nothing to compare")
-    return _report(judged.verdicts, args.markdown, notes + judged.notes)
+    code = _report(judged.verdicts, args.markdown, notes + judged.notes, _memory(args, base_run, cand_run))
+    if args.save_to:
+        regressed = [v.name for v in judged.verdicts if v.verdict == verdict.REGRESSION]
+        saved = history.save(cand_run, Path(args.save_to), regressed, str(args.baseline))
+        print(f"imgbench: run saved to {saved}" + (f", {len(regressed)} case(s) marked as regressions: kept out of "
+                                                   "the history's reference until accepted (imgbench accept)"
+                                                   if regressed else ""), flush=True)
+    return code
 
 
-def _report(verdicts, markdown: bool, notes=()) -> int:
-    """The verdict table, any notes, a count per verdict; exit 1 when a case regressed."""
+def cmd_accept(args) -> int:
+    from imgbench import history, results
+
+    folder = Path(args.history)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such history folder (give the folder compare --save-to saves into)")
+    accepted = history.acceptances([folder])
+    runs = results.load_history([folder], rounds=False).runs if results.find([folder]) else []
+    todo = [r for r in history.unaccepted(runs, accepted)
+            if (not args.case or any(c in r.name for c in args.case))
+            and (args.fingerprint is None or r.fingerprint == args.fingerprint)]
+    if not todo:
+        raise UserError(f"nothing to accept in {folder}: no case judged a regression since the last acceptance"
+                        + (f" matches {', '.join(args.case)}" if args.case else ""))
+    for fp in sorted({str(r.fingerprint) for r in todo}):
+        path = history.accept(folder, args.case, fp, args.note)
+        for r in sorted((r for r in todo if str(r.fingerprint) == fp), key=lambda r: r.name):
+            print(f"accepted the level of {r.name} on {fp} (newest regressed run {r.datetime[:16]}, "
+                  f"commit {(r.commit or '-')[:7]})")
+        print(f"imgbench accept: wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _memory(args, base_run, cand_run) -> list:
+    """Each case's peak memory in both runs, judged by its own rule (imgbench.memory)."""
+    from imgbench import memory, results
+
+    return memory.compare(results.records(base_run), results.records(cand_run), args.memory_effect / 100,
+                          args.memory_floor, args.memory_cpu)
+
+
+def _report(verdicts, markdown: bool, notes=(), memory_verdicts=None) -> int:
+    """The verdict table, any notes, a count per verdict, then the memory verdicts if given; exit 1 when a
+    case regressed, else 3 when a case's peak memory did."""
     print(verdict.render(verdicts, markdown=markdown))
     for note in notes:
         print(note)
     counts = verdict.counts(verdicts)
     print(", ".join(f"{n} {k}" for k, n in counts.items()))
-    return 1 if counts[verdict.REGRESSION] else 0
+    memory_regressed = False
+    if memory_verdicts is not None:
+        from imgbench import memory
+
+        print(memory.describe(memory_verdicts, markdown))
+        memory_regressed = memory.counts(memory_verdicts)[verdict.REGRESSION] > 0
+    return 1 if counts[verdict.REGRESSION] else EXIT_MEMORY_REGRESSION if memory_regressed else 0
 
 
 def _benches_dir(given: str | None) -> Path:
@@ -240,8 +293,10 @@ def cmd_gate_check(args) -> int:
 def _render(args):
     from imgbench import report, results
 
-    rendered = report.render(results.load_history(args.paths), Path(args.out), args.svg, args.min_effect / 100)
-    for note in rendered.notes:
+    # light records (the index); render reads rounds again only for the few runs it judges or draws
+    runs = results.load_history(args.paths, rounds=False)
+    rendered = report.render(runs, Path(args.out), args.svg, args.min_effect / 100)
+    for note in runs.notes + rendered.notes:  # the index's notes are about this machine: not in the report
         print(f"imgbench {args.command}: {note}", file=sys.stderr)
     return rendered
 
@@ -250,6 +305,16 @@ def cmd_plot(args) -> int:
     for path in _render(args).figures:
         print(path)
     return 0
+
+
+def cmd_changes(args) -> int:
+    from imgbench import changes, results
+
+    history = results.load_history(args.paths, rounds=False)  # medians are all it needs
+    for line in history.notes + [f"skipped {line}" for line in history.skipped]:
+        print(f"imgbench changes: {line}", file=sys.stderr)
+    print(changes.describe(changes.scan(history.runs, args.p), args.p, args.markdown))
+    return 0  # the history is information: the gate is compare and ab
 
 
 def cmd_report(args) -> int:
@@ -262,4 +327,5 @@ def cmd_report(args) -> int:
 
 
 COMMANDS = {"env": cmd_env, "list": cmd_list, "run": cmd_run, "compare": cmd_compare, "baseline": cmd_baseline,
-            "ab": cmd_ab, "gate-check": cmd_gate_check, "plot": cmd_plot, "report": cmd_report}
+            "ab": cmd_ab, "gate-check": cmd_gate_check, "plot": cmd_plot, "report": cmd_report, "changes": cmd_changes,
+            "accept": cmd_accept}

@@ -11,6 +11,7 @@ from imgbench import config, options
 from imgbench.errors import UserError
 
 EXIT_BAD_INPUT = 2
+EXIT_MEMORY_REGRESSION = 3  # compare: no time regression, but a case's peak memory grew
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,6 +34,7 @@ def _number(ok, what: str):
 
 effect = _number(lambda v: 0 <= v < 1000, "a percentage (valid: a number from 0 below 1000)")
 alpha = _number(lambda v: 0 < v < 1, "a significance level (valid: above 0 and below 1)")
+mebibytes = _number(lambda v: 0 <= v < 1 << 30, "a size in MiB (valid: a number from 0, e.g. 1 or 0.5)")
 
 
 def percent(option: str, text: str) -> float:
@@ -101,15 +103,38 @@ def build() -> argparse.ArgumentParser:
                        description="Matches cases by family and params; per case the ratio of medians with a "
                                    "bootstrap interval from the per-round data, the bound from the run-to-run "
                                    "spread of --history runs, and a verdict. Exit 1 when any case regresses "
-                                   "beyond the interval, the minimum effect and the history bound.")
+                                   "beyond the interval, the minimum effect and the history bound; else exit 3 "
+                                   "when a case's peak memory grew beyond --memory-effect and --memory-floor.")
     c.add_argument("candidate", help="the run to judge (pytest-benchmark JSON)")
     c.add_argument("baseline", help="the run to judge it against")
     c.add_argument("--history", nargs="*", default=[], metavar="PATH",
-                   help="earlier runs of the same machine class (files or folders)")
+                   help="earlier runs of the same machine class (files or folders): the newest 20 recorded before "
+                        "the candidate, without regressions not yet accepted, are its reference")
+    c.add_argument("--save-to", metavar="DIR",
+                   help="after judging, save the candidate into this history folder, its regressed cases marked "
+                        "(kept out of the reference until `imgbench accept`)")
     _min_effect(c)
     c.add_argument("--family-effect", nargs="*", default=[], metavar="FAMILY=PERCENT",
                    help="per-family minimum effect, e.g. epoch=10 dataloader=15")
     c.add_argument("--markdown", action="store_true", help="print a markdown table")
+    c.add_argument("--memory-effect", type=effect, default=1.0, metavar="PERCENT",
+                   help="peak memory growth worth failing for, with --memory-floor (default: 1)")
+    c.add_argument("--memory-floor", type=mebibytes, default=1.0, metavar="MIB",
+                   help="least peak memory growth worth failing for, with --memory-effect (default: 1)")
+    c.add_argument("--memory-cpu", action="store_true",
+                   help="gate the CPU's peak memory too (off: where one process runs many cases the figure moves "
+                        "from run to run; with one case per process it reads alike)")
+
+    ac = sub.add_parser("accept", help="accept the new level of cases judged a regression in a history",
+                        description="Marks the cases judged a regression when compare --save-to saved them into "
+                                    "HISTORY (all, or those whose name contains a --case text) as the new level: "
+                                    "from their first regressed run on they are the reference again. Writes a "
+                                    "small file under HISTORY/accepted/; stored runs are not modified. Exit 2 "
+                                    "when nothing matches.")
+    ac.add_argument("history", metavar="HISTORY", help="the history folder (as given to compare --save-to)")
+    ac.add_argument("--case", nargs="*", default=[], metavar="TEXT", help="only cases whose name contains TEXT")
+    ac.add_argument("--fingerprint", metavar="FP", help="only this machine class (default: every one)")
+    ac.add_argument("--note", default="", help="why, kept in the acceptance file")
 
     r = _bench_command(sub, "run", "run the benchmarks, save the run and compare with the previous one",
                        "Runs `pytest benches` on the devices found, saves the run under STORAGE/<machine "
@@ -167,6 +192,18 @@ def build() -> argparse.ArgumentParser:
         pr.add_argument("--out", default=out, help=f"output folder (default: {out})")
         pr.add_argument("--svg", action="store_true", help="SVG files beside the PNGs")
         _min_effect(pr, "smallest change called a regression or improvement")
+
+    ch = sub.add_parser("changes", help="change points in stored history: the first run and commit of each step",
+                        description="Per machine class, run conditions and case, the steps in the median time "
+                                    "per run and in the GPU-over-CPU speedups, found with E-divisive means and a "
+                                    "permutation test; per change the first run after it, the levels before and "
+                                    "after, their ratio with a 99% bootstrap interval, and p. Exit 0: the history "
+                                    "is information; compare and ab are the gate.")
+    ch.add_argument("paths", nargs="*", default=[".benchmarks"], metavar="PATH",
+                    help="storage folders and run files (default: .benchmarks)")
+    ch.add_argument("--p", type=_number(lambda v: 0.0001 <= v < 1, "a p-value (valid: from 0.0001 below 1)"),
+                    default=0.001, help="significance of each split (default: 0.001)")
+    ch.add_argument("--markdown", action="store_true", help="print markdown tables")
 
     bl = _bench_command(sub, "baseline", "record this machine's baseline (every round's time) for the gate",
                         "Runs `pytest benches` like `run` and merges the run, every round's time included, into "

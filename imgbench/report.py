@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,6 +128,10 @@ def render(history: History, out: Path, svg: bool = False, min_effect: float = 0
             fell = compare.speedup_falls(m.speedups, min_effect)
             m.figures["speedup trend"] = plots.save(plots.speedup_trend(m.speedups, slug, fell, m.changes), out,
                                                     f"speedup_{slug}", svg)
+        apart = Counter("; ".join(d) for run in m.runs if (d := differences(run[0], m.runs[-1][0])))
+        notes.extend(f"{slug}: {n} run(s) measured otherwise ({what}, against the latest run's) are reported "
+                     "apart: their change points have series of their own, and none is compared with the latest run"
+                     for what, n in sorted(apart.items()))
         latest = with_rounds(latest_records(m.runs), notes)  # the figures draw extra_info the index leaves out
         if any(r.family in plots.FAMILY_STYLES for r in latest):
             m.figures["throughput"] = plots.save(plots.throughput(latest, slug), out, f"throughput_{slug}", svg)

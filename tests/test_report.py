@@ -201,3 +201,5 @@ def test_runs_of_another_dataset_are_never_compared_with_the_latest(tmp_path, ca
     assert cli.main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
     err = capsys.readouterr().err
     assert "no earlier run of the same profile, dataset, optimizer and thread count: the latest run has no " in err
+    assert ("1 run(s) measured otherwise (dataset 'synthetic' vs 'cifar10', against the latest run's) are "
+            "reported apart") in err

@@ -1,18 +1,18 @@
 """Regression gate: a candidate run against a baseline run (and, where stored, the reference window of
 its machine class's history, history.window). Cases are matched by family and params, not by test id.
-Per case: the ratio of medians, its interval (a block bootstrap of the autocorrelated rounds, widened
-by the history's between-run spread), the history's run-to-run bound, a verdict (none for a case
-either run measured under contention)."""
+Per case: the ratio of medians, its interval (stats.ratio_interval: each run's autocorrelated rounds,
+widened by the history's between-run spread), the history's run-to-run bound, a verdict (none for a
+case either run measured under contention)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from imgbench import contention, stats, verdict
 from imgbench.errors import UserError
-from imgbench.history import Acceptance, window
+from imgbench.history import MIN_RUNS, Acceptance, window
 from imgbench.results import Record, differences, flag_differences
 from imgbench.verdict import History, Verdict
 
@@ -36,14 +36,16 @@ def check_same_hardware(base: list[Record], cand: list[Record]):
         raise CompareError(f"{why}; absolute times only compare within one machine class")
 
 
-def check_same_conditions(base: list[Record], cand: list[Record]):
-    """Runs measured under different conditions are not compared: one line naming the first difference."""
-    if base and cand and (diff := differences(base[0], cand[0])):
+def check_same_conditions(base: list[Record], cand: list[Record], threads: bool = True):
+    """Runs measured under different conditions are not compared: one line naming the first difference.
+    threads=False: across machine classes, where each machine uses its own cores (speedups are compared)."""
+    ignore = () if threads else ("threads",)
+    if base and cand and (diff := differences(base[0], cand[0], ignore)):
         raise CompareError(f"the runs measured different things (baseline vs candidate: {'; '.join(diff)}); "
                            "compare runs of one profile, dataset, optimizer and thread count")
     by_base = {r.key: r for r in base}
     for c in cand:
-        if (b := by_base.get(c.key)) is not None and (diff := flag_differences(b, c)):
+        if (b := by_base.get(c.key)) is not None and (diff := flag_differences(b, c, ignore)):
             raise CompareError(f"{c.name} ran under other numeric conditions (baseline vs candidate: "
                                f"{'; '.join(diff)}); compare runs measured alike")
 
@@ -84,6 +86,9 @@ def compare(base: list[Record], cand: list[Record], history: list[list[Record]] 
         effect = effect_of(c, per_family, min_effect)
         v = Verdict(c.name, c.family, b.median, c.median, ratio, ci, h.ratio if h else None,
                     h.bound if h else None, effect, verdict.by_interval(ratio, ci, effect, h))
+        if key in past.settling and v.verdict == verdict.REGRESSION:  # the baseline predates the accepted level
+            v = replace(v, verdict=verdict.NOISY, why=f"a newly accepted level: {past.settling[key]} run(s) of it in "
+                                                      f"the history, judged against it from {MIN_RUNS}")
         out.append(verdict.contended(v, why_contended(candidate=[c], baseline=[b])))
     only_cand = sorted(by_cand[k].name for k in by_cand.keys() - by_base.keys())
     only_base = sorted(by_base[k].name for k in by_base.keys() - by_cand.keys())
@@ -109,7 +114,7 @@ def compare_speedups(base: list[Record], cand: list[Record], min_effect: float =
     case and accelerator. The ratio is baseline speedup / candidate speedup, so > 1 is worse, as for times."""
     from imgbench import speedup
 
-    check_same_conditions(base, cand)
+    check_same_conditions(base, cand, threads=False)
     by_base = {(s.key, s.device): s for s in speedup.within(base, alpha)}
     by_cand = {(s.key, s.device): s for s in speedup.within(cand, alpha)}
     for run, found in (("baseline", by_base), ("candidate", by_cand)):

@@ -28,8 +28,7 @@ def _driver_version() -> str | None:
 def fingerprint(env: dict) -> str:
     """Machine class (machine.fingerprint): CPU model, family and model ids, cores; each GPU model and count."""
     cpu = env["cpu"]
-    ids = {k: cpu[k] for k in ("family", "model") if k in cpu}
-    return machine.fingerprint(cpu["brand"], cpu["cores"], ids, [g["name"] for g in env["gpus"]])
+    return machine.fingerprint(cpu["brand"], cpu["cores"], cpu.get("ids"), [g["name"] for g in env["gpus"]])
 
 
 def environment(threads: int | None = None) -> dict:
@@ -44,7 +43,8 @@ def environment(threads: int | None = None) -> dict:
     cudnn = torch.backends.cudnn
     # Flags as torch has them now: benchmark cases set their own and record them in extra_info.
     env = {
-        "cpu": {"brand": devices.cpu_brand(), **machine.cpu_ids(), "cores": devices.usable_cores(),
+        # ids recorded even when empty (no /proc/cpuinfo): a reader then knows not to add pytest-benchmark's
+        "cpu": {"brand": devices.cpu_brand(), "ids": machine.cpu_ids(), "cores": devices.usable_cores(),
                 "logical_cpus": os.cpu_count(), "machine": platform.machine()},
         "threads": torch.get_num_threads() if threads is None else threads,
         "interop_threads": torch.get_num_interop_threads(),
@@ -73,7 +73,7 @@ def environment(threads: int | None = None) -> dict:
 def describe(env: dict) -> str:
     """The environment as lines of text, for `imgbench env`."""
     cpu = env["cpu"]
-    ids = f", family {cpu['family']} model {cpu['model']}" if "family" in cpu else ""
+    ids = f", family {cpu['ids']['family']} model {cpu['ids']['model']}" if cpu.get("ids") else ""
     lines = [
         f"fingerprint  {env['fingerprint']}",
         f"cpu          {cpu['brand']}{ids} ({cpu['cores']} usable cores, {cpu['logical_cpus']} logical)",

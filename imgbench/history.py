@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +19,7 @@ from imgbench import contention, files, runfile, storage
 from imgbench.errors import UserError
 from imgbench.results import Record, differences, flag_differences, identity
 
+UNKNOWN = "unknown-machine"  # the machine class of a run that recorded none
 WINDOW = 20  # newest eligible runs per case: spans enough runs for a spread, not months of other commits
 ACCEPT_DIR, ACCEPT_SUFFIX = "accepted", ".accept"  # not *.json: a history reader never takes one for a run
 
@@ -32,16 +32,21 @@ class Acceptance:
     path: str = ""
 
     def covers(self, r: Record) -> bool:
-        return (self.fingerprint in (None, r.fingerprint)) and (not self.cases or any(c in r.name for c in self.cases))
+        return (self.fingerprint in (None, r.fingerprint or UNKNOWN)
+                and (not self.cases or any(c in r.name for c in self.cases)))
 
 
 @dataclass
 class Window:
-    medians: dict[tuple, list[float]]                   # per case key, oldest first
-    left_out: Counter = field(default_factory=Counter)  # why -> runs
+    medians: dict[tuple, list[float]]                      # per case key, oldest first
+    left_out: dict[str, set] = field(default_factory=dict)  # why -> the runs (paths) left out for it
+    settling: dict[tuple, int] = field(default_factory=dict)  # case -> runs so far of a newly accepted level
+
+    def leave(self, why: str, run: Record):
+        self.left_out.setdefault(why, set()).add(run.path)
 
     def notes(self) -> list[str]:
-        return [f"history: {n} run(s) left out ({why})" for why, n in sorted(self.left_out.items())]
+        return [f"history: {len(runs)} run(s) left out ({why})" for why, runs in sorted(self.left_out.items())]
 
 
 def _before(a: str, b: str) -> bool:
@@ -60,50 +65,58 @@ def window(history: list[list[Record]], cand: list[Record], accepted: list[Accep
     kept: dict[tuple, list[Record]] = {}
     for run in history:
         if identity(run) == me:
-            out.left_out["the candidate itself"] += 1
+            out.leave("the candidate itself", run[0])
         elif not _before(run[0].datetime, when):
-            out.left_out["recorded at or after the candidate"] += 1
+            out.leave("recorded at or after the candidate", run[0])
         elif run[0].fingerprint != machine:
-            out.left_out["another machine class"] += 1
+            out.leave("another machine class", run[0])
         elif diff := differences(run[0], cand[0]):
-            out.left_out[f"other conditions: {'; '.join(diff)}"] += 1
+            out.leave(f"other conditions: {'; '.join(diff)}", run[0])
         else:
-            why = Counter()
             for r in run:
                 if (c := wanted.get(r.key)) is None:
                     continue
                 if contention.flag(r.contention):
-                    why["measured under contention"] += 1
+                    out.leave("a case measured under contention", r)
                 elif flag_differences(r, c):
-                    why["a case ran under other numeric conditions"] += 1
+                    out.leave("a case ran under other numeric conditions", r)
                 else:
                     kept.setdefault(r.key, []).append(r)
-            out.left_out.update(why.keys())
     for key, records in kept.items():
-        usable = _accepted_level(records, [a for a in accepted if a.covers(records[-1])], out.left_out)
+        usable, level = _accepted_level(records, [a for a in accepted if a.covers(records[-1])], out)
         if usable:
             out.medians[key] = [r.median for r in usable[-size:]]
+        if level and len(usable) < MIN_RUNS:
+            out.settling[key] = len(usable)
     return out
 
 
-def _accepted_level(records: list[Record], accepted: list[Acceptance], left_out: Counter) -> list[Record]:
-    """`records` (one case, oldest first) without unaccepted regressions; each acceptance with a regressed
-    run before it starts the case's reference at the first regressed run since the previous acceptance."""
+MIN_RUNS = 3  # a window needs this many runs for a bound (stats.history_interval)
+
+
+def _accepted_level(records: list[Record], accepted: list[Acceptance], out: Window) -> tuple[list[Record], bool]:
+    """`records` (one case, oldest first) without unaccepted regressions, and whether an accepted level
+    starts them: each acceptance after a stretch of regressed runs starts the case's reference at the
+    first run of the newest such stretch (an older, isolated false alarm does not pull it back)."""
     start, last = "", ""
     for a in sorted(accepted, key=lambda a: a.datetime):
-        flagged = [r.datetime for r in records if r.regressed and last <= r.datetime < a.datetime]
-        if flagged:
-            start = min(flagged)
+        stretch = []
+        for r in reversed([r for r in records if r.datetime < a.datetime]):
+            if not r.regressed:
+                break
+            stretch.append(r)
+        if stretch:
+            start = stretch[-1].datetime
         last = a.datetime
-    out = []
+    usable = []
     for r in records:
         if r.datetime < start:
-            left_out["before an accepted new level"] += 1
+            out.leave("before an accepted new level", r)
         elif r.regressed and r.datetime >= last:
-            left_out["judged a regression, not accepted"] += 1
+            out.leave("judged a regression, not accepted", r)
         else:
-            out.append(r)
-    return out
+            usable.append(r)
+    return usable, bool(start)
 
 
 def save(run: runfile.Run, folder: Path, regressions: list[str], baseline: str) -> Path:
@@ -114,7 +127,7 @@ def save(run: runfile.Run, folder: Path, regressions: list[str], baseline: str) 
     meta = doc.setdefault("imgbench", {})
     meta["judged"] = {"datetime": datetime.now(timezone.utc).replace(tzinfo=None).isoformat(),
                       "baseline": baseline, "regressions": regressions}
-    target = storage.writable_folder(folder / str(run.fingerprint or "unknown-machine"), "--save-to")
+    target = storage.writable_folder(folder / (run.fingerprint or UNKNOWN), "--save-to")
     with storage.partial(target, "judged") as tmp:
         runfile.write(tmp, doc)
         return storage.save_run(tmp, target, run.profile or "run")
@@ -122,14 +135,18 @@ def save(run: runfile.Run, folder: Path, regressions: list[str], baseline: str) 
 
 def acceptances(paths) -> list[Acceptance]:
     """Every acceptance file under the given history folders (an unreadable one is a UserError: a
-    silently ignored acceptance would flag every run after it)."""
+    silently misread acceptance would accept too much or nothing)."""
     out = []
     for p in map(Path, paths):
         for f in sorted(p.rglob(f"*{ACCEPT_SUFFIX}")) if p.is_dir() else ():
             try:
                 doc = json.loads(f.read_text(encoding="utf-8"))
-                out.append(Acceptance(str(doc["datetime"]), tuple(map(str, doc.get("cases", []))),
-                                      doc.get("fingerprint"), str(f)))
+                when, cases, fp = doc["datetime"], doc.get("cases", []), doc.get("fingerprint")
+                datetime.fromisoformat(when)
+                if not (isinstance(cases, list) and all(isinstance(c, str) for c in cases)
+                        and (fp is None or isinstance(fp, str))):
+                    raise TypeError("cases must be a list of texts, fingerprint a text")
+                out.append(Acceptance(when, tuple(cases), fp, str(f)))
             except (OSError, ValueError, KeyError, TypeError) as e:
                 raise UserError(f"{f}: not a readable acceptance ({e}); move it aside or fix it") from None
     return out

@@ -48,8 +48,8 @@ def of_run(machine_info: dict) -> str | None:
     stored = machine_info.get("fingerprint")
     env = machine_info.get("imgbench")
     cpu = env.get("cpu") if isinstance(env, dict) else None
-    if not isinstance(cpu, dict) or "family" in cpu or not isinstance(stored, str):
-        return stored
+    if not isinstance(cpu, dict) or "ids" in cpu or not isinstance(stored, str):
+        return stored  # recorded with its ids (none, on a machine that shows none): as stored
     bench_cpu = machine_info.get("cpu") if isinstance(machine_info.get("cpu"), dict) else {}
     ids = {k: bench_cpu.get(k) for k in ("family", "model")}
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in ids.values()):

@@ -67,7 +67,8 @@ def latest_records(runs: list[list[Record]]) -> list[Record]:
     return list(newest.values())
 
 
-def latest_vs_previous(runs: list[list[Record]], min_effect: float, whole=lambda rs: rs) -> Comparison | None:
+def latest_vs_previous(runs: list[list[Record]], min_effect: float, whole=lambda rs: rs,
+                       accepted=()) -> Comparison | None:
     """The newest run against the run before it measured under the same conditions (profile, dataset,
     optimizer) sharing cases with it; the runs before that are the history. Runs of other conditions
     (a scratch folder's other datasets, say) are never compared with it. `whole` gives the two runs
@@ -78,7 +79,7 @@ def latest_vs_previous(runs: list[list[Record]], min_effect: float, whole=lambda
     if not earlier:
         return None
     base, cand = whole(earlier[-1]), whole(cand)
-    verdicts, _, _ = compare.compare(base, cand, earlier[:-1], min_effect)
+    verdicts, _, _ = compare.compare(base, cand, earlier[:-1], min_effect, accepted=accepted)
     return Comparison(base, cand, verdicts)
 
 
@@ -115,7 +116,9 @@ def _label(run: list[Record]) -> str:
     return f"{(run[0].commit or '-')[:7]} {run[0].datetime[:16]} ({Path(run[0].path).name})"
 
 
-def render(history: History, out: Path, svg: bool = False, min_effect: float = 0.05) -> Rendered:
+def render(history: History, out: Path, svg: bool = False, min_effect: float = 0.05, accepted=()) -> Rendered:
+    """`accepted`: the acceptances of the history's folders (history.acceptances), so the latest run is
+    judged against the same window as the gate judges it."""
     notes = [f"skipped {line}" for line in history.skipped]
     if len(history.versions) > 1:
         notes.append(f"runs written by pytest-benchmark {', '.join(sorted(history.versions))}: read alike")
@@ -136,7 +139,7 @@ def render(history: History, out: Path, svg: bool = False, min_effect: float = 0
         if any(r.family in plots.FAMILY_STYLES for r in latest):
             m.figures["throughput"] = plots.save(plots.throughput(latest, slug), out, f"throughput_{slug}", svg)
         try:
-            m.comparison = latest_vs_previous(m.runs, min_effect, lambda run: with_rounds(run, notes))
+            m.comparison = latest_vs_previous(m.runs, min_effect, lambda run: with_rounds(run, notes), accepted)
         except compare.CompareError as e:  # e.g. a case run under other numeric conditions: said, not raised
             notes.append(f"{slug}: the latest run is not compared with the run before it: {e}")
         else:

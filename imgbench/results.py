@@ -98,7 +98,9 @@ def records(run: runfile.Run) -> list[Record]:
                 data=[float(x) for x in stats["data"]] if stats.get("data") else None,
                 extra=dict(b.get("extra_info") or {}), torch=run.env.get("torch"), profile=run.profile,
                 version=run.version, bench=bench_of(str(b.get("fullname", ""))),
-                dataset=str(run.meta.get("dataset", "")), optimizer=str(run.meta.get("optimizer", "")),
+                dataset=str(run.meta.get("dataset", "")),
+                # a run recorded before the run-wide field: its training cases still name theirs
+                optimizer=str(run.meta.get("optimizer") or (b.get("extra_info") or {}).get("optimizer") or ""),
                 threads=run.threads, regressed=b["name"] in run.regressions, lacks=", ".join(run.missing)))
         except (KeyError, TypeError, ValueError) as e:
             raise RunError(f"{run.path}: benchmark {i} lacks a readable {e} (a file of another tool or "
@@ -109,16 +111,17 @@ def records(run: runfile.Run) -> list[Record]:
     return out
 
 
-def differences(a: Record, b: Record) -> list[str]:
+def differences(a: Record, b: Record, ignore=()) -> list[str]:
     """The run-wide settings two records were measured under that differ (unrecorded ones match)."""
     pairs = zip(a.conditions, b.conditions, strict=True)
-    return [f"{k} {x!r} vs {y!r}" for (k, x), (_, y) in pairs if x and y and x != y]
+    return [f"{k} {x!r} vs {y!r}" for (k, x), (_, y) in pairs if x and y and x != y and k not in ignore]
 
 
-def flag_differences(a: Record, b: Record) -> list[str]:
+def flag_differences(a: Record, b: Record, ignore=()) -> list[str]:
     """The numeric conditions two records of one case ran under that differ (unrecorded ones match)."""
     fa, fb = dict(a.flags), dict(b.flags)
-    return [f"{k} {fa[k]!r} vs {fb[k]!r}" for k in FLAGS if k in fa and k in fb and fa[k] != fb[k]]
+    return [f"{k} {fa[k]!r} vs {fb[k]!r}" for k in FLAGS
+            if k in fa and k in fb and fa[k] != fb[k] and k not in ignore]
 
 
 def find(paths) -> list[Path]:
@@ -170,15 +173,19 @@ def load_history(paths, rounds: bool = True) -> History:
         from imgbench import index  # it builds on this module
 
         loaded, notes = index.records(files, [p for p in map(Path, paths) if p.is_dir()])
-    runs, skipped, versions, seen = [], [], set(), set()
+    runs, skipped, versions, seen = [], [], set(), {}
     for run in loaded:
         if isinstance(run, RunError):
             skipped.append(str(run))
             continue
-        if run and identity(run) not in seen:  # a copy of a run (a CI artifact beside the history) counts once
-            seen.add(identity(run))
+        if not run:
+            continue
+        if (i := seen.get(identity(run))) is None:  # a copy of a run (a CI artifact beside the history) counts once
+            seen[identity(run)] = len(runs)
             runs.append(run)
             versions.add(run[0].version)
+        elif any(r.regressed for r in run) and not any(r.regressed for r in runs[i]):
+            runs[i] = run  # the copy saved with its verdict: its regressed cases must stay marked
     if not runs:
         raise RunError(f"no readable run with any case in {', '.join(map(str, paths))}"
                        + (f" ({len(skipped)} unreadable: {skipped[0]})" if skipped else ""))

@@ -65,8 +65,8 @@ def log_median_se(x) -> tuple[float, float]:
     small-sample bias added back ((1 + 4 rho) / n) and taken as 0 below MIN_ROUNDS_RHO rounds. The
     spread is the sd (a wild round widens the interval: conservative; the MAD undercovered at 15
     rounds); sqrt(pi / 2): a median varies that much more than a mean of normal values. Resampling
-    rounds as independent (the bootstrap) missed 15% of simulated A/A pairs at "99%"; a block
-    bootstrap still 6%."""
+    rounds as independent (the bootstrap) missed 15% of simulated A/A pairs at "99%"; a circular
+    block bootstrap, tried first, still 6% (41 rounds, rho 0.6, 400 pairs)."""
     lx = np.log(np.asarray(x, float))
     n, scale, rho = lx.size, float(lx.std(ddof=1)), 0.0
     if n >= MIN_ROUNDS_RHO:
@@ -85,7 +85,7 @@ def ratio_interval(base, cand, alpha: float = 0.01, between: tuple[float, int] |
     history and its degrees of freedom): each run's own level moves too, so t * sd * sqrt(2) is added
     in quadrature on the log scale. None with fewer than 2 rounds on a side."""
     b, c = np.asarray(base, float), np.asarray(cand, float)
-    if min(b.size, c.size) < 2:
+    if min(b.size, c.size) < 2 or min(b.min(), c.min()) <= 0:  # a round of 0 s has no log: no interval
         return None
     centre = math.log(np.median(c) / np.median(b))
     (sb, db), (sc, dc) = log_median_se(b), log_median_se(c)

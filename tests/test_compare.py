@@ -1,6 +1,8 @@
 """The compare gate (imgbench.compare and `imgbench compare`): a candidate run against a baseline run and
 the history of its machine class; across machine classes, GPU-over-CPU speedups instead."""
 
+import json
+
 import pytest
 
 from conftest import CASE, GPU_CASE, bench_entry, records, rounds, run_file, write_json, write_run
@@ -171,7 +173,7 @@ def test_cli_compare_with_an_empty_history_says_so(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert cli.main(["compare", str(cand), str(base), "--history", str(empty)]) == 1
-    assert f"no stored runs in {empty}: judged without a history bound" in capsys.readouterr().out
+    assert f"no stored runs in {empty}: left out of the history" in capsys.readouterr().out
 
 
 def test_cli_compare_names_what_an_older_run_lacks(tmp_path, capsys):
@@ -210,6 +212,15 @@ def test_different_hardware_compares_speedups(tmp_path, capsys):
     assert "cuda/cpu train_step[batch_size=32,model=kerascnn]" in out and "20.00x" in out and "unchanged" in out
     assert cli.main(["compare", str(worse), str(base)]) == 1  # speedup fell from 20x to 10x
     assert "2.000" in capsys.readouterr().out
+    # each machine runs with its own cores: 2 threads on the CPU box, 16 on the GPU box, still compared
+    for path, threads in ((base, 2), (same, 16)):
+        doc = json.loads(path.read_text())
+        doc["imgbench"] = {"profile": "quick", "threads": threads}
+        for b in doc["benchmarks"]:
+            b["extra_info"] = {"threads": threads}
+        path.write_text(json.dumps(doc))
+    assert cli.main(["compare", str(same), str(base)]) == 0
+    assert "unchanged" in capsys.readouterr().out
 
 
 def test_a_contended_case_gives_no_speedup_verdict_and_no_history(tmp_path, capsys):

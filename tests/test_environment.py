@@ -17,7 +17,7 @@ def test_environment_records_what_numbers_depend_on():
     assert env["cpu"]["brand"] == devices.cpu_brand()
     assert env["gpu_count"] == len(env["gpus"])
     assert env["torch"] == torch.__version__
-    ids = f"-f{env['cpu']['family']}m{env['cpu']['model']}" if "family" in env["cpu"] else ""
+    ids = f"-f{env['cpu']['ids']['family']}m{env['cpu']['ids']['model']}" if env["cpu"]["ids"] else ""
     fp = re.fullmatch(rf"[\w.]+{ids}-{env['cpu']['cores']}c((?:-[\w.]+-x\d+)*)", env["fingerprint"])
     assert fp, env["fingerprint"]
     assert sum(int(n) for n in re.findall(r"-x(\d+)", fp.group(1))) == env["gpu_count"]
@@ -53,8 +53,12 @@ def test_runs_recorded_before_the_ids_get_them_from_pytest_benchmarks_cpu_record
     assert machine.of_run(old) == "AMD_EPYC-f25m17-2c"
     assert machine.of_run({**old, "cpu": {}}) == "AMD_EPYC-2c"  # nothing to add: as stored
     new = {**old, "fingerprint": "AMD_EPYC-f25m17-2c",
-           "imgbench": {"cpu": {"brand": "AMD EPYC", "family": 25, "model": 17, "cores": 2}, "gpus": []}}
+           "imgbench": {"cpu": {"brand": "AMD EPYC", "ids": {"family": 25, "model": 17}, "cores": 2}, "gpus": []}}
     assert machine.of_run(new) == "AMD_EPYC-f25m17-2c"
+    # a machine whose /proc shows no ids (macOS) records none: its runs keep their class, whatever py-cpuinfo says
+    mac = {"fingerprint": "Intel_Core_i7-8c", "cpu": {"family": 6, "model": 158},
+           "imgbench": {"cpu": {"brand": "Intel Core i7", "ids": {}, "cores": 8}, "gpus": []}}
+    assert machine.of_run(mac) == "Intel_Core_i7-8c"
     gpu = {"fingerprint": "Xeon-16c-NVIDIA_H100-x1", "cpu": {"family": 6, "model": 143},
            "imgbench": {"cpu": {"brand": "Xeon", "cores": 16}, "gpus": [{"name": "NVIDIA H100"}]}}
     assert machine.of_run(gpu) == "Xeon-f6m143-16c-NVIDIA_H100-x1"

@@ -169,3 +169,7 @@ def test_between_run_noise_widens_the_interval():
     half = np.log(wide[1] / wide[0]) / 2
     assert half > stats.t_quantile(0.995, 3) * between[0] * np.sqrt(2)  # at least the between-run term
     assert stats.between_runs([1.0, 1.1]) is None
+
+
+def test_a_round_that_is_not_a_positive_time_gives_no_interval():
+    assert stats.ratio_interval([0.0, 1.0, 1.0], [1.0, 1.0, 1.1]) is None

@@ -70,12 +70,14 @@ def cmd_compare(args) -> int:
     effects = family_effects(args.family_effect)
     cand_run, base_run = runfile.read(args.candidate), runfile.read(args.baseline)
     notes = [line for run in {r.path: r for r in (cand_run, base_run)}.values() if (line := run.lacks())]
+    if args.save_to:  # before judging: a verdict must not end in a failed save
+        storage.writable_folder(Path(args.save_to), "--save-to")
     past, accepted = [], history.acceptances(args.history)
-    if args.history and not results.find(args.history):
-        notes.append(f"no stored runs in {' '.join(args.history)}: judged without a history bound")
-    elif args.history:
+    stored = [p for p in args.history if results.find([p])]  # raises for a path that does not exist
+    notes += [f"no stored runs in {p}: left out of the history" for p in args.history if p not in stored]
+    if stored:
         try:
-            found = results.load_history(args.history, rounds=False)  # the window needs medians only
+            found = results.load_history(stored, rounds=False)  # the window needs medians only
         except results.RunError as e:  # every file unreadable: judged without, said so
             notes.append(f"history: {e}: judged without a history bound")
         else:
@@ -108,13 +110,13 @@ def cmd_accept(args) -> int:
     runs = results.load_history([folder], rounds=False).runs if results.find([folder]) else []
     todo = [r for r in history.unaccepted(runs, accepted)
             if (not args.case or any(c in r.name for c in args.case))
-            and (args.fingerprint is None or r.fingerprint == args.fingerprint)]
+            and args.fingerprint in (None, r.fingerprint or history.UNKNOWN)]
     if not todo:
         raise UserError(f"nothing to accept in {folder}: no case judged a regression since the last acceptance"
                         + (f" matches {', '.join(args.case)}" if args.case else ""))
-    for fp in sorted({str(r.fingerprint) for r in todo}):
+    for fp in sorted({r.fingerprint or history.UNKNOWN for r in todo}):
         path = history.accept(folder, args.case, fp, args.note)
-        for r in sorted((r for r in todo if str(r.fingerprint) == fp), key=lambda r: r.name):
+        for r in sorted((r for r in todo if (r.fingerprint or history.UNKNOWN) == fp), key=lambda r: r.name):
             print(f"accepted the level of {r.name} on {fp} (newest regressed run {r.datetime[:16]}, "
                   f"commit {(r.commit or '-')[:7]})")
         print(f"imgbench accept: wrote {path}", file=sys.stderr)
@@ -291,11 +293,11 @@ def cmd_gate_check(args) -> int:
 
 
 def _render(args):
-    from imgbench import report, results
+    from imgbench import history, report, results
 
     # light records (the index); render reads rounds again only for the few runs it judges or draws
     runs = results.load_history(args.paths, rounds=False)
-    rendered = report.render(runs, Path(args.out), args.svg, args.min_effect / 100)
+    rendered = report.render(runs, Path(args.out), args.svg, args.min_effect / 100, history.acceptances(args.paths))
     for note in runs.notes + rendered.notes:  # the index's notes are about this machine: not in the report
         print(f"imgbench {args.command}: {note}", file=sys.stderr)
     return rendered

@@ -100,11 +100,13 @@ def build() -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     c = sub.add_parser("compare", help="judge a run against a baseline run (and the history of its machine)",
-                       description="Matches cases by family and params; per case the ratio of medians with a "
-                                   "bootstrap interval from the per-round data, the bound from the run-to-run "
-                                   "spread of --history runs, and a verdict. Exit 1 when any case regresses "
-                                   "beyond the interval, the minimum effect and the history bound; else exit 3 "
-                                   "when a case's peak memory grew beyond --memory-effect and --memory-floor.")
+                       description="Matches cases by family and params; per case the ratio of medians with its "
+                                   "interval (each run's autocorrelated rounds, and the history's between-run "
+                                   "spread), the bound from the run-to-run spread of the --history window, and a "
+                                   "verdict. Exit 1 when a case regressed by the minimum effect: beyond the "
+                                   "history's bound where there is a history, beyond the interval where there is "
+                                   "none; else exit 3 when a case's peak memory grew beyond --memory-effect and "
+                                   "--memory-floor.")
     c.add_argument("candidate", help="the run to judge (pytest-benchmark JSON)")
     c.add_argument("baseline", help="the run to judge it against")
     c.add_argument("--history", nargs="*", default=[], metavar="PATH",
@@ -128,9 +130,9 @@ def build() -> argparse.ArgumentParser:
     ac = sub.add_parser("accept", help="accept the new level of cases judged a regression in a history",
                         description="Marks the cases judged a regression when compare --save-to saved them into "
                                     "HISTORY (all, or those whose name contains a --case text) as the new level: "
-                                    "from their first regressed run on they are the reference again. Writes a "
-                                    "small file under HISTORY/accepted/; stored runs are not modified. Exit 2 "
-                                    "when nothing matches.")
+                                    "from the first run of their newest stretch of regressed runs on, they are "
+                                    "the reference again. Writes a small file under HISTORY/<machine class>/"
+                                    "accepted/; stored runs are not modified. Exit 2 when nothing matches.")
     ac.add_argument("history", metavar="HISTORY", help="the history folder (as given to compare --save-to)")
     ac.add_argument("--case", nargs="*", default=[], metavar="TEXT", help="only cases whose name contains TEXT")
     ac.add_argument("--fingerprint", metavar="FP", help="only this machine class (default: every one)")

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from imgbench import contention, speedup, stats, table
-from imgbench.results import Record
+from imgbench.results import UNKNOWN, Record
 from imgbench.speedup import Speedup
 
 P_MAX = 0.001
@@ -229,7 +229,7 @@ def scan(runs: list[list[Record]], p_max: float = P_MAX, seed: int = 0,
             b, a = stats.bootstrap_medians([left, right], RESAMPLES, seed)
             first = points[i][1]
             before, after = float(np.median(left)), float(np.median(right))
-            out.changes.append(ChangePoint(str(machine or "unknown-machine"), _label(kind, first), first.family,
+            out.changes.append(ChangePoint(machine or UNKNOWN, _label(kind, first), first.family,
                                            kind, first, before, after, after / before,
                                            stats.interval(a / b, ALPHA), p, conditions))
     out.changes.sort(key=lambda c: (c.machine, c.datetime, c.kind, c.case))

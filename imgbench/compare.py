@@ -12,7 +12,7 @@ import numpy as np
 
 from imgbench import contention, stats, verdict
 from imgbench.errors import UserError
-from imgbench.history import MIN_RUNS, Acceptance, window
+from imgbench.history import MIN_RUNS, Acceptance, Window, window
 from imgbench.results import Record, differences, flag_differences
 from imgbench.verdict import History, Verdict
 
@@ -65,13 +65,13 @@ def effect_of(record: Record, per_family: dict[str, float] | None, default: floa
 
 def compare(base: list[Record], cand: list[Record], history: list[list[Record]] = (), min_effect: float = 0.05,
             per_family: dict[str, float] | None = None, alpha: float = 0.01,
-            accepted: list[Acceptance] = ()) -> tuple[list[Verdict], list, list]:
+            accepted: list[Acceptance] = (), past: Window | None = None) -> tuple[list[Verdict], list, list]:
     """Verdicts for the cases in both runs, and the keys found only in the candidate / only in the baseline.
     The history counts through its reference window (history.window), which never holds the candidate,
     later runs or unaccepted regressions."""
     check_same_hardware(base, cand)
     check_same_conditions(base, cand)
-    past = window(history, cand, accepted)
+    past = window(history, cand, accepted) if past is None else past  # `past`: where the caller has it
     by_base = {r.key: r for r in base}
     by_cand = {r.key: r for r in cand}
     out = []
@@ -152,8 +152,9 @@ def runs(base: list[Record], cand: list[Record], history: list[list[Record]] = (
     of its history), GPU-over-CPU speedups across machine classes."""
     other = hardware(base, cand)
     if other is None:
-        verdicts, only_cand, only_base = compare(base, cand, history, min_effect, per_family, accepted=accepted)
-        judged = Judged(verdicts, window(history, cand, accepted).notes() if history else [])
+        past = window(history, cand, accepted)
+        verdicts, only_cand, only_base = compare(base, cand, history, min_effect, per_family, past=past)
+        judged = Judged(verdicts, past.notes() if history else [])
     else:
         verdicts, only_cand, only_base = compare_speedups(base, cand, min_effect, per_family)
         judged = Judged(verdicts, ["the history is not used across machine classes"] if history else [],

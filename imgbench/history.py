@@ -17,9 +17,8 @@ from pathlib import Path
 
 from imgbench import contention, files, runfile, storage
 from imgbench.errors import UserError
-from imgbench.results import Record, differences, flag_differences, identity
+from imgbench.results import UNKNOWN, Record, differences, flag_differences, identity
 
-UNKNOWN = "unknown-machine"  # the machine class of a run that recorded none
 WINDOW = 20  # newest eligible runs per case: spans enough runs for a spread, not months of other commits
 ACCEPT_DIR, ACCEPT_SUFFIX = "accepted", ".accept"  # not *.json: a history reader never takes one for a run
 
@@ -32,7 +31,7 @@ class Acceptance:
     path: str = ""
 
     def covers(self, r: Record) -> bool:
-        return (self.fingerprint in (None, r.fingerprint or UNKNOWN)
+        return (self.fingerprint in (None, r.machine)
                 and (not self.cases or any(c in r.name for c in self.cases)))
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from imgbench import table
 from imgbench.results import Record
 from imgbench.verdict import IMPROVEMENT, REGRESSION, UNCHANGED
+from imgbench.verdict import counts as count_verdicts
 
 MIB = 1 << 20
 EFFECT, FLOOR_MIB = 0.01, 1.0  # defaults: growth beyond both is a regression
@@ -87,7 +88,7 @@ def compare(base: list[Record], cand: list[Record], effect: float = EFFECT, floo
 
 
 def counts(verdicts: list[MemoryVerdict]) -> dict[str, int]:
-    return {k: sum(v.verdict == k for v in verdicts) for k in VERDICTS}
+    return count_verdicts(verdicts, VERDICTS)
 
 
 def _mib(x: int | None) -> str:

@@ -51,7 +51,7 @@ class Rendered:
 def by_machine(history: History) -> list[Machine]:
     groups: dict[str, list[list[Record]]] = {}
     for run in history.runs:
-        groups.setdefault(str(run[0].fingerprint or "unknown-machine"), []).append(run)
+        groups.setdefault(run[0].machine, []).append(run)
     return [Machine(fp, runs) for fp, runs in sorted(groups.items())]
 
 

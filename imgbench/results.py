@@ -61,6 +61,11 @@ class Record:
             object.__setattr__(self, name, value)  # frozen: set once, here
 
     @property
+    def machine(self) -> str:
+        """The machine class, named even for a run that recorded none."""
+        return self.fingerprint or UNKNOWN
+
+    @property
     def contention(self) -> dict | None:
         """The machine's contention while the case ran (contention.between, stored in extra_info by the
         plugin); None for runs recorded before it was."""
@@ -68,6 +73,7 @@ class Record:
         return c if isinstance(c, dict) else None
 
 
+UNKNOWN = "unknown-machine"  # the machine class of a run that recorded none
 FLAGS = ("threads", "cudnn_benchmark", "tf32", "flush_denormal")  # the keys conditions.applied records
 
 

@@ -75,8 +75,9 @@ def contended(v: Verdict, why: str | None) -> Verdict:
     return v if why is None else replace(v, verdict=CONTENDED, why=why)
 
 
-def counts(verdicts: list[Verdict]) -> dict[str, int]:
-    return {k: sum(v.verdict == k for v in verdicts) for k in VERDICTS}
+def counts(verdicts: list, kinds=VERDICTS) -> dict[str, int]:
+    """How many of `verdicts` (anything with a .verdict: Verdict, memory.MemoryVerdict) say each of `kinds`."""
+    return {k: sum(v.verdict == k for v in verdicts) for k in kinds}
 
 
 def render(verdicts: list[Verdict], markdown: bool = False) -> str:

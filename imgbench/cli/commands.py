@@ -110,13 +110,13 @@ def cmd_accept(args) -> int:
     runs = results.load_history([folder], rounds=False).runs if results.find([folder]) else []
     todo = [r for r in history.unaccepted(runs, accepted)
             if (not args.case or any(c in r.name for c in args.case))
-            and args.fingerprint in (None, r.fingerprint or history.UNKNOWN)]
+            and args.fingerprint in (None, r.machine)]
     if not todo:
         raise UserError(f"nothing to accept in {folder}: no case judged a regression since the last acceptance"
                         + (f" matches {', '.join(args.case)}" if args.case else ""))
-    for fp in sorted({r.fingerprint or history.UNKNOWN for r in todo}):
+    for fp in sorted({r.machine for r in todo}):
         path = history.accept(folder, args.case, fp, args.note)
-        for r in sorted((r for r in todo if (r.fingerprint or history.UNKNOWN) == fp), key=lambda r: r.name):
+        for r in sorted((r for r in todo if r.machine == fp), key=lambda r: r.name):
             print(f"accepted the level of {r.name} on {fp} (newest regressed run {r.datetime[:16]}, "
                   f"commit {(r.commit or '-')[:7]})")
         print(f"imgbench accept: wrote {path}", file=sys.stderr)

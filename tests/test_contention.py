@@ -92,7 +92,7 @@ def test_a_cpu_hog_outside_our_tree_is_flagged():
         a = contention.snapshot()
         time.sleep(1.0)
         out = contention.between(a, contention.snapshot())
-        assert out["foreign_cpu"] > 0.3  # half the CPUs, less what our own test process took
+        assert out["foreign_cpu"] > contention.FOREIGN_LIMIT  # about half the CPUs; the scheduler decides how much
         assert contention.flag(out).startswith("measured under contention: other processes used ")
         assert contention.busy(0.5).startswith("the machine is busy: other processes used ")
     finally:
@@ -200,7 +200,8 @@ def test_a_real_run_beside_a_cpu_hog_is_flagged_and_judged_no_regression(tmp_pat
             hogs.enter_context(gatecheck.hog(True))
         subprocess.run([*cmd, f"--benchmark-json={busy}"], check=True, capture_output=True, timeout=300)
     b = results.load(busy)[0].contention
-    assert contention.flag(b) is not None and b["foreign_cpu"] > 0.3
+    # The hog's share varies with the scheduler (30-50% on 2 cores); what matters is that it crosses the limit.
+    assert contention.flag(b) is not None and b["foreign_cpu"] > contention.FOREIGN_LIMIT
     assert cli.main(["compare", str(busy), str(quiet)]) == 0
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("test_forward[mlp-cpu-bs4]"))

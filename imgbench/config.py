@@ -22,6 +22,7 @@ class Profile:
     loader_images: int          # images in one pass of the dataloader family
     transfer_images: int        # images in one transfer-learning epoch
     conv_scale: int             # spatial size multiplier of the conv family's layers
+    case_timeout_s: float       # a case still running after this long has hung: it fails, the run goes on
 
 
 PROFILES = {
@@ -37,6 +38,7 @@ PROFILES = {
         loader_images=512,
         transfer_images=256,
         conv_scale=1,
+        case_timeout_s=300,  # the slowest quick case (a 4-rank CPU ddp launch) takes under a minute here
     ),
     "full": Profile(
         name="full",
@@ -51,6 +53,7 @@ PROFILES = {
         loader_images=10_000,
         transfer_images=5_000,
         conv_scale=4,         # layers at 4x the quick size: the sizes of real feature maps
+        case_timeout_s=1800,  # six 50,000-image epochs of a 224-px ResNet on one GPU take a few minutes
     ),
 }
 

@@ -62,6 +62,11 @@ OPTIONS = (
     Option("memory-format", "nchw", "comma list of nchw, channels_last", ", ".join(config.MEMORY_FORMATS)),
     Option("compile", "off", "comma list of off, on (torch.compile; compile time stored apart, never timed)",
            ", ".join(config.COMPILE)),
+    Option("case-timeout", None, "seconds after which a case that has not ended fails as hung (one line naming "
+           "it) and the run goes on. Default: the profile's (quick 300, full 1800)", "a positive number of seconds",
+           "the profile's limit"),
+    Option("cross-check", "off", "on: after timing, also time cases of >= 1 ms with CUDA events (perf_counter "
+           "on the CPU) and store that median beside the suite's (extra_info cross_check)", "off, on"),
     Option("cases", "all", "all, or gate: only the gate set, the cases a bench marks with "
            "@pytest.mark.gate(**params)", ", ".join(CASE_SETS)),
 )
@@ -103,6 +108,13 @@ class Settings:
     memory_formats: list[str] = field(default_factory=lambda: ["nchw"])
     compile: list[str] = field(default_factory=lambda: ["off"])
     cases: str = "all"                # "gate": only the gate set
+    case_timeout: float | None = None  # seconds; None: the profile's
+    cross_check: bool = False          # time cases of >= 1 ms a second way too (fixtures.cross_check)
+
+    @property
+    def timeout_s(self) -> float:
+        """The per-case limit in seconds: --case-timeout, else the profile's."""
+        return self.case_timeout if self.case_timeout is not None else self.profile.case_timeout_s
 
     def axis_values(self) -> dict[str, list]:
         """The values each case axis sweeps, by fixture name."""
@@ -132,6 +144,8 @@ def settings(opt: Callable[[str], str | None]) -> Settings:
         memory_formats=choices("memory format", opt("memory_format"), config.MEMORY_FORMATS),
         compile=choices("compile", opt("compile"), config.COMPILE),
         cases=choice("case set", opt("cases"), CASE_SETS),
+        case_timeout=None if opt("case_timeout") is None else positive_seconds("case timeout", opt("case_timeout")),
+        cross_check=choice("cross-check", opt("cross_check") or "off", ("off", "on")) == "on",
     )
 
 
@@ -172,6 +186,16 @@ def positive_int(what: str, text: str) -> int:
         raise AxisError(f"{what} {text!r} is not an integer (valid: a positive integer)") from None
     if value < 1:
         raise AxisError(f"{what} {value} is not positive (valid: a positive integer)")
+    return value
+
+
+def positive_seconds(what: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise AxisError(f"{what} {text!r} is not a number (valid: a positive number of seconds)") from None
+    if not value > 0 or value == float("inf"):
+        raise AxisError(f"{what} {text} is not a positive finite number (valid: a positive number of seconds)")
     return value
 
 

@@ -1,6 +1,7 @@
 """The fixtures a bench asks for: `settings` (the run's options), `conditions` (threads, cuDNN, TF32
 and denormals set around the case), `case` (the sweep point, its model and data) and `measure` (warm
-up, time with pytest-benchmark, store the work done and the rates that follow from the median)."""
+up, time with pytest-benchmark, store the work done and the rates that follow from the median; with
+--cross-check, the same workload timed a second way beside it)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from imgbench import cases, devices, peaks, timing
 from imgbench.conditions import applied
+from imgbench.config import CROSS_CHECK_BUDGET_S, CROSS_CHECK_MIN_S
 from imgbench.measure import compile_seconds, rates
 from imgbench.options import Settings
 from imgbench.workloads import Workload
@@ -58,6 +60,11 @@ def case(request, conditions, model, device, batch_size, precision, memory_forma
     return cases.Case(model, device, batch_size, state.settings, state.dataset, precision, memory_format, compile)
 
 
+def cross_check_calls(median: float) -> int:
+    """Calls of the cross-check: about CROSS_CHECK_BUDGET_S of them, at least 3 (a median), at most 20."""
+    return max(3, min(20, int(CROSS_CHECK_BUDGET_S / median)))
+
+
 @pytest.fixture
 def measure(benchmark, request, conditions):
     """measure(workload, info): warm up, time with pytest-benchmark, store the work done per call and
@@ -72,6 +79,8 @@ def measure(benchmark, request, conditions):
         calls = 0 if benchmark.disabled else max(state.settings.profile.warmup_calls, 2 if compiled else 0)
         if w.long:
             calls = min(calls, 1)  # one warm-up epoch: worker start-up, autotuning, allocator growth
+        if not benchmark.disabled:
+            state.peaks.harness(device)  # the fixed cost inside each round, once per device, stored with the run
         memory = peaks.PeakMemory(device)
         memory.start()
         durations = timing.warm_up(w.fn, calls, devices.synchronizer(device))
@@ -93,6 +102,8 @@ def measure(benchmark, request, conditions):
             out["compile_s"] = compile_seconds(durations[0], median)
         if w.after:
             out.update(w.after(calls))
+        if state.settings.cross_check and median >= CROSS_CHECK_MIN_S:
+            out["cross_check"] = timing.cross_check(w.fn, device, cross_check_calls(median))
         benchmark.extra_info.update(out)
         return result
 

@@ -81,6 +81,13 @@ class Peaks:
                 entry["copy_gbps"] = copy_gbps(device)
         return max(matmul[precision], conv[precision] or 0.0)
 
+    def harness(self, device: str) -> float:
+        """Seconds of an empty timed round on the device (timing.harness_round_s), stored with the run."""
+        entry = self.measured.setdefault(device, {})
+        if "harness_round_s" not in entry:
+            entry["harness_round_s"] = timing.harness_round_s(device)
+        return entry["harness_round_s"]
+
 
 class PeakMemory:
     """Peak memory of one case: allocator peak on CUDA, growth of the process's peak RSS on the CPU."""

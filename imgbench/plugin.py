@@ -149,6 +149,8 @@ def pytest_collection_modifyitems(config, items):
         kwargs = {"disable_gc": True, **(mark.kwargs if mark else {})}
         if p.get("device") is not None and "timer" not in kwargs:  # a bench may bring its own (see bench_ddp)
             kwargs["timer"] = timing.timer_for(p["device"])
+            if (shortest := timing.min_round_s(p["device"])) is not None:
+                kwargs.setdefault("min_time", shortest)  # iterations per round, so the sync is amortised
         item.add_marker(pytest.mark.benchmark(**kwargs), append=False)
     if dropped:
         config.hook.pytest_deselected(items=dropped)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from functools import cache
@@ -51,6 +52,14 @@ def timer_for(device: str) -> SyncTimer:
     return SyncTimer(synchronizer(device), device)
 
 
+def min_round_s(device: str) -> float | None:
+    """The shortest round pytest-benchmark may calibrate to on `device` (its min_time): None on the CPU,
+    where a round has no device synchronise to amortise."""
+    from imgbench.config import ACCELERATOR_MIN_ROUND_S
+
+    return None if device == "cpu" else ACCELERATOR_MIN_ROUND_S
+
+
 def clocked(fn: Callable[[], object], sync: Callable[[], None]) -> float:
     """Seconds of one call of `fn`, with the device synchronised before and after: the one timed-call
     helper of the suite (warm-up, calibration peaks, the gate's own trials, ddp epochs)."""
@@ -65,3 +74,41 @@ def warm_up(fn: Callable[[], object], calls: int, sync: Callable[[], None]) -> l
     """Run `fn` `calls` times (lazy init, autotuning, compilation, allocator growth), each synchronised;
     return each call's seconds (the first includes whatever one-off cost the workload has)."""
     return [clocked(fn, sync) for _ in range(calls)]
+
+
+def harness_round_s(device: str, rounds: int = 200) -> float:
+    """Median seconds of an empty timed round on `device` (the timer read twice, synchronising each time):
+    the fixed cost inside every round of every case."""
+    timer = timer_for(device)
+    timer()
+
+    def empty() -> float:
+        start = timer()
+        return timer() - start
+
+    return statistics.median(empty() for _ in range(rounds))
+
+
+def cross_check(fn: Callable[[], object], device: str, calls: int) -> dict:
+    """`fn` timed a second way, outside pytest-benchmark: CUDA events around each call on a GPU (the
+    device's own clock), perf_counter around each synchronised call elsewhere. Returns the median."""
+    import torch
+
+    from imgbench.devices import synchronizer
+
+    sync = synchronizer(device)
+    if device.startswith("cuda"):
+        def once() -> float:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            sync()
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1e3
+        clock = "cuda_event"
+    else:
+        def once() -> float:
+            return clocked(fn, sync)
+        clock = "perf_counter"
+    return {"clock": clock, "median_s": statistics.median(once() for _ in range(calls)), "calls": calls}

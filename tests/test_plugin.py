@@ -179,6 +179,35 @@ def test_warm_up_keeps_cold_calls_out_of_the_rounds(pytester):
     assert stats["max"] < 0.05
 
 
+CROSS_BENCH = """
+import time
+import pytest
+from imgbench.workloads import Workload
+
+
+@pytest.mark.parametrize("ms", [3, 0])
+def test_sleep(ms, device, measure):
+    measure(Workload(lambda: time.sleep(ms / 1e3) if ms else None, images=1))
+"""
+
+
+@pytest.mark.parametrize("flag", [[], ["--cross-check", "on"]])
+def test_cross_check_times_cases_of_a_millisecond_or_more_a_second_way(pytester, flag):
+    pytester.makeconftest('pytest_plugins = ["imgbench.plugin"]')
+    pytester.makepyfile(bench_cross=CROSS_BENCH)
+    result = pytester.runpytest("bench_cross.py", "--device", "cpu", "--benchmark-json=out.json",
+                                "--benchmark-max-time=0.02", "-p", "no:cacheprovider", *flag)
+    assert result.ret == 0, result.stdout.str()
+    doc = json.loads((pytester.path / "out.json").read_text())
+    cases = {b["params"]["ms"]: b["extra_info"] for b in doc["benchmarks"]}
+    assert "cross_check" not in cases[0]  # under a millisecond: nothing to cross-check
+    if not flag:
+        assert "cross_check" not in cases[3]
+        return
+    check = cases[3]["cross_check"]
+    assert check["clock"] == "perf_counter" and 3 <= check["calls"] <= 20 and check["median_s"] >= 3e-3
+
+
 def test_quick_profile_caps_image_size_and_full_uses_the_real_one():
     def shape(profile, model):
         s = options.Settings(["cpu"], [2], [model], config.PROFILES[profile], 1, "adam", "synthetic", None)

@@ -10,7 +10,9 @@ import itertools
 import json
 import os
 import shlex
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -155,6 +157,44 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+class CaseTimeout(BaseException):
+    """A case ran past --case-timeout. A BaseException, so that no `except Exception` in a workload or a
+    library swallows it on its way out of the case."""
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Every bench case (setup, call and teardown) under the per-case limit: past it, the case fails with
+    one line naming it and the run goes on. SIGALRM reaches Python code (loops, waits, sleeps, a torchrun
+    launch); a case stuck inside one C call (a kernel that never returns) is not interruptible from Python
+    and must be stopped from outside, as .ci/gpu-check does with `timeout` around each family."""
+    state = item.config.stash.get(STATE, None)
+    if (state is None or not _is_bench(item.path) or not hasattr(signal, "setitimer")
+            or threading.current_thread() is not threading.main_thread()):
+        return (yield)
+    limit = state.settings.timeout_s
+
+    def expired(signum, frame):
+        raise CaseTimeout(f"{item.nodeid} did not end within the case limit of {limit:g} s (--case-timeout); "
+                          "stopped as hung")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        return (yield)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if call.excinfo is not None and call.excinfo.errisinstance(CaseTimeout):
+        report.longrepr = str(call.excinfo.value)  # one line, no traceback
+    return report
 
 
 @pytest.hookimpl(wrapper=True)

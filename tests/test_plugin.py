@@ -437,3 +437,38 @@ def test_unmarked():
     pytester.makeini("[pytest]\npython_files = bench_*.py\n")
     result = pytester.runpytest("--cases", "gate", "--collect-only", "-q", "-p", "no:randomly")
     assert [line for line in result.outlines if "::" in line] == ["bench_marks.py::test_some[2]"]
+
+
+HANG_BENCH = """
+import time
+from imgbench.workloads import Workload
+
+
+def test_hangs(device, measure):
+    measure(Workload(lambda: time.sleep(3600), images=1))
+
+
+def test_after(device, measure):
+    measure(Workload(lambda: None, images=1))
+"""
+
+
+def test_a_hung_case_fails_with_one_line_after_the_limit_and_the_run_goes_on(pytester):
+    pytester.makeconftest('pytest_plugins = ["imgbench.plugin"]')
+    pytester.makepyfile(bench_hang=HANG_BENCH)
+    result = pytester.runpytest_subprocess("bench_hang.py", "--device", "cpu", "--case-timeout", "2",
+                                           "--benchmark-json=out.json", "--benchmark-max-time=0.01",
+                                           "-p", "no:cacheprovider", timeout=120)
+    assert result.ret == 1
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    line = "bench_hang.py::test_hangs[cpu] did not end within the case limit of 2 s (--case-timeout); stopped as hung"
+    assert line in out and "Traceback" not in out and "time.sleep" not in out
+    names = [b["name"] for b in json.loads((pytester.path / "out.json").read_text())["benchmarks"]]
+    assert names == ["test_after[cpu]"]
+
+
+def test_a_bad_case_timeout_is_one_line(bench_dir):
+    result = bench_dir.runpytest("bench_x.py", "--case-timeout", "soon")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*case timeout 'soon' is not a number (valid: a positive number of seconds)*"])

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import sysconfig
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -28,6 +30,22 @@ def compiler_missing(device_type: str) -> bool:
     return not any(shutil.which(c) for c in (os.environ.get(env, names[0]), *names))
 
 
+def python_headers() -> Path:
+    return Path(sysconfig.get_paths()["include"]) / "Python.h"
+
+
+def compile_missing(device_type: str) -> str | None:
+    """Why torch.compile would fail on its first call on this device type (no host compiler; on CUDA, no
+    Python headers for Triton's launcher), or None. `imgbench doctor` runs a real compile besides."""
+    if compiler_missing(device_type):
+        language, env, _ = COMPILERS[device_type]
+        return f"torch.compile on {device_type} needs a {language} compiler (none found: set {env})"
+    if device_type == "cuda" and not python_headers().is_file():
+        return (f"torch.compile on cuda needs Python's C headers ({python_headers()} is missing: install the "
+                "python3-dev package of this Python)")
+    return None
+
+
 def unsupported(device: str, precision: str = "fp32", compile: str = "off") -> str | None:
     """Why this device cannot run this combination, or None when it can."""
     dev = torch.device(device)
@@ -40,9 +58,8 @@ def unsupported(device: str, precision: str = "fp32", compile: str = "off") -> s
         return f"tf32 is a mode of NVIDIA GPUs; {device} has none"
     if precision in workloads.AUTOCAST and not torch.amp.is_autocast_available(dev.type):
         return f"{precision} autocast is not available on {dev.type} in torch {torch.__version__}"
-    if compile == "on" and compiler_missing(dev.type):
-        language, env, _ = COMPILERS[dev.type]
-        return f"torch.compile on {dev.type} needs a {language} compiler (none found: set {env})"
+    if compile == "on":
+        return compile_missing(dev.type)
     return None
 
 
@@ -60,6 +77,7 @@ class Case:
     precision: str = "fp32"
     memory_format: str = "nchw"
     compile: str = "off"
+    epoch_min_steps: int = 0  # an epoch has at least this many steps (the reference epoch's); 0: the profile's epoch
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -155,9 +173,14 @@ class Case:
         nbytes = sum(t.numel() * t.element_size() for t in host)
         return workloads.Workload(copied, images=x.shape[0], info={"batch": batch, "copy_bytes": nbytes})
 
+    @property
+    def epoch_size(self) -> int:
+        """Images in one epoch: the profile's for this shape (config.epoch_size), or the minimum steps'."""
+        return max(config.epoch_size(self.settings.profile, self.shape), self.epoch_min_steps * self.batch_size)
+
     def empty_epoch(self) -> str | None:
         """Why an epoch of the profile's images would have no step at this batch size, or None."""
-        return epochs.empty(self.batch_size, self.settings.profile.epoch_images, "epoch", self.settings.profile)
+        return epochs.empty(self.batch_size, self.epoch_size, "epoch", self.settings.profile)
 
     def epoch_images(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """`n` uint8 images and their labels: the real dataset's, repeated as needed, or seeded synthetic ones."""
@@ -173,7 +196,7 @@ class Case:
         or `resident` (all on the device)."""
         if reason := self.empty_epoch():
             raise EmptyEpoch(reason)
-        n = self.settings.profile.epoch_images
+        n = self.epoch_size
         c, h, _ = self.shape
         images, labels = self.epoch_images(n)
         mean, std = (data.MNIST_MEAN, data.MNIST_STD) if c == 1 else (data.CIFAR10_MEAN, data.CIFAR10_STD)
@@ -198,9 +221,11 @@ class Case:
 
 def reference(device: str, settings: Settings) -> Case:
     """The suite's "as fast as this hardware trains an image classifier" case, in one fixed configuration:
-    speednet at batch 1024 (the speed records' size; 512 in the quick profile), channels_last, bf16
-    autocast and torch.compile where the device has them."""
+    speednet at batch 1024 (the speed records' size; 256 in the quick profile), channels_last, bf16
+    autocast and torch.compile where the device has them; an epoch of at least config.REFERENCE_MIN_STEPS
+    steps (the quick profile's 512 images would be one step at batch 512: its images/s and compile_s noise)."""
     precision = "bf16" if unsupported(device, "bf16") is None else "fp32"
     compiled = "on" if unsupported(device, compile="on") is None else "off"
-    batch = 1024 if settings.profile.name == "full" else 512
-    return Case("speednet", device, batch, settings, None, precision, "channels_last", compiled)
+    batch = 1024 if settings.profile.name == "full" else 256
+    return Case("speednet", device, batch, settings, None, precision, "channels_last", compiled,
+                epoch_min_steps=config.REFERENCE_MIN_STEPS)

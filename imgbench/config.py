@@ -18,7 +18,8 @@ class Profile:
     min_rounds: int             # pytest-benchmark's --benchmark-min-rounds unless given on the command line
     max_time: float             # pytest-benchmark's --benchmark-max-time unless given
     long_rounds: int            # rounds of epoch-long cases (no calibration call)
-    epoch_images: int           # images in one epoch of the epoch and ddp families
+    epoch_images: int           # images in one epoch of the epoch and ddp families ...
+    epoch_bytes: int            # ... at most this many bytes of uint8 images (epoch_size)
     loader_images: int          # images in one pass of the dataloader family
     transfer_images: int        # images in one transfer-learning epoch
     conv_scale: int             # spatial size multiplier of the conv family's layers
@@ -35,6 +36,7 @@ PROFILES = {
         max_time=0.5,
         long_rounds=3,       # epochs of 512 images: three give a median without doubling the run
         epoch_images=512,    # 4 steps at batch 128: a whole epoch's code path, seconds on a CPU
+        epoch_bytes=1_500_000_000,  # never reached at 32 px (1.5 MB)
         loader_images=512,
         transfer_images=256,
         conv_scale=1,
@@ -50,6 +52,9 @@ PROFILES = {
         max_time=2.0,
         long_rounds=5,
         epoch_images=50_000,  # CIFAR-10's training set: the epoch people actually train
+        # 224-px images stop at 10,000 (1.5 GB held, on the device for the resident path): about ten seconds
+        # of a ResNet-50 on one GPU, where 50,000 would be a minute per epoch and 7.5 GB generated per shape
+        epoch_bytes=1_500_000_000,
         loader_images=10_000,
         transfer_images=5_000,
         conv_scale=4,         # layers at 4x the quick size: the sizes of real feature maps
@@ -96,6 +101,15 @@ def worker_counts(threads: int) -> list[int]:
 
 def epoch_workers(threads: int) -> int:
     return min(EPOCH_WORKERS, threads)
+
+
+REFERENCE_MIN_STEPS = 16  # the reference epoch has at least this many steps, whatever the profile's epoch
+
+
+def epoch_size(profile: Profile, shape: tuple[int, int, int]) -> int:
+    """Images in one epoch of images of `shape` (C, H, W): the profile's, capped by its epoch bytes."""
+    c, h, w = shape
+    return min(profile.epoch_images, profile.epoch_bytes // (c * h * w))
 
 
 def image_size(default: int, profile: Profile) -> int:

@@ -70,6 +70,18 @@ def test_compile_on_cuda_needs_a_c_compiler(monkeypatch):
     assert msg is not None and "compiler" in msg
 
 
+def test_compile_on_cuda_needs_pythons_headers(monkeypatch, tmp_path):
+    monkeypatch.setattr(cases.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setattr(cases.sysconfig, "get_paths", lambda: {"include": str(tmp_path)})
+    msg = cases.unsupported("cuda", "fp32", compile="on")
+    assert msg == (f"torch.compile on cuda needs Python's C headers ({tmp_path / 'Python.h'} is missing: install "
+                   "the python3-dev package of this Python)")
+    assert cases.unsupported("cpu", "fp32", compile="on") is None  # Inductor's C++ on the CPU does without
+    (tmp_path / "Python.h").write_text("")
+    assert cases.unsupported("cuda", "fp32", compile="on") is None
+
+
 @pytest.mark.parametrize("precision", ["bf16", "tf32"])
 def test_cuda_capability_below_8(v100, precision):
     msg = cases.unsupported("cuda", precision)
@@ -226,11 +238,20 @@ def test_reference_case_takes_what_the_device_has(monkeypatch):
     full = dataclasses.replace(SETTINGS, profile=config.PROFILES["full"])
     r = cases.reference("cpu", full)
     assert (r.model, r.batch_size, r.memory_format, r.dataset) == ("speednet", 1024, "channels_last", None)
-    assert cases.reference("cpu", SETTINGS).batch_size == 512
+    quick = cases.reference("cpu", SETTINGS)
+    assert quick.batch_size == 256 and quick.epoch_size == config.REFERENCE_MIN_STEPS * 256  # 512 would be 1 step
+    assert r.epoch_size == 50_000  # the profile's epoch is already longer than the minimum
     monkeypatch.setattr(cases, "unsupported", lambda device, precision="fp32", compile="off": "no")
     assert (cases.reference("cpu", SETTINGS).precision, cases.reference("cpu", SETTINGS).compile) == ("fp32", "off")
     monkeypatch.setattr(cases, "unsupported", lambda device, precision="fp32", compile="off": None)
     assert (cases.reference("cpu", SETTINGS).precision, cases.reference("cpu", SETTINGS).compile) == ("bf16", "on")
+
+
+@pytest.mark.parametrize("model, profile, images", [("kerascnn", "full", 50_000), ("resnet50", "full", 9_964),
+                                                    ("resnet50", "quick", 512), ("mlp", "full", 50_000)])
+def test_an_epoch_holds_the_profiles_images_up_to_its_bytes(model, profile, images):
+    c = cases.Case(model, "cpu", 32, dataclasses.replace(SETTINGS, profile=config.PROFILES[profile]))
+    assert c.epoch_size == images  # 224-px images stop at 1.5 GB: 9,964 of 150,528 bytes
 
 
 def test_epoch_images_repeat_a_real_dataset_to_the_epoch():

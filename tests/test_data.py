@@ -701,3 +701,19 @@ def test_resident_loader_augmentation_draws_per_image():
     shifts = {crop_of(out, images[i], p) for out, i in zip(as_uint8(x), y.tolist(), strict=True)}
     assert None not in shifts
     assert len(shifts) > 3
+
+
+def test_synthetic_epoch_images_do_not_depend_on_the_threads_that_drew_them(monkeypatch):
+    n = 2 * data.SYNTHETIC_CHUNK + 5  # three chunks, the last one short
+    data.synthetic_uint8.cache_clear()
+    monkeypatch.setattr(data, "usable_cores", lambda: 1)
+    one = data.synthetic_uint8(n, (1, 2, 2), 7, seed=1)
+    assert data.synthetic_uint8(n, (1, 2, 2), 7, seed=1) is one  # made once per shape, then reused
+    data.synthetic_uint8.cache_clear()
+    monkeypatch.setattr(data, "usable_cores", lambda: 3)
+    three = data.synthetic_uint8(n, (1, 2, 2), 7, seed=1)
+    assert three is not one and torch.equal(three[0], one[0]) and torch.equal(three[1], one[1])
+    assert three[0].shape == (n, 1, 2, 2) and three[0].dtype == torch.uint8 and int(three[1].max()) < 7
+    assert three[0][-5:].float().std() > 0  # the short last chunk is drawn too, not left empty
+    other = data.synthetic_uint8(n, (1, 2, 2), 7, seed=2)
+    assert not torch.equal(other[0], three[0])

@@ -16,6 +16,7 @@ def test_epoch(path, case, measure):
     measure(case.epoch(path), case.info())
 
 
+@pytest.mark.cpu_heavy
 def test_reference_epoch(device, settings, conditions, measure):
     """The suite's "as fast as this hardware trains an image classifier" case (cases.reference): speednet,
     a device-resident epoch, bf16 autocast and torch.compile where the device has them, channels_last."""

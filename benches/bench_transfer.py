@@ -8,6 +8,7 @@ import pytest
 from imgbench import epochs
 
 
+@pytest.mark.cpu_heavy
 @pytest.mark.gate(mode="last_layer", batch_size=128)
 @pytest.mark.parametrize("mode", epochs.TRANSFER_MODES)
 def test_transfer(mode, device, batch_size, settings, measure):

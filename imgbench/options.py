@@ -110,6 +110,7 @@ class Settings:
     cases: str = "all"                # "gate": only the gate set
     case_timeout: float | None = None  # seconds; None: the profile's
     cross_check: bool = False          # time cases of >= 1 ms a second way too (fixtures.cross_check)
+    cpu_subset: bool = False           # --device auto --profile full with an accelerator: config.CPU_SUBSET
 
     @property
     def timeout_s(self) -> float:
@@ -131,11 +132,12 @@ def settings(opt: Callable[[str], str | None]) -> Settings:
         raise AxisError(f"--data-root {opt('data_root')!r} needs a real dataset (valid: --dataset cifar10, "
                         "--dataset mnist)")
     threads = opt("threads")
+    found, chosen = devices.parse(opt("device")), profile(opt("profile"))
     return Settings(
-        devices=devices.parse(opt("device")),
+        devices=found,
         batch_sizes=batch_sizes(opt("batch_size")),
         models=model_names(opt("model")),
-        profile=profile(opt("profile")),
+        profile=chosen,
         threads=devices.usable_cores() if threads is None else positive_int("thread count", threads),
         optimizer=choice("optimizer", opt("optimizer"), config.OPTIMIZERS),
         dataset=dataset,
@@ -146,6 +148,8 @@ def settings(opt: Callable[[str], str | None]) -> Settings:
         cases=choice("case set", opt("cases"), CASE_SETS),
         case_timeout=None if opt("case_timeout") is None else positive_seconds("case timeout", opt("case_timeout")),
         cross_check=choice("cross-check", opt("cross_check") or "off", ("off", "on")) == "on",
+        cpu_subset="auto" in [d.strip() for d in opt("device").split(",")] and chosen.name == "full"
+        and any(d != "cpu" for d in found),
     )
 
 

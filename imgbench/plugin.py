@@ -22,7 +22,7 @@ from pytest_benchmark.utils import SecondsDecimal
 
 import imgbench
 from imgbench import contention, data, devices, environment, options, peaks, runfile, storage, timing
-from imgbench.config import WORKER_COUNTS, worker_counts
+from imgbench.config import CPU_SUBSET_MODELS, WORKER_COUNTS, worker_counts
 from imgbench.errors import UserError
 from imgbench.fixtures import STATE, RunState, case, conditions, measure, params, settings  # noqa: F401 (fixtures)
 
@@ -31,9 +31,19 @@ def pytest_addoption(parser):
     options.add_options(parser.getgroup("imgbench", "imgbench: image-classifier benchmarks").addoption)
 
 
+MARKERS = {
+    "gate(**params)": "the test's cases with these params are in the gate set (--cases gate), the cases "
+                      "`imgbench ab` gates pull requests on",
+    "host": "work of the CPU alone (no device axis): runs only when the CPU is among --device",
+    "accelerator": "work that serves an accelerator (pinned memory): runs only when one is among --device",
+    "cpu_heavy": "left out on the CPU under --device auto --profile full (config.CPU_SUBSET_MODELS)",
+}
+LEFT_OUT = pytest.StashKey[dict]()  # why cases were left out of the run -> how many
+
+
 def pytest_configure(config):
-    config.addinivalue_line("markers", "gate(**params): the test's cases with these params are in the gate set "
-                                       "(--cases gate), the cases `imgbench ab` gates pull requests on")
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
     try:
         s = options.settings(config.getoption)
         dataset = data.real(s.dataset, s.data_root) if s.dataset != "synthetic" else None
@@ -127,6 +137,25 @@ def in_gate_set(item) -> bool:
     return any(all(str(p.get(k)) == str(v) for k, v in m.kwargs.items()) for m in item.iter_markers("gate"))
 
 
+def left_out(item, s: options.Settings) -> str | None:
+    """Why a case is not for this run's devices (said once per reason after collection), or None."""
+    marks = {m.name for m in item.iter_markers()}
+    if "host" in marks and "cpu" not in s.devices:
+        return "CPU-only cases: the CPU is not among --device"
+    if "accelerator" in marks and all(d == "cpu" for d in s.devices):
+        return "cases that serve an accelerator: none among --device"
+    p = params(item)
+    if s.cpu_subset and p.get("device") == "cpu" and (
+            "cpu_heavy" in marks or p.get("model", CPU_SUBSET_MODELS[0]) not in CPU_SUBSET_MODELS):
+        return (f"CPU cases beyond the CPU subset of --device auto --profile full ({', '.join(CPU_SUBSET_MODELS)}; "
+                "no reference epoch, transfer or ddp): run them with --device cpu")
+    return None
+
+
+def pytest_report_collectionfinish(config, start_path, items):
+    return [f"imgbench: {n} left out: {why}" for why, n in config.stash.get(LEFT_OUT, {}).items()]
+
+
 def pytest_collection_modifyitems(config, items):
     state = config.stash.get(STATE, None)
     workers = set(worker_counts(state.settings.threads) if state else WORKER_COUNTS)
@@ -138,6 +167,11 @@ def pytest_collection_modifyitems(config, items):
         p = params(item)
         if "workers" in p and p["workers"] not in workers:
             dropped.append(item)  # more DataLoader workers than the run's threads
+            continue
+        if state and (why := left_out(item, state.settings)):
+            dropped.append(item)
+            config.stash.setdefault(LEFT_OUT, {}).setdefault(why, 0)
+            config.stash[LEFT_OUT][why] += 1
             continue
         if state and state.settings.cases == "gate" and not in_gate_set(item):
             dropped.append(item)

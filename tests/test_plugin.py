@@ -472,3 +472,42 @@ def test_a_bad_case_timeout_is_one_line(bench_dir):
     result = bench_dir.runpytest("bench_x.py", "--case-timeout", "soon")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*case timeout 'soon' is not a number (valid: a positive number of seconds)*"])
+
+
+def collected(pytester, *args) -> tuple[list[str], str]:
+    """The ids a real run would collect from the repository's benches, and pytest's output."""
+    from conftest import ROOT
+
+    files = [str(ROOT / "benches" / f) for f in ("bench_dataloader.py", "bench_epoch.py", "bench_transfer.py")]
+    result = pytester.runpytest(*files, "--collect-only", "-q", "-p", "no:cacheprovider", "--threads", "2", *args)
+    assert result.ret == 0, result.stdout.str()
+    return [line.split("::", 1)[1] for line in result.stdout.lines if "::" in line], result.stdout.str()
+
+
+def test_cpu_only_cases_run_only_with_the_cpu_and_pinned_ones_only_with_an_accelerator(pytester, monkeypatch):
+    monkeypatch.setattr(devices, "_gpu_count", lambda: 1)
+    loaders = lambda ids: [i for i in ids if i.startswith("test_loader")]  # noqa: E731
+    on_gpu, out = collected(pytester, "--device", "cuda", "--batch-size", "32")
+    assert loaders(on_gpu) and all("pin_on" in i for i in loaders(on_gpu))
+    assert "imgbench: 9 left out: CPU-only cases: the CPU is not among --device" in out
+    on_cpu, out = collected(pytester, "--device", "cpu", "--batch-size", "32")
+    assert loaders(on_cpu) and all("pin_off" in i for i in loaders(on_cpu))
+    assert "imgbench: 9 left out: cases that serve an accelerator: none among --device" in out
+    both, _ = collected(pytester, "--device", "cpu,cuda", "--batch-size", "32")
+    assert sorted(loaders(both)) == sorted(loaders(on_gpu) + loaders(on_cpu))
+
+
+def test_auto_full_runs_the_documented_cpu_subset(pytester, monkeypatch):
+    monkeypatch.setattr(devices, "_gpu_count", lambda: 1)
+    ids, out = collected(pytester, "--device", "auto", "--profile", "full", "--batch-size", "128")
+    cpu = {i for i in ids if "-cpu-" in i or i.endswith("-cpu]") or "[cpu" in i}
+    gpu = {i for i in ids if "cuda" in i}
+    assert {i.split("[")[1].split("-")[0] for i in cpu if i.startswith("test_epoch")} == {"kerascnn", "mlp"}
+    assert not any(i.startswith(("test_reference_epoch", "test_transfer")) for i in cpu)
+    assert {i.split("[")[1].split("-")[0] for i in gpu if i.startswith("test_epoch")} == set(models.names())
+    assert any(i.startswith("test_reference_epoch") for i in gpu) and any(i.startswith("test_transfer") for i in gpu)
+    assert "CPU cases beyond the CPU subset of --device auto --profile full (mlp, kerascnn" in out
+    explicit, _ = collected(pytester, "--device", "cpu,cuda", "--profile", "full", "--batch-size", "128")
+    assert len(explicit) > len(ids)  # asked for by name, the CPU runs everything
+    quick, _ = collected(pytester, "--device", "auto", "--batch-size", "128")
+    assert any(i.startswith("test_epoch[resnet50-cpu") for i in quick)  # the quick profile is not cut

@@ -13,6 +13,7 @@ import shlex
 import signal
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import torch
 from pytest_benchmark.utils import SecondsDecimal
 
 import imgbench
-from imgbench import contention, data, devices, environment, options, peaks, runfile, storage, timing
+from imgbench import contention, data, devices, environment, estimate, options, peaks, runfile, storage, timing
 from imgbench.config import CPU_SUBSET_MODELS, WORKER_COUNTS, worker_counts
 from imgbench.errors import UserError
 from imgbench.fixtures import STATE, RunState, case, conditions, measure, params, settings  # noqa: F401 (fixtures)
@@ -39,6 +40,7 @@ MARKERS = {
     "cpu_heavy": "left out on the CPU under --device auto --profile full (config.CPU_SUBSET_MODELS)",
 }
 LEFT_OUT = pytest.StashKey[dict]()  # why cases were left out of the run -> how many
+ESTIMATE = pytest.StashKey[tuple]()  # (estimated seconds, when the cases started)
 
 
 def pytest_configure(config):
@@ -153,7 +155,20 @@ def left_out(item, s: options.Settings) -> str | None:
 
 
 def pytest_report_collectionfinish(config, start_path, items):
-    return [f"imgbench: {n} left out: {why}" for why, n in config.stash.get(LEFT_OUT, {}).items()]
+    lines = [f"imgbench: {n} left out: {why}" for why, n in config.stash.get(LEFT_OUT, {}).items()]
+    state = config.stash.get(STATE, None)
+    benches = [(i.path.stem.removeprefix("bench_"), i.originalname, params(i)) for i in items if _is_bench(i.path)]
+    if state is not None and benches:
+        per_family = estimate.run_seconds(benches, state.settings)
+        config.stash[ESTIMATE] = (sum(per_family.values()), time.monotonic())
+        lines.append(estimate.describe(per_family, len(benches)))
+    return lines
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if (est := config.stash.get(ESTIMATE, None)) is not None and not config.option.collectonly:
+        took = time.monotonic() - est[1]
+        terminalreporter.write_line(f"imgbench: the cases took {took / 60:.1f} min (estimated {est[0] / 60:.1f} min)")
 
 
 def pytest_collection_modifyitems(config, items):

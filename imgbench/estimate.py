@@ -137,5 +137,6 @@ def describe(per_family: dict[str, float], cases: int) -> str:
     total = sum(per_family.values())
     top = sorted(per_family.items(), key=lambda kv: -kv[1])
     parts = ", ".join(f"{name} {sec / 60:.1f}" for name, sec in top if sec >= 30)
-    return (f"imgbench: {cases} case{'s' if cases != 1 else ''}, estimated {total / 60:.1f} min" + (f" ({parts} min)" if parts else "")
+    noun = "case" if cases == 1 else "cases"
+    return (f"imgbench: {cases} {noun}, estimated {total / 60:.1f} min" + (f" ({parts} min)" if parts else "")
             + "; a cost model with assumed device rates (imgbench/estimate.py), not a measurement")

@@ -36,6 +36,17 @@ def cmd_env(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    from imgbench import doctor
+
+    found = doctor.checks(args.device, _progress("doctor"))
+    print(doctor.render(found), flush=True)
+    if doctor.failed(found):
+        print(f"imgbench doctor: {sum(c.status == doctor.FAIL for c in found)} check(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_list(args) -> int:
     from imgbench import config, devices, models
 
@@ -330,4 +341,4 @@ def cmd_report(args) -> int:
 
 COMMANDS = {"env": cmd_env, "list": cmd_list, "run": cmd_run, "compare": cmd_compare, "baseline": cmd_baseline,
             "ab": cmd_ab, "gate-check": cmd_gate_check, "plot": cmd_plot, "report": cmd_report, "changes": cmd_changes,
-            "accept": cmd_accept}
+            "accept": cmd_accept, "doctor": cmd_doctor}

@@ -95,6 +95,12 @@ def build() -> argparse.ArgumentParser:
     e.add_argument("--fingerprint", action="store_true", help="print only the machine class (a folder name)")
     e.add_argument("--threads", help=options.BY_DEST["threads"].help_text)
 
+    dr = sub.add_parser("doctor", help="what would break a run on this machine, checked in about a minute",
+                        description="Versions, /dev/shm for the loader workers, a real torch.compile on each "
+                                    "device, the GPU and NCCL, and whether ddp workers import as torchrun starts "
+                                    "them: one line per check (ok, FAIL, skip, info). Exit 1 when a check failed.")
+    dr.add_argument("--device", default="auto", help=options.BY_DEST["device"].help_text)
+
     ls = sub.add_parser("list", help="models, benchmark families, axes and profiles",
                         description="What the suite can run.")
     ls.add_argument("--json", action="store_true", help="print JSON instead of text")

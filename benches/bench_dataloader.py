@@ -16,6 +16,6 @@ from imgbench import config, pipeline
 @pytest.mark.parametrize("workers", config.WORKER_COUNTS, ids=lambda w: f"workers{w}")
 @pytest.mark.parametrize("source", pipeline.SOURCES)
 def test_loader(source, workers, pin, batch_size, settings, measure):
-    if reason := pipeline.unsupported(pin == "on"):
+    if reason := pipeline.unsupported(pin == "on", workers, batch_size):
         pytest.skip(reason)
     measure(pipeline.workload(source, workers, pin == "on", batch_size, settings.profile.loader_images))

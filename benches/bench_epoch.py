@@ -11,7 +11,7 @@ from imgbench import cases
 @pytest.mark.gate(model="kerascnn", batch_size=128)  # both data paths
 @pytest.mark.parametrize("path", ["loader", "resident"])
 def test_epoch(path, case, measure):
-    if reason := case.empty_epoch():
+    if reason := case.epoch_unsupported(path):
         pytest.skip(reason)
     measure(case.epoch(path), case.info())
 

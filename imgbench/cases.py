@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from imgbench import config, data, devices, epochs, models, workloads
+from imgbench import config, data, devices, epochs, models, shm, workloads
 from imgbench.config import SEED
 from imgbench.errors import UserError
 from imgbench.options import Settings
@@ -181,6 +181,13 @@ class Case:
     def empty_epoch(self) -> str | None:
         """Why an epoch of the profile's images would have no step at this batch size, or None."""
         return epochs.empty(self.batch_size, self.epoch_size, "epoch", self.settings.profile)
+
+    def epoch_unsupported(self, path: str) -> str | None:
+        """Why this epoch cannot run here: no step, or (the loader path) too little /dev/shm for its workers."""
+        if path == "loader" and (short := shm.shortfall(config.epoch_workers(self.settings.threads),
+                                                        self.batch_size, self.shape)):
+            return short
+        return self.empty_epoch()
 
     def epoch_images(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """`n` uint8 images and their labels: the real dataset's, repeated as needed, or seeded synthetic ones."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
-from imgbench import data
+from imgbench import data, shm
 from imgbench.workloads import Workload
 
 SOURCES = ("pil", "tensor_augment", "tensor")
@@ -32,11 +32,11 @@ def one_pass(loader) -> None:
         pass
 
 
-def unsupported(pin_memory: bool) -> str | None:
-    """Why this machine cannot run the case, or None."""
+def unsupported(pin_memory: bool, workers: int = 0, batch_size: int = 1) -> str | None:
+    """Why this machine cannot run the case (no GPU to pin for; too little /dev/shm for the workers), or None."""
     if pin_memory and not torch.cuda.is_available():
         return "pin_memory needs a CUDA GPU; this machine has none"
-    return None
+    return shm.shortfall(workers, batch_size, (3, IMAGE_SIZE, IMAGE_SIZE))
 
 
 def workload(source: str, workers: int, pin_memory: bool, batch_size: int, images: int) -> Workload:

@@ -263,3 +263,13 @@ def test_epoch_images_repeat_a_real_dataset_to_the_epoch():
     assert x[:, 0, 0, 0].tolist() == y.tolist()
     synthetic = case("kerascnn").epoch_images(8)
     assert synthetic[0].shape == (8, 3, 32, 32) and synthetic[0].dtype == torch.uint8
+
+
+def test_a_loader_epoch_without_room_in_dev_shm_is_refused_with_the_sizes(monkeypatch):
+    monkeypatch.setattr(cases.shm, "free_bytes", lambda path="/dev/shm": 64 * 2**20)
+    full = dataclasses.replace(SETTINGS, profile=config.PROFILES["full"], threads=16)
+    c = cases.Case("resnet50", "cpu", 128, full)
+    assert c.epoch_unsupported("loader") == (
+        "/dev/shm has 64 MiB free; 4 loader workers at batch 128 of 3x224x224 need about 588 MiB (run with a "
+        "larger /dev/shm, e.g. docker --shm-size=2g)")
+    assert c.epoch_unsupported("resident") is None  # no workers on the device-resident path

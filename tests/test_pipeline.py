@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from imgbench import data, pipeline
+from imgbench import data, pipeline, shm
 
 
 def test_sources_decode_and_augment_or_hand_over_ready_tensors():
@@ -43,3 +43,11 @@ def test_one_pass_reads_every_batch():
     seen = []
     pipeline.one_pass(seen.append(i) or i for i in range(5))
     assert seen == [0, 1, 2, 3, 4]
+
+
+def test_workers_without_room_in_dev_shm_are_skipped_with_the_sizes(monkeypatch):
+    monkeypatch.setattr(shm, "free_bytes", lambda path="/dev/shm": 2**20)
+    assert pipeline.unsupported(False, 4, 128) == (
+        "/dev/shm has 1 MiB free; 4 loader workers at batch 128 of 3x32x32 need about 12 MiB (run with a larger "
+        "/dev/shm, e.g. docker --shm-size=1g)")
+    assert pipeline.unsupported(False, 0, 128) is None  # no workers: nothing shared

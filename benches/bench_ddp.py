@@ -1,17 +1,20 @@
 """Synchronous data-parallel epochs: DistributedDataParallel through torchrun, one replica per GPU
-(NCCL) or per CPU process (gloo; the cores shared out), world sizes 1, 2, 4 ... up to the devices
-present. The images of an epoch are split across the replicas (the profile's epoch size), each
-replica at the case's batch size. Epochs are timed in the workers, barrier to barrier, up to the
-slowest rank, and replayed into pytest-benchmark; images/s, scaling efficiency against one replica
-(worlds.one_replica) and the exposed gradient-communication share are stored beside them. Every
-replica's weights are checked identical after the timed epochs."""
+(NCCL) or per CPU process (gloo), the run's threads shared out among the replicas, world sizes 1, 2,
+4 ... up to the devices present. The images of an epoch are split across the replicas (the profile's
+epoch size), each replica at the case's batch size. Epochs are timed in the workers, under the epoch
+family's fp32 conditions, barrier to barrier, up to the slowest rank, and replayed into
+pytest-benchmark; images/s, scaling efficiency against one replica (worlds.one_replica), the exposed
+gradient-communication share and the workers' conditions are stored beside them. Every replica's
+weights are checked identical after the timed epochs. A launch that fails, loses a rank or outlasts
+the case limit (--case-timeout) fails its case with one line, leaving no process behind; the run goes
+on."""
 
 import pytest
 
 from imgbench import ddp, timing, worlds
 
 REPLAY = timing.Replay()
-pytestmark = pytest.mark.benchmark(timer=REPLAY)
+pytestmark = [pytest.mark.benchmark(timer=REPLAY), pytest.mark.cpu_heavy]
 
 
 @pytest.mark.gate(world_size=1, model="kerascnn", batch_size=128)

@@ -1,7 +1,8 @@
 """The ddp family's sweep: which world sizes run, why one does not run on a device, each world's launch
-(the CPU threads shared out, the profile's epochs and image size), and the figures stored beside its
-epochs. Scaling efficiency divides by one replica's images/s for the same case, measured once per
-session: by the world-1 case, or, where that did not run, by a world-1 launch of its own."""
+(the run's threads shared out among the replicas on every device, the profile's epochs and image size,
+the case limit), and the figures stored beside its epochs, with the conditions the workers ran under.
+Scaling efficiency divides by one replica's images/s for the same case, measured once per session: by
+the world-1 case, or, where that did not run, by a world-1 launch of its own."""
 
 from __future__ import annotations
 
@@ -48,26 +49,34 @@ def unsupported(world: int, model: str, device: str, batch_size: int, settings: 
                 f"world size {world} needs {world} CPU threads, one per replica; this run has {most} (--threads)")
     if settings.profile.name == "quick" and model not in QUICK_MODELS:
         return f"the quick profile runs ddp for {', '.join(QUICK_MODELS)} only"
-    images = settings.profile.epoch_images
+    images = epoch_images(model, settings)
     if batch_size * world > images:
         return f"batch {batch_size} x {world} replicas > {images} images per epoch"
     return None
 
 
+def epoch_images(model: str, settings: Settings) -> int:
+    """Images in one epoch of all replicas together: the epoch family's rule (config.epoch_size)."""
+    c, size, _ = models.spec(model).input_shape
+    size = config.image_size(size, settings.profile)
+    return config.epoch_size(settings.profile, (c, size, size))
+
+
 def launch_args(world: int, model: str, device: str, batch_size: int, settings: Settings) -> dict:
-    """ddp.launch's keyword arguments for this world: the profile's epoch and image size, and on the
-    CPU the run's threads shared out among the replicas."""
-    return {"model": model, "device": device, "batch_size": batch_size, "images": settings.profile.epoch_images,
+    """ddp.launch's measurement arguments for this world: the profile's epoch and image size, and the run's
+    threads shared out among the replicas (on a GPU too: world 1 runs with the epoch family's threads)."""
+    return {"model": model, "device": device, "batch_size": batch_size, "images": epoch_images(model, settings),
             "image_size": config.image_size(models.spec(model).input_shape[1], settings.profile),
             "epochs": settings.profile.long_rounds, "optimizer": settings.optimizer,
-            "threads": max(1, settings.threads // world) if device == "cpu" else 1}
+            "threads": max(1, settings.threads // world)}
 
 
 def run(world: int, model: str, device: str, batch_size: int, settings: Settings, folder: Path) -> dict:
     """Launch `world` replicas (result JSON in `folder`) and return rank 0's result; DDPError when the
-    launch fails or the replicas' weights differ after the timed epochs."""
-    r = ddp.launch(world, Path(folder) / f"ddp-world{world}.json", **launch_args(world, model, device, batch_size,
-                                                                                 settings))
+    launch fails, outlasts the case limit (settings.timeout_s), or the replicas' weights differ after the
+    timed epochs."""
+    r = ddp.launch(world, Path(folder) / f"ddp-world{world}.json", timeout=settings.timeout_s,
+                   **launch_args(world, model, device, batch_size, settings))
     if not r["replicas_identical"]:
         raise ddp.DDPError(f"replicas differ after the timed epochs (max |diff| {r['max_param_diff']})")
     return r
@@ -89,15 +98,17 @@ def one_replica(model: str, device: str, batch_size: int, settings: Settings, fo
 
 def figures(r: dict, median: float, settings: Settings, folder: Path) -> dict:
     """What a ddp case stores beside its replayed epochs (`r`: ddp.launch's result; `median`: the median
-    epoch in seconds): images/s, scaling efficiency against one replica, the exposed communication share."""
+    epoch in seconds): images/s, scaling efficiency against one replica, the exposed communication share,
+    and the workers' conditions under the keys the `conditions` fixture stores for every other case."""
     ips = r["images_per_epoch"] / median
     if r["world_size"] == 1:
         _ONE_REPLICA.setdefault(_key(r["model"], r["device"], r["batch_size"], settings), ips)
         single = ips
     else:
         single = one_replica(r["model"], r["device"], r["batch_size"], settings, folder)
-    return {**{k: r[k] for k in ("backend", "steps", "images_per_epoch", "threads_per_rank", "max_param_diff",
-                                 "replicas_identical", "nosync_epoch_s")},
+    kept = ("backend", "steps", "images_per_epoch", "threads_per_rank", "max_param_diff", "replicas_identical",
+            "nosync_epoch_s")
+    return {**r["conditions"], **{k: r[k] for k in kept},
             "images": r["images_per_epoch"], "images_per_s": ips, "epoch_s": r["epoch_s"],
             "scaling_efficiency": ips / (r["world_size"] * single),
             "comm_share": max(0.0, 1 - r["nosync_epoch_s"] / median),

@@ -1,10 +1,17 @@
 """Data parallelism on the 2-core box (imgbench.ddp and the ddp family): gloo with 2 CPU processes
-through torchrun."""
+through torchrun, as one node or two; a launch's conditions, limit, imports and a lost rank, with its
+processes found in /proc by the --out path their command lines carry."""
 
+import contextlib
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -78,3 +85,133 @@ def test_an_epoch_reuses_a_bounded_pool_of_uint8_images():
     assert torch.equal(x0, x1) and y0 == y1 and x0.shape == (3, 8, 8)
     small = ddp.dataset("kerascnn", 64, image_size=8, seed=0)
     assert len(small.dataset.tensors[0]) == 64 and torch.equal(small[5][0], ds[5][0])  # the same seeded images
+
+
+# --- a launch's life: conditions, limit, imports, nodes, a lost rank ---
+LONG = {"model": "mlp", "batch_size": 32, "images": 400_000, "epochs": 1, "threads": 1}  # a minute's warm-up epoch
+KEYS = ("threads", "cudnn_benchmark", "tf32", "flush_denormal")  # what the `conditions` fixture stores
+
+
+def processes(out) -> dict[int, str | None]:
+    """The live processes whose command line names `out`, each with its RANK (None: a torchrun agent)."""
+    found = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if str(out).encode() in (proc / "cmdline").read_bytes():
+                env = dict(v.split(b"=", 1) for v in (proc / "environ").read_bytes().split(b"\0") if b"=" in v)
+                found[int(proc.name)] = env[b"RANK"].decode() if b"RANK" in env else None
+        except OSError:  # ended meanwhile
+            continue
+    return found
+
+
+def sockets(pid: int) -> int:
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        return sum(os.readlink(fds / fd).startswith("socket:") for fd in os.listdir(fds))
+    except OSError:  # ended meanwhile
+        return 0
+
+
+@contextlib.contextmanager
+def watching(out, kill_rank: str | None = None, after_s: float = 0.0):
+    """Yields {rank: pid} of the workers of the launch writing `out`, filled in while it runs; with
+    kill_rank, that rank's worker gets SIGKILL `after_s` seconds after it has connected to its peers (the
+    store and gloo: its process group is up, so its next steps are collectives with the other rank)."""
+    seen, stop = {}, threading.Event()
+
+    def loop():
+        connected, killed = None, False
+        while not stop.wait(0.2):
+            for pid, rank in processes(out).items():
+                if rank is not None:
+                    seen.setdefault(rank, pid)
+            if connected is None and kill_rank in seen and sockets(seen[kill_rank]) >= 2:
+                connected = time.monotonic()
+            if not killed and connected is not None and time.monotonic() - connected >= after_s:
+                os.kill(seen[kill_rank], signal.SIGKILL)
+                killed = True
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_a_world_1_case_records_the_conditions_of_the_matching_epoch_case(tmp_path):
+    out = tmp_path / "run.json"
+    proc = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "benches" / "bench_ddp.py"),
+                           str(ROOT / "benches" / "bench_epoch.py"), "--device", "cpu", "--model", "mlp",
+                           "--batch-size", "32", "--threads", "2", "-k", "world1 or (test_epoch and resident)",
+                           "--benchmark-max-time=0.05", "-p", "no:cacheprovider", f"--benchmark-json={out}", "-q"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    cases = {b["name"]: b["extra_info"] for b in json.loads(out.read_text())["benchmarks"]}
+    ddp_case, epoch_case = cases["test_ddp[mlp-cpu-bs32-world1]"], cases["test_epoch[mlp-cpu-bs32-resident]"]
+    assert {k: ddp_case[k] for k in KEYS} == {k: epoch_case[k] for k in KEYS}
+    assert ddp_case["threads"] == 2 and ddp_case["flush_denormal"] == torch.set_flush_denormal(True)
+
+
+def test_a_launch_past_the_case_limit_is_stopped_with_all_its_processes(tmp_path):
+    out = tmp_path / "r.json"
+    with watching(out) as seen, pytest.raises(ddp.DDPError) as e:
+        ddp.launch(2, out, timeout=10, **LONG)  # workers start in ~2 s here; the epoch takes a minute
+    assert str(e.value) == "world size 2 (mlp on cpu) did not finish within the case limit of 10 s (--case-timeout)"
+    assert set(seen) == {"0", "1"}  # the limit stopped running workers, not their start-up
+    assert processes(out) == {}
+
+
+def test_an_interrupted_launch_leaves_no_process(tmp_path, monkeypatch):
+    out = tmp_path / "r.json"
+
+    def interrupted(procs, timeout):  # Ctrl-C once both workers run
+        while len([r for r in processes(out).values() if r is not None]) < 2:
+            time.sleep(0.2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ddp, "_wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ddp.launch(2, out, nodes=2, **LONG)
+    assert processes(out) == {}
+
+
+def test_workers_import_this_tree_from_any_folder(tmp_path):
+    env = ddp.worker_env(3)
+    assert env["OMP_NUM_THREADS"] == "3" and env["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)
+    # -S: no site-packages, so an installed imgbench cannot stand in for the PYTHONPATH entry
+    proc = subprocess.run([sys.executable, "-S", "-c", "import imgbench; print(imgbench.__file__)"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip()).resolve() == ROOT / "imgbench" / "__init__.py"
+
+
+def test_two_nodes_on_this_machine_train_in_lockstep(tmp_path):
+    out = tmp_path / "r.json"
+    r = ddp.launch(2, out, nodes=2, **{**SMALL, "model": "mlp", "image_size": None})
+    assert (r["world_size"], r["backend"], r["images_per_epoch"]) == (2, "gloo", 64)
+    assert r["replicas_identical"] and r["max_param_diff"] == 0.0
+    assert processes(out) == {}
+
+
+def test_nodes_must_divide_the_world(tmp_path):
+    with pytest.raises(ddp.DDPError, match=r"^3 replicas do not split into 2 nodes: the node count must divide "
+                                           r"the world size$"):
+        ddp.launch(3, tmp_path / "r.json", nodes=2)
+
+
+@pytest.mark.parametrize(("nodes", "on"), [(1, ""), (2, " on 2 nodes")], ids=["one-node", "two-nodes"])
+def test_a_rank_that_dies_ends_the_launch_at_once_naming_it(tmp_path, nodes, on):
+    """Rank 0's gloo all-reduce errors out when its peer's socket closes (seen: "Read error ...
+    Connection reset by peer" in backward, within 2 s); rank 0 is stopped by torchrun (one node,
+    reported SIGTERM, not a root cause) or ends by itself (two nodes)."""
+    out = tmp_path / "r.json"
+    start = time.monotonic()
+    with watching(out, kill_rank="1", after_s=3) as seen, pytest.raises(ddp.DDPError) as e:
+        ddp.launch(2, out, nodes=nodes, timeout=600, **LONG)
+    took = time.monotonic() - start
+    assert str(e.value) == f"torchrun with 2 replicas{on} failed (exit 1): rank 1 was killed by signal SIGKILL"
+    assert set(seen) == {"0", "1"} and took < 120  # the surviving rank did not wait for the limit
+    assert processes(out) == {}

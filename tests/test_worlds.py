@@ -43,30 +43,34 @@ def test_why_a_world_does_not_run(monkeypatch):
     assert worlds.unsupported(1, "mlp", "mps", 32, QUICK).endswith("not mps")
 
 
-@pytest.mark.parametrize(("model", "profile", "size"), [("mlp", "quick", 28), ("kerascnn", "quick", 32),
-                                                        ("resnet18", "quick", 32), ("resnet18", "full", 224)])
-def test_launch_follows_the_image_size_rule_and_shares_out_the_threads(model, profile, size):
+@pytest.mark.parametrize(("model", "profile", "size", "images"), [
+    ("mlp", "quick", 28, 512), ("kerascnn", "quick", 32, 512), ("resnet18", "quick", 32, 512),
+    ("kerascnn", "full", 32, 50_000), ("resnet18", "full", 224, 9_964)])  # the epoch family's 1.5 GB cap
+def test_launch_follows_the_image_size_rule_and_shares_out_the_threads(model, profile, size, images):
     s = dataclasses.replace(QUICK, profile=config.PROFILES[profile])
     args = worlds.launch_args(2, model, "cpu", 32, s)
-    assert args == {"model": model, "device": "cpu", "batch_size": 32, "images": s.profile.epoch_images,
+    assert args == {"model": model, "device": "cpu", "batch_size": 32, "images": images,
                     "image_size": size, "epochs": s.profile.long_rounds, "optimizer": "sgd", "threads": 4}
     assert worlds.launch_args(16, model, "cpu", 32, s)["threads"] == 1
-    assert worlds.launch_args(2, model, "cuda", 32, s)["threads"] == 1
+    assert worlds.launch_args(2, model, "cuda", 32, s)["threads"] == 4  # one rule on every device
+    assert worlds.launch_args(1, model, "cuda", 32, s)["threads"] == 8  # the epoch family's threads
 
 
 def result(world: int, epoch_s=(0.4, 0.5, 0.6), images: int = 512, diff: float = 0.0, **args) -> dict:
     return {"world_size": world, "backend": "gloo", "device": args["device"], "model": args["model"],
             "batch_size": args["batch_size"], "steps": images // world // args["batch_size"],
             "images_per_epoch": images, "threads_per_rank": args["threads"], "epoch_s": list(epoch_s),
-            "nosync_epoch_s": 0.3, "max_param_diff": diff, "replicas_identical": diff == 0.0}
+            "nosync_epoch_s": 0.3, "max_param_diff": diff, "replicas_identical": diff == 0.0,
+            "conditions": {"threads": args["threads"], "cudnn_benchmark": None, "tf32": None, "flush_denormal": True}}
 
 
 @pytest.fixture
 def launches(monkeypatch):
-    """ddp.launch stood in for: each call recorded, world 1 at 1 s an epoch; an empty session cache."""
+    """ddp.launch stood in for: each call recorded (its measurement arguments), world 1 at 1 s an epoch;
+    an empty session cache."""
     calls = []
 
-    def launch(world, out, **args):
+    def launch(world, out, timeout, **args):
         calls.append((world, args))
         return result(world, (1.0, 1.0, 1.0) if world == 1 else (0.4, 0.5, 0.6), **args)
 
@@ -83,6 +87,7 @@ def test_a_larger_world_gets_its_reference_when_world_1_did_not_run(launches, tm
     assert f["images_per_s"] == 512 / 0.5
     assert f["scaling_efficiency"] == pytest.approx((512 / 0.5) / (2 * 512 / 1.0))
     assert f["comm_share"] == pytest.approx(1 - 0.3 / 0.5)
+    assert {k: f[k] for k in ("threads", "cudnn_benchmark", "tf32", "flush_denormal")} == r["conditions"]
     worlds.figures(r, 0.5, QUICK, tmp_path)
     assert len(launches) == 2  # launched once per session
 
@@ -103,6 +108,19 @@ def test_other_settings_get_a_reference_of_their_own(launches, tmp_path):
 
 
 def test_replicas_that_differ_fail_the_case(monkeypatch, tmp_path):
-    monkeypatch.setattr(ddp, "launch", lambda world, out, **args: result(world, diff=1e-3, **args))
+    monkeypatch.setattr(ddp, "launch", lambda world, out, timeout, **args: result(world, diff=1e-3, **args))
     with pytest.raises(ddp.DDPError, match=r"replicas differ after the timed epochs \(max \|diff\| 0.001\)"):
         worlds.run(2, "mlp", "cpu", 32, QUICK, tmp_path)
+
+
+def test_a_launch_is_given_the_case_limit(monkeypatch, tmp_path):
+    limits = []
+
+    def launch(world, out, timeout, **args):
+        limits.append(timeout)
+        return result(world, **args)
+
+    monkeypatch.setattr(ddp, "launch", launch)
+    worlds.run(2, "mlp", "cpu", 32, QUICK, tmp_path)
+    worlds.run(2, "mlp", "cpu", 32, dataclasses.replace(QUICK, case_timeout=42.0), tmp_path)
+    assert limits == [300, 42.0]  # the quick profile's, then --case-timeout's

@@ -303,6 +303,49 @@ def cmd_gate_check(args) -> int:
     return 0
 
 
+def cmd_bisect(args) -> int:
+    from imgbench import ab, bisect
+
+    args_ = _pytest_args(args)[1][1:] + _rest(args)  # each commit runs its own benches/
+    here = _benches_dir(args.benches).parent
+    commits = bisect.line(bisect.toplevel(here), args.good, args.bad)
+    seed = ab.draw_seed(args.seed)
+    runner.warn_if_busy()
+    out = bisect.run(here, commits, args_, sys.executable, args.alpha, args.min_effect / 100, args.budget, seed,
+                     show=lambda line: print(line, flush=True), note=_progress("bisect"))
+    print("\n".join(out.summary))
+    return out.code
+
+
+def cmd_explain(args) -> int:
+    import tempfile
+
+    from imgbench import ab, explain
+
+    if args.profiles:
+        if args.case or args.base:
+            raise UserError("explain takes CASE --base GIT_REF, or --profiles BASE CANDIDATE: not both")
+        print(explain.render(explain.diff(*map(explain.load, args.profiles)), args.markdown))
+        return 0
+    if not args.case or not args.base:
+        raise UserError("explain needs CASE and --base GIT_REF (or --profiles BASE CANDIDATE)")
+    args_ = _pytest_args(args)[1][1:]  # each side runs its own benches/
+    here = _benches_dir(args.benches).parent
+    out = explain.out_folder(args.out)
+    runner.warn_if_busy()
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = ab.worktree(args.base, here, Path(tmp) / "base")
+        try:
+            versions = f"{args.base} ({explain.commit_of(tree)})", f"this checkout (HEAD {explain.commit_of(here)})"
+            sides = ab.Side("base", tree, sys.executable), ab.Side("candidate", here, sys.executable)
+            got = explain.run(args.case, *sides, args_, Path(tmp), out, versions, int(args.pairs), int(args.warmup),
+                              args.max_seconds, _progress("explain"))
+        finally:
+            ab.remove_worktree(here, tree)
+    print(got.describe(args.markdown, out))
+    return 0
+
+
 def _render(args):
     from imgbench import history, report, results
 
@@ -341,4 +384,4 @@ def cmd_report(args) -> int:
 
 COMMANDS = {"env": cmd_env, "list": cmd_list, "run": cmd_run, "compare": cmd_compare, "baseline": cmd_baseline,
             "ab": cmd_ab, "gate-check": cmd_gate_check, "plot": cmd_plot, "report": cmd_report, "changes": cmd_changes,
-            "accept": cmd_accept, "doctor": cmd_doctor}
+            "accept": cmd_accept, "doctor": cmd_doctor, "bisect": cmd_bisect, "explain": cmd_explain}

@@ -84,6 +84,53 @@ def _pytest_rest(p: argparse.ArgumentParser, example: str = ""):
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help=f"after --: more pytest arguments{example}")
 
 
+class _AfterRefs(argparse.Action):
+    """bisect's trailing arguments. After GOOD BAD, argparse's REMAINDER takes the options too (it matches
+    positionals greedily): those before `--` are parsed here by `options`; the rest, and any option it does
+    not know, go to pytest."""
+
+    def __init__(self, *args, options: argparse.ArgumentParser, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.options = options
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        cut = values.index("--") if "--" in values else len(values)
+        _, unknown = self.options.parse_known_args(values[:cut], namespace)
+        setattr(namespace, self.dest, unknown + values[cut + 1:])
+
+
+def _bisect_command(sub):
+    opts = _Parser(prog="imgbench bisect", add_help=False)  # the options, wherever they stand
+    options.add_options(opts.add_argument)
+    opts.add_argument("--benches", help="the benches folder (default: the checkout's benches/)")
+    opts.add_argument("--alpha", type=alpha, default=0.01,
+                      help="chance that a step's verdict is wrong, split over its looks and cases (default: 0.01)")
+    _min_effect(opts, "smallest slowdown from GOOD to BAD worth bisecting; the two processes of a step may "
+                      "differ by a few percent on their own", default=10)
+    opts.add_argument("--budget", type=_number(lambda v: v > 0, "a number of seconds (valid: above 0)"),
+                      default=60.0, metavar="SECONDS",
+                      help="time of pairs per case and step: the first 12 pairs always run, then the pairs double "
+                           "while the next set fits (default: 60)")
+    opts.add_argument("--seed", type=int, help="seed of the pair orders (default: drawn, printed)")
+    b = sub.add_parser(
+        "bisect", parents=[opts], help="the first commit between GOOD and BAD at which the selected cases got slower",
+        description="Bisects the commits after GOOD up to BAD along BAD's first parents (a merge is one commit of "
+                    "that line). Each step is an interleaved A/B, as `imgbench ab` runs one, of GOOD against one "
+                    "commit, both checked out aside. Step 0 times BAD: a case slower by --min-effect is a slowdown "
+                    "to find, and the geometric midpoint between no change and that slowdown divides slow commits "
+                    "from fast ones: a commit is slow when a case's ratio interval lies wholly above it, fast when "
+                    "every case's lies wholly below. A step that cannot say adds pairs within --budget; a commit "
+                    "that does not run the cases (does not import, fails, lacks them) is skipped, as `git bisect "
+                    "skip` does, and the untried commit nearest the middle is tried instead. Prints every step, "
+                    "then the first slow commit with its evidence and the number of steps. Exit 0: found; 1: no "
+                    "slowdown from GOOD to BAD; 2: bad input; 3: undecided (too noisy within --budget, or only "
+                    "skipped commits left between the last fast and the first slow).")
+    b.add_argument("good", metavar="GOOD", help="a commit without the slowdown, an ancestor of BAD")
+    b.add_argument("bad", metavar="BAD", help="a later commit with it")
+    b.add_argument("pytest_args", nargs=argparse.REMAINDER, default=[], action=_AfterRefs, options=opts,
+                   help="axis options, then after --: more pytest arguments, e.g. --device cpu -- -k forward")
+
+
 def build() -> argparse.ArgumentParser:
     p = _Parser(prog="imgbench", description=imgbench.__doc__,
                 epilog="Run 'imgbench COMMAND --help' for a command's options.")
@@ -187,6 +234,7 @@ def build() -> argparse.ArgumentParser:
     g.add_argument("--hog", action="store_true", help="run a CPU-bound process beside the jobs")
     g.add_argument("--markdown", action="store_true", help="print markdown tables")
     _pytest_rest(g)
+    _bisect_command(sub)
 
     for name, what in (("plot", "figures from stored runs: speedup trend, throughput, latest vs baseline, epoch"),
                        ("report", "markdown and self-contained HTML report of stored runs, with the figures")):
@@ -212,6 +260,33 @@ def build() -> argparse.ArgumentParser:
     ch.add_argument("--p", type=_number(lambda v: 0.0001 <= v < 1, "a p-value (valid: from 0.0001 below 1)"),
                     default=0.001, help="significance of each split (default: 0.001)")
     ch.add_argument("--markdown", action="store_true", help="print markdown tables")
+
+    ex = _bench_command(sub, "explain", "what got slower: one case's time per operator in two versions",
+                        "Profiles one case with torch.profiler in two versions, the base's own tree (checked out "
+                        "aside) and this checkout, each in its own pytest process: after warm-up, blocks of calls "
+                        "alternate between them (base first, then candidate first). Per operator (CPU operators; "
+                        "on a CUDA case the kernels): self time per step in each version, the added time (median "
+                        "over the pairs of blocks), its share of the change in step time, and its noise (the larger "
+                        "of 4 standard errors from the pairs' spread and 2% of the step time); lines sorted by "
+                        "added time, those within their noise left out. Writes both Chrome traces and both "
+                        "operator tables into --out. The case is not timed: exit 0, or 2 on bad input.")
+    ex.add_argument("case", nargs="?", metavar="CASE",
+                    help="the case: its test id (e.g. 'test_train_step[kerascnn-cpu-bs32]') or a -k expression "
+                         "matching one case")
+    ex.add_argument("--base", metavar="GIT_REF", help="the version to compare with (checked out aside)")
+    ex.add_argument("--profiles", nargs=2, metavar=("BASE", "CANDIDATE"),
+                    help="diff two operator tables written earlier (base.ops.json candidate.ops.json); runs nothing")
+    ex.add_argument("--out", metavar="DIR", help="folder for the traces and operator tables (default: a new "
+                                                 "temporary folder, printed)")
+    ex.add_argument("--pairs", type=_number(lambda v: v >= 1 and v == int(v), "a whole number of pairs (valid: 1 "
+                                            "or more)"), default=8, help="pairs of blocks (default: 8)")
+    ex.add_argument("--warmup", type=_number(lambda v: v >= 0 and v == int(v), "a whole number of calls (valid: 0 "
+                                             "or more)"), default=3,
+                    help="calls per side before the first block, after the bench's own warm-up (default: 3)")
+    ex.add_argument("--max-seconds", type=_number(lambda v: v > 0, "a number of seconds (valid: above 0)"),
+                    metavar="SECONDS", help="stop after this long, show what was profiled by then and say it was "
+                                            "cut (default: no limit)")
+    ex.add_argument("--markdown", action="store_true", help="print a markdown table (e.g. for a CI job summary)")
 
     bl = _bench_command(sub, "baseline", "record this machine's baseline (every round's time) for the gate",
                         "Runs `pytest benches` like `run` and merges the run, every round's time included, into "

@@ -1,0 +1,287 @@
+"""Bisection: the search over the commits (skips, the range left), a step's verdict, the command line's
+arguments and bad input, and end to end on generated repositories of 16 commits whose bench spins 2 ms
+until a known commit and 4 ms from it on: found, found past a commit that does not import, and
+interrupted (SIGINT, SIGTERM) with no checkout or folder left behind."""
+
+import math
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from imgbench import bisect, cli
+from imgbench.cli.parser import build
+
+N = 15  # commits after GOOD: a repository of 16
+
+
+def walk(culprit: int, skipped: frozenset = frozenset(), n: int = N) -> tuple[bisect.Search, list[int]]:
+    """The search run against an oracle: commits from `culprit` on are slow, those in `skipped` do not run."""
+    search, tried = bisect.Search(hi=n), []
+    while (i := search.next()) is not None:
+        tried.append(i)
+        search.record(i, bisect.SKIPPED if i in skipped else bisect.SLOW if i >= culprit else bisect.FAST)
+    return search, tried
+
+
+@pytest.mark.parametrize("culprit", range(1, N + 1))
+def test_the_search_finds_every_culprit_in_log2_steps(culprit):
+    search, tried = walk(culprit)
+    assert search.suspects == [culprit]
+    assert len(tried) <= math.ceil(math.log2(N))
+    assert len(set(tried)) == len(tried)
+
+
+def test_a_skipped_commit_is_stepped_around():
+    search, tried = walk(10, frozenset({7}))
+    assert search.suspects == [10]
+    assert tried == [7, 8, 11, 9, 10]  # 7 skipped: 8, as near the middle, instead
+
+
+def test_a_skipped_commit_beside_the_culprit_leaves_both_named():
+    search, tried = walk(10, frozenset({9}))
+    assert search.suspects == [9, 10]
+    assert 9 in tried and search.next() is None
+
+
+def test_all_skipped_leaves_the_whole_range():
+    search, tried = walk(3, frozenset(range(1, N)))
+    assert search.suspects == list(range(1, N + 1)) and sorted(tried) == list(range(1, N))
+
+
+def reading(case, ratio, found):
+    return bisect.Reading(case, ratio, (ratio * 0.9, ratio * 1.1), 12, found, "" if found != bisect.UNDECIDED else
+                          "too noisy to say in 300 pairs")
+
+
+COMMIT = bisect.Commit("a" * 40, "aaaaaaa", "b" * 40, "2026-01-01 00:00:00 +0000", "make it lazy")
+
+
+def test_a_skipped_commit_beside_the_culprit_is_named_with_it_and_exit_3():
+    commits = [bisect.Commit(f"{i:040x}", f"{i:07x}", f"{i - 1:040x}", "2026-01-01", f"change {i}")
+               for i in range(N + 1)]
+    search, tried = walk(10, frozenset({9}))
+    steps = [bisect._step(0, N, commits[N], [reading("a", 2.0, bisect.SLOW)], {}, 0)]
+    for k, i in enumerate(tried, 1):
+        found = [reading("a", 2.0 if i >= 10 else 1.0, bisect.SLOW if i >= 10 else bisect.FAST)] if i != 9 else []
+        steps.append(bisect._step(k, i, commits[i], found, {"a": "not collected: ERROR"} if i == 9 else {}, 0))
+    out = bisect._conclude(commits, steps, search, {"a": math.sqrt(2.0)}, 5.0)
+    assert out.code == bisect.OPEN and out.suspects == [commits[9], commits[10]]
+    assert out.summary[0] == ('the first slow commit is one of 2 (skipped commits in between): 0000009 "change 9" '
+                              '(skipped: a: not collected: ERROR), 000000a "change 10" (slow)')
+
+
+@pytest.mark.parametrize("readings, not_run, expected", [
+    ([reading("a", 2.0, bisect.SLOW)], {"b": "not collected"}, bisect.SLOW),  # one slow case suffices
+    ([reading("a", 1.0, bisect.FAST)], {"b": "not collected"}, bisect.SKIPPED),
+    ([reading("a", 1.0, bisect.FAST), reading("b", 1.4, bisect.UNDECIDED)], {}, bisect.UNDECIDED),
+    ([reading("a", 1.0, bisect.FAST), reading("b", 1.0, bisect.FAST)], {}, bisect.FAST),
+])
+def test_a_step_is_slow_if_any_case_is_and_fast_only_if_all_are(readings, not_run, expected):
+    step = bisect._step(3, 7, COMMIT, readings, not_run, 0)
+    assert step.verdict == expected
+    line = bisect.describe(step, N)
+    assert line.startswith('step 3 [7/15] aaaaaaa "make it lazy": a x') and f"vs GOOD: {expected}" in line
+
+
+def test_the_midpoint_judge_calls_only_an_interval_wholly_on_one_side():
+    judge = bisect._midpoint_judge(math.sqrt(2.0))
+    assert judge(2.0, (1.9, 2.1)) == bisect.SLOW
+    assert judge(1.0, (0.95, 1.05)) == bisect.FAST
+    assert judge(1.4, (1.2, 1.6)) == bisect.UNDECIDED
+
+
+@pytest.mark.parametrize("argv", [
+    ["bisect", "v1", "HEAD", "--device", "cpu", "--budget", "5", "--", "-k", "test_forward"],
+    ["bisect", "--device", "cpu", "--budget", "5", "v1", "HEAD", "--", "-k", "test_forward"],
+    ["bisect", "v1", "HEAD", "--device", "cpu", "--budget", "5", "-k", "test_forward"],
+])
+def test_options_stand_before_or_after_the_commits(argv):
+    args = build().parse_args(argv)
+    assert (args.good, args.bad, args.device, args.budget, args.pytest_args) == (
+        "v1", "HEAD", "cpu", 5.0, ["-k", "test_forward"])
+    assert (args.min_effect, args.alpha) == (10.0, 0.01)
+
+
+def test_a_bad_option_value_after_the_commits_is_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        build().parse_args(["bisect", "v1", "HEAD", "--budget", "0"])
+    assert e.value.code == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["imgbench bisect: error: argument --budget: '0' is not a number of seconds (valid: above 0) "
+                   "(see 'imgbench bisect --help')"]
+
+
+BENCH = '''import time
+from pathlib import Path
+
+from imgbench.workloads import Workload
+
+MS = float((Path(__file__).parent.parent / "speed.txt").read_text())
+
+
+def spin():  # busy, not asleep: the time is the CPU's, as a real workload's
+    end = time.perf_counter() + MS / 1000
+    while time.perf_counter() < end:
+        pass
+
+
+def test_x(device, measure):
+    measure(Workload(spin, images=1))
+'''
+
+
+def git(repo, *args) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
+                          capture_output=True, text=True).stdout
+
+
+def make_repo(path: Path, slow_at: int = 10, broken_at: int | None = None) -> list[str]:
+    """16 commits of a tiny bench project on the installed plugin; the bench spins 2 ms, 4 ms from commit
+    `slow_at` (0: the first) on; commit `broken_at` has a syntax error in the bench. Returns the hashes."""
+    (path / "benches").mkdir(parents=True)
+    (path / "conftest.py").write_text('pytest_plugins = ["imgbench.plugin"]\n')
+    (path / "pytest.ini").write_text("[pytest]\npython_files = bench_*.py\n")
+    git(path, "init", "-q")
+    shas = []
+    for i in range(N + 1):
+        (path / "speed.txt").write_text("4" if i >= slow_at else "2")
+        (path / "benches" / "bench_x.py").write_text(BENCH + ("def broken(:\n" if i == broken_at else ""))
+        (path / "log.txt").write_text(f"change {i}\n")
+        git(path, "add", ".")
+        git(path, "commit", "-qm", f"change {i}" + (": spin 4 ms" if i == slow_at else ""))
+        shas.append(git(path, "rev-parse", "HEAD").strip())
+    return shas
+
+
+def bisect_cli(repo: Path, *extra: str, **popen):
+    cmd = [sys.executable, "-m", "imgbench", "bisect", *extra, "--benches", str(repo / "benches"),
+           "--device", "cpu", "--budget", "5", "--seed", "3"]
+    return cmd, {"cwd": repo, "text": True, **popen}
+
+
+def run_bisect(repo: Path, good: str, bad: str) -> subprocess.CompletedProcess:
+    cmd, kw = bisect_cli(repo, good, bad)
+    proc = subprocess.run(cmd, capture_output=True, timeout=600, **kw)
+    if proc.returncode == bisect.OPEN and "contention" in proc.stdout:
+        pytest.skip("the machine was busy: the steps rightly could not decide")
+    return proc
+
+
+def worktrees(repo: Path) -> list[str]:
+    return git(repo, "worktree", "list").strip().splitlines()
+
+
+def test_end_to_end_finds_the_commit_that_slowed_down(tmp_path):
+    repo = tmp_path / "repo"
+    shas = make_repo(repo)
+    proc = run_bisect(repo, shas[0], shas[-1])
+    assert proc.returncode == bisect.FOUND, proc.stdout + proc.stderr
+    steps = re.findall(r"^step (\d+) ", proc.stdout, re.M)
+    assert len(steps) <= math.ceil(math.log2(N + 1)) + 2
+    assert re.search(r"^step 0 \[15/15, BAD\] \w+ \"change 15\": test_x\[cpu\] x\d", proc.stdout, re.M)
+    assert f"first slow commit: {shas[10][:7]}" in proc.stdout and shas[10] in proc.stdout
+    assert '"change 10: spin 4 ms"' in proc.stdout
+    assert f"step(s) after step 0 for {N} commit(s) (log2 {N} = 3.9): 0 skipped" in proc.stdout
+    assert len(worktrees(repo)) == 1
+
+
+def test_a_commit_that_does_not_import_is_skipped(tmp_path):
+    repo = tmp_path / "repo"
+    shas = make_repo(repo, broken_at=7)
+    proc = run_bisect(repo, shas[0], shas[-1])
+    assert proc.returncode == bisect.FOUND, proc.stdout + proc.stderr
+    skipped = [ln for ln in proc.stdout.splitlines() if ln.startswith("step ") and ": skipped" in ln]
+    assert len(skipped) == 1 and '[7/15] ' in skipped[0]
+    assert "test_x[cpu]: not collected: ERROR benches/bench_x.py: SyntaxError: invalid syntax" in skipped[0]
+    assert f"first slow commit: {shas[10][:7]}" in proc.stdout
+    assert ": 1 skipped" in proc.stdout
+    assert len(re.findall(r"^step \d+ ", proc.stdout, re.M)) <= math.ceil(math.log2(N + 1)) + 2
+
+
+def test_no_slowdown_from_good_to_bad_is_exit_1(tmp_path):
+    repo = tmp_path / "repo"
+    shas = make_repo(repo, slow_at=N + 1)  # 2 ms throughout
+    proc = run_bisect(repo, shas[0], shas[-1])
+    assert proc.returncode == bisect.NO_SLOWDOWN, proc.stdout + proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == ("no slowdown of 10% or more from GOOD to BAD in the selected "
+                                                    "cases: nothing to bisect")
+    assert len(re.findall(r"^step \d+ ", proc.stdout, re.M)) == 1
+
+
+@pytest.fixture
+def branched(tmp_path):
+    """main: A - C; a side branch from A: B."""
+    repo = tmp_path / "repo"
+    (repo / "benches").mkdir(parents=True)
+    (repo / "benches" / "bench_x.py").write_text(BENCH)
+    (repo / "speed.txt").write_text("2")
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "A")
+    git(repo, "checkout", "-qb", "side")
+    (repo / "speed.txt").write_text("3")
+    git(repo, "commit", "-qam", "B")
+    git(repo, "checkout", "-q", "-")
+    (repo / "speed.txt").write_text("4")
+    git(repo, "commit", "-qam", "C")
+    return repo
+
+
+@pytest.mark.parametrize("good, bad, message", [
+    ("side", "HEAD", r"GOOD 'side' \(\w{7}\) is not an ancestor of BAD 'HEAD' \(\w{7}\): give a GOOD from the "
+                     r"history that leads to BAD"),
+    ("no-such-ref", "HEAD", r"GOOD 'no-such-ref' is not a commit of .*repo \(give a commit, branch or tag\)"),
+    ("HEAD", "HEAD", r"GOOD 'HEAD' and BAD 'HEAD' are the same commit \(\w{7}\): nothing to bisect"),
+], ids=["not-an-ancestor", "unknown", "same"])
+def test_bad_commits_are_one_line_and_exit_2(branched, capsys, good, bad, message):
+    code = cli.main(["bisect", good, bad, "--benches", str(branched / "benches"), "--device", "cpu"])
+    assert code == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.fullmatch(f"imgbench: error: {message}", err[0]), err
+
+
+def stray_processes(folder: str) -> list[int]:
+    """Processes whose command line names `folder` (workers left running in it)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and folder in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_bisect_leaves_no_checkout_folder_or_worker(tmp_path, sig):
+    repo = tmp_path / "repo"
+    shas = make_repo(repo)
+    cmd, kw = bisect_cli(repo, shas[0], shas[-1])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    try:
+        folder = None
+        for line in proc.stderr:  # the notes, one a line, as they come
+            found = re.search(r"checkouts and worker logs in (\S+),", line)
+            folder = found.group(1) if found else folder
+            if line.startswith("imgbench bisect: step 0:"):
+                break
+        assert folder, "no temporary folder named"
+        deadline = time.monotonic() + 120
+        while not (Path(folder) / "step0" / "candidate1.log").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)  # until the step's workers are starting
+        assert len(worktrees(repo)) == 3  # GOOD's and BAD's checkouts, mid-step
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == cli.EXIT_INTERRUPTED, err
+    assert "imgbench: interrupted" in err and "Traceback" not in err
+    assert len(worktrees(repo)) == 1
+    assert not Path(folder).exists()
+    assert stray_processes(folder) == []

@@ -96,7 +96,7 @@ def python_of(path: str | None) -> str:
 class Worker:
     """One pytest process running one side's tree, connected to the coordinator by its own socket."""
 
-    def __init__(self, side: Side, index: int, args: list[str], folder: Path):
+    def __init__(self, side: Side, index: int, args: list[str], folder: Path, plugin: str = PLUGIN):
         self.side, self.name = side, f"{side.name} worker {index + 1}"
         self.log = folder / f"{side.name}{index + 1}.log"
         key = secrets.token_bytes(16)
@@ -104,7 +104,7 @@ class Worker:
         env = {**os.environ, **WORKER_ENV, "PYTHONPATH": os.pathsep.join(
             [str(side.tree), str(folder), *filter(None, [os.environ.get("PYTHONPATH")])]),
             "IMGBENCH_AB_ADDRESS": self.listener.address, "IMGBENCH_AB_KEY": key.hex()}
-        cmd = [side.python, "-m", "pytest", str(side.tree / "benches"), *args, "-p", PLUGIN, "-q",
+        cmd = [side.python, "-m", "pytest", str(side.tree / "benches"), *args, "-p", plugin, "-q",
                "-p", "no:cacheprovider", "-p", "no:xdist"]
         try:
             with open(self.log, "w") as log:

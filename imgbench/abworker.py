@@ -35,6 +35,7 @@ class _State:
     ended = ""         # why it ended otherwise
     replaying = None   # inside a rerun of a replayed case's body: the list its durations go to
     extra = 0.0        # the injected slowdown of the burst being served
+    serve = None       # what serves a case at its benchmark call: _serve, or the explain worker's
 
 
 S = _State()
@@ -95,7 +96,7 @@ def pytest_runtest_logreport(report):
 
 def _called(self, function_to_benchmark, *args, **kwargs):
     self._mode = "benchmark(...)"  # used: pytest-benchmark would warn otherwise
-    return _serve(self._timer, lambda: function_to_benchmark(*args, **kwargs))
+    return S.serve(self._timer, lambda: function_to_benchmark(*args, **kwargs))
 
 
 def _pedantic(self, target, args=(), kwargs=None, setup=None, teardown=None, rounds=1, warmup_rounds=0,
@@ -107,7 +108,7 @@ def _pedantic(self, target, args=(), kwargs=None, setup=None, teardown=None, rou
         if S.replaying is not None:
             S.replaying.extend(durations)
             return None
-        return _serve(self._timer, None)
+        return S.serve(self._timer, None)
 
     def call():
         a, k = args, kwargs
@@ -117,7 +118,7 @@ def _pedantic(self, target, args=(), kwargs=None, setup=None, teardown=None, rou
         if teardown is not None:
             teardown(*a, **k)
         return out
-    return _serve(self._timer, call)
+    return S.serve(self._timer, call)
 
 
 def _spin(seconds: float):
@@ -159,6 +160,9 @@ def _serve(timer, call):
             conn.send(("error", item.nodeid, f"{type(e).__name__}: {e}".splitlines()[0]))
         finally:
             gc.enable()
+
+
+S.serve = _serve
 
 
 def _burst(timer, call, item, calls: int, extra: float) -> list[float]:

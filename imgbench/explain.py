@@ -46,6 +46,7 @@ MAX_STEPS = 200
 Z = 4.0           # standard errors: over the few dozen operators of a case, an A/A line beyond is rare
 FLOOR = 0.02      # share of the base's step time below which no line counts
 FORMAT, VERSION = "imgbench-explain-ops", 1
+PLUGIN = "imgbench_profworker"
 METRIC = {"cpu": "self CPU time", "cuda": "self CUDA time of the kernels"}
 
 
@@ -200,11 +201,11 @@ def render(d: Diff, markdown: bool = False, notes: list[str] = ()) -> str:
     return "\n".join([title, *([table.render(head, rows)] if rows else []), *out])
 
 
-def select(case: str, listed: list[tuple[str, str]], side: str) -> str:
-    """The node id of the one case CASE names among a side's collected (node id, test id): pytest's -k
-    narrowed them already; a test id or node id equal to CASE wins over cases it only matches."""
-    exact = [nid for nid, name in listed if case in (nid, name) or nid.endswith("::" + case)]
-    found = exact or [nid for nid, _ in listed]
+def select(case: str, listed: list[str], side: str) -> str:
+    """The node id of the one case CASE names among a side's collected node ids: pytest's -k narrowed them
+    already; a test id or node id equal to CASE wins over cases it only matches."""
+    exact = [nid for nid in listed if case == nid or nid.endswith("::" + case)]
+    found = exact or listed
     if len(found) == 1:
         return found[0]
     if not found:
@@ -256,7 +257,7 @@ def _connect(workers: list[ab.Worker], i: int, args: list[str], folder: Path, no
                 raise
             args = ab.without(args, refused)
             note(f"the base does not know {' '.join(refused)}: dropped for the base")
-            workers[i] = ab.Worker(w.side, 0, args, folder)
+            workers[i] = ab.Worker(w.side, 0, args, folder, PLUGIN)
 
 
 class _Run:
@@ -271,7 +272,7 @@ class _Run:
     def hold(self):
         """Each side runs its one matching case up to its benchmark call."""
         for w in self.workers:
-            w.conn.send([select(self.case, [tuple(c) for c in w.recv(ab.START_S)[1]], w.side.name)])
+            w.conn.send([select(self.case, [c[0] for c in w.recv(ab.START_S)[1]], w.side.name)])
         for w in self.workers:
             msg = w.recv(ab.START_S)
             if msg[0] != "ready":
@@ -315,7 +316,8 @@ def run(case: str, base: ab.Side, cand: ab.Side, args: list[str], folder: Path, 
     """`imgbench explain`: both sides profiled in pairs of blocks; the operator tables and traces written
     into `out`. Past `max_seconds` the workers are stopped, and the outcome says how far it got."""
     start = time.monotonic()
-    shutil.copyfile(Path(__file__).with_name("profworker.py"), folder / f"{ab.PLUGIN}.py")  # what Worker loads
+    for module, name in (("abworker", ab.PLUGIN), ("profworker", PLUGIN)):  # the second imports the first
+        shutil.copyfile(Path(__file__).with_name(f"{module}.py"), folder / f"{name}.py")
     args = [*args, "-k", case.rsplit("::", 1)[-1]]  # a node id's last part is what -k matches
     workers: list[ab.Worker] = []
     cut = threading.Event()
@@ -332,7 +334,7 @@ def run(case: str, base: ab.Side, cand: ab.Side, args: list[str], folder: Path, 
     done, busy = 0, None
     try:
         for side in (base, cand):  # both start at once: each takes seconds to import torch and collect
-            workers.append(ab.Worker(side, 0, args, folder))
+            workers.append(ab.Worker(side, 0, args, folder, PLUGIN))
         for i in range(2):
             _connect(workers, i, args, folder, note)
         r.hold()

@@ -13,6 +13,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from repos import commit
 
 from conftest import ROOT
 from imgbench import ab, cli, verdict
@@ -239,11 +240,6 @@ def test_a_significance_level_outside_0_1_is_refused(capsys):
     assert "argument --alpha: '2' is not a significance level (valid: above 0 and below 1)" in capsys.readouterr().err
 
 
-def git(repo, *args):
-    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
-                   capture_output=True)
-
-
 def test_end_to_end_two_commits(tmp_path):
     """A throwaway repository: the base commit as it is; the candidate sleeps 3 ms more per forward and
     adds a pytest option of its own, which the base does not know."""
@@ -253,24 +249,19 @@ def test_end_to_end_two_commits(tmp_path):
     for name in ("conftest.py", "pyproject.toml"):
         shutil.copy(ROOT / name, repo / name)
     bench = (ROOT / "benches" / "bench_forward.py").read_text()
-    (repo / "benches" / "bench_forward.py").write_text(bench)
-    git(repo, "init", "-q")
-    git(repo, "add", ".")
-    git(repo, "commit", "-qm", "base")
+    commit(repo, {"benches/bench_forward.py": bench}, "base")
     slow = bench.replace("    measure(case.forward(), case.info())",
                          "    import time\n    w = case.forward()\n    f = w.fn\n"
                          "    w.fn = lambda: (time.sleep(0.003), f())\n    measure(w, case.info())")
     assert slow != bench
-    (repo / "benches" / "bench_forward.py").write_text(slow)
-    (repo / "benches" / "conftest.py").write_text(textwrap.dedent('''
+    commit(repo, {"benches/bench_forward.py": slow, "benches/conftest.py": textwrap.dedent('''
         def pytest_addoption(parser):
             parser.addoption("--new-thing", default=None)
-    '''))
-    git(repo, "add", ".")
-    git(repo, "commit", "-qm", "slower")
+    ''')}, "slower")
     proc = subprocess.run([sys.executable, "-m", "imgbench", "ab", "--base", "HEAD~1", "--budget", "1",
-                           "--model", "mlp", "--batch-size", "4", "--device", "cpu", "--seed", "7", "--",
-                           "-k", "test_forward", "--new-thing=1"],
+                           "--model", "mlp", "--batch-size", "4", "--device", "cpu", "--seed", "7",
+                           "--regressions", str(tmp_path / "regressed.txt"), "--", "-k", "test_forward",
+                           "--new-thing=1"],
                           cwd=repo, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(repo)})
     row = next(line for line in proc.stdout.splitlines() if line.startswith("test_forward[mlp-cpu-bs4]"))
@@ -278,6 +269,7 @@ def test_end_to_end_two_commits(tmp_path):
         pytest.skip("the machine was busy: the A/B rightly gave no verdict")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert row.endswith("regression")
+    assert (tmp_path / "regressed.txt").read_text() == "test_forward[mlp-cpu-bs4]\n"
     assert "seed 7 (replay the pair order with --seed 7)" in proc.stderr
     assert "the base does not know --new-thing=1: dropped for the base" in proc.stderr
     assert "1 case(s) in both versions" in proc.stderr

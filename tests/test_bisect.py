@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from repos import ON_THE_PLUGIN, commit, git
 
 from imgbench import bisect, cli
 from imgbench.cli.parser import build
@@ -135,27 +136,12 @@ def test_x(device, measure):
 '''
 
 
-def git(repo, *args) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
-                          capture_output=True, text=True).stdout
-
-
 def make_repo(path: Path, slow_at: int = 10, broken_at: int | None = None) -> list[str]:
     """16 commits of a tiny bench project on the installed plugin; the bench spins 2 ms, 4 ms from commit
     `slow_at` (0: the first) on; commit `broken_at` has a syntax error in the bench. Returns the hashes."""
-    (path / "benches").mkdir(parents=True)
-    (path / "conftest.py").write_text('pytest_plugins = ["imgbench.plugin"]\n')
-    (path / "pytest.ini").write_text("[pytest]\npython_files = bench_*.py\n")
-    git(path, "init", "-q")
-    shas = []
-    for i in range(N + 1):
-        (path / "speed.txt").write_text("4" if i >= slow_at else "2")
-        (path / "benches" / "bench_x.py").write_text(BENCH + ("def broken(:\n" if i == broken_at else ""))
-        (path / "log.txt").write_text(f"change {i}\n")
-        git(path, "add", ".")
-        git(path, "commit", "-qm", f"change {i}" + (": spin 4 ms" if i == slow_at else ""))
-        shas.append(git(path, "rev-parse", "HEAD").strip())
-    return shas
+    return [commit(path, {**ON_THE_PLUGIN, "speed.txt": "4" if i >= slow_at else "2", "log.txt": f"change {i}\n",
+                          "benches/bench_x.py": BENCH + ("def broken(:\n" if i == broken_at else "")},
+                   f"change {i}" + (": spin 4 ms" if i == slow_at else "")) for i in range(N + 1)]
 
 
 def bisect_cli(repo: Path, *extra: str, **popen):
@@ -217,18 +203,11 @@ def test_no_slowdown_from_good_to_bad_is_exit_1(tmp_path):
 def branched(tmp_path):
     """main: A - C; a side branch from A: B."""
     repo = tmp_path / "repo"
-    (repo / "benches").mkdir(parents=True)
-    (repo / "benches" / "bench_x.py").write_text(BENCH)
-    (repo / "speed.txt").write_text("2")
-    git(repo, "init", "-q")
-    git(repo, "add", ".")
-    git(repo, "commit", "-qm", "A")
+    commit(repo, {"benches/bench_x.py": BENCH, "speed.txt": "2"}, "A")
     git(repo, "checkout", "-qb", "side")
-    (repo / "speed.txt").write_text("3")
-    git(repo, "commit", "-qam", "B")
+    commit(repo, {"speed.txt": "3"}, "B")
     git(repo, "checkout", "-q", "-")
-    (repo / "speed.txt").write_text("4")
-    git(repo, "commit", "-qam", "C")
+    commit(repo, {"speed.txt": "4"}, "C")
     return repo
 
 

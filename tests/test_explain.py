@@ -6,11 +6,14 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from repos import ON_THE_PLUGIN, commit
 
-from imgbench import cli, explain
+from conftest import ROOT
+from imgbench import cli, explain, verdict
 
 
 def profile(side, step_us, ops_us, steps=10, device="cpu"):
@@ -146,11 +149,10 @@ def test_bad_numbers_are_refused_by_the_parser(capsys):
 
 
 def test_the_one_case_is_chosen_exactly_or_refused():
-    listed = [("benches/bench_m.py::test_m[cpu]", "test_m[cpu]"),
-              ("benches/bench_m.py::test_m[cpu-bs4]", "test_m[cpu-bs4]")]
+    listed = ["benches/bench_m.py::test_m[cpu]", "benches/bench_m.py::test_m[cpu-bs4]"]
     assert explain.select("test_m[cpu]", listed, "base") == "benches/bench_m.py::test_m[cpu]"
-    assert explain.select("benches/bench_m.py::test_m[cpu-bs4]", listed, "base") == listed[1][0]
-    assert explain.select("bs4", listed[1:], "base") == listed[1][0]
+    assert explain.select("benches/bench_m.py::test_m[cpu-bs4]", listed, "base") == listed[1]
+    assert explain.select("bs4", listed[1:], "base") == listed[1]
     with pytest.raises(explain.ExplainError, match=r"'test_m' matches 2 cases of the candidate: test_m\[cpu\], "
                                                    r"test_m\[cpu-bs4\] \(name one\)"):
         explain.select("test_m", listed, "candidate")
@@ -177,26 +179,14 @@ def test_m(device, measure):
 EXTRA = "        nn.Conv2d(16, 16, 5, padding=2), nn.ReLU(),\n"
 
 
-def git(repo, *args):
-    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
-                   capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """A bench project on the installed imgbench: the model, then the model with one convolution more."""
     repo = tmp_path_factory.mktemp("explain") / "repo"
-    (repo / "benches").mkdir(parents=True)
-    (repo / "pytest.ini").write_text("[pytest]\npython_files = bench_*.py\n")
-    (repo / "conftest.py").write_text('pytest_plugins = ["imgbench.plugin"]\n')
-    (repo / "benches" / "bench_m.py").write_text(BENCH)
-    git(repo, "init", "-q")
-    git(repo, "add", ".")
-    git(repo, "commit", "-qm", "base")
+    commit(repo, {**ON_THE_PLUGIN, "benches/bench_m.py": BENCH}, "base")
     slower = BENCH.replace("        nn.AdaptiveAvgPool2d", EXTRA + "        nn.AdaptiveAvgPool2d")
     assert slower != BENCH
-    (repo / "benches" / "bench_m.py").write_text(slower)
-    git(repo, "commit", "-qam", "one convolution more")
+    commit(repo, {"benches/bench_m.py": slower}, "one convolution more")
     return repo
 
 
@@ -234,3 +224,65 @@ def test_end_to_end_cut_at_the_time_limit_says_so(repo, tmp_path):
     assert lines[0] == "test_m[cpu]: not profiled"
     assert lines[1].startswith("cut at --max-seconds 1: nothing profiled after ")
     assert not (tmp_path / "base.ops.json").exists()
+
+
+PLAIN = '''
+import time
+
+import pytest
+
+
+class Replay:  # a timer driven by its target, as a bench that times elsewhere and replays
+    def __call__(self):
+        return time.perf_counter()
+
+    def play(self):
+        pass
+
+
+R = Replay()
+
+
+@pytest.mark.benchmark(timer=R)
+def test_replayed(benchmark):
+    benchmark.pedantic(R.play, rounds=3, iterations=1)
+'''
+
+
+def test_a_case_replayed_from_other_processes_is_one_line_and_exit_2(tmp_path):
+    """A tree that knows nothing of imgbench (plain pytest-benchmark) runs; a replayed case cannot be profiled."""
+    repo = tmp_path / "plain"
+    commit(repo, {"pytest.ini": ON_THE_PLUGIN["pytest.ini"], "benches/bench_plain.py": PLAIN}, "plain")
+    proc = subprocess.run([sys.executable, "-m", "imgbench", "explain", "test_replayed", "--base", "HEAD",
+                           "--benches", "benches", "--out", str(tmp_path / "out")],
+                          cwd=repo, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == cli.EXIT_BAD_INPUT, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "imgbench: error: the base did not reach the benchmark call of test_replayed: its work runs in other "
+        "processes (replayed through its timer), which the profiler does not see")
+
+
+def test_the_ci_gate_puts_explains_table_of_a_confirmed_regression_in_the_job_summary(tmp_path):
+    """The real .ci/gate in a project whose two gate cases got a convolution more: the A/B fails the job,
+    the first regressed case's table is in the summary (GATE_EXPLAIN_CASES=1), the other is counted."""
+    gated = "import pytest\n" + BENCH.replace("def test_m", "@pytest.mark.gate\ndef test_m") + "\n\ntest_n = test_m\n"
+    repo = tmp_path / "repo"
+    commit(repo, {**ON_THE_PLUGIN, ".ci/gate": (ROOT / ".ci" / "gate").read_text(), "benches/bench_m.py": gated},
+           "base")
+    commit(repo, {"benches/bench_m.py": gated.replace("        nn.AdaptiveAvgPool2d",
+                                                      EXTRA + "        nn.AdaptiveAvgPool2d")}, "slower")
+    summary = tmp_path / "summary.md"
+    proc = subprocess.run(["bash", str(repo / ".ci" / "gate")], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "IMGBENCH": str(Path(sys.executable).parent / "imgbench"),
+                               "GATE_BASE_REF": "HEAD~1", "GATE_EXPLAIN_CASES": "1", "GATE_EXPLAIN_S": "240",
+                               "GITHUB_STEP_SUMMARY": str(summary)})
+    text = summary.read_text()
+    if f"| {verdict.CONTENDED} |" in text:
+        pytest.skip("the machine was busy: the A/B rightly gave no verdict")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "### What got slower: imgbench explain against HEAD~1 (at most 240 s a case)" in text
+    table = text.split("**imgbench explain** test_m[cpu]: self CPU time per step, base HEAD~1 (", 1)[1]
+    top = [line for line in table.splitlines() if line.startswith("| `")][0]
+    assert "conv" in top and "| 1 -> 2 |" in top, text
+    assert "1 more regressed case(s) not explained (GATE_EXPLAIN_CASES=1)" in text
+    assert (repo / "results" / "explain" / "1" / "candidate.trace.json").is_file()

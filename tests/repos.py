@@ -1,0 +1,28 @@
+"""Throwaway git repositories of bench projects, for the end-to-end tests of ab, bisect and explain."""
+
+import subprocess
+from pathlib import Path
+
+ON_THE_PLUGIN = {  # a bench project on the installed imgbench
+    "conftest.py": 'pytest_plugins = ["imgbench.plugin"]\n',
+    "pytest.ini": "[pytest]\npython_files = bench_*.py\n",
+}
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
+                          capture_output=True, text=True).stdout
+
+
+def commit(repo: Path, files: dict[str, str], message: str) -> str:
+    """Write `files` (relative path -> text) into `repo`, a repository from its first commit, and commit
+    everything there; returns the commit's hash."""
+    if not (repo / ".git").exists():
+        repo.mkdir(parents=True, exist_ok=True)
+        git(repo, "init", "-q")
+    for name, text in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", message)
+    return git(repo, "rev-parse", "HEAD").strip()

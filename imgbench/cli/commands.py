@@ -269,6 +269,11 @@ def cmd_ab(args) -> int:
     notes += [f"{name}: not compared ({why})" for name, why in out.not_run.items()]
     notes += [f"{v.name}: {v.why}" for v in out.verdicts if v.why]
     code = _report(out.verdicts, args.markdown, notes)
+    if args.regressions:
+        from imgbench import files
+
+        with files.atomic(args.regressions) as tmp:
+            tmp.write_text("".join(f"{v.name}\n" for v in out.verdicts if v.verdict == verdict.REGRESSION))
     if out.broken:
         print(f"the candidate fails {len(out.broken)} case(s) the base runs: {', '.join(out.broken)}")
         return max(code, 1)

@@ -215,6 +215,8 @@ def build() -> argparse.ArgumentParser:
     ab.add_argument("--seed", type=int, help="seed of the pair order (default: drawn, printed)")
     _budget(ab)
     ab.add_argument("--markdown", action="store_true", help="print a markdown table")
+    ab.add_argument("--regressions", metavar="PATH", help="also write the test ids of the cases that regressed to "
+                                                           "PATH, one a line (empty when none), e.g. for explain")
     _pytest_rest(ab, ", e.g. -- -k forward")
 
     g = _bench_command(sub, "gate-check", "measure the real gate: job-level A/A false alarms and detection of "

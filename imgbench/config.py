@@ -123,3 +123,9 @@ def epoch_size(profile: Profile, shape: tuple[int, int, int]) -> int:
 def image_size(default: int, profile: Profile) -> int:
     """The one image-size rule of every family: the model's own size, capped by the profile."""
     return min(default, profile.max_image_size) if profile.max_image_size else default
+
+
+# imgbench explain: pairs of profiled blocks per case. On the 2-core development box the two blocks of a pair
+# of kerascnn's forward differ by ~15%: 8 pairs missed a +0.5 ms convolution in a 9 ms step, 48 found it
+# (31 s in all), and an A/A at 48 showed no line.
+EXPLAIN_PAIRS = 48

@@ -36,10 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from imgbench import ab, contention, files, storage, table
+from imgbench import ab, config, contention, files, storage, table
 from imgbench.errors import UserError
 
-PAIRS = 8         # pairs of blocks
+PAIRS = config.EXPLAIN_PAIRS  # pairs of blocks
 WARMUP = 3        # calls per side after the bench's own warm-up, before the first block
 BLOCK_S = 0.2     # calls per block: about this long (at least one call)
 MAX_STEPS = 200

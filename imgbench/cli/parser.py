@@ -281,7 +281,8 @@ def build() -> argparse.ArgumentParser:
     ex.add_argument("--out", metavar="DIR", help="folder for the traces and operator tables (default: a new "
                                                  "temporary folder, printed)")
     ex.add_argument("--pairs", type=_number(lambda v: v >= 1 and v == int(v), "a whole number of pairs (valid: 1 "
-                                            "or more)"), default=8, help="pairs of blocks (default: 8)")
+                                            "or more)"), default=config.EXPLAIN_PAIRS,
+                    help=f"pairs of blocks (default: {config.EXPLAIN_PAIRS})")
     ex.add_argument("--warmup", type=_number(lambda v: v >= 0 and v == int(v), "a whole number of calls (valid: 0 "
                                              "or more)"), default=3,
                     help="calls per side before the first block, after the bench's own warm-up (default: 3)")

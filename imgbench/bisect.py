@@ -109,8 +109,8 @@ def line(repo: Path, good: str, bad: str) -> list[Commit]:
                           "from the history that leads to BAD")
     after = _log(repo, "--first-parent", "--reverse", f"{g}..{b}")
     if after[0].parent != g:
-        raise BisectError(f"GOOD {good!r} ({g[:7]}) came into BAD {bad!r} through a merge, off its first-parent "
-                          f"line: give a GOOD from `git log --first-parent {bad}`")
+        raise BisectError(f"GOOD {good!r} ({g[:7]}) came into BAD {bad!r} ({b[:7]}) through a merge, off its "
+                          f"first-parent line: give a GOOD from `git log --first-parent {bad}`")
     return _log(repo, "-1", g) + after
 
 

@@ -211,6 +211,25 @@ def branched(tmp_path):
     return repo
 
 
+def test_the_line_follows_first_parents_past_a_merge(tmp_path):
+    """main: A - C - M - D, M merging a side branch B off A: the line is A, C, M, D (M stands for B's
+    change), and a GOOD that came in through the merge is refused."""
+    repo = tmp_path / "repo"
+    a = commit(repo, {"main.txt": "a"}, "A")
+    git(repo, "checkout", "-qb", "side")
+    b = commit(repo, {"side.txt": "b"}, "B")
+    git(repo, "checkout", "-q", "-")
+    c = commit(repo, {"main.txt": "c"}, "C")
+    git(repo, "merge", "-q", "--no-ff", "-m", "M", "side")
+    m = git(repo, "rev-parse", "HEAD").strip()
+    d = commit(repo, {"main.txt": "d"}, "D")
+    assert [x.sha for x in bisect.line(repo, a, d)] == [a, c, m, d]
+    assert [x.subject for x in bisect.line(repo, c, d)] == ["C", "M", "D"]
+    with pytest.raises(bisect.BisectError, match=rf"GOOD '{b}' \({b[:7]}\) came into BAD '{d}' \({d[:7]}\) "
+                                                 r"through a merge, off its first-parent line"):
+        bisect.line(repo, b, d)
+
+
 @pytest.mark.parametrize("good, bad, message", [
     ("side", "HEAD", r"GOOD 'side' \(\w{7}\) is not an ancestor of BAD 'HEAD' \(\w{7}\): give a GOOD from the "
                      r"history that leads to BAD"),

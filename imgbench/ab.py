@@ -97,7 +97,7 @@ class Worker:
     """One pytest process running one side's tree, connected to the coordinator by its own socket."""
 
     def __init__(self, side: Side, index: int, args: list[str], folder: Path, plugin: str = PLUGIN):
-        self.side, self.name = side, f"{side.name} worker {index + 1}"
+        self.side, self.index, self.plugin, self.name = side, index, plugin, f"{side.name} worker {index + 1}"
         self.log = folder / f"{side.name}{index + 1}.log"
         key = secrets.token_bytes(16)
         self.listener = Listener(str(folder / f"{side.name}{index + 1}.sock"), family="AF_UNIX", authkey=key)
@@ -364,18 +364,38 @@ class Session:
                 return
 
 
-def _start(side: Side, args: list[str], folder: Path, workers: int) -> list[Worker]:
+def connected(w: Worker, args: list[str], folder: Path, note: Callable[[str], None]) -> tuple[Worker, list[str]]:
+    """`w` once it has collected its cases. A base whose pytest does not know options of `args` (exit 4,
+    "unrecognized arguments": e.g. one the candidate's own conftest adds) is started again without them,
+    with a note. Returns the worker and the arguments it runs with; a worker that fails is stopped."""
+    while True:
+        try:
+            w.connect()
+            return w, args
+        except BaseException as e:
+            w.stop()
+            stopped = isinstance(e, WorkerStopped) and e.code == 4 and w.side.name == "base"
+            refused = unknown_options(w) if stopped else []
+            if not refused or not set(refused) <= set(args):
+                raise
+            args = without(args, refused)
+            note(f"the base does not know {' '.join(refused)}: dropped for the base")
+            w = Worker(w.side, w.index, args, folder, w.plugin)
+
+
+def _start(side: Side, args: list[str], folder: Path, workers: int, note: Callable[[str], None]
+           ) -> tuple[list[Worker], list[str]]:
     ws: list[Worker] = []
     try:
         for i in range(workers):
             ws.append(Worker(side, i, args, folder))
-        for w in ws:
-            w.connect()
+        for i, w in enumerate(ws):
+            ws[i], args = connected(w, args, folder, note)
     except BaseException:
         for w in ws:
             w.stop()
         raise
-    return ws
+    return ws, args
 
 
 @contextmanager
@@ -386,21 +406,11 @@ def session(base: Side, cand: Side, args: list[str], folder: Path, seed: int, wo
     shutil.copyfile(Path(__file__).with_name("abworker.py"), folder / f"{PLUGIN}.py")
     started: list[Worker] = []
     try:
-        cand_ws = _start(cand, args, folder, workers)
+        cand_ws, _ = _start(cand, args, folder, workers, note)
         started += cand_ws
-        base_args, dropped = list(args), []
-        while True:
-            try:
-                base_ws = _start(base, base_args, folder, workers)
-                break
-            except WorkerStopped as e:
-                refused = unknown_options(e.worker) if e.code == 4 else []
-                if not refused or not set(refused) <= set(base_args):
-                    raise
-                base_args = without(base_args, refused)
-                dropped += refused
-                note(f"the base does not know {' '.join(refused)}: dropped for the base")
+        base_ws, base_args = _start(base, args, folder, workers, note)
         started += base_ws
+        dropped = list((Counter(args) - Counter(base_args)).elements())
         lists = {id(w): w.recv(START_S)[1] for w in started}
         both, only_base, only_cand = match(lists[id(base_ws[0])], lists[id(cand_ws[0])])
         for w in started:

@@ -15,29 +15,27 @@ lasts; each look's interval is taken at alpha split over the possible looks and 
 under contention is dropped. A commit that does not run the cases (its worker stops, a case fails or
 is not collected) is skipped, as `git bisect skip` does: the next commit tried is the untried one
 nearest the middle of the range left. Checkouts live in one temporary folder and are removed whatever
-ends the run (Ctrl-C, SIGTERM); at most two at a time: GOOD's and the commit under test."""
+ends the run (Ctrl-C; SIGTERM, which the command line turns into Ctrl-C); at most two at a time: GOOD's
+and the commit under test."""
 
 from __future__ import annotations
 
 import math
 import os
 import re
-import signal
 import subprocess
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from imgbench import ab, contention, stats, verdict
+from imgbench import ab, config, contention, stats, verdict
 from imgbench.errors import UserError
 
 SLOW, FAST, UNDECIDED, SKIPPED = "slow", "fast", "undecided", "skipped"
 FOUND, NO_SLOWDOWN, OPEN = 0, 1, 3  # exit codes (2: bad input)
-STEP_BUDGET_S = 60.0
+STEP_BUDGET_S = config.BISECT_STEP_BUDGET_S
 SUBJECT = 50  # characters of a commit's subject shown
 LISTED = 10   # commits named in a range left open; the rest counted
 EXCEPTION = re.compile(r"^E\s+(\w[\w.]*(?:Error|Exception)\b.*)")  # pytest's "E   SyntaxError: ..." line
@@ -209,7 +207,8 @@ def _read(p: ab.Pairing, judge: Judge, level: float, budget_s: float) -> tuple[R
     for total in LADDER:
         while len(d) < total:
             if sets and time.monotonic() - start + (total - len(d)) * p.pair_s > budget_s:
-                return replace(reading, why=dropped or f"too noisy to say within the budget, {len(d)} pairs"), sets - 1
+                why = dropped or f"too noisy to say within --budget {budget_s:g} s, {len(d)} pairs"
+                return replace(reading, why=why), sets - 1
             t = ab.Trial(p.m.name, [], [], [], p.calls, 0.0)
             snap = contention.snapshot()
             p._pairs(t, total - len(d), 0.0)
@@ -238,7 +237,9 @@ def _measure(good: ab.Side, cand: ab.Side, args: list[str], folder: Path, seed: 
     with ab.session(good, cand, args, folder, seed, note=note) as s:
         named = judges if isinstance(judges, dict) else {m.name: judges for m in s.cases}
         not_run.update({n: "not collected" for n in named if n not in {m.name for m in s.cases}})
-        level = alpha / (len(LADDER) * max(1, len(named)))
+        # Each look calls a case by one bound of a two-sided interval: wrong with a chance of at most half
+        # its level, so the level is 2 alpha split over the looks and the cases (as ab.decide does).
+        level = 2 * alpha / (len(LADDER) * max(1, len(named)))
         for m, p in s.each():  # walked to the end: the workers wait for every case
             if m.name not in named or (isinstance(judges, dict) and any(r.verdict == SLOW for r in readings)):
                 continue
@@ -290,23 +291,6 @@ class _Checkouts:
             self.remove(path)
 
 
-@contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM ends the run as Ctrl-C does, through every `finally`: no worker or checkout is left."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
 @dataclass
 class Outcome:
     code: int                 # FOUND, NO_SLOWDOWN or OPEN
@@ -343,8 +327,12 @@ class _Stepper:
                 not_run = {c: f"not collected: {found}" if w == "not collected" else w for c, w in not_run.items()}
             step = _step(number, i, commit, readings, not_run, added)
         except ab.WorkerStopped as e:
-            who = "GOOD's" if e.worker.side is self.good else "BAD's" if i == n else "its"
-            step = Step(number, i, commit, SKIPPED, [], f"{who} worker stopped (exit {e.code}): {e.worker.tail()}")
+            if e.worker.side is self.good:  # not this commit's fault, and nothing left to read commits against
+                step = Step(number, i, commit, UNDECIDED, [], f"GOOD's worker stopped (exit {e.code}): "
+                                                              f"{e.worker.tail()}")
+            else:
+                who = "BAD's" if i == n else "its"
+                step = Step(number, i, commit, SKIPPED, [], f"{who} worker stopped (exit {e.code}): {e.worker.tail()}")
         finally:
             self.trees.remove(path)
         self.steps.append(step)
@@ -359,19 +347,19 @@ def run(here: Path, commits: list[Commit], args: list[str], python: str, alpha: 
     n, repo = len(commits) - 1, toplevel(here)
     note(f"{n} commit(s) after GOOD up to BAD along first parents: about {math.ceil(math.log2(n))} step(s) after "
          f"step 0; seed {seed} (replay the pair orders with --seed {seed})")
-    with _sigterm_interrupts(), tempfile.TemporaryDirectory(prefix="imgbench-bisect-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="imgbench-bisect-") as tmp:
         note(f"checkouts and worker logs in {tmp}, removed at the end")
         trees = _Checkouts(repo, Path(tmp))
         try:
             rel = here.resolve().relative_to(repo)
             good = ab.Side("base", trees.add(commits[0]) / rel, python)
             step = _Stepper(commits, trees, good, rel, args, alpha, budget_s, seed, note)
-            return _bisect(step, min_effect, budget_s, show, note)
+            return _bisect(step, min_effect, show, note)
         finally:
             trees.close()
 
 
-def _bisect(step: _Stepper, min_effect: float, budget_s: float, show: Callable[[str], None],
+def _bisect(step: _Stepper, min_effect: float, show: Callable[[str], None],
             note: Callable[[str], None]) -> Outcome:
     """Step 0 (BAD against GOOD: the slowdown to find), then the commits between, halving the range."""
     n = len(step.commits) - 1
@@ -396,7 +384,7 @@ def _bisect(step: _Stepper, min_effect: float, budget_s: float, show: Callable[[
         if step.steps[-1].verdict == UNDECIDED:
             break
         search.record(i, step.steps[-1].verdict)
-    return _conclude(step.commits, step.steps, search, midpoints, budget_s)
+    return _conclude(step.commits, step.steps, search, midpoints)
 
 
 def _step(number: int, i: int, commit: Commit, readings: list[Reading], not_run: dict[str, str],
@@ -430,8 +418,7 @@ def _names(commits: list[Commit], idx: list[int], steps: dict[int, Step]) -> str
     return ", ".join(one(i) for i in idx[:LISTED]) + more
 
 
-def _conclude(commits: list[Commit], steps: list[Step], search: Search, midpoints: dict[str, float],
-              budget_s: float) -> Outcome:
+def _conclude(commits: list[Commit], steps: list[Step], search: Search, midpoints: dict[str, float]) -> Outcome:
     n = len(commits) - 1
     at = {s.index: s for s in steps}  # each commit's step (a commit is tried once)
     mids = ", ".join(f"{c} x{m:.3f}" for c, m in midpoints.items())
@@ -442,7 +429,7 @@ def _conclude(commits: list[Commit], steps: list[Step], search: Search, midpoint
     if steps[-1].verdict == UNDECIDED:
         last = steps[-1]
         return Outcome(OPEN, steps, [
-            f"undecided at step {last.number}, {last.commit}, within --budget {budget_s:g} s: {last.why}",
+            f"undecided at step {last.number}, {last.commit}: {last.why}",
             f"the first slow commit is one of {len(suspects)}: {_names(commits, suspects, at)}",
             f"last fast: {'GOOD ' if search.lo == 0 else ''}{commits[search.lo]}; midpoints: {mids}", count],
             suspects=[commits[i] for i in suspects])

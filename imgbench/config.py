@@ -129,3 +129,7 @@ def image_size(default: int, profile: Profile) -> int:
 # of kerascnn's forward differ by ~15%: 8 pairs missed a +0.5 ms convolution in a 9 ms step, 48 found it
 # (31 s in all), and an A/A at 48 showed no line.
 EXPLAIN_PAIRS = 48
+EXPLAIN_WARMUP = 3  # calls per side after the bench's own warm-up, before the first profiled block
+
+# imgbench bisect: seconds of pairs per case and step before a step that cannot say stops the bisection.
+BISECT_STEP_BUDGET_S = 60.0

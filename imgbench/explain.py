@@ -40,7 +40,7 @@ from imgbench import ab, config, contention, files, storage, table
 from imgbench.errors import UserError
 
 PAIRS = config.EXPLAIN_PAIRS  # pairs of blocks
-WARMUP = 3        # calls per side after the bench's own warm-up, before the first block
+WARMUP = config.EXPLAIN_WARMUP
 BLOCK_S = 0.2     # calls per block: about this long (at least one call)
 MAX_STEPS = 200
 Z = 4.0           # standard errors: over the few dozen operators of a case, an A/A line beyond is rare
@@ -69,8 +69,8 @@ class Profile:
     def per_step(self, name: str, n: int) -> np.ndarray:
         return np.array([b.get(name, (0, 0.0))[1] * 1e-6 / self.steps for b in self.ops[:n]])
 
-    def calls(self, name: str) -> float:
-        return float(np.median([b.get(name, (0, 0.0))[0] / self.steps for b in self.ops]))
+    def calls(self, name: str, n: int) -> float:
+        return float(np.median([b.get(name, (0, 0.0))[0] / self.steps for b in self.ops[:n]]))
 
 
 def save(p: Profile, path: Path):
@@ -151,7 +151,7 @@ def diff(base: Profile, cand: Profile) -> Diff:
     n = min(len(base.step_s), len(cand.step_s))
     step = _line("step time", np.array(base.step_s[:n]), np.array(cand.step_s[:n]), float(np.median(base.step_s[:n])))
     names = sorted({k for p in (base, cand) for b in p.ops[:n] for k in b})
-    lines = [_line(k, base.per_step(k, n), cand.per_step(k, n), step.base_s, (base.calls(k), cand.calls(k)))
+    lines = [_line(k, base.per_step(k, n), cand.per_step(k, n), step.base_s, (base.calls(k, n), cand.calls(k, n)))
              for k in names]
     return Diff(base, cand, n, step, sorted(lines, key=lambda line: -line.added_s))
 
@@ -243,23 +243,6 @@ def out_folder(given: str | None) -> Path:
     return storage.writable_folder(Path(given), "--out")
 
 
-def _connect(workers: list[ab.Worker], i: int, args: list[str], folder: Path, note: Callable[[str], None]):
-    """Wait for workers[i] to collect its cases; an option the base's pytest does not know is dropped for it
-    (with a note) and the base started again."""
-    while True:
-        w = workers[i]
-        try:
-            return w.connect()
-        except ab.WorkerStopped as e:
-            w.stop()
-            refused = ab.unknown_options(w) if e.code == 4 and w.side.name == "base" else []
-            if not refused or not set(refused) <= set(args):
-                raise
-            args = ab.without(args, refused)
-            note(f"the base does not know {' '.join(refused)}: dropped for the base")
-            workers[i] = ab.Worker(w.side, 0, args, folder, PLUGIN)
-
-
 class _Run:
     """Both workers through one case: selection, warm-up, block size, the pairs of blocks."""
 
@@ -281,12 +264,13 @@ class _Run:
             self.cuda[w.side.name] = msg[2]
 
     def warm_up(self, calls: int):
-        """`calls` calls and one profiled call per side (the profiler's own start-up), then the block size."""
+        """`calls` calls and one profiled call per side (the profiler's own start-up), then the block size from
+        the slower side's median call (without warm-up calls: its profiled call)."""
         per_call = []
         for w in self.workers:
             times = self._ask(w, "warmup", calls)[0] if calls else []
-            self._ask(w, "block", 1, None)
-            per_call.append(float(np.median(times)) if times else 0.0)
+            profiled = self._ask(w, "block", 1, None)[0]
+            per_call.append(float(np.median(times)) if times else profiled)
         self.steps = int(min(MAX_STEPS, max(1, round(BLOCK_S / max(max(per_call), 1e-9)))))
 
     def pair(self, i: int):
@@ -336,7 +320,7 @@ def run(case: str, base: ab.Side, cand: ab.Side, args: list[str], folder: Path, 
         for side in (base, cand):  # both start at once: each takes seconds to import torch and collect
             workers.append(ab.Worker(side, 0, args, folder, PLUGIN))
         for i in range(2):
-            _connect(workers, i, args, folder, note)
+            workers[i], _ = ab.connected(workers[i], args, folder, note)
         r.hold()
         note(f"both sides hold {case}: warming up")
         r.warm_up(warmup)

@@ -1,4 +1,5 @@
-"""Throwaway git repositories of bench projects, for the end-to-end tests of ab, bisect and explain."""
+"""Throwaway git repositories of bench projects, for the end-to-end tests of ab, bisect and explain, and the
+processes such a run may leave behind."""
 
 import subprocess
 from pathlib import Path
@@ -26,3 +27,15 @@ def commit(repo: Path, files: dict[str, str], message: str) -> str:
     git(repo, "add", ".")
     git(repo, "commit", "-qm", message)
     return git(repo, "rev-parse", "HEAD").strip()
+
+
+def stray_processes(text: str) -> list[int]:
+    """Processes whose command line holds `text` (a run's folder, a worker plugin's name): workers left running."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and text in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found

@@ -240,6 +240,15 @@ def test_a_significance_level_outside_0_1_is_refused(capsys):
     assert "argument --alpha: '2' is not a significance level (valid: above 0 and below 1)" in capsys.readouterr().err
 
 
+def test_a_regressions_path_that_cannot_be_written_is_refused_before_the_run(tmp_path, capsys):
+    assert cli.main(["ab", "--base", "HEAD", "--regressions", str(tmp_path)]) == cli.EXIT_BAD_INPUT
+    assert capsys.readouterr().err.strip() == (f"imgbench: error: --regressions {str(tmp_path)!r} is a folder "
+                                               "(give a file to write)")
+    (tmp_path / "file").write_text("")
+    assert cli.main(["ab", "--base", "HEAD", "--regressions", str(tmp_path / "file" / "r.txt")]) == cli.EXIT_BAD_INPUT
+    assert capsys.readouterr().err.strip().startswith(f"imgbench: error: --regressions: cannot create {tmp_path}")
+
+
 def test_end_to_end_two_commits(tmp_path):
     """A throwaway repository: the base commit as it is; the candidate sleeps 3 ms more per forward and
     adds a pytest option of its own, which the base does not know."""

@@ -11,10 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-from repos import ON_THE_PLUGIN, commit, git
+from repos import ON_THE_PLUGIN, commit, git, stray_processes
 
-from imgbench import bisect, cli
+from imgbench import ab, bisect, cli
 from imgbench.cli.parser import build
 
 N = 15  # commits after GOOD: a repository of 16
@@ -70,7 +71,7 @@ def test_a_skipped_commit_beside_the_culprit_is_named_with_it_and_exit_3():
     for k, i in enumerate(tried, 1):
         found = [reading("a", 2.0 if i >= 10 else 1.0, bisect.SLOW if i >= 10 else bisect.FAST)] if i != 9 else []
         steps.append(bisect._step(k, i, commits[i], found, {"a": "not collected: ERROR"} if i == 9 else {}, 0))
-    out = bisect._conclude(commits, steps, search, {"a": math.sqrt(2.0)}, 5.0)
+    out = bisect._conclude(commits, steps, search, {"a": math.sqrt(2.0)})
     assert out.code == bisect.OPEN and out.suspects == [commits[9], commits[10]]
     assert out.summary[0] == ('the first slow commit is one of 2 (skipped commits in between): 0000009 "change 9" '
                               '(skipped: a: not collected: ERROR), 000000a "change 10" (slow)')
@@ -94,6 +95,110 @@ def test_the_midpoint_judge_calls_only_an_interval_wholly_on_one_side():
     assert judge(2.0, (1.9, 2.1)) == bisect.SLOW
     assert judge(1.0, (0.95, 1.05)) == bisect.FAST
     assert judge(1.4, (1.2, 1.6)) == bisect.UNDECIDED
+
+
+class FakePairing:
+    """ab.Pairing as _read uses it: each set of pairs appends the next of `sets` (log-ratios)."""
+
+    def __init__(self, sets, pair_s=0.0):
+        self.m, self.calls, self.pair_s = ab.Matched("test_x[cpu]", "b", "c"), 1, pair_s
+        self.sets, self.asked = list(sets), []
+
+    def _pairs(self, t, pairs, extra):
+        self.asked.append(pairs)
+        t.d += self.sets.pop(0)[:pairs]
+
+
+def noisy(n, centre, sd=0.3, seed=0):
+    return list(np.random.default_rng(seed).normal(centre, sd, n))
+
+
+def test_a_step_that_cannot_say_doubles_its_pairs_until_it_can():
+    # slow at x2 in noise the first 12 pairs cannot resolve at this level; 96 can
+    p = FakePairing([noisy(n, math.log(2.0), 1.0, seed=n) for n in (12, 12, 24, 48, 96, 108)])
+    r, added = bisect._read(p, bisect._midpoint_judge(math.sqrt(2.0)), 0.01 / 6, budget_s=60)
+    assert p.asked[:2] == [12, 12] and r.verdict == bisect.SLOW and r.pairs == sum(p.asked)
+    assert r.pairs in bisect.LADDER and added == len(p.asked) - 1
+
+
+def test_a_step_stops_at_its_budget_and_says_so():
+    p = FakePairing([noisy(300, 0.0, 1.0, seed=1)] * 6, pair_s=1.0)  # a pair costs 1 s: the next set needs 12 s
+    r, added = bisect._read(p, bisect._midpoint_judge(math.sqrt(2.0)), 0.01 / 6, budget_s=5)
+    assert p.asked == [12] and added == 0
+    assert (r.verdict, r.why) == (bisect.UNDECIDED, "too noisy to say within --budget 5 s, 12 pairs")
+
+
+def test_pairs_measured_under_contention_are_dropped(monkeypatch):
+    flags = iter(["measured under contention: other processes took 60% of the CPUs", None])
+    monkeypatch.setattr(bisect.contention, "flag", lambda record: next(flags))
+    p = FakePairing([[5.0] * 12, [0.0] * 12])  # the first set (contended) would read x148
+    r, _ = bisect._read(p, bisect._midpoint_judge(math.sqrt(2.0)), 0.01 / 6, budget_s=60)
+    assert p.asked == [12, 12] and r.pairs == 12 and r.ratio == pytest.approx(1.0) and r.verdict == bisect.FAST
+
+
+def test_step_0_calls_a_slowdown_by_the_minimum_effect():
+    judge = bisect._first_judge(0.10)
+    assert judge(1.5, (1.3, 1.7)) == bisect.SLOW
+    assert judge(1.0, (0.97, 1.03)) == bisect.FAST
+    assert judge(1.2, (0.9, 1.6)) == bisect.UNDECIDED
+
+
+def test_an_undecided_step_ends_the_bisection_naming_what_is_left_exit_3():
+    commits = [bisect.Commit(f"{i:040x}", f"{i:07x}", f"{i - 1:040x}", "2026-01-01", f"change {i}")
+               for i in range(N + 1)]
+    search = bisect.Search(hi=N)
+    search.record(8, bisect.SLOW)
+    steps = [bisect._step(0, N, commits[N], [reading("a", 2.0, bisect.SLOW)], {}, 0),
+             bisect._step(1, 8, commits[8], [reading("a", 2.0, bisect.SLOW)], {}, 0),
+             bisect._step(2, 4, commits[4], [reading("a", 1.4, bisect.UNDECIDED)], {}, 5)]
+    out = bisect._conclude(commits, steps, search, {"a": math.sqrt(2.0)})
+    assert out.code == bisect.OPEN == 3 and out.suspects == commits[1:9]
+    assert out.summary[0] == ('undecided at step 2, 0000004 "change 4": a: too noisy to say in 300 pairs')
+    assert out.summary[1].startswith("the first slow commit is one of 8: 0000001 \"change 1\", ")
+    assert "0000004 \"change 4\" (undecided)" in out.summary[1]
+    assert out.summary[2] == 'last fast: GOOD 0000000 "change 0"; midpoints: a x1.414'
+    assert "5 set(s) of pairs added" in out.summary[3]
+
+
+def test_step_0_that_cannot_say_is_exit_3_and_no_slowdown_is_exit_1():
+    open_ = bisect._step(0, N, COMMIT, [reading("a", 1.2, bisect.UNDECIDED)], {}, 0)
+    assert bisect._no_slowdown(open_, 0.1).code == bisect.OPEN
+    fast = bisect._step(0, N, COMMIT, [reading("a", 1.0, bisect.FAST)], {}, 0)
+    assert bisect._no_slowdown(fast, 0.1).code == bisect.NO_SLOWDOWN
+
+
+class FakeWorker:
+    def __init__(self, side):
+        self.side, self.name, self.log = side, f"{side.name} worker 1", Path("/nonexistent.log")
+        self.proc = type("Proc", (), {"poll": lambda self: 1})()
+
+    def tail(self):
+        return "ImportError: cannot import name 'x'"
+
+
+class FakeTrees:
+    folder = Path("/nonexistent")
+
+    def add(self, commit):
+        return Path("/nonexistent") / commit.short
+
+    def remove(self, path):
+        pass
+
+
+@pytest.mark.parametrize("whose, verdict, why", [
+    ("good", bisect.UNDECIDED, "GOOD's worker stopped (exit 1): ImportError: cannot import name 'x'"),
+    ("cand", bisect.SKIPPED, "its worker stopped (exit 1): ImportError: cannot import name 'x'"),
+])
+def test_a_stopped_worker_skips_the_commit_unless_it_is_goods(monkeypatch, whose, verdict, why):
+    good = ab.Side("base", Path("/good"), sys.executable)
+
+    def measure(g, cand, *rest):
+        raise ab.WorkerStopped(FakeWorker(good if whose == "good" else cand), "while serving")
+    monkeypatch.setattr(bisect, "_measure", measure)
+    stepper = bisect._Stepper([COMMIT] * (N + 1), FakeTrees(), good, Path("."), [], 0.01, 5.0, 0, lambda s: None)
+    step = stepper(7, {})
+    assert (step.verdict, step.why) == (verdict, why)
 
 
 @pytest.mark.parametrize("argv", [
@@ -241,18 +346,6 @@ def test_bad_commits_are_one_line_and_exit_2(branched, capsys, good, bad, messag
     assert code == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and re.fullmatch(f"imgbench: error: {message}", err[0]), err
-
-
-def stray_processes(folder: str) -> list[int]:
-    """Processes whose command line names `folder` (workers left running in it)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and folder in (proc / "cmdline").read_bytes().decode(errors="replace"):
-                found.append(int(proc.name))
-        except OSError:
-            continue
-    return found
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from repos import ON_THE_PLUGIN, commit
+from repos import ON_THE_PLUGIN, commit, git, stray_processes
 
 from conftest import ROOT
 from imgbench import cli, explain, verdict
@@ -134,11 +136,29 @@ def test_profiles_of_two_devices_are_refused(pair):
     (["explain", "test_m[cpu]", "--base", "HEAD", "--profiles", "a", "b"], "not both"),
     (["explain", "test_m[cpu]", "--base", "no-such-ref", "--device", "cpu"], "cannot check out 'no-such-ref'"),
 ])
-def test_bad_input(capsys, monkeypatch, args, message):
+def test_bad_input(capsys, monkeypatch, tmp_path, args, message):
     monkeypatch.setattr("imgbench.runner.warn_if_busy", lambda: None)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     assert cli.main(args) == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+    assert list(tmp_path.iterdir()) == []  # no output folder made for a run that did not start
+
+
+def test_without_warm_up_calls_a_block_is_sized_from_the_profiled_call(tmp_path):
+    class Side:  # a worker as _Run asks it: each answer is a profiled call of 10 ms
+        def __init__(self, name):
+            self.side, self.asked = type("S", (), {"name": name})(), []
+
+        def send(self, *msg):
+            self.asked.append(msg)
+
+        def recv(self, timeout=None):
+            return ("block", 0.010, {})
+    r = explain._Run("test_m[cpu]", [Side("base"), Side("candidate")], tmp_path)
+    r.warm_up(0)
+    assert r.steps == round(explain.BLOCK_S / 0.010)
+    assert [w.asked for w in r.workers] == [[("block", 1, None)]] * 2
 
 
 def test_bad_numbers_are_refused_by_the_parser(capsys):
@@ -224,6 +244,27 @@ def test_end_to_end_cut_at_the_time_limit_says_so(repo, tmp_path):
     assert lines[0] == "test_m[cpu]: not profiled"
     assert lines[1].startswith("cut at --max-seconds 1: nothing profiled after ")
     assert not (tmp_path / "base.ops.json").exists()
+
+
+def test_sigterm_stops_explain_with_no_checkout_or_worker_left(repo):
+    proc = subprocess.Popen([sys.executable, "-m", "imgbench", "explain", "test_m[cpu]", "--base", "HEAD~1",
+                             "--benches", "benches", "--device", "cpu", "--pairs", "500"],
+                            cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if "warming up" in line:
+                break
+        time.sleep(1)  # into the pairs of blocks
+        assert len(git(repo, "worktree", "list").strip().splitlines()) == 2  # the base's checkout, mid-run
+        proc.terminate()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == cli.EXIT_INTERRUPTED, err
+    assert "imgbench: interrupted" in err and "Traceback" not in err
+    assert len(git(repo, "worktree", "list").strip().splitlines()) == 1
+    assert stray_processes(explain.PLUGIN) == []
 
 
 PLAIN = '''

@@ -14,7 +14,7 @@ import sys
 from imgbench.cli import commands
 from imgbench.cli.parser import EXIT_BAD_INPUT, build
 from imgbench.errors import UserError
-from imgbench.runner import EXIT_INTERRUPTED
+from imgbench.runner import EXIT_INTERRUPTED, sigterm_interrupts
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "main"]
 
@@ -22,7 +22,8 @@ __all__ = ["EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "main"]
 def main(argv: list[str] | None = None) -> int:
     args = build().parse_args(argv)
     try:
-        return commands.COMMANDS[args.command](args)
+        with sigterm_interrupts():
+            return commands.COMMANDS[args.command](args)
     except UserError as e:  # only the user's mistakes: a bug keeps its traceback
         print(f"imgbench: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

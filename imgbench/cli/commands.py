@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from imgbench import options, runner, storage, verdict
+from imgbench import files, options, runner, storage, verdict
 from imgbench.cli.parser import EXIT_MEMORY_REGRESSION, family_effects, percent
 from imgbench.errors import UserError
 
@@ -251,6 +251,10 @@ def cmd_ab(args) -> int:
         raise UserError("ab needs --base GIT_REF, --base-python PATH, or both")
     args_ = _pytest_args(args)[1][1:] + _rest(args)  # each side runs its own benches/
     here = _benches_dir(args.benches).parent
+    if args.regressions:  # checked before minutes of pairs
+        if Path(args.regressions).is_dir():
+            raise UserError(f"--regressions {args.regressions!r} is a folder (give a file to write)")
+        storage.writable_folder(Path(args.regressions).resolve().parent, "--regressions")
     note = _progress("ab")
     runner.warn_if_busy()
     with tempfile.TemporaryDirectory() as tmp:
@@ -270,8 +274,6 @@ def cmd_ab(args) -> int:
     notes += [f"{v.name}: {v.why}" for v in out.verdicts if v.why]
     code = _report(out.verdicts, args.markdown, notes)
     if args.regressions:
-        from imgbench import files
-
         with files.atomic(args.regressions) as tmp:
             tmp.write_text("".join(f"{v.name}\n" for v in out.verdicts if v.verdict == verdict.REGRESSION))
     if out.broken:
@@ -336,11 +338,12 @@ def cmd_explain(args) -> int:
         raise UserError("explain needs CASE and --base GIT_REF (or --profiles BASE CANDIDATE)")
     args_ = _pytest_args(args)[1][1:]  # each side runs its own benches/
     here = _benches_dir(args.benches).parent
-    out = explain.out_folder(args.out)
+    out = explain.out_folder(args.out) if args.out else None  # a given folder is checked before anything runs
     runner.warn_if_busy()
     with tempfile.TemporaryDirectory() as tmp:
         tree = ab.worktree(args.base, here, Path(tmp) / "base")
         try:
+            out = out or explain.out_folder(None)  # a new temporary one once the base is checked out
             versions = f"{args.base} ({explain.commit_of(tree)})", f"this checkout (HEAD {explain.commit_of(here)})"
             sides = ab.Side("base", tree, sys.executable), ab.Side("candidate", here, sys.executable)
             got = explain.run(args.case, *sides, args_, Path(tmp), out, versions, int(args.pairs), int(args.warmup),

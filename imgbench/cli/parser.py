@@ -108,9 +108,9 @@ def _bisect_command(sub):
     _min_effect(opts, "smallest slowdown from GOOD to BAD worth bisecting; the two processes of a step may "
                       "differ by a few percent on their own", default=10)
     opts.add_argument("--budget", type=_number(lambda v: v > 0, "a number of seconds (valid: above 0)"),
-                      default=60.0, metavar="SECONDS",
-                      help="time of pairs per case and step: the first 12 pairs always run, then the pairs double "
-                           "while the next set fits (default: 60)")
+                      default=config.BISECT_STEP_BUDGET_S, metavar="SECONDS",
+                      help="time of pairs per case and step: the first set of pairs always runs, then the pairs "
+                           f"double while the next set fits (default: {config.BISECT_STEP_BUDGET_S:g})")
     opts.add_argument("--seed", type=int, help="seed of the pair orders (default: drawn, printed)")
     b = sub.add_parser(
         "bisect", parents=[opts], help="the first commit between GOOD and BAD at which the selected cases got slower",
@@ -268,8 +268,8 @@ def build() -> argparse.ArgumentParser:
                         "aside) and this checkout, each in its own pytest process: after warm-up, blocks of calls "
                         "alternate between them (base first, then candidate first). Per operator (CPU operators; "
                         "on a CUDA case the kernels): self time per step in each version, the added time (median "
-                        "over the pairs of blocks), its share of the change in step time, and its noise (the larger "
-                        "of 4 standard errors from the pairs' spread and 2% of the step time); lines sorted by "
+                        "over the pairs of blocks), its share of the change in step time, and its noise (from the "
+                        "spread of the pairs, and at least a small share of the step time); lines sorted by "
                         "added time, those within their noise left out. Writes both Chrome traces and both "
                         "operator tables into --out. The case is not timed: exit 0, or 2 on bad input.")
     ex.add_argument("case", nargs="?", metavar="CASE",
@@ -284,8 +284,9 @@ def build() -> argparse.ArgumentParser:
                                             "or more)"), default=config.EXPLAIN_PAIRS,
                     help=f"pairs of blocks (default: {config.EXPLAIN_PAIRS})")
     ex.add_argument("--warmup", type=_number(lambda v: v >= 0 and v == int(v), "a whole number of calls (valid: 0 "
-                                             "or more)"), default=3,
-                    help="calls per side before the first block, after the bench's own warm-up (default: 3)")
+                                             "or more)"), default=config.EXPLAIN_WARMUP,
+                    help="calls per side before the first block, after the bench's own warm-up (default: "
+                         f"{config.EXPLAIN_WARMUP})")
     ex.add_argument("--max-seconds", type=_number(lambda v: v > 0, "a number of seconds (valid: above 0)"),
                     metavar="SECONDS", help="stop after this long, show what was profiled by then and say it was "
                                             "cut (default: no limit)")

@@ -141,6 +141,8 @@ def test_step_0_calls_a_slowdown_by_the_minimum_effect():
     assert judge(1.5, (1.3, 1.7)) == bisect.SLOW
     assert judge(1.0, (0.97, 1.03)) == bisect.FAST
     assert judge(1.2, (0.9, 1.6)) == bisect.UNDECIDED
+    # slower for sure, but not known well enough to divide: the interval reaches below its own midpoint
+    assert judge(1.43, (1.06, 1.93)) == bisect.UNDECIDED
 
 
 def test_an_undecided_step_ends_the_bisection_naming_what_is_left_exit_3():

@@ -13,7 +13,10 @@ from imgbench.options import AxisError
 CLI_ONLY = {  # each command's own options beside the table's
     "run": {"--benches", "--storage", "--json"},
     "baseline": {"--benches", "--folder"},
-    "ab": {"--benches", "--base", "--base-python", "--alpha", "--min-effect", "--seed", "--budget", "--markdown"},
+    "ab": {"--benches", "--base", "--base-python", "--alpha", "--min-effect", "--seed", "--budget", "--markdown",
+           "--regressions"},
+    "bisect": {"--benches", "--alpha", "--min-effect", "--budget", "--seed"},
+    "explain": {"--benches", "--base", "--profiles", "--out", "--pairs", "--warmup", "--max-seconds", "--markdown"},
     "gate-check": {"--benches", "--base", "--jobs", "--effects", "--alpha", "--min-effect", "--seed", "--budget",
                    "--hog", "--markdown"},
 }

@@ -1,7 +1,7 @@
 """`imgbench` command line. Thin: `parser` parses, `commands` call the library, this sets the exit code.
 
 Exit codes: 0 success; 1 benchmarks failed or a case regressed; 2 bad input; 3 from compare: a
-memory regression without a time regression; 130 interrupted (Ctrl-C; nothing saved); other values
+memory regression without a time regression; 130 interrupted (Ctrl-C or SIGTERM; nothing saved); other values
 of run and baseline are pytest's own (3 internal error, 4 usage error, 5 no benchmark selected).
 bisect: 0 the first slow commit found, 1 no slowdown from GOOD to BAD, 3 undecided (too noisy within
 its budget, or skipped commits left beside the culprit).

@@ -2,6 +2,8 @@
 processes such a run may leave behind."""
 
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ON_THE_PLUGIN = {  # a bench project on the installed imgbench
@@ -39,3 +41,22 @@ def stray_processes(text: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+@contextmanager
+def running(cmd: list[str], **popen) -> Iterator[subprocess.Popen]:
+    """A command started with its output piped, killed at the end if it is still running."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def stop_with(proc: subprocess.Popen, sig: int) -> tuple[int, str]:
+    """Send `sig` to a running command; its exit code and standard error once it ends."""
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from repos import ON_THE_PLUGIN, commit, git, stray_processes
+from repos import ON_THE_PLUGIN, commit, git, running, stop_with, stray_processes
 
 from imgbench import ab, bisect, cli
 from imgbench.cli.parser import build
@@ -355,8 +355,7 @@ def test_an_interrupted_bisect_leaves_no_checkout_folder_or_worker(tmp_path, sig
     repo = tmp_path / "repo"
     shas = make_repo(repo)
     cmd, kw = bisect_cli(repo, shas[0], shas[-1])
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
-    try:
+    with running(cmd, **kw) as proc:
         folder = None
         for line in proc.stderr:  # the notes, one a line, as they come
             found = re.search(r"checkouts and worker logs in (\S+),", line)
@@ -368,12 +367,8 @@ def test_an_interrupted_bisect_leaves_no_checkout_folder_or_worker(tmp_path, sig
         while not (Path(folder) / "step0" / "candidate1.log").exists() and time.monotonic() < deadline:
             time.sleep(0.1)  # until the step's workers are starting
         assert len(worktrees(repo)) == 3  # GOOD's and BAD's checkouts, mid-step
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == cli.EXIT_INTERRUPTED, err
+        code, err = stop_with(proc, sig)
+    assert code == cli.EXIT_INTERRUPTED, err
     assert "imgbench: interrupted" in err and "Traceback" not in err
     assert len(worktrees(repo)) == 1
     assert not Path(folder).exists()

@@ -4,6 +4,7 @@ whose second commit adds a convolution to the model (top line), and an A/A (no l
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from repos import ON_THE_PLUGIN, commit, git, stray_processes
+from repos import ON_THE_PLUGIN, commit, git, running, stop_with, stray_processes
 
 from conftest import ROOT
 from imgbench import cli, explain, verdict
@@ -247,21 +248,15 @@ def test_end_to_end_cut_at_the_time_limit_says_so(repo, tmp_path):
 
 
 def test_sigterm_stops_explain_with_no_checkout_or_worker_left(repo):
-    proc = subprocess.Popen([sys.executable, "-m", "imgbench", "explain", "test_m[cpu]", "--base", "HEAD~1",
-                             "--benches", "benches", "--device", "cpu", "--pairs", "500"],
-                            cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with running([sys.executable, "-m", "imgbench", "explain", "test_m[cpu]", "--base", "HEAD~1", "--benches",
+                  "benches", "--device", "cpu", "--pairs", "500"], cwd=repo, text=True) as proc:
         for line in proc.stderr:
             if "warming up" in line:
                 break
         time.sleep(1)  # into the pairs of blocks
         assert len(git(repo, "worktree", "list").strip().splitlines()) == 2  # the base's checkout, mid-run
-        proc.terminate()
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == cli.EXIT_INTERRUPTED, err
+        code, err = stop_with(proc, signal.SIGTERM)
+    assert code == cli.EXIT_INTERRUPTED, err
     assert "imgbench: interrupted" in err and "Traceback" not in err
     assert len(git(repo, "worktree", "list").strip().splitlines()) == 1
     assert stray_processes(explain.PLUGIN) == []

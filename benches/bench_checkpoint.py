@@ -5,7 +5,7 @@ serialising into and out of the OS page cache, not of the disk."""
 
 import pytest
 
-from imgbench import checkpoint
+from imgbench.workloads import checkpoint
 
 
 @pytest.mark.gate(model="kerascnn")  # save and load

@@ -4,7 +4,7 @@ forward+backward, NCHW and channels_last. FLOPs per call from torch's flop count
 
 import pytest
 
-from imgbench import layers
+from imgbench.workloads import conv as layers
 
 
 @pytest.mark.gate(layer="conv2d_k3_64to128", direction="fwd_bwd", layout="nchw", batch_size=32)

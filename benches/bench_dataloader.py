@@ -7,7 +7,8 @@ serve an accelerator and run when one is."""
 
 import pytest
 
-from imgbench import config, pipeline
+from imgbench.core import config
+from imgbench.workloads import dataloader as pipeline
 
 
 @pytest.mark.gate(source="tensor_augment", workers=0, pin="off", batch_size=128)

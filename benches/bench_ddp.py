@@ -11,7 +11,8 @@ on."""
 
 import pytest
 
-from imgbench import ddp, timing, worlds
+from imgbench.hw import timing
+from imgbench.workloads.ddp import worker as ddp, worlds
 
 REPLAY = timing.Replay()
 pytestmark = [pytest.mark.benchmark(timer=REPLAY), pytest.mark.cpu_heavy]

@@ -5,7 +5,7 @@ device, augmentation there, no per-step host sync). Stores images/s and the host
 
 import pytest
 
-from imgbench import cases
+from imgbench.workloads import cases
 
 
 @pytest.mark.gate(model="kerascnn", batch_size=128)  # both data paths

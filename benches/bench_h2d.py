@@ -4,7 +4,7 @@ training step: the same step with its batch already on the device, or copied the
 
 import pytest
 
-from imgbench import copies
+from imgbench.workloads import h2d as copies
 
 
 @pytest.mark.parametrize("direction", ["h2d", "d2h"])

@@ -3,7 +3,7 @@
 Every other figure includes this once per round; it should be orders of magnitude below them.
 """
 
-from imgbench import devices
+from imgbench.hw import devices
 
 ROUNDS, WARMUP = 2000, 100
 

@@ -5,7 +5,7 @@ backbone every step; last-layer retraining on features cached once (cache time s
 
 import pytest
 
-from imgbench import epochs
+from imgbench.workloads import epoch as epochs
 
 
 @pytest.mark.cpu_heavy

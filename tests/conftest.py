@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgbench import results
+from imgbench.runs import record as results
 
 ROOT = Path(__file__).resolve().parent.parent
 

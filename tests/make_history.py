@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 from pytest_benchmark.stats import Stats
 
-from imgbench import files, runfile
+from imgbench.core import atomic as files
+from imgbench.runs import runfile
 
 ROOT = Path(__file__).resolve().parent.parent
 

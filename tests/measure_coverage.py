@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import sys
 
-from imgbench import compare, contention, history, results, stats
+from imgbench.hw import contention
+from imgbench.judge import compare, window as history, stats
+from imgbench.runs import record as results
 
 
 def main(paths) -> None:

@@ -16,7 +16,9 @@ import pytest
 from repos import commit
 
 from conftest import ROOT
-from imgbench import ab, cli, verdict
+from imgbench import cli
+from imgbench.forensics import ab
+from imgbench.judge import verdict
 
 
 def test_cases_are_matched_by_family_and_params_not_by_id():
@@ -227,7 +229,7 @@ def test_a_worker_that_dies_is_one_line_naming_it(plain_tree, tmp_path):
     (["ab", "--base", "HEAD", "--cases", "some"], "unknown case set 'some' (valid: all, gate)"),
 ])
 def test_bad_input(capsys, monkeypatch, args, message):
-    monkeypatch.setattr("imgbench.runner.warn_if_busy", lambda: None)
+    monkeypatch.setattr("imgbench.bench.runner.warn_if_busy", lambda: None)
     assert cli.main(args) == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert err and message in err[-1]

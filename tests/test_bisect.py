@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from repos import ON_THE_PLUGIN, commit, git, running, stop_with, stray_processes
 
-from imgbench import ab, bisect, cli
+from imgbench import cli
+from imgbench.forensics import ab, bisect
 from imgbench.cli.parser import build
 
 N = 15  # commits after GOOD: a repository of 16
@@ -227,7 +228,7 @@ def test_a_bad_option_value_after_the_commits_is_one_line(capsys):
 BENCH = '''import time
 from pathlib import Path
 
-from imgbench.workloads import Workload
+from imgbench.workloads.steps import Workload
 
 MS = float((Path(__file__).parent.parent / "speed.txt").read_text())
 

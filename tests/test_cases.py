@@ -8,8 +8,10 @@ import dataclasses
 import pytest
 import torch
 
-from imgbench import cases, config, data, devices, epochs, workloads
-from imgbench.options import Settings
+from imgbench.core import config
+from imgbench.hw import devices
+from imgbench.workloads import cases, data, epoch as epochs, steps as workloads
+from imgbench.core.options import Settings
 
 SETTINGS = Settings(devices=["cpu"], batch_sizes=[4], models=["mlp"], profile=config.PROFILES["quick"],
                     threads=1, optimizer="adam", dataset="synthetic", data_root=None)

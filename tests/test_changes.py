@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import CASE, GPU_CASE, ROOT, bench_entry, run_file, write_json
-from imgbench import changes, cli, plots, report, results, speedup
+from imgbench import cli
+from imgbench.judge import changepoints as changes, speedup
+from imgbench.runs import record as results
+from imgbench.show import plots, report
 
 STEP, NOISE = np.log(1.05), 0.03  # a 5% step in 3% log-normal run-to-run noise
 

@@ -8,7 +8,8 @@ import pickle
 import pytest
 import torch
 
-from imgbench import checkpoint, config, files, models, workloads
+from imgbench.core import config, atomic as files
+from imgbench.workloads import checkpoint, models, steps as workloads
 
 STEPS = 6
 SAVE_AFTER = 2  # steps 0..2 run before the save, 3..5 after the restore

@@ -1,4 +1,4 @@
-"""The one-shot GPU check (.ci/gpu-check) and its summary (imgbench.checkup): at most 8 files of at most
+"""The one-shot GPU check (.ci/gpu-check) and its summary (imgbench.preflight.gpucheck): at most 8 files of at most
 16 MiB, a line for every step that failed or left a broken file, and the script going on past a failed step."""
 
 import json
@@ -9,7 +9,8 @@ import sys
 import numpy as np
 
 from conftest import ROOT, bench_entry, run_file, write_json
-from imgbench import checkup, results
+from imgbench.preflight import gpucheck as checkup
+from imgbench.runs import record as results
 
 GPU = "NVIDIA H100 80GB HBM3"
 MACHINE = {"imgbench": {"gpus": [{"name": GPU, "memory_gib": 79.1}], "torch": "2.11.0+cu130", "cuda": "13.0",
@@ -141,7 +142,7 @@ def test_summarize_of_an_empty_work_folder_says_so_and_removes_files_of_an_earli
 def test_the_command_line_names_its_usage_on_bad_arguments(capsys):
     assert checkup.main(["summarise", "a", "b"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "usage: python3 -m imgbench.checkup summarize WORKDIR OUTDIR" in err
+    assert err.count("\n") == 1 and "usage: python3 -m imgbench.preflight.gpucheck summarize WORKDIR OUTDIR" in err
     assert "got: summarise a b" in err
 
 

@@ -8,7 +8,10 @@ import sys
 import pytest
 
 from conftest import ROOT
-from imgbench import cli, config, devices, environment, models
+from imgbench import cli
+from imgbench.core import config
+from imgbench.hw import devices, environment
+from imgbench.workloads import models
 from imgbench.cli import commands
 
 

@@ -6,7 +6,9 @@ import json
 import pytest
 
 from conftest import CASE, GPU_CASE, bench_entry, records, rounds, run_file, write_json, write_run
-from imgbench import cli, compare, results, speedup, verdict
+from imgbench import cli
+from imgbench.judge import compare, speedup, verdict
+from imgbench.runs import record as results
 
 
 def judge_pair(tmp_path, base_center, cand_center, history=(), **kw):
@@ -190,7 +192,7 @@ def test_cli_compare_names_what_an_older_run_lacks(tmp_path, capsys):
 
 
 def test_cli_compare_of_a_newer_schema_is_refused_naming_the_file(tmp_path, capsys):
-    from imgbench import runfile
+    from imgbench.runs import runfile
 
     base = write_run(tmp_path / "b.json", {CASE: rounds(1.0)})
     newer = write_json(tmp_path / "n.json", run_file([bench_entry(CASE[0], dict(CASE[1]), rounds(1.0))],

@@ -4,7 +4,7 @@ an error inside included."""
 import pytest
 import torch
 
-from imgbench import conditions
+from imgbench.hw import conditions
 
 CUDA, CUDNN = torch.backends.cuda.matmul, torch.backends.cudnn
 DENORMAL = 1e-40  # below float32's smallest normal number (1.2e-38)

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from imgbench import config
-from imgbench.config import PROFILES
+from imgbench.core import config
+from imgbench.core.config import PROFILES
 
 
 @pytest.mark.parametrize("threads, counts", [
@@ -48,6 +48,6 @@ def test_profiles_are_named_by_their_key_and_made_by_keyword_only():
 
 
 def test_configuration_imports_no_torch():
-    code = "import sys, imgbench.config, imgbench.options; print('torch' in sys.modules)"
+    code = "import sys, imgbench.core.config, imgbench.core.options; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert (out.returncode, out.stdout) == (0, "False\n"), out.stderr

@@ -13,8 +13,13 @@ from pathlib import Path
 import pytest
 
 from conftest import CASE, bench_entry, rounds, run_file, write_json
-from imgbench import cli, compare, contention, report, results, runner, verdict
-from imgbench.contention import Snapshot
+from imgbench import cli
+from imgbench.bench import runner
+from imgbench.hw import contention
+from imgbench.judge import compare, verdict
+from imgbench.runs import record as results
+from imgbench.show import report
+from imgbench.hw.contention import Snapshot
 
 linux = pytest.mark.skipif(not Path("/proc/stat").exists(), reason="needs Linux /proc")
 CROWDED = {"foreign_cpu": 0.5, "steal": 0.0, "psi_some": 0.4, "load1": 2.1, "seconds": 12.0}
@@ -186,7 +191,7 @@ def test_a_real_run_beside_a_cpu_hog_is_flagged_and_judged_no_regression(tmp_pat
     (half of this box's CPUs, more on a bigger one). The busy run is flagged; compare gives it no
     verdict and exits 0, where the tick-quantised times would otherwise read as a regression."""
     from conftest import ROOT
-    from imgbench import gatecheck
+    from imgbench.forensics import gatecheck
 
     cmd = [sys.executable, "-m", "pytest", str(ROOT / "benches" / "bench_forward.py"), "--device", "cpu",
            "--model", "mlp", "--batch-size", "4", "-q", "-p", "no:cacheprovider", "--benchmark-max-time=0.5"]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from imgbench import copies, devices
+from imgbench.hw import devices
+from imgbench.workloads import h2d as copies
 
 
 @pytest.mark.parametrize(("found", "reason"), [

@@ -27,8 +27,8 @@ from conftest import (
     write_mnist,
     write_png_folder,
 )
-from imgbench import data
-from imgbench.data import DatasetError
+from imgbench.workloads import data
+from imgbench.workloads.data import DatasetError
 
 
 def normalized(images_u8: torch.Tensor, mean, std) -> torch.Tensor:

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from imgbench import ddp
+from imgbench.workloads.ddp import worker as ddp
 
 pytestmark = pytest.mark.skipif(ddp.unavailable("cpu") is not None, reason=str(ddp.unavailable("cpu")))
 SMALL = {"model": "kerascnn", "batch_size": 8, "images": 64, "image_size": 32, "epochs": 1}

@@ -2,8 +2,8 @@
 
 import pytest
 
-from imgbench import devices
-from imgbench.devices import DeviceError
+from imgbench.hw import devices
+from imgbench.hw.devices import DeviceError
 
 
 @pytest.fixture

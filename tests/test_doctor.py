@@ -9,7 +9,11 @@ import sys
 import pytest
 
 from conftest import ROOT
-from imgbench import cli, config, ddp, devices, doctor, shm
+from imgbench import cli
+from imgbench.core import config
+from imgbench.hw import devices, shm
+from imgbench.preflight import doctor
+from imgbench.workloads.ddp import worker as ddp
 
 LINE = re.compile(r"(ok|FAIL|skip|info) +(\S.*?)  +(\S.*)")
 NAMES = ["python", "torch", "torchvision", "pytest-benchmark", "/dev/shm", "gpu", "nccl", "compile cpu",
@@ -145,7 +149,7 @@ def test_workers_that_cannot_import_fail(capsys, monkeypatch, stub_compile, tmp_
     monkeypatch.setattr(ddp, "worker_env", lambda threads: {**os.environ, "PYTHONPATH": str(tmp_path)})
     code, found, _ = doctor_cli(capsys, "--device", "cpu")
     assert code == 1
-    assert found["ddp workers"] == ("FAIL", "import imgbench.ddp fails where torchrun starts it: "
+    assert found["ddp workers"] == ("FAIL", "import imgbench.workloads.ddp.worker fails where torchrun starts it: "
                                             "ModuleNotFoundError: No module named 'imgbench'")
 
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from imgbench import devices, environment, machine
+from imgbench.hw import devices, environment, fingerprint as machine
 
 
 def test_environment_records_what_numbers_depend_on():

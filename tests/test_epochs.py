@@ -11,8 +11,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from imgbench import config, data, epochs, models
-from imgbench.workloads import Trainer
+from imgbench.core import config
+from imgbench.workloads import data, epoch as epochs, models
+from imgbench.workloads.steps import Trainer
 
 QUICK = config.PROFILES["quick"]
 

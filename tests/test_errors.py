@@ -3,9 +3,15 @@ module, is one line and exit 2; anything else is a bug and keeps its traceback."
 
 import pytest
 
-from imgbench import ab, cases, cli, compare, data, devices, models, options, runfile, storage
+from imgbench import cli
+from imgbench.core import options
+from imgbench.forensics import ab
+from imgbench.hw import devices
+from imgbench.judge import compare
+from imgbench.runs import runfile, storage
+from imgbench.workloads import cases, data, models
 from imgbench.cli import commands
-from imgbench.errors import UserError
+from imgbench.core.errors import UserError
 
 
 def raising(error):

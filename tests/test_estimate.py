@@ -5,8 +5,10 @@ import dataclasses
 
 import pytest
 
-from imgbench import config, data, epochs, estimate, models
-from imgbench.options import Settings
+from imgbench.bench import estimate
+from imgbench.core import config
+from imgbench.workloads import data, epoch as epochs, models
+from imgbench.core.options import Settings
 
 QUICK = Settings(devices=["cpu"], batch_sizes=[32], models=["mlp"], profile=config.PROFILES["quick"], threads=2,
                  optimizer="adam", dataset="synthetic", data_root=None)

@@ -16,7 +16,9 @@ import pytest
 from repos import ON_THE_PLUGIN, commit, git, running, stop_with, stray_processes
 
 from conftest import ROOT
-from imgbench import cli, explain, verdict
+from imgbench import cli
+from imgbench.forensics import explain
+from imgbench.judge import verdict
 
 
 def profile(side, step_us, ops_us, steps=10, device="cpu"):
@@ -138,7 +140,7 @@ def test_profiles_of_two_devices_are_refused(pair):
     (["explain", "test_m[cpu]", "--base", "no-such-ref", "--device", "cpu"], "cannot check out 'no-such-ref'"),
 ])
 def test_bad_input(capsys, monkeypatch, tmp_path, args, message):
-    monkeypatch.setattr("imgbench.runner.warn_if_busy", lambda: None)
+    monkeypatch.setattr("imgbench.bench.runner.warn_if_busy", lambda: None)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     assert cli.main(args) == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
@@ -185,7 +187,7 @@ BENCH = '''
 import torch
 from torch import nn
 
-from imgbench.workloads import forward
+from imgbench.workloads.steps import forward
 
 
 def test_m(device, measure):

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from imgbench import ab, cli, contention, gatecheck
+from imgbench import cli
+from imgbench.forensics import ab, gatecheck
+from imgbench.hw import contention
 
 
 def test_tallies_count_trials_and_jobs_with_wilson_intervals():

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from conftest import ROOT
-from imgbench import devices
+from imgbench.hw import devices
 
 BENCH = ROOT / "benches" / "bench_h2d.py"
 
@@ -32,7 +32,7 @@ def test_without_an_accelerator_every_case_is_skipped_saying_so(h2d, monkeypatch
 def test_copy_paths_on_the_cpu(h2d):
     h2d.makeconftest("""
 import pytest
-from imgbench import copies
+from imgbench.workloads import h2d as copies
 pytest_plugins = ["imgbench.plugin"]
 
 @pytest.fixture(autouse=True)

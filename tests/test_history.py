@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import CASE, FP, ROOT, records, rounds, write_run
-from imgbench import compare, history, results, verdict
+from imgbench.judge import compare, window as history, verdict
+from imgbench.runs import record as results
 
 OTHER = ("test_forward[kerascnn-cpu-bs32]", (("model", "kerascnn"), ("device", "cpu"), ("batch_size", 32)))
 

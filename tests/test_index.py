@@ -14,7 +14,8 @@ import pytest
 from make_history import make
 
 from conftest import ROOT, bench_entry, rounds, run_file, write_json
-from imgbench import index, report, results
+from imgbench.runs import cache as index, record as results
+from imgbench.show import report
 
 EXTRA = {"contention": {"foreign_cpu": 0.01, "seconds": 2.0}, "peak_memory_bytes": 1 << 20, "threads": 2,
          "cudnn_benchmark": None, "tf32": None, "flush_denormal": True, "images": 32, "warmup_calls": 2}
@@ -218,7 +219,7 @@ def test_cli_report_reads_the_index_and_says_when_it_cannot(tmp_path, cache, mon
 
 def test_processes_building_one_index_at_once_leave_it_whole(tmp_path, cache):
     folder, paths = history(tmp_path, runs=6)
-    code = ("import sys; from imgbench import results; h = results.load_history([sys.argv[1]], rounds=False); "
+    code = ("import sys; from imgbench.runs import record as results; h = results.load_history([sys.argv[1]], rounds=False); "
             "print(len(h.runs), len(h.notes))")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True)
              for _ in range(3)]

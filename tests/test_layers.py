@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from imgbench import layers
+from imgbench.workloads import conv as layers
 
 CENTRE = "conv2d_k3_64to128"
 

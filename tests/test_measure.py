@@ -3,8 +3,8 @@ far that is from the device's measured peak; and the time torch.compile took."""
 
 import pytest
 
-from imgbench.measure import compile_seconds, rates
-from imgbench.workloads import Workload
+from imgbench.bench.rates import compile_seconds, rates
+from imgbench.workloads.steps import Workload
 
 
 def test_each_rate_where_the_workload_counts_its_work():

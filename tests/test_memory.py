@@ -10,8 +10,10 @@ import sys
 import pytest
 
 from conftest import CASE, FP, GPU_CASE, ROOT, bench_entry, rounds, run_file, write_json
-from imgbench import cli, memory, results
-from imgbench.verdict import IMPROVEMENT, REGRESSION, UNCHANGED
+from imgbench import cli
+from imgbench.judge import memory_rule as memory
+from imgbench.runs import record as results
+from imgbench.judge.verdict import IMPROVEMENT, REGRESSION, UNCHANGED
 
 MIB = memory.MIB
 
@@ -147,7 +149,7 @@ import os
 
 import numpy as np
 
-from imgbench.workloads import Workload
+from imgbench.workloads.steps import Workload
 
 HELD = []
 

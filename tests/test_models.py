@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from imgbench import models
-from imgbench.models import UnknownModelError
+from imgbench.workloads import models
+from imgbench.workloads.models import UnknownModelError
 
 NAMES = models.names()
 RESNETS = [n for n in NAMES if n.startswith("resnet")]

@@ -6,9 +6,10 @@ import re
 
 import pytest
 
-from imgbench import config, models, options
+from imgbench.core import config, options
+from imgbench.workloads import models
 from imgbench.cli.parser import build
-from imgbench.options import AxisError
+from imgbench.core.options import AxisError
 
 CLI_ONLY = {  # each command's own options beside the table's
     "run": {"--benches", "--storage", "--json"},
@@ -72,7 +73,7 @@ def test_a_data_root_needs_a_real_dataset():
 
 
 def test_threads_default_to_every_usable_core():
-    from imgbench import devices
+    from imgbench.hw import devices
 
     assert options.settings(given()).threads == devices.usable_cores()
     assert options.settings(given(threads="3")).threads == 3

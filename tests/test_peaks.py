@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from imgbench import peaks, timing
+from imgbench.hw import calibration as peaks, timing
 
 CLEAR_REFS = "/proc/self/clear_refs"
 can_reset_rss = pytest.mark.skipif(not os.access(CLEAR_REFS, os.W_OK),
@@ -145,7 +145,7 @@ def test_peaks_copy_bandwidth_once_per_accelerator(monkeypatch):
 
 FRESH_PROCESS = """
 import torch
-from imgbench import peaks, timing
+from imgbench.hw import calibration as peaks, timing
 MB = 1 << 20
 probe = peaks.PeakMemory("cpu")
 probe.start()

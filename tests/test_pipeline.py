@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from imgbench import data, pipeline, shm
+from imgbench.hw import shm
+from imgbench.workloads import data, dataloader as pipeline
 
 
 def test_sources_decode_and_augment_or_hand_over_ready_tensors():

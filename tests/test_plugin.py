@@ -6,7 +6,10 @@ import pytest
 import torch
 
 from conftest import write_cifar_bin
-from imgbench import cases, config, devices, models, options, runfile
+from imgbench.core import config, options
+from imgbench.hw import devices
+from imgbench.runs import runfile
+from imgbench.workloads import cases, models
 
 BENCH = """
 def test_train(case, measure):
@@ -155,7 +158,7 @@ def device():
 
 WARM_BENCH = """
 import time
-from imgbench.workloads import Workload
+from imgbench.workloads.steps import Workload
 
 CALLS = []
 
@@ -182,7 +185,7 @@ def test_warm_up_keeps_cold_calls_out_of_the_rounds(pytester):
 CROSS_BENCH = """
 import time
 import pytest
-from imgbench.workloads import Workload
+from imgbench.workloads.steps import Workload
 
 
 @pytest.mark.parametrize("ms", [3, 0])
@@ -251,7 +254,7 @@ OOM_BENCH = """
 import weakref
 
 import torch
-from imgbench.workloads import Workload
+from imgbench.workloads.steps import Workload
 
 
 def test_oom(device, batch_size, measure, held):
@@ -441,7 +444,7 @@ def test_unmarked():
 
 HANG_BENCH = """
 import time
-from imgbench.workloads import Workload
+from imgbench.workloads.steps import Workload
 
 
 def test_hangs(device, measure):

@@ -6,7 +6,9 @@ import pytest
 from PIL import Image
 
 from conftest import bench_entry, cpu_runs_of_two_profiles_then_a_gpu_run, run_file, write_json
-from imgbench import cli, plots, report, results
+from imgbench import cli
+from imgbench.runs import record as results
+from imgbench.show import plots, report
 
 GPU_FP, CPU_FP = "Xeon-16c-NVIDIA_H100-x1", "AMD_EPYC-2c"
 MODELS, SIZES = ("kerascnn", "resnet18"), (32, 128)
@@ -182,7 +184,7 @@ def test_latest_records_stay_within_the_newest_runs_profile(tmp_path):
 
 
 def test_device_colors_are_not_reused_for_cases_or_verdicts():
-    from imgbench import plots
+    from imgbench.show import plots
 
     devices_ = set(plots.DEVICE_COLORS.values())
     assert not devices_ & (set(plots.CASE_COLORS) | set(plots.VERDICT_COLORS.values()))

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import CASE, FP, bench_entry, records, rounds, run_file, write_json, write_run
-from imgbench import results
+from imgbench.runs import record as results
 
 
 def test_records_carry_family_params_and_rounds(tmp_path):

@@ -6,8 +6,9 @@ import json
 import pytest
 
 from conftest import ROOT, bench_entry, run_file, write_json
-from imgbench import config, results, runfile
-from imgbench.options import Settings
+from imgbench.core import config
+from imgbench.runs import record as results, runfile
+from imgbench.core.options import Settings
 
 BASELINE = ROOT / "baselines" / "AMD_EPYC-f25m17-2c" / "quick.json"
 SETTINGS = Settings(devices=["cpu", "cuda"], batch_sizes=[32], models=["mlp"], profile=config.PROFILES["full"],

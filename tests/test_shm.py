@@ -2,7 +2,7 @@
 
 import pytest
 
-from imgbench import shm
+from imgbench.hw import shm
 
 MIB = 2**20
 NEED_4X128 = 4 * 2 * 128 * 3 * 224 * 224 * 4  # workers x prefetch x batch x pixels x float32: 588 MiB

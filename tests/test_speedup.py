@@ -4,7 +4,8 @@ within a run or from the nearest run of the same machine class and profile."""
 import pytest
 
 from conftest import CASE, GPU_CASE, cpu_runs_of_two_profiles_then_a_gpu_run, records, rounds, write_run
-from imgbench import results, speedup
+from imgbench.judge import speedup
+from imgbench.runs import record as results
 
 
 def test_speedups_pair_the_same_case_across_devices_within_a_run(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import rounds
-from imgbench import stats
+from imgbench.judge import stats
 
 
 def test_ratio_and_bootstrap_interval():

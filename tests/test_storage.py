@@ -9,8 +9,9 @@ import os
 import pytest
 
 from conftest import bench_entry, run_file, write_json
-from imgbench import config, storage
-from imgbench.options import Settings
+from imgbench.core import config
+from imgbench.runs import storage
+from imgbench.core.options import Settings
 
 PROCESSES, SAVES = 8, 20  # a save that took its number by listing alone loses runs here in 5 tries of 5
 

@@ -3,7 +3,7 @@ times in a readable unit."""
 
 import pytest
 
-from imgbench import table
+from imgbench.core import table
 
 HEAD = ["case", "median", "verdict"]
 ROWS = [["test_forward[resnet18-cpu-bs128]", "1.234 s", "regression"], ["mlp", "5.000 ms", "-"]]

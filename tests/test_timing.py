@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from imgbench import devices, timing
+from imgbench.hw import devices, timing
 
 JOB_S = 0.005  # one "kernel" on the fake device
 
@@ -104,7 +104,7 @@ def test_replay_moves_its_clock_on_by_each_measured_duration(monkeypatch):
 
 PROOF_CONFTEST = """
 import types
-import imgbench.devices, imgbench.timing
+import imgbench.hw.devices, imgbench.hw.timing
 
 pytest_plugins = ["imgbench.plugin"]
 TICK = 1e-7  # every read moves the clock a little: pytest-benchmark measures the timer's precision
@@ -127,15 +127,15 @@ class FakeDevice:
 
 DEVICE = FakeDevice()
 # The "cpu" device of this run is the fake asynchronous device, on its own clock.
-imgbench.devices.synchronizer = lambda name: DEVICE.synchronize
-imgbench.timing.time = types.SimpleNamespace(perf_counter=DEVICE.perf_counter)
-imgbench.timing.timer_for.cache_clear()
+imgbench.hw.devices.synchronizer = lambda name: DEVICE.synchronize
+imgbench.hw.timing.time = types.SimpleNamespace(perf_counter=DEVICE.perf_counter)
+imgbench.hw.timing.timer_for.cache_clear()
 """.replace("JOB_S", repr(JOB_S))
 
 PROOF_BENCH = """
 import pytest
 from conftest import DEVICE
-from imgbench.workloads import Workload
+from imgbench.workloads.steps import Workload
 
 
 def test_suite_timer(device, measure):
@@ -166,7 +166,7 @@ def test_suite_timer_through_pytest_benchmark_sees_asynchronous_work(pytester):
 
 AMORTISED_CONFTEST = """
 import os, types
-import imgbench.devices, imgbench.timing
+import imgbench.hw.devices, imgbench.hw.timing
 
 pytest_plugins = ["imgbench.plugin"]
 KERNEL_S, SYNC_S = 20e-6, 10e-6  # a 20 us kernel; every synchronise costs 10 us of fixed harness time
@@ -189,18 +189,18 @@ class FakeDevice:
 
 DEVICE = FakeDevice()
 # The "cpu" device of this run is a fake accelerator: asynchronous, with a fixed cost per round.
-imgbench.devices.synchronizer = lambda name: DEVICE.synchronize
-imgbench.timing.time = types.SimpleNamespace(perf_counter=DEVICE.perf_counter)
-imgbench.timing.timer_for.cache_clear()
+imgbench.hw.devices.synchronizer = lambda name: DEVICE.synchronize
+imgbench.hw.timing.time = types.SimpleNamespace(perf_counter=DEVICE.perf_counter)
+imgbench.hw.timing.timer_for.cache_clear()
 if os.environ.get("AMORTISE") == "off":
-    imgbench.timing.min_round_s = lambda device: None
+    imgbench.hw.timing.min_round_s = lambda device: None
 else:
-    imgbench.timing.min_round_s = lambda device: imgbench.config.ACCELERATOR_MIN_ROUND_S
+    imgbench.hw.timing.min_round_s = lambda device: imgbench.core.config.ACCELERATOR_MIN_ROUND_S
 """
 
 AMORTISED_BENCH = """
 from conftest import DEVICE
-from imgbench.workloads import Workload
+from imgbench.workloads.steps import Workload
 
 
 def test_kernel(device, measure):

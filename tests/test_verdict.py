@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from conftest import CASE, records, rounds
-from imgbench import ab, compare, verdict
-from imgbench.verdict import CONTENDED, IMPROVEMENT, NOISY, REGRESSION, UNCHANGED, History
+from imgbench.forensics import ab
+from imgbench.judge import compare, verdict
+from imgbench.judge.verdict import CONTENDED, IMPROVEMENT, NOISY, REGRESSION, UNCHANGED, History
 
 E = 0.05  # the minimum effect of these cases
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from imgbench import models, workloads
+from imgbench.workloads import models, steps as workloads
 
 
 def linear(i: int = 16, o: int = 8) -> nn.Linear:

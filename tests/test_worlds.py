@@ -8,8 +8,10 @@ import dataclasses
 
 import pytest
 
-from imgbench import config, ddp, devices, worlds
-from imgbench.options import Settings
+from imgbench.core import config
+from imgbench.hw import devices
+from imgbench.workloads.ddp import worker as ddp, worlds
+from imgbench.core.options import Settings
 
 QUICK = Settings(devices=["cpu"], batch_sizes=[32], models=["mlp"], profile=config.PROFILES["quick"], threads=8,
                  optimizer="sgd", dataset="synthetic", data_root=None)

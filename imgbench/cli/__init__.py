@@ -13,8 +13,8 @@ import sys
 
 from imgbench.cli import commands
 from imgbench.cli.parser import EXIT_BAD_INPUT, build
-from imgbench.errors import UserError
-from imgbench.runner import EXIT_INTERRUPTED, sigterm_interrupts
+from imgbench.core.errors import UserError
+from imgbench.bench.runner import EXIT_INTERRUPTED, sigterm_interrupts
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "main"]
 

@@ -9,9 +9,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from imgbench import files, options, runner, storage, verdict
+from imgbench.bench import runner
+from imgbench.core import atomic as files, options
+from imgbench.judge import verdict
+from imgbench.runs import storage
 from imgbench.cli.parser import EXIT_MEMORY_REGRESSION, family_effects, percent
-from imgbench.errors import UserError
+from imgbench.core.errors import UserError
 
 
 def _progress(command: str):
@@ -25,7 +28,7 @@ def _threads(text: str | None) -> int | None:
 def cmd_env(args) -> int:
     import torch
 
-    from imgbench import devices, environment
+    from imgbench.hw import devices, environment
 
     threads = _threads(args.threads)
     if threads:
@@ -37,7 +40,7 @@ def cmd_env(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    from imgbench import doctor
+    from imgbench.preflight import doctor
 
     found = doctor.checks(args.device, _progress("doctor"))
     print(doctor.render(found), flush=True)
@@ -48,7 +51,9 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from imgbench import config, devices, models
+    from imgbench.core import config
+    from imgbench.hw import devices
+    from imgbench.workloads import models
 
     listing = {
         "models": {n: {"input_shape": list(models.spec(n).input_shape), "num_classes": models.spec(n).num_classes,
@@ -76,7 +81,8 @@ def cmd_list(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from imgbench import compare, history, results, runfile
+    from imgbench.judge import compare, window as history
+    from imgbench.runs import record as results, runfile
 
     effects = family_effects(args.family_effect)
     cand_run, base_run = runfile.read(args.candidate), runfile.read(args.baseline)
@@ -112,7 +118,8 @@ def cmd_compare(args) -> int:
 
 
 def cmd_accept(args) -> int:
-    from imgbench import history, results
+    from imgbench.judge import window as history
+    from imgbench.runs import record as results
 
     folder = Path(args.history)
     if not folder.is_dir():
@@ -136,7 +143,8 @@ def cmd_accept(args) -> int:
 
 def _memory(args, base_run, cand_run) -> list:
     """Each case's peak memory in both runs, judged by its own rule (imgbench.memory)."""
-    from imgbench import memory, results
+    from imgbench.judge import memory_rule as memory
+    from imgbench.runs import record as results
 
     return memory.compare(results.records(base_run), results.records(cand_run), args.memory_effect / 100,
                           args.memory_floor, args.memory_cpu)
@@ -152,7 +160,7 @@ def _report(verdicts, markdown: bool, notes=(), memory_verdicts=None) -> int:
     print(", ".join(f"{n} {k}" for k, n in counts.items()))
     memory_regressed = False
     if memory_verdicts is not None:
-        from imgbench import memory
+        from imgbench.judge import memory_rule as memory
 
         print(memory.describe(memory_verdicts, markdown))
         memory_regressed = memory.counts(memory_verdicts)[verdict.REGRESSION] > 0
@@ -172,7 +180,7 @@ def _benches_dir(given: str | None) -> Path:
 def _pytest_args(args):
     """Check every option before pytest starts (same one-line messages as the plugin); the settings
     and the args that run the benches with them."""
-    from imgbench import data
+    from imgbench.workloads import data
 
     s = options.settings(lambda name: getattr(args, name))
     if s.dataset != "synthetic":
@@ -187,7 +195,7 @@ def _rest(args) -> list[str]:
 
 
 def _machine_folder(parent: str, option: str) -> Path:
-    from imgbench import environment
+    from imgbench.hw import environment
 
     return storage.writable_folder(Path(parent) / environment.environment()["fingerprint"], option)
 
@@ -217,7 +225,7 @@ def cmd_run(args) -> int:
         saved = storage.save_run(tmp, folder, args.profile)
     print(f"imgbench: run saved to {saved}", flush=True)
     if args.json:
-        from imgbench import files
+        from imgbench.core import atomic as files
 
         with files.atomic(args.json) as out:
             shutil.copyfile(saved, out)
@@ -245,7 +253,7 @@ def cmd_baseline(args) -> int:
 def cmd_ab(args) -> int:
     import tempfile
 
-    from imgbench import ab
+    from imgbench.forensics import ab
 
     if not args.base and not args.base_python:
         raise UserError("ab needs --base GIT_REF, --base-python PATH, or both")
@@ -285,7 +293,7 @@ def cmd_ab(args) -> int:
 def cmd_gate_check(args) -> int:
     import tempfile
 
-    from imgbench import ab, gatecheck
+    from imgbench.forensics import ab, gatecheck
 
     effects = [percent("--effects", e) for e in args.effects.split(",")]
     if args.jobs < 1:
@@ -311,7 +319,7 @@ def cmd_gate_check(args) -> int:
 
 
 def cmd_bisect(args) -> int:
-    from imgbench import ab, bisect
+    from imgbench.forensics import ab, bisect
 
     args_ = _pytest_args(args)[1][1:] + _rest(args)  # each commit runs its own benches/
     here = _benches_dir(args.benches).parent
@@ -327,7 +335,7 @@ def cmd_bisect(args) -> int:
 def cmd_explain(args) -> int:
     import tempfile
 
-    from imgbench import ab, explain
+    from imgbench.forensics import ab, explain
 
     if args.profiles:
         if args.case or args.base:
@@ -355,7 +363,9 @@ def cmd_explain(args) -> int:
 
 
 def _render(args):
-    from imgbench import history, report, results
+    from imgbench.judge import window as history
+    from imgbench.runs import record as results
+    from imgbench.show import report
 
     # light records (the index); render reads rounds again only for the few runs it judges or draws
     runs = results.load_history(args.paths, rounds=False)
@@ -372,7 +382,8 @@ def cmd_plot(args) -> int:
 
 
 def cmd_changes(args) -> int:
-    from imgbench import changes, results
+    from imgbench.judge import changepoints as changes
+    from imgbench.runs import record as results
 
     history = results.load_history(args.paths, rounds=False)  # medians are all it needs
     for line in history.notes + [f"skipped {line}" for line in history.skipped]:
@@ -382,7 +393,7 @@ def cmd_changes(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from imgbench import report
+    from imgbench.show import report
 
     md, md_path, html_path = report.write(_render(args), Path(args.out))
     print(md)

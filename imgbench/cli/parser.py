@@ -7,8 +7,8 @@ import argparse
 import math
 
 import imgbench
-from imgbench import config, options
-from imgbench.errors import UserError
+from imgbench.core import config, options
+from imgbench.core.errors import UserError
 
 EXIT_BAD_INPUT = 2
 EXIT_MEMORY_REGRESSION = 3  # compare: no time regression, but a case's peak memory grew

@@ -1,0 +1,152 @@
+"""The run file: pytest-benchmark's JSON plus imgbench's block, written and read here and nowhere else.
+
+pytest-benchmark owns the file's shape (machine_info, commit_info, datetime, benchmarks); imgbench adds
+`machine_info.imgbench` (the recorded environment), `machine_info.fingerprint` (the machine class) and a
+top-level `imgbench` block with the run's settings under a schema version. A run of a newer schema is
+refused; older runs are read, and the fields they lack are named. No torch here.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from imgbench.core import atomic as files
+from imgbench.hw import fingerprint as machine_class
+from imgbench.core.errors import UserError
+
+SCHEMA = 1  # version of the imgbench block; runs written before it was recorded read as 0
+# What a schema-1 block holds; an older run lacks some (the committed 2-core baseline has no optimizer).
+FIELDS = ("version", "profile", "devices", "threads", "dataset", "optimizer", "precisions", "memory_formats",
+          "compile", "peaks")
+
+
+class RunError(UserError):
+    """A file that is not a readable run; the message names it and says why."""
+
+
+def block(version: str, settings, peaks: dict) -> dict:
+    """The imgbench block of a run measured under `settings` (options.Settings)."""
+    return {"schema": SCHEMA, "version": version, "profile": settings.profile.name, "devices": settings.devices,
+            "threads": settings.threads, "dataset": settings.dataset, "optimizer": settings.optimizer,
+            "precisions": settings.precisions, "memory_formats": settings.memory_formats,
+            "compile": settings.compile,
+            # measured, so not machine_info: it would differ in every comparison
+            "peaks": peaks}
+
+
+def machine_info(env: dict) -> dict:
+    """What imgbench adds to pytest-benchmark's machine_info: the environment and the machine class."""
+    return {"imgbench": env, "fingerprint": env["fingerprint"]}
+
+
+@dataclass(frozen=True)
+class Run:
+    path: Path
+    raw: dict                   # the whole file, as stored
+    benchmarks: list            # pytest-benchmark's list of cases, as stored
+    datetime: str
+    commit: str | None
+    fingerprint: str | None
+    env: dict                   # machine_info.imgbench
+    meta: dict                  # the imgbench block
+    version: str                # of pytest-benchmark
+    schema: int
+
+    @property
+    def profile(self) -> str:
+        return str(self.meta.get("profile", ""))
+
+    @property
+    def missing(self) -> list[str]:
+        """The schema's fields this run lacks (an older imgbench's run, or another tool's)."""
+        return [f for f in FIELDS if f not in self.meta]
+
+    @property
+    def threads(self) -> int | None:
+        t = self.meta.get("threads")
+        return t if isinstance(t, int) and not isinstance(t, bool) else None
+
+    @property
+    def regressions(self) -> set[str]:
+        """Cases judged a regression when this run was saved into a history (its `judged` block)."""
+        judged = _dict(self.meta.get("judged"))
+        return {n for n in judged.get("regressions", []) if isinstance(n, str)}
+
+    @property
+    def devices(self):
+        return self.meta.get("devices")
+
+    def lacks(self) -> str | None:
+        """One line naming the imgbench fields this run lacks (an older imgbench's, or another tool's), or None."""
+        if not self.missing:
+            return None
+        who = "not written by imgbench" if not self.meta else f"run file schema {self.schema}"
+        return f"{self.path}: lacks {', '.join(self.missing)} ({who}): not checked"
+
+
+def read(path: str | Path) -> Run:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise RunError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise RunError(f"{path}: not a pytest-benchmark run (not UTF-8 text)") from None
+    try:
+        run = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RunError(f"{path}: corrupt or truncated JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    if not isinstance(run, dict) or not isinstance(run.get("benchmarks"), list) or "machine_info" not in run:
+        raise RunError(f"{path}: not a pytest-benchmark run (expected 'machine_info' and a 'benchmarks' list)")
+    machine = _dict(run["machine_info"])
+    meta = _dict(run.get("imgbench"))
+    schema = meta.get("schema", 0)
+    if isinstance(schema, bool) or not isinstance(schema, int) or schema < 0:  # JSON true is no version
+        raise RunError(f"{path}: imgbench schema {schema!r} is not a version number (valid: 0 to {SCHEMA})")
+    if schema > SCHEMA:
+        raise RunError(f"{path}: written by a newer imgbench (run file schema {schema}; this version reads up to "
+                       f"{SCHEMA}): upgrade imgbench to read it")
+    return Run(path=path, raw=run, benchmarks=run["benchmarks"], datetime=str(run.get("datetime", "")),
+               commit=_dict(run.get("commit_info")).get("id"), fingerprint=machine_class.of_run(machine),
+               env=_dict(machine.get("imgbench")), meta=meta, version=str(run.get("version", "unknown")),
+               schema=schema)
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def case_key(b: dict) -> tuple:
+    """What makes two stored cases the same case: the test function and every param (as results matches
+    them), not the test id, which changes with the folder pytest ran from."""
+    return b["name"].split("[", 1)[0], tuple(sorted((k, str(v)) for k, v in (b.get("params") or {}).items()))
+
+
+def merged(new: Run, old: Run) -> tuple[dict, list[str]]:
+    """`new`'s file with every case of `old` that `new` did not run, and the names of the cases new
+    replaced. The imgbench block's axis lists and peaks cover both runs' cases, and its `merged` list
+    names the earlier runs (date, commit) whose cases the file still holds."""
+    doc = copy.deepcopy(new.raw)
+    ran = {case_key(b) for b in new.benchmarks}
+    replaced = sorted(b["name"] for b in old.benchmarks if case_key(b) in ran)
+    doc["benchmarks"] = new.benchmarks + [b for b in old.benchmarks if case_key(b) not in ran]
+    meta = doc.get("imgbench")
+    if isinstance(meta, dict):
+        # The header is new's: say when and at which commits the cases kept from old were measured.
+        if len(doc["benchmarks"]) > len(new.benchmarks):
+            meta["merged"] = [*old.meta.get("merged", []), {"datetime": old.datetime, "commit": old.commit}]
+        for key in ("devices", "precisions", "memory_formats", "compile"):
+            if isinstance(old.meta.get(key), list):
+                meta[key] = list(dict.fromkeys([*old.meta[key], *meta.get(key, [])]))
+        if isinstance(old.meta.get("peaks"), dict):
+            meta["peaks"] = {**old.meta["peaks"], **meta.get("peaks", {})}
+    return doc, replaced
+
+
+def write(path: Path, doc: dict):
+    """A run file written whole or not at all."""
+    with files.atomic(path) as tmp:
+        tmp.write_text(json.dumps(doc, indent=4), encoding="utf-8")

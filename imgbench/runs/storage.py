@@ -1,0 +1,143 @@
+"""Where runs live: STORAGE/<machine class>/<platform>/NNNN_<profile>.json as pytest-benchmark lays them
+out, the previous run of a profile, baselines at FOLDER/<machine class>/<profile>.json, and saving either
+whole or not at all. Run numbers are taken by exclusive creation, so processes saving into one folder
+at the same time never overwrite each other. No torch here.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from imgbench.runs import runfile
+from imgbench.core.errors import UserError
+
+RUN_NAME = re.compile(r"(\d{4,})_(.+)\.json")  # pytest-benchmark's %04d: run 10000 has five digits
+
+
+class StorageError(UserError):
+    pass
+
+
+def writable_folder(folder: Path, option: str) -> Path:
+    """Created if missing; checked before a run of minutes, not after it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StorageError(f"{option}: cannot create {folder}: {e.strerror or e}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StorageError(f"{option}: cannot write to {folder}")
+    return folder
+
+
+def platform_folder(folder: Path) -> Path:
+    """pytest-benchmark's sub-folder for this interpreter (Linux-CPython-3.11-64bit)."""
+    from pytest_benchmark.utils import get_machine_id
+
+    return folder / get_machine_id()
+
+
+def previous_run(folder: Path, profile: str, device_list: list[str] | None = None) -> Path | None:
+    """The newest saved run of this profile in a machine-class folder, if any; with `device_list`,
+    the newest that ran the same devices (a CPU-only run shares no case with a CUDA-only one).
+
+    Newest by the run's recorded date: pytest-benchmark numbers runs per platform sub-folder, so
+    after a Python upgrade a new folder starts again at 0001. Unreadable runs are never the baseline.
+    """
+    runs = []
+    for path in folder.glob(f"*/*_{profile}.json"):
+        if not (m := RUN_NAME.fullmatch(path.name)) or m[2] != profile:
+            continue
+        try:
+            run = runfile.read(path)
+        except runfile.RunError:
+            continue
+        if run.datetime and (device_list is None or run.devices == device_list):
+            runs.append((run.datetime, path.name, path))
+    return max(runs)[2] if runs else None
+
+
+def stored_runs(folder: Path, prefix: str | None = None) -> list[Path]:
+    """The numbered runs in a platform folder; with `prefix` (as --benchmark-compare takes it: 0003, or
+    0003_quick), those whose name starts with it."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if RUN_NAME.fullmatch(p.name)
+                  and (prefix is None or p.name.startswith(prefix.rstrip("*"))))
+
+
+@contextmanager
+def partial(folder: Path, name: str) -> Iterator[Path]:
+    """A hidden temporary path in `folder` to write a run to; removed at the end whatever happens."""
+    # Not a .json (a history reader must never take it for a run), nor files.atomic's name (both meet here).
+    tmp = folder / f".{name}.{os.getpid()}.pytest-partial"
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_run(tmp: Path, folder: Path, profile: str) -> Path:
+    """Move the finished run `tmp` to the next free FOLDER/<platform>/NNNN_<profile>.json. The number is
+    taken by a hard link that fails if the name exists, so a concurrent save takes the next one."""
+    sub = platform_folder(folder)
+    sub.mkdir(parents=True, exist_ok=True)
+    while True:
+        numbers = [int(m[1]) for p in sub.iterdir() if (m := RUN_NAME.fullmatch(p.name))]
+        dest = sub / f"{max(numbers, default=0) + 1:04}_{profile}.json"
+        try:
+            _claim(tmp, dest)
+        except FileExistsError:
+            continue  # another process took this number first
+        return dest
+
+
+def _claim(tmp: Path, dest: Path):
+    """Move `tmp` to `dest` unless `dest` exists (FileExistsError): a hard link where the file system has
+    them; elsewhere the name is first reserved by exclusive creation, then replaced."""
+    try:
+        os.link(tmp, dest)
+    except FileExistsError:
+        raise
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        os.close(os.open(dest, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        os.replace(tmp, dest)
+        return
+    tmp.unlink()
+
+
+def baseline_path(folder: Path, profile: str) -> Path:
+    return folder / f"{profile}.json"
+
+
+def check_baseline(path: Path, settings) -> None:
+    """An existing baseline takes new cases only from runs measured like it: say so before running."""
+    if not path.is_file():
+        return
+    try:
+        meta = runfile.read(path).meta
+    except runfile.RunError as e:
+        raise StorageError(f"{e}: move it aside to record a new baseline") from None
+    for key, now in (("profile", settings.profile.name), ("dataset", settings.dataset),
+                     ("optimizer", settings.optimizer), ("threads", settings.threads)):
+        if key in meta and meta[key] != now:
+            raise StorageError(f"{path} was recorded with {key} {meta[key]!r}, this run has {now!r}: record it "
+                               f"with the same settings, or move {path.name} aside to start a new baseline")
+
+
+def save_baseline(tmp: Path, path: Path) -> list[str]:
+    """Merge the finished run `tmp` into the baseline at `path`, written whole or not at all: its cases
+    replace those of the same test and params, every other case of the baseline stays. Returns the
+    names of the cases replaced."""
+    new = runfile.read(tmp)
+    doc, replaced = runfile.merged(new, runfile.read(path)) if path.is_file() else (new.raw, [])
+    doc["benchmarks"] = sorted(doc["benchmarks"], key=lambda b: str(b.get("fullname", b["name"])))
+    runfile.write(path, doc)
+    tmp.unlink(missing_ok=True)
+    return replaced

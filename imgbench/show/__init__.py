@@ -1,0 +1,1 @@
+"""Figures and reports: they draw what was decided, never decide."""

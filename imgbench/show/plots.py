@@ -1,0 +1,256 @@
+"""Figures from stored runs: the GPU-over-CPU speedup trend, throughput against batch size, the latest
+run against its baseline per family, and the epoch time breakdown. matplotlib's object API only (no
+pyplot, no global backend); one color per device in every figure drawn per device; files written atomically."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from pathlib import Path
+
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from imgbench.core import atomic as files
+from imgbench.core.options import DEFAULTS
+from imgbench.runs.record import Record
+from imgbench.judge.speedup import Speedup
+from imgbench.judge.verdict import IMPROVEMENT, NOISY, REGRESSION, UNCHANGED, Verdict
+
+DPI = 100
+DEVICE_COLORS = {"cpu": "#1f77b4", "cuda": "#d62728", "mps": "#9467bd"}
+REGRESSION_COLOR = "#ff7f0e"  # not a device's color: a red bar must not read as "CUDA"
+VERDICT_COLORS = {REGRESSION: REGRESSION_COLOR, IMPROVEMENT: "#2ca02c", UNCHANGED: "#9e9e9e", NOISY: "#e3d9a6"}
+# Speedup-trend lines are cases, not devices: colors that are neither a device's nor a verdict's.
+CASE_COLORS = ("#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#393b79", "#637939", "#843c39")
+COMPONENT_COLORS = {"compute": "#4c72b0", "data stall": "#dd8452", "host-to-device copy": "#55a868"}
+FAMILY_STYLES = {"train_step": "-", "forward": "--"}
+MAX_LINES = 8  # per panel of the speedup trend: beyond that a legend hides the data
+
+
+def device_color(device: str) -> str:
+    return DEVICE_COLORS.get(str(device).split(":")[0], "#7f7f7f")
+
+
+def describe(params: dict, drop=("device",)) -> str:
+    """A case in a few words: model first, batch size as bsN, axes only where not the default."""
+    items = sorted(params.items(), key=lambda kv: (kv[0] != "model", kv[0] == "batch_size", kv[0]))
+    words = [f"bs{v}" if k == "batch_size" else str(v) for k, v in items
+             if k not in drop and DEFAULTS.get(k) != str(v)]
+    return " ".join(words) or "-"
+
+
+def save(fig: Figure, folder: Path, name: str, svg: bool = False) -> list[Path]:
+    """PNG (and SVG) via a temporary file renamed into place."""
+    out = []
+    for fmt in ("png", "svg") if svg else ("png",):
+        with files.atomic(folder / f"{name}.{fmt}") as tmp:
+            fig.savefig(tmp, format=fmt, dpi=DPI)
+        out.append(folder / f"{name}.{fmt}")
+    return out
+
+
+def _day(text: str) -> str:
+    try:
+        return datetime.fromisoformat(text).strftime("%m-%d %H:%M")
+    except ValueError:
+        return text[:16]
+
+
+def run_label(r: Record) -> str:
+    torch = (r.torch or "?").split("+")[0]
+    return f"{(r.commit or '-')[:7]}\ntorch {torch}\n{_day(r.datetime)}"
+
+
+def speedup_trend(speedups: list[Speedup], machine: str, fell: list[Speedup] = (), changes=()) -> Figure:
+    """One panel per family; per case the speedup of each run with its bootstrap band; the runs in
+    `fell` (judged a regression against the case's previous run) are marked, and so, by a dashed line in
+    the case's color, is the first run after each of `changes` (changes.ChangePoint) of a drawn case."""
+    fell_ids = {id(s) for s in fell}
+    starts: dict[tuple, list[str]] = {}
+    for c in changes:
+        if isinstance(c.first, Speedup):
+            starts.setdefault((c.first.key, c.first.device), []).append(c.first.datetime)
+    stamps = sorted({s.datetime for s in speedups})
+    x_of = {d: i for i, d in enumerate(stamps)}
+    families = sorted({s.family for s in speedups})
+    fig = Figure(figsize=(12, 1.2 + 3.2 * len(families)), layout="constrained")
+    axes = fig.subplots(len(families), 1, sharex=True, squeeze=False)[:, 0]
+    handles = {}
+    for ax, family in zip(axes, families, strict=True):
+        by_case: dict[tuple, list[Speedup]] = {}
+        for s in speedups:
+            if s.family == family:
+                by_case.setdefault((s.key, s.device), []).append(s)
+        latest = sorted(by_case, key=lambda k: -by_case[k][-1].speedup)[:MAX_LINES]
+        for i, k in enumerate(sorted(latest, key=str)):
+            points = by_case[k]
+            xs = [x_of[s.datetime] for s in points]
+            color = CASE_COLORS[i % len(CASE_COLORS)]
+            label = f"{describe(dict(k[0][1]))} ({k[1]})"
+            (line,) = ax.plot(xs, [s.speedup for s in points], marker="o", ms=3, color=color, label=label)
+            handles[f"{family}: {label}"] = line
+            if all(s.ci for s in points):
+                ax.fill_between(xs, [s.ci[0] for s in points], [s.ci[1] for s in points], color=color, alpha=0.18,
+                                linewidth=0)
+            for cur in points:
+                if id(cur) in fell_ids:
+                    m = ax.scatter([x_of[cur.datetime]], [cur.speedup], marker="v", s=90, facecolor="none",
+                                   edgecolor=REGRESSION_COLOR, linewidth=1.8, zorder=5)
+                    handles["speedup fell (regression vs the previous run)"] = m
+            for when in starts.get(k, ()):
+                ax.axvline(x_of[when], color=color, linestyle="--", linewidth=1.2)
+                handles["change point (first run after it)"] = Line2D([], [], color="#555555", linestyle="--")
+        ax.axhline(1, color="#555555", linewidth=0.8, linestyle=":")
+        ax.set_yscale("log")
+        shown = f" ({len(latest)} of {len(by_case)} cases, the fastest)" if len(by_case) > len(latest) else ""
+        ax.set_title(f"{family}{shown}", loc="left", fontsize=10)
+        ax.set_ylabel("speedup (x)\nCPU time / GPU time")
+        ax.grid(True, which="both", alpha=0.3)
+    step = max(1, math.ceil(len(stamps) / 12))
+    ticks = list(range(0, len(stamps), step))
+    first = {s.datetime: s.accel for s in speedups}
+    axes[-1].set_xticks(ticks, [run_label(first[stamps[i]]) for i in ticks], fontsize=7)
+    axes[-1].set_xlabel("run (commit, torch, date)")
+    fig.suptitle(f"GPU-over-CPU speedup per run, {machine} (band: 99% bootstrap interval)")
+    fig.legend(list(handles.values()), list(handles.keys()), loc="outside right upper", fontsize=7)
+    return fig
+
+
+def throughput(records: list[Record], machine: str) -> Figure:
+    """images/s against batch size (log2) per model; color = device, line style = family."""
+    picked = [r for r in records if r.family in FAMILY_STYLES and "batch_size" in r.params and r.median > 0]
+    models = sorted({str(r.params.get("model")) for r in picked})
+    cols = min(3, max(1, len(models)))
+    rows = max(1, math.ceil(len(models) / cols))
+    fig = Figure(figsize=(4.2 * cols + 2.2, 3.2 * rows + 0.8), layout="constrained")
+    grid = fig.subplots(rows, cols, squeeze=False)
+    for ax in grid.flat[len(models):]:
+        ax.set_visible(False)
+    devices_seen = set()
+    for ax, model in zip(grid.flat, models, strict=False):
+        groups: dict[tuple, list[Record]] = {}
+        for r in picked:
+            if str(r.params.get("model")) == model:
+                rest = {k: v for k, v in r.params.items() if k not in ("batch_size", "model")}
+                groups.setdefault((r.family, tuple(sorted(rest.items()))), []).append(r)
+        sizes = set()
+        for (family, rest), rs in sorted(groups.items(), key=str):
+            rs.sort(key=lambda r: int(r.params["batch_size"]))
+            device = str(dict(rest).get("device", "cpu"))
+            devices_seen.add(device)
+            bs = [int(r.params["batch_size"]) for r in rs]
+            sizes.update(bs)
+            ips = [float(r.extra.get("images", r.params["batch_size"])) / r.median for r in rs]
+            extra = describe(dict(rest), drop=("device",))
+            ax.plot(bs, ips, FAMILY_STYLES[family], marker="o", color=device_color(device),
+                    label=f"{device} {family}" + (f" {extra}" if extra != "-" else ""))
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(sorted(sizes), [str(b) for b in sorted(sizes)])
+        ax.set_title(model, fontsize=10)
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("images/s")
+        ax.grid(True, which="both", alpha=0.3)
+    handles = [Line2D([], [], color=device_color(d), marker="o", label=d) for d in sorted(devices_seen)]
+    handles += [Line2D([], [], color="#333333", linestyle=s, label=f) for f, s in FAMILY_STYLES.items()]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8)
+    fig.suptitle(f"Throughput against batch size, {machine} (latest run of each case)")
+    return fig
+
+
+def versus_baseline(verdicts: list[Verdict], family: str, machine: str, base: str, cand: str) -> Figure:
+    """Per case the candidate's change in median time with its interval, colored by verdict."""
+    verdicts = sorted(verdicts, key=lambda v: v.name)
+    fig = Figure(figsize=(10, 1.6 + 0.26 * len(verdicts)), layout="constrained")
+    ax = fig.subplots()
+    ys = range(len(verdicts))
+    change = [(v.ratio - 1) * 100 for v in verdicts]
+    err = [[max(0.0, (v.ratio - v.ci[0]) * 100) if v.ci else 0 for v in verdicts],
+           [max(0.0, (v.ci[1] - v.ratio) * 100) if v.ci else 0 for v in verdicts]]
+    ax.barh(ys, change, xerr=err, color=[VERDICT_COLORS[v.verdict] for v in verdicts], capsize=2,
+            error_kw={"elinewidth": 0.8})
+    effect = verdicts[0].min_effect * 100 if verdicts else 5
+    ax.axvspan(-effect, effect, color="#000000", alpha=0.06)
+    ax.axvline(0, color="#333333", linewidth=0.8)
+    ax.set_yticks(list(ys), [v.name.split("[", 1)[-1].rstrip("]") for v in verdicts], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("change in median time, % (> 0: slower; bars: 99% bootstrap interval; shade: minimum effect)")
+    handles = [Patch(color=c, label=k) for k, c in VERDICT_COLORS.items()]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8)
+    fig.suptitle(f"{family}: latest run against its baseline, {machine}\n{cand} vs {base}", fontsize=10)
+    return fig
+
+
+def _epoch_label(r: Record) -> str:
+    text = describe(r.params, ())
+    return text if r.family == "epoch" else f"{r.family}: {text}"  # e.g. the fixed reference epoch
+
+
+def epoch_breakdown(records: list[Record], machine: str) -> Figure:
+    """Seconds per epoch split into compute, data stall and host-to-device copy (shares of host time
+    as the epoch family records them)."""
+    rows = sorted((r for r in records if "data_stall_share" in r.extra), key=lambda r: _epoch_label(r))
+    fig = Figure(figsize=(10, 1.6 + 0.3 * len(rows)), layout="constrained")
+    ax = fig.subplots()
+    left = [0.0] * len(rows)
+    for part, color in COMPONENT_COLORS.items():
+        widths = []
+        for r in rows:
+            stall, copy = float(r.extra.get("data_stall_share") or 0), float(r.extra.get("copy_share") or 0)
+            share = {"compute": max(0.0, 1 - stall - copy), "data stall": stall, "host-to-device copy": copy}[part]
+            widths.append(r.median * share)
+        ax.barh(range(len(rows)), widths, left=left, color=color, label=part)
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    ax.set_yticks(list(range(len(rows))), [_epoch_label(r) for r in rows], fontsize=7)
+    for tick, r in zip(ax.get_yticklabels(), rows, strict=True):
+        tick.set_color(device_color(r.params.get("device", "cpu")))
+    ax.invert_yaxis()
+    images = {int(r.extra.get("images", 0)) for r in rows}
+    ax.set_xlabel(f"seconds per epoch ({', '.join(map(str, sorted(images)))} images; labels colored by device)")
+    fig.legend(loc="outside right upper", fontsize=8)
+    fig.suptitle(f"Where an epoch's time goes, {machine} (latest run)")
+    return fig
+
+
+def ddp_scaling(records: list[Record], machine: str) -> Figure:
+    """Per model and device: images/s against world size, and scaling efficiency against one replica
+    with the exposed gradient-communication share."""
+    fig = Figure(figsize=(12, 4.2), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    groups: dict[tuple, list[Record]] = {}
+    for r in records:
+        if r.family == "ddp" and "world_size" in r.params:
+            rest = tuple(sorted((k, str(v)) for k, v in r.params.items() if k != "world_size"))
+            groups.setdefault(rest, []).append(r)
+    for i, (rest, rs) in enumerate(sorted(groups.items())):
+        rs.sort(key=lambda r: int(r.params["world_size"]))
+        params = dict(rest)
+        color = device_color(params.get("device", "cpu"))
+        marker = "osD^v<>"[i % 7]
+        label = describe(params, ())
+        ws = [int(r.params["world_size"]) for r in rs]
+        left.plot(ws, [float(r.extra.get("images_per_s") or 0) for r in rs], marker=marker, color=color, label=label)
+        eff = [(w, float(r.extra["scaling_efficiency"])) for w, r in zip(ws, rs, strict=True)
+               if r.extra.get("scaling_efficiency") is not None]
+        if eff:
+            right.plot(*zip(*eff, strict=True), marker=marker, color=color, label=f"{label}: efficiency")
+        comm = [(w, float(r.extra["comm_share"])) for w, r in zip(ws, rs, strict=True) if "comm_share" in r.extra]
+        if comm:
+            right.plot(*zip(*comm, strict=True), marker=marker, color=color, linestyle=":", alpha=0.8,
+                       label=f"{label}: communication share")
+    worlds = sorted({int(r.params["world_size"]) for rs in groups.values() for r in rs}) or [1]
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(worlds, [str(w) for w in worlds])
+        ax.set_xlabel("world size (replicas)")
+        ax.grid(True, which="both", alpha=0.3)
+    left.set_ylabel("images/s (all replicas)")
+    left.set_title("throughput", loc="left", fontsize=10)
+    right.set_ylim(0, 1.1)
+    right.set_ylabel("fraction")
+    right.set_title("scaling efficiency (solid), communication share (dotted)", loc="left", fontsize=10)
+    fig.legend(*right.get_legend_handles_labels(), loc="outside right upper", fontsize=7)
+    fig.suptitle(f"Data-parallel scaling, {machine} (latest run)")
+    return fig

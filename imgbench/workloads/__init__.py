@@ -1,0 +1,1 @@
+"""What is timed: models, data, the sweep point (cases), and one module per benchmark family."""

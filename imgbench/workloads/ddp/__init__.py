@@ -1,0 +1,1 @@
+"""The ddp family: data-parallel workers (torchrun), their launcher, and the world sizes swept."""

@@ -4,14 +4,14 @@ forward+backward, NCHW and channels_last. FLOPs per call from torch's flop count
 
 import pytest
 
-from imgbench.workloads import conv as layers
+from imgbench.workloads import conv
 
 
 @pytest.mark.gate(layer="conv2d_k3_64to128", direction="fwd_bwd", layout="nchw", batch_size=32)
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("direction", ["fwd", "fwd_bwd"])
-@pytest.mark.parametrize("layer", list(layers.LAYERS))
+@pytest.mark.parametrize("layer", list(conv.LAYERS))
 def test_conv(layer, direction, layout, device, batch_size, settings, measure):
-    if reason := layers.unsupported(layer, layout):
+    if reason := conv.unsupported(layer, layout):
         pytest.skip(reason)
-    measure(layers.workload(layer, direction, layout, device, batch_size, settings.profile.conv_scale))
+    measure(conv.workload(layer, direction, layout, device, batch_size, settings.profile.conv_scale))

@@ -8,15 +8,15 @@ serve an accelerator and run when one is."""
 import pytest
 
 from imgbench.core import config
-from imgbench.workloads import dataloader as pipeline
+from imgbench.workloads import dataloader
 
 
 @pytest.mark.gate(source="tensor_augment", workers=0, pin="off", batch_size=128)
 @pytest.mark.parametrize("pin", [pytest.param("off", marks=pytest.mark.host),
                                  pytest.param("on", marks=pytest.mark.accelerator)], ids=lambda v: f"pin_{v}")
 @pytest.mark.parametrize("workers", config.WORKER_COUNTS, ids=lambda w: f"workers{w}")
-@pytest.mark.parametrize("source", pipeline.SOURCES)
+@pytest.mark.parametrize("source", dataloader.SOURCES)
 def test_loader(source, workers, pin, batch_size, settings, measure):
-    if reason := pipeline.unsupported(pin == "on", workers, batch_size):
+    if reason := dataloader.unsupported(pin == "on", workers, batch_size):
         pytest.skip(reason)
-    measure(pipeline.workload(source, workers, pin == "on", batch_size, settings.profile.loader_images))
+    measure(dataloader.workload(source, workers, pin == "on", batch_size, settings.profile.loader_images))

@@ -12,7 +12,8 @@ on."""
 import pytest
 
 from imgbench.hw import timing
-from imgbench.workloads.ddp import worker as ddp, worlds
+from imgbench.workloads.ddp import worlds
+from imgbench.workloads.ddp.worker import DDPError
 
 REPLAY = timing.Replay()
 pytestmark = [pytest.mark.benchmark(timer=REPLAY), pytest.mark.cpu_heavy]
@@ -29,5 +30,5 @@ def test_ddp(world_size, model, device, batch_size, settings, benchmark, tmp_pat
         benchmark.pedantic(REPLAY.play, rounds=len(r["epoch_s"]), iterations=1)
         if benchmark.stats is not None:  # None under --benchmark-disable
             benchmark.extra_info.update(worlds.figures(r, benchmark.stats.stats.median, settings, tmp_path))
-    except ddp.DDPError as e:
+    except DDPError as e:
         pytest.fail(str(e), pytrace=False)

@@ -4,23 +4,23 @@ training step: the same step with its batch already on the device, or copied the
 
 import pytest
 
-from imgbench.workloads import h2d as copies
+from imgbench.workloads import h2d
 
 
 @pytest.mark.parametrize("direction", ["h2d", "d2h"])
 @pytest.mark.parametrize("mode", ["blocking", "non_blocking"])
 @pytest.mark.parametrize("memory", ["pageable", "pinned"])
-@pytest.mark.parametrize("dtype", list(copies.DTYPES))
-@pytest.mark.parametrize("size", list(copies.SIZES))
+@pytest.mark.parametrize("dtype", list(h2d.DTYPES))
+@pytest.mark.parametrize("size", list(h2d.SIZES))
 def test_copy(size, dtype, memory, mode, direction, device, measure):
-    if reason := copies.unsupported(device, memory):
+    if reason := h2d.unsupported(device, memory):
         pytest.skip(reason)
-    measure(copies.workload(size, dtype, memory, mode, direction, device))
+    measure(h2d.workload(size, dtype, memory, mode, direction, device))
 
 
 @pytest.mark.parametrize("batch", ["on_device", "copied"])
 def test_train_step_copy(batch, case, measure):
     """The copy's share of a step: 1 - t(on_device) / t(copied) (Case.train_step_copy)."""
-    if reason := copies.no_accelerator(case.device):
+    if reason := h2d.no_accelerator(case.device):
         pytest.skip(reason)
     measure(case.train_step_copy(batch), case.info())

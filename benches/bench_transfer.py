@@ -5,13 +5,13 @@ backbone every step; last-layer retraining on features cached once (cache time s
 
 import pytest
 
-from imgbench.workloads import epoch as epochs
+from imgbench.workloads import transfer
 
 
 @pytest.mark.cpu_heavy
 @pytest.mark.gate(mode="last_layer", batch_size=128)
-@pytest.mark.parametrize("mode", epochs.TRANSFER_MODES)
+@pytest.mark.parametrize("mode", transfer.MODES)
 def test_transfer(mode, device, batch_size, settings, measure):
-    if reason := epochs.transfer_empty(batch_size, settings.profile):
+    if reason := transfer.empty_epoch(batch_size, settings.profile):
         pytest.skip(reason)
-    measure(epochs.transfer_epoch(mode, device, batch_size, settings.optimizer, settings.profile))
+    measure(transfer.workload(mode, device, batch_size, settings.optimizer, settings.profile))

@@ -3,7 +3,7 @@ Kept at this path: it is the command torchrun runs, in the launcher and in multi
 
 import sys
 
-from imgbench.workloads.ddp.worker import worker
+from imgbench.workloads.ddp.worker import main
 
 if __name__ == "__main__":
-    sys.exit(worker())
+    sys.exit(main())

@@ -1,216 +1,30 @@
-"""Builders shared by the tests: the repository root, stored runs written as the suite writes them,
-and datasets laid out on disk as their readers expect."""
+"""Fixtures every test gets: a cache of stored runs of its own, and torch's process-wide settings put
+back after each test, so that no test's verdict depends on the tests before it."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import numpy as np
 import pytest
-
-from imgbench.runs import record as results
-
-ROOT = Path(__file__).resolve().parent.parent
+import torch
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _index_cache(tmp_path_factory):
-    """The index of stored runs (imgbench.index) of every test, and of the commands they start, in the
+def _cache_of_stored_runs(tmp_path_factory):
+    """The cache of stored runs (imgbench.runs.cache) of every test, and of the commands they start, in the
     session's temporary folder: never the user's cache."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("IMGBENCH_CACHE", str(tmp_path_factory.mktemp("index-cache")))
+        mp.setenv("IMGBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
         yield
 
 
-def run_file(benchmarks: list[dict], fingerprint: str = "AMD_EPYC-2c", when: str = "2026-11-21T10:00:00",
-             commit: str = "abc", meta: dict | None = None, machine: dict | None = None,
-             version: str | None = None) -> dict:
-    """A pytest-benchmark run as imgbench saves it. meta: the run's imgbench block (profile, dataset...)."""
-    run = {"machine_info": {"fingerprint": fingerprint, **(machine or {})}, "commit_info": {"id": commit},
-           "datetime": when, "benchmarks": benchmarks}
-    if meta is not None:
-        run["imgbench"] = meta
-    if version is not None:
-        run["version"] = version
-    return run
+THREADS = torch.get_num_threads()  # as torch set them at import: every usable core
 
 
-def bench_entry(name: str, params: dict, data, bench: str | None = None, extra: dict | None = None) -> dict:
-    """One case of a run, every round's time kept."""
-    data = [float(x) for x in data]
-    return {"name": name, "params": dict(params), "extra_info": dict(extra or {}),
-            **({"fullname": f"benches/bench_{bench}.py::{name}"} if bench else {}),
-            "stats": {"median": float(np.median(data)), "min": min(data), "rounds": len(data), "data": data}}
-
-
-def write_json(path: Path, obj) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj))
-    return path
-
-
-# --- timed cases for the analysis tests (results, stats, verdict, compare, speedup) ---
-FP = "AMD_EPYC-2c"
-# (test id, params as pairs): hashable, so a run is written from {case: round times}
-CASE = ("test_train_step[kerascnn-cpu-bs32]", (("model", "kerascnn"), ("device", "cpu"), ("batch_size", 32)))
-GPU_CASE = ("test_train_step[kerascnn-cuda-bs32]", (("model", "kerascnn"), ("device", "cuda"), ("batch_size", 32)))
-
-
-def rounds(center, n=30, spread=0.01, seed=0):
-    """n round times around `center`, `spread` relative standard deviation."""
-    return center * (1 + spread * np.random.default_rng(seed).standard_normal(n))
-
-
-def write_run(path, cases, fingerprint=FP, when="2026-11-21T10:00:00", bench=None, meta=None):
-    """cases: {(name, params as pairs): round times}; bench: the bench file's family; meta: the run's
-    imgbench block (profile, dataset, optimizer...)."""
-    benchmarks = [bench_entry(name, dict(params), data, bench) for (name, params), data in cases.items()]
-    return write_json(path, run_file(benchmarks, fingerprint=fingerprint, when=when, meta=meta))
-
-
-def records(path, cases, **kw) -> list[results.Record]:
-    """write_run, read back."""
-    return results.load(write_run(path, cases, **kw))
-
-
-def cpu_runs_of_two_profiles_then_a_gpu_run(folder):
-    """A quick CPU run, a full CPU run nearer in time (224x224 images: 20x slower), then a quick GPU run:
-    1.json, 2.json, 3.json."""
-    quick, full = {"profile": "quick"}, {"profile": "full"}
-    return [records(folder / "1.json", {CASE: rounds(1.0)}, when="2026-11-01T00:00:00", meta=quick),
-            records(folder / "2.json", {CASE: rounds(20.0)}, when="2026-11-21T09:00:00", meta=full),
-            records(folder / "3.json", {GPU_CASE: rounds(0.1)}, when="2026-11-21T10:00:00", meta=quick)]
-
-
-# --- datasets on disk (CIFAR-10, MNIST, image folders) ---
-# Each writer lays the files out as the official release does (names are the release's, not the library's
-# constants, so a reader that looks elsewhere fails) and returns what it wrote, to compare with what is read.
-# No torch or torchvision here: every test session loads this file.
-
-CIFAR_BIN = "cifar-10-batches-bin"
-CIFAR_PY = "cifar-10-batches-py"
-CIFAR_BIN_TRAIN = [f"data_batch_{i}.bin" for i in range(1, 6)]
-CIFAR_PY_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
-CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-# a pixel placed at a known (channel, row, col) of the first image of the first file
-MARK = (1, 3, 30)
-MARK_VALUE = 255
-
-
-def cifar_arrays(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """n random CIFAR images (uint8, N x 3 x 32 x 32, channel-major) and labels 0-9."""
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, size=n, dtype=np.uint8)
-
-
-def mark(images: np.ndarray) -> np.ndarray:
-    """Blank the first image but for one pixel at MARK, so a wrong decode order cannot go unseen."""
-    images[0] = 0
-    images[(0, *MARK)] = MARK_VALUE
-    return images
-
-
-def _cifar_files(names: list[str], counts, seed: int, write) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Random images and labels for each file (the first one marked); `write(i, name, images, labels)`."""
-    written = {}
-    for i, (name, n) in enumerate(zip(names, counts, strict=True)):
-        images, labels = cifar_arrays(n, seed + i)
-        written[name] = (mark(images) if i == 0 else images, labels)
-        write(i, name, *written[name])
-    return written
-
-
-def write_cifar_bin(root: Path, counts=(3, 2, 4, 1, 2), test_count: int = 3, seed: int = 0,
-                    skip: tuple[str, ...] = ()) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Write root/cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin (label byte, then channel-major
-    pixels, per record); returns file name -> (images N x 3 x 32 x 32, labels). `skip`: names not written."""
-    folder = root / CIFAR_BIN
-    folder.mkdir(parents=True, exist_ok=True)
-
-    def write(i, name, images, labels):
-        if name not in skip:
-            records = np.concatenate([labels.reshape(-1, 1), images.reshape(len(images), -1)], axis=1)
-            (folder / name).write_bytes(records.astype(np.uint8).tobytes())
-
-    return _cifar_files([*CIFAR_BIN_TRAIN, "test_batch.bin"], [*counts, test_count], seed * 100, write)
-
-
-def write_cifar_py(root: Path, counts=(2, 3, 1, 2, 2), test_count: int = 3, seed: int = 0,
-                   skip: tuple[str, ...] = ()) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Write root/cifar-10-batches-py/ pickles in the official layout (what torchvision reads), batches.meta
-    included; returns file name -> (images, labels). The release's MD5s do not match: patch the check."""
-    import pickle
-
-    folder = root / CIFAR_PY
-    folder.mkdir(parents=True, exist_ok=True)
-
-    def write(i, name, images, labels):
-        n = len(images)
-        entry = {"batch_label": f"batch {i}", "labels": [int(v) for v in labels],
-                 "data": images.reshape(n, 3072), "filenames": [f"img_{i}_{j}.png" for j in range(n)]}
-        if name not in skip:
-            (folder / name).write_bytes(pickle.dumps(entry))
-
-    written = _cifar_files([*CIFAR_PY_TRAIN, "test_batch"], [*counts, test_count], seed * 100 + 50, write)
-    if "batches.meta" not in skip:
-        (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": CIFAR_CLASSES, "num_cases_per_batch": 10,
-                                                            "num_vis": 3072}))
-    return written
-
-
-def stack(written: dict, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The images and (int64) labels of several written files, in order."""
-    return (np.concatenate([written[n][0] for n in names]),
-            np.concatenate([written[n][1] for n in names]).astype(np.int64))
-
-
-def idx_images(images: np.ndarray) -> bytes:
-    """MNIST's idx3 file: magic, count, rows, cols (big-endian), then the pixels."""
-    import struct
-
-    n, h, w = images.shape
-    return struct.pack(">IIII", 2051, n, h, w) + images.astype(np.uint8).tobytes()
-
-
-def idx_labels(labels: np.ndarray) -> bytes:
-    import struct
-
-    return struct.pack(">II", 2049, len(labels)) + labels.astype(np.uint8).tobytes()
-
-
-def write_mnist(root: Path, n_train: int = 5, n_test: int = 3, seed: int = 0, skip: tuple[str, ...] = ()
-                ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Write root/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte; the first training image is
-    blank but for pixel (row 4, col 20) = 200. Returns split ("train"/"t10k") -> (images N x 28 x 28, labels)."""
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    written = {}
-    for split, n in (("train", n_train), ("t10k", n_test)):
-        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
-        if split == "train":
-            images[0] = 0
-            images[0, 4, 20] = 200
-        written[split] = (images, labels)
-        for name, content in ((f"{split}-images-idx3-ubyte", idx_images(images)),
-                              (f"{split}-labels-idx1-ubyte", idx_labels(labels))):
-            if name not in skip:
-                (raw / name).write_bytes(content)
-    return written
-
-
-def write_png_folder(root: Path, per_class: dict[str, int], size: int = 8, seed: int = 0
-                     ) -> dict[str, list[np.ndarray]]:
-    """Write root/<class>/<j>.png, random RGB images; returns class -> pixel arrays (H x W x 3) in order."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    written = {}
-    for cls, n in per_class.items():
-        (root / cls).mkdir(parents=True)
-        written[cls] = [rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8) for _ in range(n)]
-        for j, pixels in enumerate(written[cls]):
-            Image.fromarray(pixels).save(root / cls / f"{j}.png")
-    return written
+@pytest.fixture(autouse=True)
+def _torch_settings():
+    """Threads, flushed denormals and the cuDNN / TF32 flags as they were before the test."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32
+    yield
+    torch.set_num_threads(THREADS)
+    torch.set_flush_denormal(False)  # torch has no getter: off is its default
+    cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = saved

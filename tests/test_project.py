@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from tests.helpers import ROOT
 
 try:
     import tomllib
@@ -97,7 +97,7 @@ def test_ci_gate_fails_when_the_ab_run_cannot_start(tmp_path):
     proc, summary = _gate(tmp_path, GATE_BASE_REF="no-such-ref")
     assert proc.returncode == 2
     assert "### Interleaved A/B against no-such-ref (gating)" in summary
-    assert "A/B failed to run (exit 2): imgbench: error: cannot check out 'no-such-ref'" in summary
+    assert "A/B failed to run (exit 2): imgbench: error: --base 'no-such-ref' is not a commit of " in summary
 
 
 def test_workflows_gate_and_keep_history_on_main_only():

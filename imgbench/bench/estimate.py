@@ -139,4 +139,4 @@ def describe(per_family: dict[str, float], cases: int) -> str:
     parts = ", ".join(f"{name} {sec / 60:.1f}" for name, sec in top if sec >= 30)
     noun = "case" if cases == 1 else "cases"
     return (f"imgbench: {cases} {noun}, estimated {total / 60:.1f} min" + (f" ({parts} min)" if parts else "")
-            + "; a cost model with assumed device rates (imgbench/estimate.py), not a measurement")
+            + "; a cost model with assumed device rates (imgbench/bench/estimate.py), not a measurement")

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from imgbench.hw import devices, calibration as peaks, timing
-from imgbench.workloads import cases
-from imgbench.hw.conditions import applied
-from imgbench.core.config import CROSS_CHECK_BUDGET_S, CROSS_CHECK_MIN_S
 from imgbench.bench.rates import compile_seconds, rates
+from imgbench.core.config import CROSS_CHECK_BUDGET_S, CROSS_CHECK_MIN_S
 from imgbench.core.options import Settings
+from imgbench.hw import calibration, devices, peak_memory, timing
+from imgbench.hw.conditions import applied
+from imgbench.workloads import cases
 from imgbench.workloads.steps import Workload
 
 
@@ -24,7 +24,7 @@ class RunState:
 
     settings: Settings
     dataset: object | None       # a real dataset (--dataset cifar10/mnist), else None
-    peaks: peaks.Peaks
+    peaks: calibration.Peaks
     long_rounds: int             # rounds of epoch-long cases: the profile's, or --benchmark-min-rounds if given
 
 
@@ -82,7 +82,7 @@ def measure(benchmark, request, conditions):
             calls = min(calls, 1)  # one warm-up epoch: worker start-up, autotuning, allocator growth
         if not benchmark.disabled:
             state.peaks.harness(device)  # the fixed cost inside each round, once per device, stored with the run
-        memory = peaks.PeakMemory(device)
+        memory = peak_memory.PeakMemory(device)
         memory.start()
         durations = timing.warm_up(w.fn, calls, devices.synchronizer(device))
         extra = {**info, **w.info, **conditions, "images": w.images, "warmup_calls": calls}

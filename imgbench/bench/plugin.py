@@ -23,13 +23,14 @@ from pytest_benchmark.utils import SecondsDecimal
 
 import imgbench
 from imgbench.bench import estimate
+from imgbench.bench.fixtures import STATE, RunState, case, conditions, measure, params, settings  # noqa: F401 (fixtures)
+from imgbench.bench.settings import from_options
 from imgbench.core import options
-from imgbench.hw import contention, devices, environment, calibration as peaks, timing
-from imgbench.runs import runfile, storage
-from imgbench.workloads import data
 from imgbench.core.config import CPU_SUBSET_MODELS, WORKER_COUNTS, worker_counts
 from imgbench.core.errors import UserError
-from imgbench.bench.fixtures import STATE, RunState, case, conditions, measure, params, settings  # noqa: F401 (fixtures)
+from imgbench.hw import calibration, contention, devices, environment, timing
+from imgbench.runs import runfile, storage
+from imgbench.workloads import data
 
 
 def pytest_addoption(parser):
@@ -51,13 +52,13 @@ def pytest_configure(config):
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     try:
-        s = options.settings(config.getoption)
+        s = from_options(config.getoption)
         dataset = data.real(s.dataset, s.data_root) if s.dataset != "synthetic" else None
     except UserError as e:
         raise pytest.UsageError(str(e)) from None
     long_rounds = config.getoption("benchmark_min_rounds") if _given(config, "--benchmark-min-rounds") else \
         s.profile.long_rounds
-    config.stash[STATE] = RunState(s, dataset, peaks.Peaks(), long_rounds)
+    config.stash[STATE] = RunState(s, dataset, calibration.Peaks(), long_rounds)
     _first_run_without_baseline(config)
 
 

@@ -4,11 +4,7 @@ warns first when other processes are using the CPUs, and tells a Ctrl-C apart fr
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from imgbench.hw import contention
@@ -16,22 +12,6 @@ from imgbench.hw import contention
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
-@contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM (a cancelled CI job, `timeout`) ends a command as Ctrl-C does, through every `finally`: its
-    workers run in sessions of their own, and its checkouts would otherwise outlive it."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 BUSY_SAMPLE_S = 1.0  # how long the machine is watched before the run
 
 

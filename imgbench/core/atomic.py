@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 @contextmanager
-def atomic(dest: str | Path) -> Iterator[Path]:
+def written(dest: str | Path) -> Iterator[Path]:
     """Yields a hidden temporary path beside `dest` to write; renamed over `dest` only when the block
     ends normally. An exception or Ctrl-C inside the block leaves `dest` as it was and no temporary file."""
     dest = Path(dest)

@@ -125,6 +125,18 @@ def image_size(default: int, profile: Profile) -> int:
     return min(default, profile.max_image_size) if profile.max_image_size else default
 
 
+# --- Judging: the defaults of compare, ab, bisect, gate-check, changes and the report ---
+ALPHA = 0.01  # chance of any false alarm in an A/B job; of a wrong call in a bisect step
+MIN_EFFECT = 0.05          # compare, plot, report: the smallest slowdown called a regression
+AB_MIN_EFFECT = 0.03       # ab, gate-check: pairs resolve smaller effects than two runs do
+BISECT_MIN_EFFECT = 0.10   # bisect: the two processes of a step may differ by a few percent on their own
+# ab and gate-check: first-set seconds per case, both sides. On the 2-core box the pairs' log-ratios have an sd
+# of 0.1-0.25 (the host's), so only hundreds of pairs resolve 5%; ab.MIN_PAIRS and MAX_PAIRS bound what it buys.
+AB_BUDGET_S = 20.0
+GATE_CHECK_JOBS, GATE_CHECK_EFFECTS = 3, "0,2,5,10"  # A/B jobs, and injected slowdowns in percent (0: A/A)
+MEMORY_EFFECT, MEMORY_FLOOR_MIB = 0.01, 1.0  # a peak that grew by more than both is a memory regression
+CHANGE_P = 0.001           # changes: significance of each split of a history
+
 # imgbench explain: pairs of profiled blocks per case. On the 2-core development box the two blocks of a pair
 # of kerascnn's forward differ by ~15%: 8 pairs missed a +0.5 ms convolution in a 9 ms step, 48 found it
 # (31 s in all), and an A/A at 48 showed no line.

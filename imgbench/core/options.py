@@ -1,8 +1,7 @@
 """The one table of run and axis options. The pytest plugin and the `imgbench` CLI both build their
-options from it (as pytest-benchmark's plugin and CLI share `add_global_options`), settings are
-parsed and checked here, and turned back into pytest arguments here.
-
-No torch at import: checking model and device names imports it, when a run needs them.
+options from it (as pytest-benchmark's plugin and CLI share `add_global_options`); options given are
+turned back into pytest arguments here. Run settings are parsed into `Settings` by bench.settings,
+which checks model and device names against the registry and this machine. No torch here.
 """
 
 from __future__ import annotations
@@ -123,39 +122,9 @@ class Settings:
                 "precision": self.precisions, "memory_format": self.memory_formats, "compile": self.compile}
 
 
-def settings(opt: Callable[[str], str | None]) -> Settings:
-    """Parse and check run options; `opt(dest)` returns an option's raw value (None when not given)."""
-    from imgbench.hw import devices
-
-    dataset = choice("dataset", opt("dataset"), config.DATASETS)
-    if opt("data_root") is not None and dataset == "synthetic":
-        raise AxisError(f"--data-root {opt('data_root')!r} needs a real dataset (valid: --dataset cifar10, "
-                        "--dataset mnist)")
-    threads = opt("threads")
-    found, chosen = devices.parse(opt("device")), profile(opt("profile"))
-    return Settings(
-        devices=found,
-        batch_sizes=batch_sizes(opt("batch_size")),
-        models=model_names(opt("model")),
-        profile=chosen,
-        threads=devices.usable_cores() if threads is None else positive_int("thread count", threads),
-        optimizer=choice("optimizer", opt("optimizer"), config.OPTIMIZERS),
-        dataset=dataset,
-        data_root=opt("data_root"),
-        precisions=choices("precision", opt("precision"), config.PRECISIONS),
-        memory_formats=choices("memory format", opt("memory_format"), config.MEMORY_FORMATS),
-        compile=choices("compile", opt("compile"), config.COMPILE),
-        cases=choice("case set", opt("cases"), CASE_SETS),
-        case_timeout=None if opt("case_timeout") is None else positive_seconds("case timeout", opt("case_timeout")),
-        cross_check=choice("cross-check", opt("cross_check") or "off", ("off", "on")) == "on",
-        cpu_subset="auto" in [d.strip() for d in opt("device").split(",")] and chosen.name == "full"
-        and any(d != "cpu" for d in found),
-    )
-
-
 def choices(what: str, spec: str, valid) -> list[str]:
     out = []
-    for value in _items(what, spec, ", ".join(valid)):
+    for value in items(what, spec, ", ".join(valid)):
         if choice(what, value, valid) not in out:
             out.append(value)
     return out
@@ -169,18 +138,6 @@ def choice(what: str, value: str, valid) -> str:
 
 def profile(name: str) -> Profile:
     return config.PROFILES[choice("profile", name, tuple(config.PROFILES))]
-
-
-def model_names(spec: str) -> list[str]:
-    """A comma list of model names; `all` stands for every registered model."""
-    from imgbench.workloads import models
-
-    out = []
-    for name in _items("model", spec, "all, " + ", ".join(models.names())):
-        if name != "all" and name not in models.REGISTRY:
-            raise AxisError(f"unknown model {name!r} (valid: all, {', '.join(models.names())})")
-        out += [n for n in (models.names() if name == "all" else [name]) if n not in out]
-    return out
 
 
 def positive_int(what: str, text: str) -> int:
@@ -205,14 +162,14 @@ def positive_seconds(what: str, text: str) -> float:
 
 def batch_sizes(spec: str) -> list[int]:
     out = []
-    for text in _items("batch size", spec, "positive integers, e.g. 32,128"):
+    for text in items("batch size", spec, "positive integers, e.g. 32,128"):
         value = positive_int("batch size", text)
         if value not in out:
             out.append(value)
     return out
 
 
-def _items(what: str, spec: str, valid: str) -> list[str]:
+def items(what: str, spec: str, valid: str) -> list[str]:
     parts = [p.strip() for p in spec.split(",")]
     if not all(parts):
         raise AxisError(f"empty {what} in {spec!r} (valid: {valid})")

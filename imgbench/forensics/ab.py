@@ -1,6 +1,6 @@
 """Interleaved A/B: the same cases of two versions (two git refs, or two Python environments) timed
 burst by burst in one job. Each side is one long-lived worker process running its own tree's benches
-under pytest (`abworker`), so each version builds its cases its own way; the coordinator here walks
+under pytest (the worker plugin, workers/ab_worker.py), so each version builds its cases its own way; the coordinator here walks
 both workers through the matched cases together and, per case, alternates short bursts of calls
 between them in counterbalanced order (ABBA...), pairing adjacent bursts.
 
@@ -16,189 +16,33 @@ looks slower gets as many pairs again; the test runs on all pairs, so alpha stil
 from __future__ import annotations
 
 import math
-import os
 import random
 import secrets
 import shutil
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from multiprocessing.connection import Listener
 from pathlib import Path
 
 import numpy as np
 
+from imgbench.core.config import AB_BUDGET_S, AB_MIN_EFFECT, ALPHA
+from imgbench.core.identity import case_key, test_of
+from imgbench.forensics.worker import AB_PLUGIN, START_S, ABError, Side, Worker, start
 from imgbench.hw import contention
 from imgbench.judge import stats, verdict
-from imgbench.core.errors import UserError
-from imgbench.runs.record import family_of
 from imgbench.judge.verdict import Verdict
 
 BURST_S = 0.05       # a burst this long (at least one call): timer-safe, short next to the host's regimes
 LEAD_BELOW_S = 0.1   # calls shorter than this get one untimed call at the head of each burst
-# First-set time per case, both sides: on the 2-core box the pairs' log-ratios have an sd of 0.1-0.25
-# (the host's), so only hundreds of pairs resolve 5%; the pairs it buys lie within the bounds below.
-CASE_BUDGET_S = 20.0
 MIN_PAIRS, MAX_PAIRS = 12, 300  # 12: the exact test can reach alpha 0.01 over a dozen cases (2^-12)
 SCREEN_P = 0.10      # a first set this suggestive of a slowdown earns the second set
-START_S = 600        # a worker that has not reached its first case by then is stuck
-WORKERS = 1          # per side; more cycle pairs through every (base, candidate) combination
-WORKER_ENV = {
-    "OMP_WAIT_POLICY": "PASSIVE",  # an idle worker's OpenMP threads sleep instead of spinning
-    # A fixed malloc: no dynamic mmap threshold, no trimming. Else each process settles into its own
-    # allocation pattern (page faults per call or none), which biased measured pairs of processes by 10-25%.
-    # (Threads bound to cores, OMP_PROC_BIND, also steadied pairs, but pins forked DataLoader workers and
-    # torchrun ranks to the first core: not the workload a run times.)
-    "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=2147483647",
-}
-PLUGIN = "imgbench_abworker"
-
-
-class ABError(UserError):
-    pass
-
-
-@dataclass(frozen=True)
-class Side:
-    name: str       # "base" or "candidate"
-    tree: Path      # checkout whose benches/ run
-    python: str
-
-
-def worktree(ref: str, repo: Path, into: Path) -> Path:
-    """A detached checkout of `ref` (no effect on the current checkout's files)."""
-    proc = subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(into), ref],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        why = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "git failed"
-        raise ABError(f"cannot check out {ref!r}: {why}")
-    return into
-
-
-def remove_worktree(repo: Path, path: Path):
-    subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(path)], capture_output=True)
-
-
-def python_of(path: str | None) -> str:
-    if path is None:
-        return sys.executable
-    if not Path(path).is_file() or not os.access(path, os.X_OK):
-        raise ABError(f"--base-python {path!r} is not an executable file (give the python executable of the "
-                      "other environment)")
-    return path
-
-
-class Worker:
-    """One pytest process running one side's tree, connected to the coordinator by its own socket."""
-
-    def __init__(self, side: Side, index: int, args: list[str], folder: Path, plugin: str = PLUGIN):
-        self.side, self.index, self.plugin, self.name = side, index, plugin, f"{side.name} worker {index + 1}"
-        self.log = folder / f"{side.name}{index + 1}.log"
-        key = secrets.token_bytes(16)
-        self.listener = Listener(str(folder / f"{side.name}{index + 1}.sock"), family="AF_UNIX", authkey=key)
-        env = {**os.environ, **WORKER_ENV, "PYTHONPATH": os.pathsep.join(
-            [str(side.tree), str(folder), *filter(None, [os.environ.get("PYTHONPATH")])]),
-            "IMGBENCH_AB_ADDRESS": self.listener.address, "IMGBENCH_AB_KEY": key.hex()}
-        cmd = [side.python, "-m", "pytest", str(side.tree / "benches"), *args, "-p", plugin, "-q",
-               "-p", "no:cacheprovider", "-p", "no:xdist"]
-        try:
-            with open(self.log, "w") as log:
-                # Its own process group: stopping it stops what it started too (torchrun, loader workers).
-                self.proc = subprocess.Popen(cmd, cwd=side.tree, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                             start_new_session=True)
-        except OSError as e:
-            self.listener.close()
-            raise ABError(f"the {side.name} worker could not start {side.python}: {e.strerror or e}") from None
-        self.conn, self.finished = None, False
-
-    def connect(self):
-        """Wait until the worker has collected its cases and called back."""
-        accepted: list = []
-
-        def accept():
-            with suppress(OSError):  # the listener closed under it: the worker stopped first
-                accepted.append(self.listener.accept())
-        waiter = threading.Thread(target=accept, daemon=True)
-        waiter.start()
-        deadline = time.monotonic() + START_S
-        while waiter.is_alive() and self.proc.poll() is None and time.monotonic() < deadline:
-            waiter.join(0.2)
-        if not accepted:
-            raise WorkerStopped(self, "before it collected its cases")
-        self.conn = accepted[0]
-
-    def send(self, *msg):
-        self.conn.send(msg)
-
-    def recv(self, timeout: float | None = None):
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.conn.poll(0.5):
-            if self.proc.poll() is not None or (deadline and time.monotonic() > deadline):
-                raise WorkerStopped(self, "while serving")
-        try:
-            return self.conn.recv()
-        except (EOFError, OSError):
-            raise WorkerStopped(self, "while serving") from None
-
-    def tail(self) -> str:
-        try:
-            lines = [ln for ln in self.log.read_text(errors="replace").splitlines() if ln.strip()]
-        except OSError:
-            lines = []
-        return lines[-1] if lines else "no output"
-
-    def stop(self):
-        with suppress(ProcessLookupError):  # the group is gone already
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-        if self.conn is not None:
-            self.conn.close()
-        self.listener.close()
 
 
 class CaseFailed(ABError):
     """A case that raised while timed: it is not compared, and the A/B goes on."""
-
-
-class WorkerStopped(ABError):
-    def __init__(self, worker: Worker, when: str):
-        code = worker.proc.poll()
-        self.worker, self.code = worker, code
-        super().__init__(f"the {worker.name} stopped {when} (exit {code}): {worker.tail()} "
-                         f"(log: {worker.log})")
-
-
-def unknown_options(worker: Worker) -> list[str]:
-    """The arguments pytest refused ("unrecognized arguments: ..."), from a worker that stopped."""
-    for line in worker.log.read_text(errors="replace").splitlines():
-        if "unrecognized arguments:" in line:
-            return line.split("unrecognized arguments:", 1)[1].split()
-    return []
-
-
-def without(args: list[str], refused: list[str]) -> list[str]:
-    """`args` less the refused ones, matched in order (as pytest lists them), so that a value equal to
-    a refused one elsewhere (`--model all` beside a refused `--cases all`) stays."""
-    out, j = [], 0
-    for a in args:
-        if j < len(refused) and a == refused[j]:
-            j += 1
-        else:
-            out.append(a)
-    return out
-
-
-CaseKey = tuple[str, tuple]
-
-
-def key_of(family: str, params: dict) -> CaseKey:
-    return family, tuple(sorted((k, str(v)) for k, v in params.items()))
 
 
 @dataclass
@@ -212,13 +56,13 @@ def match(base: list, cand: list) -> tuple[list[Matched], list[str], list[str]]:
     """Cases matched by test function and params (not by id: a renamed id still matches), in the
     candidate's order; and the node ids of one side with no single match on the other (a test function
     and params found twice on a side, in two files, is not paired at all)."""
-    twice = {k for side in (base, cand) for k, n in Counter(key_of(f, p) for _, f, p in side).items() if n > 1}
-    by_key = {key_of(f, p): nid for nid, f, p in base if key_of(f, p) not in twice}
-    cand_keys = {key_of(f, p) for _, f, p in cand if key_of(f, p) not in twice}
-    both = [Matched(nid.rsplit("::", 1)[-1], by_key[key_of(f, p)], nid) for nid, f, p in cand
-            if key_of(f, p) in by_key and key_of(f, p) in cand_keys]
-    only_base = [nid for nid, f, p in base if key_of(f, p) not in cand_keys]
-    only_cand = [nid for nid, f, p in cand if key_of(f, p) not in by_key]
+    twice = {k for side in (base, cand) for k, n in Counter(case_key(f, p) for _, f, p in side).items() if n > 1}
+    by_key = {case_key(f, p): nid for nid, f, p in base if case_key(f, p) not in twice}
+    cand_keys = {case_key(f, p) for _, f, p in cand if case_key(f, p) not in twice}
+    both = [Matched(nid.rsplit("::", 1)[-1], by_key[case_key(f, p)], nid) for nid, f, p in cand
+            if case_key(f, p) in by_key and case_key(f, p) in cand_keys]
+    only_base = [nid for nid, f, p in base if case_key(f, p) not in cand_keys]
+    only_cand = [nid for nid, f, p in cand if case_key(f, p) not in by_key]
     return both, only_base, only_cand
 
 
@@ -234,7 +78,6 @@ class Trial:
     contention: dict = field(default_factory=dict)
     p_slower: float = 1.0
     p_faster: float = 1.0
-    stages: int = 1
 
     @property
     def sd(self) -> float:
@@ -246,16 +89,13 @@ class Trial:
 
 
 class Pairing:
-    """Every worker at one case: calibrated bursts, pairs in counterbalanced order, each pair on the next
-    (base worker, candidate worker) combination so that no one process's state decides the ratio."""
+    """Both workers at one case: calibrated bursts, then pairs of bursts in counterbalanced order."""
 
-    def __init__(self, m: Matched, base: list[Worker], cand: list[Worker], rng: random.Random):
+    def __init__(self, m: Matched, base: Worker, cand: Worker, rng: random.Random):
         self.m, self.base, self.cand, self.rng = m, base, cand, rng
         self.lead, self.calls, self.replayed = 1, 3, False
-        for w in base[1:] + cand[1:]:
-            self._burst(w)  # each worker's warm-up after the case's own
         started = time.monotonic()
-        first = [self._burst(ws[0]) for ws in (base, cand)]
+        first = [self._burst(w) for w in (base, cand)]
         wall_per_call = (time.monotonic() - started) / (2 * (self.lead + self.calls))
         self.call_s = max(float(np.median(f)) for f in first)
         if self.replayed:  # each call reruns the test body (a torchrun launch): one per burst, no lead
@@ -278,7 +118,7 @@ class Pairing:
         self.replayed = msg[2]
         return msg[1][len(msg[1]) - self.calls:]
 
-    def budget_pairs(self, budget_s: float = CASE_BUDGET_S) -> int:
+    def budget_pairs(self, budget_s: float = AB_BUDGET_S) -> int:
         return int(min(MAX_PAIRS, max(MIN_PAIRS, math.ceil(budget_s / self.pair_s))))
 
     def trial(self, pairs: int, slowdown: float = 0.0, screen: bool = True) -> Trial:
@@ -287,20 +127,20 @@ class Pairing:
         extra = slowdown * self.cand_median
         t = Trial(self.m.name, [], [], [], self.calls, 0.0)
         start, snap = time.monotonic(), contention.snapshot()
-        self._pairs(t, pairs, extra)
+        self.add_pairs(t, pairs, extra)
         t.p_slower = stats.signed_rank_greater(t.d)
         if screen and t.p_slower < SCREEN_P:
-            self._pairs(t, pairs, extra)
-            t.stages, t.p_slower = 2, stats.signed_rank_greater(t.d)
+            self.add_pairs(t, pairs, extra)
+            t.p_slower = stats.signed_rank_greater(t.d)
         t.p_faster = stats.signed_rank_greater(-np.asarray(t.d))
         t.seconds, t.contention = time.monotonic() - start, contention.between(snap, contention.snapshot())
         return t
 
-    def _pairs(self, t: Trial, pairs: int, extra: float):
-        first, k = self.rng.random() < 0.5, len(self.base)
+    def add_pairs(self, t: Trial, pairs: int, extra: float = 0.0):
+        """`pairs` more pairs into `t`, the candidate's calls slowed by `extra` seconds each."""
+        first = self.rng.random() < 0.5
         for i in range(pairs):
-            j = len(t.d)  # cycles through every (base, candidate) worker combination
-            sides = [("base", self.base[j % k], 0.0), ("candidate", self.cand[(j + j // k) % k], extra)]
+            sides = [("base", self.base, 0.0), ("candidate", self.cand, extra)]
             if (i % 2 == 0) == first:  # ABBA: each side goes first in half the pairs
                 sides.reverse()
             got = {name: float(np.median(self._burst(w, x))) for name, w, x in sides}
@@ -318,7 +158,7 @@ def decide(trials: list[Trial], alpha: float, min_effect: float) -> list[Verdict
     for t, s, f in zip(trials, slower, faster, strict=True):
         centre, lo, hi = stats.hodges_lehmann(t.d, 2 * alpha / len(trials))
         ratio, ci = math.exp(centre), (math.exp(lo), math.exp(hi))
-        v = Verdict(t.name, family_of(t.name), float(np.median(t.base)), float(np.median(t.cand)), ratio, ci,
+        v = Verdict(t.name, test_of(t.name), float(np.median(t.base)), float(np.median(t.cand)), ratio, ci,
                     None, None, min_effect, verdict.judge(ratio, min_effect, s, f, ci))
         out.append(verdict.contended(v, contention.flag(t.contention)))
     return out
@@ -327,22 +167,21 @@ def decide(trials: list[Trial], alpha: float, min_effect: float) -> list[Verdict
 @dataclass
 class Session:
     """The workers of both sides, started and walked through the matched cases together."""
-    base: list[Worker]
-    cand: list[Worker]
+    base: Worker
+    cand: Worker
     cases: list[Matched]
     only_base: list[str]
     only_cand: list[str]
-    dropped: list[str]               # options the base did not know, dropped for it
     rng: random.Random               # the pair orders, from the run's seed
 
     def each(self) -> Iterator[tuple[Matched, Pairing | str]]:
-        """Per matched case: a Pairing while every worker holds it, or why it could not run. A consumer
+        """Per matched case: a Pairing while both workers hold it, or why it could not run. A consumer
         whose trial raises CaseFailed catches it and goes on: the workers are let go all the same."""
-        workers = self.base + self.cand
+        workers = (self.base, self.cand)
         for m in self.cases:
             got = [(w, w.recv(START_S)) for w in workers]
             for w, msg in got:
-                expected = m.base_id if w in self.base else m.cand_id
+                expected = m.base_id if w is self.base else m.cand_id
                 if msg[0] in ("ready", "ended") and msg[1] != expected:
                     raise ABError(f"the {w.name} is at {msg[1]}, not at {expected}: out of step")
             ended = [(w, msg) for w, msg in got if msg[0] != "ready"]
@@ -365,63 +204,29 @@ class Session:
                 return
 
 
-def connected(w: Worker, args: list[str], folder: Path, note: Callable[[str], None]) -> tuple[Worker, list[str]]:
-    """`w` once it has collected its cases. A base whose pytest does not know options of `args` (exit 4,
-    "unrecognized arguments": e.g. one the candidate's own conftest adds) is started again without them,
-    with a note. Returns the worker and the arguments it runs with; a worker that fails is stopped."""
-    while True:
-        try:
-            w.connect()
-            return w, args
-        except BaseException as e:
-            w.stop()
-            stopped = isinstance(e, WorkerStopped) and e.code == 4 and w.side.name == "base"
-            refused = unknown_options(w) if stopped else []
-            if not refused or not set(refused) <= set(args):
-                raise
-            args = without(args, refused)
-            note(f"the base does not know {' '.join(refused)}: dropped for the base")
-            w = Worker(w.side, w.index, args, folder, w.plugin)
-
-
-def _start(side: Side, args: list[str], folder: Path, workers: int, note: Callable[[str], None]
-           ) -> tuple[list[Worker], list[str]]:
-    ws: list[Worker] = []
-    try:
-        for i in range(workers):
-            ws.append(Worker(side, i, args, folder))
-        for i, w in enumerate(ws):
-            ws[i], args = connected(w, args, folder, note)
-    except BaseException:
-        for w in ws:
-            w.stop()
-        raise
-    return ws, args
+def copy_plugin(folder: Path) -> None:
+    """The A/B worker plugin beside the run, under the module name both sides' pytest load it by."""
+    shutil.copyfile(Path(__file__).parent / "workers" / "ab_worker.py", folder / f"{AB_PLUGIN}.py")
 
 
 @contextmanager
-def session(base: Side, cand: Side, args: list[str], folder: Path, seed: int, workers: int = 1,
+def session(base: Side, cand: Side, args: list[str], folder: Path, seed: int,
             note: Callable[[str], None] = lambda s: None) -> Iterator[Session]:
-    """Start `workers` workers per side on `args` (an option the base's pytest does not know is dropped
-    for it, with a note), match their cases, and stop them whatever happens."""
-    shutil.copyfile(Path(__file__).parent / "workers" / "ab_worker.py", folder / f"{PLUGIN}.py")
-    started: list[Worker] = []
+    """Start one worker per side on `args` (an option the base's pytest does not know is dropped for
+    it, with a note), match their cases, and stop them whatever happens."""
+    copy_plugin(folder)
+    workers = start([base, cand], args, folder, note)
     try:
-        cand_ws, _ = _start(cand, args, folder, workers, note)
-        started += cand_ws
-        base_ws, base_args = _start(base, args, folder, workers, note)
-        started += base_ws
-        dropped = list((Counter(args) - Counter(base_args)).elements())
-        lists = {id(w): w.recv(START_S)[1] for w in started}
-        both, only_base, only_cand = match(lists[id(base_ws[0])], lists[id(cand_ws[0])])
-        for w in started:
+        lists = [w.recv(START_S)[1] for w in workers]
+        both, only_base, only_cand = match(*lists)
+        for w in workers:
             w.conn.send([m.base_id if w.side is base else m.cand_id for m in both])
-        yield Session(base_ws, cand_ws, both, only_base, only_cand, dropped, random.Random(seed))
-        for w in started:
+        yield Session(*workers, both, only_base, only_cand, random.Random(seed))
+        for w in workers:
             if not w.finished:
                 w.recv(START_S)  # "finished": the session ran to its end
     finally:
-        for w in started:
+        for w in workers:
             w.stop()
 
 
@@ -444,15 +249,15 @@ class Outcome:
         return [n for n, why in self.not_run.items() if "candidate: failed" in why and "base: failed" not in why]
 
 
-def run(base: Side, cand: Side, args: list[str], folder: Path, alpha: float = 0.01, min_effect: float = 0.03,
-        seed: int | None = None, slowdown: float = 0.0, workers: int = WORKERS, budget_s: float = CASE_BUDGET_S,
+def run(base: Side, cand: Side, args: list[str], folder: Path, alpha: float = ALPHA,
+        min_effect: float = AB_MIN_EFFECT, seed: int | None = None, budget_s: float = AB_BUDGET_S,
         note: Callable[[str], None] = lambda s: None) -> Outcome:
     """`imgbench ab`: every matched case paired, then decided together."""
     seed = draw_seed(seed)
     note(f"seed {seed} (replay the pair order with --seed {seed})")
     start = time.monotonic()
     trials, not_run = [], {}
-    with session(base, cand, args, folder, seed, workers, note) as s:
+    with session(base, cand, args, folder, seed, note) as s:
         for name, ids in (("base", s.only_base), ("candidate", s.only_cand)):
             if ids:
                 more = f" and {len(ids) - 10} more" if len(ids) > 10 else ""
@@ -464,7 +269,7 @@ def run(base: Side, cand: Side, args: list[str], folder: Path, alpha: float = 0.
                 note(f"{m.name}: not compared ({p})")
                 continue
             try:
-                t = p.trial(p.budget_pairs(budget_s), slowdown)
+                t = p.trial(p.budget_pairs(budget_s))
             except CaseFailed as e:
                 not_run[m.name] = str(e)
                 note(f"{m.name}: not compared ({e})")

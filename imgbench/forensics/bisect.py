@@ -22,9 +22,6 @@ and the commit under test."""
 from __future__ import annotations
 
 import math
-import os
-import re
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,17 +29,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from imgbench.core import config
-from imgbench.forensics import ab
+from imgbench.core.config import ALPHA, BISECT_MIN_EFFECT
+from imgbench.core.errors import UserError
+from imgbench.forensics import ab, git
+from imgbench.forensics.git import Commit
+from imgbench.forensics.worker import Side, WorkerStopped, collection_error
 from imgbench.hw import contention
 from imgbench.judge import stats, verdict
-from imgbench.core.errors import UserError
 
 SLOW, FAST, UNDECIDED, SKIPPED = "slow", "fast", "undecided", "skipped"
 FOUND, NO_SLOWDOWN, OPEN = 0, 1, 3  # exit codes (2: bad input)
 STEP_BUDGET_S = config.BISECT_STEP_BUDGET_S
-SUBJECT = 50  # characters of a commit's subject shown
 LISTED = 10   # commits named in a range left open; the rest counted
-EXCEPTION = re.compile(r"^E\s+(\w[\w.]*(?:Error|Exception)\b.*)")  # pytest's "E   SyntaxError: ..." line
 
 
 def _ladder() -> list[int]:
@@ -57,63 +55,6 @@ LADDER = _ladder()  # a case's pairs in all at each look: 12, 24, 48, 96, 192, 3
 
 class BisectError(UserError):
     pass
-
-
-@dataclass(frozen=True)
-class Commit:
-    sha: str
-    short: str
-    parent: str   # the first parent
-    date: str     # author date
-    subject: str
-
-    def __str__(self) -> str:
-        subject = self.subject if len(self.subject) <= SUBJECT else self.subject[:SUBJECT - 3] + "..."
-        return f'{self.short} "{subject}"'
-
-
-def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
-
-
-def toplevel(here: Path) -> Path:
-    proc = _git(here, "rev-parse", "--show-toplevel")
-    if proc.returncode:
-        raise BisectError(f"{here} is not in a git repository: bisect checks out commits of the benches' repository")
-    return Path(proc.stdout.strip()).resolve()
-
-
-def _resolve(repo: Path, ref: str, role: str) -> str:
-    proc = _git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
-    if proc.returncode:
-        raise BisectError(f"{role} {ref!r} is not a commit of {repo} (give a commit, branch or tag)")
-    return proc.stdout.strip()
-
-
-def _log(repo: Path, *revs: str) -> list[Commit]:
-    proc = _git(repo, "log", "--format=%H%x1f%h%x1f%P%x1f%ad%x1f%s", "--date=iso", *revs)
-    if proc.returncode:
-        raise BisectError(f"git log {' '.join(revs)} failed in {repo}: {proc.stderr.strip()}")
-    out = []
-    for line in proc.stdout.splitlines():
-        sha, short, parents, date, subject = line.split("\x1f", 4)
-        out.append(Commit(sha, short, (parents.split() or [""])[0], date, subject))
-    return out
-
-
-def line(repo: Path, good: str, bad: str) -> list[Commit]:
-    """GOOD, then the commits after it up to BAD along BAD's first parents."""
-    g, b = _resolve(repo, good, "GOOD"), _resolve(repo, bad, "BAD")
-    if g == b:
-        raise BisectError(f"GOOD {good!r} and BAD {bad!r} are the same commit ({g[:7]}): nothing to bisect")
-    if _git(repo, "merge-base", "--is-ancestor", g, b).returncode:
-        raise BisectError(f"GOOD {good!r} ({g[:7]}) is not an ancestor of BAD {bad!r} ({b[:7]}): give a GOOD "
-                          "from the history that leads to BAD")
-    after = _log(repo, "--first-parent", "--reverse", f"{g}..{b}")
-    if after[0].parent != g:
-        raise BisectError(f"GOOD {good!r} ({g[:7]}) came into BAD {bad!r} ({b[:7]}) through a merge, off its "
-                          f"first-parent line: give a GOOD from `git log --first-parent {bad}`")
-    return _log(repo, "-1", g) + after
 
 
 @dataclass
@@ -224,7 +165,7 @@ def _read(p: ab.Pairing, judge: Judge, level: float, budget_s: float) -> tuple[R
                 return replace(reading, why=why), sets - 1
             t = ab.Trial(p.m.name, [], [], [], p.calls, 0.0)
             snap = contention.snapshot()
-            p._pairs(t, total - len(d), 0.0)
+            p.add_pairs(t, total - len(d))
             sets += 1
             why = contention.flag(contention.between(snap, contention.snapshot()))
             if why:  # tight and wrong: dropped
@@ -237,7 +178,7 @@ def _read(p: ab.Pairing, judge: Judge, level: float, budget_s: float) -> tuple[R
     return replace(reading, why=f"too noisy to say in {len(d)} pairs"), sets - 1
 
 
-def _measure(good: ab.Side, cand: ab.Side, args: list[str], folder: Path, seed: int, budget_s: float,
+def _ab_step(good: Side, cand: Side, args: list[str], folder: Path, seed: int, budget_s: float,
              alpha: float, judges: dict[str, Judge] | Judge, note: Callable[[str], None]
              ) -> tuple[list[Reading], dict[str, str], int]:
     """One A/B of GOOD against a commit. `judges`: one judge for every matched case (step 0), or a judge
@@ -269,41 +210,6 @@ def _measure(good: ab.Side, cand: ab.Side, args: list[str], folder: Path, seed: 
     return readings, not_run, added
 
 
-def _collection_error(side: ab.Side, args: list[str]) -> str:
-    """Why pytest collects no case at `side`'s tree: the first error of a collection-only run."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(side.tree), os.environ.get("PYTHONPATH")]))}
-    try:
-        proc = subprocess.run([side.python, "-m", "pytest", str(side.tree / "benches"), *args, "--collect-only", "-q",
-                               "-p", "no:cacheprovider"], cwd=side.tree, env=env, capture_output=True, text=True,
-                              timeout=ab.START_S)
-    except subprocess.TimeoutExpired:
-        return "its collection did not finish"
-    lines = proc.stdout.splitlines()
-    where = next((ln for ln in lines if ln.startswith("ERROR ")), "no collection error")
-    what = next((m.group(1) for ln in lines if (m := EXCEPTION.match(ln))), None)
-    return f"{where}: {what}" if what else where
-
-
-class _Checkouts:
-    """Commits checked out aside in one folder; `close` removes every one still there."""
-
-    def __init__(self, repo: Path, folder: Path):
-        self.repo, self.folder, self.made = repo, folder, []
-
-    def add(self, commit: Commit) -> Path:
-        path = self.folder / f"tree-{commit.short}"
-        self.made.append(path)  # before git starts: an interrupted checkout is removed too
-        return ab.worktree(commit.sha, self.repo, path)
-
-    def remove(self, path: Path):
-        ab.remove_worktree(self.repo, path)
-        self.made.remove(path)
-
-    def close(self):
-        for path in list(self.made):
-            self.remove(path)
-
-
 @dataclass
 class Outcome:
     code: int                 # FOUND, NO_SLOWDOWN or OPEN
@@ -317,8 +223,8 @@ class Outcome:
 class _Stepper:
     """Runs one step: checks the commit out beside GOOD's, times it against GOOD, removes it."""
     commits: list[Commit]
-    trees: _Checkouts
-    good: ab.Side
+    trees: git.Checkouts
+    good: Side
     rel: Path                 # the benches' parent inside a checkout
     args: list[str]
     alpha: float
@@ -331,15 +237,15 @@ class _Stepper:
         number, commit, n = len(self.steps), self.commits[i], len(self.commits) - 1
         self.note(f"step {number}: {commit} ({i}/{n}) against GOOD")
         path = self.trees.add(commit)
-        cand = ab.Side("candidate", path / self.rel, self.good.python)
+        cand = Side("candidate", path / self.rel, self.good.python)
         try:
-            readings, not_run, added = _measure(self.good, cand, self.args, self.trees.folder / f"step{number}",
+            readings, not_run, added = _ab_step(self.good, cand, self.args, self.trees.folder / f"step{number}",
                                                 self.seed + number, self.budget_s, self.alpha, judges, self.note)
             if "not collected" in not_run.values():
-                found = _collection_error(cand, self.args)
+                found = collection_error(cand, self.args)
                 not_run = {c: f"not collected: {found}" if w == "not collected" else w for c, w in not_run.items()}
             step = _step(number, i, commit, readings, not_run, added)
-        except ab.WorkerStopped as e:
+        except WorkerStopped as e:
             if e.worker.side is self.good:  # not this commit's fault, and nothing left to read commits against
                 step = Step(number, i, commit, UNDECIDED, [], f"GOOD's worker stopped (exit {e.code}): "
                                                               f"{e.worker.tail()}")
@@ -352,20 +258,20 @@ class _Stepper:
         return step
 
 
-def run(here: Path, commits: list[Commit], args: list[str], python: str, alpha: float = 0.01,
-        min_effect: float = 0.10, budget_s: float = STEP_BUDGET_S, seed: int = 0,
+def run(here: Path, commits: list[Commit], args: list[str], python: str, alpha: float = ALPHA,
+        min_effect: float = BISECT_MIN_EFFECT, budget_s: float = STEP_BUDGET_S, seed: int = 0,
         show: Callable[[str], None] = lambda s: None, note: Callable[[str], None] = lambda s: None) -> Outcome:
     """Bisect `commits` (from `line`: GOOD first, BAD last) with `args` for pytest on each tree's benches/
     (`here`'s place in the repository); `show` gets each step's line as it ends."""
-    n, repo = len(commits) - 1, toplevel(here)
+    n, repo = len(commits) - 1, git.toplevel(here)
     note(f"{n} commit(s) after GOOD up to BAD along first parents: about {math.ceil(math.log2(n))} step(s) after "
          f"step 0; seed {seed} (replay the pair orders with --seed {seed})")
     with tempfile.TemporaryDirectory(prefix="imgbench-bisect-") as tmp:
         note(f"checkouts and worker logs in {tmp}, removed at the end")
-        trees = _Checkouts(repo, Path(tmp))
+        trees = git.Checkouts(repo, Path(tmp))
         try:
             rel = here.resolve().relative_to(repo)
-            good = ab.Side("base", trees.add(commits[0]) / rel, python)
+            good = Side("base", trees.add(commits[0]) / rel, python)
             step = _Stepper(commits, trees, good, rel, args, alpha, budget_s, seed, note)
             return _bisect(step, min_effect, show, note)
         finally:

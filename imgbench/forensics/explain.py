@@ -1,6 +1,6 @@
 """What got slower: one case's time per operator in two versions, from torch.profiler, and the difference.
 
-Each side is one pytest process running its own tree's benches (`ab.Worker`, as in `imgbench ab`) with the
+Each side is one pytest process running its own tree's benches (forensics.worker, as in `imgbench ab`) with the
 `profworker` plugin. Once both sides hold the case (after the bench's own warm-up, and `warmup` calls
 more), blocks of calls run under the profiler alternately on the two sides, in counterbalanced order
 (base, candidate; candidate, base; ...): on a host whose speed moves in regimes lasting seconds, the two
@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import signal
-import subprocess
 import tempfile
 import threading
 import time
@@ -36,11 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-from imgbench.core import config, atomic as files, table
+from imgbench.core import atomic, config, table
+from imgbench.core.errors import UserError
 from imgbench.forensics import ab
+from imgbench.forensics.worker import START_S, Side, Worker, WorkerStopped, start
 from imgbench.hw import contention
 from imgbench.runs import storage
-from imgbench.core.errors import UserError
 
 PAIRS = config.EXPLAIN_PAIRS  # pairs of blocks
 WARMUP = config.EXPLAIN_WARMUP
@@ -77,7 +75,7 @@ class Profile:
 
 
 def save(p: Profile, path: Path):
-    with files.atomic(path) as tmp:
+    with atomic.written(path) as tmp:
         tmp.write_text(json.dumps({"format": FORMAT, "format_version": VERSION, **asdict(p)}, indent=1))
 
 
@@ -220,11 +218,6 @@ def select(case: str, listed: list[str], side: str) -> str:
                        f"{', '.join(n.rsplit('::', 1)[-1] for n in found[:5])}{more} (name one)")
 
 
-def commit_of(tree: Path) -> str:
-    proc = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return proc.stdout.strip() if proc.returncode == 0 else "not a git checkout"
-
-
 @dataclass
 class Outcome:
     case: str
@@ -249,7 +242,7 @@ def out_folder(given: str | None) -> Path:
 class _Run:
     """Both workers through one case: selection, warm-up, block size, the pairs of blocks."""
 
-    def __init__(self, case: str, workers: list[ab.Worker], out: Path):
+    def __init__(self, case: str, workers: list[Worker], out: Path):
         self.case, self.workers, self.out = case, workers, out
         self.blocks: dict[str, list] = {"base": [], "candidate": []}
         self.cuda: dict[str, bool] = {}
@@ -258,9 +251,9 @@ class _Run:
     def hold(self):
         """Each side runs its one matching case up to its benchmark call."""
         for w in self.workers:
-            w.conn.send([select(self.case, [c[0] for c in w.recv(ab.START_S)[1]], w.side.name)])
+            w.conn.send([select(self.case, [c[0] for c in w.recv(START_S)[1]], w.side.name)])
         for w in self.workers:
-            msg = w.recv(ab.START_S)
+            msg = w.recv(START_S)
             if msg[0] != "ready":
                 why = msg[2] if msg[0] == "ended" else "its session ended"
                 raise ExplainError(f"the {w.side.name} did not reach the benchmark call of {self.case}: {why}")
@@ -282,7 +275,7 @@ class _Run:
             trace = str(self.out / f"{w.side.name}.trace.json") if i == 0 else None
             self.blocks[w.side.name].append(self._ask(w, "block", self.steps, trace))
 
-    def _ask(self, w: ab.Worker, *msg):
+    def _ask(self, w: Worker, *msg):
         w.send(*msg)
         got = w.recv()
         if got[0] == "error":
@@ -297,39 +290,35 @@ class _Run:
                        [b[0] for b in blocks], [b[1] for b in blocks], trace)
 
 
-def run(case: str, base: ab.Side, cand: ab.Side, args: list[str], folder: Path, out: Path,
+def run(case: str, base: Side, cand: Side, args: list[str], folder: Path, out: Path,
         versions: tuple[str, str], pairs: int = PAIRS, warmup: int = WARMUP, max_seconds: float | None = None,
         note: Callable[[str], None] = lambda s: None) -> Outcome:
     """`imgbench explain`: both sides profiled in pairs of blocks; the operator tables and traces written
     into `out`. Past `max_seconds` the workers are stopped, and the outcome says how far it got."""
-    start = time.monotonic()
-    for module, name in (("ab_worker", ab.PLUGIN), ("profile_worker", PLUGIN)):  # the second imports the first
-        shutil.copyfile(Path(__file__).parent / "workers" / f"{module}.py", folder / f"{name}.py")
+    began = time.monotonic()
+    ab.copy_plugin(folder)  # the profile worker imports the A/B worker's hooks
+    shutil.copyfile(Path(__file__).parent / "workers" / "profile_worker.py", folder / f"{PLUGIN}.py")
     args = [*args, "-k", case.rsplit("::", 1)[-1]]  # a node id's last part is what -k matches
-    workers: list[ab.Worker] = []
+    workers: list[Worker] = []
     cut = threading.Event()
 
     def stop_all():  # from the watchdog thread: the main thread sees the workers gone and ends
         cut.set()
-        for w in workers:
-            with suppress(ProcessLookupError):
-                os.killpg(w.proc.pid, signal.SIGKILL)
+        for w in list(workers):
+            w.kill()
     watchdog = threading.Timer(max_seconds, stop_all) if max_seconds else None
     if watchdog:
         watchdog.start()
     r = _Run(case, workers, out)
     done, busy = 0, None
     try:
-        for side in (base, cand):  # both start at once: each takes seconds to import torch and collect
-            workers.append(ab.Worker(side, 0, args, folder, PLUGIN))
-        for i in range(2):
-            workers[i], _ = ab.connected(workers[i], args, folder, note)
+        start([base, cand], args, folder, note, PLUGIN, workers)
         r.hold()
         note(f"both sides hold {case}: warming up")
         r.warm_up(warmup)
         pair_s, snap = 0.0, contention.snapshot()
         for i in range(pairs):
-            if max_seconds and time.monotonic() - start + 1.5 * pair_s > max_seconds:
+            if max_seconds and time.monotonic() - began + 1.5 * pair_s > max_seconds:
                 cut.set()
                 break
             t0 = time.monotonic()
@@ -337,7 +326,7 @@ def run(case: str, base: ab.Side, cand: ab.Side, args: list[str], folder: Path, 
             pair_s, done = time.monotonic() - t0, i + 1
         note(f"{done} pair(s) of blocks of {r.steps} step(s) profiled")
         busy = contention.flag(contention.between(snap, contention.snapshot()))
-    except ab.WorkerStopped as e:
+    except WorkerStopped as e:
         if not cut.is_set():  # its log is copied into `out` below: the temporary one goes
             raise ExplainError(str(e).replace(str(e.worker.log), str(out / f"{e.worker.side.name}.log"))) from None
     finally:
@@ -351,7 +340,7 @@ def run(case: str, base: ab.Side, cand: ab.Side, args: list[str], folder: Path, 
     if cut.is_set() and done < pairs:
         notes.append(f"cut at --max-seconds {max_seconds:g}: " + (
             f"{done} of {pairs} pairs of blocks profiled" if done else
-            f"nothing profiled after {time.monotonic() - start:.0f} s of start-up and warm-up"))
+            f"nothing profiled after {time.monotonic() - began:.0f} s of start-up and warm-up"))
     if busy:
         notes.append(f"{busy}: the noise is wider, so fewer lines stand out")
     if not done:

@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from imgbench.core import table
+from imgbench.core.config import AB_BUDGET_S
 from imgbench.forensics import ab
+from imgbench.forensics.worker import Side
 from imgbench.judge import stats, verdict
 
 
@@ -58,9 +60,9 @@ class Measured:
     seeds: list[int]
 
 
-def measure(base: ab.Side, cand: ab.Side, args: list[str], folder: Path, jobs: int, effects: list[float],
-            alpha: float, min_effect: float, seed: int, budget_s: float = ab.CASE_BUDGET_S,
-            progress: Callable[[str], None] = lambda s: None) -> Measured:
+def run_jobs(base: Side, cand: Side, args: list[str], folder: Path, jobs: int, effects: list[float],
+             alpha: float, min_effect: float, seed: int, budget_s: float = AB_BUDGET_S,
+             progress: Callable[[str], None] = lambda s: None) -> Measured:
     tallies = {e: Tally(e) for e in effects}
     cases: dict[str, CaseLog] = {}
     out = Measured(tallies, cases, [], [])

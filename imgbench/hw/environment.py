@@ -10,7 +10,7 @@ import subprocess
 
 import torch
 
-from imgbench.hw import devices, fingerprint as machine
+from imgbench.hw import devices, machine_class
 
 
 def _driver_version() -> str | None:
@@ -26,9 +26,9 @@ def _driver_version() -> str | None:
 
 
 def fingerprint(env: dict) -> str:
-    """Machine class (machine.fingerprint): CPU model, family and model ids, cores; each GPU model and count."""
+    """Machine class (machine_class.fingerprint): CPU model, family and model ids, cores; each GPU model and count."""
     cpu = env["cpu"]
-    return machine.fingerprint(cpu["brand"], cpu["cores"], cpu.get("ids"), [g["name"] for g in env["gpus"]])
+    return machine_class.fingerprint(cpu["brand"], cpu["cores"], cpu.get("ids"), [g["name"] for g in env["gpus"]])
 
 
 def environment(threads: int | None = None) -> dict:
@@ -44,7 +44,7 @@ def environment(threads: int | None = None) -> dict:
     # Flags as torch has them now: benchmark cases set their own and record them in extra_info.
     env = {
         # ids recorded even when empty (no /proc/cpuinfo): a reader then knows not to add pytest-benchmark's
-        "cpu": {"brand": devices.cpu_brand(), "ids": machine.cpu_ids(), "cores": devices.usable_cores(),
+        "cpu": {"brand": devices.cpu_brand(), "ids": machine_class.cpu_ids(), "cores": devices.usable_cores(),
                 "logical_cpus": os.cpu_count(), "machine": platform.machine()},
         "threads": torch.get_num_threads() if threads is None else threads,
         "interop_threads": torch.get_num_interop_threads(),

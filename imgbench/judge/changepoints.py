@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from imgbench.core import table
+from imgbench.core import config, table
 from imgbench.hw import contention
 from imgbench.judge import speedup, stats
-from imgbench.runs.record import UNKNOWN, Record
 from imgbench.judge.speedup import Speedup
+from imgbench.runs.record import UNKNOWN, Record
 
-P_MAX = 0.001
+P_MAX = config.CHANGE_P
 PERMUTATIONS = 999          # the smallest p they can give is 1 / (1 + 999) = P_MAX
 MIN_SEGMENT = 3             # runs on each side of a split, at least: a change is named once 3 runs follow it
 BLOCK_BYTES = 1 << 20       # pairwise distances computed at a time (float32): stays in the CPU's cache
@@ -49,7 +49,7 @@ TIME, SPEEDUP = "time", "speedup"
 class ChangePoint:
     machine: str                   # the machine class (Record.fingerprint)
     case: str                      # e.g. "train_step[batch_size=32,device=cpu,model=kerascnn]"
-    family: str
+    test: str                      # the test (core.identity.test_of)
     kind: str                      # TIME (median time per run) or SPEEDUP (GPU over CPU)
     first: Record | Speedup        # the first run after the change
     before: float                  # medians of the segments either side: seconds, or the speedup (x)
@@ -231,7 +231,7 @@ def scan(runs: list[list[Record]], p_max: float = P_MAX, seed: int = 0,
             b, a = stats.bootstrap_medians([left, right], RESAMPLES, seed)
             first = points[i][1]
             before, after = float(np.median(left)), float(np.median(right))
-            out.changes.append(ChangePoint(machine or UNKNOWN, _label(kind, first), first.family,
+            out.changes.append(ChangePoint(machine or UNKNOWN, _label(kind, first), first.test,
                                            kind, first, before, after, after / before,
                                            stats.interval(a / b, ALPHA), p, conditions))
     out.changes.sort(key=lambda c: (c.machine, c.datetime, c.kind, c.case))

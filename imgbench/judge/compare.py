@@ -1,5 +1,5 @@
 """Regression gate: a candidate run against a baseline run (and, where stored, the reference window of
-its machine class's history, history.window). Cases are matched by family and params, not by test id.
+its machine class's history, judge.window). Cases are matched by test and params, not by test id.
 Per case: the ratio of medians, its interval (stats.ratio_interval: each run's autocorrelated rounds,
 widened by the history's between-run spread), the history's run-to-run bound, a verdict (none for a
 case either run measured under contention)."""
@@ -10,12 +10,14 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from imgbench.hw import contention
-from imgbench.judge import stats, verdict
+from imgbench.core.config import ALPHA, MIN_EFFECT
 from imgbench.core.errors import UserError
-from imgbench.judge.window import MIN_RUNS, Acceptance, Window, window
-from imgbench.runs.record import Record, differences, flag_differences
+from imgbench.hw import contention
+from imgbench.judge import speedup, stats, verdict
 from imgbench.judge.verdict import History, Verdict
+from imgbench.judge.window import MIN_RUNS, Window, window
+from imgbench.runs.acceptances import Acceptance
+from imgbench.runs.record import Record, differences, flag_differences
 
 
 class CompareError(UserError):
@@ -61,14 +63,14 @@ def why_contended(**runs: list[Record]) -> str | None:
 
 def effect_of(record: Record, per_family: dict[str, float] | None, default: float) -> float:
     """The minimum effect for a case: per family as the user names it (the bench file), e.g. dataloader."""
-    return (per_family or {}).get(record.bench or record.family, default)
+    return (per_family or {}).get(record.family or record.test, default)
 
 
-def compare(base: list[Record], cand: list[Record], history: list[list[Record]] = (), min_effect: float = 0.05,
-            per_family: dict[str, float] | None = None, alpha: float = 0.01,
+def compare(base: list[Record], cand: list[Record], history: list[list[Record]] = (), min_effect: float = MIN_EFFECT,
+            per_family: dict[str, float] | None = None, alpha: float = ALPHA,
             accepted: list[Acceptance] = (), past: Window | None = None) -> tuple[list[Verdict], list, list]:
     """Verdicts for the cases in both runs, and the keys found only in the candidate / only in the baseline.
-    The history counts through its reference window (history.window), which never holds the candidate,
+    The history counts through its reference window (judge.window), which never holds the candidate,
     later runs or unaccepted regressions."""
     check_same_hardware(base, cand)
     check_same_conditions(base, cand)
@@ -85,7 +87,7 @@ def compare(base: list[Record], cand: list[Record], history: list[list[Record]] 
         bounds = stats.history_interval(hist, alpha)
         h = History(c.median / float(np.median(hist)), *bounds) if bounds else None
         effect = effect_of(c, per_family, min_effect)
-        v = Verdict(c.name, c.family, b.median, c.median, ratio, ci, h.ratio if h else None,
+        v = Verdict(c.name, c.test, b.median, c.median, ratio, ci, h.ratio if h else None,
                     h.bound if h else None, effect, verdict.by_interval(ratio, ci, effect, h))
         if key in past.settling and v.verdict == verdict.REGRESSION:  # the baseline predates the accepted level
             v = replace(v, verdict=verdict.NOISY, why=f"a newly accepted level: {past.settling[key]} run(s) of it in "
@@ -96,25 +98,23 @@ def compare(base: list[Record], cand: list[Record], history: list[list[Record]] 
     return out, only_cand, only_base
 
 
-def speedup_verdict(b, c, effect: float = 0.05, alpha: float = 0.01) -> Verdict:
+def speedup_verdict(b, c, effect: float = MIN_EFFECT, alpha: float = ALPHA) -> Verdict:
     """Baseline speedup `b` against candidate speedup `c` (speedup.Speedup) of one case and accelerator."""
     ratio = b.speedup / c.speedup
     ci = None
     if b.cpu.data and b.accel.data and c.cpu.data and c.accel.data:
         bc, ba, cc, ca = stats.bootstrap_medians([b.cpu.data, b.accel.data, c.cpu.data, c.accel.data])
         ci = stats.interval((bc / ba) / (cc / ca), alpha)
-    v = Verdict(f"{c.device}/cpu {c.case}", c.family, b.speedup, c.speedup, ratio, ci, None, None, effect,
+    v = Verdict(f"{c.device}/cpu {c.case}", c.test, b.speedup, c.speedup, ratio, ci, None, None, effect,
                 verdict.by_interval(ratio, ci, effect), kind="speedup")
     return verdict.contended(v, why_contended(candidate=[c.cpu, c.accel], baseline=[b.cpu, b.accel]))
 
 
-def compare_speedups(base: list[Record], cand: list[Record], min_effect: float = 0.05,
+def compare_speedups(base: list[Record], cand: list[Record], min_effect: float = MIN_EFFECT,
                      per_family: dict[str, float] | None = None,
-                     alpha: float = 0.01) -> tuple[list[Verdict], list, list]:
+                     alpha: float = ALPHA) -> tuple[list[Verdict], list, list]:
     """Across machine classes only ratios mean anything: each run's GPU-over-CPU speedups, matched by
     case and accelerator. The ratio is baseline speedup / candidate speedup, so > 1 is worse, as for times."""
-    from imgbench.judge import speedup
-
     check_same_conditions(base, cand, threads=False)
     by_base = {(s.key, s.device): s for s in speedup.within(base, alpha)}
     by_cand = {(s.key, s.device): s for s in speedup.within(cand, alpha)}
@@ -130,7 +130,7 @@ def compare_speedups(base: list[Record], cand: list[Record], min_effect: float =
     return out, only_cand, only_base
 
 
-def speedup_falls(series: list, min_effect: float = 0.05) -> list:
+def speedup_falls(series: list, min_effect: float = MIN_EFFECT) -> list:
     """The points of a speedup series (speedup.series) whose speedup fell against the same case's previous
     point: a regression by speedup_verdict."""
     by_case: dict[tuple, list] = {}
@@ -147,7 +147,7 @@ class Judged:
     across: str | None = None                       # why speedups were compared instead of times
 
 
-def runs(base: list[Record], cand: list[Record], history: list[list[Record]] = (), min_effect: float = 0.05,
+def runs(base: list[Record], cand: list[Record], history: list[list[Record]] = (), min_effect: float = MIN_EFFECT,
          per_family: dict[str, float] | None = None, accepted: list[Acceptance] = ()) -> Judged:
     """A candidate run against a baseline run: times within one machine class (with the reference window
     of its history), GPU-over-CPU speedups across machine classes."""

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imgbench.core import table
-from imgbench.runs.record import Record
+from imgbench.core import config, table
 from imgbench.judge.verdict import IMPROVEMENT, REGRESSION, UNCHANGED
 from imgbench.judge.verdict import counts as count_verdicts
+from imgbench.runs.record import Record
 
 MIB = 1 << 20
-EFFECT, FLOOR_MIB = 0.01, 1.0  # defaults: growth beyond both is a regression
+EFFECT, FLOOR_MIB = config.MEMORY_EFFECT, config.MEMORY_FLOOR_MIB  # growth beyond both is a regression
 NOT_MEASURED, NOT_GATED = "not measured", "not gated"
 VERDICTS = (REGRESSION, IMPROVEMENT, UNCHANGED, NOT_GATED, NOT_MEASURED)
 CPU_SPREAD = ("the CPU figure (peak RSS growth) moves with what earlier cases left resident: by up to 310 MiB "

@@ -1,6 +1,6 @@
 """GPU-over-CPU speedup from stored runs.
 
-speedup = median CPU time / median accelerator time of the same case (family, model, batch size and
+speedup = median CPU time / median accelerator time of the same case (test, model, batch size and
 every axis equal; only the device differs), taken within one run, or, where a run timed only one
 device, from the nearest-in-time run of the same machine class that timed the other. The interval is
 a percentile bootstrap over both cases' per-round data (None where a run stored no rounds)."""
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from imgbench.core.config import ALPHA
 from imgbench.judge import stats
 from imgbench.runs.record import Record
 
@@ -17,7 +18,7 @@ from imgbench.runs.record import Record
 @dataclass(frozen=True)
 class Speedup:
     case: str                      # the case without its device, e.g. "train_step[batch_size=128,model=kerascnn]"
-    family: str
+    test: str
     key: tuple                     # Record.device_free_key
     device: str                    # the accelerator
     cpu: Record
@@ -32,24 +33,24 @@ class Speedup:
 
 
 def label(key: tuple) -> str:
-    family, params = key
-    return f"{family}[{','.join(f'{k}={v}' for k, v in params)}]"
+    test, params = key
+    return f"{test}[{','.join(f'{k}={v}' for k, v in params)}]"
 
 
 def is_cpu(record: Record) -> bool:
     return str(record.params.get("device", "cpu")) == "cpu"
 
 
-def pair(cpu: Record, accel: Record, alpha: float = 0.01, same_run: bool = True) -> Speedup:
+def pair(cpu: Record, accel: Record, alpha: float = ALPHA, same_run: bool = True) -> Speedup:
     ci = None
     if cpu.data and accel.data:
         c, a = stats.bootstrap_medians([cpu.data, accel.data])
         ci = stats.interval(c / a, alpha)
-    return Speedup(label(accel.device_free_key), accel.family, accel.device_free_key,
+    return Speedup(label(accel.device_free_key), accel.test, accel.device_free_key,
                    str(accel.params["device"]), cpu, accel, cpu.median / accel.median, ci, same_run)
 
 
-def within(run: list[Record], alpha: float = 0.01) -> list[Speedup]:
+def within(run: list[Record], alpha: float = ALPHA) -> list[Speedup]:
     """Every accelerator case of one run paired with the same case on the CPU in that run."""
     cpus = {r.device_free_key: r for r in run if is_cpu(r)}
     return [pair(cpus[r.device_free_key], r, alpha) for r in run
@@ -63,7 +64,7 @@ def _when(text: str) -> float:
         return 0.0
 
 
-def series(runs: list[list[Record]], alpha: float = 0.01) -> list[Speedup]:
+def series(runs: list[list[Record]], alpha: float = ALPHA) -> list[Speedup]:
     """Speedups of every run that timed an accelerator, oldest first. A case whose CPU time is not in
     the same run takes it from the run of the same machine class and profile nearest in time that has it."""
     cpu_by_machine: dict[tuple, list[Record]] = {}

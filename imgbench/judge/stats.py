@@ -1,6 +1,7 @@
-"""Statistics for comparing timings on noisy machines: ratio of medians with a bootstrap interval
-from per-round data, a bound from the run-to-run spread of a history, and for paired A/B samples the
-exact signed-rank test, the Hodges-Lehmann estimate, Holm's rule and Wilson's interval. numpy only."""
+"""Statistics for comparing timings on noisy machines: the interval of a ratio of medians from two runs'
+autocorrelated rounds, bootstrap medians (speedups, change points), the bounds of a history's run-to-run
+spread, and for paired A/B samples the exact signed-rank test, the Hodges-Lehmann estimate, Holm's rule
+and Wilson's interval. numpy only."""
 
 from __future__ import annotations
 
@@ -9,11 +10,7 @@ import math
 
 import numpy as np
 
-
-def ratio_of_medians(base, cand) -> float:
-    """Candidate over baseline: > 1 means the candidate is slower."""
-    return float(np.median(cand) / np.median(base))
-
+from imgbench.core.config import ALPHA
 
 MAX_ROUNDS = 5000  # a 20 us GPU case gets 10^5 rounds a run: resampling all of them costs GBs and minutes
 CHUNK = 250
@@ -37,14 +34,6 @@ def bootstrap_medians(samples, resamples: int = 4000, seed: int = 0) -> list[np.
 def interval(values: np.ndarray, alpha: float) -> tuple[float, float]:
     lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
-
-
-def bootstrap_ratio_ci(base, cand, alpha: float = 0.01, resamples: int = 4000, seed: int = 0) -> tuple[float, float]:
-    """Two-sided (1 - alpha) percentile interval of the ratio of medians, resampling each side's rounds
-    as independent values (right for one value per run, as speedups across runs; for a run's own
-    autocorrelated rounds see ratio_interval)."""
-    b, c = bootstrap_medians([base, cand], resamples, seed)
-    return interval(c / b, alpha)
 
 
 MIN_ROUNDS_RHO = 10  # fewer rounds cannot estimate their autocorrelation (an epoch case has 3)
@@ -76,7 +65,7 @@ def log_median_se(x) -> tuple[float, float]:
     return math.sqrt(math.pi / 2) * scale / math.sqrt(n_eff), max(n_eff - 1, 1.0)
 
 
-def ratio_interval(base, cand, alpha: float = 0.01, between: tuple[float, int] | None = None
+def ratio_interval(base, cand, alpha: float = ALPHA, between: tuple[float, int] | None = None
                    ) -> tuple[float, float] | None:
     """Two-sided (1 - alpha) interval of the ratio of medians cand / base of two runs' rounds.
 
@@ -114,7 +103,7 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def history_interval(medians, alpha: float = 0.01) -> tuple[float, float] | None:
+def history_interval(medians, alpha: float = ALPHA) -> tuple[float, float] | None:
     """Lower and upper bounds on the ratio a new run's median may have to the history's median before
     it is unusual for this machine, each a one-sided (1 - alpha) prediction bound of the log-ratios of
     past runs' medians to their own median. Needs at least 3 runs; None otherwise."""
@@ -124,12 +113,6 @@ def history_interval(medians, alpha: float = 0.01) -> tuple[float, float] | None
     logs = np.log(m / np.median(m))
     half = t_quantile(1 - alpha, m.size - 1) * logs.std(ddof=1) * math.sqrt(1 + 1 / m.size)
     return float(math.exp(logs.mean() - half)), float(math.exp(logs.mean() + half))
-
-
-def history_bound(medians, alpha: float = 0.01) -> float | None:
-    """The upper bound of history_interval: how much slower than usual a run may be."""
-    interval = history_interval(medians, alpha)
-    return interval[1] if interval else None
 
 
 def t_cdf(x: float, df: float) -> float:

@@ -26,7 +26,7 @@ class History:
 @dataclass(frozen=True)
 class Verdict:
     name: str
-    family: str
+    test: str
     base_median: float
     cand_median: float
     ratio: float                  # candidate / baseline median: > 1 is slower

@@ -157,9 +157,9 @@ def _gpu_device(device: str) -> Check:
 
 
 def _nccl() -> Check:
-    from imgbench.workloads.ddp import worker as ddp
+    from imgbench.workloads.ddp.worker import unavailable
 
-    if why := ddp.unavailable("cuda"):
+    if why := unavailable("cuda"):
         return Check(FAIL, "nccl", why)
     version = ".".join(map(str, torch.cuda.nccl.version()))
     return Check(OK, "nccl", f"NCCL {version}, for the ddp family's GPU replicas")
@@ -180,21 +180,21 @@ def _compile(device: str, note=lambda message: None) -> Check:
 
 def _ddp_import() -> Check:
     """`python -m imgbench.ddp` as torchrun starts it: the launcher's environment, another working folder."""
-    from imgbench.workloads.ddp import worker as ddp
+    from imgbench.workloads.ddp.launch import worker_env
 
     name = "ddp workers"
     with tempfile.TemporaryDirectory(prefix="imgbench-doctor-") as tmp:
-        code, out = _run([sys.executable, "-c", "import imgbench.workloads.ddp.worker"], IMPORT_TIMEOUT_S, tmp, ddp.worker_env(1))
+        code, out = _run([sys.executable, "-c", "import imgbench.ddp"], IMPORT_TIMEOUT_S, tmp, worker_env(1))
     if code == 0:
-        return Check(OK, name, "import imgbench.workloads.ddp.worker in the launcher's environment from a foreign working folder")
+        return Check(OK, name, "import imgbench.ddp in the launcher's environment from a foreign working folder")
     why = _failure(code, out, IMPORT_TIMEOUT_S)
-    return Check(FAIL, name, f"import imgbench.workloads.ddp.worker fails where torchrun starts it: {why}")
+    return Check(FAIL, name, f"import imgbench.ddp fails where torchrun starts it: {why}")
 
 
 def _distributed() -> Check:
-    from imgbench.workloads.ddp import worker as ddp
+    from imgbench.workloads.ddp.worker import unavailable
 
-    if why := ddp.unavailable("cpu"):
+    if why := unavailable("cpu"):
         return Check(FAIL, "distributed", why)
     return Check(OK, "distributed", "torch.distributed with the gloo backend, for the ddp family's CPU replicas")
 

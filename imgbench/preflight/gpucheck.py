@@ -19,9 +19,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imgbench.core import atomic as files, table
+from imgbench.core import atomic, table
 from imgbench.judge import speedup
-from imgbench.runs import record as results, runfile
+from imgbench.runs import record, runfile
 from imgbench.runs.runfile import RunError
 
 MAX_BYTES = 16 * 2**20     # per output file: the most the lent machine's transfer brings back
@@ -108,7 +108,7 @@ def read_run(path: Path) -> runfile.Run | str:
         return "no pytest-benchmark JSON (pytest wrote none)"
     try:
         run = runfile.read(path)
-        results.records(run)  # each case with a name and the statistics the suite reads
+        record.of_run(run)  # each case with a name and the statistics the suite reads
     except RunError as e:
         return str(e)
     return run
@@ -159,7 +159,7 @@ def tail(path: Path) -> list[str]:
 
 def write_text(path: Path, text: str) -> Path:
     """Written whole or not at all, and never over MAX_BYTES (JSON is fitted before: never cut)."""
-    with files.atomic(path) as tmp:
+    with atomic.written(path) as tmp:
         tmp.write_bytes(text.encode("utf-8")[:MAX_BYTES])
     return path
 
@@ -221,7 +221,7 @@ def speedup_lines(run: runfile.Run | None, why: str) -> tuple[list[str], list[sp
     if run is None:
         return [f"No speedup run: {why}."], []
     try:
-        records = results.records(run)
+        records = record.of_run(run)
     except RunError as e:
         return [f"Speedup run unreadable: {e}"], []
     pairs = speedup.within(records)
@@ -231,13 +231,13 @@ def speedup_lines(run: runfile.Run | None, why: str) -> tuple[list[str], list[sp
                 f"(devices: {', '.join(devices) or 'none'}; with GPU_CHECK_DEVICE=cpu the step runs on the "
                 "CPU only)."], []
     pairs.sort(key=lambda s: (str(s.accel.params.get("path")), int(s.accel.params.get("batch_size", 0))))
-    rows = [[f"{s.family} {s.accel.params.get('model', '-')}", _cell(s.cpu), _cell(s.accel), f"{s.speedup:.1f}x",
+    rows = [[f"{s.test} {s.accel.params.get('model', '-')}", _cell(s.cpu), _cell(s.accel), f"{s.speedup:.1f}x",
              str(s.accel.params.get("path", "-")), str(s.accel.params.get("batch_size", "-"))] for s in pairs]
     head = ["case", "CPU median", f"{pairs[0].device} median", "speedup", "path", "batch size"]
     return [table.render(head, rows, markdown=True)], pairs
 
 
-def _cell(r: results.Record) -> str:
+def _cell(r: record.Record) -> str:
     rates = [f"{r.extra['images_per_s']:,.0f} images/s"] if isinstance(r.extra.get("images_per_s"), int | float) else []
     if isinstance(r.extra.get("data_stall_share"), int | float):
         rates.append(f"data stall {r.extra['data_stall_share']:.0%}")

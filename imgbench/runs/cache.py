@@ -1,6 +1,6 @@
-"""The index of stored runs: per run file its run-level fields and per case everything a results.Record
+"""The cache of stored runs: per run file its run-level fields and per case everything a record.Record
 holds but the per-round times, in SQLite, so that reading a history of a thousand runs (2 MB of JSON
-each) does not parse them all again. The JSON runs stay the record; the index is only a cache, rebuilt
+each) does not parse them all again. The JSON runs stay the record; this is only a cache, rebuilt
 from them: a file is re-read whenever its size, mtime or inode changed, or when the code that derives
 records from it did (reader()); a removed file is simply not asked for. Unreadable files are kept with
 their one-line error, so they are still reported as skipped. A corrupt database is rebuilt; one that
@@ -22,15 +22,16 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import fields, replace
 from pathlib import Path
 
-from imgbench.hw import fingerprint as machine
-from imgbench.runs import record as results, runfile
+from imgbench.core import identity
+from imgbench.hw import machine_class
+from imgbench.runs import record, runfile
 from imgbench.runs.record import FLAGS, Record
 from imgbench.runs.runfile import RunError
 
 KEPT = ("contention", "peak_memory_bytes", *FLAGS)  # the extra_info keys that history readers use
-# Fields results.records takes from the run rather than the case: stored once per file.
+# Fields record.of_run takes from the run rather than the case: stored once per file.
 RUN_FIELDS = ("datetime", "commit", "fingerprint", "torch", "profile", "version", "dataset", "optimizer", "threads",
-              "lacks")
+              "lacks", "devices")
 CASE_FIELDS = tuple(f.name for f in fields(Record) if f.init and f.name not in ("path", "data", *RUN_FIELDS))
 # A file modified this recently could change again within its mtime's tick unseen: read, but not cached.
 RACY_NS = 2_000_000_000
@@ -46,31 +47,31 @@ Item = list[Record] | RunError  # what one file gives: its records, or why it is
 
 
 def location() -> Path:
-    """The index database: $IMGBENCH_CACHE, else $XDG_CACHE_HOME/imgbench, else ~/.cache/imgbench."""
+    """The cache database: $IMGBENCH_CACHE, else $XDG_CACHE_HOME/imgbench, else ~/.cache/imgbench."""
     if os.environ.get("IMGBENCH_CACHE"):
-        return Path(os.environ["IMGBENCH_CACHE"]) / "index.sqlite"
+        return Path(os.environ["IMGBENCH_CACHE"]) / "runs.sqlite"
     base = Path(os.environ["XDG_CACHE_HOME"]) if os.environ.get("XDG_CACHE_HOME") else Path.home() / ".cache"
-    return base / "imgbench" / "index.sqlite"
+    return base / "imgbench" / "runs.sqlite"
 
 
 def reader() -> str:
     """Changes with the code that turns a file into records, so records another version derived are re-read."""
     digest = hashlib.sha256()
-    for module in (results, runfile, machine, sys.modules[__name__]):
+    for module in (record, runfile, identity, machine_class, sys.modules[__name__]):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:16]
 
 
 def light(r: Record) -> Record:
-    """A record as the index holds it: no per-round data, extra_info trimmed to KEPT."""
+    """A record as the cache holds it: no per-round data, extra_info trimmed to KEPT."""
     return replace(r, data=None, extra={k: r.extra[k] for k in KEPT if k in r.extra})
 
 
 def read(path: Path) -> Item:
     """One file parsed: its light records, or its RunError."""
     try:
-        return [light(r) for r in results.load(path)]
-    except RunError as e:  # its messages start with the path; the index stores them without it
+        return [light(r) for r in record.load(path)]
+    except RunError as e:  # its messages start with the path; the cache stores them without it
         return e if str(e).startswith(str(path)) else RunError(f"{path}: {e}")
 
 
@@ -88,22 +89,22 @@ def parsed(files: list[Path]) -> Iterator[Item]:
 
 
 def records(files: list[Path], folders=()) -> tuple[list[Item], list[str]]:
-    """Light records (or the RunError) of each file, in the order given, through the index; and notes:
-    one line when the index was rebuilt or could not be used. Rows of files no longer under `folders`
+    """Light records (or the RunError) of each file, in the order given, through the cache; and notes:
+    one line when the cache was rebuilt or could not be used. Rows of files no longer under `folders`
     (the folders these files were found in) are dropped."""
     db = location()
     try:
         return _through(db, files, folders), []
     except sqlite3.DatabaseError as e:
         if isinstance(e, sqlite3.OperationalError):  # locked, unwritable, no such folder: not corrupt
-            return list(parsed(files)), [f"index {db} not usable ({e}): runs read from their files"]
+            return list(parsed(files)), [f"cache {db} not usable ({e}): runs read from their files"]
         why = e
     try:  # corrupt: start again
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
-        return _through(db, files, folders), [f"index {db} was corrupt ({why}): rebuilt"]
+        return _through(db, files, folders), [f"cache {db} was corrupt ({why}): rebuilt"]
     except (sqlite3.DatabaseError, OSError) as e:
-        return list(parsed(files)), [f"index {db} not usable ({e}): runs read from their files"]
+        return list(parsed(files)), [f"cache {db} not usable ({e}): runs read from their files"]
 
 
 def _connect(db: Path) -> sqlite3.Connection:
@@ -192,7 +193,7 @@ def _store(con: sqlite3.Connection, key: str, stamp: tuple, me: str, f: Path, it
 
 
 def _prune(con: sqlite3.Connection, folders, found: set):
-    """Drop the rows of files that were under `folders` and are gone, so the index does not only grow."""
+    """Drop the rows of files that were under `folders` and are gone, so the cache does not only grow."""
     gone = []
     for folder in folders:
         prefix = str(Path(folder).resolve()).rstrip(os.sep) + os.sep

@@ -13,9 +13,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from imgbench.core import atomic as files
-from imgbench.hw import fingerprint as machine_class
+from imgbench.core import atomic
 from imgbench.core.errors import UserError
+from imgbench.hw import machine_class
 
 SCHEMA = 1  # version of the imgbench block; runs written before it was recorded read as 0
 # What a schema-1 block holds; an older run lacks some (the committed 2-core baseline has no optimizer).
@@ -148,5 +148,5 @@ def merged(new: Run, old: Run) -> tuple[dict, list[str]]:
 
 def write(path: Path, doc: dict):
     """A run file written whole or not at all."""
-    with files.atomic(path) as tmp:
+    with atomic.written(path) as tmp:
         tmp.write_text(json.dumps(doc, indent=4), encoding="utf-8")

@@ -6,15 +6,18 @@ at the same time never overwrite each other. No torch here.
 
 from __future__ import annotations
 
+import copy
 import errno
 import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
-from imgbench.runs import runfile
 from imgbench.core.errors import UserError
+from imgbench.runs import history, runfile
+from imgbench.runs.record import UNKNOWN
 
 RUN_NAME = re.compile(r"(\d{4,})_(.+)\.json")  # pytest-benchmark's %04d: run 10000 has five digits
 
@@ -46,19 +49,16 @@ def previous_run(folder: Path, profile: str, device_list: list[str] | None = Non
     the newest that ran the same devices (a CPU-only run shares no case with a CUDA-only one).
 
     Newest by the run's recorded date: pytest-benchmark numbers runs per platform sub-folder, so
-    after a Python upgrade a new folder starts again at 0001. Unreadable runs are never the baseline.
-    """
-    runs = []
-    for path in folder.glob(f"*/*_{profile}.json"):
-        if not (m := RUN_NAME.fullmatch(path.name)) or m[2] != profile:
-            continue
-        try:
-            run = runfile.read(path)
-        except runfile.RunError:
-            continue
-        if run.datetime and (device_list is None or run.devices == device_list):
-            runs.append((run.datetime, path.name, path))
-    return max(runs)[2] if runs else None
+    after a Python upgrade a new folder starts again at 0001. Read through the cache of stored runs
+    (runs.history); unreadable runs, and runs without a case, are never the baseline."""
+    named = [p for p in folder.glob(f"*/*_{profile}.json") if (m := RUN_NAME.fullmatch(p.name)) and m[2] == profile]
+    try:
+        runs = history.load(named, rounds=False).runs if named else []
+    except runfile.RunError:  # not one readable
+        return None
+    found = [run[0] for run in runs
+             if run[0].datetime and (device_list is None or run[0].devices == tuple(device_list))]
+    return Path(max(found, key=lambda r: (r.datetime, Path(r.path).name)).path) if found else None
 
 
 def stored_runs(folder: Path, prefix: str | None = None) -> list[Path]:
@@ -141,3 +141,17 @@ def save_baseline(tmp: Path, path: Path) -> list[str]:
     runfile.write(path, doc)
     tmp.unlink(missing_ok=True)
     return replaced
+
+
+def save_judged(run: runfile.Run, folder: Path, regressions: list[str], baseline: str) -> Path:
+    """A judged run saved into a history folder (FOLDER/<machine class>/<platform>/NNNN_<profile>.json,
+    numbered as `imgbench run` numbers them), with what it was judged: its `judged` block names the
+    cases found regressed, which judge.window keeps out of the reference until accepted."""
+    doc = copy.deepcopy(run.raw)
+    meta = doc.setdefault("imgbench", {})
+    meta["judged"] = {"datetime": datetime.now(timezone.utc).replace(tzinfo=None).isoformat(),
+                      "baseline": baseline, "regressions": regressions}
+    target = writable_folder(folder / (run.fingerprint or UNKNOWN), "--save-to")
+    with partial(target, "judged") as tmp:
+        runfile.write(tmp, doc)
+        return save_run(tmp, target, run.profile or "run")

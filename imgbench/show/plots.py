@@ -1,5 +1,5 @@
 """Figures from stored runs: the GPU-over-CPU speedup trend, throughput against batch size, the latest
-run against its baseline per family, and the epoch time breakdown. matplotlib's object API only (no
+run against its baseline per test, and the epoch time breakdown. matplotlib's object API only (no
 pyplot, no global backend); one color per device in every figure drawn per device; files written atomically."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from imgbench.core import atomic as files
+from imgbench.core import atomic
 from imgbench.core.options import DEFAULTS
-from imgbench.runs.record import Record
 from imgbench.judge.speedup import Speedup
 from imgbench.judge.verdict import IMPROVEMENT, NOISY, REGRESSION, UNCHANGED, Verdict
+from imgbench.runs.record import Record
 
 DPI = 100
 DEVICE_COLORS = {"cpu": "#1f77b4", "cuda": "#d62728", "mps": "#9467bd"}
@@ -25,7 +25,7 @@ VERDICT_COLORS = {REGRESSION: REGRESSION_COLOR, IMPROVEMENT: "#2ca02c", UNCHANGE
 # Speedup-trend lines are cases, not devices: colors that are neither a device's nor a verdict's.
 CASE_COLORS = ("#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#393b79", "#637939", "#843c39")
 COMPONENT_COLORS = {"compute": "#4c72b0", "data stall": "#dd8452", "host-to-device copy": "#55a868"}
-FAMILY_STYLES = {"train_step": "-", "forward": "--"}
+TEST_STYLES = {"train_step": "-", "forward": "--"}
 MAX_LINES = 8  # per panel of the speedup trend: beyond that a legend hides the data
 
 
@@ -45,7 +45,7 @@ def save(fig: Figure, folder: Path, name: str, svg: bool = False) -> list[Path]:
     """PNG (and SVG) via a temporary file renamed into place."""
     out = []
     for fmt in ("png", "svg") if svg else ("png",):
-        with files.atomic(folder / f"{name}.{fmt}") as tmp:
+        with atomic.written(folder / f"{name}.{fmt}") as tmp:
             fig.savefig(tmp, format=fmt, dpi=DPI)
         out.append(folder / f"{name}.{fmt}")
     return out
@@ -64,7 +64,7 @@ def run_label(r: Record) -> str:
 
 
 def speedup_trend(speedups: list[Speedup], machine: str, fell: list[Speedup] = (), changes=()) -> Figure:
-    """One panel per family; per case the speedup of each run with its bootstrap band; the runs in
+    """One panel per test; per case the speedup of each run with its bootstrap band; the runs in
     `fell` (judged a regression against the case's previous run) are marked, and so, by a dashed line in
     the case's color, is the first run after each of `changes` (changes.ChangePoint) of a drawn case."""
     fell_ids = {id(s) for s in fell}
@@ -74,14 +74,14 @@ def speedup_trend(speedups: list[Speedup], machine: str, fell: list[Speedup] = (
             starts.setdefault((c.first.key, c.first.device), []).append(c.first.datetime)
     stamps = sorted({s.datetime for s in speedups})
     x_of = {d: i for i, d in enumerate(stamps)}
-    families = sorted({s.family for s in speedups})
-    fig = Figure(figsize=(12, 1.2 + 3.2 * len(families)), layout="constrained")
-    axes = fig.subplots(len(families), 1, sharex=True, squeeze=False)[:, 0]
+    tests = sorted({s.test for s in speedups})
+    fig = Figure(figsize=(12, 1.2 + 3.2 * len(tests)), layout="constrained")
+    axes = fig.subplots(len(tests), 1, sharex=True, squeeze=False)[:, 0]
     handles = {}
-    for ax, family in zip(axes, families, strict=True):
+    for ax, test in zip(axes, tests, strict=True):
         by_case: dict[tuple, list[Speedup]] = {}
         for s in speedups:
-            if s.family == family:
+            if s.test == test:
                 by_case.setdefault((s.key, s.device), []).append(s)
         latest = sorted(by_case, key=lambda k: -by_case[k][-1].speedup)[:MAX_LINES]
         for i, k in enumerate(sorted(latest, key=str)):
@@ -90,7 +90,7 @@ def speedup_trend(speedups: list[Speedup], machine: str, fell: list[Speedup] = (
             color = CASE_COLORS[i % len(CASE_COLORS)]
             label = f"{describe(dict(k[0][1]))} ({k[1]})"
             (line,) = ax.plot(xs, [s.speedup for s in points], marker="o", ms=3, color=color, label=label)
-            handles[f"{family}: {label}"] = line
+            handles[f"{test}: {label}"] = line
             if all(s.ci for s in points):
                 ax.fill_between(xs, [s.ci[0] for s in points], [s.ci[1] for s in points], color=color, alpha=0.18,
                                 linewidth=0)
@@ -105,7 +105,7 @@ def speedup_trend(speedups: list[Speedup], machine: str, fell: list[Speedup] = (
         ax.axhline(1, color="#555555", linewidth=0.8, linestyle=":")
         ax.set_yscale("log")
         shown = f" ({len(latest)} of {len(by_case)} cases, the fastest)" if len(by_case) > len(latest) else ""
-        ax.set_title(f"{family}{shown}", loc="left", fontsize=10)
+        ax.set_title(f"{test}{shown}", loc="left", fontsize=10)
         ax.set_ylabel("speedup (x)\nCPU time / GPU time")
         ax.grid(True, which="both", alpha=0.3)
     step = max(1, math.ceil(len(stamps) / 12))
@@ -119,8 +119,8 @@ def speedup_trend(speedups: list[Speedup], machine: str, fell: list[Speedup] = (
 
 
 def throughput(records: list[Record], machine: str) -> Figure:
-    """images/s against batch size (log2) per model; color = device, line style = family."""
-    picked = [r for r in records if r.family in FAMILY_STYLES and "batch_size" in r.params and r.median > 0]
+    """images/s against batch size (log2) per model; color = device, line style = test."""
+    picked = [r for r in records if r.test in TEST_STYLES and "batch_size" in r.params and r.median > 0]
     models = sorted({str(r.params.get("model")) for r in picked})
     cols = min(3, max(1, len(models)))
     rows = max(1, math.ceil(len(models) / cols))
@@ -134,9 +134,9 @@ def throughput(records: list[Record], machine: str) -> Figure:
         for r in picked:
             if str(r.params.get("model")) == model:
                 rest = {k: v for k, v in r.params.items() if k not in ("batch_size", "model")}
-                groups.setdefault((r.family, tuple(sorted(rest.items()))), []).append(r)
+                groups.setdefault((r.test, tuple(sorted(rest.items()))), []).append(r)
         sizes = set()
-        for (family, rest), rs in sorted(groups.items(), key=str):
+        for (test, rest), rs in sorted(groups.items(), key=str):
             rs.sort(key=lambda r: int(r.params["batch_size"]))
             device = str(dict(rest).get("device", "cpu"))
             devices_seen.add(device)
@@ -144,8 +144,8 @@ def throughput(records: list[Record], machine: str) -> Figure:
             sizes.update(bs)
             ips = [float(r.extra.get("images", r.params["batch_size"])) / r.median for r in rs]
             extra = describe(dict(rest), drop=("device",))
-            ax.plot(bs, ips, FAMILY_STYLES[family], marker="o", color=device_color(device),
-                    label=f"{device} {family}" + (f" {extra}" if extra != "-" else ""))
+            ax.plot(bs, ips, TEST_STYLES[test], marker="o", color=device_color(device),
+                    label=f"{device} {test}" + (f" {extra}" if extra != "-" else ""))
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xticks(sorted(sizes), [str(b) for b in sorted(sizes)])
@@ -154,13 +154,13 @@ def throughput(records: list[Record], machine: str) -> Figure:
         ax.set_ylabel("images/s")
         ax.grid(True, which="both", alpha=0.3)
     handles = [Line2D([], [], color=device_color(d), marker="o", label=d) for d in sorted(devices_seen)]
-    handles += [Line2D([], [], color="#333333", linestyle=s, label=f) for f, s in FAMILY_STYLES.items()]
+    handles += [Line2D([], [], color="#333333", linestyle=s, label=f) for f, s in TEST_STYLES.items()]
     fig.legend(handles=handles, loc="outside right upper", fontsize=8)
     fig.suptitle(f"Throughput against batch size, {machine} (latest run of each case)")
     return fig
 
 
-def versus_baseline(verdicts: list[Verdict], family: str, machine: str, base: str, cand: str) -> Figure:
+def versus_baseline(verdicts: list[Verdict], test: str, machine: str, base: str, cand: str) -> Figure:
     """Per case the candidate's change in median time with its interval, colored by verdict."""
     verdicts = sorted(verdicts, key=lambda v: v.name)
     fig = Figure(figsize=(10, 1.6 + 0.26 * len(verdicts)), layout="constrained")
@@ -179,13 +179,13 @@ def versus_baseline(verdicts: list[Verdict], family: str, machine: str, base: st
     ax.set_xlabel("change in median time, % (> 0: slower; bars: 99% bootstrap interval; shade: minimum effect)")
     handles = [Patch(color=c, label=k) for k, c in VERDICT_COLORS.items()]
     fig.legend(handles=handles, loc="outside right upper", fontsize=8)
-    fig.suptitle(f"{family}: latest run against its baseline, {machine}\n{cand} vs {base}", fontsize=10)
+    fig.suptitle(f"{test}: latest run against its baseline, {machine}\n{cand} vs {base}", fontsize=10)
     return fig
 
 
 def _epoch_label(r: Record) -> str:
     text = describe(r.params, ())
-    return text if r.family == "epoch" else f"{r.family}: {text}"  # e.g. the fixed reference epoch
+    return text if r.test == "epoch" else f"{r.test}: {text}"  # e.g. the fixed reference epoch
 
 
 def epoch_breakdown(records: list[Record], machine: str) -> Figure:
@@ -221,7 +221,7 @@ def ddp_scaling(records: list[Record], machine: str) -> Figure:
     left, right = fig.subplots(1, 2)
     groups: dict[tuple, list[Record]] = {}
     for r in records:
-        if r.family == "ddp" and "world_size" in r.params:
+        if r.test == "ddp" and "world_size" in r.params:
             rest = tuple(sorted((k, str(v)) for k, v in r.params.items() if k != "world_size"))
             groups.setdefault(rest, []).append(r)
     for i, (rest, rs) in enumerate(sorted(groups.items())):

@@ -1,5 +1,5 @@
 """Stored runs -> figures and a report: per machine class the speedup trend, throughput against batch
-size, the latest run against its baseline per family and the epoch breakdown; a markdown summary
+size, the latest run against its baseline per test and the epoch breakdown; a markdown summary
 (for a CI job summary or a pull-request comment) and one self-contained HTML file."""
 
 from __future__ import annotations
@@ -11,13 +11,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imgbench.core import atomic as files, table
-from imgbench.judge import changepoints as changes, compare, memory_rule as memory, speedup, verdict
-from imgbench.runs import record as results
+from imgbench.core import atomic, table
+from imgbench.core.config import MIN_EFFECT
+from imgbench.judge import changepoints, compare, memory_rule, speedup, verdict
+from imgbench.runs import record
+from imgbench.runs.history import History
+from imgbench.runs.record import Record, differences
+from imgbench.runs.runfile import RunError
 from imgbench.show import plots
-from imgbench.runs.record import History, Record, differences
 
-EPOCH_FAMILIES = ("epoch", "reference_epoch")
+EPOCH_TESTS = ("epoch", "reference_epoch")
 # The newest points of each speedup series that get a bootstrap interval from their runs' rounds (figure band,
 # table interval, falls marked): a thousand GPU runs then cost what their last RECENT do. Older points: medians.
 RECENT = 10
@@ -36,7 +39,7 @@ class Machine:
     runs: list[list[Record]]                       # oldest first
     speedups: list[speedup.Speedup] = field(default_factory=list)
     comparison: Comparison | None = None
-    changes: list[changes.ChangePoint] = field(default_factory=list)
+    changes: list[changepoints.ChangePoint] = field(default_factory=list)
     figures: dict[str, list[Path]] = field(default_factory=dict)
 
 
@@ -63,7 +66,7 @@ def latest_records(runs: list[list[Record]]) -> list[Record]:
     measured like the newest run (its profile, dataset, optimizer)."""
     newest: dict[tuple, Record] = {}
     for run in runs:
-        if results.differences(run[0], runs[-1][0]):
+        if differences(run[0], runs[-1][0]):
             continue
         for r in run:
             newest[r.key] = r
@@ -87,7 +90,7 @@ def latest_vs_previous(runs: list[list[Record]], min_effect: float, whole=lambda
 
 
 def with_rounds(records: list[Record], notes: list[str]) -> list[Record]:
-    """`records` read again whole (per-round data, all extra_info) where they are light (results.load_history
+    """`records` read again whole (per-round data, all extra_info) where they are light (runs.history.load
     with rounds=False): each run file read once, only the records asked for kept. A file unreadable now keeps
     its light records, with a note."""
     wanted: dict[str, set] = {}
@@ -97,8 +100,8 @@ def with_rounds(records: list[Record], notes: list[str]) -> list[Record]:
     found = {}
     for path, keys in wanted.items():
         try:
-            found.update({(path, x.key): x for x in results.load(path) if x.key in keys})
-        except results.RunError as e:
+            found.update({(path, x.key): x for x in record.load(path) if x.key in keys})
+        except RunError as e:
             notes.append(f"skipped {e}")
     return [found.get((r.path, r.key), r) for r in records]
 
@@ -119,8 +122,8 @@ def _label(run: list[Record]) -> str:
     return f"{(run[0].commit or '-')[:7]} {run[0].datetime[:16]} ({Path(run[0].path).name})"
 
 
-def render(history: History, out: Path, svg: bool = False, min_effect: float = 0.05, accepted=()) -> Rendered:
-    """`accepted`: the acceptances of the history's folders (history.acceptances), so the latest run is
+def render(history: History, out: Path, svg: bool = False, min_effect: float = MIN_EFFECT, accepted=()) -> Rendered:
+    """`accepted`: the acceptances of the history's folders (runs.acceptances.read), so the latest run is
     judged against the same window as the gate judges it."""
     notes = [f"skipped {line}" for line in history.skipped]
     if len(history.versions) > 1:
@@ -129,7 +132,7 @@ def render(history: History, out: Path, svg: bool = False, min_effect: float = 0
     for m in machines:
         slug = m.fingerprint
         m.speedups = recent_with_rounds(speedup.series(m.runs), notes)
-        m.changes = changes.find(m.runs, speedups=m.speedups)
+        m.changes = changepoints.find(m.runs, speedups=m.speedups)
         if m.speedups:
             fell = compare.speedup_falls(m.speedups, min_effect)
             m.figures["speedup trend"] = plots.save(plots.speedup_trend(m.speedups, slug, fell, m.changes), out,
@@ -139,7 +142,7 @@ def render(history: History, out: Path, svg: bool = False, min_effect: float = 0
                      "apart: their change points have series of their own, and none is compared with the latest run"
                      for what, n in sorted(apart.items()))
         latest = with_rounds(latest_records(m.runs), notes)  # the figures draw extra_info the index leaves out
-        if any(r.family in plots.FAMILY_STYLES for r in latest):
+        if any(r.test in plots.TEST_STYLES for r in latest):
             m.figures["throughput"] = plots.save(plots.throughput(latest, slug), out, f"throughput_{slug}", svg)
         try:
             m.comparison = latest_vs_previous(m.runs, min_effect, lambda run: with_rounds(run, notes), accepted)
@@ -152,14 +155,14 @@ def render(history: History, out: Path, svg: bool = False, min_effect: float = 0
         if m.comparison is not None:
             c = m.comparison
             drawn = [v for v in c.verdicts if v.verdict in plots.VERDICT_COLORS]  # contended: listed, not drawn
-            for family in sorted({v.family for v in drawn}):
-                fig = plots.versus_baseline([v for v in drawn if v.family == family], family, slug,
+            for test in sorted({v.test for v in drawn}):
+                fig = plots.versus_baseline([v for v in drawn if v.test == test], test, slug,
                                             _label(c.base), _label(c.cand))
                 m.figures.setdefault("latest vs baseline", []).extend(
-                    plots.save(fig, out, f"vs_baseline_{slug}_{family}", svg))
-        if any(r.family == "ddp" for r in latest):
+                    plots.save(fig, out, f"vs_baseline_{slug}_{test}", svg))
+        if any(r.test == "ddp" for r in latest):
             m.figures["ddp scaling"] = plots.save(plots.ddp_scaling(latest, slug), out, f"ddp_{slug}", svg)
-        epochs = [r for r in latest if r.family in EPOCH_FAMILIES and "data_stall_share" in r.extra]
+        epochs = [r for r in latest if r.test in EPOCH_TESTS and "data_stall_share" in r.extra]
         if epochs:
             m.figures["epoch breakdown"] = plots.save(plots.epoch_breakdown(epochs, slug), out, f"epoch_{slug}", svg)
     if not any(m.speedups for m in machines):
@@ -170,15 +173,15 @@ def render(history: History, out: Path, svg: bool = False, min_effect: float = 0
 
 
 def speedup_tables(m: Machine) -> list[str]:
-    """Per family: rows = case without batch size, columns = batch sizes; latest speedup and its interval."""
+    """Per test: rows = case without batch size, columns = batch sizes; latest speedup and its interval."""
     latest: dict[tuple, speedup.Speedup] = {}
     for s in m.speedups:
         latest[(s.key, s.device)] = s
     out = []
-    for family in sorted({s.family for s in latest.values()}):
+    for test in sorted({s.test for s in latest.values()}):
         cells: dict[str, dict[int, str]] = {}
         for s in latest.values():
-            if s.family != family:
+            if s.test != test:
                 continue
             params = dict(s.key[1])
             row = f"{plots.describe(params, ('batch_size',))} ({s.device})"
@@ -187,7 +190,7 @@ def speedup_tables(m: Machine) -> list[str]:
         sizes = sorted({b for row in cells.values() for b in row})
         head = ["case"] + [f"batch {b}" if b else "-" for b in sizes]
         rows = [[row] + [cells[row].get(b, "") for b in sizes] for row in sorted(cells)]
-        out.append(f"### {m.fingerprint}: {family}\n\n" + table.render(head, rows, markdown=True))
+        out.append(f"### {m.fingerprint}: {test}\n\n" + table.render(head, rows, markdown=True))
     return out
 
 
@@ -215,18 +218,18 @@ def markdown(r: Rendered, out: Path) -> str:
         for kind in (verdict.REGRESSION, verdict.IMPROVEMENT):
             if counts[kind]:
                 md += [f"**{kind.capitalize()}s**", "", verdict.render(counts[kind], markdown=True), ""]
-        grew = [v for v in memory.compare(c.base, c.cand) if v.verdict == verdict.REGRESSION]
+        grew = [v for v in memory_rule.compare(c.base, c.cand) if v.verdict == verdict.REGRESSION]
         if grew:  # by compare's default rule; the CPU figure is not gated (imgbench.memory)
-            md += ["**Memory regressions** (peak memory)", "", memory.render(grew, markdown=True), ""]
+            md += ["**Memory regressions** (peak memory)", "", memory_rule.render(grew, markdown=True), ""]
         if counts[verdict.CONTENDED]:
             md += [f"**{verdict.CONTENDED.capitalize()}** (no verdict)", ""]
             md += [f"- {v.name}: {v.why}" for v in counts[verdict.CONTENDED]] + [""]
     md += ["## Change points in the history", "",
            "E-divisive means over each case's median time per run and each speedup series, each split at p <= "
-           f"{changes.P_MAX:g}; ratio = after / before (time: > 1 slower; speedup: < 1 the accelerator lost "
+           f"{changepoints.P_MAX:g}; ratio = after / before (time: > 1 slower; speedup: < 1 the accelerator lost "
            "ground).", ""]
     for m in r.machines:
-        md += [f"### {m.fingerprint}", "", changes.render(m.changes, markdown=True) if m.changes else
+        md += [f"### {m.fingerprint}", "", changepoints.render(m.changes, markdown=True) if m.changes else
                "No change point.", ""]
     md += ["## Figures", ""]
     for m in r.machines:
@@ -286,6 +289,6 @@ def write(r: Rendered, out: Path) -> tuple[str, Path, Path]:
     md = markdown(r, out)
     md_path, html_path = out / "report.md", out / "report.html"
     for path, text in ((md_path, md), (html_path, to_html(md, r.figures))):
-        with files.atomic(path) as tmp:
+        with atomic.written(path) as tmp:
             tmp.write_text(text, encoding="utf-8")
     return md, md_path, html_path

@@ -12,11 +12,11 @@ from pathlib import Path
 import torch
 
 from imgbench.core import config
-from imgbench.hw import devices, shm
-from imgbench.workloads import data, epoch as epochs, models, steps as workloads
 from imgbench.core.config import SEED
 from imgbench.core.errors import UserError
 from imgbench.core.options import Settings
+from imgbench.hw import devices, shm
+from imgbench.workloads import data, epoch, models, steps
 
 COMPILERS = {  # device type -> (language, environment variable, default names)
     "cpu": ("C++", "CXX", ("g++", "c++", "clang++")),  # Inductor builds C++ for the CPU
@@ -58,7 +58,7 @@ def unsupported(device: str, precision: str = "fp32", compile: str = "off") -> s
                     f"({devices.device_name(device)}) is {major}.{minor}")
     elif precision == "tf32":
         return f"tf32 is a mode of NVIDIA GPUs; {device} has none"
-    if precision in workloads.AUTOCAST and not torch.amp.is_autocast_available(dev.type):
+    if precision in steps.AUTOCAST and not torch.amp.is_autocast_available(dev.type):
         return f"{precision} autocast is not available on {dev.type} in torch {torch.__version__}"
     if compile == "on":
         return compile_missing(dev.type)
@@ -132,26 +132,26 @@ class Case:
                 "device_name": devices.device_name(self.device), "precision": self.precision,
                 "memory_format": self.memory_format, "compile": self.compile}
 
-    def forward(self) -> workloads.Workload:
+    def forward(self) -> steps.Workload:
         model, (x, _) = self.build_model().eval(), self.batch()
-        flops = workloads.count_flops(lambda: workloads.forward(model, x).fn())
-        w = workloads.forward(self.compiled(model), x, self.precision)
+        flops = steps.count_flops(lambda: steps.forward(model, x).fn())
+        w = steps.forward(self.compiled(model), x, self.precision)
         w.flops = flops
         return w
 
-    def train_step(self) -> workloads.Workload:
+    def train_step(self) -> steps.Workload:
         model, (x, y) = self.build_model(), self.batch()
-        flops = epochs.train_flops_per_image(model, x, y) * x.shape[0]
-        w = workloads.train_step(self.compiled(model), x, y, self.settings.optimizer, self.precision)
+        flops = epoch.train_flops_per_image(model, x, y) * x.shape[0]
+        w = steps.train_step(self.compiled(model), x, y, self.settings.optimizer, self.precision)
         w.flops = flops
         return w
 
-    def trainer(self, model: torch.nn.Module) -> workloads.Trainer:
+    def trainer(self, model: torch.nn.Module) -> steps.Trainer:
         """Training steps of `model`, compiled if the case is, with the run's optimizer, at the case's precision."""
-        return workloads.Trainer(self.compiled(model), self.settings.optimizer, self.precision,
+        return steps.Trainer(self.compiled(model), self.settings.optimizer, self.precision,
                                  torch.device(self.device).type)
 
-    def train_step_copy(self, batch: str) -> workloads.Workload:
+    def train_step_copy(self, batch: str) -> steps.Workload:
         """A step that turns a uint8 batch into float on the device and trains on it. `copied`: each step
         first copies that batch from host memory (pinned on CUDA, non_blocking); `on_device`: it is there
         already. The copy is the only difference: its share of the step is 1 - t(on_device) / t(copied)."""
@@ -171,9 +171,9 @@ class Case:
             return step(*(t.to(self.device, non_blocking=True) for t in host))
 
         if batch == "on_device":
-            return workloads.Workload(lambda: step(*on_device), images=x.shape[0], info={"batch": batch})
+            return steps.Workload(lambda: step(*on_device), images=x.shape[0], info={"batch": batch})
         nbytes = sum(t.numel() * t.element_size() for t in host)
-        return workloads.Workload(copied, images=x.shape[0], info={"batch": batch, "copy_bytes": nbytes})
+        return steps.Workload(copied, images=x.shape[0], info={"batch": batch, "copy_bytes": nbytes})
 
     @property
     def epoch_size(self) -> int:
@@ -182,7 +182,7 @@ class Case:
 
     def empty_epoch(self) -> str | None:
         """Why an epoch of the profile's images would have no step at this batch size, or None."""
-        return epochs.empty(self.batch_size, self.epoch_size, "epoch", self.settings.profile)
+        return epoch.empty(self.batch_size, self.epoch_size, "epoch", self.settings.profile)
 
     def epoch_unsupported(self, path: str) -> str | None:
         """Why this epoch cannot run here: no step, or (the loader path) too little /dev/shm for its workers."""
@@ -199,7 +199,7 @@ class Case:
         reps = -(-n // len(self.dataset))
         return self.dataset.images.repeat(reps, 1, 1, 1)[:n], self.dataset.labels.repeat(reps)[:n]
 
-    def epoch(self, path: str) -> workloads.Workload:
+    def epoch(self, path: str) -> steps.Workload:
         """One epoch over the profile's number of images: `loader` (DataLoader, per-sample augmentation
         on the CPU in config.epoch_workers(threads) workers, pinned memory when a GPU takes the batches)
         or `resident` (all on the device)."""
@@ -221,11 +221,11 @@ class Case:
             info = {"path": path, "num_workers": workers, "pin_memory": pin}
         model = self.build_model()
         x, y = self.batch()
-        flops = epochs.train_flops_per_image(model, x, y)
+        flops = epoch.train_flops_per_image(model, x, y)
         trainer = self.trainer(model.train())
-        steps = n // self.batch_size
-        return epochs.epoch(loader, trainer, torch.device(self.device), devices.synchronizer(self.device),
-                            steps * self.batch_size, flops, {**info, "steps": steps}, self.torch_format)
+        n_steps = n // self.batch_size
+        return epoch.epoch(loader, trainer, torch.device(self.device), devices.synchronizer(self.device),
+                            n_steps * self.batch_size, flops, {**info, "steps": n_steps}, self.torch_format)
 
 
 def reference(device: str, settings: Settings) -> Case:

@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from imgbench.core import config, atomic as files
-from imgbench.hw import devices
-from imgbench.workloads import models, steps as workloads
+from imgbench.core import atomic, config
 from imgbench.core.config import SEED, Profile
+from imgbench.hw import devices
+from imgbench.workloads import models, steps
 
 STORAGE = "page cache, no fsync"  # what a save or load costs here: serialising, not the disk
 
@@ -20,7 +20,7 @@ def save(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, e
     """Write the checkpoint through files.atomic: a process that dies mid-write never leaves a
     half-written checkpoint (like torch.save, no fsync: a power cut may). Returns the file's size in bytes."""
     # A file object, not the temporary path: torch.save would name the archive inside after that path.
-    with files.atomic(path) as tmp, open(tmp, "wb") as f:
+    with atomic.written(path) as tmp, open(tmp, "wb") as f:
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch}, f)
     return Path(path).stat().st_size
 
@@ -39,14 +39,14 @@ def trained(model: str, device: str, optimizer: str, image_size: int) -> tuple[n
     torch.manual_seed(SEED)
     channels = models.spec(model).input_shape[0]
     net = models.build(model, image_size=image_size).to(device)
-    opt = workloads.make_optimizer(optimizer, net.parameters())
+    opt = steps.make_optimizer(optimizer, net.parameters())
     net(torch.randn(2, channels, image_size, image_size, device=device)).sum().backward()
     opt.step()
     return net, opt
 
 
 def workload(op: str, path: str | Path, model: str, device: str, optimizer: str,
-             profile: Profile) -> workloads.Workload:
+             profile: Profile) -> steps.Workload:
     """One `save` or `load` of `model` (at the profile's image size) and its optimizer's state at `path`."""
     if op not in ("save", "load"):
         raise ValueError(f"unknown checkpoint op {op!r} (valid: save, load)")
@@ -55,4 +55,4 @@ def workload(op: str, path: str | Path, model: str, device: str, optimizer: str,
     nbytes = save(path, net, opt, epoch=1)
     fn = (lambda: save(path, net, opt, epoch=1)) if op == "save" else (lambda: load(path, net, opt, device))
     info = {"optimizer": optimizer, "device_name": devices.device_name(device), "op": op, "storage": STORAGE}
-    return workloads.Workload(fn, bytes=nbytes, info=info)
+    return steps.Workload(fn, bytes=nbytes, info=info)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from imgbench.workloads import steps as workloads
 from imgbench.core.config import SEED
+from imgbench.workloads import steps
 
 # name -> (dims, in, out, kernel, stride, quick spatial size); `full` multiplies the size by conv_scale.
 # Padding is "same" (kernel // 2) but for the _p0 ("valid") layer.
@@ -45,15 +45,15 @@ def unsupported(name: str, layout: str) -> str | None:
     return None
 
 
-def workload(name: str, direction: str, layout: str, device: str, batch_size: int, scale: int) -> workloads.Workload:
+def workload(name: str, direction: str, layout: str, device: str, batch_size: int, scale: int) -> steps.Workload:
     """One seeded pass of the layer (`fwd` or `fwd_bwd`) over a batch on the device, FLOPs counted; a
     pool's forward, which has no FLOPs to count, stores the bytes it moves instead."""
     torch.manual_seed(SEED)
     layer, shape = build(name, scale, device)
     fmt = LAYOUTS[layout]
     x = torch.randn(batch_size, *shape, device=device).contiguous(memory_format=fmt)
-    w = workloads.layer_pass(layer.to(memory_format=fmt), x, backward=direction == "fwd_bwd")
-    w.flops = workloads.count_flops(w.fn)
+    w = steps.layer_pass(layer.to(memory_format=fmt), x, backward=direction == "fwd_bwd")
+    w.flops = steps.count_flops(w.fn)
     if not w.flops and direction == "fwd":  # input read once, output (1/4) written once
         w.bytes = x.numel() * x.element_size() * 5 // 4
     w.info = {"input_shape": list(x.shape), **w.info}

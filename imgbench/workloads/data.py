@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets as tvd
 from torchvision.transforms import v2
 
-from imgbench.hw.devices import usable_cores
 from imgbench.core.errors import UserError
+from imgbench.hw.devices import usable_cores
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)

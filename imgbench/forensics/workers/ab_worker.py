@@ -28,7 +28,9 @@ import pytest
 ADDRESS, KEY = "IMGBENCH_AB_ADDRESS", "IMGBENCH_AB_KEY"
 
 
-class _State:
+class WorkerState:
+    """This worker process's state, one per process: the coordinator's connection and the case now."""
+
     conn = None
     item = None        # the item running now
     served = False     # whether it reached its benchmark call
@@ -38,13 +40,13 @@ class _State:
     serve = None       # what serves a case at its benchmark call: _serve, or the explain worker's
 
 
-S = _State()
+state = WorkerState()
 
 
-def _link():
-    if S.conn is None:
-        S.conn = Client(os.environ[ADDRESS], authkey=bytes.fromhex(os.environ[KEY]))
-    return S.conn
+def link():
+    if state.conn is None:
+        state.conn = Client(os.environ[ADDRESS], authkey=bytes.fromhex(os.environ[KEY]))
+    return state.conn
 
 
 def _case(item) -> tuple[str, str, dict]:
@@ -55,7 +57,7 @@ def _case(item) -> tuple[str, str, dict]:
 
 @pytest.hookimpl(trylast=True)  # after the tree's own plugin has deselected what its options exclude
 def pytest_collection_modifyitems(config, items):
-    conn = _link()
+    conn = link()
     conn.send(("cases", [_case(i) for i in items]))
     wanted = conn.recv()
     by_id = {i.nodeid: i for i in items}
@@ -75,28 +77,28 @@ def pytest_configure(config):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    S.item, S.served, S.ended = item, False, ""
+    state.item, state.served, state.ended = item, False, ""
     try:
         return (yield)
     finally:
-        if not S.served:
-            _link().send(("ended", item.nodeid, S.ended or "ended before its benchmark call"))
-        S.item = None
+        if not state.served:
+            link().send(("ended", item.nodeid, state.ended or "ended before its benchmark call"))
+        state.item = None
 
 
 def pytest_runtest_logreport(report):
-    if not (report.failed or report.skipped) or S.ended:
+    if not (report.failed or report.skipped) or state.ended:
         return
     if report.skipped and isinstance(report.longrepr, tuple):
-        S.ended = report.longrepr[2]  # "Skipped: <reason>"
+        state.ended = report.longrepr[2]  # "Skipped: <reason>"
     else:
         last = str(report.longreprtext).strip().splitlines()[-1:] or [report.outcome]
-        S.ended = f"failed: {last[0]}"
+        state.ended = f"failed: {last[0]}"
 
 
 def _called(self, function_to_benchmark, *args, **kwargs):
     self._mode = "benchmark(...)"  # used: pytest-benchmark would warn otherwise
-    return S.serve(self._timer, lambda: function_to_benchmark(*args, **kwargs))
+    return state.serve(self._timer, lambda: function_to_benchmark(*args, **kwargs))
 
 
 def _pedantic(self, target, args=(), kwargs=None, setup=None, teardown=None, rounds=1, warmup_rounds=0,
@@ -104,11 +106,11 @@ def _pedantic(self, target, args=(), kwargs=None, setup=None, teardown=None, rou
     kwargs = kwargs or {}
     self._mode = "benchmark.pedantic(...)"
     if getattr(target, "__self__", None) is self._timer:  # replayed: the work happened before this call
-        durations = [_timed(self._timer, target, S.extra) for _ in range(rounds)]
-        if S.replaying is not None:
-            S.replaying.extend(durations)
+        durations = [timed(self._timer, target, state.extra) for _ in range(rounds)]
+        if state.replaying is not None:
+            state.replaying.extend(durations)
             return None
-        return S.serve(self._timer, None)
+        return state.serve(self._timer, None)
 
     def call():
         a, k = args, kwargs
@@ -118,7 +120,7 @@ def _pedantic(self, target, args=(), kwargs=None, setup=None, teardown=None, rou
         if teardown is not None:
             teardown(*a, **k)
         return out
-    return S.serve(self._timer, call)
+    return state.serve(self._timer, call)
 
 
 def _spin(seconds: float):
@@ -127,7 +129,7 @@ def _spin(seconds: float):
         pass
 
 
-def _timed(timer, fn, extra: float) -> float:
+def timed(timer, fn, extra: float) -> float:
     start = timer()
     fn()
     if extra:
@@ -139,10 +141,10 @@ def _timed(timer, fn, extra: float) -> float:
 def _serve(timer, call):
     """Serve bursts of `call` (None: rerun the replayed test body) until the coordinator says next. A
     burst that raises is reported, and the error raised in the test once the coordinator lets go."""
-    conn, item = _link(), S.item
-    if S.served:
+    conn, item = link(), state.item
+    if state.served:
         raise RuntimeError("the benchmark fixture was used twice in one test: the A/B times one call per case")
-    S.served = True
+    state.served = True
     conn.send(("ready", item.nodeid))
     failed = None
     while True:
@@ -162,23 +164,23 @@ def _serve(timer, call):
             gc.enable()
 
 
-S.serve = _serve
+state.serve = _serve
 
 
 def _burst(timer, call, item, calls: int, extra: float) -> list[float]:
     if call is not None:
-        return [_timed(timer, call, extra) for _ in range(calls)]
+        return [timed(timer, call, extra) for _ in range(calls)]
     out = []
     try:
         for _ in range(calls):  # one value per rerun: the median epoch it replayed
-            S.replaying, S.extra = [], extra  # the body's own pedantic call fills it (see _pedantic)
+            state.replaying, state.extra = [], extra  # the body's own pedantic call fills it (see _pedantic)
             item.runtest()
-            out.append(statistics.median(S.replaying))
+            out.append(statistics.median(state.replaying))
     finally:
-        S.replaying, S.extra = None, 0.0
+        state.replaying, state.extra = None, 0.0
     return out
 
 
 def pytest_sessionfinish(session):
-    if S.conn is not None:
-        S.conn.send(("finished",))
+    if state.conn is not None:
+        state.conn.send(("finished",))

@@ -4,7 +4,7 @@ and the coordinator profiles its timed call with torch.profiler instead of timin
 
 The A/B worker's hooks do the rest as they do for `imgbench ab`: they send the collected cases, run only
 the one named back, and at its `benchmark(...)` / `benchmark.pedantic(...)` call (after the bench's own
-warm-up) hand its timed function and timer (which synchronises the device) to `S.serve`, here `_serve`:
+warm-up) hand its timed function and timer (which synchronises the device) to `state.serve`, here `_serve`:
 it says "ready" and on command runs warm-up calls, or one block of calls under the profiler: the
 block's wall time per call and, per operator, its calls and self time (self CPU time; on a CUDA case the
 kernels' self device time), and on request the block's Chrome trace. It serves until the coordinator
@@ -26,16 +26,16 @@ from imgbench_abworker import (  # noqa: F401  registered as this plugin's own h
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
-S = abworker.S
+state = abworker.state
 
 
 def _serve(timer, call):
     """Serve commands until the coordinator closes the connection (it stops this process then)."""
     if call is None:  # replayed: the work ran in other processes (the A/B worker's hooks say so as "ended")
-        S.ended = "its work runs in other processes (replayed through its timer), which the profiler does not see"
-        pytest.skip(S.ended)
-    conn, item = abworker._link(), S.item
-    S.served = True
+        state.ended = "its work runs in other processes (replayed through its timer), which the profiler does not see"
+        pytest.skip(state.ended)
+    conn, item = abworker.link(), state.item
+    state.served = True
     cuda = str(getattr(getattr(item, "callspec", None), "params", {}).get("device", "cpu")).startswith("cuda")
     conn.send(("ready", item.nodeid, cuda))
     while True:
@@ -46,7 +46,7 @@ def _serve(timer, call):
         gc.disable()  # as pytest-benchmark's disable_gc: a collection would land in whichever call it hits
         try:
             if msg[0] == "warmup":
-                conn.send(("times", [abworker._timed(timer, call, 0.0) for _ in range(msg[1])]))
+                conn.send(("times", [abworker.timed(timer, call, 0.0) for _ in range(msg[1])]))
             else:
                 conn.send(("block", *_block(timer, call, msg[1], cuda, msg[2])))
         except Exception as e:
@@ -78,4 +78,4 @@ def _block(timer, call, steps: int, cuda: bool, trace: str | None) -> tuple[floa
     return wall / steps, ops
 
 
-S.serve = _serve
+state.serve = _serve

@@ -12,10 +12,11 @@ from pathlib import Path
 import torch
 
 from imgbench.core import config
+from imgbench.core.options import Settings
 from imgbench.hw import devices
 from imgbench.workloads import models
-from imgbench.workloads.ddp import worker as ddp
-from imgbench.core.options import Settings
+from imgbench.workloads.ddp.launch import launch
+from imgbench.workloads.ddp.worker import DDPError, unavailable
 
 QUICK_MODELS = ("mlp", "kerascnn")  # a launch costs seconds of process start-up: keep CI short
 SIZES = (1, 2, 4, 8, 16)
@@ -45,7 +46,7 @@ def device_reason(device: str) -> str | None:
 
 def unsupported(world: int, model: str, device: str, batch_size: int, settings: Settings) -> str | None:
     """Why this world does not run here, or None."""
-    if (reason := device_reason(device) or ddp.unavailable(device)) is not None:
+    if (reason := device_reason(device) or unavailable(device)) is not None:
         return reason
     if world > (most := capacity(device, settings.threads)):
         return (f"world size {world} needs {world} GPUs; this machine has {most}" if device != "cpu" else
@@ -66,7 +67,7 @@ def epoch_images(model: str, settings: Settings) -> int:
 
 
 def launch_args(world: int, model: str, device: str, batch_size: int, settings: Settings) -> dict:
-    """ddp.launch's measurement arguments for this world: the profile's epoch and image size, and the run's
+    """launch's measurement arguments for this world: the profile's epoch and image size, and the run's
     threads shared out among the replicas (on a GPU too: world 1 runs with the epoch family's threads)."""
     return {"model": model, "device": device, "batch_size": batch_size, "images": epoch_images(model, settings),
             "image_size": config.image_size(models.spec(model).input_shape[1], settings.profile),
@@ -78,10 +79,10 @@ def run(world: int, model: str, device: str, batch_size: int, settings: Settings
     """Launch `world` replicas (result JSON in `folder`) and return rank 0's result; DDPError when the
     launch fails, outlasts the case limit (settings.timeout_s), or the replicas' weights differ after the
     timed epochs."""
-    r = ddp.launch(world, Path(folder) / f"ddp-world{world}.json", timeout=settings.timeout_s,
+    r = launch(world, Path(folder) / f"ddp-world{world}.json", timeout=settings.timeout_s,
                    **launch_args(world, model, device, batch_size, settings))
     if not r["replicas_identical"]:
-        raise ddp.DDPError(f"replicas differ after the timed epochs (max |diff| {r['max_param_diff']})")
+        raise DDPError(f"replicas differ after the timed epochs (max |diff| {r['max_param_diff']})")
     return r
 
 
@@ -100,7 +101,7 @@ def one_replica(model: str, device: str, batch_size: int, settings: Settings, fo
 
 
 def figures(r: dict, median: float, settings: Settings, folder: Path) -> dict:
-    """What a ddp case stores beside its replayed epochs (`r`: ddp.launch's result; `median`: the median
+    """What a ddp case stores beside its replayed epochs (`r`: launch's result; `median`: the median
     epoch in seconds): images/s, scaling efficiency against one replica, the exposed communication share,
     and the workers' conditions under the keys the `conditions` fixture stores for every other case."""
     ips = r["images_per_epoch"] / median

@@ -1,0 +1,99 @@
+"""What several commands share: progress lines, the benches folder and the pytest arguments a run is
+given, and the verdict table with its exit code. Nothing here imports torch."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+from imgbench.core import options
+from imgbench.core.errors import UserError
+from imgbench.forensics import git
+from imgbench.forensics.worker import Side, python_of
+from imgbench.judge import verdict
+
+EXIT_BAD_INPUT = 2
+EXIT_MEMORY_REGRESSION = 3  # compare: no time regression, but a case's peak memory grew
+
+
+def progress(command: str):
+    return lambda message: print(f"imgbench {command}: {message}", file=sys.stderr, flush=True)
+
+
+def threads(text: str | None) -> int | None:
+    return None if text is None else options.positive_int("thread count", text)
+
+
+def benches_dir(given: str | None) -> Path:
+    """--benches, else the working folder's benches/ (a project of one's own), else this checkout's."""
+    candidates = [Path(given)] if given else [Path.cwd() / "benches",
+                                               Path(__file__).resolve().parents[2] / "benches"]
+    for c in candidates:
+        if c.is_dir() and any(c.glob("bench_*.py")):
+            return c
+    raise UserError(f"no benches folder at {', '.join(map(str, dict.fromkeys(candidates)))} (run from a "
+                    "checkout of imgbench, or pass --benches DIR)")
+
+
+def pytest_args(args):
+    """Check every option before pytest starts (same one-line messages as the plugin); the settings
+    and the args that run the benches with them."""
+    from imgbench.bench.settings import from_options
+    from imgbench.workloads import data
+
+    s = from_options(lambda name: getattr(args, name))
+    if s.dataset != "synthetic":
+        data.real(s.dataset, s.data_root)
+    given = {o.dest: getattr(args, o.dest) for o in options.OPTIONS}
+    return s, [str(benches_dir(args.benches)), "-p", "no:xdist", *options.pytest_args(given),
+               "--benchmark-sort=fullname"]
+
+
+def side_args(args) -> list[str]:
+    """The pytest arguments each side of a paired run gets: its own benches/, so not the folder's."""
+    return pytest_args(args)[1][1:] + rest(args)
+
+
+def rest(args) -> list[str]:
+    """The arguments after `--`, for pytest."""
+    given = getattr(args, "pytest_args", [])
+    return given[1:] if given[:1] == ["--"] else given
+
+
+@contextmanager
+def paired(benches: str | None, base_ref: str | None, base_python: str | None = None
+           ) -> Iterator[tuple[Side, Side, Path]]:
+    """The two sides of a paired run and a temporary folder for it: the base (`base_ref` checked out
+    aside, or this checkout under `base_python`) and this checkout as the candidate. The folder and the
+    checkout are removed whatever ends the block."""
+    here = benches_dir(benches).parent.resolve()
+    python = python_of(base_python)
+    with tempfile.TemporaryDirectory() as tmp:
+        if base_ref:
+            repo = git.toplevel(here)
+            checkout = git.checkout(repo, base_ref, Path(tmp) / "base", "--base")
+        else:
+            repo, checkout = here, nullcontext(here)
+        with checkout as tree:
+            yield Side("base", tree / here.relative_to(repo), python), Side("candidate", here, sys.executable), \
+                Path(tmp)
+
+
+def report(verdicts, markdown: bool, notes=(), memory_verdicts=None) -> int:
+    """The verdict table, any notes, a count per verdict, then the memory verdicts if given; exit 1 when a
+    case regressed, else 3 when a case's peak memory did."""
+    print(verdict.render(verdicts, markdown=markdown))
+    for note in notes:
+        print(note)
+    counts = verdict.counts(verdicts)
+    print(", ".join(f"{n} {k}" for k, n in counts.items()))
+    memory_regressed = False
+    if memory_verdicts is not None:
+        from imgbench.judge import memory_rule
+
+        print(memory_rule.describe(memory_verdicts, markdown))
+        memory_regressed = memory_rule.counts(memory_verdicts)[verdict.REGRESSION] > 0
+    return 1 if counts[verdict.REGRESSION] else EXIT_MEMORY_REGRESSION if memory_regressed else 0

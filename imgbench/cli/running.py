@@ -1,0 +1,88 @@
+"""Running the benches: `run` (save the run, compare it with the previous one) and `baseline` (merge
+the run into this machine class's baseline for the gate)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from imgbench.bench import runner
+from imgbench.cli import common, parser
+from imgbench.core import atomic
+from imgbench.core.errors import UserError
+from imgbench.runs import storage
+
+
+def add(sub):
+    r = parser.bench_command(sub, "run", "run the benchmarks, save the run and compare with the previous one",
+                             "Runs `pytest benches` on the devices found, saves the run under STORAGE/<machine "
+                             "fingerprint>/ and compares it with the previous saved run of the same profile on "
+                             "this machine class.")
+    r.add_argument("--storage", default=".benchmarks", help="where runs are saved (default: .benchmarks)")
+    r.add_argument("--json", metavar="PATH", help="also copy the saved run to PATH (e.g. for a CI artifact)")
+    parser.pytest_rest(r, ", e.g. -- -k train_step")
+    r.set_defaults(run=run)
+
+    b = parser.bench_command(sub, "baseline", "record this machine's baseline (every round's time) for the gate",
+                             "Runs `pytest benches` like `run` and merges the run, every round's time included, "
+                             "into FOLDER/<machine fingerprint>/<profile>.json: its cases replace those of the "
+                             "same id, the others stay; written only when the run succeeded.")
+    b.add_argument("--folder", default="baselines", help="where baselines live (default: baselines)")
+    parser.pytest_rest(b)
+    b.set_defaults(run=baseline)
+
+
+def machine_folder(parent: str, option: str) -> Path:
+    from imgbench.hw import environment
+
+    return storage.writable_folder(Path(parent) / environment.environment()["fingerprint"], option)
+
+
+def run(args) -> int:
+    s, pytest_args = common.pytest_args(args)
+    folder = machine_folder(args.storage, "--storage")
+    if args.json:
+        if Path(args.json).is_dir():
+            raise UserError(f"--json {args.json}: is a folder (give a file path, e.g. results/run.json)")
+        storage.writable_folder(Path(args.json).parent, "--json")
+    pytest_args.append(f"--benchmark-storage={folder}")  # where pytest-benchmark looks for what it compares
+    prev = storage.previous_run(folder, args.profile, s.devices)
+    if prev is None:
+        print(f"imgbench: no earlier '{args.profile}' run on {', '.join(s.devices)} saved in {folder}: this run "
+              "becomes the first; the next run is compared with it", flush=True)
+    else:
+        print(f"imgbench: comparing with the previous run {prev}", flush=True)
+        pytest_args.append(f"--benchmark-compare={prev.resolve()}")
+    # Saved by us, not by --benchmark-save: pytest-benchmark writes in place, so Ctrl-C could leave
+    # half a file in the history.
+    with storage.partial(folder, "run") as tmp:
+        code, complete = runner.run(pytest_args + common.rest(args), tmp)
+        if not complete or code not in (0, 1) or not tmp.is_file():
+            print(f"imgbench: the run did not finish (exit {code}); nothing saved", file=sys.stderr)
+            return code
+        saved = storage.save_run(tmp, folder, args.profile)
+    print(f"imgbench: run saved to {saved}", flush=True)
+    if args.json:
+        with atomic.written(args.json) as out:
+            shutil.copyfile(saved, out)
+        print(f"imgbench: run copied to {args.json}", flush=True)
+    return code
+
+
+def baseline(args) -> int:
+    s, pytest_args = common.pytest_args(args)
+    final = storage.baseline_path(machine_folder(args.folder, "--folder"), args.profile)
+    storage.check_baseline(final, s)
+    with storage.partial(final.parent, final.name) as tmp:
+        code, complete = runner.run([*pytest_args, *common.rest(args)], tmp)
+        if not complete or code != 0 or not tmp.is_file():
+            why = f"the run failed (exit {code})" if code else "the run wrote no benchmark data"
+            print(f"imgbench: {why}; baseline unchanged", file=sys.stderr)
+            return code or 1
+        replaced = storage.save_baseline(tmp, final)
+    print(f"imgbench: baseline written to {final}", flush=True)
+    if replaced:
+        print(f"imgbench: replaced {len(replaced)} case(s) of the earlier baseline: {', '.join(replaced)}",
+              flush=True)
+    return code

@@ -1,0 +1,287 @@
+"""Interleaved A/B: matching cases by family and params, options the base does not know, the decision
+(exact signed-rank test, Holm over the job, Hodges-Lehmann ratio, contention), the burst schedule (with
+fake workers), real worker processes on a tree without imgbench (served, replayed and skipped cases),
+and one end-to-end `imgbench ab` on two git commits whose candidate is slower."""
+
+import math
+import os
+import random
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from imgbench import cli
+from imgbench.forensics import ab, worker
+from imgbench.judge import verdict
+from tests.helpers import ROOT, commit
+
+
+def test_cases_are_matched_by_family_and_params_not_by_id():
+    base = [("b.py::test_forward[mlp-cpu-bs4]", "test_forward", {"model": "mlp", "batch_size": 4}),
+            ("b.py::test_old[x]", "test_old", {"x": "x"})]
+    cand = [("b.py::test_forward[mlp-bs4-cpu]", "test_forward", {"batch_size": 4, "model": "mlp"}),  # renamed id
+            ("b.py::test_new", "test_new", {})]
+    both, only_base, only_cand = ab.match(base, cand)
+    assert [(m.name, m.base_id, m.cand_id) for m in both] == [
+        ("test_forward[mlp-bs4-cpu]", "b.py::test_forward[mlp-cpu-bs4]", "b.py::test_forward[mlp-bs4-cpu]")]
+    assert only_base == ["b.py::test_old[x]"] and only_cand == ["b.py::test_new"]
+
+
+def test_refused_options_are_dropped_in_order_and_values_elsewhere_stay():
+    args = ["--model", "all", "--cases", "all", "-k", "x", "--new=1"]
+    assert worker.without(args, ["--cases", "all", "--new=1"]) == ["--model", "all", "-k", "x"]
+
+
+def trial(name, d, contention=None):
+    t = ab.Trial(name, list(d), [1.0] * len(d), [math.exp(x) for x in d], 1, 1.0, contention or {})
+    t.p_slower = ab.stats.signed_rank_greater(t.d)
+    t.p_faster = ab.stats.signed_rank_greater(-np.asarray(t.d))
+    return t
+
+
+def noise(center, n=60, sd=0.05, seed=0):
+    return np.random.default_rng(seed).normal(center, sd, n)
+
+
+def test_decide_slower_faster_same_and_below_the_minimum_effect():
+    trials = [trial("test_a[x]", noise(math.log(1.10))), trial("test_b[x]", noise(math.log(0.90), seed=1)),
+              trial("test_c[x]", noise(0.0, sd=0.01, seed=2)), trial("test_d[x]", noise(0.01, sd=0.005, seed=3))]
+    got = {v.name: v for v in ab.decide(trials, alpha=0.01, min_effect=0.03)}
+    assert [got[n].verdict for n in ("test_a[x]", "test_b[x]", "test_c[x]", "test_d[x]")] == [
+        verdict.REGRESSION, verdict.IMPROVEMENT, verdict.UNCHANGED, verdict.UNCHANGED]
+    assert got["test_a[x]"].ratio == pytest.approx(1.10, abs=0.02)
+    lo, hi = got["test_a[x]"].ci
+    assert lo < got["test_a[x]"].ratio < hi and lo > 1.0
+    assert got["test_a[x]"].test == "a"
+
+
+def test_holm_keeps_the_job_wide_false_alarm_rate():
+    """A case significant on its own (p = 2/256) is not a regression among ten cases (Holm: 0.001)."""
+    d = [0.05] * 7 + [-0.01]  # W+ = 35 of 36: p = 2/256 alone
+    alone = ab.decide([trial("test_a[x]", d)], alpha=0.01, min_effect=0.03)
+    assert alone[0].verdict == verdict.REGRESSION
+    job = ab.decide([trial("test_a[x]", d)] + [trial(f"test_n{i}[x]", noise(0.0, seed=i)) for i in range(9)],
+                    alpha=0.01, min_effect=0.03)
+    assert job[0].verdict != verdict.REGRESSION
+
+
+def test_a_case_measured_under_contention_gets_no_verdict():
+    t = trial("test_a[x]", noise(math.log(1.5)), contention={"foreign_cpu": 0.5})
+    (v,) = ab.decide([t], alpha=0.01, min_effect=0.03)
+    assert v.verdict == verdict.CONTENDED and v.ratio == pytest.approx(1.5, abs=0.05)
+
+
+class FakeWorker:
+    """Answers bursts like a worker: each call takes base_s (or cand_s) plus any injected extra."""
+
+    def __init__(self, side, call_s, log):
+        self.side, self.name, self.call_s, self.log = worker.Side(side, ROOT, sys.executable), side, call_s, log
+        self.pending = None
+
+    def send(self, *msg):
+        self.log.append((self.name, *msg[1:]))
+        self.pending = msg
+
+    def recv(self, timeout=None):
+        _, calls, extra = self.pending
+        return "times", [self.call_s * (1 + 0.001 * i) + extra for i in range(calls)], False
+
+
+def test_bursts_alternate_abba_drop_the_lead_call_and_slow_only_the_candidate():
+    log = []
+    base, cand = FakeWorker("base", 0.010, log), FakeWorker("candidate", 0.010, log)
+    p = ab.Pairing(ab.Matched("test_a[x]", "a", "a"), base, cand, random.Random(3))
+    assert (p.lead, p.calls) == (1, 5)  # 10 ms calls: one untimed, then 50 ms of timed calls
+    log.clear()
+    t = p.trial(12, slowdown=0.10, screen=False)
+    firsts = [log[i][0] for i in range(0, len(log), 2)]
+    assert sorted(firsts) == ["base"] * 6 + ["candidate"] * 6  # each side first in half the pairs
+    assert all(firsts[i] != firsts[i + 1] for i in range(0, 12, 2))  # ABBA
+    assert {e for n, _, e in log if n == "base"} == {0.0}
+    assert [e for n, _, e in log if n == "candidate"] == [pytest.approx(0.001, rel=0.01)] * 12
+    assert all(calls == 6 for _, calls, _ in log)
+    assert len(t.d) == 12 and np.median(t.d) == pytest.approx(math.log(1.1), abs=0.01)
+
+
+def test_a_case_that_looks_slower_gets_a_second_set_of_pairs():
+    base, cand = FakeWorker("base", 0.010, []), FakeWorker("candidate", 0.012, [])
+    p = ab.Pairing(ab.Matched("test_a[x]", "a", "a"), base, cand, random.Random(0))
+    t = p.trial(12)
+    assert len(t.d) == 24 and t.p_slower < 1e-6
+    same = ab.Pairing(ab.Matched("test_b[x]", "b", "b"), FakeWorker("base", 0.010, []),
+                      FakeWorker("candidate", 0.009, []), random.Random(0)).trial(12)
+    assert len(same.d) == 12
+
+
+TREE_BENCH = '''
+import time
+
+import pytest
+
+
+class Replay:  # a timer driven by its target, as a bench that times elsewhere and replays
+    def __init__(self):
+        self.shift, self.pending = 0.0, []
+
+    def __call__(self):
+        return time.perf_counter() + self.shift
+
+    def play(self):
+        self.shift += self.pending.pop(0)
+
+
+R = Replay()
+
+
+def test_sleep(benchmark):
+    benchmark(time.sleep, 0.002)
+
+
+@pytest.mark.benchmark(timer=R)
+def test_replayed(benchmark):
+    R.pending = [0.010, 0.030, 0.020]
+    benchmark.pedantic(R.play, rounds=3, iterations=1)
+
+
+def test_skipped(benchmark):
+    pytest.skip("not on this machine")
+'''
+
+
+@pytest.fixture
+def plain_tree(tmp_path):
+    """A tree whose benches know nothing of imgbench: plain pytest-benchmark, as an old tree would be."""
+    tree = tmp_path / "tree"
+    (tree / "benches").mkdir(parents=True)
+    (tree / "benches" / "bench_plain.py").write_text(TREE_BENCH)
+    (tree / "pytest.ini").write_text("[pytest]\npython_files = bench_*.py\n")
+    return tree
+
+
+def test_real_workers_serve_replay_and_report_skips(plain_tree, tmp_path):
+    side = worker.Side("base", plain_tree, sys.executable), worker.Side("candidate", plain_tree, sys.executable)
+    (tmp_path / "s").mkdir()
+    seen = {}
+    with ab.session(*side, [], tmp_path / "s", seed=1) as s:
+        assert [m.name for m in s.cases] == ["test_sleep", "test_replayed", "test_skipped"]
+        for m, p in s.each():
+            if isinstance(p, str):
+                seen[m.name] = p
+                continue
+            seen[m.name] = p.trial(12, slowdown=0.5, screen=False)
+    sleep, replayed = seen["test_sleep"], seen["test_replayed"]
+    assert 0.0019 < np.median(sleep.base) < 0.02
+    assert np.median(np.array(sleep.cand) / np.array(sleep.base)) == pytest.approx(1.5, rel=0.2)
+    assert replayed.base == pytest.approx([0.020] * 12, abs=0.002)  # each rerun: the median epoch it replayed
+    assert np.median(replayed.cand) == pytest.approx(0.030, abs=0.004)  # + 50% of its median, spun inside the clock
+    assert seen["test_skipped"] == "base: Skipped: not on this machine; candidate: Skipped: not on this machine"
+
+
+def test_a_case_that_raises_while_timed_is_not_compared_and_the_rest_go_on(plain_tree, tmp_path):
+    bench = plain_tree / "benches" / "bench_plain.py"
+    bench.write_text(bench.read_text() + textwrap.dedent('''
+        CALLS = []
+
+
+        def test_breaks(benchmark):
+            def once():
+                CALLS.append(1)
+                if len(CALLS) > 3:
+                    raise RuntimeError("broke on call 4")
+            benchmark(once)
+    '''))
+    sides = worker.Side("base", plain_tree, sys.executable), worker.Side("candidate", plain_tree, sys.executable)
+    out = ab.run(*sides, [], tmp_path, seed=1, budget_s=0.2)
+    assert out.not_run["test_breaks"] == "base: failed while timed: RuntimeError: broke on call 4"
+    assert "test_skipped" in out.not_run and [t.name for t in out.trials] == ["test_sleep", "test_replayed"]
+
+
+def test_a_case_only_the_candidate_breaks_is_no_pass(plain_tree, tmp_path):
+    cand = tmp_path / "cand"
+    shutil.copytree(plain_tree, cand)
+    bench = cand / "benches" / "bench_plain.py"
+    bench.write_text(bench.read_text().replace("benchmark(time.sleep, 0.002)", "benchmark(time.sleep, -1)"))
+    (tmp_path / "s").mkdir()
+    out = ab.run(worker.Side("base", plain_tree, sys.executable), worker.Side("candidate", cand, sys.executable), [],
+                 tmp_path / "s", seed=1, budget_s=0.2)
+    assert out.broken == ["test_sleep"]
+    assert out.not_run["test_sleep"].startswith("candidate: failed while timed: ValueError")
+
+
+def test_a_worker_that_dies_is_one_line_naming_it(plain_tree, tmp_path):
+    (plain_tree / "benches" / "conftest.py").write_text("import os\nos._exit(3)\n")
+    sides = worker.Side("base", plain_tree, sys.executable), worker.Side("candidate", plain_tree, sys.executable)
+    with pytest.raises(worker.ABError, match=r"the base worker stopped before it collected its cases \(exit 3\)"), \
+            ab.session(*sides, [], tmp_path, seed=1):
+        pass
+
+
+@pytest.mark.parametrize("args, message", [
+    (["ab"], "ab needs --base GIT_REF, --base-python PATH, or both"),
+    (["ab", "--base-python", "/nonexistent/python"], "--base-python '/nonexistent/python' is not an executable"),
+    (["ab", "--base-python", __file__], f"--base-python {__file__!r} is not an executable file"),
+    (["ab", "--base", "no-such-ref", "--model", "mlp"], "--base 'no-such-ref' is not a commit of "),
+    (["ab", "--base", "HEAD", "--cases", "some"], "unknown case set 'some' (valid: all, gate)"),
+])
+def test_bad_input(capsys, monkeypatch, args, message):
+    monkeypatch.setattr("imgbench.bench.runner.warn_if_busy", lambda: None)
+    assert cli.main(args) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and message in err[-1]
+
+
+def test_a_significance_level_outside_0_1_is_refused(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["ab", "--base", "HEAD", "--alpha", "2"])
+    assert e.value.code == cli.EXIT_BAD_INPUT
+    assert "argument --alpha: '2' is not a significance level (valid: above 0 and below 1)" in capsys.readouterr().err
+
+
+def test_a_regressions_path_that_cannot_be_written_is_refused_before_the_run(tmp_path, capsys):
+    assert cli.main(["ab", "--base", "HEAD", "--regressions", str(tmp_path)]) == cli.EXIT_BAD_INPUT
+    assert capsys.readouterr().err.strip() == (f"imgbench: error: --regressions {str(tmp_path)!r} is a folder "
+                                               "(give a file to write)")
+    (tmp_path / "file").write_text("")
+    assert cli.main(["ab", "--base", "HEAD", "--regressions", str(tmp_path / "file" / "r.txt")]) == cli.EXIT_BAD_INPUT
+    assert capsys.readouterr().err.strip().startswith(f"imgbench: error: --regressions: cannot create {tmp_path}")
+
+
+def test_end_to_end_two_commits(tmp_path):
+    """A throwaway repository: the base commit as it is; the candidate sleeps 3 ms more per forward and
+    adds a pytest option of its own, which the base does not know."""
+    repo = tmp_path / "repo"
+    (repo / "benches").mkdir(parents=True)
+    shutil.copytree(ROOT / "imgbench", repo / "imgbench", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("conftest.py", "pyproject.toml"):
+        shutil.copy(ROOT / name, repo / name)
+    bench = (ROOT / "benches" / "bench_forward.py").read_text()
+    commit(repo, {"benches/bench_forward.py": bench}, "base")
+    slow = bench.replace("    measure(case.forward(), case.info())",
+                         "    import time\n    w = case.forward()\n    f = w.fn\n"
+                         "    w.fn = lambda: (time.sleep(0.003), f())\n    measure(w, case.info())")
+    assert slow != bench
+    commit(repo, {"benches/bench_forward.py": slow, "benches/conftest.py": textwrap.dedent('''
+        def pytest_addoption(parser):
+            parser.addoption("--new-thing", default=None)
+    ''')}, "slower")
+    proc = subprocess.run([sys.executable, "-m", "imgbench", "ab", "--base", "HEAD~1", "--budget", "1",
+                           "--model", "mlp", "--batch-size", "4", "--device", "cpu", "--seed", "7",
+                           "--regressions", str(tmp_path / "regressed.txt"), "--", "-k", "test_forward",
+                           "--new-thing=1"],
+                          cwd=repo, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(repo)})
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("test_forward[mlp-cpu-bs4]"))
+    if row.endswith(verdict.CONTENDED):
+        pytest.skip("the machine was busy: the A/B rightly gave no verdict")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert row.endswith("regression")
+    assert (tmp_path / "regressed.txt").read_text() == "test_forward[mlp-cpu-bs4]\n"
+    assert "seed 7 (replay the pair order with --seed 7)" in proc.stderr
+    assert "the base does not know --new-thing=1: dropped for the base" in proc.stderr
+    assert "1 case(s) in both versions" in proc.stderr
+    worktrees = subprocess.run(["git", "-C", str(repo), "worktree", "list"], capture_output=True, text=True).stdout
+    assert len(worktrees.strip().splitlines()) == 1  # the base checkout was removed

@@ -1,0 +1,223 @@
+"""The memory gate (imgbench.memory and `imgbench compare`'s exit 3): the rule's two thresholds, improvements,
+cases without a figure, what is gated, and an allocation injected into a real bench run."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from imgbench import cli
+from imgbench.judge import memory_rule
+from imgbench.judge.verdict import IMPROVEMENT, REGRESSION, UNCHANGED
+from imgbench.runs import record
+from tests.helpers import CASE, FP, GPU_CASE, ROOT, bench_entry, rounds, run_file, write_json
+
+MIB = memory_rule.MIB
+
+
+@pytest.mark.parametrize("base_mib, cand_mib, expected", [
+    (100, 102, REGRESSION),       # +2%, +2 MiB
+    (100, 100.5, UNCHANGED),      # +0.5%, +0.5 MiB
+    (1000, 1005, UNCHANGED),      # +5 MiB but +0.5%: the effect is needed too
+    (1000, 1011, REGRESSION),     # +11 MiB, +1.1%
+    (10, 10.9, UNCHANGED),        # +9% but +0.9 MiB: the floor is needed too
+    (10, 11.1, REGRESSION),       # +11%, +1.1 MiB
+    (0, 2, REGRESSION),           # from nothing
+    (0, 0.5, UNCHANGED),
+    (102, 100, IMPROVEMENT),      # the mirror image
+    (1005, 1000, UNCHANGED),
+    (1011, 1000, IMPROVEMENT),
+    (10.9, 10, UNCHANGED),
+    (11.1, 10, IMPROVEMENT),
+])
+def test_growth_beyond_both_the_effect_and_the_floor_is_a_regression(base_mib, cand_mib, expected):
+    assert memory_rule.judge(int(base_mib * MIB), int(cand_mib * MIB)) == expected
+
+
+def test_the_user_sets_both_thresholds():
+    assert memory_rule.judge(100 * MIB, 108 * MIB, effect=0.10) == UNCHANGED
+    assert memory_rule.judge(100 * MIB, 112 * MIB, effect=0.10) == REGRESSION
+    assert memory_rule.judge(100 * MIB, 112 * MIB, floor_mib=16) == UNCHANGED
+    assert memory_rule.judge(100 * MIB, 117 * MIB, floor_mib=16) == REGRESSION
+    assert memory_rule.judge(117 * MIB, 100 * MIB, effect=0.10, floor_mib=16) == IMPROVEMENT
+
+
+def peaks_run(path, peaks: dict, fingerprint=FP, when="2026-11-21T10:00:00", center=1.0, absent=()):
+    """A run of the cases `peaks` names ({CASE: bytes or None}), each storing its peak; cases in `absent`
+    store none at all (a run recorded before the figure was). Round times around `center` seconds."""
+    benchmarks = [bench_entry(name, dict(params), rounds(center),
+                              extra={} if (name, params) in absent else {"peak_memory_bytes": peak})
+                  for (name, params), peak in peaks.items()]
+    return write_json(path, run_file(benchmarks, fingerprint=fingerprint, when=when))
+
+
+def by_name(verdicts):
+    return {v.name: v for v in verdicts}
+
+
+def test_a_case_without_a_figure_in_either_run_is_not_measured_never_a_verdict(tmp_path):
+    mps = ("test_train_step[kerascnn-mps-bs32]", (("model", "kerascnn"), ("device", "mps"), ("batch_size", 32)))
+    base = record.load(peaks_run(tmp_path / "b.json", {GPU_CASE: None, mps: None, CASE: 10 * MIB}))
+    cand = record.load(peaks_run(tmp_path / "c.json", {GPU_CASE: 500 * MIB, mps: None, CASE: 10 * MIB},
+                                  absent=[CASE]))
+    v = by_name(memory_rule.compare(base, cand))
+    assert [v[n].verdict for n in (GPU_CASE[0], mps[0], CASE[0])] == [memory_rule.NOT_MEASURED] * 3
+    assert memory_rule.counts(list(v.values()))[REGRESSION] == 0
+    assert "3 not measured" in memory_rule.describe(list(v.values()))
+
+
+def test_cuda_is_gated_the_cpu_only_on_request_and_nothing_across_machine_classes(tmp_path):
+    base = record.load(peaks_run(tmp_path / "b.json", {CASE: 100 * MIB, GPU_CASE: 100 * MIB}))
+    cand = record.load(peaks_run(tmp_path / "c.json", {CASE: 150 * MIB, GPU_CASE: 150 * MIB}))
+    v = by_name(memory_rule.compare(base, cand))
+    assert (v[GPU_CASE[0]].verdict, v[CASE[0]].verdict) == (REGRESSION, memory_rule.NOT_GATED)
+    assert v[CASE[0]].change == REGRESSION and v[CASE[0]].growth == 1.5
+    assert by_name(memory_rule.compare(base, cand, gate_cpu=True))[CASE[0]].verdict == REGRESSION
+    other = record.load(peaks_run(tmp_path / "o.json", {CASE: 150 * MIB, GPU_CASE: 150 * MIB},
+                                   fingerprint="Other-16c-NVIDIA_H100-x1"))
+    across = memory_rule.compare(base, other, gate_cpu=True)
+    assert {v.verdict for v in across} == {memory_rule.NOT_GATED}
+    assert "not gated: runs of different machine classes" in memory_rule.describe(across)
+
+
+def test_the_table_shows_both_peaks_and_the_growth_in_mib(tmp_path):
+    base = record.load(peaks_run(tmp_path / "b.json", {GPU_CASE: 100 * MIB, CASE: 0}))
+    cand = record.load(peaks_run(tmp_path / "c.json", {GPU_CASE: 80 * MIB, CASE: 16 * MIB}))
+    text = memory_rule.describe(memory_rule.compare(base, cand, gate_cpu=True))
+    assert re.search(r"test_train_step\[kerascnn-cuda-bs32\] +100\.0 MiB +80\.0 MiB +-20\.0 MiB \(x0\.800\) "
+                     r"+improvement", text), text
+    assert re.search(r"test_train_step\[kerascnn-cpu-bs32\] +0\.0 MiB +16\.0 MiB +\+16\.0 MiB +regression", text)
+    assert text.splitlines()[-1].startswith("memory: 1 regression, 1 improvement (a peak that grew by more than "
+                                            "1% and 1 MiB is a regression)")
+    md = memory_rule.render(memory_rule.compare(base, cand, gate_cpu=True), markdown=True).splitlines()
+    assert md[0] == "| case | baseline peak | candidate peak | growth | memory verdict |"
+
+
+@pytest.mark.parametrize("cand_peak, center, code", [
+    (100 * MIB, 1.0, 0),   # nothing changed
+    (120 * MIB, 1.0, 3),   # memory only
+    (120 * MIB, 1.3, 1),   # time and memory: the time regression decides
+    (100 * MIB, 1.3, 1),
+])
+def test_exit_1_for_time_else_3_for_memory(tmp_path, capsys, cand_peak, center, code):
+    base = peaks_run(tmp_path / "b.json", {GPU_CASE: 100 * MIB})
+    cand = peaks_run(tmp_path / "c.json", {GPU_CASE: cand_peak}, center=center)
+    assert cli.main(["compare", str(cand), str(base)]) == code
+    out = capsys.readouterr().out
+    if cand_peak == 100 * MIB:
+        assert "memory: no case's peak moved by more than 1% and 1 MiB (1 unchanged)" in out
+    else:
+        assert re.search(r"kerascnn-cuda-bs32\] +100\.0 MiB +120\.0 MiB +\+20\.0 MiB \(x1\.200\) +regression", out)
+    assert cli.main(["compare", str(cand), str(base), "--memory-effect", "25", "--min-effect", "50"]) == 0
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--memory-effect", "-1", "argument --memory-effect: '-1' is not a percentage"),
+    ("--memory-effect", "1%", "argument --memory-effect: '1%' is not a percentage"),
+    ("--memory-floor", "-0.5", "argument --memory-floor: '-0.5' is not a size in MiB (valid: a number from 0"),
+    ("--memory-floor", "nan", "argument --memory-floor: 'nan' is not a size in MiB"),
+    ("--memory-floor", "1MiB", "argument --memory-floor: '1MiB' is not a size in MiB"),
+])
+def test_bad_memory_options_are_one_line_exit_2(tmp_path, capsys, option, value, message):
+    run = peaks_run(tmp_path / "r.json", {CASE: MIB})
+    with pytest.raises(SystemExit) as e:
+        cli.main(["compare", str(run), str(run), option, value])
+    assert e.value.code == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_the_report_lists_the_latest_runs_memory_regressions_beside_its_time_verdicts(tmp_path, capsys):
+    peaks_run(tmp_path / "runs" / "1.json", {GPU_CASE: 100 * MIB, CASE: 100 * MIB}, when="2026-11-20T10:00:00")
+    peaks_run(tmp_path / "runs" / "2.json", {GPU_CASE: 120 * MIB, CASE: 150 * MIB}, when="2026-11-21T10:00:00")
+    assert cli.main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    section = md[md.index("**Memory regressions**"):].split("\n\n")[1]
+    assert section.splitlines()[2:] == ["| test_train_step[kerascnn-cuda-bs32] | 100.0 MiB | 120.0 MiB | +20.0 MiB "
+                                        "(x1.200) | regression |"]  # the CPU figure is not gated
+    assert md.index("## Latest run against its baseline") < md.index("**Memory regressions**") < md.index("## Figures")
+    capsys.readouterr()
+
+
+# --- an allocation injected into a real bench run, each run its own pytest process ---
+
+ALLOC_BENCH = """
+import os
+
+import numpy as np
+
+from imgbench.workloads.steps import Workload
+
+HELD = []
+
+
+def test_alloc(device, measure):
+    def fn():
+        if not HELD:  # the first (warm-up) call allocates and keeps it: every round then does the same work
+            HELD.append(np.ones(int(os.environ["EXTRA_MIB"]) << 20, dtype=np.uint8))  # written: every page resident
+        return len(HELD)
+
+    measure(Workload(fn, images=1))
+"""
+ALLOC_CASE = "test_alloc[cpu]"
+
+
+@pytest.fixture(scope="module")
+def alloc_runs(tmp_path_factory):
+    """EXTRA_MIB -> the JSON of a pytest process running the bench with that extra buffer (16 twice)."""
+    folder = tmp_path_factory.mktemp("alloc")
+    (folder / "conftest.py").write_text('pytest_plugins = ["imgbench.plugin"]\n')
+    (folder / "bench_alloc.py").write_text(ALLOC_BENCH)
+    out = {}
+    for label, mib in (("0", 0), ("16", 16), ("16 again", 16)):
+        path = folder / f"{label.replace(' ', '_')}.json"
+        path_ = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))  # a plain checkout too
+        env = {**os.environ, "EXTRA_MIB": str(mib), "PYTHONPATH": path_}
+        proc = subprocess.run([sys.executable, "-m", "pytest", "bench_alloc.py", "--device", "cpu",
+                               f"--benchmark-json={path}", "--benchmark-max-time=0.01", "--benchmark-min-rounds=2",
+                               "-p", "no:cacheprovider", "-q"], cwd=folder, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        out[label] = path
+    return out
+
+
+def compare_cli(cand, base, *args):
+    # A microsecond workload's time between two processes is noise, not what is tested here: the minimum
+    # effect keeps the time gate out of the exit code.
+    return subprocess.run([sys.executable, "-m", "imgbench", "compare", str(cand), str(base), "--min-effect", "900",
+                           *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def peak_of(path) -> int:
+    (case,) = json.loads(path.read_text())["benchmarks"]
+    assert case["name"] == ALLOC_CASE
+    return case["extra_info"]["peak_memory_bytes"]
+
+
+def test_an_injected_allocation_fails_the_memory_gate_with_exit_3(alloc_runs):
+    assert peak_of(alloc_runs["0"]) < MIB and 16 * MIB <= peak_of(alloc_runs["16"]) < 17 * MIB
+    proc = compare_cli(alloc_runs["16"], alloc_runs["0"], "--memory-cpu")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith(ALLOC_CASE) and "MiB" in x]
+    assert re.search(r" \+16\.\d MiB.* regression$", line), line
+    assert "Traceback" not in proc.stderr
+
+
+def test_the_cpu_figure_is_shown_not_gated_by_default(alloc_runs):
+    proc = compare_cli(alloc_runs["16"], alloc_runs["0"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith(ALLOC_CASE) and "MiB" in x]
+    assert re.search(r" \+16\.\d MiB.* not gated$", line), line
+    assert "not gated: the CPU figure" in proc.stdout
+
+
+def test_two_runs_of_one_allocation_read_alike(alloc_runs):
+    # One case per process on this CPU-only machine: the CPU figure is the same run after run.
+    assert abs(peak_of(alloc_runs["16 again"]) - peak_of(alloc_runs["16"])) <= MIB
+    proc = compare_cli(alloc_runs["16 again"], alloc_runs["16"], "--memory-cpu")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "memory: no case's peak moved by more than 1% and 1 MiB (1 unchanged)" in proc.stdout

@@ -11,4 +11,5 @@ from imgbench.workloads import checkpoint
 @pytest.mark.gate(model="kerascnn")  # save and load
 @pytest.mark.parametrize("op", ["save", "load"])
 def test_checkpoint(op, model, device, settings, measure, tmp_path):
-    measure(checkpoint.workload(op, tmp_path / "checkpoint.pt", model, device, settings.optimizer, settings.profile))
+    measure(checkpoint.workload(op, tmp_path / "checkpoint.pt", model, device, settings.optimizer,
+                                settings.profile))

@@ -1,6 +1,6 @@
-"""Single layers: convolutions around a centre point (Conv2d 64->128, 3x3, stride 1), varying one thing
-at a time -- kernel size, channels, stride, dimensionality -- plus max vs average pooling; forward and
-forward+backward, NCHW and channels_last. FLOPs per call from torch's flop counter."""
+"""Single layers: convolutions around a centre point (Conv2d 64->128, 3x3, stride 1), varying one
+thing at a time -- kernel size, channels, stride, dimensionality -- plus max vs average pooling;
+forward and forward+backward, NCHW and channels_last. FLOPs per call from torch's flop counter."""
 
 import pytest
 
@@ -14,4 +14,5 @@ from imgbench.workloads import conv
 def test_conv(layer, direction, layout, device, batch_size, settings, measure):
     if reason := conv.unsupported(layer, layout):
         pytest.skip(reason)
-    measure(conv.workload(layer, direction, layout, device, batch_size, settings.profile.conv_scale))
+    measure(conv.workload(layer, direction, layout, device, batch_size,
+                          settings.profile.conv_scale))

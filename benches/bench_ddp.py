@@ -6,8 +6,8 @@ family's fp32 conditions, barrier to barrier, up to the slowest rank, and replay
 pytest-benchmark; images/s, scaling efficiency against one replica (worlds.one_replica), the exposed
 gradient-communication share and the workers' conditions are stored beside them. Every replica's
 weights are checked identical after the timed epochs. A launch that fails, loses a rank or outlasts
-the case limit (--case-timeout) fails its case with one line, leaving no process behind; the run goes
-on."""
+the case limit (--case-timeout) fails its case with one line, leaving no process behind; the run
+goes on."""
 
 import pytest
 
@@ -29,6 +29,7 @@ def test_ddp(world_size, model, device, batch_size, settings, benchmark, tmp_pat
         REPLAY.load(r["epoch_s"])
         benchmark.pedantic(REPLAY.play, rounds=len(r["epoch_s"]), iterations=1)
         if benchmark.stats is not None:  # None under --benchmark-disable
-            benchmark.extra_info.update(worlds.figures(r, benchmark.stats.stats.median, settings, tmp_path))
+            benchmark.extra_info.update(worlds.figures(r, benchmark.stats.stats.median, settings,
+                                                       tmp_path))
     except DDPError as e:
         pytest.fail(str(e), pytrace=False)

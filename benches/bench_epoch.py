@@ -1,7 +1,8 @@
 """A full training epoch: fetch, copy, forward, backward, step, for every batch of the profile's
 number of images (quick: 512; full: 50,000, CIFAR-10's training set). Two data paths: `loader`
-(DataLoader workers augmenting on the CPU, pinned memory for a GPU) and `resident` (the dataset on the
-device, augmentation there, no per-step host sync). Stores images/s and the host's data-stall share."""
+(DataLoader workers augmenting on the CPU, pinned memory for a GPU) and `resident` (the dataset on
+the device, augmentation there, no per-step host sync). Stores images/s and the host's data-stall
+share."""
 
 import pytest
 
@@ -18,7 +19,8 @@ def test_epoch(path, case, measure):
 
 @pytest.mark.cpu_heavy
 def test_reference_epoch(device, settings, conditions, measure):
-    """The suite's "as fast as this hardware trains an image classifier" case (cases.reference): speednet,
-    a device-resident epoch, bf16 autocast and torch.compile where the device has them, channels_last."""
+    """The suite's "as fast as this hardware trains an image classifier" case (cases.reference):
+    speednet, a device-resident epoch, bf16 autocast and torch.compile where the device has them,
+    channels_last."""
     case = cases.reference(device, settings)
     measure(case.epoch("resident"), {**case.info(), "batch_size": case.batch_size})

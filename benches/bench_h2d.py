@@ -1,6 +1,6 @@
 """Host <-> device copies into a buffer allocated once: pageable vs pinned host memory, blocking vs
-non_blocking, one CIFAR batch to 256 MiB, uint8 vs float32, both directions. And the copy's share of a
-training step: the same step with its batch already on the device, or copied there first."""
+non_blocking, one CIFAR batch to 256 MiB, uint8 vs float32, both directions. And the copy's share of
+a training step: the same step with its batch already on the device, or copied there first."""
 
 import pytest
 

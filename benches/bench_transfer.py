@@ -1,7 +1,8 @@
 """Transfer learning with a frozen backbone (torchvision ResNet-18, random weights: the cost is the
 same as pretrained ones), one epoch per call over the profile's images (quick: 256 at 32x32; full:
-5,000 at 224x224) already on the device. Modes: full fine-tuning; last-layer retraining that runs the
-backbone every step; last-layer retraining on features cached once (cache time stored as cache_s)."""
+5,000 at 224x224) already on the device. Modes: full fine-tuning; last-layer retraining that runs
+the backbone every step; last-layer retraining on features cached once (cache time stored as
+cache_s)."""
 
 import pytest
 

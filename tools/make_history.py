@@ -1,13 +1,14 @@
 """A synthetic history of stored runs, for tests and for measuring how history readers scale.
 
-Each run is a copy of a template run (by default the committed quick baseline) laid out as `imgbench run`
-stores it, OUT/<machine class>/<platform>/NNNN_<profile>.json, with its own date and commit, every case's
-rounds scaled by a per-run factor (log-normal, `spread`) and per-round noise, and pytest-benchmark's
-statistics recomputed from the new rounds by pytest-benchmark itself. Optionally a step: from run
-`step_at` on, the first `step_cases` cases (by name) are `step` times slower, so that change points
-have something to find.
+Each run is a copy of a template run (by default the committed quick baseline) laid out as
+`imgbench run` stores it, OUT/<machine class>/<platform>/NNNN_<profile>.json, with its own date and
+commit, every case's rounds scaled by a per-run factor (log-normal, `spread`) and per-round noise,
+and pytest-benchmark's statistics recomputed from the new rounds by pytest-benchmark itself.
+Optionally a step: from run `step_at` on, the first `step_cases` cases (by name) are `step` times
+slower, so that change points have something to find.
 
-    python tools/make_history.py OUT --runs 1000 [--template baselines/<machine class>/quick.json] [--seed 0]
+    python tools/make_history.py OUT --runs 1000
+        [--template baselines/<machine class>/quick.json] [--seed 0]
 """
 
 from __future__ import annotations
@@ -28,13 +29,17 @@ from imgbench.runs import runfile
 
 ROOT = Path(__file__).resolve().parent.parent
 
-TEMPLATE = min((ROOT / "baselines").glob("*/quick.json"), default=None)  # the committed quick baseline
-PLATFORM = "Linux-CPython-3.11-64bit"  # pytest-benchmark's folder for the interpreter that ran the template
-ROUND_NOISE = 0.01                     # relative sd of the per-round noise, on top of the template's own
+# the committed quick baseline
+TEMPLATE = min((ROOT / "baselines").glob("*/quick.json"), default=None)
+# pytest-benchmark's folder for the interpreter that ran the template
+PLATFORM = "Linux-CPython-3.11-64bit"
+# relative sd of the per-round noise, on top of the template's own
+ROUND_NOISE = 0.01
 
 
 def stats(old: dict, data: list[float]) -> dict:
-    """`old` (a case's stored stats) with every statistic recomputed from `data` as pytest-benchmark does."""
+    """`old` (a case's stored stats) with every statistic recomputed from `data` as pytest-benchmark
+    does."""
     s = Stats()
     s.data = data
     return {**old, **s.as_dict(), "data": data}
@@ -48,25 +53,29 @@ def run(template: dict, i: int, seed: int = 0, spread: float = 0.03, step_at: in
     when = datetime.fromisoformat(template["datetime"]) + timedelta(hours=i)
     doc["datetime"] = when.isoformat()
     doc["commit_info"] = {**template.get("commit_info", {}),
-                          "id": hashlib.sha1(f"{seed}-{i}".encode()).hexdigest(), "time": when.isoformat()}
+                          "id": hashlib.sha1(f"{seed}-{i}".encode()).hexdigest(),
+                          "time": when.isoformat()}
     factor = float(np.exp(rng.normal(0, spread)))
     for b in doc["benchmarks"]:
         old = b["stats"]["data"]
-        scale = factor * (step if step_at is not None and i >= step_at and b["name"] in stepped else 1.0)
+        scale = factor * (step if step_at is not None and i >= step_at and b["name"] in stepped
+                          else 1.0)
         noise = np.exp(rng.normal(0, ROUND_NOISE, len(old)))
         b["stats"] = stats(b["stats"], [float(x) for x in np.asarray(old, float) * scale * noise])
     return doc
 
 
-def make(out: str | Path, runs: int, template: str | Path = TEMPLATE, seed: int = 0, spread: float = 0.03,
-         step_at: int | None = None, step: float = 1.10, step_cases: int = 3) -> tuple[list[Path], list[str]]:
-    """Write `runs` runs under `out`; returns their paths (oldest first) and the names of the stepped cases
-    (none without `step_at`). Each file is written whole or not at all."""
+def make(out: str | Path, runs: int, template: str | Path = TEMPLATE, seed: int = 0,
+         spread: float = 0.03, step_at: int | None = None, step: float = 1.10,
+         step_cases: int = 3) -> tuple[list[Path], list[str]]:
+    """Write `runs` runs under `out`; returns their paths (oldest first) and the names of the
+    stepped cases (none without `step_at`). Each file is written whole or not at all."""
     doc = json.loads(Path(template).read_text(encoding="utf-8"))
     base = runfile.read(template)  # for the machine class, as history readers see it
     profile = base.profile or "quick"
     folder = Path(out) / str(base.fingerprint or "unknown-machine") / PLATFORM
-    stepped = sorted(b["name"] for b in doc["benchmarks"])[:step_cases] if step_at is not None else []
+    stepped = (sorted(b["name"] for b in doc["benchmarks"])[:step_cases] if step_at is not None
+               else [])
     paths = []
     for i in range(runs):
         path = folder / f"{i + 1:04}_{profile}.json"
@@ -81,17 +90,21 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", help="folder to write the history into")
     p.add_argument("--runs", type=int, default=1000)
-    p.add_argument("--template", default=str(TEMPLATE), help="a stored run to copy (default: %(default)s)")
+    p.add_argument("--template", default=str(TEMPLATE),
+                   help="a stored run to copy (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--spread", type=float, default=0.03, help="sd of the per-run log factor (default: 0.03)")
-    p.add_argument("--step-at", type=int, default=None, help="runs from this one (0-based) on are stepped")
-    p.add_argument("--step", type=float, default=1.10, help="the stepped cases' factor (default: 1.10)")
+    p.add_argument("--spread", type=float, default=0.03,
+                   help="sd of the per-run log factor (default: 0.03)")
+    p.add_argument("--step-at", type=int, default=None,
+                   help="runs from this one (0-based) on are stepped")
+    p.add_argument("--step", type=float, default=1.10,
+                   help="the stepped cases' factor (default: 1.10)")
     p.add_argument("--step-cases", type=int, default=3, help="how many cases step (default: 3)")
     args = p.parse_args(argv)
     if args.runs < 1:
         p.error(f"--runs {args.runs}: valid is 1 or more")
-    paths, stepped = make(args.out, args.runs, args.template, args.seed, args.spread, args.step_at, args.step,
-                          args.step_cases)
+    paths, stepped = make(args.out, args.runs, args.template, args.seed, args.spread, args.step_at,
+                          args.step, args.step_cases)
     print(f"wrote {len(paths)} runs to {paths[0].parent}")
     if stepped:
         print(f"stepped x{args.step} from run {args.step_at} on: {', '.join(stepped)}")

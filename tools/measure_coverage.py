@@ -1,8 +1,8 @@
-"""A/A coverage of compare's interval on real runs: every run of one unchanged tree judged against the
-run before it, with the runs before that as its history, as the GPU workflow judges main. The code is
-the same in every run, so a 99% interval should contain 1 in 99% of cases. Prints the coverage per
-setting (with and without a history, many or few rounds) with 95% Wilson intervals, for the plain
-bootstrap of independent rounds (the old interval) and compare's interval.
+"""A/A coverage of compare's interval on real runs: every run of one unchanged tree judged against
+the run before it, with the runs before that as its history, as the GPU workflow judges main. The
+code is the same in every run, so a 99% interval should contain 1 in 99% of cases. Prints the
+coverage per setting (with and without a history, many or few rounds) with 95% Wilson intervals, for
+the plain bootstrap of independent rounds (the old interval) and compare's interval.
 
     python tools/measure_coverage.py STORAGE_FOLDER
 """
@@ -32,11 +32,14 @@ def main(paths) -> None:
         past_window = window.window(past, cand)
         for c in cand:
             b = by_key.get(c.key)
-            if b is None or not b.data or contention.flag(c.contention) or contention.flag(b.contention):
+            if (b is None or not b.data or contention.flag(c.contention)
+                    or contention.flag(b.contention)):
                 continue
             v = next(v for v in verdicts if v.name == c.name)
-            hist = "history >= 3 runs" if len(past_window.medians.get(c.key, [])) >= 3 else "no history"
-            rounds = "< 10 rounds" if min(len(b.data), len(c.data)) < stats.MIN_ROUNDS_RHO else ">= 10 rounds"
+            hist = ("history >= 3 runs" if len(past_window.medians.get(c.key, [])) >= 3
+                    else "no history")
+            rounds = ("< 10 rounds" if min(len(b.data), len(c.data)) < stats.MIN_ROUNDS_RHO
+                      else ">= 10 rounds")
             plain = bootstrap_ratio_ci(b.data, c.data)
             for kind, ci in (("plain bootstrap", plain), ("compare's interval", v.ci)):
                 if ci is not None:
@@ -48,7 +51,8 @@ def main(paths) -> None:
     print("|---|---|---|---|---|")
     for (kind, hist, rounds), (k, n) in sorted(tally.items()):
         lo, hi = stats.wilson(k, n)
-        print(f"| {kind} | {hist} | {rounds} | {k}/{n} | {100 * k / n:.1f}% ({100 * lo:.1f}-{100 * hi:.1f}%) |")
+        print(f"| {kind} | {hist} | {rounds} | {k}/{n} | "
+              f"{100 * k / n:.1f}% ({100 * lo:.1f}-{100 * hi:.1f}%) |")
 
 
 if __name__ == "__main__":

@@ -1,1 +1,2 @@
-"""The pytest boundary: the plugin, its fixtures, run settings, rates, the estimate and the in-process runner."""
+"""The pytest boundary: the plugin, its fixtures, run settings, rates, the estimate and the
+in-process runner."""

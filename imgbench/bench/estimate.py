@@ -1,11 +1,13 @@
-"""How long a run will take, said before it starts: a cost model per case, from the profile's rounds and
-time limits, the work a case does (images x training FLOPs, loader items) and an assumed rate per device.
+"""How long a run will take, said before it starts: a cost model per case, from the profile's
+rounds and time limits, the work a case does (images x training FLOPs, loader items) and an assumed
+rate per device.
 
-An estimate, not a measurement. The CPU rate and the loader's per-item costs were measured on the 2-core
-development box (torch 2.14.1); the GPU rates are assumptions from public figures (an H100 trains a
-ResNet-50 at ~2,800 images/s with AMP; fp32 without TF32, as the suite runs, is taken as ~20 TFLOP/s of
-training work, and a small model's step as launch-bound at ~0.4 ms). The run's end line says how long it
-really took, so the first run on a new machine tells how far off the model is."""
+An estimate, not a measurement. The CPU rate and the loader's per-item costs were measured on the
+2-core development box (torch 2.14.1); the GPU rates are assumptions from public figures (an H100
+trains a ResNet-50 at ~2,800 images/s with AMP; fp32 without TF32, as the suite runs, is taken as
+~20 TFLOP/s of training work, and a small model's step as launch-bound at ~0.4 ms). The run's end
+line says how long it really took, so the first run on a new machine tells how far off the model
+is."""
 
 from __future__ import annotations
 
@@ -14,13 +16,17 @@ import dataclasses
 from imgbench.core import config
 from imgbench.core.options import Settings
 
-# Training FLOPs per image (forward + backward, torch's flop counter: epochs.train_flops_per_image) at the
-# sizes the profiles use; a forward pass is about a third. tests/test_estimate.py recounts them.
-TRAIN_GFLOP = {("kerascnn", 32): 0.0227, ("mlp", 28): 0.0032, ("resnet18", 32): 0.2203, ("resnet18", 224): 10.65,
+# Training FLOPs per image (forward + backward, torch's flop counter:
+# epochs.train_flops_per_image) at the sizes the profiles use; a forward pass is about a third.
+# tests/test_estimate.py recounts them.
+TRAIN_GFLOP = {("kerascnn", 32): 0.0227, ("mlp", 28): 0.0032,
+               ("resnet18", 32): 0.2203, ("resnet18", 224): 10.65,
                ("resnet50", 32): 0.5079, ("resnet50", 224): 24.30, ("speednet", 32): 0.7083,
                ("tinyvgg", 32): 0.0065, ("tinyvgg", 64): 0.0316}
-GFLOPS = {"cpu": 40.0, "cuda": 20_000.0, "mps": 2_000.0}  # training work per second; the CPU's per thread
-STEP_FLOOR_S = {"cpu": 5e-5, "cuda": 4e-4, "mps": 1e-3}  # a step's fixed cost: dispatch, kernel launches
+# training work per second; the CPU's per thread
+GFLOPS = {"cpu": 40.0, "cuda": 20_000.0, "mps": 2_000.0}
+# a step's fixed cost: dispatch, kernel launches
+STEP_FLOOR_S = {"cpu": 5e-5, "cuda": 4e-4, "mps": 1e-3}
 LOADER_ITEM_S = 1e-4      # one worker's per-item cost of tensor augmentation at 32 px ...
 LOADER_BYTE_S = 4e-9      # ... plus this per image byte (224 px: ~0.7 ms)
 PIL_ITEM_S = 3e-4         # decoding a PNG first
@@ -56,7 +62,8 @@ def _item_s(shape_bytes: int, pil: bool = False) -> float:
 
 
 def _short(call_s: float, s: Settings) -> float:
-    """A pytest-benchmark case: warm-up calls, a calibration call, rounds until max_time (min_rounds at least)."""
+    """A pytest-benchmark case: warm-up calls, a calibration call, rounds until max_time
+    (min_rounds at least)."""
     p = s.profile
     return SETUP_S + (p.warmup_calls + 1) * call_s + max(p.max_time, p.min_rounds * call_s)
 
@@ -80,8 +87,10 @@ def _epoch_s(model: str, device: str, batch: int, images: int, s: Settings, load
 
 
 def case_seconds(family: str, test: str, p: dict, s: Settings) -> float:
-    """Estimated wall seconds of one case: `family` (bench file), `test` (function name), `p` its params."""
-    device, batch, model = p.get("device", "cpu"), p.get("batch_size", 32), p.get("model", "kerascnn")
+    """Estimated wall seconds of one case: `family` (bench file), `test` (function name), `p` its
+    params."""
+    device, batch, model = (p.get("device", "cpu"), p.get("batch_size", 32),
+                            p.get("model", "kerascnn"))
     rate = _rate(device, s)
     compiled = COMPILE_S if p.get("compile") == "on" else 0.0
     if family in ("forward", "train_step") or test == "test_train_step_copy":
@@ -89,11 +98,13 @@ def case_seconds(family: str, test: str, p: dict, s: Settings) -> float:
         return _short(share * (batch * _gflop(model, s) / rate + _floor(device)), s) + compiled
     if family == "dataloader":
         n = (s.profile.loader_images // batch) * batch
-        return _short(n * _item_s(3 * 32 * 32, p.get("source") == "pil") / max(1, p.get("workers", 0)), s)
+        return _short(n * _item_s(3 * 32 * 32, p.get("source") == "pil")
+                      / max(1, p.get("workers", 0)), s)
     if family == "epoch":
         if test == "test_reference_epoch":
             batch = 1024 if s.profile.name == "full" else 256
-            images = max(config.epoch_size(s.profile, (3, 32, 32)), config.REFERENCE_MIN_STEPS * batch)
+            images = max(config.epoch_size(s.profile, (3, 32, 32)),
+                         config.REFERENCE_MIN_STEPS * batch)
             return _long(_epoch_s("speednet", device, batch, images, s, False), s) + COMPILE_S
         from imgbench.workloads import models
 
@@ -102,10 +113,12 @@ def case_seconds(family: str, test: str, p: dict, s: Settings) -> float:
         images = config.epoch_size(s.profile, (c, size, size))
         if batch > images:
             return 0.0
-        return _long(_epoch_s(model, device, batch, images, s, p.get("path") == "loader"), s) + compiled
+        return (_long(_epoch_s(model, device, batch, images, s, p.get("path") == "loader"), s)
+                + compiled)
     if family == "transfer":
         gflop = _gflop("resnet18", s) * (1.0 if p.get("mode") == "full_finetune" else 1 / 3)
-        epoch = s.profile.transfer_images * gflop / rate + (s.profile.transfer_images // batch) * _floor(device)
+        epoch = (s.profile.transfer_images * gflop / rate
+                 + (s.profile.transfer_images // batch) * _floor(device))
         return SETUP_S + epoch if p.get("mode") == "last_layer_cached" else _long(epoch, s)
     if family == "ddp":
         from imgbench.workloads.ddp import worlds
@@ -113,17 +126,19 @@ def case_seconds(family: str, test: str, p: dict, s: Settings) -> float:
         world = p.get("world_size", 1)
         if worlds.unsupported(world, model, device, batch, s):
             return 0.0
-        per_rank = dataclasses.replace(s, threads=max(1, s.threads // world)) if _kind(device) == "cpu" else s
+        per_rank = (dataclasses.replace(s, threads=max(1, s.threads // world))
+                    if _kind(device) == "cpu" else s)
         images = worlds.launch_args(world, model, device, batch, s)["images"] // world
-        return LAUNCH_S + _long(_epoch_s(model, device, batch, images, per_rank, False), s, extra_epochs=1)
+        return LAUNCH_S + _long(_epoch_s(model, device, batch, images, per_rank, False), s,
+                                extra_epochs=1)
     if family == "harness":
         return HARNESS_S
     return _short(0.01, s)  # conv layers, copies, checkpoints: short calls, max_time-bound
 
 
 def run_seconds(cases: list[tuple[str, str, dict]], s: Settings) -> dict[str, float]:
-    """Estimated seconds per family of these (family, test, params) cases, the peaks' calibration included
-    (under "calibration", once per device)."""
+    """Estimated seconds per family of these (family, test, params) cases, the peaks' calibration
+    included (under "calibration", once per device)."""
     out: dict[str, float] = {}
     for family, test, p in cases:
         out[family] = out.get(family, 0.0) + case_seconds(family, test, p, s)
@@ -138,5 +153,7 @@ def describe(per_family: dict[str, float], cases: int) -> str:
     top = sorted(per_family.items(), key=lambda kv: -kv[1])
     parts = ", ".join(f"{name} {sec / 60:.1f}" for name, sec in top if sec >= 30)
     noun = "case" if cases == 1 else "cases"
-    return (f"imgbench: {cases} {noun}, estimated {total / 60:.1f} min" + (f" ({parts} min)" if parts else "")
-            + "; a cost model with assumed device rates (imgbench/bench/estimate.py), not a measurement")
+    return (f"imgbench: {cases} {noun}, estimated {total / 60:.1f} min"
+            + (f" ({parts} min)" if parts else "")
+            + "; a cost model with assumed device rates (imgbench/bench/estimate.py), "
+            "not a measurement")

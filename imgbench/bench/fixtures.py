@@ -25,7 +25,8 @@ class RunState:
     settings: Settings
     dataset: object | None       # a real dataset (--dataset cifar10/mnist), else None
     peaks: calibration.Peaks
-    long_rounds: int             # rounds of epoch-long cases: the profile's, or --benchmark-min-rounds if given
+    long_rounds: int             # rounds of epoch-long cases: the profile's, or
+                                 # --benchmark-min-rounds if given
 
 
 STATE = pytest.StashKey[RunState]()
@@ -44,7 +45,8 @@ def settings(request) -> Settings:
 
 @pytest.fixture
 def conditions(request) -> dict:
-    """The numeric conditions a case runs under (conditions.applied): set, recorded, restored after."""
+    """The numeric conditions a case runs under (conditions.applied): set, recorded, restored
+    after."""
     p = params(request.node)
     with applied(p.get("device", "cpu"), p.get("precision", "fp32"),
                          request.config.stash[STATE].settings.threads) as record:
@@ -52,24 +54,29 @@ def conditions(request) -> dict:
 
 
 @pytest.fixture
-def case(request, conditions, model, device, batch_size, precision, memory_format, compile) -> cases.Case:
-    """The sweep point of this test; a combination its device cannot run is skipped with the reason."""
+def case(request, conditions, model, device, batch_size, precision, memory_format,
+         compile) -> cases.Case:
+    """The sweep point of this test; a combination its device cannot run is skipped with the
+    reason."""
     reason = cases.unsupported(device, precision, compile)
     if reason:
         pytest.skip(reason)
     state = request.config.stash[STATE]
-    return cases.Case(model, device, batch_size, state.settings, state.dataset, precision, memory_format, compile)
+    return cases.Case(model, device, batch_size, state.settings, state.dataset, precision,
+                      memory_format, compile)
 
 
 def cross_check_calls(median: float) -> int:
-    """Calls of the cross-check: about CROSS_CHECK_BUDGET_S of them, at least 3 (a median), at most 20."""
+    """Calls of the cross-check: about CROSS_CHECK_BUDGET_S of them, at least 3 (a median), at
+    most 20."""
     return max(3, min(20, int(CROSS_CHECK_BUDGET_S / median)))
 
 
 @pytest.fixture
 def measure(benchmark, request, conditions):
-    """measure(workload, info): warm up, time with pytest-benchmark, store the work done per call and
-    the rates that follow from the median (images/s, GB/s, TFLOP/s and % of the measured peak)."""
+    """measure(workload, info): warm up, time with pytest-benchmark, store the work done per call
+    and the rates that follow from the median (images/s, GB/s, TFLOP/s and % of the measured
+    peak)."""
     state = request.config.stash[STATE]
     p = params(request.node)
     device = p.get("device", "cpu")
@@ -77,11 +84,14 @@ def measure(benchmark, request, conditions):
     def run(w: Workload, info: dict | None = None):
         info = info or {}
         compiled = info.get("compile", p.get("compile")) == "on"
-        calls = 0 if benchmark.disabled else max(state.settings.profile.warmup_calls, 2 if compiled else 0)
+        calls = (0 if benchmark.disabled
+                 else max(state.settings.profile.warmup_calls, 2 if compiled else 0))
         if w.long:
-            calls = min(calls, 1)  # one warm-up epoch: worker start-up, autotuning, allocator growth
+            # one warm-up epoch: worker start-up, autotuning, allocator growth
+            calls = min(calls, 1)
         if not benchmark.disabled:
-            state.peaks.harness(device)  # the fixed cost inside each round, once per device, stored with the run
+            # the fixed cost inside each round, once per device, stored with the run
+            state.peaks.harness(device)
         memory = peak_memory.PeakMemory(device)
         memory.start()
         durations = timing.warm_up(w.fn, calls, devices.synchronizer(device))
@@ -97,7 +107,8 @@ def measure(benchmark, request, conditions):
             return result
         median = benchmark.stats.stats.median
         out = {"peak_memory_bytes": memory.peak_bytes()}  # before any calibration below allocates
-        peak = state.peaks.tflops(device, info.get("precision", p.get("precision", "fp32"))) if w.flops else None
+        peak = (state.peaks.tflops(device, info.get("precision", p.get("precision", "fp32")))
+                if w.flops else None)
         out.update(rates(w, median, peak))
         if compiled and durations:
             out["compile_s"] = compile_seconds(durations[0], median)

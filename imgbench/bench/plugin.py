@@ -1,7 +1,7 @@
 """pytest plugin: the options, the sweep (parametrisation and ids), device-synchronising timers, an
-out-of-memory case as a skip, the environment recorded in every pytest-benchmark JSON, and the machine's
-contention around every case (`contention`). The fixtures live in `fixtures`; the options in `options`;
-the run file's imgbench block in `runfile`."""
+out-of-memory case as a skip, the environment recorded in every pytest-benchmark JSON, and the
+machine's contention around every case (`contention`). The fixtures live in `fixtures`; the options
+in `options`; the run file's imgbench block in `runfile`."""
 
 from __future__ import annotations
 
@@ -23,7 +23,15 @@ from pytest_benchmark.utils import SecondsDecimal
 
 import imgbench
 from imgbench.bench import estimate
-from imgbench.bench.fixtures import STATE, RunState, case, conditions, measure, params, settings  # noqa: F401 (fixtures)
+from imgbench.bench.fixtures import (  # noqa: F401 (fixtures)
+    STATE,
+    RunState,
+    case,
+    conditions,
+    measure,
+    params,
+    settings,
+)
 from imgbench.bench.settings import from_options
 from imgbench.core import options
 from imgbench.core.config import CPU_SUBSET_MODELS, WORKER_COUNTS, worker_counts
@@ -34,15 +42,18 @@ from imgbench.workloads import data
 
 
 def pytest_addoption(parser):
-    options.add_options(parser.getgroup("imgbench", "imgbench: image-classifier benchmarks").addoption)
+    options.add_options(parser.getgroup("imgbench",
+                                        "imgbench: image-classifier benchmarks").addoption)
 
 
 MARKERS = {
-    "gate(**params)": "the test's cases with these params are in the gate set (--cases gate), the cases "
-                      "`imgbench ab` gates pull requests on",
+    "gate(**params)": "the test's cases with these params are in the gate set (--cases gate), "
+                      "the cases `imgbench ab` gates pull requests on",
     "host": "work of the CPU alone (no device axis): runs only when the CPU is among --device",
-    "accelerator": "work that serves an accelerator (pinned memory): runs only when one is among --device",
-    "cpu_heavy": "left out on the CPU under --device auto --profile full (config.CPU_SUBSET_MODELS)",
+    "accelerator": "work that serves an accelerator (pinned memory): runs only when one is among "
+                   "--device",
+    "cpu_heavy": "left out on the CPU under --device auto --profile full "
+                 "(config.CPU_SUBSET_MODELS)",
 }
 LEFT_OUT = pytest.StashKey[dict]()  # why cases were left out of the run -> how many
 ESTIMATE = pytest.StashKey[tuple]()  # (estimated seconds, when the cases started)
@@ -56,15 +67,16 @@ def pytest_configure(config):
         dataset = data.real(s.dataset, s.data_root) if s.dataset != "synthetic" else None
     except UserError as e:
         raise pytest.UsageError(str(e)) from None
-    long_rounds = config.getoption("benchmark_min_rounds") if _given(config, "--benchmark-min-rounds") else \
-        s.profile.long_rounds
+    long_rounds = (config.getoption("benchmark_min_rounds")
+                   if _given(config, "--benchmark-min-rounds") else s.profile.long_rounds)
     config.stash[STATE] = RunState(s, dataset, calibration.Peaks(), long_rounds)
     _first_run_without_baseline(config)
 
 
 def _first_run_without_baseline(config):
-    """`--benchmark-compare` with nothing stored yet: say so and run without comparing (pytest-benchmark
-    would warn, or stop with a usage error under --benchmark-compare-fail). Runs before its configure."""
+    """`--benchmark-compare` with nothing stored yet: say so and run without comparing
+    (pytest-benchmark would warn, or stop with a usage error under --benchmark-compare-fail). Runs
+    before its configure."""
     compare = config.getoption("benchmark_compare", None)
     if not compare:
         return
@@ -72,15 +84,18 @@ def _first_run_without_baseline(config):
     if not where.startswith("file://") and "://" in where:
         return  # another storage backend: leave it to pytest-benchmark
     folder = storage.platform_folder(Path(where.removeprefix("file://")))
-    if Path(str(compare)).is_file() or storage.stored_runs(folder, None if compare is True else str(compare)):
+    if (Path(str(compare)).is_file()
+            or storage.stored_runs(folder, None if compare is True else str(compare))):
         return
     config.option.benchmark_compare = False
     config.option.benchmark_compare_fail = None
-    sys.stderr.write(f"imgbench: no stored run to compare with in {folder} (first run?): running without "
-                     "comparing or gating; save this run (--benchmark-autosave) to make it the baseline\n")
+    sys.stderr.write(f"imgbench: no stored run to compare with in {folder} (first run?): "
+                     "running without comparing or gating; save this run (--benchmark-autosave) "
+                     "to make it the baseline\n")
 
 
-@pytest.hookimpl(tryfirst=True)  # pytest-benchmark makes its session in its own (trylast) configure
+# pytest-benchmark makes its session in its own (trylast) configure
+@pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session):
     config = session.config
     bs = getattr(config, "_benchmarksession", None)
@@ -95,7 +110,8 @@ def pytest_sessionstart(session):
 
 def _given(config, flag: str) -> bool:
     """Whether the user set `flag` (command line, PYTEST_ADDOPTS or ini addopts): pytest-benchmark's
-    defaults cannot be told apart from the same value given, so the profile's apply only when not given."""
+    defaults cannot be told apart from the same value given, so the profile's apply only when not
+    given."""
     args = [*config.invocation_params.args, *shlex.split(os.environ.get("PYTEST_ADDOPTS", "")),
             *config.getini("addopts")]
     return any(a == flag or a.startswith(flag + "=") for a in map(str, args))
@@ -106,8 +122,9 @@ def pytest_report_header(config):
     if state is None:
         return None
     s = state.settings
-    return (f"imgbench {imgbench.__version__}: devices={','.join(s.devices)} profile={s.profile.name} "
-            f"threads={s.threads} torch={torch.__version__} dataset={s.dataset}")
+    return (f"imgbench {imgbench.__version__}: devices={','.join(s.devices)} "
+            f"profile={s.profile.name} threads={s.threads} torch={torch.__version__} "
+            f"dataset={s.dataset}")
 
 
 def _is_bench(path) -> bool:
@@ -133,15 +150,17 @@ def _case_id(names, combo) -> str:
     for name, value in zip(names, combo, strict=True):
         if value == options.DEFAULTS.get(name):
             continue
-        parts.append(f"bs{value}" if name == "batch_size" else "compiled" if name == "compile" else str(value))
+        parts.append(f"bs{value}" if name == "batch_size"
+                     else "compiled" if name == "compile" else str(value))
     return "-".join(parts)
 
 
 def in_gate_set(item) -> bool:
-    """Whether a case is in the gate set: its test carries @pytest.mark.gate(**params) and its params
-    include those values (a marker with no params takes every case of the test)."""
+    """Whether a case is in the gate set: its test carries @pytest.mark.gate(**params) and its
+    params include those values (a marker with no params takes every case of the test)."""
     p = params(item)
-    return any(all(str(p.get(k)) == str(v) for k, v in m.kwargs.items()) for m in item.iter_markers("gate"))
+    return any(all(str(p.get(k)) == str(v) for k, v in m.kwargs.items())
+               for m in item.iter_markers("gate"))
 
 
 def left_out(item, s: options.Settings) -> str | None:
@@ -154,15 +173,17 @@ def left_out(item, s: options.Settings) -> str | None:
     p = params(item)
     if s.cpu_subset and p.get("device") == "cpu" and (
             "cpu_heavy" in marks or p.get("model", CPU_SUBSET_MODELS[0]) not in CPU_SUBSET_MODELS):
-        return (f"CPU cases beyond the CPU subset of --device auto --profile full ({', '.join(CPU_SUBSET_MODELS)}; "
-                "no reference epoch, transfer or ddp): run them with --device cpu")
+        return ("CPU cases beyond the CPU subset of --device auto --profile full "
+                f"({', '.join(CPU_SUBSET_MODELS)}; no reference epoch, transfer or ddp): "
+                "run them with --device cpu")
     return None
 
 
 def pytest_report_collectionfinish(config, start_path, items):
     lines = [f"imgbench: {n} left out: {why}" for why, n in config.stash.get(LEFT_OUT, {}).items()]
     state = config.stash.get(STATE, None)
-    benches = [(i.path.stem.removeprefix("bench_"), i.originalname, params(i)) for i in items if _is_bench(i.path)]
+    benches = [(i.path.stem.removeprefix("bench_"), i.originalname, params(i))
+               for i in items if _is_bench(i.path)]
     if state is not None and benches:
         per_family = estimate.run_seconds(benches, state.settings)
         config.stash[ESTIMATE] = (sum(per_family.values()), time.monotonic())
@@ -173,7 +194,8 @@ def pytest_report_collectionfinish(config, start_path, items):
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if (est := config.stash.get(ESTIMATE, None)) is not None and not config.option.collectonly:
         took = time.monotonic() - est[1]
-        terminalreporter.write_line(f"imgbench: the cases took {took / 60:.1f} min (estimated {est[0] / 60:.1f} min)")
+        terminalreporter.write_line(f"imgbench: the cases took {took / 60:.1f} min "
+                                    f"(estimated {est[0] / 60:.1f} min)")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -199,14 +221,17 @@ def pytest_collection_modifyitems(config, items):
         kept.append(item)
         if "benchmark" not in item.fixturenames:
             continue
-        # pytest-benchmark's only per-round hook is its timer: give each case one that waits for its device.
+        # pytest-benchmark's only per-round hook is its timer:
+        # give each case one that waits for its device.
         mark = item.get_closest_marker("benchmark")
         # No garbage collection inside timed rounds: it would land in whichever round it hits.
         kwargs = {"disable_gc": True, **(mark.kwargs if mark else {})}
-        if p.get("device") is not None and "timer" not in kwargs:  # a bench may bring its own (see bench_ddp)
+        # a bench may bring its own (see bench_ddp)
+        if p.get("device") is not None and "timer" not in kwargs:
             kwargs["timer"] = timing.timer_for(p["device"])
             if (shortest := timing.min_round_s(p["device"])) is not None:
-                kwargs.setdefault("min_time", shortest)  # iterations per round, so the sync is amortised
+                # iterations per round, so the sync is amortised
+                kwargs.setdefault("min_time", shortest)
         item.add_marker(pytest.mark.benchmark(**kwargs), append=False)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
@@ -214,16 +239,17 @@ def pytest_collection_modifyitems(config, items):
 
 
 class CaseTimeout(BaseException):
-    """A case ran past --case-timeout. A BaseException, so that no `except Exception` in a workload or a
-    library swallows it on its way out of the case."""
+    """A case ran past --case-timeout. A BaseException, so that no `except Exception` in a workload
+    or a library swallows it on its way out of the case."""
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    """Every bench case (setup, call and teardown) under the per-case limit: past it, the case fails with
-    one line naming it and the run goes on. SIGALRM reaches Python code (loops, waits, sleeps, a torchrun
-    launch); a case stuck inside one C call (a kernel that never returns) is not interruptible from Python
-    and must be stopped from outside, as .ci/gpu-check does with `timeout` around each family."""
+    """Every bench case (setup, call and teardown) under the per-case limit: past it, the case fails
+    with one line naming it and the run goes on. SIGALRM reaches Python code (loops, waits, sleeps,
+    a torchrun launch); a case stuck inside one C call (a kernel that never returns) is not
+    interruptible from Python and must be stopped from outside, as .ci/gpu-check does with `timeout`
+    around each family."""
     state = item.config.stash.get(STATE, None)
     if (state is None or not _is_bench(item.path) or not hasattr(signal, "setitimer")
             or threading.current_thread() is not threading.main_thread()):
@@ -231,8 +257,8 @@ def pytest_runtest_protocol(item, nextitem):
     limit = state.settings.timeout_s
 
     def expired(signum, frame):
-        raise CaseTimeout(f"{item.nodeid} did not end within the case limit of {limit:g} s (--case-timeout); "
-                          "stopped as hung")
+        raise CaseTimeout(f"{item.nodeid} did not end within the case limit of {limit:g} s "
+                          "(--case-timeout); stopped as hung")
 
     previous = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, limit)
@@ -254,14 +280,17 @@ def pytest_runtest_makereport(item, call):
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
     # Other processes' share of the CPUs while the case ran, into its extra_info: pytest-benchmark
-    # reads that dict when it writes the JSON at the session's end, so a value set after the call lands.
+    # reads that dict when it writes the JSON at the session's end, so a value set after the call
+    # lands.
     before = contention.snapshot() if _is_bench(item.path) else None
     try:
         return (yield)
     except torch.OutOfMemoryError as e:
         reason = _too_big(item, "out of memory")
-        traceback.clear_frames(e.__traceback__)  # the skip below keeps this error, and so the frames' tensors
-    except (RuntimeError, ValueError) as e:  # BatchNorm says ValueError; cuBLAS / cuDNN OOM, RuntimeError
+        # the skip below keeps this error, and so the frames' tensors
+        traceback.clear_frames(e.__traceback__)
+    except (RuntimeError, ValueError) as e:
+        # BatchNorm says ValueError; cuBLAS / cuDNN OOM, RuntimeError
         text = str(e)
         if "Expected more than 1 value per channel" in text:
             reason = _too_big(item, "too few values per channel for BatchNorm training")
@@ -271,7 +300,8 @@ def pytest_runtest_call(item):
             raise
         traceback.clear_frames(e.__traceback__)
     finally:
-        if before is not None and (bench := getattr(item, "funcargs", {}).get("benchmark")) is not None:
+        if (before is not None
+                and (bench := getattr(item, "funcargs", {}).get("benchmark")) is not None):
             bench.extra_info["contention"] = contention.between(before, contention.snapshot())
     gc.collect()
     device = params(item).get("device", "cpu")
@@ -301,19 +331,22 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 def pytest_benchmark_update_json(config, benchmarks, output_json):
     state = config.stash.get(STATE, None)
     if state is not None:
-        output_json["imgbench"] = runfile.block(imgbench.__version__, state.settings, state.peaks.measured)
+        output_json["imgbench"] = runfile.block(imgbench.__version__, state.settings,
+                                                state.peaks.measured)
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_benchmark_compare_machine_info(config, benchmarksession, machine_info, compared_benchmark):
+def pytest_benchmark_compare_machine_info(config, benchmarksession, machine_info,
+                                          compared_benchmark):
     # pytest-benchmark names the storage relative to the working directory when the machines differ,
-    # which raises for storage elsewhere (imgbench run --storage /elsewhere): warn without it instead.
+    # which raises for storage elsewhere (imgbench run --storage /elsewhere): warn without it
+    # instead.
     try:
         return (yield)
     except ValueError:
         now = json.loads(json.dumps(machine_info, default=str))  # tuples -> lists, as stored
         saved = compared_benchmark.get("machine_info", {})
         keys = sorted(k for k in set(now) | set(saved) if now.get(k) != saved.get(k))
-        benchmarksession.logger.warning(f"Benchmark machine_info is different in: {', '.join(keys)} "
-                                        f"(storage: {benchmarksession.storage})")
+        benchmarksession.logger.warning("Benchmark machine_info is different in: "
+                                        f"{', '.join(keys)} (storage: {benchmarksession.storage})")
         return None

@@ -1,5 +1,5 @@
-"""Rates from a median: what a workload did per call (images, bytes, FLOPs) over the median time of a
-call, and how far that is from the device's measured peak."""
+"""Rates from a median: what a workload did per call (images, bytes, FLOPs) over the median time of
+a call, and how far that is from the device's measured peak."""
 
 from __future__ import annotations
 

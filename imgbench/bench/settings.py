@@ -1,6 +1,6 @@
-"""A run's settings parsed and checked: every option of core.options, model names against the registry,
-device names against this machine. The plugin parses its pytest options here, and the command line
-parses its own the same way before pytest starts."""
+"""A run's settings parsed and checked: every option of core.options, model names against the
+registry, device names against this machine. The plugin parses its pytest options here, and the
+command line parses its own the same way before pytest starts."""
 
 from __future__ import annotations
 
@@ -24,11 +24,12 @@ from imgbench.workloads import models
 
 
 def from_options(opt: Callable[[str], str | None]) -> Settings:
-    """Parse and check run options; `opt(dest)` returns an option's raw value (None when not given)."""
+    """Parse and check run options; `opt(dest)` returns an option's raw value (None when not
+    given)."""
     dataset = choice("dataset", opt("dataset"), config.DATASETS)
     if opt("data_root") is not None and dataset == "synthetic":
-        raise AxisError(f"--data-root {opt('data_root')!r} needs a real dataset (valid: --dataset cifar10, "
-                        "--dataset mnist)")
+        raise AxisError(f"--data-root {opt('data_root')!r} needs a real dataset "
+                        "(valid: --dataset cifar10, --dataset mnist)")
     threads = opt("threads")
     found, chosen = devices.parse(opt("device")), profile(opt("profile"))
     return Settings(
@@ -36,7 +37,8 @@ def from_options(opt: Callable[[str], str | None]) -> Settings:
         batch_sizes=batch_sizes(opt("batch_size")),
         models=model_names(opt("model")),
         profile=chosen,
-        threads=devices.usable_cores() if threads is None else positive_int("thread count", threads),
+        threads=(devices.usable_cores() if threads is None
+                 else positive_int("thread count", threads)),
         optimizer=choice("optimizer", opt("optimizer"), config.OPTIMIZERS),
         dataset=dataset,
         data_root=opt("data_root"),
@@ -44,7 +46,8 @@ def from_options(opt: Callable[[str], str | None]) -> Settings:
         memory_formats=choices("memory format", opt("memory_format"), config.MEMORY_FORMATS),
         compile=choices("compile", opt("compile"), config.COMPILE),
         cases=choice("case set", opt("cases"), CASE_SETS),
-        case_timeout=None if opt("case_timeout") is None else positive_seconds("case timeout", opt("case_timeout")),
+        case_timeout=(None if opt("case_timeout") is None
+                      else positive_seconds("case timeout", opt("case_timeout"))),
         cross_check=choice("cross-check", opt("cross_check") or "off", ("off", "on")) == "on",
         cpu_subset="auto" in [d.strip() for d in opt("device").split(",")] and chosen.name == "full"
         and any(d != "cpu" for d in found),

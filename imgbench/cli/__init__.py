@@ -1,10 +1,11 @@
 """`imgbench` command line. Thin: each command group's module (machine, running, judging, showing,
-gating, forensics) adds its parsers and its functions call the library; this builds the parser from them
-and sets the exit code.
+gating, forensics) adds its parsers and its functions call the library; this builds the parser from
+them and sets the exit code.
 
 Exit codes: 0 success; 1 benchmarks failed or a case regressed; 2 bad input; 3 from compare: a
-memory regression without a time regression; 130 interrupted (Ctrl-C or SIGTERM; nothing saved); other values
-of run and baseline are pytest's own (3 internal error, 4 usage error, 5 no benchmark selected).
+memory regression without a time regression; 130 interrupted (Ctrl-C or SIGTERM; nothing saved);
+other values of run and baseline are pytest's own (3 internal error, 4 usage error, 5 no benchmark
+selected).
 bisect: 0 the first slow commit found, 1 no slowdown from GOOD to BAD, 3 undecided (too noisy within
 its budget, or skipped commits left beside the culprit).
 """
@@ -41,8 +42,9 @@ def build() -> argparse.ArgumentParser:
 
 @contextmanager
 def sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM (a cancelled CI job, `timeout`) ends a command as Ctrl-C does, through every `finally`: its
-    workers run in sessions of their own, and its checkouts would otherwise outlive it."""
+    """SIGTERM (a cancelled CI job, `timeout`) ends a command as Ctrl-C does, through every
+    `finally`: its workers run in sessions of their own, and its checkouts would otherwise outlive
+    it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -28,14 +28,15 @@ def threads(text: str | None) -> int | None:
 
 
 def benches_dir(given: str | None) -> Path:
-    """--benches, else the working folder's benches/ (a project of one's own), else this checkout's."""
+    """--benches, else the working folder's benches/ (a project of one's own), else this
+    checkout's."""
     candidates = [Path(given)] if given else [Path.cwd() / "benches",
                                                Path(__file__).resolve().parents[2] / "benches"]
     for c in candidates:
         if c.is_dir() and any(c.glob("bench_*.py")):
             return c
-    raise UserError(f"no benches folder at {', '.join(map(str, dict.fromkeys(candidates)))} (run from a "
-                    "checkout of imgbench, or pass --benches DIR)")
+    raise UserError(f"no benches folder at {', '.join(map(str, dict.fromkeys(candidates)))} "
+                    "(run from a checkout of imgbench, or pass --benches DIR)")
 
 
 def pytest_args(args):
@@ -53,7 +54,8 @@ def pytest_args(args):
 
 
 def side_args(args) -> list[str]:
-    """The pytest arguments each side of a paired run gets: its own benches/, so not the folder's."""
+    """The pytest arguments each side of a paired run gets: its own benches/, so not the
+    folder's."""
     return pytest_args(args)[1][1:] + rest(args)
 
 
@@ -67,8 +69,8 @@ def rest(args) -> list[str]:
 def paired(benches: str | None, base_ref: str | None, base_python: str | None = None
            ) -> Iterator[tuple[Side, Side, Path]]:
     """The two sides of a paired run and a temporary folder for it: the base (`base_ref` checked out
-    aside, or this checkout under `base_python`) and this checkout as the candidate. The folder and the
-    checkout are removed whatever ends the block."""
+    aside, or this checkout under `base_python`) and this checkout as the candidate. The folder and
+    the checkout are removed whatever ends the block."""
     here = benches_dir(benches).parent.resolve()
     python = python_of(base_python)
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,13 +80,13 @@ def paired(benches: str | None, base_ref: str | None, base_python: str | None = 
         else:
             repo, checkout = here, nullcontext(here)
         with checkout as tree:
-            yield Side("base", tree / here.relative_to(repo), python), Side("candidate", here, sys.executable), \
-                Path(tmp)
+            yield (Side("base", tree / here.relative_to(repo), python),
+                   Side("candidate", here, sys.executable), Path(tmp))
 
 
 def report(verdicts, markdown: bool, notes=(), memory_verdicts=None) -> int:
-    """The verdict table, any notes, a count per verdict, then the memory verdicts if given; exit 1 when a
-    case regressed, else 3 when a case's peak memory did."""
+    """The verdict table, any notes, a count per verdict, then the memory verdicts if given; exit 1
+    when a case regressed, else 3 when a case's peak memory did."""
     print(verdict.render(verdicts, markdown=markdown))
     for note in notes:
         print(note)

@@ -1,5 +1,5 @@
-"""When the gate fires: `bisect` (the first slow commit between GOOD and BAD) and `explain` (one case's
-time per operator in two versions)."""
+"""When the gate fires: `bisect` (the first slow commit between GOOD and BAD) and `explain` (one
+case's time per operator in two versions)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from imgbench.core.errors import UserError
 
 
 class AfterRefs(argparse.Action):
-    """bisect's trailing arguments. After GOOD BAD, argparse's REMAINDER takes the options too (it matches
-    positionals greedily): those before `--` are parsed here by `options`; the rest, and any option it does
-    not know, go to pytest."""
+    """bisect's trailing arguments. After GOOD BAD, argparse's REMAINDER takes the options too (it
+    matches positionals greedily): those before `--` are parsed here by `options`; the rest, and any
+    option it does not know, go to pytest."""
 
     def __init__(self, *args, options: argparse.ArgumentParser, **kwargs):
         super().__init__(*args, **kwargs)
@@ -28,63 +28,84 @@ class AfterRefs(argparse.Action):
 
 
 def add(sub):
+    _add_bisect(sub)
+    _add_explain(sub)
+
+
+def _add_bisect(sub):
     opts = parser.Parser(prog="imgbench bisect", add_help=False)  # the options, wherever they stand
     parser.bench_options(opts.add_argument)
-    parser.significance(opts, "chance that a step's verdict is wrong, split over its looks and cases")
-    parser.min_effect(opts, config.BISECT_MIN_EFFECT, "smallest slowdown from GOOD to BAD worth bisecting; the "
-                                                      "two processes of a step may differ by a few percent on "
-                                                      "their own")
-    opts.add_argument("--budget", type=parser.seconds, default=config.BISECT_STEP_BUDGET_S, metavar="SECONDS",
-                      help="time of pairs per case and step: the first set of pairs always runs, then the pairs "
-                           f"double while the next set fits (default: {config.BISECT_STEP_BUDGET_S:g})")
+    parser.significance(opts, "chance that a step's verdict is wrong, split over its looks and "
+                        "cases")
+    parser.min_effect(opts, config.BISECT_MIN_EFFECT, "smallest slowdown from GOOD to BAD worth "
+                      "bisecting; the two processes of a step may differ by a few percent on "
+                      "their own")
+    opts.add_argument("--budget", type=parser.seconds, default=config.BISECT_STEP_BUDGET_S,
+                      metavar="SECONDS",
+                      help="time of pairs per case and step: the first set of pairs always runs, "
+                           "then the pairs double while the next set fits (default: "
+                           f"{config.BISECT_STEP_BUDGET_S:g})")
     opts.add_argument("--seed", type=int, help="seed of the pair orders (default: drawn, printed)")
     b = sub.add_parser(
-        "bisect", parents=[opts], help="the first commit between GOOD and BAD at which the selected cases got "
-        "slower",
-        description="Bisects the commits after GOOD up to BAD along BAD's first parents (a merge is one commit of "
-                    "that line). Each step is an interleaved A/B, as `imgbench ab` runs one, of GOOD against one "
-                    "commit, both checked out aside. Step 0 times BAD: a case slower by --min-effect is a slowdown "
-                    "to find, and the geometric midpoint between no change and that slowdown divides slow commits "
-                    "from fast ones: a commit is slow when a case's ratio interval lies wholly above it, fast when "
-                    "every case's lies wholly below. A step that cannot say adds pairs within --budget; a commit "
-                    "that does not run the cases (does not import, fails, lacks them) is skipped, as `git bisect "
-                    "skip` does, and the untried commit nearest the middle is tried instead. Prints every step, "
-                    "then the first slow commit with its evidence and the number of steps. Exit 0: found; 1: no "
-                    "slowdown from GOOD to BAD; 2: bad input; 3: undecided (too noisy within --budget, or only "
-                    "skipped commits left between the last fast and the first slow).")
+        "bisect", parents=[opts],
+        help="the first commit between GOOD and BAD at which the selected cases got slower",
+        description="Bisects the commits after GOOD up to BAD along BAD's first parents (a merge "
+                    "is one commit of that line). Each step is an interleaved A/B, as `imgbench "
+                    "ab` runs one, of GOOD against one commit, both checked out aside. Step 0 "
+                    "times BAD: a case slower by --min-effect is a slowdown to find, and the "
+                    "geometric midpoint between no change and that slowdown divides slow commits "
+                    "from fast ones: a commit is slow when a case's ratio interval lies wholly "
+                    "above it, fast when every case's lies wholly below. A step that cannot say "
+                    "adds pairs within --budget; a commit that does not run the cases (does not "
+                    "import, fails, lacks them) is skipped, as `git bisect skip` does, and the "
+                    "untried commit nearest the middle is tried instead. Prints every step, then "
+                    "the first slow commit with its evidence and the number of steps. Exit 0: "
+                    "found; 1: no slowdown from GOOD to BAD; 2: bad input; 3: undecided (too "
+                    "noisy within --budget, or only skipped commits left between the last fast "
+                    "and the first slow).")
     b.add_argument("good", metavar="GOOD", help="a commit without the slowdown, an ancestor of BAD")
     b.add_argument("bad", metavar="BAD", help="a later commit with it")
-    b.add_argument("pytest_args", nargs=argparse.REMAINDER, default=[], action=AfterRefs, options=opts,
-                   help="axis options, then after --: more pytest arguments, e.g. --device cpu -- -k forward")
+    b.add_argument("pytest_args", nargs=argparse.REMAINDER, default=[], action=AfterRefs,
+                   options=opts,
+                   help="axis options, then after --: more pytest arguments, e.g. --device cpu "
+                        "-- -k forward")
     b.set_defaults(run=bisect)
 
+
+def _add_explain(sub):
     ex = parser.bench_command(
         sub, "explain", "what got slower: one case's time per operator in two versions",
-        "Profiles one case with torch.profiler in two versions, the base's own tree (checked out aside) and "
-        "this checkout, each in its own pytest process: after warm-up, blocks of calls alternate between them "
-        "(base first, then candidate first). Per operator (CPU operators; on a CUDA case the kernels): self "
-        "time per step in each version, the added time (median over the pairs of blocks), its share of the "
-        "change in step time, and its noise (from the spread of the pairs, and at least a small share of the "
-        "step time); lines sorted by added time, those within their noise left out. Writes both Chrome traces "
-        "and both operator tables into --out. The case is not timed: exit 0, or 2 on bad input.")
+        "Profiles one case with torch.profiler in two versions, the base's own tree (checked out "
+        "aside) and this checkout, each in its own pytest process: after warm-up, blocks of calls "
+        "alternate between them (base first, then candidate first). Per operator (CPU operators; "
+        "on a CUDA case the kernels): self time per step in each version, the added time (median "
+        "over the pairs of blocks), its share of the change in step time, and its noise (from the "
+        "spread of the pairs, and at least a small share of the step time); lines sorted by added "
+        "time, those within their noise left out. Writes both Chrome traces and both operator "
+        "tables into --out. The case is not timed: exit 0, or 2 on bad input.")
     ex.add_argument("case", nargs="?", metavar="CASE",
-                    help="the case: its test id (e.g. 'test_train_step[kerascnn-cpu-bs32]') or a -k expression "
-                         "matching one case")
-    ex.add_argument("--base", metavar="GIT_REF", help="the version to compare with (checked out aside)")
+                    help="the case: its test id (e.g. 'test_train_step[kerascnn-cpu-bs32]') or a "
+                         "-k expression matching one case")
+    ex.add_argument("--base", metavar="GIT_REF",
+                    help="the version to compare with (checked out aside)")
     ex.add_argument("--profiles", nargs=2, metavar=("BASE", "CANDIDATE"),
-                    help="diff two operator tables written earlier (base.ops.json candidate.ops.json); runs nothing")
-    ex.add_argument("--out", metavar="DIR", help="folder for the traces and operator tables (default: a new "
-                                                 "temporary folder, printed)")
+                    help="diff two operator tables written earlier (base.ops.json "
+                         "candidate.ops.json); runs nothing")
+    ex.add_argument("--out", metavar="DIR",
+                    help="folder for the traces and operator tables (default: a new temporary "
+                         "folder, printed)")
     whole = parser.number(lambda v: v >= 0 and v == int(v), "a whole number (valid: 0 or more)")
-    ex.add_argument("--pairs", type=parser.number(lambda v: v >= 1 and v == int(v), "a whole number of pairs "
-                                                  "(valid: 1 or more)"), default=config.EXPLAIN_PAIRS,
+    ex.add_argument("--pairs",
+                    type=parser.number(lambda v: v >= 1 and v == int(v),
+                                       "a whole number of pairs (valid: 1 or more)"),
+                    default=config.EXPLAIN_PAIRS,
                     help=f"pairs of blocks (default: {config.EXPLAIN_PAIRS})")
     ex.add_argument("--warmup", type=whole, default=config.EXPLAIN_WARMUP,
-                    help="calls per side before the first block, after the bench's own warm-up (default: "
-                         f"{config.EXPLAIN_WARMUP})")
+                    help="calls per side before the first block, after the bench's own warm-up "
+                         f"(default: {config.EXPLAIN_WARMUP})")
     ex.add_argument("--max-seconds", type=parser.seconds, metavar="SECONDS",
-                    help="stop after this long, show what was profiled by then and say it was cut (default: no "
-                         "limit)")
+                    help="stop after this long, show what was profiled by then and say it was cut "
+                         "(default: no limit)")
     parser.markdown(ex, "print a markdown table (e.g. for a CI job summary)")
     ex.set_defaults(run=explain)
 
@@ -98,8 +119,9 @@ def bisect(args) -> int:
     commits = git.first_parent_line(git.toplevel(here), args.good, args.bad)
     seed = ab.draw_seed(args.seed)
     runner.warn_if_busy()
-    out = search.run(here, commits, side_args, sys.executable, args.alpha, args.min_effect / 100, args.budget,
-                     seed, show=lambda line: print(line, flush=True), note=common.progress("bisect"))
+    out = search.run(here, commits, side_args, sys.executable, args.alpha, args.min_effect / 100,
+                     args.budget, seed, show=lambda line: print(line, flush=True),
+                     note=common.progress("bisect"))
     print("\n".join(out.summary))
     return out.code
 
@@ -110,13 +132,15 @@ def explain(args) -> int:
 
     if args.profiles:
         if args.case or args.base:
-            raise UserError("explain takes CASE --base GIT_REF, or --profiles BASE CANDIDATE: not both")
+            raise UserError("explain takes CASE --base GIT_REF, or --profiles BASE CANDIDATE: "
+                            "not both")
         print(profiles.render(profiles.diff(*map(profiles.load, args.profiles)), args.markdown))
         return 0
     if not args.case or not args.base:
         raise UserError("explain needs CASE and --base GIT_REF (or --profiles BASE CANDIDATE)")
     side_args = common.side_args(args)
-    out = profiles.out_folder(args.out) if args.out else None  # a given folder is checked before anything runs
+    # a given folder is checked before anything runs
+    out = profiles.out_folder(args.out) if args.out else None
     runner.warn_if_busy()
     with common.paired(args.benches, args.base) as (base, cand, tmp):
         out = out or profiles.out_folder(None)  # a new temporary one once the base is checked out

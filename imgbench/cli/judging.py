@@ -1,5 +1,5 @@
-"""Judging stored runs: `compare` (a run against a baseline and its machine's history), `accept` (a
-regressed level as the new reference) and `changes` (change points in a history). No torch."""
+"""Judging stored runs: `compare` (a run against a baseline and its machine's history), `accept`
+(a regressed level as the new reference) and `changes` (change points in a history). No torch."""
 
 from __future__ import annotations
 
@@ -13,66 +13,95 @@ from imgbench.runs import acceptances, history, record, runfile, storage
 
 
 def add(sub):
-    c = sub.add_parser("compare", help="judge a run against a baseline run (and the history of its machine)",
-                       description="Matches cases by test and params; per case the ratio of medians with its "
-                                   "interval (each run's autocorrelated rounds, and the history's between-run "
-                                   "spread), the bound from the run-to-run spread of the --history window, and a "
-                                   "verdict. Exit 1 when a case regressed by the minimum effect: beyond the "
-                                   "history's bound where there is a history, beyond the interval where there is "
-                                   "none; else exit 3 when a case's peak memory grew beyond --memory-effect and "
-                                   "--memory-floor.")
+    _add_compare(sub)
+    _add_accept(sub)
+    _add_changes(sub)
+
+
+def _add_compare(sub):
+    c = sub.add_parser("compare",
+                       help="judge a run against a baseline run (and the history of its machine)",
+                       description="Matches cases by test and params; per case the ratio of "
+                                   "medians with its interval (each run's autocorrelated rounds, "
+                                   "and the history's between-run spread), the bound from the "
+                                   "run-to-run spread of the --history window, and a verdict. "
+                                   "Exit 1 when a case regressed by the minimum effect: beyond "
+                                   "the history's bound where there is a history, beyond the "
+                                   "interval where there is none; else exit 3 when a case's peak "
+                                   "memory grew beyond --memory-effect and --memory-floor.")
     c.add_argument("candidate", help="the run to judge (pytest-benchmark JSON)")
     c.add_argument("baseline", help="the run to judge it against")
     c.add_argument("--history", nargs="*", default=[], metavar="PATH",
-                   help="earlier runs of the same machine class (files or folders): the newest 20 recorded before "
-                        "the candidate, without regressions not yet accepted, are its reference")
+                   help="earlier runs of the same machine class (files or folders): the newest 20 "
+                        "recorded before the candidate, without regressions not yet accepted, are "
+                        "its reference")
     c.add_argument("--save-to", metavar="DIR",
-                   help="after judging, save the candidate into this history folder, its regressed cases marked "
-                        "(kept out of the reference until `imgbench accept`)")
+                   help="after judging, save the candidate into this history folder, its regressed "
+                        "cases marked (kept out of the reference until `imgbench accept`)")
     parser.min_effect(c, config.MIN_EFFECT)
     c.add_argument("--family-effect", nargs="*", default=[], metavar="FAMILY=PERCENT",
                    help="per-family minimum effect, e.g. epoch=10 dataloader=15")
     parser.markdown(c)
-    c.add_argument("--memory-effect", type=parser.effect, default=100 * config.MEMORY_EFFECT, metavar="PERCENT",
-                   help=f"peak memory growth worth failing for, with --memory-floor (default: "
+    c.add_argument("--memory-effect", type=parser.effect, default=100 * config.MEMORY_EFFECT,
+                   metavar="PERCENT",
+                   help="peak memory growth worth failing for, with --memory-floor (default: "
                         f"{100 * config.MEMORY_EFFECT:g})")
-    c.add_argument("--memory-floor", type=parser.mebibytes, default=config.MEMORY_FLOOR_MIB, metavar="MIB",
-                   help=f"least peak memory growth worth failing for, with --memory-effect (default: "
-                        f"{config.MEMORY_FLOOR_MIB:g})")
+    c.add_argument("--memory-floor", type=parser.mebibytes, default=config.MEMORY_FLOOR_MIB,
+                   metavar="MIB",
+                   help="least peak memory growth worth failing for, with --memory-effect "
+                        f"(default: {config.MEMORY_FLOOR_MIB:g})")
     c.add_argument("--memory-cpu", action="store_true",
-                   help="gate the CPU's peak memory too (off: where one process runs many cases the figure moves "
-                        "from run to run; with one case per process it reads alike)")
+                   help="gate the CPU's peak memory too (off: where one process runs many cases "
+                        "the figure moves from run to run; with one case per process it reads "
+                        "alike)")
     c.set_defaults(run=compare)
 
-    a = sub.add_parser("accept", help="accept the new level of cases judged a regression in a history",
-                       description="Marks the cases judged a regression when compare --save-to saved them into "
-                                   "HISTORY (all, or those whose name contains a --case text) as the new level: "
-                                   "from the first run of their newest stretch of regressed runs on, they are "
-                                   "the reference again. Writes a small file under HISTORY/<machine class>/"
-                                   "accepted/; stored runs are not modified. Exit 2 when nothing matches.")
-    a.add_argument("history", metavar="HISTORY", help="the history folder (as given to compare --save-to)")
-    a.add_argument("--case", nargs="*", default=[], metavar="TEXT", help="only cases whose name contains TEXT")
-    a.add_argument("--fingerprint", metavar="FP", help="only this machine class (default: every one)")
+
+def _add_accept(sub):
+    a = sub.add_parser("accept",
+                       help="accept the new level of cases judged a regression in a history",
+                       description="Marks the cases judged a regression when compare --save-to "
+                                   "saved them into HISTORY (all, or those whose name contains a "
+                                   "--case text) as the new level: from the first run of their "
+                                   "newest stretch of regressed runs on, they are the reference "
+                                   "again. Writes a small file under HISTORY/<machine class>/"
+                                   "accepted/; stored runs are not modified. Exit 2 when nothing "
+                                   "matches.")
+    a.add_argument("history", metavar="HISTORY",
+                   help="the history folder (as given to compare --save-to)")
+    a.add_argument("--case", nargs="*", default=[], metavar="TEXT",
+                   help="only cases whose name contains TEXT")
+    a.add_argument("--fingerprint", metavar="FP",
+                   help="only this machine class (default: every one)")
     a.add_argument("--note", default="", help="why, kept in the acceptance file")
     a.set_defaults(run=accept)
 
-    ch = sub.add_parser("changes", help="change points in stored history: the first run and commit of each step",
-                        description="Per machine class, run conditions and case, the steps in the median time "
-                                    "per run and in the GPU-over-CPU speedups, found with E-divisive means and a "
-                                    "permutation test; per change the first run after it, the levels before and "
-                                    "after, their ratio with a 99% bootstrap interval, and p. Exit 0: the history "
-                                    "is information; compare and ab are the gate.")
+
+def _add_changes(sub):
+    ch = sub.add_parser("changes",
+                        help="change points in stored history: the first run and commit of each "
+                             "step",
+                        description="Per machine class, run conditions and case, the steps in the "
+                                    "median time per run and in the GPU-over-CPU speedups, found "
+                                    "with E-divisive means and a permutation test; per change the "
+                                    "first run after it, the levels before and after, their ratio "
+                                    "with a 99% bootstrap interval, and p. Exit 0: the history is "
+                                    "information; compare and ab are the gate.")
     ch.add_argument("paths", nargs="*", default=[".benchmarks"], metavar="PATH",
                     help="storage folders and run files (default: .benchmarks)")
-    ch.add_argument("--p", type=parser.number(lambda v: 0.0001 <= v < 1, "a p-value (valid: from 0.0001 below 1)"),
-                    default=config.CHANGE_P, help=f"significance of each split (default: {config.CHANGE_P:g})")
+    ch.add_argument("--p",
+                    type=parser.number(lambda v: 0.0001 <= v < 1,
+                                       "a p-value (valid: from 0.0001 below 1)"),
+                    default=config.CHANGE_P,
+                    help=f"significance of each split (default: {config.CHANGE_P:g})")
     parser.markdown(ch, "print markdown tables")
     ch.set_defaults(run=changes)
 
 
 def past_runs(paths: list[str], notes: list[str]) -> list:
-    """The runs of the --history paths (light records: the window needs medians only), and a note for each
-    path without runs, each unreadable file, and a history no file of which could be read."""
+    """The runs of the --history paths (light records: the window needs medians only), and a note
+    for each path without runs, each unreadable file, and a history no file of which could be
+    read."""
     stored = [p for p in paths if history.find([p])]  # raises for a path that does not exist
     notes += [f"no stored runs in {p}: left out of the history" for p in paths if p not in stored]
     if not stored:
@@ -93,7 +122,8 @@ def compare(args) -> int:
 
     effects = parser.family_effects(args.family_effect)
     cand_run, base_run = runfile.read(args.candidate), runfile.read(args.baseline)
-    notes = [line for run in {r.path: r for r in (cand_run, base_run)}.values() if (line := run.lacks())]
+    notes = [line for run in {r.path: r for r in (cand_run, base_run)}.values()
+             if (line := run.lacks())]
     if args.save_to:  # before judging: a verdict must not end in a failed save
         storage.writable_folder(Path(args.save_to), "--save-to")
     accepted = acceptances.read(args.history)
@@ -104,34 +134,37 @@ def compare(args) -> int:
         print(f"imgbench: {judged.across}", flush=True)
     if not judged.verdicts:
         raise UserError(f"no case of {args.candidate} is in {args.baseline}: nothing to compare")
-    memory = memory_rule.compare(base, cand, args.memory_effect / 100, args.memory_floor, args.memory_cpu)
+    memory = memory_rule.compare(base, cand, args.memory_effect / 100, args.memory_floor,
+                                 args.memory_cpu)
     code = common.report(judged.verdicts, args.markdown, notes + judged.notes, memory)
     if args.save_to:
         regressed = [v.name for v in judged.verdicts if v.verdict == verdict.REGRESSION]
         saved = storage.save_judged(cand_run, Path(args.save_to), regressed, str(args.baseline))
-        print(f"imgbench: run saved to {saved}" + (f", {len(regressed)} case(s) marked as regressions: kept out of "
-                                                   "the history's reference until accepted (imgbench accept)"
-                                                   if regressed else ""), flush=True)
+        print(f"imgbench: run saved to {saved}"
+              + (f", {len(regressed)} case(s) marked as regressions: kept out of the history's "
+                 "reference until accepted (imgbench accept)" if regressed else ""), flush=True)
     return code
 
 
 def accept(args) -> int:
     folder = Path(args.history)
     if not folder.is_dir():
-        raise UserError(f"{folder}: no such history folder (give the folder compare --save-to saves into)")
+        raise UserError(f"{folder}: no such history folder "
+                        "(give the folder compare --save-to saves into)")
     accepted = acceptances.read([folder])
     runs = history.load([folder], rounds=False).runs if history.find([folder]) else []
     todo = [r for r in acceptances.unaccepted(runs, accepted)
             if (not args.case or any(c in r.name for c in args.case))
             and args.fingerprint in (None, r.machine)]
     if not todo:
-        raise UserError(f"nothing to accept in {folder}: no case judged a regression since the last acceptance"
+        raise UserError(f"nothing to accept in {folder}: no case judged a regression since the "
+                        "last acceptance"
                         + (f" matches {', '.join(args.case)}" if args.case else ""))
     for fp in sorted({r.machine for r in todo}):
         path = acceptances.write(folder, args.case, fp, args.note)
         for r in sorted((r for r in todo if r.machine == fp), key=lambda r: r.name):
-            print(f"accepted the level of {r.name} on {fp} (newest regressed run {r.datetime[:16]}, "
-                  f"commit {(r.commit or '-')[:7]})")
+            print(f"accepted the level of {r.name} on {fp} "
+                  f"(newest regressed run {r.datetime[:16]}, commit {(r.commit or '-')[:7]})")
         print(f"imgbench accept: wrote {path}", file=sys.stderr)
     return 0
 

@@ -1,5 +1,5 @@
-"""This machine: `env` (the environment a run records), `doctor` (what would break a run here) and
-`list` (what the suite can run)."""
+"""This machine: `env` (the environment a run records), `doctor` (what would break a run here)
+and `list` (what the suite can run)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,17 @@ def add(sub):
     e = sub.add_parser("env", help="the environment as the suite records it",
                        description="Hardware, versions and numeric flags recorded with every run.")
     e.add_argument("--json", action="store_true", help="print JSON instead of text")
-    e.add_argument("--fingerprint", action="store_true", help="print only the machine class (a folder name)")
+    e.add_argument("--fingerprint", action="store_true",
+                   help="print only the machine class (a folder name)")
     e.add_argument("--threads", help=options.BY_DEST["threads"].help_text)
     e.set_defaults(run=env)
 
-    d = sub.add_parser("doctor", help="what would break a run on this machine, checked in about a minute",
-                       description="Versions, /dev/shm for the loader workers, a real torch.compile on each "
-                                   "device, the GPU and NCCL, and whether ddp workers import as torchrun starts "
-                                   "them: one line per check (ok, FAIL, skip, info). Exit 1 when a check failed.")
+    d = sub.add_parser("doctor",
+                       help="what would break a run on this machine, checked in about a minute",
+                       description="Versions, /dev/shm for the loader workers, a real "
+                                   "torch.compile on each device, the GPU and NCCL, and whether "
+                                   "ddp workers import as torchrun starts them: one line per check "
+                                   "(ok, FAIL, skip, info). Exit 1 when a check failed.")
     d.add_argument("--device", default="auto", help=options.BY_DEST["device"].help_text)
     d.set_defaults(run=doctor)
 
@@ -40,8 +43,8 @@ def env(args) -> int:
     if threads:
         torch.set_num_threads(threads)
     found = environment.environment(threads=threads or devices.usable_cores())
-    print(found["fingerprint"] if args.fingerprint else json.dumps(found, indent=2) if args.json else
-          environment.describe(found))
+    print(found["fingerprint"] if args.fingerprint else json.dumps(found, indent=2) if args.json
+          else environment.describe(found))
     return 0
 
 
@@ -51,7 +54,8 @@ def doctor(args) -> int:
     found = checks.checks(args.device, common.progress("doctor"))
     print(checks.render(found), flush=True)
     if checks.failed(found):
-        print(f"imgbench doctor: {sum(c.status == checks.FAIL for c in found)} check(s) failed", file=sys.stderr)
+        print(f"imgbench doctor: {sum(c.status == checks.FAIL for c in found)} check(s) failed",
+              file=sys.stderr)
         return 1
     return 0
 
@@ -61,7 +65,8 @@ def listing(args) -> int:
     from imgbench.workloads import models
 
     found = {
-        "models": {n: {"input_shape": list(models.spec(n).input_shape), "num_classes": models.spec(n).num_classes,
+        "models": {n: {"input_shape": list(models.spec(n).input_shape),
+                       "num_classes": models.spec(n).num_classes,
                        "summary": models.spec(n).summary} for n in models.names()},
         "families": config.FAMILIES,
         "axes": {"device": config.DEVICES, "devices_here": devices.available(),
@@ -78,7 +83,8 @@ def listing(args) -> int:
     out += [f"  {n:<10} {'x'.join(map(str, m['input_shape'])):<10} {m['summary']}"
             for n, m in found["models"].items()]
     out += ["families:"] + [f"  {n:<10} {s}" for n, s in config.FAMILIES.items()]
-    out += ["axes:"] + [f"  {o.flag:<15} {o.valid}; default {o.default or o.unset}" for o in options.OPTIONS]
+    out += ["axes:"] + [f"  {o.flag:<15} {o.valid}; default {o.default or o.unset}"
+                        for o in options.OPTIONS]
     out += [f"  devices here: {', '.join(devices.available())}"]
     out += ["profiles:"] + [f"  {n:<10} {s}" for n, s in found["profiles"].items()]
     print("\n".join(out))

@@ -1,5 +1,5 @@
-"""The parser class, argument types and option helpers every command group (cli/<group>.py) builds its
-parsers with. Parsing only; nothing here imports torch."""
+"""The parser class, argument types and option helpers every command group (cli/<group>.py) builds
+its parsers with. Parsing only; nothing here imports torch."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def number(ok, what: str):
-    """An argparse type: a float that `ok` accepts, else one line naming the text and what is valid."""
+    """An argparse type: a float that `ok` accepts, else one line naming the text and what is
+    valid."""
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -31,7 +32,8 @@ def number(ok, what: str):
 
 effect = number(lambda v: 0 <= v < 1000, "a percentage (valid: a number from 0 below 1000)")
 alpha = number(lambda v: 0 < v < 1, "a significance level (valid: above 0 and below 1)")
-mebibytes = number(lambda v: 0 <= v < 1 << 30, "a size in MiB (valid: a number from 0, e.g. 1 or 0.5)")
+mebibytes = number(lambda v: 0 <= v < 1 << 30,
+                   "a size in MiB (valid: a number from 0, e.g. 1 or 0.5)")
 seconds = number(lambda v: v > 0, "a number of seconds (valid: above 0)")
 
 
@@ -40,7 +42,8 @@ def percent(option: str, text: str) -> float:
     try:
         return effect(text) / 100
     except argparse.ArgumentTypeError:
-        raise UserError(f"{option} {text!r} is not a percentage (valid: numbers from 0, e.g. 0,5,10)") from None
+        raise UserError(f"{option} {text!r} is not a percentage "
+                        "(valid: numbers from 0, e.g. 0,5,10)") from None
 
 
 def family_effects(items: list[str]) -> dict[str, float]:
@@ -54,8 +57,8 @@ def family_effects(items: list[str]) -> dict[str, float]:
         try:
             out[family] = effect(text) / 100
         except argparse.ArgumentTypeError:
-            raise UserError(f"--family-effect {item!r}: expected FAMILY=PERCENT with PERCENT from 0 below 1000, "
-                            "e.g. epoch=10") from None
+            raise UserError(f"--family-effect {item!r}: expected FAMILY=PERCENT with PERCENT from "
+                            "0 below 1000, e.g. epoch=10") from None
     return out
 
 
@@ -71,19 +74,21 @@ def bench_command(sub, name: str, what: str, description: str) -> argparse.Argum
     return p
 
 
-def min_effect(p: argparse.ArgumentParser, default: float, what: str = "smallest slowdown worth failing for"):
+def min_effect(p: argparse.ArgumentParser, default: float,
+               what: str = "smallest slowdown worth failing for"):
     p.add_argument("--min-effect", type=effect, default=100 * default, metavar="PERCENT",
                    help=f"{what} (default: {100 * default:g})")
 
 
 def significance(p: argparse.ArgumentParser, what: str = "chance of any false alarm in the job"):
-    p.add_argument("--alpha", type=alpha, default=config.ALPHA, help=f"{what} (default: {config.ALPHA:g})")
+    p.add_argument("--alpha", type=alpha, default=config.ALPHA,
+                   help=f"{what} (default: {config.ALPHA:g})")
 
 
 def budget(p: argparse.ArgumentParser):
     p.add_argument("--budget", type=seconds, default=config.AB_BUDGET_S, metavar="SECONDS",
-                   help="time per case for the first set of pairs, both sides together; at least 12 pairs, at "
-                        f"most 300 (default: {config.AB_BUDGET_S:g})")
+                   help="time per case for the first set of pairs, both sides together; at least "
+                        f"12 pairs, at most 300 (default: {config.AB_BUDGET_S:g})")
 
 
 def seed(p: argparse.ArgumentParser):
@@ -95,4 +100,5 @@ def markdown(p: argparse.ArgumentParser, what: str = "print a markdown table"):
 
 
 def pytest_rest(p: argparse.ArgumentParser, example: str = ""):
-    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help=f"after --: more pytest arguments{example}")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER,
+                   help=f"after --: more pytest arguments{example}")

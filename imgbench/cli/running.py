@@ -15,20 +15,26 @@ from imgbench.runs import storage
 
 
 def add(sub):
-    r = parser.bench_command(sub, "run", "run the benchmarks, save the run and compare with the previous one",
-                             "Runs `pytest benches` on the devices found, saves the run under STORAGE/<machine "
-                             "fingerprint>/ and compares it with the previous saved run of the same profile on "
-                             "this machine class.")
-    r.add_argument("--storage", default=".benchmarks", help="where runs are saved (default: .benchmarks)")
-    r.add_argument("--json", metavar="PATH", help="also copy the saved run to PATH (e.g. for a CI artifact)")
+    r = parser.bench_command(sub, "run",
+                             "run the benchmarks, save the run and compare with the previous one",
+                             "Runs `pytest benches` on the devices found, saves the run under "
+                             "STORAGE/<machine fingerprint>/ and compares it with the previous "
+                             "saved run of the same profile on this machine class.")
+    r.add_argument("--storage", default=".benchmarks",
+                   help="where runs are saved (default: .benchmarks)")
+    r.add_argument("--json", metavar="PATH",
+                   help="also copy the saved run to PATH (e.g. for a CI artifact)")
     parser.pytest_rest(r, ", e.g. -- -k train_step")
     r.set_defaults(run=run)
 
-    b = parser.bench_command(sub, "baseline", "record this machine's baseline (every round's time) for the gate",
-                             "Runs `pytest benches` like `run` and merges the run, every round's time included, "
-                             "into FOLDER/<machine fingerprint>/<profile>.json: its cases replace those of the "
-                             "same id, the others stay; written only when the run succeeded.")
-    b.add_argument("--folder", default="baselines", help="where baselines live (default: baselines)")
+    b = parser.bench_command(sub, "baseline",
+                             "record this machine's baseline (every round's time) for the gate",
+                             "Runs `pytest benches` like `run` and merges the run, every round's "
+                             "time included, into FOLDER/<machine fingerprint>/<profile>.json: its "
+                             "cases replace those of the same id, the others stay; written only "
+                             "when the run succeeded.")
+    b.add_argument("--folder", default="baselines",
+                   help="where baselines live (default: baselines)")
     parser.pytest_rest(b)
     b.set_defaults(run=baseline)
 
@@ -44,13 +50,15 @@ def run(args) -> int:
     folder = machine_folder(args.storage, "--storage")
     if args.json:
         if Path(args.json).is_dir():
-            raise UserError(f"--json {args.json}: is a folder (give a file path, e.g. results/run.json)")
+            raise UserError(f"--json {args.json}: is a folder "
+                            "(give a file path, e.g. results/run.json)")
         storage.writable_folder(Path(args.json).parent, "--json")
-    pytest_args.append(f"--benchmark-storage={folder}")  # where pytest-benchmark looks for what it compares
+    # where pytest-benchmark looks for what it compares
+    pytest_args.append(f"--benchmark-storage={folder}")
     prev = storage.previous_run(folder, args.profile, s.devices)
     if prev is None:
-        print(f"imgbench: no earlier '{args.profile}' run on {', '.join(s.devices)} saved in {folder}: this run "
-              "becomes the first; the next run is compared with it", flush=True)
+        print(f"imgbench: no earlier '{args.profile}' run on {', '.join(s.devices)} saved in "
+              f"{folder}: this run becomes the first; the next run is compared with it", flush=True)
     else:
         print(f"imgbench: comparing with the previous run {prev}", flush=True)
         pytest_args.append(f"--benchmark-compare={prev.resolve()}")
@@ -83,6 +91,6 @@ def baseline(args) -> int:
         replaced = storage.save_baseline(tmp, final)
     print(f"imgbench: baseline written to {final}", flush=True)
     if replaced:
-        print(f"imgbench: replaced {len(replaced)} case(s) of the earlier baseline: {', '.join(replaced)}",
-              flush=True)
+        print(f"imgbench: replaced {len(replaced)} case(s) of the earlier baseline: "
+              f"{', '.join(replaced)}", flush=True)
     return code

@@ -1,5 +1,5 @@
-"""Showing stored runs: `plot` (the figures) and `report` (markdown and one self-contained HTML file,
-with the figures). No torch."""
+"""Showing stored runs: `plot` (the figures) and `report` (markdown and one self-contained HTML
+file, with the figures). No torch."""
 
 from __future__ import annotations
 
@@ -13,18 +13,22 @@ from imgbench.runs import acceptances, history
 
 def add(sub):
     for name, what, run in (
-            ("plot", "figures from stored runs: speedup trend, throughput, latest vs baseline, epoch", plot),
-            ("report", "markdown and self-contained HTML report of stored runs, with the figures", report)):
+            ("plot",
+             "figures from stored runs: speedup trend, throughput, latest vs baseline, epoch",
+             plot),
+            ("report",
+             "markdown and self-contained HTML report of stored runs, with the figures", report)):
         out = "imgbench-report" if name == "report" else "figures"
         p = sub.add_parser(name, help=what,
-                           description=f"{what[0].upper()}{what[1:]}. Reads pytest-benchmark JSON from storage "
-                                       "folders (any number of machine classes) and files; unreadable files are "
-                                       "skipped with a line each.")
+                           description=f"{what[0].upper()}{what[1:]}. Reads pytest-benchmark "
+                                       "JSON from storage folders (any number of machine classes) "
+                                       "and files; unreadable files are skipped with a line each.")
         p.add_argument("paths", nargs="*", default=[".benchmarks"], metavar="PATH",
                        help="storage folders and run files (default: .benchmarks)")
         p.add_argument("--out", default=out, help=f"output folder (default: {out})")
         p.add_argument("--svg", action="store_true", help="SVG files beside the PNGs")
-        parser.min_effect(p, config.MIN_EFFECT, "smallest change called a regression or improvement")
+        parser.min_effect(p, config.MIN_EFFECT,
+                          "smallest change called a regression or improvement")
         p.set_defaults(run=run)
 
 
@@ -33,8 +37,10 @@ def rendered(args):
 
     # light records (the cache); render reads rounds again only for the few runs it judges or draws
     runs = history.load(args.paths, rounds=False)
-    out = reports.render(runs, Path(args.out), args.svg, args.min_effect / 100, acceptances.read(args.paths))
-    for note in runs.notes + out.notes:  # the cache's notes are about this machine: not in the report
+    out = reports.render(runs, Path(args.out), args.svg, args.min_effect / 100,
+                         acceptances.read(args.paths))
+    # the cache's notes are about this machine: not in the report
+    for note in runs.notes + out.notes:
         print(f"imgbench {args.command}: {note}", file=sys.stderr)
     return out
 

@@ -1,1 +1,2 @@
-"""The base every layer stands on: errors, named configuration, the option table, atomic writes, tables."""
+"""The base every layer stands on: errors, named configuration, the option table, atomic writes,
+tables."""

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 class Profile:
     name: str
     summary: str
-    max_image_size: int | None  # images larger than a model's default are never made; None: the model's own
+    max_image_size: int | None  # images larger than a model's default are never made; None: the
+                                # model's own
     warmup_calls: int           # untimed calls before pytest-benchmark calibrates
-    min_rounds: int             # pytest-benchmark's --benchmark-min-rounds unless given on the command line
+    min_rounds: int             # pytest-benchmark's --benchmark-min-rounds unless given on the
+                                # command line
     max_time: float             # pytest-benchmark's --benchmark-max-time unless given
     long_rounds: int            # rounds of epoch-long cases (no calibration call)
     epoch_images: int           # images in one epoch of the epoch and ddp families ...
@@ -23,16 +25,21 @@ class Profile:
     loader_images: int          # images in one pass of the dataloader family
     transfer_images: int        # images in one transfer-learning epoch
     conv_scale: int             # spatial size multiplier of the conv family's layers
-    case_timeout_s: float       # a case still running after this long has hung: it fails, the run goes on
+    case_timeout_s: float       # a case still running after this long has hung: it fails, the run
+                                # goes on
 
 
 PROFILES = {
     "quick": Profile(
         name="quick",
-        summary="images at most 32x32, 2 warm-up calls, >= 5 rounds in ~0.5 s, 512-image epochs; for CI",
-        max_image_size=32,   # a 224-px ResNet epoch is minutes on a 2-core CPU; CI has 90 minutes for everything
-        warmup_calls=2,      # lazy init and allocator growth settle within two calls of these small cases
-        min_rounds=5,        # enough for a median and an interval, few enough for ~300 cases in minutes
+        summary="images at most 32x32, 2 warm-up calls, >= 5 rounds in ~0.5 s, 512-image epochs; "
+                "for CI",
+        max_image_size=32,   # a 224-px ResNet epoch is minutes on a 2-core CPU; CI has 90 minutes
+                             # for everything
+        warmup_calls=2,      # lazy init and allocator growth settle within two calls of these small
+                             # cases
+        min_rounds=5,        # enough for a median and an interval, few enough for ~300 cases in
+                             # minutes
         max_time=0.5,
         long_rounds=3,       # epochs of 512 images: three give a median without doubling the run
         epoch_images=512,    # 4 steps at batch 128: a whole epoch's code path, seconds on a CPU
@@ -40,44 +47,55 @@ PROFILES = {
         loader_images=512,
         transfer_images=256,
         conv_scale=1,
-        case_timeout_s=300,  # the slowest quick case (a 4-rank CPU ddp launch) takes under a minute here
+        case_timeout_s=300,  # the slowest quick case (a 4-rank CPU ddp launch) takes under a minute
+                             # here
     ),
     "full": Profile(
         name="full",
         summary="each model's real input size, 10 warm-up calls, >= 10 rounds in ~2 s, "
                 "50,000-image epochs (CIFAR-10's training set)",
         max_image_size=None,  # each model at the size it was designed for (224 px for the ResNets)
-        warmup_calls=10,      # cuDNN autotuning and compilation take more than two calls at real sizes
+        warmup_calls=10,      # cuDNN autotuning and compilation take more than two calls at real
+                              # sizes
         min_rounds=10,
         max_time=2.0,
         long_rounds=5,
         epoch_images=50_000,  # CIFAR-10's training set: the epoch people actually train
-        # 224-px images stop at 10,000 (1.5 GB held, on the device for the resident path): about ten seconds
-        # of a ResNet-50 on one GPU, where 50,000 would be a minute per epoch and 7.5 GB generated per shape
+        # 224-px images stop at 10,000 (1.5 GB held, on the device for the resident path): about ten
+        # seconds of a ResNet-50 on one GPU, where 50,000 would be a minute per epoch and 7.5 GB
+        # generated per shape
         epoch_bytes=1_500_000_000,
         loader_images=10_000,
         transfer_images=5_000,
         conv_scale=4,         # layers at 4x the quick size: the sizes of real feature maps
-        case_timeout_s=1800,  # six 50,000-image epochs of a 224-px ResNet on one GPU take a few minutes
+        case_timeout_s=1800,  # six 50,000-image epochs of a 224-px ResNet on one GPU take a few
+                              # minutes
     ),
 }
 
 FAMILIES = {  # family -> benches/bench_<family>.py
     "forward": "inference: eval mode, no grad, batch on the device",
     "train_step": "forward, loss, backward, optimizer step, batch on the device",
-    "conv": "Conv1d/2d/3d and pooling layers alone, forward and forward+backward, FLOPs and TFLOP/s",
-    "h2d": "host<->device copies: pageable vs pinned, blocking vs non_blocking, sizes, dtypes; copy share of a step",
-    "dataloader": "images/s of the input pipeline alone: workers, pin_memory, PIL + augmentation vs tensors",
+    "conv": "Conv1d/2d/3d and pooling layers alone, forward and forward+backward, FLOPs and "
+            "TFLOP/s",
+    "h2d": "host<->device copies: pageable vs pinned, blocking vs non_blocking, sizes, dtypes; "
+           "copy share of a step",
+    "dataloader": "images/s of the input pipeline alone: workers, pin_memory, PIL + augmentation "
+                  "vs tensors",
     "epoch": "a full training epoch: DataLoader path vs device-resident path, data-stall share",
-    "transfer": "frozen-backbone transfer learning: full fine-tune vs last layer vs last layer on cached features",
-    "checkpoint": "saving and restoring model + optimizer state (atomic torch.save, torch.load weights_only)",
-    "ddp": "synchronous data-parallel epochs (DDP via torchrun) at world sizes 1, 2, 4...: scaling, communication",
+    "transfer": "frozen-backbone transfer learning: full fine-tune vs last layer vs last layer on "
+                "cached features",
+    "checkpoint": "saving and restoring model + optimizer state (atomic torch.save, "
+                  "torch.load weights_only)",
+    "ddp": "synchronous data-parallel epochs (DDP via torchrun) at world sizes 1, 2, 4...: "
+           "scaling, communication",
     "harness": "one empty timed round: the synchronising timer's own cost per round",
 }
 
-# Shortest round on an accelerator: a round starts on an idle device and ends with a full synchronise, a fixed
-# 5-20 us that would be a third of a 20-40 us case; pytest-benchmark's calibration stops at 10x its timer's
-# precision. Two milliseconds of iterations keep that fixed cost near or under 1% (the harness family measures it).
+# Shortest round on an accelerator: a round starts on an idle device and ends with a full
+# synchronise, a fixed 5-20 us that would be a third of a 20-40 us case; pytest-benchmark's
+# calibration stops at 10x its timer's precision. Two milliseconds of iterations keep that fixed
+# cost near or under 1% (the harness family measures it).
 ACCELERATOR_MIN_ROUND_S = 2e-3
 CROSS_CHECK_MIN_S = 1e-3  # cases this long or longer are timed a second way under --cross-check
 CROSS_CHECK_BUDGET_S = 0.5  # ... with calls for about this long, at least 3 and at most 20
@@ -89,17 +107,19 @@ DATASETS = ("synthetic", "cifar10", "mnist")
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 MEMORY_FORMATS = ("nchw", "channels_last")
 COMPILE = ("off", "on")
-# DataLoader worker counts swept by the dataloader family: 0 (in the main process), 1, 2, then powers
-# of two; only those up to the run's CPU threads run (more workers than threads measures the scheduler).
+# DataLoader worker counts swept by the dataloader family: 0 (in the main process), 1, 2, then
+# powers of two; only those up to the run's CPU threads run (more workers than threads measures the
+# scheduler).
 WORKER_COUNTS = (0, 1, 2, 4, 8, 16, 32, 64, 128)
 EPOCH_WORKERS = 4  # loader workers of the epoch family's DataLoader path, at most the run's threads
 
 
-# The CPU's share of `--device auto --profile full` on a machine with an accelerator: its 224-px ResNet epochs
-# would take hours and its ddp launches meet their time limit. The CPU side runs the models a CPU trains in
-# seconds per epoch (the GPU-over-CPU speedup of these models is the headline) and every case without a model
-# (layers, loaders, checkpoints of those models), but not the cases benches mark cpu_heavy (the reference
-# epoch, transfer learning on a 224-px ResNet-18, ddp). `--device cpu --profile full` runs everything.
+# The CPU's share of `--device auto --profile full` on a machine with an accelerator: its 224-px
+# ResNet epochs would take hours and its ddp launches meet their time limit. The CPU side runs the
+# models a CPU trains in seconds per epoch (the GPU-over-CPU speedup of these models is the
+# headline) and every case without a model (layers, loaders, checkpoints of those models), but not
+# the cases benches mark cpu_heavy (the reference epoch, transfer learning on a 224-px ResNet-18,
+# ddp). `--device cpu --profile full` runs everything.
 CPU_SUBSET_MODELS = ("mlp", "kerascnn")
 
 
@@ -111,11 +131,13 @@ def epoch_workers(threads: int) -> int:
     return min(EPOCH_WORKERS, threads)
 
 
-REFERENCE_MIN_STEPS = 16  # the reference epoch has at least this many steps, whatever the profile's epoch
+# the reference epoch has at least this many steps, whatever the profile's epoch
+REFERENCE_MIN_STEPS = 16
 
 
 def epoch_size(profile: Profile, shape: tuple[int, int, int]) -> int:
-    """Images in one epoch of images of `shape` (C, H, W): the profile's, capped by its epoch bytes."""
+    """Images in one epoch of images of `shape` (C, H, W): the profile's, capped by its epoch
+    bytes."""
     c, h, w = shape
     return min(profile.epoch_images, profile.epoch_bytes // (c * h * w))
 
@@ -129,19 +151,24 @@ def image_size(default: int, profile: Profile) -> int:
 ALPHA = 0.01  # chance of any false alarm in an A/B job; of a wrong call in a bisect step
 MIN_EFFECT = 0.05          # compare, plot, report: the smallest slowdown called a regression
 AB_MIN_EFFECT = 0.03       # ab, gate-check: pairs resolve smaller effects than two runs do
-BISECT_MIN_EFFECT = 0.10   # bisect: the two processes of a step may differ by a few percent on their own
-# ab and gate-check: first-set seconds per case, both sides. On the 2-core box the pairs' log-ratios have an sd
-# of 0.1-0.25 (the host's), so only hundreds of pairs resolve 5%; ab.MIN_PAIRS and MAX_PAIRS bound what it buys.
+BISECT_MIN_EFFECT = 0.10   # bisect: the two processes of a step may differ by a few percent on
+                           # their own
+# ab and gate-check: first-set seconds per case, both sides. On the 2-core box the pairs' log-ratios
+# have an sd of 0.1-0.25 (the host's), so only hundreds of pairs resolve 5%; ab.MIN_PAIRS and
+# MAX_PAIRS bound what it buys.
 AB_BUDGET_S = 20.0
-GATE_CHECK_JOBS, GATE_CHECK_EFFECTS = 3, "0,2,5,10"  # A/B jobs, and injected slowdowns in percent (0: A/A)
-MEMORY_EFFECT, MEMORY_FLOOR_MIB = 0.01, 1.0  # a peak that grew by more than both is a memory regression
+# A/B jobs, and injected slowdowns in percent (0: A/A)
+GATE_CHECK_JOBS, GATE_CHECK_EFFECTS = 3, "0,2,5,10"
+# a peak that grew by more than both is a memory regression
+MEMORY_EFFECT, MEMORY_FLOOR_MIB = 0.01, 1.0
 CHANGE_P = 0.001           # changes: significance of each split of a history
 
-# imgbench explain: pairs of profiled blocks per case. On the 2-core development box the two blocks of a pair
-# of kerascnn's forward differ by ~15%: 8 pairs missed a +0.5 ms convolution in a 9 ms step, 48 found it
-# (31 s in all), and an A/A at 48 showed no line.
+# imgbench explain: pairs of profiled blocks per case. On the 2-core development box the two blocks
+# of a pair of kerascnn's forward differ by ~15%: 8 pairs missed a +0.5 ms convolution in a 9 ms
+# step, 48 found it (31 s in all), and an A/A at 48 showed no line.
 EXPLAIN_PAIRS = 48
 EXPLAIN_WARMUP = 3  # calls per side after the bench's own warm-up, before the first profiled block
 
-# imgbench bisect: seconds of pairs per case and step before a step that cannot say stops the bisection.
+# imgbench bisect: seconds of pairs per case and step before a step that cannot say stops the
+# bisection.
 BISECT_STEP_BUDGET_S = 60.0

@@ -1,6 +1,6 @@
 """What a case is, wherever one is named: its test (the test function without `test_`), its family
-(the bench file, benches/bench_<family>.py, as config.FAMILIES names them) and its key. Two cases are
-the same case when their tests and every param match, not their test ids, which change with the
+(the bench file, benches/bench_<family>.py, as config.FAMILIES names them) and its key. Two cases
+are the same case when their tests and every param match, not their test ids, which change with the
 folder pytest ran from and with how an id is worded."""
 
 from __future__ import annotations
@@ -14,11 +14,14 @@ def test_of(name: str) -> str:
 
 
 def family_of(nodeid: str) -> str:
-    """'benches/bench_dataloader.py::test_loader[...]' -> 'dataloader'; '' where no bench file is named."""
+    """'benches/bench_dataloader.py::test_loader[...]' -> 'dataloader'; '' where no bench file is
+    named."""
     file = PurePath(nodeid.split("::", 1)[0]).name
-    return file[len("bench_"):-len(".py")] if file.startswith("bench_") and file.endswith(".py") else ""
+    return (file[len("bench_"):-len(".py")] if file.startswith("bench_") and file.endswith(".py")
+            else "")
 
 
 def case_key(name: str, params: dict | None) -> tuple:
-    """The case's identity: its test and every param, each param's value as text (as JSON stores it)."""
+    """The case's identity: its test and every param, each param's value as text (as JSON stores
+    it)."""
     return test_of(name), tuple(sorted((k, str(v)) for k, v in (params or {}).items()))

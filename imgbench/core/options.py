@@ -43,41 +43,47 @@ class Option:
 
 
 OPTIONS = (
-    Option("device", "auto", f"comma list of devices to run on ({config.DEVICES}); auto: the CPU plus every "
-           "accelerator present", config.DEVICES),
-    Option("model", "all", "comma list of models, or all", "all, or registered model names (imgbench list)"),
+    Option("device", "auto", f"comma list of devices to run on ({config.DEVICES}); auto: the CPU "
+           "plus every accelerator present", config.DEVICES),
+    Option("model", "all", "comma list of models, or all",
+           "all, or registered model names (imgbench list)"),
     Option("batch-size", "32,128", "comma list of batch sizes", "comma list of positive integers"),
-    Option("profile", "quick", "; ".join(f"{p.name}: {p.summary}" for p in config.PROFILES.values()),
+    Option("profile", "quick",
+           "; ".join(f"{p.name}: {p.summary}" for p in config.PROFILES.values()),
            ", ".join(config.PROFILES)),
-    Option("threads", None, "CPU threads for torch (torch.set_num_threads). Default: every core this process "
-           "may use", "a positive integer", "every core this process may use"),
+    Option("threads", None, "CPU threads for torch (torch.set_num_threads). Default: every core "
+           "this process may use", "a positive integer", "every core this process may use"),
     Option("optimizer", "adam", f"train-step optimizer ({', '.join(config.OPTIMIZERS)})",
            ", ".join(config.OPTIMIZERS)),
     Option("dataset", "synthetic", f"where batches come from ({', '.join(config.DATASETS)})",
            f"{', '.join(config.DATASETS)} (cifar10/mnist need --data-root)"),
     Option("data-root", None, "folder holding the dataset for --dataset cifar10/mnist", "a folder"),
-    Option("precision", "fp32", "comma list of fp32, tf32 (CUDA, TF32 matmuls and convolutions), bf16 (autocast), "
-           "fp16 (autocast + GradScaler)", ", ".join(config.PRECISIONS)),
-    Option("memory-format", "nchw", "comma list of nchw, channels_last", ", ".join(config.MEMORY_FORMATS)),
-    Option("compile", "off", "comma list of off, on (torch.compile; compile time stored apart, never timed)",
-           ", ".join(config.COMPILE)),
-    Option("case-timeout", None, "seconds after which a case that has not ended fails as hung (one line naming "
-           "it) and the run goes on. Default: the profile's (quick 300, full 1800)", "a positive number of seconds",
-           "the profile's limit"),
-    Option("cross-check", "off", "on: after timing, also time cases of >= 1 ms with CUDA events (perf_counter "
-           "on the CPU) and store that median beside the suite's (extra_info cross_check)", "off, on"),
+    Option("precision", "fp32", "comma list of fp32, tf32 (CUDA, TF32 matmuls and convolutions), "
+           "bf16 (autocast), fp16 (autocast + GradScaler)", ", ".join(config.PRECISIONS)),
+    Option("memory-format", "nchw", "comma list of nchw, channels_last",
+           ", ".join(config.MEMORY_FORMATS)),
+    Option("compile", "off", "comma list of off, on (torch.compile; compile time stored apart, "
+           "never timed)", ", ".join(config.COMPILE)),
+    Option("case-timeout", None, "seconds after which a case that has not ended fails as hung (one "
+           "line naming it) and the run goes on. Default: the profile's (quick 300, full 1800)",
+           "a positive number of seconds", "the profile's limit"),
+    Option("cross-check", "off", "on: after timing, also time cases of >= 1 ms with CUDA events "
+           "(perf_counter on the CPU) and store that median beside the suite's (extra_info "
+           "cross_check)", "off, on"),
     Option("cases", "all", "all, or gate: only the gate set, the cases a bench marks with "
            "@pytest.mark.gate(**params)", ", ".join(CASE_SETS)),
 )
 BY_DEST = {o.dest: o for o in OPTIONS}
-# Axes of the `case` fixture, in test-id order. A value equal to its option's default stays out of the id,
-# so kerascnn-cuda-bs128 keeps its id when bf16 cases (kerascnn-cuda-bs128-bf16) join the sweep.
+# Axes of the `case` fixture, in test-id order. A value equal to its option's default stays out of
+# the id, so kerascnn-cuda-bs128 keeps its id when bf16 cases (kerascnn-cuda-bs128-bf16) join the
+# sweep.
 CASE_AXES = ("model", "device", "batch_size", "precision", "memory_format", "compile")
 DEFAULTS = {o.dest: o.default for o in OPTIONS}
 
 
 def add_options(addoption: Callable[..., object]):
-    """Declare every option with `addoption`: a pytest option group's, or an argparse parser's add_argument."""
+    """Declare every option with `addoption`: a pytest option group's, or an argparse parser's
+    add_argument."""
     for o in OPTIONS:
         addoption(o.flag, dest=o.dest, default=o.default, help=o.help_text)
 
@@ -108,8 +114,10 @@ class Settings:
     compile: list[str] = field(default_factory=lambda: ["off"])
     cases: str = "all"                # "gate": only the gate set
     case_timeout: float | None = None  # seconds; None: the profile's
-    cross_check: bool = False          # time cases of >= 1 ms a second way too (fixtures.cross_check)
-    cpu_subset: bool = False           # --device auto --profile full with an accelerator: config.CPU_SUBSET
+    cross_check: bool = False          # time cases of >= 1 ms a second way too
+                                       # (fixtures.cross_check)
+    cpu_subset: bool = False           # --device auto --profile full with an accelerator:
+                                       # config.CPU_SUBSET
 
     @property
     def timeout_s(self) -> float:
@@ -119,7 +127,8 @@ class Settings:
     def axis_values(self) -> dict[str, list]:
         """The values each case axis sweeps, by fixture name."""
         return {"model": self.models, "device": self.devices, "batch_size": self.batch_sizes,
-                "precision": self.precisions, "memory_format": self.memory_formats, "compile": self.compile}
+                "precision": self.precisions, "memory_format": self.memory_formats,
+                "compile": self.compile}
 
 
 def choices(what: str, spec: str, valid) -> list[str]:
@@ -154,9 +163,11 @@ def positive_seconds(what: str, text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise AxisError(f"{what} {text!r} is not a number (valid: a positive number of seconds)") from None
+        raise AxisError(f"{what} {text!r} is not a number "
+                        "(valid: a positive number of seconds)") from None
     if not value > 0 or value == float("inf"):
-        raise AxisError(f"{what} {text} is not a positive finite number (valid: a positive number of seconds)")
+        raise AxisError(f"{what} {text} is not a positive finite number "
+                        "(valid: a positive number of seconds)")
     return value
 
 

@@ -1,1 +1,2 @@
-"""Which commit, which operator: the interleaved A/B, bisect, explain and the gate measuring itself."""
+"""Which commit, which operator: the interleaved A/B, bisect, explain and the gate measuring
+itself."""

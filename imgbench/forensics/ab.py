@@ -1,8 +1,9 @@
 """Interleaved A/B: the same cases of two versions (two git refs, or two Python environments) timed
 burst by burst in one job. Each side is one long-lived worker process running its own tree's benches
-under pytest (the worker plugin, workers/ab_worker.py), so each version builds its cases its own way; the coordinator here walks
-both workers through the matched cases together and, per case, alternates short bursts of calls
-between them in counterbalanced order (ABBA...), pairing adjacent bursts.
+under pytest (the worker plugin, workers/ab_worker.py), so each version builds its cases its own
+way; the coordinator here walks both workers through the matched cases together and, per case,
+alternates short bursts of calls between them in counterbalanced order (ABBA...), pairing adjacent
+bursts.
 
 Why: on a 2-core runner the host moves a case 15-28% between processes and in regimes lasting
 seconds; bursts of ~50 ms, paired back to back, see the same regime. A pair's log-ratio is
@@ -35,7 +36,8 @@ from imgbench.hw import contention
 from imgbench.judge import stats, verdict
 from imgbench.judge.verdict import Verdict
 
-BURST_S = 0.05       # a burst this long (at least one call): timer-safe, short next to the host's regimes
+# a burst this long (at least one call): timer-safe, short next to the host's regimes
+BURST_S = 0.05
 LEAD_BELOW_S = 0.1   # calls shorter than this get one untimed call at the head of each burst
 MIN_PAIRS, MAX_PAIRS = 12, 300  # 12: the exact test can reach alpha 0.01 over a dozen cases (2^-12)
 SCREEN_P = 0.10      # a first set this suggestive of a slowdown earns the second set
@@ -54,9 +56,10 @@ class Matched:
 
 def match(base: list, cand: list) -> tuple[list[Matched], list[str], list[str]]:
     """Cases matched by test function and params (not by id: a renamed id still matches), in the
-    candidate's order; and the node ids of one side with no single match on the other (a test function
-    and params found twice on a side, in two files, is not paired at all)."""
-    twice = {k for side in (base, cand) for k, n in Counter(case_key(f, p) for _, f, p in side).items() if n > 1}
+    candidate's order; and the node ids of one side with no single match on the other (a test
+    function and params found twice on a side, in two files, is not paired at all)."""
+    twice = {k for side in (base, cand)
+             for k, n in Counter(case_key(f, p) for _, f, p in side).items() if n > 1}
     by_key = {case_key(f, p): nid for nid, f, p in base if case_key(f, p) not in twice}
     cand_keys = {case_key(f, p) for _, f, p in cand if case_key(f, p) not in twice}
     both = [Matched(nid.rsplit("::", 1)[-1], by_key[case_key(f, p)], nid) for nid, f, p in cand
@@ -89,7 +92,8 @@ class Trial:
 
 
 class Pairing:
-    """Both workers at one case: calibrated bursts, then pairs of bursts in counterbalanced order."""
+    """Both workers at one case: calibrated bursts, then pairs of bursts in counterbalanced
+    order."""
 
     def __init__(self, m: Matched, base: Worker, cand: Worker, rng: random.Random):
         self.m, self.base, self.cand, self.rng = m, base, cand, rng
@@ -98,17 +102,19 @@ class Pairing:
         first = [self._burst(w) for w in (base, cand)]
         wall_per_call = (time.monotonic() - started) / (2 * (self.lead + self.calls))
         self.call_s = max(float(np.median(f)) for f in first)
-        if self.replayed:  # each call reruns the test body (a torchrun launch): one per burst, no lead
+        if self.replayed:
+            # each call reruns the test body (a torchrun launch): one per burst, no lead
             self.lead, self.calls = 0, 1
         else:
             self.lead = 1 if self.call_s < LEAD_BELOW_S else 0
             self.calls = max(1, round(BURST_S / max(self.call_s, 1e-9)))
-        self.pair_s = 2 * (self.lead + self.calls) * max(wall_per_call, self.call_s)  # what a pair costs here
+        # what a pair costs here
+        self.pair_s = 2 * (self.lead + self.calls) * max(wall_per_call, self.call_s)
         self.cand_median = float(np.median(first[1]))
 
     def _burst(self, w: Worker, extra: float = 0.0) -> list[float]:
-        """One burst on `w`: `lead` untimed calls (the worker was idle: caches and threads went cold), then
-        `calls` timed ones."""
+        """One burst on `w`: `lead` untimed calls (the worker was idle: caches and threads went
+        cold), then `calls` timed ones."""
         w.send("burst", self.lead + self.calls, extra)
         msg = w.recv()
         if msg[0] == "error":
@@ -122,8 +128,8 @@ class Pairing:
         return int(min(MAX_PAIRS, max(MIN_PAIRS, math.ceil(budget_s / self.pair_s))))
 
     def trial(self, pairs: int, slowdown: float = 0.0, screen: bool = True) -> Trial:
-        """`pairs` pairs (twice as many if the first set looks slower), the candidate's calls slowed by
-        `slowdown` times its median call (gate-check's injection; 0 in a real A/B)."""
+        """`pairs` pairs (twice as many if the first set looks slower), the candidate's calls slowed
+        by `slowdown` times its median call (gate-check's injection; 0 in a real A/B)."""
         extra = slowdown * self.cand_median
         t = Trial(self.m.name, [], [], [], self.calls, 0.0)
         start, snap = time.monotonic(), contention.snapshot()
@@ -133,7 +139,8 @@ class Pairing:
             self.add_pairs(t, pairs, extra)
             t.p_slower = stats.signed_rank_greater(t.d)
         t.p_faster = stats.signed_rank_greater(-np.asarray(t.d))
-        t.seconds, t.contention = time.monotonic() - start, contention.between(snap, contention.snapshot())
+        t.seconds, t.contention = (time.monotonic() - start,
+                                   contention.between(snap, contention.snapshot()))
         return t
 
     def add_pairs(self, t: Trial, pairs: int, extra: float = 0.0):
@@ -150,16 +157,17 @@ class Pairing:
 
 
 def decide(trials: list[Trial], alpha: float, min_effect: float) -> list[Verdict]:
-    """Verdicts for one job's trials: Holm over the job's cases, the Hodges-Lehmann ratio against the
-    minimum effect, its interval at the Bonferroni level; no verdict on a case under contention."""
+    """Verdicts for one job's trials: Holm over the job's cases, the Hodges-Lehmann ratio against
+    the minimum effect, its interval at the Bonferroni level; no verdict on a case under
+    contention."""
     slower = stats.holm([t.p_slower for t in trials], alpha)
     faster = stats.holm([t.p_faster for t in trials], alpha)
     out = []
     for t, s, f in zip(trials, slower, faster, strict=True):
         centre, lo, hi = stats.hodges_lehmann(t.d, 2 * alpha / len(trials))
         ratio, ci = math.exp(centre), (math.exp(lo), math.exp(hi))
-        v = Verdict(t.name, test_of(t.name), float(np.median(t.base)), float(np.median(t.cand)), ratio, ci,
-                    None, None, min_effect, verdict.judge(ratio, min_effect, s, f, ci))
+        v = Verdict(t.name, test_of(t.name), float(np.median(t.base)), float(np.median(t.cand)),
+                    ratio, ci, None, None, min_effect, verdict.judge(ratio, min_effect, s, f, ci))
         out.append(verdict.contended(v, contention.flag(t.contention)))
     return out
 
@@ -175,8 +183,9 @@ class Session:
     rng: random.Random               # the pair orders, from the run's seed
 
     def each(self) -> Iterator[tuple[Matched, Pairing | str]]:
-        """Per matched case: a Pairing while both workers hold it, or why it could not run. A consumer
-        whose trial raises CaseFailed catches it and goes on: the workers are let go all the same."""
+        """Per matched case: a Pairing while both workers hold it, or why it could not run. A
+        consumer whose trial raises CaseFailed catches it and goes on: the workers are let go all
+        the same."""
         workers = (self.base, self.cand)
         for m in self.cases:
             got = [(w, w.recv(START_S)) for w in workers]
@@ -192,8 +201,9 @@ class Session:
                     pairing = str(e)
                 yield m, pairing
             else:
-                yield m, "; ".join(sorted({f"{w.side.name}: " + (msg[2] if msg[0] == "ended" else
-                                                                  f"its session ended early ({w.tail()})")
+                yield m, "; ".join(sorted({f"{w.side.name}: "
+                                           + (msg[2] if msg[0] == "ended"
+                                              else f"its session ended early ({w.tail()})")
                                            for w, msg in ended}))
             for w, msg in got:
                 if msg[0] == "ready":
@@ -231,7 +241,8 @@ def session(base: Side, cand: Side, args: list[str], folder: Path, seed: int,
 
 
 def draw_seed(given: int | None) -> int:
-    """The seed given, or one drawn for this run (printed by the caller, so the run can be replayed)."""
+    """The seed given, or one drawn for this run (printed by the caller, so the run can be
+    replayed)."""
     return secrets.randbelow(2**31) if given is None else given
 
 
@@ -246,7 +257,8 @@ class Outcome:
     @property
     def broken(self) -> list[str]:
         """Cases the base runs and the candidate fails: no pass, whatever the times say."""
-        return [n for n, why in self.not_run.items() if "candidate: failed" in why and "base: failed" not in why]
+        return [n for n, why in self.not_run.items()
+                if "candidate: failed" in why and "base: failed" not in why]
 
 
 def run(base: Side, cand: Side, args: list[str], folder: Path, alpha: float = ALPHA,
@@ -261,7 +273,8 @@ def run(base: Side, cand: Side, args: list[str], folder: Path, alpha: float = AL
         for name, ids in (("base", s.only_base), ("candidate", s.only_cand)):
             if ids:
                 more = f" and {len(ids) - 10} more" if len(ids) > 10 else ""
-                note(f"only the {name} has {len(ids)} case(s), not compared: {', '.join(ids[:10])}{more}")
+                note(f"only the {name} has {len(ids)} case(s), not compared: "
+                     f"{', '.join(ids[:10])}{more}")
         note(f"{len(s.cases)} case(s) in both versions")
         for i, (m, p) in enumerate(s.each()):
             if isinstance(p, str):

@@ -1,22 +1,26 @@
-"""What got slower: one case's time per operator in two versions, from torch.profiler, and the difference.
+"""What got slower: one case's time per operator in two versions, from torch.profiler, and the
+difference.
 
-Each side is one pytest process running its own tree's benches (forensics.worker, as in `imgbench ab`) with the
-`profworker` plugin. Once both sides hold the case (after the bench's own warm-up, and `warmup` calls
-more), blocks of calls run under the profiler alternately on the two sides, in counterbalanced order
-(base, candidate; candidate, base; ...): on a host whose speed moves in regimes lasting seconds, the two
-blocks of a pair see the same regime. Per block and operator: its self time (self CPU time of the CPU
-operators; on a CUDA case the device's kernels) per step, and the block's wall time per step.
+Each side is one pytest process running its own tree's benches (forensics.worker, as in
+`imgbench ab`) with the `profworker` plugin. Once both sides hold the case (after the bench's own
+warm-up, and `warmup` calls more), blocks of calls run under the profiler alternately on the two
+sides, in counterbalanced order (base, candidate; candidate, base; ...): on a host whose speed
+moves in regimes lasting seconds, the two blocks of a pair see the same regime. Per block and
+operator: its self time (self CPU time of the CPU operators; on a CUDA case the device's kernels)
+per step, and the block's wall time per step.
 
-Per operator, the added time is the median over the pairs of (candidate - base) per step, and its share
-is that over the change in step time (the same median of the blocks' wall time per step).
+Per operator, the added time is the median over the pairs of (candidate - base) per step, and its
+share is that over the change in step time (the same median of the blocks' wall time per step).
 
 The noise rule: a line counts when its added time exceeds its noise, the larger of
 - Z standard errors of that median, from the spread of the pairs' differences (1.4826 x their median
   absolute deviation, so one pair hit by a regime switch does not widen it; the standard error of a
   median is 1.2533 x spread / sqrt(pairs)), and
-- FLOOR of the base's step time: a process keeps some state of its own (where its allocations land), so two
-  processes of the same version differ by a small steady amount that the pairs' spread cannot see.
-An A/A (a version against itself) must show no line above its noise: tests/test_explain.py runs one."""
+- FLOOR of the base's step time: a process keeps some state of its own (where its allocations
+  land), so two processes of the same version differ by a small steady amount that the pairs'
+  spread cannot see.
+An A/A (a version against itself) must show no line above its noise: tests/test_explain.py runs
+one."""
 
 from __future__ import annotations
 
@@ -44,7 +48,8 @@ PAIRS = config.EXPLAIN_PAIRS  # pairs of blocks
 WARMUP = config.EXPLAIN_WARMUP
 BLOCK_S = 0.2     # calls per block: about this long (at least one call)
 MAX_STEPS = 200
-Z = 4.0           # standard errors: over the few dozen operators of a case, an A/A line beyond is rare
+# standard errors: over the few dozen operators of a case, an A/A line beyond is rare
+Z = 4.0
 FLOOR = 0.02      # share of the base's step time below which no line counts
 FORMAT, VERSION = "imgbench-explain-ops", 1
 PLUGIN = "imgbench_profworker"
@@ -76,24 +81,27 @@ class Profile:
 
 def save(p: Profile, path: Path):
     with atomic.written(path) as tmp:
-        tmp.write_text(json.dumps({"format": FORMAT, "format_version": VERSION, **asdict(p)}, indent=1))
+        tmp.write_text(json.dumps({"format": FORMAT, "format_version": VERSION, **asdict(p)},
+                                  indent=1))
 
 
 def load(path: str | Path) -> Profile:
     """A profile explain saved; anything else is one line naming the file and what it should be."""
-    bad = f"{path}: not an operator table written by imgbench explain (give its base.ops.json and candidate.ops.json)"
+    bad = (f"{path}: not an operator table written by imgbench explain "
+           "(give its base.ops.json and candidate.ops.json)")
     try:
         raw = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise ExplainError(f"{path}: no such file (give the base.ops.json and candidate.ops.json explain wrote)") \
-            from None
+        raise ExplainError(f"{path}: no such file (give the base.ops.json and candidate.ops.json "
+                           "explain wrote)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         raise ExplainError(bad) from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT or not isinstance(raw.get("format_version"), int):
+    if (not isinstance(raw, dict) or raw.get("format") != FORMAT
+            or not isinstance(raw.get("format_version"), int)):
         raise ExplainError(bad)
     if raw["format_version"] > VERSION:
-        raise ExplainError(f"{path}: written by a newer imgbench (table version {raw['format_version']}; this one "
-                           f"reads up to {VERSION})")
+        raise ExplainError(f"{path}: written by a newer imgbench (table version "
+                           f"{raw['format_version']}; this one reads up to {VERSION})")
     try:
         p = Profile(**{k: raw[k] for k in Profile.__dataclass_fields__ if k in raw})
         ok = (p.device in METRIC and p.steps >= 1 and len(p.step_s) == len(p.ops) > 0
@@ -129,30 +137,35 @@ class Diff:
     lines: list[Line]          # every operator, the most added time first
 
     def share(self, line: Line) -> float | None:
-        """The line's share of the change in step time; None when the step time did not change beyond its noise."""
+        """The line's share of the change in step time; None when the step time did not change
+        beyond its noise."""
         return line.added_s / self.step.added_s if self.step.above else None
 
 
 def noise(d: np.ndarray, base_step_s: float) -> float:
-    """The noise rule (module docstring): Z standard errors of the median of `d`, at least FLOOR of the step."""
+    """The noise rule (module docstring): Z standard errors of the median of `d`, at least FLOOR of
+    the step."""
     spread = 1.4826 * float(np.median(np.abs(d - np.median(d)))) if len(d) > 1 else 0.0
     return max(Z * 1.2533 * spread / math.sqrt(len(d)), FLOOR * base_step_s)
 
 
 def _line(name: str, b: np.ndarray, c: np.ndarray, base_step_s: float, calls=(0.0, 0.0)) -> Line:
-    return Line(name, float(np.median(b)), float(np.median(c)), float(np.median(c - b)), noise(c - b, base_step_s),
-                calls)
+    return Line(name, float(np.median(b)), float(np.median(c)), float(np.median(c - b)),
+                noise(c - b, base_step_s), calls)
 
 
 def diff(base: Profile, cand: Profile) -> Diff:
     """Block i of the base paired with block i of the candidate (as they ran, alternating)."""
     if base.device != cand.device:
-        raise ExplainError(f"the base was profiled on {base.device} and the candidate on {cand.device}: "
-                           "give two profiles of the same case on the same device")
+        raise ExplainError(f"the base was profiled on {base.device} and the candidate on "
+                           f"{cand.device}: give two profiles of the same case on the same "
+                           "device")
     n = min(len(base.step_s), len(cand.step_s))
-    step = _line("step time", np.array(base.step_s[:n]), np.array(cand.step_s[:n]), float(np.median(base.step_s[:n])))
+    step = _line("step time", np.array(base.step_s[:n]), np.array(cand.step_s[:n]),
+                 float(np.median(base.step_s[:n])))
     names = sorted({k for p in (base, cand) for b in p.ops[:n] for k in b})
-    lines = [_line(k, base.per_step(k, n), cand.per_step(k, n), step.base_s, (base.calls(k, n), cand.calls(k, n)))
+    lines = [_line(k, base.per_step(k, n), cand.per_step(k, n), step.base_s,
+                   (base.calls(k, n), cand.calls(k, n)))
              for k in names]
     return Diff(base, cand, n, step, sorted(lines, key=lambda line: -line.added_s))
 
@@ -179,15 +192,17 @@ def render(d: Diff, markdown: bool = False, notes: list[str] = ()) -> str:
     """The lines above their noise, the step time, what stayed within the noise, and any notes."""
     head = ["operator", "base", "candidate", "added", "share", "calls/step", "noise"]
     rows = [[_name(x.name, markdown), _time(x.base_s), _time(x.cand_s), _signed(x.added_s),
-             "-" if (s := d.share(x)) is None else f"{100 * s:+.0f}%", _calls(x.calls), table.seconds(x.noise_s)]
+             "-" if (s := d.share(x)) is None else f"{100 * s:+.0f}%", _calls(x.calls),
+             table.seconds(x.noise_s)]
             for x in d.lines if x.above]
     steps = d.base.steps if d.base.steps == d.cand.steps else f"{d.base.steps} and {d.cand.steps}"
     title = (f"{d.cand.case}: {METRIC[d.cand.device]} per step, base {d.base.version} vs candidate "
              f"{d.cand.version}; {d.pairs} pair(s) of blocks of {steps} step(s)")
     s = d.step
     out = [f"step time (wall, under the profiler): base {table.seconds(s.base_s)}, candidate "
-           f"{table.seconds(s.cand_s)}, {_signed(s.added_s)} ({100 * s.added_s / s.base_s:+.1f}%), noise "
-           f"{table.seconds(s.noise_s)}" + ("" if s.above else ": no change beyond the noise, so no shares")]
+           f"{table.seconds(s.cand_s)}, {_signed(s.added_s)} ({100 * s.added_s / s.base_s:+.1f}%), "
+           f"noise {table.seconds(s.noise_s)}"
+           + ("" if s.above else ": no change beyond the noise, so no shares")]
     within = [x for x in d.lines if not x.above]
     if rows:
         out.append(f"{len(rows)} operator(s) above their noise, {len(within)} within it")
@@ -197,22 +212,23 @@ def render(d: Diff, markdown: bool = False, notes: list[str] = ()) -> str:
         out.append(f"only {d.pairs} pair(s) of blocks: the noise is barely estimated")
     out += list(notes)
     if markdown:
-        return "\n".join([f"**imgbench explain** {title}", "", *([table.render(head, rows, True), ""] if rows else [])]
+        return "\n".join([f"**imgbench explain** {title}", "",
+                          *([table.render(head, rows, True), ""] if rows else [])]
                          + [f"- {line}" for line in out])
     return "\n".join([title, *([table.render(head, rows)] if rows else []), *out])
 
 
 def select(case: str, listed: list[str], side: str) -> str:
-    """The node id of the one case CASE names among a side's collected node ids: pytest's -k narrowed them
-    already; a test id or node id equal to CASE wins over cases it only matches."""
+    """The node id of the one case CASE names among a side's collected node ids: pytest's -k
+    narrowed them already; a test id or node id equal to CASE wins over cases it only matches."""
     exact = [nid for nid in listed if case == nid or nid.endswith("::" + case)]
     found = exact or listed
     if len(found) == 1:
         return found[0]
     if not found:
         raise ExplainError(f"the {side} has no case matching {case!r} (give a test id such as "
-                           "test_forward[kerascnn-cpu-bs32], or a -k expression, with the axis options that "
-                           "make it, e.g. --device cpu)")
+                           "test_forward[kerascnn-cpu-bs32], or a -k expression, with the axis "
+                           "options that make it, e.g. --device cpu)")
     more = f" and {len(found) - 5} more" if len(found) > 5 else ""
     raise ExplainError(f"{case!r} matches {len(found)} cases of the {side}: "
                        f"{', '.join(n.rsplit('::', 1)[-1] for n in found[:5])}{more} (name one)")
@@ -229,7 +245,8 @@ class Outcome:
         if self.diff is not None:
             return render(self.diff, markdown, notes)
         if markdown:
-            return "\n".join([f"**imgbench explain** {self.case}: not profiled", ""] + [f"- {x}" for x in notes])
+            return "\n".join([f"**imgbench explain** {self.case}: not profiled", ""]
+                             + [f"- {x}" for x in notes])
         return "\n".join([f"{self.case}: not profiled", *notes])
 
 
@@ -256,12 +273,13 @@ class _Run:
             msg = w.recv(START_S)
             if msg[0] != "ready":
                 why = msg[2] if msg[0] == "ended" else "its session ended"
-                raise ExplainError(f"the {w.side.name} did not reach the benchmark call of {self.case}: {why}")
+                raise ExplainError(f"the {w.side.name} did not reach the benchmark call of "
+                                   f"{self.case}: {why}")
             self.cuda[w.side.name] = msg[2]
 
     def warm_up(self, calls: int):
-        """`calls` calls and one profiled call per side (the profiler's own start-up), then the block size from
-        the slower side's median call (without warm-up calls: its profiled call)."""
+        """`calls` calls and one profiled call per side (the profiler's own start-up), then the
+        block size from the slower side's median call (without warm-up calls: its profiled call)."""
         per_call = []
         for w in self.workers:
             times = self._ask(w, "warmup", calls)[0] if calls else []
@@ -289,15 +307,26 @@ class _Run:
         return Profile(name, self.case, version, "cuda" if self.cuda[name] else "cpu", self.steps,
                        [b[0] for b in blocks], [b[1] for b in blocks], trace)
 
+    def save_profiles(self, versions: tuple[str, str], pairs: int) -> list[Profile]:
+        """Both sides' profiles (base, candidate) of their first `pairs` blocks, each saved into
+        `out` as <side>.ops.json."""
+        profiles = [self.profile(name, version, pairs)
+                    for name, version in zip(("base", "candidate"), versions, strict=True)]
+        for p in profiles:
+            save(p, self.out / f"{p.side}.ops.json")
+        return profiles
+
 
 def run(case: str, base: Side, cand: Side, args: list[str], folder: Path, out: Path,
-        versions: tuple[str, str], pairs: int = PAIRS, warmup: int = WARMUP, max_seconds: float | None = None,
-        note: Callable[[str], None] = lambda s: None) -> Outcome:
-    """`imgbench explain`: both sides profiled in pairs of blocks; the operator tables and traces written
-    into `out`. Past `max_seconds` the workers are stopped, and the outcome says how far it got."""
+        versions: tuple[str, str], pairs: int = PAIRS, warmup: int = WARMUP,
+        max_seconds: float | None = None, note: Callable[[str], None] = lambda s: None) -> Outcome:
+    """`imgbench explain`: both sides profiled in pairs of blocks; the operator tables and traces
+    written into `out`. Past `max_seconds` the workers are stopped, and the outcome says how far it
+    got."""
     began = time.monotonic()
     ab.copy_plugin(folder)  # the profile worker imports the A/B worker's hooks
-    shutil.copyfile(Path(__file__).parent / "workers" / "profile_worker.py", folder / f"{PLUGIN}.py")
+    shutil.copyfile(Path(__file__).parent / "workers" / "profile_worker.py",
+                    folder / f"{PLUGIN}.py")
     args = [*args, "-k", case.rsplit("::", 1)[-1]]  # a node id's last part is what -k matches
     workers: list[Worker] = []
     cut = threading.Event()
@@ -328,7 +357,8 @@ def run(case: str, base: Side, cand: Side, args: list[str], folder: Path, out: P
         busy = contention.flag(contention.between(snap, contention.snapshot()))
     except WorkerStopped as e:
         if not cut.is_set():  # its log is copied into `out` below: the temporary one goes
-            raise ExplainError(str(e).replace(str(e.worker.log), str(out / f"{e.worker.side.name}.log"))) from None
+            raise ExplainError(str(e).replace(str(e.worker.log),
+                                              str(out / f"{e.worker.side.name}.log"))) from None
     finally:
         if watchdog:
             watchdog.cancel()
@@ -345,7 +375,5 @@ def run(case: str, base: Side, cand: Side, args: list[str], folder: Path, out: P
         notes.append(f"{busy}: the noise is wider, so fewer lines stand out")
     if not done:
         return Outcome(case, None, notes)
-    profiles = [r.profile(name, version, done) for name, version in zip(("base", "candidate"), versions, strict=True)]
-    for p in profiles:
-        save(p, out / f"{p.side}.ops.json")
+    profiles = r.save_profiles(versions, done)
     return Outcome(case, diff(*profiles), notes)

@@ -2,8 +2,8 @@
 worker running a checkout of the base ref and a candidate worker running this tree, both separate
 pytest processes. In each job every case runs one trial per effect (in random order): A/A (nothing
 injected) and the injected slowdowns, where the candidate's worker spins for `effect` times the
-case's median call after each call (after the device sync, inside the clock). Each effect's trials of
-one job are decided together exactly as `imgbench ab` decides a job (Holm over the cases), so:
+case's median call after each call (after the device sync, inside the clock). Each effect's trials
+of one job are decided together exactly as `imgbench ab` decides a job (Holm over the cases), so:
 
 - job-level false alarms: the share of jobs whose A/A trials flagged any case a regression;
 - detection: the share of (job, case) trials with a slowdown flagged a regression;
@@ -115,9 +115,11 @@ def render(m: Measured, markdown: bool = False) -> str:
     head = ["injected", "jobs with a regression", "trials called a regression", "contended trials"]
     rows = [["none (A/A)" if e == 0 else f"+{e:.0%}", _rate(*t.rate(job=True)), _rate(*t.rate()),
              f"{t.contended}/{t.trials}"] for e, t in sorted(m.tallies.items())]
-    per_case = table.render(["case", "sd of pair log-ratios (median)", "pairs (mean)", "seconds per trial (mean)"],
-                            [[name, f"{np.median(c.sds):.3f}", f"{np.mean(c.pairs):.0f}", f"{np.mean(c.seconds):.1f}"]
-                             for name, c in m.cases.items()], markdown)
+    per_case = table.render(["case", "sd of pair log-ratios (median)", "pairs (mean)",
+                             "seconds per trial (mean)"],
+                            [[name, f"{np.median(c.sds):.3f}", f"{np.mean(c.pairs):.0f}",
+                              f"{np.mean(c.seconds):.1f}"] for name, c in m.cases.items()],
+                            markdown)
     jobs = (f"{len(m.job_seconds)} job(s), {np.mean(m.job_seconds):.0f} s each on average; seeds "
             f"{m.seeds[0]}-{m.seeds[-1]}" if m.job_seconds else "no job ran")
     return "\n".join([table.render(head, rows, markdown), "", per_case, "", jobs])
@@ -125,11 +127,13 @@ def render(m: Measured, markdown: bool = False) -> str:
 
 @contextmanager
 def hog(on: bool):
-    """A CPU-bound process outside this process tree (re-parented away by a shell), for the run's length."""
+    """A CPU-bound process outside this process tree (re-parented away by a shell), for the run's
+    length."""
     if not on:
         yield None
         return
-    pid = subprocess.run(["sh", "-c", f"'{sys.executable}' -c 'while True: pass' >/dev/null 2>&1 & echo $!"],
+    pid = subprocess.run(["sh", "-c",
+                          f"'{sys.executable}' -c 'while True: pass' >/dev/null 2>&1 & echo $!"],
                          capture_output=True, text=True, check=True).stdout.strip()
     try:
         yield int(pid)

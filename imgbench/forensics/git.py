@@ -1,6 +1,6 @@
-"""Git, in one place: every ref resolved to a commit before use (options ended before the ref, so a ref
-that looks like an option is a bad ref, never an option), the commits of a range along first parents,
-and checkouts aside (worktrees) that are removed whatever ends the block that made them."""
+"""Git, in one place: every ref resolved to a commit before use (options ended before the ref, so a
+ref that looks like an option is a bad ref, never an option), the commits of a range along first
+parents, and checkouts aside (worktrees) that are removed whatever ends the block that made them."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def toplevel(here: Path) -> Path:
 
 
 def resolve(repo: Path, ref: str, role: str) -> str:
-    """The commit `ref` names in `repo`, as a full hash; `role` names the ref in the error ("--base")."""
+    """The commit `ref` names in `repo`, as a full hash; `role` names the ref in the error
+    ("--base")."""
     proc = run(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
     if proc.returncode:
         raise GitError(f"{role} {ref!r} is not a commit of {repo} (give a commit, branch or tag)")
@@ -48,7 +49,8 @@ class Commit:
     subject: str
 
     def __str__(self) -> str:
-        subject = self.subject if len(self.subject) <= SUBJECT else self.subject[:SUBJECT - 3] + "..."
+        subject = (self.subject if len(self.subject) <= SUBJECT
+                   else self.subject[:SUBJECT - 3] + "...")
         return f'{self.short} "{subject}"'
 
 
@@ -67,14 +69,16 @@ def first_parent_line(repo: Path, good: str, bad: str) -> list[Commit]:
     """GOOD, then the commits after it up to BAD along BAD's first parents."""
     g, b = resolve(repo, good, "GOOD"), resolve(repo, bad, "BAD")
     if g == b:
-        raise GitError(f"GOOD {good!r} and BAD {bad!r} are the same commit ({g[:7]}): nothing to bisect")
+        raise GitError(f"GOOD {good!r} and BAD {bad!r} are the same commit ({g[:7]}): "
+                       "nothing to bisect")
     if run(repo, "merge-base", "--is-ancestor", g, b).returncode:
-        raise GitError(f"GOOD {good!r} ({g[:7]}) is not an ancestor of BAD {bad!r} ({b[:7]}): give a GOOD "
-                       "from the history that leads to BAD")
+        raise GitError(f"GOOD {good!r} ({g[:7]}) is not an ancestor of BAD {bad!r} ({b[:7]}): "
+                       "give a GOOD from the history that leads to BAD")
     after = log(repo, "--first-parent", "--reverse", f"{g}..{b}")
     if after[0].parent != g:
-        raise GitError(f"GOOD {good!r} ({g[:7]}) came into BAD {bad!r} ({b[:7]}) through a merge, off its "
-                       f"first-parent line: give a GOOD from `git log --first-parent {bad}`")
+        raise GitError(f"GOOD {good!r} ({g[:7]}) came into BAD {bad!r} ({b[:7]}) through a merge, "
+                       "off its first-parent line: give a GOOD from "
+                       f"`git log --first-parent {bad}`")
     return log(repo, "-1", g) + after
 
 
@@ -85,7 +89,8 @@ def short_head(tree: Path) -> str:
 
 
 def add_worktree(repo: Path, sha: str, into: Path) -> Path:
-    """A detached checkout of the resolved commit `sha` at `into` (the current checkout's files untouched)."""
+    """A detached checkout of the resolved commit `sha` at `into` (the current checkout's files
+    untouched)."""
     proc = run(repo, "worktree", "add", "--detach", str(into), sha)
     if proc.returncode != 0:
         why = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "git failed"
@@ -99,7 +104,8 @@ def remove_worktree(repo: Path, path: Path):
 
 @contextmanager
 def checkout(repo: Path, ref: str, into: Path, role: str) -> Iterator[Path]:
-    """`ref` (resolved first: `role` names it in the error) checked out at `into` for the block's length."""
+    """`ref` (resolved first: `role` names it in the error) checked out at `into` for the block's
+    length."""
     sha = resolve(repo, ref, role)
     try:  # from before git starts: an interrupted checkout is removed too
         yield add_worktree(repo, sha, into)

@@ -1,7 +1,7 @@
-"""The worker processes of a paired run (ab, bisect, explain, gate-check): one pytest process per side
-running that side's own tree's benches under a worker plugin (forensics/workers/), each connected to
-the coordinator by a socket of its own. Both sides start at once (each takes seconds to import torch
-and collect), and each is stopped with everything it started."""
+"""The worker processes of a paired run (ab, bisect, explain, gate-check): one pytest process per
+side running that side's own tree's benches under a worker plugin (forensics/workers/), each
+connected to the coordinator by a socket of its own. Both sides start at once (each takes seconds to
+import torch and collect), and each is stopped with everything it started."""
 
 from __future__ import annotations
 
@@ -25,13 +25,15 @@ START_S = 600        # a worker that has not reached its first case by then is s
 WORKER_ENV = {
     "OMP_WAIT_POLICY": "PASSIVE",  # an idle worker's OpenMP threads sleep instead of spinning
     # A fixed malloc: no dynamic mmap threshold, no trimming. Else each process settles into its own
-    # allocation pattern (page faults per call or none), which biased measured pairs of processes by 10-25%.
-    # (Threads bound to cores, OMP_PROC_BIND, also steadied pairs, but pins forked DataLoader workers and
-    # torchrun ranks to the first core: not the workload a run times.)
+    # allocation pattern (page faults per call or none), which biased measured pairs of processes by
+    # 10-25%. (Threads bound to cores, OMP_PROC_BIND, also steadied pairs, but pins forked
+    # DataLoader workers and torchrun ranks to the first core: not the workload a run times.)
     "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=2147483647",
 }
-EXCEPTION = re.compile(r"^E\s+(\w[\w.]*(?:Error|Exception)\b.*)")  # pytest's "E   SyntaxError: ..." line
-AB_PLUGIN = "imgbench_abworker"  # the A/B worker plugin's module name beside a run (workers/ab_worker.py)
+# pytest's "E   SyntaxError: ..." line
+EXCEPTION = re.compile(r"^E\s+(\w[\w.]*(?:Error|Exception)\b.*)")
+# the A/B worker plugin's module name beside a run (workers/ab_worker.py)
+AB_PLUGIN = "imgbench_abworker"
 
 
 class ABError(UserError):
@@ -49,13 +51,14 @@ def python_of(path: str | None) -> str:
     if path is None:
         return sys.executable
     if not Path(path).is_file() or not os.access(path, os.X_OK):
-        raise ABError(f"--base-python {path!r} is not an executable file (give the python executable of the "
-                      "other environment)")
+        raise ABError(f"--base-python {path!r} is not an executable file "
+                      "(give the python executable of the other environment)")
     return path
 
 
 class Worker:
-    """One pytest process running one side's tree, connected to the coordinator by its own socket."""
+    """One pytest process running one side's tree, connected to the coordinator by its own
+    socket."""
 
     def __init__(self, side: Side, args: list[str], folder: Path, plugin: str = AB_PLUGIN):
         self.side, self.args, self.folder, self.plugin = side, args, folder, plugin
@@ -70,12 +73,14 @@ class Worker:
                "-p", "no:cacheprovider", "-p", "no:xdist"]
         try:
             with open(self.log, "w") as log:
-                # Its own process group: stopping it stops what it started too (torchrun, loader workers).
-                self.proc = subprocess.Popen(cmd, cwd=side.tree, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                             start_new_session=True)
+                # Its own process group: stopping it stops what it started too
+                # (torchrun, loader workers).
+                self.proc = subprocess.Popen(cmd, cwd=side.tree, env=env, stdout=log,
+                                             stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as e:
             self.listener.close()
-            raise ABError(f"the {side.name} worker could not start {side.python}: {e.strerror or e}") from None
+            raise ABError(f"the {side.name} worker could not start {side.python}: "
+                          f"{e.strerror or e}") from None
         self.conn, self.finished = None, False
 
     def connect(self):
@@ -115,7 +120,8 @@ class Worker:
         return lines[-1] if lines else "no output"
 
     def kill(self):
-        """Its whole process group, at once (also from another thread: the main one then sees it gone)."""
+        """Its whole process group, at once (also from another thread: the main one then sees it
+        gone)."""
         with suppress(ProcessLookupError):  # the group is gone already
             os.killpg(self.proc.pid, signal.SIGKILL)
 
@@ -144,8 +150,8 @@ def unknown_options(worker: Worker) -> list[str]:
 
 
 def without(args: list[str], refused: list[str]) -> list[str]:
-    """`args` less the refused ones, matched in order (as pytest lists them), so that a value equal to
-    a refused one elsewhere (`--model all` beside a refused `--cases all`) stays."""
+    """`args` less the refused ones, matched in order (as pytest lists them), so that a value equal
+    to a refused one elsewhere (`--model all` beside a refused `--cases all`) stays."""
     out, j = [], 0
     for a in args:
         if j < len(refused) and a == refused[j]:
@@ -156,9 +162,10 @@ def without(args: list[str], refused: list[str]) -> list[str]:
 
 
 def connect(workers: list[Worker], i: int, note: Callable[[str], None]) -> None:
-    """Wait until workers[i] has collected its cases. A base whose pytest does not know options of its
-    arguments (exit 4, "unrecognized arguments": e.g. one the candidate's own conftest adds) is started
-    again without them, in its place in `workers`, with a note. A worker that fails is stopped."""
+    """Wait until workers[i] has collected its cases. A base whose pytest does not know options of
+    its arguments (exit 4, "unrecognized arguments": e.g. one the candidate's own conftest adds) is
+    started again without them, in its place in `workers`, with a note. A worker that fails is
+    stopped."""
     while True:
         w = workers[i]
         try:
@@ -177,7 +184,8 @@ def connect(workers: list[Worker], i: int, note: Callable[[str], None]) -> None:
 def start(sides: list[Side], args: list[str], folder: Path, note: Callable[[str], None],
           plugin: str = AB_PLUGIN, workers: list[Worker] | None = None) -> list[Worker]:
     """One worker per side on `args`, all started at once, returned once each has connected; if any
-    fails, every one is stopped. `workers`: the list to fill as they start (a watchdog may stop them)."""
+    fails, every one is stopped. `workers`: the list to fill as they start (a watchdog may stop
+    them)."""
     workers = [] if workers is None else workers
     try:
         for side in sides:
@@ -193,10 +201,13 @@ def start(sides: list[Side], args: list[str], folder: Path, note: Callable[[str]
 
 def collection_error(side: Side, args: list[str]) -> str:
     """Why pytest collects no case at `side`'s tree: the first error of a collection-only run."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(side.tree), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(side.tree),
+                                                        os.environ.get("PYTHONPATH")]))}
     try:
-        proc = subprocess.run([side.python, "-m", "pytest", str(side.tree / "benches"), *args, "--collect-only", "-q",
-                               "-p", "no:cacheprovider"], cwd=side.tree, env=env, capture_output=True, text=True,
+        proc = subprocess.run([side.python, "-m", "pytest", str(side.tree / "benches"), *args,
+                               "--collect-only", "-q", "-p", "no:cacheprovider"],
+                              cwd=side.tree, env=env, capture_output=True, text=True,
                               timeout=START_S)
     except subprocess.TimeoutExpired:
         return "its collection did not finish"

@@ -1,1 +1,2 @@
-"""The machine: devices, clocks that wait for them, numeric conditions, contention, environment, peaks."""
+"""The machine: devices, clocks that wait for them, numeric conditions, contention, environment,
+peaks."""

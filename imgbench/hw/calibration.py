@@ -1,6 +1,6 @@
 """What the hardware can do, measured here: a calibration matmul and convolution per device and
-precision, a large device-to-device copy on accelerators, and the harness's empty round. Results say how
-far they are from these limits."""
+precision, a large device-to-device copy on accelerators, and the harness's empty round. Results say
+how far they are from these limits."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from imgbench.hw.devices import synchronizer
 
 MATMUL_N = {"cpu": 1024, "default": 8192}  # big enough to fill the device, small enough to be quick
 COPY_BYTES = 1 << 30
-DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16,
+          "fp16": torch.float16}
 
 
 def _best(fn, sync, budget_s: float, min_reps: int = 3) -> float:
-    """Fastest of repeated synchronised calls (a peak, not a typical time), after one warm-up call."""
+    """Fastest of repeated synchronised calls (a peak, not a typical time), after one warm-up
+    call."""
     fn()
     best, spent, reps = float("inf"), 0.0, 0
     while reps < min_reps or spent < budget_s:
@@ -26,7 +28,8 @@ def _best(fn, sync, budget_s: float, min_reps: int = 3) -> float:
 
 
 def matmul_tflops(device: str, precision: str, budget_s: float = 0.3) -> float:
-    """Peak dense matmul rate in TFLOP/s for this device and precision (random data, never zeros)."""
+    """Peak dense matmul rate in TFLOP/s for this device and precision (random data, never
+    zeros)."""
     dev = torch.device(device)
     n = MATMUL_N.get(dev.type, MATMUL_N["default"])
     g = torch.Generator(device=dev).manual_seed(0)
@@ -49,7 +52,8 @@ def conv_tflops(device: str, precision: str, budget_s: float = 0.3) -> float:
     x = torch.randn(n, c, hw, hw, device=dev, dtype=DTYPES[precision], generator=g)
     w = torch.randn(c, c, 3, 3, device=dev, dtype=DTYPES[precision], generator=g)
     with tf32(precision == "tf32"), torch.no_grad():
-        seconds = _best(lambda: torch.nn.functional.conv2d(x, w, padding=1), synchronizer(device), budget_s)
+        seconds = _best(lambda: torch.nn.functional.conv2d(x, w, padding=1), synchronizer(device),
+                        budget_s)
     return 2 * n * c * c * 9 * hw * hw / seconds / 1e12
 
 
@@ -82,7 +86,8 @@ class Peaks:
         return max(matmul[precision], conv[precision] or 0.0)
 
     def harness(self, device: str) -> float:
-        """Seconds of an empty timed round on the device (timing.harness_round_s), stored with the run."""
+        """Seconds of an empty timed round on the device (timing.harness_round_s), stored with the
+        run."""
         entry = self.measured.setdefault(device, {})
         if "harness_round_s" not in entry:
             entry["harness_round_s"] = timing.harness_round_s(device)

@@ -24,8 +24,9 @@ def tf32(enabled: bool) -> Iterator[None]:
 @contextlib.contextmanager
 def applied(device: str, precision: str, threads: int) -> Iterator[dict]:
     """Threads as chosen; on CUDA, cuDNN autotuning on and TF32 on only for the tf32 precision (fp32
-    means fp32, whatever torch's defaults); on the CPU, denormals flushed, since a fixed batch trains
-    towards tiny gradients whose denormal optimizer state would slow later rounds. Yields the record."""
+    means fp32, whatever torch's defaults); on the CPU, denormals flushed, since a fixed batch
+    trains towards tiny gradients whose denormal optimizer state would slow later rounds. Yields the
+    record."""
     on_cuda, want_tf32 = device.startswith("cuda"), precision == "tf32"
     cudnn = torch.backends.cudnn
     saved_threads, saved_benchmark = torch.get_num_threads(), cudnn.benchmark

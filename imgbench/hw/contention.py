@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROC = Path("/proc")
-FOREIGN_LIMIT = 0.10  # other processes using more than this share of all CPUs: no verdict on the case
+# other processes using more than this share of all CPUs: no verdict on the case
+FOREIGN_LIMIT = 0.10
 TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 # The machine's and the tree's counters are read at slightly different moments and each rounds to a
 # tick: a quiet 0.05 s window on 2 CPUs read 9% foreign from this alone, so flag() allows for it.
@@ -87,8 +88,8 @@ def snapshot(root: int | None = None) -> Snapshot:
 
 def between(a: Snapshot, b: Snapshot) -> dict:
     """What happened on the machine from `a` to `b`: shares of all CPUs' time (foreign_cpu: other
-    processes and the hypervisor's steal; steal alone), the share of wall time some task waited for a
-    CPU (psi_some), the 1-minute load average at `b`, and what could not be measured here."""
+    processes and the hypervisor's steal; steal alone), the share of wall time some task waited for
+    a CPU (psi_some), the 1-minute load average at `b`, and what could not be measured here."""
     seconds = max(b.wall - a.wall, 1e-9)
     capacity = seconds * TICK * (os.cpu_count() or 1)
     out: dict = {"seconds": round(seconds, 3)}
@@ -98,7 +99,8 @@ def between(a: Snapshot, b: Snapshot) -> dict:
         out["steal"] = round((b.steal - a.steal) / capacity, 4)
     if None not in (a.psi_some_us, b.psi_some_us):
         out["psi_some"] = round((b.psi_some_us - a.psi_some_us) / (seconds * 1e6), 4)
-    with contextlib.suppress(OSError, AttributeError):  # no load average (Windows has no os.getloadavg)
+    # no load average (Windows has no os.getloadavg)
+    with contextlib.suppress(OSError, AttributeError):
         out["load1"] = round(os.getloadavg()[0], 2)
     missing = [k for k in ("foreign_cpu", "steal", "psi_some", "load1") if k not in out]
     if missing:

@@ -1,4 +1,5 @@
-"""Device names -> torch devices: parsing and checking them, availability, synchronisation, names."""
+"""Device names -> torch devices: parsing and checking them, availability, synchronisation,
+names."""
 
 from __future__ import annotations
 

@@ -26,9 +26,11 @@ def _driver_version() -> str | None:
 
 
 def fingerprint(env: dict) -> str:
-    """Machine class (machine_class.fingerprint): CPU model, family and model ids, cores; each GPU model and count."""
+    """Machine class (machine_class.fingerprint): CPU model, family and model ids, cores; each GPU
+    model and count."""
     cpu = env["cpu"]
-    return machine_class.fingerprint(cpu["brand"], cpu["cores"], cpu.get("ids"), [g["name"] for g in env["gpus"]])
+    return machine_class.fingerprint(cpu["brand"], cpu["cores"], cpu.get("ids"),
+                                     [g["name"] for g in env["gpus"]])
 
 
 def environment(threads: int | None = None) -> dict:
@@ -39,13 +41,16 @@ def environment(threads: int | None = None) -> dict:
     for i in range(devices._gpu_count()):
         p = torch.cuda.get_device_properties(i)
         gpus.append({"index": i, "name": p.name, "memory_gib": round(p.total_memory / 2**30, 2),
-                     "capability": f"{p.major}.{p.minor}", "multiprocessors": p.multi_processor_count})
+                     "capability": f"{p.major}.{p.minor}",
+                     "multiprocessors": p.multi_processor_count})
     cudnn = torch.backends.cudnn
     # Flags as torch has them now: benchmark cases set their own and record them in extra_info.
     env = {
-        # ids recorded even when empty (no /proc/cpuinfo): a reader then knows not to add pytest-benchmark's
-        "cpu": {"brand": devices.cpu_brand(), "ids": machine_class.cpu_ids(), "cores": devices.usable_cores(),
-                "logical_cpus": os.cpu_count(), "machine": platform.machine()},
+        # ids recorded even when empty (no /proc/cpuinfo): a reader then knows not to add
+        # pytest-benchmark's
+        "cpu": {"brand": devices.cpu_brand(), "ids": machine_class.cpu_ids(),
+                "cores": devices.usable_cores(), "logical_cpus": os.cpu_count(),
+                "machine": platform.machine()},
         "threads": torch.get_num_threads() if threads is None else threads,
         "interop_threads": torch.get_num_interop_threads(),
         "python": platform.python_version(),
@@ -76,15 +81,18 @@ def describe(env: dict) -> str:
     ids = f", family {cpu['ids']['family']} model {cpu['ids']['model']}" if cpu.get("ids") else ""
     lines = [
         f"fingerprint  {env['fingerprint']}",
-        f"cpu          {cpu['brand']}{ids} ({cpu['cores']} usable cores, {cpu['logical_cpus']} logical)",
+        f"cpu          {cpu['brand']}{ids} ({cpu['cores']} usable cores, "
+        f"{cpu['logical_cpus']} logical)",
         f"threads      {env['threads']} (interop {env['interop_threads']})",
         f"python       {env['python']}",
         f"torch        {env['torch']} (CUDA {env['cuda'] or '-'}, cuDNN {env['cudnn'] or '-'})",
         f"torchvision  {env['torchvision']}",
     ]
     for g in env["gpus"]:
-        lines.append(f"gpu {g['index']}        {g['name']}, {g['memory_gib']} GiB, sm {g['capability']}")
-    lines.append(f"driver       {env['driver'] or 'unknown'}" if env["gpus"] else "gpu          none")
+        lines.append(f"gpu {g['index']}        {g['name']}, {g['memory_gib']} GiB, "
+                     f"sm {g['capability']}")
+    lines.append(f"driver       {env['driver'] or 'unknown'}" if env["gpus"]
+                 else "gpu          none")
     lines.append("flags        " + ", ".join(f"{k}={v}" for k, v in env["flags"].items()))
     lines.append(f"devices      {', '.join(devices.available())}")
     return "\n".join(lines)

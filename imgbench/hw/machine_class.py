@@ -1,5 +1,5 @@
-"""The machine class (fingerprint): which stored runs may be compared on absolute times. It names the
-CPU model, its vendor family and model ids (a masked name such as "AMD EPYC" covers every EPYC
+"""The machine class (fingerprint): which stored runs may be compared on absolute times. It names
+the CPU model, its vendor family and model ids (a masked name such as "AMD EPYC" covers every EPYC
 generation; the ids do not), the usable cores, and each GPU model with its count. Safe as a folder
 name, e.g. AMD_EPYC-f25m17-2c or Intel_R_Xeon_R_Platinum_8375C-f6m106-16c-NVIDIA_H100_80GB_HBM3-x2.
 No torch here: runs recorded before the ids were part of it get them from pytest-benchmark's own CPU
@@ -15,7 +15,8 @@ def slug(text: str) -> str:
 
 
 def cpu_ids(cpuinfo: str = "/proc/cpuinfo") -> dict:
-    """{"family": int, "model": int} of the first CPU, from /proc/cpuinfo; {} where it has none (macOS, arm)."""
+    """{"family": int, "model": int} of the first CPU, from /proc/cpuinfo; {} where it has none
+    (macOS, arm)."""
     ids = {}
     try:
         with open(cpuinfo) as f:
@@ -42,9 +43,9 @@ def fingerprint(brand: str, cores: int, ids: dict | None = None, gpu_names: list
 
 
 def of_run(machine_info: dict) -> str | None:
-    """The machine class of a stored run. A run recorded before the CPU ids were part of it gets them
-    from pytest-benchmark's machine_info.cpu when that has them, so old and new runs of one machine
-    still match; otherwise its stored fingerprint stands."""
+    """The machine class of a stored run. A run recorded before the CPU ids were part of it gets
+    them from pytest-benchmark's machine_info.cpu when that has them, so old and new runs of one
+    machine still match; otherwise its stored fingerprint stands."""
     stored = machine_info.get("fingerprint")
     env = machine_info.get("imgbench")
     cpu = env.get("cpu") if isinstance(env, dict) else None

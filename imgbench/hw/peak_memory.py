@@ -1,5 +1,6 @@
-"""Each case's peak memory: the CUDA caching allocator's peak, or on the CPU the growth of the process's
-peak resident set size over the case (Linux: VmHWM, reset through /proc/self/clear_refs)."""
+"""Each case's peak memory: the CUDA caching allocator's peak, or on the CPU the growth of the
+process's peak resident set size over the case (Linux: VmHWM, reset through
+/proc/self/clear_refs)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import torch
 
 
 class PeakMemory:
-    """Peak memory of one case: allocator peak on CUDA, growth of the process's peak RSS on the CPU."""
+    """Peak memory of one case: allocator peak on CUDA, growth of the process's peak RSS on the
+    CPU."""
 
     def __init__(self, device: str):
         self.device = torch.device(device)

@@ -17,7 +17,8 @@ class SyncTimer:
 
     def __init__(self, sync: Callable[[], None], label: str):
         self.sync = sync
-        self.__name__ = f"synchronized_perf_counter[{label}]"  # how pytest-benchmark names the timer
+        # how pytest-benchmark names the timer
+        self.__name__ = f"synchronized_perf_counter[{label}]"
 
     def __call__(self) -> float:
         self.sync()
@@ -53,16 +54,17 @@ def timer_for(device: str) -> SyncTimer:
 
 
 def min_round_s(device: str) -> float | None:
-    """The shortest round pytest-benchmark may calibrate to on `device` (its min_time): None on the CPU,
-    where a round has no device synchronise to amortise."""
+    """The shortest round pytest-benchmark may calibrate to on `device` (its min_time): None on the
+    CPU, where a round has no device synchronise to amortise."""
     from imgbench.core.config import ACCELERATOR_MIN_ROUND_S
 
     return None if device == "cpu" else ACCELERATOR_MIN_ROUND_S
 
 
 def clocked(fn: Callable[[], object], sync: Callable[[], None]) -> float:
-    """Seconds of one call of `fn`, with the device synchronised before and after: the one timed-call
-    helper of the suite (warm-up, calibration peaks, the gate's own trials, ddp epochs)."""
+    """Seconds of one call of `fn`, with the device synchronised before and after: the one
+    timed-call helper of the suite (warm-up, calibration peaks, the gate's own trials, ddp
+    epochs)."""
     sync()
     start = time.perf_counter()
     fn()
@@ -71,14 +73,15 @@ def clocked(fn: Callable[[], object], sync: Callable[[], None]) -> float:
 
 
 def warm_up(fn: Callable[[], object], calls: int, sync: Callable[[], None]) -> list[float]:
-    """Run `fn` `calls` times (lazy init, autotuning, compilation, allocator growth), each synchronised;
-    return each call's seconds (the first includes whatever one-off cost the workload has)."""
+    """Run `fn` `calls` times (lazy init, autotuning, compilation, allocator growth), each
+    synchronised; return each call's seconds (the first includes whatever one-off cost the workload
+    has)."""
     return [clocked(fn, sync) for _ in range(calls)]
 
 
 def harness_round_s(device: str, rounds: int = 200) -> float:
-    """Median seconds of an empty timed round on `device` (the timer read twice, synchronising each time):
-    the fixed cost inside every round of every case."""
+    """Median seconds of an empty timed round on `device` (the timer read twice, synchronising each
+    time): the fixed cost inside every round of every case."""
     timer = timer_for(device)
     timer()
 
@@ -91,7 +94,8 @@ def harness_round_s(device: str, rounds: int = 200) -> float:
 
 def cross_check(fn: Callable[[], object], device: str, calls: int) -> dict:
     """`fn` timed a second way, outside pytest-benchmark: CUDA events around each call on a GPU (the
-    device's own clock), perf_counter around each synchronised call elsewhere. Returns the median."""
+    device's own clock), perf_counter around each synchronised call elsewhere. Returns the
+    median."""
     import torch
 
     from imgbench.hw.devices import synchronizer
@@ -111,4 +115,5 @@ def cross_check(fn: Callable[[], object], device: str, calls: int) -> dict:
         def once() -> float:
             return clocked(fn, sync)
         clock = "perf_counter"
-    return {"clock": clock, "median_s": statistics.median(once() for _ in range(calls)), "calls": calls}
+    return {"clock": clock, "median_s": statistics.median(once() for _ in range(calls)),
+            "calls": calls}

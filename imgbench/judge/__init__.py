@@ -1,1 +1,2 @@
-"""Verdicts from stored or paired timings: statistics, the decision rules, compare, speedups, change points. No torch."""
+"""Verdicts from stored or paired timings: statistics, the decision rules, compare, speedups, change
+points. No torch."""

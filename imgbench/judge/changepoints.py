@@ -1,23 +1,24 @@
 """Change points in stored history: where a case's time, or a GPU-over-CPU speedup, stepped to a new
 level and stayed there. numpy only.
 
-E-divisive means (Matteson & James 2014, distance exponent alpha = 1), as MongoDB's performance CI and
-Apache Otava use it. For a segment x, each split tau into a left part (m values) and a right part (k
-values) scores the scaled energy statistic
+E-divisive means (Matteson & James 2014, distance exponent alpha = 1), as MongoDB's performance CI
+and Apache Otava use it. For a segment x, each split tau into a left part (m values) and a right
+part (k values) scores the scaled energy statistic
 
     Q(tau) = m k / (m + k) * (2 * mean |left - right| - mean |within left| - mean |within right|)
 
-(the within means over distinct pairs). The best split is the tau of the largest Q; its p-value comes
-from a permutation test (p = (1 + #permutations whose best Q >= the observed one) / (1 + B)). Q is
-taken on the series' ranks, so the permutation null depends on the length alone and is computed once
-per length for every series of it (a thousand-run history tests its 170 series in seconds). A
+(the within means over distinct pairs). The best split is the tau of the largest Q; its p-value
+comes from a permutation test (p = (1 + #permutations whose best Q >= the observed one) / (1 + B)).
+Q is taken on the series' ranks, so the permutation null depends on the length alone and is computed
+once per length for every series of it (a thousand-run history tests its 170 series in seconds). A
 significant split is kept and both sides are searched again the same way (hierarchical bisection),
 each test at p_max. Matteson & James also maximise over where the right part ends (kappa); like
 MongoDB's implementation, kappa is always the segment's end.
 
 Each series is the log of one case's median time per run (scale-free: a 5% step is the same size on
-a 5 ms and a 5 s case), per machine class, run conditions and case, oldest first; cases measured under
-contention are left out. The GPU-over-CPU speedups form series of their own (log of the speedup).
+a 5 ms and a 5 s case), per machine class, run conditions and case, oldest first; cases measured
+under contention are left out. The GPU-over-CPU speedups form series of their own (log of the
+speedup).
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ from imgbench.runs.record import UNKNOWN, Record
 
 P_MAX = config.CHANGE_P
 PERMUTATIONS = 999          # the smallest p they can give is 1 / (1 + 999) = P_MAX
-MIN_SEGMENT = 3             # runs on each side of a split, at least: a change is named once 3 runs follow it
-BLOCK_BYTES = 1 << 20       # pairwise distances computed at a time (float32): stays in the CPU's cache
+MIN_SEGMENT = 3             # runs on each side of a split, at least: a change is named once 3 runs
+                            # follow it
+BLOCK_BYTES = 1 << 20       # pairwise distances computed at a time (float32): stays in the CPU's
+                            # cache
 MAX_BATCH = 64              # permutations computed at a time
 ALPHA = 0.01                # of the interval of the ratio (99%)
 RESAMPLES = 4000
@@ -52,16 +55,20 @@ class ChangePoint:
     test: str                      # the test (core.identity.test_of)
     kind: str                      # TIME (median time per run) or SPEEDUP (GPU over CPU)
     first: Record | Speedup        # the first run after the change
-    before: float                  # medians of the segments either side: seconds, or the speedup (x)
+    before: float                  # medians of the segments either side: seconds, or the
+                                   # speedup (x)
     after: float
-    ratio: float                   # after / before. time: > 1 slower. speedup: < 1 the GPU lost ground
-    ci: tuple[float, float]        # 99% bootstrap interval of the ratio, over the runs of both segments
+    ratio: float                   # after / before. time: > 1 slower. speedup: < 1 the GPU lost
+                                   # ground
+    ci: tuple[float, float]        # 99% bootstrap interval of the ratio, over the runs of both
+                                   # segments
     p: float
     conditions: tuple = ()         # Record.conditions of the series
 
     @property
     def record(self) -> Record:
-        """The run file's record: for a speedup, the accelerator's (its CPU time may come from another run)."""
+        """The run file's record: for a speedup, the accelerator's (its CPU time may come from
+        another run)."""
         return self.first.accel if isinstance(self.first, Speedup) else self.first
 
     @property
@@ -89,8 +96,9 @@ class Scan:
 
 
 def _lower(y: np.ndarray) -> np.ndarray:
-    """sum_{j<i} |y_i - y_j| for every row of y (b, n) and every i: the pairwise distances of the lower
-    triangle only, computed a block of rows at a time so that each block stays within BLOCK_BYTES."""
+    """sum_{j<i} |y_i - y_j| for every row of y (b, n) and every i: the pairwise distances of the
+    lower triangle only, computed a block of rows at a time so that each block stays within
+    BLOCK_BYTES."""
     b, n = y.shape
     y = y.astype(np.float32)
     out = np.empty((b, n))
@@ -99,20 +107,22 @@ def _lower(y: np.ndarray) -> np.ndarray:
         hi = min(n, lo + step)
         d = y[:, lo:hi, None] - y[:, None, :hi]
         np.abs(d, out=d)
-        d[:, :, lo:] *= np.tri(hi - lo, k=-1, dtype=np.float32)         # of the block's square, only j < i
+        d[:, :, lo:] *= np.tri(hi - lo, k=-1, dtype=np.float32)  # of the block's square, only j < i
         out[:, lo:hi] = d.sum(axis=2)
     return out
 
 
 def _q(xs: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Q(tau) for every row of xs (b series of n values) and every split tau in MIN_SEGMENT..n - MIN_SEGMENT
-    at once (the right part always ends at the segment's end: kappa fixed, as in MongoDB's implementation),
-    from prefix sums of the pairwise distances. rows: sum_j |x_i - x_j| for each value, which a permutation
-    only reorders. Shape (b, n - 2 MIN_SEGMENT + 1)."""
+    """Q(tau) for every row of xs (b series of n values) and every split tau in
+    MIN_SEGMENT..n - MIN_SEGMENT at once (the right part always ends at the segment's end: kappa
+    fixed, as in MongoDB's implementation), from prefix sums of the pairwise distances. rows:
+    sum_j |x_i - x_j| for each value, which a permutation only reorders. Shape
+    (b, n - 2 MIN_SEGMENT + 1)."""
     n = xs.shape[1]
     zero = np.zeros((len(xs), 1))
-    within_left = 2 * np.concatenate([zero, np.cumsum(_lower(xs), axis=1)], axis=1)  # ordered pairs in x[:tau]
-    row_prefix = np.concatenate([zero, np.cumsum(rows, axis=1)], axis=1)             # i < tau, any j
+    # ordered pairs in x[:tau]
+    within_left = 2 * np.concatenate([zero, np.cumsum(_lower(xs), axis=1)], axis=1)
+    row_prefix = np.concatenate([zero, np.cumsum(rows, axis=1)], axis=1)  # i < tau, any j
     total = row_prefix[:, -1:]
     between = row_prefix - within_left                                  # i < tau <= j
     within_right = total - 2 * row_prefix + within_left                 # ordered pairs in x[tau:]
@@ -136,43 +146,49 @@ def ranks(x) -> np.ndarray:
 
 @functools.lru_cache(maxsize=256)
 def null(n: int, permutations: int = PERMUTATIONS, seed: int = 0) -> np.ndarray:
-    """The largest Q of `permutations` random orders of the ranks 0..n-1, sorted: the permutation null of
-    every series of n distinct values, computed once per length and shared by all of them (the series
-    of one history mostly have one length)."""
+    """The largest Q of `permutations` random orders of the ranks 0..n-1, sorted: the permutation
+    null of every series of n distinct values, computed once per length and shared by all of them
+    (the series of one history mostly have one length)."""
     rng = np.random.default_rng([seed, n])
     x = np.arange(n, dtype=np.float32)
     rows = np.abs(x[:, None] - x[None, :]).sum(axis=1, dtype=np.float64)
     out = []
     for done in range(0, permutations, MAX_BATCH):
-        order = rng.permuted(np.broadcast_to(np.arange(n), (min(MAX_BATCH, permutations - done), n)), axis=1)
+        order = rng.permuted(np.broadcast_to(np.arange(n),
+                                             (min(MAX_BATCH, permutations - done), n)), axis=1)
         out.append(_q(x[order], rows[order]).max(axis=1))
     return np.sort(np.concatenate(out))
 
 
-def best_split(x, p_max: float = P_MAX, permutations: int = PERMUTATIONS, seed: int = 0) -> tuple[int, float]:
-    """The split of x with the largest Q and its permutation p-value. The test takes Q on the ranks of
-    x: a wild run counts no more than any other run beyond it, and the permutation null depends only
-    on the length, so one null (`null`) serves every series of that length. Ties (identical medians,
-    rare) are given mean ranks and tested against the null of distinct values. The split is placed
-    where Q on the values peaks (on the ranks: 176 of 200 steps of 5% in 1% noise at their exact run,
-    on the values 194)."""
+def best_split(x, p_max: float = P_MAX, permutations: int = PERMUTATIONS,
+               seed: int = 0) -> tuple[int, float]:
+    """The split of x with the largest Q and its permutation p-value. The test takes Q on the ranks
+    of x: a wild run counts no more than any other run beyond it, and the permutation null depends
+    only on the length, so one null (`null`) serves every series of that length. Ties (identical
+    medians, rare) are given mean ranks and tested against the null of distinct values. The split is
+    placed where Q on the values peaks (on the ranks: 176 of 200 steps of 5% in 1% noise at their
+    exact run, on the values 194)."""
     def scores(v: np.ndarray) -> np.ndarray:
         rows = np.abs(v[:, None] - v[None, :]).sum(axis=1, dtype=np.float64)
         return _q(v[None, :], rows[None, :])[0]
 
     x = np.asarray(x, float)
     observed = float(scores(ranks(x).astype(np.float32)).max())
-    # placed where Q on the values peaks: the sizes of the values say more about where than their order
+    # placed where Q on the values peaks: the sizes of the values say more about where than
+    # their order
     tau = int(np.argmax(scores((x - np.median(x)).astype(np.float32)))) + MIN_SEGMENT
     reference = null(x.size, permutations, seed)
-    above = reference.size - int(np.searchsorted(reference, observed * (1 - 1e-6)))  # >= observed, rounding aside
+    # >= observed, rounding aside
+    above = reference.size - int(np.searchsorted(reference, observed * (1 - 1e-6)))
     return tau, (1 + above) / (1 + permutations)
 
 
-def segment(x, p_max: float = P_MAX, seed: int = 0, permutations: int | None = None) -> list[tuple[int, float]]:
+def segment(x, p_max: float = P_MAX, seed: int = 0,
+            permutations: int | None = None) -> list[tuple[int, float]]:
     """Change points of one series, (index of the first value after the change, p), in order."""
     x = np.asarray(x, float)
-    b = permutations or max(PERMUTATIONS, math.ceil(1 / p_max) - 1)     # enough for p_max to be reachable
+    # enough for p_max to be reachable
+    b = permutations or max(PERMUTATIONS, math.ceil(1 / p_max) - 1)
     out, todo = [], [(0, x.size)]
     while todo:
         lo, hi = todo.pop()
@@ -189,8 +205,8 @@ def segment(x, p_max: float = P_MAX, seed: int = 0, permutations: int | None = N
 
 
 def _series(runs: list[list[Record]], speedups: list[Speedup] | None) -> tuple[dict, int]:
-    """{(kind, machine, conditions, case key): [(value, Record or Speedup), ...] oldest first} and the
-    number of records left out as contended."""
+    """{(kind, machine, conditions, case key): [(value, Record or Speedup), ...] oldest first} and
+    the number of records left out as contended."""
     out: dict[tuple, list] = {}
     contended = 0
     for run in runs:
@@ -201,8 +217,8 @@ def _series(runs: list[list[Record]], speedups: list[Speedup] | None) -> tuple[d
             out.setdefault((TIME, r.fingerprint, r.conditions, r.key), []).append((r.median, r))
     for s in speedup.series(runs) if speedups is None else speedups:
         if not (contention.flag(s.cpu.contention) or contention.flag(s.accel.contention)):
-            out.setdefault((SPEEDUP, s.accel.fingerprint, s.accel.conditions, (s.key, s.device)), []).append(
-                (s.speedup, s))
+            out.setdefault((SPEEDUP, s.accel.fingerprint, s.accel.conditions, (s.key, s.device)),
+                           []).append((s.speedup, s))
     return out, contended
 
 
@@ -214,8 +230,8 @@ def _label(kind: str, point: Record | Speedup) -> str:
 
 def scan(runs: list[list[Record]], p_max: float = P_MAX, seed: int = 0,
          speedups: list[Speedup] | None = None) -> Scan:
-    """Change points of every series in a History's runs (oldest first). `speedups`: speedup.series(runs)
-    when the caller already has it."""
+    """Change points of every series in a History's runs (oldest first). `speedups`:
+    speedup.series(runs) when the caller already has it."""
     series, contended = _series(runs, speedups)
     out = Scan(contended=contended)
     for (kind, machine, conditions, _), points in series.items():
@@ -258,21 +274,24 @@ def _ratio(c: ChangePoint) -> str:
 
 
 def render(changes: list[ChangePoint], markdown: bool = False) -> str:
-    """The table of one machine class's change points. ratio = after / before: for a time > 1 is slower;
-    for a speedup < 1 means the accelerator lost ground on the CPU."""
+    """The table of one machine class's change points. ratio = after / before: for a time > 1 is
+    slower; for a speedup < 1 means the accelerator lost ground on the CPU."""
     several = len({c.conditions for c in changes}) > 1
-    head = ["case", "first run after", "commit", "file", "before", "after", "ratio", "99% interval", "p"]
-    rows = [[c.case + (" (" + ", ".join(f"{k} {v}" for k, v in c.conditions if v) + ")" if several else ""),
-             c.datetime[:16].replace("T", " "), (c.commit or "-")[:7], Path(c.path).name, _value(c, c.before),
-             _value(c, c.after), _ratio(c), f"{c.ci[0]:.3f}-{c.ci[1]:.3f}", f"{c.p:.2g}"] for c in changes]
+    head = ["case", "first run after", "commit", "file", "before", "after", "ratio",
+            "99% interval", "p"]
+    rows = [[c.case + (" (" + ", ".join(f"{k} {v}" for k, v in c.conditions if v) + ")"
+                       if several else ""),
+             c.datetime[:16].replace("T", " "), (c.commit or "-")[:7], Path(c.path).name,
+             _value(c, c.before), _value(c, c.after), _ratio(c), f"{c.ci[0]:.3f}-{c.ci[1]:.3f}",
+             f"{c.p:.2g}"] for c in changes]
     return table.render(head, rows, markdown)
 
 
 def summary(s: Scan, p_max: float = P_MAX) -> list[str]:
     """The count line and notes under the tables."""
     n = len(s.changes)
-    lines = [f"{n} change point{'' if n == 1 else 's'} in {s.tested} series (E-divisive means, permutation test "
-             f"at p <= {p_max:g})"]
+    lines = [f"{n} change point{'' if n == 1 else 's'} in {s.tested} series (E-divisive means, "
+             f"permutation test at p <= {p_max:g})"]
     if s.short:
         lines.append(f"{s.short} series too short to test (fewer than {2 * MIN_SEGMENT} runs)")
     if s.contended:

@@ -1,8 +1,8 @@
-"""Regression gate: a candidate run against a baseline run (and, where stored, the reference window of
-its machine class's history, judge.window). Cases are matched by test and params, not by test id.
-Per case: the ratio of medians, its interval (stats.ratio_interval: each run's autocorrelated rounds,
-widened by the history's between-run spread), the history's run-to-run bound, a verdict (none for a
-case either run measured under contention)."""
+"""Regression gate: a candidate run against a baseline run (and, where stored, the reference window
+of its machine class's history, judge.window). Cases are matched by test and params, not by test id.
+Per case: the ratio of medians, its interval (stats.ratio_interval: each run's autocorrelated
+rounds, widened by the history's between-run spread), the history's run-to-run bound, a verdict
+(none for a case either run measured under contention)."""
 
 from __future__ import annotations
 
@@ -40,41 +40,48 @@ def check_same_hardware(base: list[Record], cand: list[Record]):
 
 
 def check_same_conditions(base: list[Record], cand: list[Record], threads: bool = True):
-    """Runs measured under different conditions are not compared: one line naming the first difference.
-    threads=False: across machine classes, where each machine uses its own cores (speedups are compared)."""
+    """Runs measured under different conditions are not compared: one line naming the first
+    difference. threads=False: across machine classes, where each machine uses its own cores
+    (speedups are compared)."""
     ignore = () if threads else ("threads",)
     if base and cand and (diff := differences(base[0], cand[0], ignore)):
-        raise CompareError(f"the runs measured different things (baseline vs candidate: {'; '.join(diff)}); "
+        raise CompareError("the runs measured different things (baseline vs candidate: "
+                           f"{'; '.join(diff)}); "
                            "compare runs of one profile, dataset, optimizer and thread count")
     by_base = {r.key: r for r in base}
     for c in cand:
         if (b := by_base.get(c.key)) is not None and (diff := flag_differences(b, c, ignore)):
-            raise CompareError(f"{c.name} ran under other numeric conditions (baseline vs candidate: "
-                               f"{'; '.join(diff)}); compare runs measured alike")
+            raise CompareError(f"{c.name} ran under other numeric conditions (baseline vs "
+                               f"candidate: {'; '.join(diff)}); compare runs measured alike")
 
 
 def why_contended(**runs: list[Record]) -> str | None:
-    """Why a case cannot be judged: the records it was measured by, per run ("candidate", "baseline"),
-    that other processes crowded (contention.flag), each named by its run; None when none was."""
+    """Why a case cannot be judged: the records it was measured by, per run ("candidate",
+    "baseline"), that other processes crowded (contention.flag), each named by its run; None when
+    none was."""
     why = [f"{flag} in the {run} run" for run, rs in runs.items() for r in rs
            if (flag := contention.flag(r.contention))]
-    return "; ".join(dict.fromkeys(why)) or None  # a speedup's two cases of one run may say the same
+    # a speedup's two cases of one run may say the same
+    return "; ".join(dict.fromkeys(why)) or None
 
 
 def effect_of(record: Record, per_family: dict[str, float] | None, default: float) -> float:
-    """The minimum effect for a case: per family as the user names it (the bench file), e.g. dataloader."""
+    """The minimum effect for a case: per family as the user names it (the bench file), e.g.
+    dataloader."""
     return (per_family or {}).get(record.family or record.test, default)
 
 
-def compare(base: list[Record], cand: list[Record], history: list[list[Record]] = (), min_effect: float = MIN_EFFECT,
-            per_family: dict[str, float] | None = None, alpha: float = ALPHA,
-            accepted: list[Acceptance] = (), past: Window | None = None) -> tuple[list[Verdict], list, list]:
-    """Verdicts for the cases in both runs, and the keys found only in the candidate / only in the baseline.
-    The history counts through its reference window (judge.window), which never holds the candidate,
-    later runs or unaccepted regressions."""
+def compare(base: list[Record], cand: list[Record], history: list[list[Record]] = (),
+            min_effect: float = MIN_EFFECT, per_family: dict[str, float] | None = None,
+            alpha: float = ALPHA, accepted: list[Acceptance] = (),
+            past: Window | None = None) -> tuple[list[Verdict], list, list]:
+    """Verdicts for the cases in both runs, and the keys found only in the candidate / only in the
+    baseline. The history counts through its reference window (judge.window), which never holds the
+    candidate, later runs or unaccepted regressions."""
     check_same_hardware(base, cand)
     check_same_conditions(base, cand)
-    past = window(history, cand, accepted) if past is None else past  # `past`: where the caller has it
+    # `past`: where the caller has it
+    past = window(history, cand, accepted) if past is None else past
     by_base = {r.key: r for r in base}
     by_cand = {r.key: r for r in cand}
     out = []
@@ -89,9 +96,11 @@ def compare(base: list[Record], cand: list[Record], history: list[list[Record]] 
         effect = effect_of(c, per_family, min_effect)
         v = Verdict(c.name, c.test, b.median, c.median, ratio, ci, h.ratio if h else None,
                     h.bound if h else None, effect, verdict.by_interval(ratio, ci, effect, h))
-        if key in past.settling and v.verdict == verdict.REGRESSION:  # the baseline predates the accepted level
-            v = replace(v, verdict=verdict.NOISY, why=f"a newly accepted level: {past.settling[key]} run(s) of it in "
-                                                      f"the history, judged against it from {MIN_RUNS}")
+        # the baseline predates the accepted level
+        if key in past.settling and v.verdict == verdict.REGRESSION:
+            v = replace(v, verdict=verdict.NOISY,
+                        why=f"a newly accepted level: {past.settling[key]} run(s) of it in the "
+                            f"history, judged against it from {MIN_RUNS}")
         out.append(verdict.contended(v, why_contended(candidate=[c], baseline=[b])))
     only_cand = sorted(by_cand[k].name for k in by_cand.keys() - by_base.keys())
     only_base = sorted(by_base[k].name for k in by_base.keys() - by_cand.keys())
@@ -99,71 +108,85 @@ def compare(base: list[Record], cand: list[Record], history: list[list[Record]] 
 
 
 def speedup_verdict(b, c, effect: float = MIN_EFFECT, alpha: float = ALPHA) -> Verdict:
-    """Baseline speedup `b` against candidate speedup `c` (speedup.Speedup) of one case and accelerator."""
+    """Baseline speedup `b` against candidate speedup `c` (speedup.Speedup) of one case and
+    accelerator."""
     ratio = b.speedup / c.speedup
     ci = None
     if b.cpu.data and b.accel.data and c.cpu.data and c.accel.data:
-        bc, ba, cc, ca = stats.bootstrap_medians([b.cpu.data, b.accel.data, c.cpu.data, c.accel.data])
+        bc, ba, cc, ca = stats.bootstrap_medians([b.cpu.data, b.accel.data, c.cpu.data,
+                                                  c.accel.data])
         ci = stats.interval((bc / ba) / (cc / ca), alpha)
-    v = Verdict(f"{c.device}/cpu {c.case}", c.test, b.speedup, c.speedup, ratio, ci, None, None, effect,
-                verdict.by_interval(ratio, ci, effect), kind="speedup")
-    return verdict.contended(v, why_contended(candidate=[c.cpu, c.accel], baseline=[b.cpu, b.accel]))
+    v = Verdict(f"{c.device}/cpu {c.case}", c.test, b.speedup, c.speedup, ratio, ci, None, None,
+                effect, verdict.by_interval(ratio, ci, effect), kind="speedup")
+    return verdict.contended(v, why_contended(candidate=[c.cpu, c.accel],
+                                              baseline=[b.cpu, b.accel]))
 
 
 def compare_speedups(base: list[Record], cand: list[Record], min_effect: float = MIN_EFFECT,
                      per_family: dict[str, float] | None = None,
                      alpha: float = ALPHA) -> tuple[list[Verdict], list, list]:
-    """Across machine classes only ratios mean anything: each run's GPU-over-CPU speedups, matched by
-    case and accelerator. The ratio is baseline speedup / candidate speedup, so > 1 is worse, as for times."""
+    """Across machine classes only ratios mean anything: each run's GPU-over-CPU speedups, matched
+    by case and accelerator. The ratio is baseline speedup / candidate speedup, so > 1 is worse, as
+    for times."""
     check_same_conditions(base, cand, threads=False)
     by_base = {(s.key, s.device): s for s in speedup.within(base, alpha)}
     by_cand = {(s.key, s.device): s for s in speedup.within(cand, alpha)}
     for run, found in (("baseline", by_base), ("candidate", by_cand)):
         if not found:
-            raise CompareError(f"{hardware(base, cand)}: absolute times only compare within one machine class, "
-                               f"and the {run} has no case timed on both the CPU and an accelerator, so there "
-                               "is no GPU-over-CPU speedup to compare instead")
-    out = [speedup_verdict(by_base[k], by_cand[k], effect_of(by_cand[k].accel, per_family, min_effect), alpha)
+            raise CompareError(f"{hardware(base, cand)}: absolute times only compare within one "
+                               f"machine class, and the {run} has no case timed on both the CPU "
+                               "and an accelerator, so there is no GPU-over-CPU speedup to compare "
+                               "instead")
+    out = [speedup_verdict(by_base[k], by_cand[k],
+                           effect_of(by_cand[k].accel, per_family, min_effect), alpha)
            for k in sorted(by_base.keys() & by_cand.keys(), key=str)]
-    only_cand = sorted(f"{by_cand[k].device}/cpu {by_cand[k].case}" for k in by_cand.keys() - by_base.keys())
-    only_base = sorted(f"{by_base[k].device}/cpu {by_base[k].case}" for k in by_base.keys() - by_cand.keys())
+    only_cand = sorted(f"{by_cand[k].device}/cpu {by_cand[k].case}"
+                       for k in by_cand.keys() - by_base.keys())
+    only_base = sorted(f"{by_base[k].device}/cpu {by_base[k].case}"
+                       for k in by_base.keys() - by_cand.keys())
     return out, only_cand, only_base
 
 
 def speedup_falls(series: list, min_effect: float = MIN_EFFECT) -> list:
-    """The points of a speedup series (speedup.series) whose speedup fell against the same case's previous
-    point: a regression by speedup_verdict."""
+    """The points of a speedup series (speedup.series) whose speedup fell against the same case's
+    previous point: a regression by speedup_verdict."""
     by_case: dict[tuple, list] = {}
     for s in series:
         by_case.setdefault((s.key, s.device), []).append(s)
-    return [cur for points in by_case.values() for prev, cur in zip(points, points[1:], strict=False)
+    return [cur for points in by_case.values()
+            for prev, cur in zip(points, points[1:], strict=False)
             if speedup_verdict(prev, cur, min_effect).verdict == verdict.REGRESSION]
 
 
 @dataclass
 class Judged:
     verdicts: list[Verdict]
-    notes: list[str] = field(default_factory=list)  # contended cases; cases only one run has; the history unused
+    notes: list[str] = field(default_factory=list)  # contended cases; cases only one run has; the
+                                                    # history unused
     across: str | None = None                       # why speedups were compared instead of times
 
 
-def runs(base: list[Record], cand: list[Record], history: list[list[Record]] = (), min_effect: float = MIN_EFFECT,
-         per_family: dict[str, float] | None = None, accepted: list[Acceptance] = ()) -> Judged:
-    """A candidate run against a baseline run: times within one machine class (with the reference window
-    of its history), GPU-over-CPU speedups across machine classes."""
+def runs(base: list[Record], cand: list[Record], history: list[list[Record]] = (),
+         min_effect: float = MIN_EFFECT, per_family: dict[str, float] | None = None,
+         accepted: list[Acceptance] = ()) -> Judged:
+    """A candidate run against a baseline run: times within one machine class (with the reference
+    window of its history), GPU-over-CPU speedups across machine classes."""
     other = hardware(base, cand)
     if other is None:
         past = window(history, cand, accepted)
-        verdicts, only_cand, only_base = compare(base, cand, history, min_effect, per_family, past=past)
+        verdicts, only_cand, only_base = compare(base, cand, history, min_effect, per_family,
+                                                 past=past)
         judged = Judged(verdicts, past.notes() if history else [])
     else:
         verdicts, only_cand, only_base = compare_speedups(base, cand, min_effect, per_family)
-        judged = Judged(verdicts, ["the history is not used across machine classes"] if history else [],
-                        f"{other}: absolute times are not compared; comparing GPU-over-CPU speedups "
-                        "(ratio = baseline speedup / candidate speedup, > 1 is worse)")
+        judged = Judged(verdicts,
+                        ["the history is not used across machine classes"] if history else [],
+                        f"{other}: absolute times are not compared; comparing GPU-over-CPU "
+                        "speedups (ratio = baseline speedup / candidate speedup, > 1 is worse)")
     judged.notes += [f"{v.name}: {v.why}" for v in verdicts if v.verdict == verdict.CONTENDED]
     if only_base:
-        judged.notes.append(f"only in the baseline (not run by the candidate): {', '.join(only_base)}")
+        judged.notes.append("only in the baseline (not run by the candidate): "
+                            f"{', '.join(only_base)}")
     if only_cand:
         judged.notes.append(f"only in the candidate (new, no baseline): {', '.join(only_cand)}")
     return judged

@@ -1,16 +1,16 @@
 """The memory rule, apart from the time verdicts: per case, the candidate's peak memory
-(`extra_info.peak_memory_bytes`) against the baseline's. A regression is a peak that grew by more than the
-effect (default 1%) AND by more than the floor (default 1 MiB); an improvement the mirror image. A case
-without a figure in either run is "not measured", never judged.
+(`extra_info.peak_memory_bytes`) against the baseline's. A regression is a peak that grew by more
+than the effect (default 1%) AND by more than the floor (default 1 MiB); an improvement the mirror
+image. A case without a figure in either run is "not measured", never judged.
 
-What is gated: the CUDA caching allocator's peak, which depends on the work alone. The CPU figure (growth
-of the process's peak RSS over the case) also depends on what earlier cases of the process freed and the
-C allocator kept resident: over 10 runs of one commit on a 2-core Xeon box (2026-11-30), 18 of 43 CPU cases
-moved, by up to 310 MiB (the reference epoch 143-453 MiB, resnet50 train step bs32 36-223, speednet train
-step bs128 0-120), and this rule failed 42 of the 45 pairs of those runs; a 256 MiB floor still failed 4.
-So the CPU figure is shown but not gated unless asked (`gate_cpu`: with one case per process it reads
-alike run after run). Memory is not judged across machine classes (another GPU, other workspace choices).
-No torch here."""
+What is gated: the CUDA caching allocator's peak, which depends on the work alone. The CPU figure
+(growth of the process's peak RSS over the case) also depends on what earlier cases of the process
+freed and the C allocator kept resident: over 10 runs of one commit on a 2-core Xeon box
+(2026-11-30), 18 of 43 CPU cases moved, by up to 310 MiB (the reference epoch 143-453 MiB, resnet50
+train step bs32 36-223, speednet train step bs128 0-120), and this rule failed 42 of the 45 pairs of
+those runs; a 256 MiB floor still failed 4. So the CPU figure is shown but not gated unless asked
+(`gate_cpu`: with one case per process it reads alike run after run). Memory is not judged across
+machine classes (another GPU, other workspace choices). No torch here."""
 
 from __future__ import annotations
 
@@ -22,16 +22,18 @@ from imgbench.judge.verdict import counts as count_verdicts
 from imgbench.runs.record import Record
 
 MIB = 1 << 20
-EFFECT, FLOOR_MIB = config.MEMORY_EFFECT, config.MEMORY_FLOOR_MIB  # growth beyond both is a regression
+# growth beyond both is a regression
+EFFECT, FLOOR_MIB = config.MEMORY_EFFECT, config.MEMORY_FLOOR_MIB
 NOT_MEASURED, NOT_GATED = "not measured", "not gated"
 VERDICTS = (REGRESSION, IMPROVEMENT, UNCHANGED, NOT_GATED, NOT_MEASURED)
-CPU_SPREAD = ("the CPU figure (peak RSS growth) moves with what earlier cases left resident: by up to 310 MiB "
-              "between runs of one commit (--memory-cpu gates it)")
+CPU_SPREAD = ("the CPU figure (peak RSS growth) moves with what earlier cases left resident: by up "
+              "to 310 MiB between runs of one commit (--memory-cpu gates it)")
 
 
 def judge(base: int, cand: int, effect: float = EFFECT, floor_mib: float = FLOOR_MIB) -> str:
-    """Regression when the peak grew by more than `effect` and by more than `floor_mib`; improvement when it
-    shrank by as much (the baseline's peak over the candidate's beyond 1 + effect); else unchanged."""
+    """Regression when the peak grew by more than `effect` and by more than `floor_mib`; improvement
+    when it shrank by as much (the baseline's peak over the candidate's beyond 1 + effect); else
+    unchanged."""
     floor = floor_mib * MIB
     if cand > base * (1 + effect) and cand - base > floor:
         return REGRESSION
@@ -72,8 +74,8 @@ def peak(r: Record) -> int | None:
     return int(value) if isinstance(value, int | float) and value >= 0 else None
 
 
-def compare(base: list[Record], cand: list[Record], effect: float = EFFECT, floor_mib: float = FLOOR_MIB,
-            gate_cpu: bool = False) -> list[MemoryVerdict]:
+def compare(base: list[Record], cand: list[Record], effect: float = EFFECT,
+            floor_mib: float = FLOOR_MIB, gate_cpu: bool = False) -> list[MemoryVerdict]:
     """One MemoryVerdict per case in both runs (matched by Record.key), in the order of the keys."""
     by_base, by_cand = {r.key: r for r in base}, {r.key: r for r in cand}
     across = {r.fingerprint for r in base} != {r.fingerprint for r in cand}
@@ -96,19 +98,21 @@ def _mib(x: int | None) -> str:
 
 
 def _growth(v: MemoryVerdict) -> str:
-    return f"{(v.cand - v.base) / MIB:+.1f} MiB" + (f" (x{v.growth:.3f})" if v.growth is not None else "")
+    return (f"{(v.cand - v.base) / MIB:+.1f} MiB"
+            + (f" (x{v.growth:.3f})" if v.growth is not None else ""))
 
 
 def render(verdicts: list[MemoryVerdict], markdown: bool = False) -> str:
     """The table of the given cases: both peaks, the growth and the verdict."""
     rows = [[v.name, _mib(v.base), _mib(v.cand), _growth(v) if v.change != NOT_MEASURED else "-",
              v.verdict] for v in verdicts]
-    return table.render(["case", "baseline peak", "candidate peak", "growth", "memory verdict"], rows, markdown)
+    return table.render(["case", "baseline peak", "candidate peak", "growth", "memory verdict"],
+                        rows, markdown)
 
 
 def describe(verdicts: list[MemoryVerdict], markdown: bool = False) -> str:
-    """What compare prints: the cases whose peak moved beyond the rule (judged or not) and a count per
-    verdict; one line when none did."""
+    """What compare prints: the cases whose peak moved beyond the rule (judged or not) and a count
+    per verdict; one line when none did."""
     if not verdicts:
         return "memory: no case to compare"
     n = counts(verdicts)
@@ -119,5 +123,6 @@ def describe(verdicts: list[MemoryVerdict], markdown: bool = False) -> str:
         return f"memory: no case's peak moved {rule} ({tally})"
     reasons = dict.fromkeys(v.why_not_gated for v in moved if v.verdict == NOT_GATED)
     gap = [""] if markdown else []  # a markdown table needs blank lines around it
-    return "\n".join([*gap, render(moved, markdown), *gap, f"memory: {tally} (a peak that grew {rule} is a "
-                      "regression)", *(f"not gated: {why}" for why in reasons)])
+    return "\n".join([*gap, render(moved, markdown), *gap,
+                      f"memory: {tally} (a peak that grew {rule} is a regression)",
+                      *(f"not gated: {why}" for why in reasons)])

@@ -17,7 +17,8 @@ from imgbench.runs.record import Record
 
 @dataclass(frozen=True)
 class Speedup:
-    case: str                      # the case without its device, e.g. "train_step[batch_size=128,model=kerascnn]"
+    case: str                      # the case without its device, e.g.
+                                   # "train_step[batch_size=128,model=kerascnn]"
     test: str
     key: tuple                     # Record.device_free_key
     device: str                    # the accelerator
@@ -25,7 +26,8 @@ class Speedup:
     accel: Record
     speedup: float
     ci: tuple[float, float] | None
-    same_run: bool                 # False: the CPU time came from the nearest run of the same machine
+    same_run: bool                 # False: the CPU time came from the nearest run of the same
+                                   # machine
 
     @property
     def datetime(self) -> str:
@@ -65,13 +67,15 @@ def _when(text: str) -> float:
 
 
 def series(runs: list[list[Record]], alpha: float = ALPHA) -> list[Speedup]:
-    """Speedups of every run that timed an accelerator, oldest first. A case whose CPU time is not in
-    the same run takes it from the run of the same machine class and profile nearest in time that has it."""
+    """Speedups of every run that timed an accelerator, oldest first. A case whose CPU time is not
+    in the same run takes it from the run of the same machine class and profile nearest in time that
+    has it."""
     cpu_by_machine: dict[tuple, list[Record]] = {}
     for run in runs:
         for r in run:
             if is_cpu(r):
-                cpu_by_machine.setdefault((r.fingerprint, r.conditions, r.device_free_key), []).append(r)
+                cpu_by_machine.setdefault((r.fingerprint, r.conditions, r.device_free_key),
+                                          []).append(r)
     out = []
     for run in runs:
         local = {r.device_free_key: r for r in run if is_cpu(r)}

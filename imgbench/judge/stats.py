@@ -1,7 +1,7 @@
-"""Statistics for comparing timings on noisy machines: the interval of a ratio of medians from two runs'
-autocorrelated rounds, bootstrap medians (speedups, change points), the bounds of a history's run-to-run
-spread, and for paired A/B samples the exact signed-rank test, the Hodges-Lehmann estimate, Holm's rule
-and Wilson's interval. numpy only."""
+"""Statistics for comparing timings on noisy machines: the interval of a ratio of medians from two
+runs' autocorrelated rounds, bootstrap medians (speedups, change points), the bounds of a history's
+run-to-run spread, and for paired A/B samples the exact signed-rank test, the Hodges-Lehmann
+estimate, Holm's rule and Wilson's interval. numpy only."""
 
 from __future__ import annotations
 
@@ -12,21 +12,23 @@ import numpy as np
 
 from imgbench.core.config import ALPHA
 
-MAX_ROUNDS = 5000  # a 20 us GPU case gets 10^5 rounds a run: resampling all of them costs GBs and minutes
+# a 20 us GPU case gets 10^5 rounds a run: resampling all of them costs GBs and minutes
+MAX_ROUNDS = 5000
 CHUNK = 250
 
 
 def bootstrap_medians(samples, resamples: int = 4000, seed: int = 0) -> list[np.ndarray]:
-    """Per sample, `resamples` medians of resamples of its values (each sample resampled on its own).
-    A sample of more than MAX_ROUNDS values is first thinned to a random MAX_ROUNDS of them: the
-    interval can only get wider (conservative), and memory stays at CHUNK x MAX_ROUNDS."""
+    """Per sample, `resamples` medians of resamples of its values (each sample resampled on its
+    own). A sample of more than MAX_ROUNDS values is first thinned to a random MAX_ROUNDS of them:
+    the interval can only get wider (conservative), and memory stays at CHUNK x MAX_ROUNDS."""
     rng = np.random.default_rng(seed)
     out = []
     for x in samples:
         x = np.asarray(x, float)
         if x.size > MAX_ROUNDS:
             x = rng.choice(x, MAX_ROUNDS, replace=False)
-        out.append(np.concatenate([np.median(rng.choice(x, (min(CHUNK, resamples - i), x.size)), axis=1)
+        out.append(np.concatenate([np.median(rng.choice(x, (min(CHUNK, resamples - i), x.size)),
+                                             axis=1)
                                    for i in range(0, resamples, CHUNK)]))
     return out
 
@@ -70,11 +72,12 @@ def ratio_interval(base, cand, alpha: float = ALPHA, between: tuple[float, int] 
     """Two-sided (1 - alpha) interval of the ratio of medians cand / base of two runs' rounds.
 
     Within the runs: each side's log median with its autocorrelation-aware standard error
-    (log_median_se), combined as Welch's t. Between runs (`between`: the sd of log run medians in the
-    history and its degrees of freedom): each run's own level moves too, so t * sd * sqrt(2) is added
-    in quadrature on the log scale. None with fewer than 2 rounds on a side."""
+    (log_median_se), combined as Welch's t. Between runs (`between`: the sd of log run medians in
+    the history and its degrees of freedom): each run's own level moves too, so t * sd * sqrt(2) is
+    added in quadrature on the log scale. None with fewer than 2 rounds on a side."""
     b, c = np.asarray(base, float), np.asarray(cand, float)
-    if min(b.size, c.size) < 2 or min(b.min(), c.min()) <= 0:  # a round of 0 s has no log: no interval
+    # a round of 0 s has no log: no interval
+    if min(b.size, c.size) < 2 or min(b.min(), c.min()) <= 0:
         return None
     centre = math.log(np.median(c) / np.median(b))
     (sb, db), (sc, dc) = log_median_se(b), log_median_se(c)
@@ -88,7 +91,8 @@ def ratio_interval(base, cand, alpha: float = ALPHA, between: tuple[float, int] 
 
 
 def between_runs(medians) -> tuple[float, int] | None:
-    """The sd of the log medians of a history's runs and its degrees of freedom; None below 3 runs."""
+    """The sd of the log medians of a history's runs and its degrees of freedom; None below 3
+    runs."""
     m = np.asarray(medians, float)
     return (float(np.log(m).std(ddof=1)), m.size - 1) if m.size >= 3 else None
 
@@ -104,9 +108,9 @@ def _ranks(x: np.ndarray) -> np.ndarray:
 
 
 def history_interval(medians, alpha: float = ALPHA) -> tuple[float, float] | None:
-    """Lower and upper bounds on the ratio a new run's median may have to the history's median before
-    it is unusual for this machine, each a one-sided (1 - alpha) prediction bound of the log-ratios of
-    past runs' medians to their own median. Needs at least 3 runs; None otherwise."""
+    """Lower and upper bounds on the ratio a new run's median may have to the history's median
+    before it is unusual for this machine, each a one-sided (1 - alpha) prediction bound of the
+    log-ratios of past runs' medians to their own median. Needs at least 3 runs; None otherwise."""
     m = np.asarray(medians, float)
     if m.size < 3:
         return None
@@ -135,7 +139,8 @@ def _betainc(a: float, b: float, x: float) -> float:
     """Regularized incomplete beta I_x(a, b), continued fraction (Numerical Recipes' betacf)."""
     if x <= 0 or x >= 1:
         return 0.0 if x <= 0 else 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x)
+                     + b * math.log1p(-x))
     if x > (a + 1) / (a + b + 2):
         return 1 - _betainc(b, a, 1 - x)
     f, c, d = 1.0, 1.0, 0.0
@@ -157,7 +162,8 @@ def _betainc(a: float, b: float, x: float) -> float:
 
 
 def _signed_rank_counts(n: int) -> np.ndarray:
-    """Null distribution of the signed-rank statistic W+ for ranks 1..n: counts of each sum 0..n(n+1)/2."""
+    """Null distribution of the signed-rank statistic W+ for ranks 1..n: counts of each sum
+    0..n(n+1)/2."""
     counts = np.zeros(n * (n + 1) // 2 + 1)
     counts[0] = 1
     for r in range(1, n + 1):
@@ -166,9 +172,9 @@ def _signed_rank_counts(n: int) -> np.ndarray:
 
 
 def signed_rank_greater(d) -> float:
-    """p-value of the one-sided Wilcoxon signed-rank test that the differences `d` sit above 0: exact
-    (every sign pattern counted over the doubled, tie-averaged ranks), zeros dropped. Robust to a few
-    wild pairs, which only ever count by their rank."""
+    """p-value of the one-sided Wilcoxon signed-rank test that the differences `d` sit above 0:
+    exact (every sign pattern counted over the doubled, tie-averaged ranks), zeros dropped. Robust
+    to a few wild pairs, which only ever count by their rank."""
     d = np.asarray(d, float)
     d = d[d != 0]
     if d.size == 0:
@@ -184,13 +190,15 @@ def signed_rank_greater(d) -> float:
 
 def hodges_lehmann(d, alpha: float) -> tuple[float, float, float]:
     """The Hodges-Lehmann estimate of the centre of `d` (median of the pairwise means) and its
-    two-sided (1 - alpha) interval from the signed-rank distribution (Walsh averages' order statistics)."""
+    two-sided (1 - alpha) interval from the signed-rank distribution (Walsh averages' order
+    statistics)."""
     d = np.sort(np.asarray(d, float))
     n = d.size
     walsh = np.sort((d[:, None] + d[None, :])[np.triu_indices(n)] / 2)
     counts = _signed_rank_counts(n)
     cdf = np.cumsum(counts) / counts.sum()
-    k = int(np.searchsorted(cdf, alpha / 2, side="right"))  # the largest k with P(W+ <= k - 1) <= alpha / 2
+    # the largest k with P(W+ <= k - 1) <= alpha / 2
+    k = int(np.searchsorted(cdf, alpha / 2, side="right"))
     if k == 0:  # too few pairs to reach this level: no bound
         return float(np.median(walsh)), -math.inf, math.inf
     return float(np.median(walsh)), float(walsh[k - 1]), float(walsh[walsh.size - k])
@@ -212,5 +220,6 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     if n == 0:
         return float("nan"), float("nan")
     p, d = k / n, 1 + z * z / n
-    centre, half = (p + z * z / (2 * n)) / d, z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    centre, half = ((p + z * z / (2 * n)) / d,
+                    z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d)
     return max(0.0, centre - half), min(1.0, centre + half)

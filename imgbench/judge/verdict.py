@@ -11,8 +11,10 @@ from dataclasses import dataclass, replace
 
 from imgbench.core import table
 
-REGRESSION, IMPROVEMENT, UNCHANGED, NOISY = "regression", "improvement", "unchanged", "too noisy to say"
-CONTENDED = "measured under contention"  # other processes took the CPUs: the interval is tight and wrong
+REGRESSION, IMPROVEMENT, UNCHANGED, NOISY = ("regression", "improvement", "unchanged",
+                                             "too noisy to say")
+# other processes took the CPUs: the interval is tight and wrong
+CONTENDED = "measured under contention"
 VERDICTS = (REGRESSION, IMPROVEMENT, UNCHANGED, NOISY, CONTENDED)
 
 
@@ -31,12 +33,14 @@ class Verdict:
     cand_median: float
     ratio: float                  # candidate / baseline median: > 1 is slower
     ci: tuple[float, float] | None  # interval of the ratio; None without per-round data
-    history_ratio: float | None   # candidate / the history's median, for machine classes with history
+    history_ratio: float | None   # candidate / the history's median, for machine classes with
+                                  # history
     history_bound: float | None   # largest history_ratio the history's run-to-run spread allows
     min_effect: float
     verdict: str
     kind: str = "time"            # "time": medians in seconds; "speedup": GPU-over-CPU speedups
-    why: str | None = None        # why there is no verdict (CONTENDED: which run, how much of the CPUs)
+    why: str | None = None        # why there is no verdict (CONTENDED: which run, how much of the
+                                  # CPUs)
 
 
 def judge(ratio: float, effect: float, slower: bool, faster: bool, ci: tuple[float, float] | None,
@@ -45,13 +49,14 @@ def judge(ratio: float, effect: float, slower: bool, faster: bool, ci: tuple[flo
     significant one-sided test). Where a history exists it is the reference instead: its window of
     runs pins the machine's level far better than one baseline run, so slower means beyond the
     history's bound and the minimum effect is measured against the history's median. Regression:
-    slower by the minimum effect; improvement the mirror image. Unchanged: the interval rules out the
-    minimum effect either way. With neither an interval nor a history there is no measure of noise,
-    so nothing is decided."""
+    slower by the minimum effect; improvement the mirror image. Unchanged: the interval rules out
+    the minimum effect either way. With neither an interval nor a history there is no measure of
+    noise, so nothing is decided."""
     if ci is None and history is None:
         return NOISY
     if history is not None:
-        ratio, slower, faster = history.ratio, history.ratio > history.bound, history.ratio < history.low
+        ratio, slower, faster = (history.ratio, history.ratio > history.bound,
+                                 history.ratio < history.low)
     if slower and ratio >= 1 + effect:
         return REGRESSION
     if faster and ratio <= 1 / (1 + effect):
@@ -63,20 +68,23 @@ def judge(ratio: float, effect: float, slower: bool, faster: bool, ci: tuple[flo
     return NOISY
 
 
-def by_interval(ratio: float, ci: tuple[float, float] | None, effect: float, history: History | None = None) -> str:
-    """judge, the interval (or, without one, the ratio itself against the history) saying slower or faster."""
+def by_interval(ratio: float, ci: tuple[float, float] | None, effect: float,
+                history: History | None = None) -> str:
+    """judge, the interval (or, without one, the ratio itself against the history) saying slower or
+    faster."""
     lo, hi = ci if ci else (ratio, ratio)
     return judge(ratio, effect, lo > 1, hi < 1, ci, history)
 
 
 def contended(v: Verdict, why: str | None) -> Verdict:
-    """No verdict on a case measured under contention (`why`, from contention.flag; None: it was not):
-    its figures stay in the table, the verdict says why it is not judged."""
+    """No verdict on a case measured under contention (`why`, from contention.flag; None: it was
+    not): its figures stay in the table, the verdict says why it is not judged."""
     return v if why is None else replace(v, verdict=CONTENDED, why=why)
 
 
 def counts(verdicts: list, kinds=VERDICTS) -> dict[str, int]:
-    """How many of `verdicts` (anything with a .verdict: Verdict, memory.MemoryVerdict) say each of `kinds`."""
+    """How many of `verdicts` (anything with a .verdict: Verdict, memory.MemoryVerdict) say each of
+    `kinds`."""
     return {k: sum(v.verdict == k for v in verdicts) for k in kinds}
 
 
@@ -84,7 +92,8 @@ def render(verdicts: list[Verdict], markdown: bool = False) -> str:
     head = ["case", "baseline", "candidate", "ratio", "interval", "vs history (bound)", "verdict"]
     rows = [[v.name, _value(v, v.base_median), _value(v, v.cand_median), f"{v.ratio:.3f}",
              f"{v.ci[0]:.3f}-{v.ci[1]:.3f}" if v.ci else "-",
-             f"{v.history_ratio:.3f} ({v.history_bound:.3f})" if v.history_bound else "-", v.verdict]
+             f"{v.history_ratio:.3f} ({v.history_bound:.3f})" if v.history_bound else "-",
+             v.verdict]
             for v in verdicts]
     return table.render(head, rows, markdown)
 

@@ -1,9 +1,9 @@
 """The reference a run is judged against, taken from stored history without a ratchet: per case the
-medians of the newest WINDOW earlier runs of the same machine class and conditions. Left out: the run
-itself and anything recorded at or after it, contended records, records of other numeric conditions,
-and records judged a regression when they were saved (compare --save-to) that no one has accepted.
-Accepting (`imgbench accept`, runs.acceptances) makes a regressed level the new reference: the window
-of an accepted case starts at its first regressed run. No torch here."""
+medians of the newest WINDOW earlier runs of the same machine class and conditions. Left out: the
+run itself and anything recorded at or after it, contended records, records of other numeric
+conditions, and records judged a regression when they were saved (compare --save-to) that no one has
+accepted. Accepting (`imgbench accept`, runs.acceptances) makes a regressed level the new reference:
+the window of an accepted case starts at its first regressed run. No torch here."""
 
 from __future__ import annotations
 
@@ -14,24 +14,29 @@ from imgbench.runs.acceptances import Acceptance
 from imgbench.runs.history import identity
 from imgbench.runs.record import Record, differences, flag_differences
 
-WINDOW = 20  # newest eligible runs per case: spans enough runs for a spread, not months of other commits
+# newest eligible runs per case: spans enough runs for a spread, not months of other commits
+WINDOW = 20
 
 
 @dataclass
 class Window:
     medians: dict[tuple, list[float]]                      # per case key, oldest first
-    left_out: dict[str, set] = field(default_factory=dict)  # why -> the runs (paths) left out for it
-    settling: dict[tuple, int] = field(default_factory=dict)  # case -> runs so far of a newly accepted level
+    left_out: dict[str, set] = field(default_factory=dict)  # why -> the runs (paths) left out
+                                                            # for it
+    settling: dict[tuple, int] = field(default_factory=dict)  # case -> runs so far of a newly
+                                                              # accepted level
 
     def leave(self, why: str, run: Record):
         self.left_out.setdefault(why, set()).add(run.path)
 
     def notes(self) -> list[str]:
-        return [f"history: {len(runs)} run(s) left out ({why})" for why, runs in sorted(self.left_out.items())]
+        return [f"history: {len(runs)} run(s) left out ({why})"
+                for why, runs in sorted(self.left_out.items())]
 
 
 def _before(a: str, b: str) -> bool:
-    """Whether a run recorded at `a` precedes one recorded at `b` (ISO dates; unknown dates never do)."""
+    """Whether a run recorded at `a` precedes one recorded at `b` (ISO dates; unknown dates never
+    do)."""
     return bool(a) and bool(b) and a < b
 
 
@@ -64,7 +69,8 @@ def window(history: list[list[Record]], cand: list[Record], accepted: list[Accep
                 else:
                     kept.setdefault(r.key, []).append(r)
     for key, records in kept.items():
-        usable, level = _accepted_level(records, [a for a in accepted if a.covers(records[-1])], out)
+        usable, level = _accepted_level(records,
+                                        [a for a in accepted if a.covers(records[-1])], out)
         if usable:
             out.medians[key] = [r.median for r in usable[-size:]]
         if level and len(usable) < MIN_RUNS:
@@ -75,10 +81,12 @@ def window(history: list[list[Record]], cand: list[Record], accepted: list[Accep
 MIN_RUNS = 3  # a window needs this many runs for a bound (stats.history_interval)
 
 
-def _accepted_level(records: list[Record], accepted: list[Acceptance], out: Window) -> tuple[list[Record], bool]:
-    """`records` (one case, oldest first) without unaccepted regressions, and whether an accepted level
-    starts them: each acceptance after a stretch of regressed runs starts the case's reference at the
-    first run of the newest such stretch (an older, isolated false alarm does not pull it back)."""
+def _accepted_level(records: list[Record], accepted: list[Acceptance],
+                    out: Window) -> tuple[list[Record], bool]:
+    """`records` (one case, oldest first) without unaccepted regressions, and whether an accepted
+    level starts them: each acceptance after a stretch of regressed runs starts the case's reference
+    at the first run of the newest such stretch (an older, isolated false alarm does not pull it
+    back)."""
     start, last = "", ""
     for a in sorted(accepted, key=lambda a: a.datetime):
         stretch = []

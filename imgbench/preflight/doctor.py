@@ -1,8 +1,10 @@
-"""`imgbench doctor`: what would break a run on this machine, found in a minute before a run spends many.
+"""`imgbench doctor`: what would break a run on this machine, found in a minute before a run spends
+many.
 
-One Check per line: versions, /dev/shm for the loader workers, a real torch.compile per device, the GPU
-and NCCL, and whether ddp workers import from a plain checkout. Anything that crashes or hangs (a
-compiler, a child interpreter) runs in a subprocess with a timeout, so it fails one check, not doctor."""
+One Check per line: versions, /dev/shm for the loader workers, a real torch.compile per device, the
+GPU and NCCL, and whether ddp workers import from a plain checkout. Anything that crashes or hangs
+(a compiler, a child interpreter) runs in a subprocess with a timeout, so it fails one check, not
+doctor."""
 
 from __future__ import annotations
 
@@ -26,8 +28,10 @@ from imgbench.hw import devices, shm
 OK, FAIL, SKIP, INFO = "ok", "FAIL", "skip", "info"
 COMPILE_TIMEOUT_S = 300  # a first compile takes ~20 s on a 2-core CPU; far beyond that it has hung
 IMPORT_TIMEOUT_S = 120
-LOADER_BATCH, LOADER_IMAGE = 128, (3, 224, 224)  # the full profile's largest loader case: batch 128, ResNet size
-_ACCELERATOR = re.compile(r"mps|cuda(?::(?:0|[1-9]\d*))?")  # a valid name, whether or not this machine has it
+# the full profile's largest loader case: batch 128, ResNet size
+LOADER_BATCH, LOADER_IMAGE = 128, (3, 224, 224)
+# a valid name, whether or not this machine has it
+_ACCELERATOR = re.compile(r"mps|cuda(?::(?:0|[1-9]\d*))?")
 
 # A real compile: fullgraph, so that a graph break cannot fall back to eager unnoticed.
 COMPILE_SNIPPET = """\
@@ -48,12 +52,14 @@ class Check:
 
 def checks(device_spec: str = "auto", note=lambda message: None) -> list[Check]:
     """Every check for the devices `device_spec` names; raises DeviceError (bad input) for a name no
-    machine has, and fails a check for a device this machine lacks. `note` hears of the slow steps."""
+    machine has, and fails a check for a device this machine lacks. `note` hears of the slow
+    steps."""
     used, missing = _devices(device_spec)
     out = [*_versions(), _shm()]
     out += [Check(FAIL, name, why) for name, why in missing.items()]
     out += _gpu(used, missing, device_spec)
-    out += [_compile(d, note) for d in used] + [Check(SKIP, f"compile {d}", "device not available") for d in missing]
+    out += [_compile(d, note) for d in used] + [Check(SKIP, f"compile {d}", "device not available")
+                                                for d in missing]
     return out + [_ddp_import(), _distributed()]
 
 
@@ -67,7 +73,8 @@ def failed(found: list[Check]) -> bool:
 
 
 def _devices(spec: str) -> tuple[list[str], dict[str, str]]:
-    """The devices to check, and the well-formed names this machine lacks (a failed check, not bad input)."""
+    """The devices to check, and the well-formed names this machine lacks (a failed check, not bad
+    input)."""
     parts = [p.strip() for p in spec.split(",")]
     missing = {}
     for part in filter(_ACCELERATOR.fullmatch, parts):
@@ -89,7 +96,8 @@ def _versions() -> list[Check]:
            Check(INFO, "torch", f"{torch.__version__} (CUDA {torch.version.cuda or 'none'})")]
     try:
         import torchvision
-    except Exception as e:  # e.g. a CPU-only torch beside a CUDA torchvision: a missing libc10_cuda.so
+    except Exception as e:
+        # e.g. a CPU-only torch beside a CUDA torchvision: a missing libc10_cuda.so
         out.append(Check(FAIL, "torchvision", f"does not import: {str(e).splitlines()[0]}"))
     else:
         out.append(Check(INFO, "torchvision", torchvision.__version__))
@@ -101,7 +109,8 @@ def _pytest_benchmark() -> Check:
     try:
         bench, pytest = (importlib.metadata.version(p) for p in ("pytest-benchmark", "pytest"))
     except importlib.metadata.PackageNotFoundError as e:
-        return Check(FAIL, name, f"{e.name} is not installed (the benches run under pytest with pytest-benchmark)")
+        return Check(FAIL, name, f"{e.name} is not installed (the benches run under pytest with "
+                                 "pytest-benchmark)")
     detail = f"{bench}, pytest {pytest}"
     if _release(pytest) >= (9, 2) and _release(bench) < (5, 3, 1):
         return Check(FAIL, name, f"{detail}: pytest 9.2 needs pytest-benchmark >= 5.3.1")
@@ -112,14 +121,14 @@ def _shm() -> Check:
     workers = config.epoch_workers(devices.usable_cores())
     shape = "x".join(map(str, LOADER_IMAGE))
     if why := shm.shortfall(workers, LOADER_BATCH, LOADER_IMAGE):
-        return Check(FAIL, "/dev/shm", f"{why}; the epoch and dataloader cases that need it will be skipped "
-                                       "with this reason")
+        return Check(FAIL, "/dev/shm", f"{why}; the epoch and dataloader cases that need it will "
+                                       "be skipped with this reason")
     free = shm.free_bytes()
     if free is None:
         return Check(SKIP, "/dev/shm", "no /dev/shm on this machine: not checked")
     need = shm.need_bytes(workers, LOADER_BATCH, LOADER_IMAGE)
-    return Check(OK, "/dev/shm", f"{free / 2**30:,.1f} GiB free; {workers} loader workers at batch {LOADER_BATCH} "
-                                 f"of {shape} need about {need / 2**20:,.0f} MiB")
+    return Check(OK, "/dev/shm", f"{free / 2**30:,.1f} GiB free; {workers} loader workers at batch "
+                                 f"{LOADER_BATCH} of {shape} need about {need / 2**20:,.0f} MiB")
 
 
 def _gpu(used: list[str], missing: dict[str, str], spec: str) -> list[Check]:
@@ -137,7 +146,8 @@ def _gpu_summary() -> Check:
     n = devices._gpu_count()
     names = sorted({torch.cuda.get_device_name(i) for i in range(n)})
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-    return Check(INFO, "gpu", f"{n} x {', '.join(names)}; driver {environment._driver_version() or 'unknown'}; "
+    return Check(INFO, "gpu", f"{n} x {', '.join(names)}; "
+                              f"driver {environment._driver_version() or 'unknown'}; "
                               f"torch's CUDA {torch.version.cuda}, cuDNN {cudnn or 'none'}")
 
 
@@ -150,7 +160,8 @@ def _gpu_device(device: str) -> Check:
         right = total_sum.item() == 2.0 * (1 << 20)
     except Exception as e:  # a driver or kernel error: the GPU cannot run the suite
         return Check(FAIL, device, f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}")
-    memory = f"{torch.cuda.get_device_name(device)}: {free / 2**30:,.1f} of {total / 2**30:,.1f} GiB free"
+    memory = (f"{torch.cuda.get_device_name(device)}: {free / 2**30:,.1f} of "
+              f"{total / 2**30:,.1f} GiB free")
     if not right:
         return Check(FAIL, device, f"{memory}; a reduction kernel gave a wrong sum")
     return Check(OK, device, f"{memory}; a kernel ran and synchronised")
@@ -166,27 +177,33 @@ def _nccl() -> Check:
 
 
 def _compile(device: str, note=lambda message: None) -> Check:
-    """torch.compile of a tiny function on `device`, with fresh caches so that the compiler really runs."""
+    """torch.compile of a tiny function on `device`, with fresh caches so that the compiler really
+    runs."""
     name = f"compile {device}"
     note(f"compiling a small function on {device} (a real torch.compile: tens of seconds)")
     with tempfile.TemporaryDirectory(prefix="imgbench-doctor-") as tmp:
         env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": tmp, "TRITON_CACHE_DIR": tmp}
         start = time.perf_counter()
-        code, out = _run([sys.executable, "-c", COMPILE_SNIPPET, device], COMPILE_TIMEOUT_S, tmp, env)
+        code, out = _run([sys.executable, "-c", COMPILE_SNIPPET, device], COMPILE_TIMEOUT_S,
+                         tmp, env)
     if code == 0:
-        return Check(OK, name, f"torch.compile compiled and matched eager in {time.perf_counter() - start:.0f} s")
+        return Check(OK, name, "torch.compile compiled and matched eager in "
+                               f"{time.perf_counter() - start:.0f} s")
     return Check(FAIL, name, _failure(code, out, COMPILE_TIMEOUT_S))
 
 
 def _ddp_import() -> Check:
-    """`python -m imgbench.ddp` as torchrun starts it: the launcher's environment, another working folder."""
+    """`python -m imgbench.ddp` as torchrun starts it: the launcher's environment, another working
+    folder."""
     from imgbench.workloads.ddp.launch import worker_env
 
     name = "ddp workers"
     with tempfile.TemporaryDirectory(prefix="imgbench-doctor-") as tmp:
-        code, out = _run([sys.executable, "-c", "import imgbench.ddp"], IMPORT_TIMEOUT_S, tmp, worker_env(1))
+        code, out = _run([sys.executable, "-c", "import imgbench.ddp"], IMPORT_TIMEOUT_S, tmp,
+                         worker_env(1))
     if code == 0:
-        return Check(OK, name, "import imgbench.ddp in the launcher's environment from a foreign working folder")
+        return Check(OK, name, "import imgbench.ddp in the launcher's environment from a foreign "
+                               "working folder")
     why = _failure(code, out, IMPORT_TIMEOUT_S)
     return Check(FAIL, name, f"import imgbench.ddp fails where torchrun starts it: {why}")
 
@@ -196,14 +213,16 @@ def _distributed() -> Check:
 
     if why := unavailable("cpu"):
         return Check(FAIL, "distributed", why)
-    return Check(OK, "distributed", "torch.distributed with the gloo backend, for the ddp family's CPU replicas")
+    return Check(OK, "distributed", "torch.distributed with the gloo backend, for the ddp family's "
+                                    "CPU replicas")
 
 
 def _run(cmd: list[str], timeout: float, cwd: str, env: dict) -> tuple[int | None, str]:
     """Exit status (None: killed at the timeout) and output of `cmd`. Its own process group, killed
-    afterwards, so that a hang or Ctrl-C also ends the processes it started (inductor's compile workers)."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    afterwards, so that a hang or Ctrl-C also ends the processes it started (inductor's compile
+    workers)."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
     try:
         out, _ = proc.communicate(timeout=timeout)
         code = proc.returncode
@@ -217,18 +236,21 @@ def _run(cmd: list[str], timeout: float, cwd: str, env: dict) -> tuple[int | Non
     return code, out
 
 
-# gcc/clang: "x.c:1:10: fatal error: Python.h: ...", "g++: error: ..."; not "RuntimeError: CUDA error: ..."
+# gcc/clang: "x.c:1:10: fatal error: Python.h: ...", "g++: error: ...";
+# not "RuntimeError: CUDA error: ..."
 _COMPILER_ERROR = re.compile(r"^\S+?:(?:\d+:\d+:)? ((?:fatal )?error: .+)")
 _EXCEPTION = re.compile(r"^[\w.]*(?:Error|Exception): .+")
 
 
 def cause(output: str) -> str:
-    """The line of a failed child's output that says why: a compiler's error, else the last exception,
-    else the last line. Tracebacks and torch's advice on verbose logging are noise here."""
+    """The line of a failed child's output that says why: a compiler's error, else the last
+    exception, else the last line. Tracebacks and torch's advice on verbose logging are noise
+    here."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     for line in lines:
         if m := _COMPILER_ERROR.match(line):
-            hint = " (install Python's C headers, e.g. the python3-dev package)" if "Python.h" in line else ""
+            hint = (" (install Python's C headers, e.g. the python3-dev package)"
+                    if "Python.h" in line else "")
             return m.group(1) + hint
     exceptions = [line for line in lines if _EXCEPTION.match(line)]
     return exceptions[-1] if exceptions else lines[-1] if lines else "no output"

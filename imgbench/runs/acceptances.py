@@ -14,7 +14,8 @@ from imgbench.core import atomic
 from imgbench.core.errors import UserError
 from imgbench.runs.record import Record
 
-ACCEPT_DIR, ACCEPT_SUFFIX = "accepted", ".accept"  # not *.json: a history reader never takes one for a run
+# not *.json: a history reader never takes one for a run
+ACCEPT_DIR, ACCEPT_SUFFIX = "accepted", ".accept"
 
 
 @dataclass(frozen=True)
@@ -45,15 +46,19 @@ def read(paths) -> list[Acceptance]:
                     raise TypeError("cases must be a list of texts, fingerprint a text")
                 out.append(Acceptance(when, tuple(cases), fp, str(f)))
             except (OSError, ValueError, KeyError, TypeError) as e:
-                raise UserError(f"{f}: not a readable acceptance ({e}); move it aside or fix it") from None
+                raise UserError(f"{f}: not a readable acceptance ({e}); "
+                                "move it aside or fix it") from None
     return out
 
 
 def write(folder: Path, cases: list[str], fingerprint: str, note: str = "") -> Path:
-    """Record that the current level of `cases` (all when empty) on one machine class is accepted, in
-    FOLDER/<machine class>/accepted/, where a compare --history of that class's folder finds it."""
-    now = datetime.now(timezone.utc).replace(tzinfo=None).isoformat()  # as pytest-benchmark dates runs
-    path = folder / fingerprint / ACCEPT_DIR / f"{now.replace(':', '-')}_{os.getpid()}{ACCEPT_SUFFIX}"
+    """Record that the current level of `cases` (all when empty) on one machine class is accepted,
+    in FOLDER/<machine class>/accepted/, where a compare --history of that class's folder finds
+    it."""
+    # as pytest-benchmark dates runs
+    now = datetime.now(timezone.utc).replace(tzinfo=None).isoformat()
+    path = (folder / fingerprint / ACCEPT_DIR
+            / f"{now.replace(':', '-')}_{os.getpid()}{ACCEPT_SUFFIX}")
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"datetime": now, "cases": cases, "fingerprint": fingerprint, "note": note}
     with atomic.written(path) as tmp:
@@ -62,7 +67,8 @@ def write(folder: Path, cases: list[str], fingerprint: str, note: str = "") -> P
 
 
 def unaccepted(runs: list[list[Record]], accepted: list[Acceptance]) -> list[Record]:
-    """The newest regressed record of each case that no later acceptance covers (what accept would accept)."""
+    """The newest regressed record of each case that no later acceptance covers (what accept would
+    accept)."""
     newest: dict[tuple, Record] = {}
     for run in runs:
         for r in run:

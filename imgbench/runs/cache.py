@@ -1,13 +1,14 @@
-"""The cache of stored runs: per run file its run-level fields and per case everything a record.Record
-holds but the per-round times, in SQLite, so that reading a history of a thousand runs (2 MB of JSON
-each) does not parse them all again. The JSON runs stay the record; this is only a cache, rebuilt
-from them: a file is re-read whenever its size, mtime or inode changed, or when the code that derives
-records from it did (reader()); a removed file is simply not asked for. Unreadable files are kept with
-their one-line error, so they are still reported as skipped. A corrupt database is rebuilt; one that
-cannot be used at all (an unwritable cache folder, say) costs speed, never a command: the runs are then
-read from their files, with one note. It lives in a cache folder ($IMGBENCH_CACHE, else
-$XDG_CACHE_HOME/imgbench, else ~/.cache/imgbench), never beside the history, which may be read-only or
-committed. Writers and readers in several processes meet in transactions (SQLite's WAL)."""
+"""The cache of stored runs: per run file its run-level fields and per case everything a
+record.Record holds but the per-round times, in SQLite, so that reading a history of a thousand runs
+(2 MB of JSON each) does not parse them all again. The JSON runs stay the record; this is only a
+cache, rebuilt from them: a file is re-read whenever its size, mtime or inode changed, or when the
+code that derives records from it did (reader()); a removed file is simply not asked for. Unreadable
+files are kept with their one-line error, so they are still reported as skipped. A corrupt database
+is rebuilt; one that cannot be used at all (an unwritable cache folder, say) costs speed, never a
+command: the runs are then read from their files, with one note. It lives in a cache folder
+($IMGBENCH_CACHE, else $XDG_CACHE_HOME/imgbench, else ~/.cache/imgbench), never beside the history,
+which may be read-only or committed. Writers and readers in several processes meet in transactions
+(SQLite's WAL)."""
 
 from __future__ import annotations
 
@@ -30,32 +31,38 @@ from imgbench.runs.runfile import RunError
 
 KEPT = ("contention", "peak_memory_bytes", *FLAGS)  # the extra_info keys that history readers use
 # Fields record.of_run takes from the run rather than the case: stored once per file.
-RUN_FIELDS = ("datetime", "commit", "fingerprint", "torch", "profile", "version", "dataset", "optimizer", "threads",
-              "lacks", "devices")
-CASE_FIELDS = tuple(f.name for f in fields(Record) if f.init and f.name not in ("path", "data", *RUN_FIELDS))
-# A file modified this recently could change again within its mtime's tick unseen: read, but not cached.
+RUN_FIELDS = ("datetime", "commit", "fingerprint", "torch", "profile", "version", "dataset",
+              "optimizer", "threads", "lacks", "devices")
+CASE_FIELDS = tuple(f.name for f in fields(Record)
+                    if f.init and f.name not in ("path", "data", *RUN_FIELDS))
+# A file modified this recently could change again within its mtime's tick unseen: read, but not
+# cached.
 RACY_NS = 2_000_000_000
-# From this many files to parse (a first read of a long history), one process per core parses them: JSON
-# decoding is most of the cost (~50 ms a 2 MB run) and holds the GIL.
+# From this many files to parse (a first read of a long history), one process per core parses them:
+# JSON decoding is most of the cost (~50 ms a 2 MB run) and holds the GIL.
 PARALLEL = 32
-SCHEMA = 1  # of the tables below (PRAGMA user_version): a database of another is emptied and made again
-TABLES = {"files": "path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ino INTEGER, reader TEXT, error TEXT, "
-                   "run TEXT",
+# of the tables below (PRAGMA user_version): a database of another is emptied and made again
+SCHEMA = 1
+TABLES = {"files": "path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ino INTEGER, "
+                   "reader TEXT, error TEXT, run TEXT",
           "cases": "path TEXT, pos INTEGER, record TEXT, PRIMARY KEY (path, pos)"}
 
 Item = list[Record] | RunError  # what one file gives: its records, or why it is unreadable
 
 
 def location() -> Path:
-    """The cache database: $IMGBENCH_CACHE, else $XDG_CACHE_HOME/imgbench, else ~/.cache/imgbench."""
+    """The cache database: $IMGBENCH_CACHE, else $XDG_CACHE_HOME/imgbench, else
+    ~/.cache/imgbench."""
     if os.environ.get("IMGBENCH_CACHE"):
         return Path(os.environ["IMGBENCH_CACHE"]) / "runs.sqlite"
-    base = Path(os.environ["XDG_CACHE_HOME"]) if os.environ.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+    base = (Path(os.environ["XDG_CACHE_HOME"]) if os.environ.get("XDG_CACHE_HOME")
+            else Path.home() / ".cache")
     return base / "imgbench" / "runs.sqlite"
 
 
 def reader() -> str:
-    """Changes with the code that turns a file into records, so records another version derived are re-read."""
+    """Changes with the code that turns a file into records, so records another version derived are
+    re-read."""
     digest = hashlib.sha256()
     for module in (record, runfile, identity, machine_class, sys.modules[__name__]):
         digest.update(Path(module.__file__).read_bytes())
@@ -89,14 +96,15 @@ def parsed(files: list[Path]) -> Iterator[Item]:
 
 
 def records(files: list[Path], folders=()) -> tuple[list[Item], list[str]]:
-    """Light records (or the RunError) of each file, in the order given, through the cache; and notes:
-    one line when the cache was rebuilt or could not be used. Rows of files no longer under `folders`
-    (the folders these files were found in) are dropped."""
+    """Light records (or the RunError) of each file, in the order given, through the cache; and
+    notes: one line when the cache was rebuilt or could not be used. Rows of files no longer under
+    `folders` (the folders these files were found in) are dropped."""
     db = location()
     try:
         return _through(db, files, folders), []
     except sqlite3.DatabaseError as e:
-        if isinstance(e, sqlite3.OperationalError):  # locked, unwritable, no such folder: not corrupt
+        if isinstance(e, sqlite3.OperationalError):
+            # locked, unwritable, no such folder: not corrupt
             return list(parsed(files)), [f"cache {db} not usable ({e}): runs read from their files"]
         why = e
     try:  # corrupt: start again
@@ -119,7 +127,8 @@ def _connect(db: Path) -> sqlite3.Connection:
         version = "PRAGMA user_version"
         if con.execute(version).fetchone()[0] != SCHEMA:
             con.execute("BEGIN IMMEDIATE")
-            if con.execute(version).fetchone()[0] != SCHEMA:  # another process may have made it meanwhile
+            if con.execute(version).fetchone()[0] != SCHEMA:
+                # another process may have made it meanwhile
                 for table, columns in TABLES.items():
                     con.execute(f"DROP TABLE IF EXISTS {table}")
                     con.execute(f"CREATE TABLE {table} ({columns})")
@@ -147,8 +156,8 @@ def _through(db: Path, files: list[Path], folders) -> list[Item]:
                 continue  # gone since it was found: read() says so
             keys.append(key)
             stamps.append((st.st_size, st.st_mtime_ns, st.st_ino))
-            row = con.execute("SELECT size, mtime_ns, ino, reader, error, run FROM files WHERE path = ?",
-                              (key,)).fetchone()
+            row = con.execute("SELECT size, mtime_ns, ino, reader, error, run FROM files "
+                              "WHERE path = ?", (key,)).fetchone()
             if row and row[:4] == (*stamps[-1], me):
                 items[i] = _cached(con, key, f, row[4], row[5])
         con.execute("COMMIT")
@@ -169,7 +178,8 @@ def _cached(con: sqlite3.Connection, key: str, f: Path, error: str | None, run: 
     try:
         shared = json.loads(run)
         return [Record(path=str(f), data=None, **shared, **json.loads(text))
-                for (text,) in con.execute("SELECT record FROM cases WHERE path = ? ORDER BY pos", (key,))]
+                for (text,) in con.execute("SELECT record FROM cases WHERE path = ? ORDER BY pos",
+                                           (key,))]
     except (ValueError, TypeError) as e:  # a row no version of this module wrote
         raise sqlite3.DatabaseError(f"bad row for {key}: {e}") from None
 
@@ -184,8 +194,10 @@ def _store(con: sqlite3.Connection, key: str, stamp: tuple, me: str, f: Path, it
     con.execute("BEGIN IMMEDIATE")  # a file's rows replaced whole, or not at all
     try:
         con.execute("DELETE FROM cases WHERE path = ?", (key,))
-        con.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", (key, *stamp, me, error, run))
-        con.executemany("INSERT INTO cases VALUES (?, ?, ?)", [(key, pos, text) for pos, text in enumerate(cases)])
+        con.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (key, *stamp, me, error, run))
+        con.executemany("INSERT INTO cases VALUES (?, ?, ?)",
+                        [(key, pos, text) for pos, text in enumerate(cases)])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -193,13 +205,15 @@ def _store(con: sqlite3.Connection, key: str, stamp: tuple, me: str, f: Path, it
 
 
 def _prune(con: sqlite3.Connection, folders, found: set):
-    """Drop the rows of files that were under `folders` and are gone, so the cache does not only grow."""
+    """Drop the rows of files that were under `folders` and are gone, so the cache does not only
+    grow."""
     gone = []
     for folder in folders:
         prefix = str(Path(folder).resolve()).rstrip(os.sep) + os.sep
         # every path that starts with prefix sorts between it and prefix with its last character + 1
         upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        gone += [p for (p,) in con.execute("SELECT path FROM files WHERE path >= ? AND path < ?", (prefix, upper))
+        gone += [p for (p,) in con.execute("SELECT path FROM files WHERE path >= ? AND path < ?",
+                                           (prefix, upper))
                  if p not in found]
     if gone:
         con.execute("BEGIN IMMEDIATE")

@@ -27,7 +27,8 @@ def find(paths) -> list[Path]:
 
 def identity(run: list[Record]) -> tuple:
     """What makes two files the same run (a copy kept as a CI artifact beside the history, say)."""
-    return (run[0].fingerprint, run[0].datetime, tuple((r.name, r.median) for r in run)) if run else ()
+    return ((run[0].fingerprint, run[0].datetime, tuple((r.name, r.median) for r in run))
+            if run else ())
 
 
 @dataclass
@@ -35,7 +36,8 @@ class History:
     runs: list[list[Record]]   # one list per readable file with at least one case, oldest first
     skipped: list[str]         # one line per file that could not be read, naming it and why
     versions: set[str]         # pytest-benchmark versions that wrote the runs
-    notes: list[str] = field(default_factory=list)  # about the cache of stored runs (rebuilt, not usable)
+    notes: list[str] = field(default_factory=list)  # about the cache of stored runs (rebuilt,
+                                                    # not usable)
 
 
 def _load(path: Path) -> list[Record] | RunError:
@@ -46,15 +48,16 @@ def _load(path: Path) -> list[Record] | RunError:
 
 
 def load(paths, rounds: bool = True) -> History:
-    """Every run under the given files and folders. Unreadable files are skipped with a line each, so
-    one corrupt file does not hide a history; no readable run at all is a RunError. rounds=False gives
-    light records (cache.light: no per-round data, extra_info trimmed to what history readers use) from
-    the cache of stored runs, which a thousand runs need: their JSON is gigabytes."""
+    """Every run under the given files and folders. Unreadable files are skipped with a line each,
+    so one corrupt file does not hide a history; no readable run at all is a RunError. rounds=False
+    gives light records (cache.light: no per-round data, extra_info trimmed to what history readers
+    use) from the cache of stored runs, which a thousand runs need: their JSON is gigabytes."""
     files = find(paths)
     for p in map(Path, paths):
         if p.is_dir() and not any(f.is_relative_to(p) for f in files):
-            raise RunError(f"{p}: holds no stored runs (no *.json below it; expected a storage folder such as "
-                           ".benchmarks/ or baselines/, or pytest-benchmark JSON files)")
+            raise RunError(f"{p}: holds no stored runs (no *.json below it; expected a storage "
+                           "folder such as .benchmarks/ or baselines/, or pytest-benchmark JSON "
+                           "files)")
     if rounds:
         loaded, notes = map(_load, files), []
     else:
@@ -66,7 +69,8 @@ def load(paths, rounds: bool = True) -> History:
             continue
         if not run:
             continue
-        if (i := seen.get(identity(run))) is None:  # a copy of a run (a CI artifact beside the history) counts once
+        # a copy of a run (a CI artifact beside the history) counts once
+        if (i := seen.get(identity(run))) is None:
             seen[identity(run)] = len(runs)
             runs.append(run)
             versions.add(run[0].version)
@@ -77,6 +81,7 @@ def load(paths, rounds: bool = True) -> History:
                        + (f" ({len(skipped)} unreadable: {skipped[0]})" if skipped else ""))
     runs.sort(key=lambda run: (run[0].datetime, run[0].path))
     lacking = Counter(run[0].lacks for run in runs if run[0].lacks)
-    notes += [f"{n} run(s) lack {fields} (older imgbench, or another tool): read, those settings not checked"
+    notes += [f"{n} run(s) lack {fields} (older imgbench, or another tool): "
+              "read, those settings not checked"
               for fields, n in sorted(lacking.items())]
     return History(runs, skipped, versions, notes)

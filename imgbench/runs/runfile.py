@@ -1,9 +1,10 @@
-"""The run file: pytest-benchmark's JSON plus imgbench's block, written and read here and nowhere else.
+"""The run file: pytest-benchmark's JSON plus imgbench's block, written and read here and nowhere
+else.
 
-pytest-benchmark owns the file's shape (machine_info, commit_info, datetime, benchmarks); imgbench adds
-`machine_info.imgbench` (the recorded environment), `machine_info.fingerprint` (the machine class) and a
-top-level `imgbench` block with the run's settings under a schema version. A run of a newer schema is
-refused; older runs are read, and the fields they lack are named. No torch here.
+pytest-benchmark owns the file's shape (machine_info, commit_info, datetime, benchmarks); imgbench
+adds `machine_info.imgbench` (the recorded environment), `machine_info.fingerprint` (the machine
+class) and a top-level `imgbench` block with the run's settings under a schema version. A run of a
+newer schema is refused; older runs are read, and the fields they lack are named. No torch here.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from imgbench.core.errors import UserError
 from imgbench.hw import machine_class
 
 SCHEMA = 1  # version of the imgbench block; runs written before it was recorded read as 0
-# What a schema-1 block holds; an older run lacks some (the committed 2-core baseline has no optimizer).
-FIELDS = ("version", "profile", "devices", "threads", "dataset", "optimizer", "precisions", "memory_formats",
-          "compile", "peaks")
+# What a schema-1 block holds; an older run lacks some (the committed 2-core baseline has no
+# optimizer).
+FIELDS = ("version", "profile", "devices", "threads", "dataset", "optimizer", "precisions",
+          "memory_formats", "compile", "peaks")
 
 
 class RunError(UserError):
@@ -29,8 +31,9 @@ class RunError(UserError):
 
 def block(version: str, settings, peaks: dict) -> dict:
     """The imgbench block of a run measured under `settings` (options.Settings)."""
-    return {"schema": SCHEMA, "version": version, "profile": settings.profile.name, "devices": settings.devices,
-            "threads": settings.threads, "dataset": settings.dataset, "optimizer": settings.optimizer,
+    return {"schema": SCHEMA, "version": version, "profile": settings.profile.name,
+            "devices": settings.devices, "threads": settings.threads, "dataset": settings.dataset,
+            "optimizer": settings.optimizer,
             "precisions": settings.precisions, "memory_formats": settings.memory_formats,
             "compile": settings.compile,
             # measured, so not machine_info: it would differ in every comparison
@@ -38,7 +41,8 @@ def block(version: str, settings, peaks: dict) -> dict:
 
 
 def machine_info(env: dict) -> dict:
-    """What imgbench adds to pytest-benchmark's machine_info: the environment and the machine class."""
+    """What imgbench adds to pytest-benchmark's machine_info: the environment and the machine
+    class."""
     return {"imgbench": env, "fingerprint": env["fingerprint"]}
 
 
@@ -80,7 +84,8 @@ class Run:
         return self.meta.get("devices")
 
     def lacks(self) -> str | None:
-        """One line naming the imgbench fields this run lacks (an older imgbench's, or another tool's), or None."""
+        """One line naming the imgbench fields this run lacks (an older imgbench's, or another
+        tool's), or None."""
         if not self.missing:
             return None
         who = "not written by imgbench" if not self.meta else f"run file schema {self.schema}"
@@ -98,21 +103,28 @@ def read(path: str | Path) -> Run:
     try:
         run = json.loads(text)
     except json.JSONDecodeError as e:
-        raise RunError(f"{path}: corrupt or truncated JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
-    if not isinstance(run, dict) or not isinstance(run.get("benchmarks"), list) or "machine_info" not in run:
-        raise RunError(f"{path}: not a pytest-benchmark run (expected 'machine_info' and a 'benchmarks' list)")
+        raise RunError(f"{path}: corrupt or truncated JSON "
+                       f"(line {e.lineno}, column {e.colno}: {e.msg})") from None
+    if (not isinstance(run, dict) or not isinstance(run.get("benchmarks"), list)
+            or "machine_info" not in run):
+        raise RunError(f"{path}: not a pytest-benchmark run "
+                       "(expected 'machine_info' and a 'benchmarks' list)")
     machine = _dict(run["machine_info"])
     meta = _dict(run.get("imgbench"))
     schema = meta.get("schema", 0)
-    if isinstance(schema, bool) or not isinstance(schema, int) or schema < 0:  # JSON true is no version
-        raise RunError(f"{path}: imgbench schema {schema!r} is not a version number (valid: 0 to {SCHEMA})")
+    # JSON true is no version
+    if isinstance(schema, bool) or not isinstance(schema, int) or schema < 0:
+        raise RunError(f"{path}: imgbench schema {schema!r} is not a version number "
+                       f"(valid: 0 to {SCHEMA})")
     if schema > SCHEMA:
-        raise RunError(f"{path}: written by a newer imgbench (run file schema {schema}; this version reads up to "
-                       f"{SCHEMA}): upgrade imgbench to read it")
-    return Run(path=path, raw=run, benchmarks=run["benchmarks"], datetime=str(run.get("datetime", "")),
-               commit=_dict(run.get("commit_info")).get("id"), fingerprint=machine_class.of_run(machine),
-               env=_dict(machine.get("imgbench")), meta=meta, version=str(run.get("version", "unknown")),
-               schema=schema)
+        raise RunError(f"{path}: written by a newer imgbench (run file schema {schema}; "
+                       f"this version reads up to {SCHEMA}): upgrade imgbench to read it")
+    return Run(path=path, raw=run, benchmarks=run["benchmarks"],
+               datetime=str(run.get("datetime", "")),
+               commit=_dict(run.get("commit_info")).get("id"),
+               fingerprint=machine_class.of_run(machine),
+               env=_dict(machine.get("imgbench")), meta=meta,
+               version=str(run.get("version", "unknown")), schema=schema)
 
 
 def _dict(value) -> dict:
@@ -120,15 +132,16 @@ def _dict(value) -> dict:
 
 
 def case_key(b: dict) -> tuple:
-    """What makes two stored cases the same case: the test function and every param (as results matches
-    them), not the test id, which changes with the folder pytest ran from."""
-    return b["name"].split("[", 1)[0], tuple(sorted((k, str(v)) for k, v in (b.get("params") or {}).items()))
+    """What makes two stored cases the same case: the test function and every param (as results
+    matches them), not the test id, which changes with the folder pytest ran from."""
+    return (b["name"].split("[", 1)[0],
+            tuple(sorted((k, str(v)) for k, v in (b.get("params") or {}).items())))
 
 
 def merged(new: Run, old: Run) -> tuple[dict, list[str]]:
     """`new`'s file with every case of `old` that `new` did not run, and the names of the cases new
-    replaced. The imgbench block's axis lists and peaks cover both runs' cases, and its `merged` list
-    names the earlier runs (date, commit) whose cases the file still holds."""
+    replaced. The imgbench block's axis lists and peaks cover both runs' cases, and its `merged`
+    list names the earlier runs (date, commit) whose cases the file still holds."""
     doc = copy.deepcopy(new.raw)
     ran = {case_key(b) for b in new.benchmarks}
     replaced = sorted(b["name"] for b in old.benchmarks if case_key(b) in ran)
@@ -137,7 +150,8 @@ def merged(new: Run, old: Run) -> tuple[dict, list[str]]:
     if isinstance(meta, dict):
         # The header is new's: say when and at which commits the cases kept from old were measured.
         if len(doc["benchmarks"]) > len(new.benchmarks):
-            meta["merged"] = [*old.meta.get("merged", []), {"datetime": old.datetime, "commit": old.commit}]
+            meta["merged"] = [*old.meta.get("merged", []),
+                              {"datetime": old.datetime, "commit": old.commit}]
         for key in ("devices", "precisions", "memory_formats", "compile"):
             if isinstance(old.meta.get(key), list):
                 meta[key] = list(dict.fromkeys([*old.meta[key], *meta.get(key, [])]))

@@ -1,7 +1,7 @@
-"""Where runs live: STORAGE/<machine class>/<platform>/NNNN_<profile>.json as pytest-benchmark lays them
-out, the previous run of a profile, baselines at FOLDER/<machine class>/<profile>.json, and saving either
-whole or not at all. Run numbers are taken by exclusive creation, so processes saving into one folder
-at the same time never overwrite each other. No torch here.
+"""Where runs live: STORAGE/<machine class>/<platform>/NNNN_<profile>.json as pytest-benchmark lays
+them out, the previous run of a profile, baselines at FOLDER/<machine class>/<profile>.json, and
+saving either whole or not at all. Run numbers are taken by exclusive creation, so processes saving
+into one folder at the same time never overwrite each other. No torch here.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def previous_run(folder: Path, profile: str, device_list: list[str] | None = Non
     Newest by the run's recorded date: pytest-benchmark numbers runs per platform sub-folder, so
     after a Python upgrade a new folder starts again at 0001. Read through the cache of stored runs
     (runs.history); unreadable runs, and runs without a case, are never the baseline."""
-    named = [p for p in folder.glob(f"*/*_{profile}.json") if (m := RUN_NAME.fullmatch(p.name)) and m[2] == profile]
+    named = [p for p in folder.glob(f"*/*_{profile}.json")
+             if (m := RUN_NAME.fullmatch(p.name)) and m[2] == profile]
     try:
         runs = history.load(named, rounds=False).runs if named else []
     except runfile.RunError:  # not one readable
@@ -62,8 +63,8 @@ def previous_run(folder: Path, profile: str, device_list: list[str] | None = Non
 
 
 def stored_runs(folder: Path, prefix: str | None = None) -> list[Path]:
-    """The numbered runs in a platform folder; with `prefix` (as --benchmark-compare takes it: 0003, or
-    0003_quick), those whose name starts with it."""
+    """The numbered runs in a platform folder; with `prefix` (as --benchmark-compare takes it: 0003,
+    or 0003_quick), those whose name starts with it."""
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if RUN_NAME.fullmatch(p.name)
@@ -72,8 +73,10 @@ def stored_runs(folder: Path, prefix: str | None = None) -> list[Path]:
 
 @contextmanager
 def partial(folder: Path, name: str) -> Iterator[Path]:
-    """A hidden temporary path in `folder` to write a run to; removed at the end whatever happens."""
-    # Not a .json (a history reader must never take it for a run), nor files.atomic's name (both meet here).
+    """A hidden temporary path in `folder` to write a run to; removed at the end whatever
+    happens."""
+    # Not a .json (a history reader must never take it for a run), nor files.atomic's name (both
+    # meet here).
     tmp = folder / f".{name}.{os.getpid()}.pytest-partial"
     try:
         yield tmp
@@ -82,8 +85,9 @@ def partial(folder: Path, name: str) -> Iterator[Path]:
 
 
 def save_run(tmp: Path, folder: Path, profile: str) -> Path:
-    """Move the finished run `tmp` to the next free FOLDER/<platform>/NNNN_<profile>.json. The number is
-    taken by a hard link that fails if the name exists, so a concurrent save takes the next one."""
+    """Move the finished run `tmp` to the next free FOLDER/<platform>/NNNN_<profile>.json. The
+    number is taken by a hard link that fails if the name exists, so a concurrent save takes the
+    next one."""
     sub = platform_folder(folder)
     sub.mkdir(parents=True, exist_ok=True)
     while True:
@@ -97,8 +101,8 @@ def save_run(tmp: Path, folder: Path, profile: str) -> Path:
 
 
 def _claim(tmp: Path, dest: Path):
-    """Move `tmp` to `dest` unless `dest` exists (FileExistsError): a hard link where the file system has
-    them; elsewhere the name is first reserved by exclusive creation, then replaced."""
+    """Move `tmp` to `dest` unless `dest` exists (FileExistsError): a hard link where the file
+    system has them; elsewhere the name is first reserved by exclusive creation, then replaced."""
     try:
         os.link(tmp, dest)
     except FileExistsError:
@@ -117,7 +121,8 @@ def baseline_path(folder: Path, profile: str) -> Path:
 
 
 def check_baseline(path: Path, settings) -> None:
-    """An existing baseline takes new cases only from runs measured like it: say so before running."""
+    """An existing baseline takes new cases only from runs measured like it: say so before
+    running."""
     if not path.is_file():
         return
     try:
@@ -127,14 +132,15 @@ def check_baseline(path: Path, settings) -> None:
     for key, now in (("profile", settings.profile.name), ("dataset", settings.dataset),
                      ("optimizer", settings.optimizer), ("threads", settings.threads)):
         if key in meta and meta[key] != now:
-            raise StorageError(f"{path} was recorded with {key} {meta[key]!r}, this run has {now!r}: record it "
-                               f"with the same settings, or move {path.name} aside to start a new baseline")
+            raise StorageError(f"{path} was recorded with {key} {meta[key]!r}, "
+                               f"this run has {now!r}: record it with the same settings, "
+                               f"or move {path.name} aside to start a new baseline")
 
 
 def save_baseline(tmp: Path, path: Path) -> list[str]:
-    """Merge the finished run `tmp` into the baseline at `path`, written whole or not at all: its cases
-    replace those of the same test and params, every other case of the baseline stays. Returns the
-    names of the cases replaced."""
+    """Merge the finished run `tmp` into the baseline at `path`, written whole or not at all: its
+    cases replace those of the same test and params, every other case of the baseline stays. Returns
+    the names of the cases replaced."""
     new = runfile.read(tmp)
     doc, replaced = runfile.merged(new, runfile.read(path)) if path.is_file() else (new.raw, [])
     doc["benchmarks"] = sorted(doc["benchmarks"], key=lambda b: str(b.get("fullname", b["name"])))
@@ -144,9 +150,10 @@ def save_baseline(tmp: Path, path: Path) -> list[str]:
 
 
 def save_judged(run: runfile.Run, folder: Path, regressions: list[str], baseline: str) -> Path:
-    """A judged run saved into a history folder (FOLDER/<machine class>/<platform>/NNNN_<profile>.json,
-    numbered as `imgbench run` numbers them), with what it was judged: its `judged` block names the
-    cases found regressed, which judge.window keeps out of the reference until accepted."""
+    """A judged run saved into a history folder
+    (FOLDER/<machine class>/<platform>/NNNN_<profile>.json, numbered as `imgbench run` numbers
+    them), with what it was judged: its `judged` block names the cases found regressed, which
+    judge.window keeps out of the reference until accepted."""
     doc = copy.deepcopy(run.raw)
     meta = doc.setdefault("imgbench", {})
     meta["judged"] = {"datetime": datetime.now(timezone.utc).replace(tzinfo=None).isoformat(),

@@ -1,6 +1,7 @@
-"""Figures from stored runs: the GPU-over-CPU speedup trend, throughput against batch size, the latest
-run against its baseline per test, and the epoch time breakdown. matplotlib's object API only (no
-pyplot, no global backend); one color per device in every figure drawn per device; files written atomically."""
+"""Figures from stored runs: the GPU-over-CPU speedup trend, throughput against batch size, the
+latest run against its baseline per test, and the epoch time breakdown. matplotlib's object API only
+(no pyplot, no global backend); one color per device in every figure drawn per device; files written
+atomically."""
 
 from __future__ import annotations
 
@@ -21,9 +22,11 @@ from imgbench.runs.record import Record
 DPI = 100
 DEVICE_COLORS = {"cpu": "#1f77b4", "cuda": "#d62728", "mps": "#9467bd"}
 REGRESSION_COLOR = "#ff7f0e"  # not a device's color: a red bar must not read as "CUDA"
-VERDICT_COLORS = {REGRESSION: REGRESSION_COLOR, IMPROVEMENT: "#2ca02c", UNCHANGED: "#9e9e9e", NOISY: "#e3d9a6"}
+VERDICT_COLORS = {REGRESSION: REGRESSION_COLOR, IMPROVEMENT: "#2ca02c", UNCHANGED: "#9e9e9e",
+                  NOISY: "#e3d9a6"}
 # Speedup-trend lines are cases, not devices: colors that are neither a device's nor a verdict's.
-CASE_COLORS = ("#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#393b79", "#637939", "#843c39")
+CASE_COLORS = ("#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#393b79", "#637939",
+               "#843c39")
 COMPONENT_COLORS = {"compute": "#4c72b0", "data stall": "#dd8452", "host-to-device copy": "#55a868"}
 TEST_STYLES = {"train_step": "-", "forward": "--"}
 MAX_LINES = 8  # per panel of the speedup trend: beyond that a legend hides the data
@@ -63,10 +66,12 @@ def run_label(r: Record) -> str:
     return f"{(r.commit or '-')[:7]}\ntorch {torch}\n{_day(r.datetime)}"
 
 
-def speedup_trend(speedups: list[Speedup], machine: str, fell: list[Speedup] = (), changes=()) -> Figure:
+def speedup_trend(speedups: list[Speedup], machine: str, fell: list[Speedup] = (),
+                  changes=()) -> Figure:
     """One panel per test; per case the speedup of each run with its bootstrap band; the runs in
-    `fell` (judged a regression against the case's previous run) are marked, and so, by a dashed line in
-    the case's color, is the first run after each of `changes` (changes.ChangePoint) of a drawn case."""
+    `fell` (judged a regression against the case's previous run) are marked, and so, by a dashed
+    line in the case's color, is the first run after each of `changes` (changes.ChangePoint) of a
+    drawn case."""
     fell_ids = {id(s) for s in fell}
     starts: dict[tuple, list[str]] = {}
     for c in changes:
@@ -89,22 +94,26 @@ def speedup_trend(speedups: list[Speedup], machine: str, fell: list[Speedup] = (
             xs = [x_of[s.datetime] for s in points]
             color = CASE_COLORS[i % len(CASE_COLORS)]
             label = f"{describe(dict(k[0][1]))} ({k[1]})"
-            (line,) = ax.plot(xs, [s.speedup for s in points], marker="o", ms=3, color=color, label=label)
+            (line,) = ax.plot(xs, [s.speedup for s in points], marker="o", ms=3, color=color,
+                              label=label)
             handles[f"{test}: {label}"] = line
             if all(s.ci for s in points):
-                ax.fill_between(xs, [s.ci[0] for s in points], [s.ci[1] for s in points], color=color, alpha=0.18,
-                                linewidth=0)
+                ax.fill_between(xs, [s.ci[0] for s in points], [s.ci[1] for s in points],
+                                color=color, alpha=0.18, linewidth=0)
             for cur in points:
                 if id(cur) in fell_ids:
-                    m = ax.scatter([x_of[cur.datetime]], [cur.speedup], marker="v", s=90, facecolor="none",
-                                   edgecolor=REGRESSION_COLOR, linewidth=1.8, zorder=5)
+                    m = ax.scatter([x_of[cur.datetime]], [cur.speedup], marker="v", s=90,
+                                   facecolor="none", edgecolor=REGRESSION_COLOR, linewidth=1.8,
+                                   zorder=5)
                     handles["speedup fell (regression vs the previous run)"] = m
             for when in starts.get(k, ()):
                 ax.axvline(x_of[when], color=color, linestyle="--", linewidth=1.2)
-                handles["change point (first run after it)"] = Line2D([], [], color="#555555", linestyle="--")
+                handles["change point (first run after it)"] = Line2D([], [], color="#555555",
+                                                                      linestyle="--")
         ax.axhline(1, color="#555555", linewidth=0.8, linestyle=":")
         ax.set_yscale("log")
-        shown = f" ({len(latest)} of {len(by_case)} cases, the fastest)" if len(by_case) > len(latest) else ""
+        shown = (f" ({len(latest)} of {len(by_case)} cases, the fastest)"
+                 if len(by_case) > len(latest) else "")
         ax.set_title(f"{test}{shown}", loc="left", fontsize=10)
         ax.set_ylabel("speedup (x)\nCPU time / GPU time")
         ax.grid(True, which="both", alpha=0.3)
@@ -120,7 +129,8 @@ def speedup_trend(speedups: list[Speedup], machine: str, fell: list[Speedup] = (
 
 def throughput(records: list[Record], machine: str) -> Figure:
     """images/s against batch size (log2) per model; color = device, line style = test."""
-    picked = [r for r in records if r.test in TEST_STYLES and "batch_size" in r.params and r.median > 0]
+    picked = [r for r in records
+              if r.test in TEST_STYLES and "batch_size" in r.params and r.median > 0]
     models = sorted({str(r.params.get("model")) for r in picked})
     cols = min(3, max(1, len(models)))
     rows = max(1, math.ceil(len(models) / cols))
@@ -153,14 +163,17 @@ def throughput(records: list[Record], machine: str) -> Figure:
         ax.set_xlabel("batch size")
         ax.set_ylabel("images/s")
         ax.grid(True, which="both", alpha=0.3)
-    handles = [Line2D([], [], color=device_color(d), marker="o", label=d) for d in sorted(devices_seen)]
-    handles += [Line2D([], [], color="#333333", linestyle=s, label=f) for f, s in TEST_STYLES.items()]
+    handles = [Line2D([], [], color=device_color(d), marker="o", label=d)
+               for d in sorted(devices_seen)]
+    handles += [Line2D([], [], color="#333333", linestyle=s, label=f)
+                for f, s in TEST_STYLES.items()]
     fig.legend(handles=handles, loc="outside right upper", fontsize=8)
     fig.suptitle(f"Throughput against batch size, {machine} (latest run of each case)")
     return fig
 
 
-def versus_baseline(verdicts: list[Verdict], test: str, machine: str, base: str, cand: str) -> Figure:
+def versus_baseline(verdicts: list[Verdict], test: str, machine: str, base: str,
+                    cand: str) -> Figure:
     """Per case the candidate's change in median time with its interval, colored by verdict."""
     verdicts = sorted(verdicts, key=lambda v: v.name)
     fig = Figure(figsize=(10, 1.6 + 0.26 * len(verdicts)), layout="constrained")
@@ -176,10 +189,12 @@ def versus_baseline(verdicts: list[Verdict], test: str, machine: str, base: str,
     ax.axvline(0, color="#333333", linewidth=0.8)
     ax.set_yticks(list(ys), [v.name.split("[", 1)[-1].rstrip("]") for v in verdicts], fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("change in median time, % (> 0: slower; bars: 99% bootstrap interval; shade: minimum effect)")
+    ax.set_xlabel("change in median time, % (> 0: slower; bars: 99% bootstrap interval; "
+                  "shade: minimum effect)")
     handles = [Patch(color=c, label=k) for k, c in VERDICT_COLORS.items()]
     fig.legend(handles=handles, loc="outside right upper", fontsize=8)
-    fig.suptitle(f"{test}: latest run against its baseline, {machine}\n{cand} vs {base}", fontsize=10)
+    fig.suptitle(f"{test}: latest run against its baseline, {machine}\n{cand} vs {base}",
+                 fontsize=10)
     return fig
 
 
@@ -191,15 +206,18 @@ def _epoch_label(r: Record) -> str:
 def epoch_breakdown(records: list[Record], machine: str) -> Figure:
     """Seconds per epoch split into compute, data stall and host-to-device copy (shares of host time
     as the epoch family records them)."""
-    rows = sorted((r for r in records if "data_stall_share" in r.extra), key=lambda r: _epoch_label(r))
+    rows = sorted((r for r in records if "data_stall_share" in r.extra),
+                  key=lambda r: _epoch_label(r))
     fig = Figure(figsize=(10, 1.6 + 0.3 * len(rows)), layout="constrained")
     ax = fig.subplots()
     left = [0.0] * len(rows)
     for part, color in COMPONENT_COLORS.items():
         widths = []
         for r in rows:
-            stall, copy = float(r.extra.get("data_stall_share") or 0), float(r.extra.get("copy_share") or 0)
-            share = {"compute": max(0.0, 1 - stall - copy), "data stall": stall, "host-to-device copy": copy}[part]
+            stall, copy = (float(r.extra.get("data_stall_share") or 0),
+                           float(r.extra.get("copy_share") or 0))
+            share = {"compute": max(0.0, 1 - stall - copy), "data stall": stall,
+                     "host-to-device copy": copy}[part]
             widths.append(r.median * share)
         ax.barh(range(len(rows)), widths, left=left, color=color, label=part)
         left = [a + b for a, b in zip(left, widths, strict=True)]
@@ -208,7 +226,8 @@ def epoch_breakdown(records: list[Record], machine: str) -> Figure:
         tick.set_color(device_color(r.params.get("device", "cpu")))
     ax.invert_yaxis()
     images = {int(r.extra.get("images", 0)) for r in rows}
-    ax.set_xlabel(f"seconds per epoch ({', '.join(map(str, sorted(images)))} images; labels colored by device)")
+    ax.set_xlabel(f"seconds per epoch ({', '.join(map(str, sorted(images)))} images; labels "
+                  "colored by device)")
     fig.legend(loc="outside right upper", fontsize=8)
     fig.suptitle(f"Where an epoch's time goes, {machine} (latest run)")
     return fig
@@ -231,15 +250,18 @@ def ddp_scaling(records: list[Record], machine: str) -> Figure:
         marker = "osD^v<>"[i % 7]
         label = describe(params, ())
         ws = [int(r.params["world_size"]) for r in rs]
-        left.plot(ws, [float(r.extra.get("images_per_s") or 0) for r in rs], marker=marker, color=color, label=label)
+        left.plot(ws, [float(r.extra.get("images_per_s") or 0) for r in rs], marker=marker,
+                  color=color, label=label)
         eff = [(w, float(r.extra["scaling_efficiency"])) for w, r in zip(ws, rs, strict=True)
                if r.extra.get("scaling_efficiency") is not None]
         if eff:
-            right.plot(*zip(*eff, strict=True), marker=marker, color=color, label=f"{label}: efficiency")
-        comm = [(w, float(r.extra["comm_share"])) for w, r in zip(ws, rs, strict=True) if "comm_share" in r.extra]
+            right.plot(*zip(*eff, strict=True), marker=marker, color=color,
+                       label=f"{label}: efficiency")
+        comm = [(w, float(r.extra["comm_share"])) for w, r in zip(ws, rs, strict=True)
+                if "comm_share" in r.extra]
         if comm:
-            right.plot(*zip(*comm, strict=True), marker=marker, color=color, linestyle=":", alpha=0.8,
-                       label=f"{label}: communication share")
+            right.plot(*zip(*comm, strict=True), marker=marker, color=color, linestyle=":",
+                       alpha=0.8, label=f"{label}: communication share")
     worlds = sorted({int(r.params["world_size"]) for rs in groups.values() for r in rs}) or [1]
     for ax in (left, right):
         ax.set_xscale("log", base=2)
@@ -250,7 +272,8 @@ def ddp_scaling(records: list[Record], machine: str) -> Figure:
     left.set_title("throughput", loc="left", fontsize=10)
     right.set_ylim(0, 1.1)
     right.set_ylabel("fraction")
-    right.set_title("scaling efficiency (solid), communication share (dotted)", loc="left", fontsize=10)
+    right.set_title("scaling efficiency (solid), communication share (dotted)", loc="left",
+                    fontsize=10)
     fig.legend(*right.get_legend_handles_labels(), loc="outside right upper", fontsize=7)
     fig.suptitle(f"Data-parallel scaling, {machine} (latest run)")
     return fig

@@ -1,5 +1,5 @@
-"""Stored runs -> figures and a report: per machine class the speedup trend, throughput against batch
-size, the latest run against its baseline per test and the epoch breakdown; a markdown summary
+"""Stored runs -> figures and a report: per machine class the speedup trend, throughput against
+batch size, the latest run against its baseline per test and the epoch breakdown; a markdown summary
 (for a CI job summary or a pull-request comment) and one self-contained HTML file."""
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from imgbench.runs.runfile import RunError
 from imgbench.show import plots
 
 EPOCH_TESTS = ("epoch", "reference_epoch")
-# The newest points of each speedup series that get a bootstrap interval from their runs' rounds (figure band,
-# table interval, falls marked): a thousand GPU runs then cost what their last RECENT do. Older points: medians.
+# The newest points of each speedup series that get a bootstrap interval from their runs' rounds
+# (figure band, table interval, falls marked): a thousand GPU runs then cost what their last RECENT
+# do. Older points: medians.
 RECENT = 10
 
 
@@ -75,13 +76,14 @@ def latest_records(runs: list[list[Record]]) -> list[Record]:
 
 def latest_vs_previous(runs: list[list[Record]], min_effect: float, whole=lambda rs: rs,
                        accepted=()) -> Comparison | None:
-    """The newest run against the run before it measured under the same conditions (profile, dataset,
-    optimizer) sharing cases with it; the runs before that are the history. Runs of other conditions
-    (a scratch folder's other datasets, say) are never compared with it. `whole` gives the two runs
-    their rounds where the history's records are light (with_rounds)."""
+    """The newest run against the run before it measured under the same conditions (profile,
+    dataset, optimizer) sharing cases with it; the runs before that are the history. Runs of other
+    conditions (a scratch folder's other datasets, say) are never compared with it. `whole` gives
+    the two runs their rounds where the history's records are light (with_rounds)."""
     cand = runs[-1]
     keys = {r.key for r in cand}
-    earlier = [run for run in runs[:-1] if not differences(run[0], cand[0]) and keys & {r.key for r in run}]
+    earlier = [run for run in runs[:-1]
+               if not differences(run[0], cand[0]) and keys & {r.key for r in run}]
     if not earlier:
         return None
     base, cand = whole(earlier[-1]), whole(cand)
@@ -90,9 +92,9 @@ def latest_vs_previous(runs: list[list[Record]], min_effect: float, whole=lambda
 
 
 def with_rounds(records: list[Record], notes: list[str]) -> list[Record]:
-    """`records` read again whole (per-round data, all extra_info) where they are light (runs.history.load
-    with rounds=False): each run file read once, only the records asked for kept. A file unreadable now keeps
-    its light records, with a note."""
+    """`records` read again whole (per-round data, all extra_info) where they are light
+    (runs.history.load with rounds=False): each run file read once, only the records asked for kept.
+    A file unreadable now keeps its light records, with a note."""
     wanted: dict[str, set] = {}
     for r in records:
         if r.data is None:
@@ -106,9 +108,10 @@ def with_rounds(records: list[Record], notes: list[str]) -> list[Record]:
     return [found.get((r.path, r.key), r) for r in records]
 
 
-def recent_with_rounds(series: list[speedup.Speedup], notes: list[str], recent: int = RECENT) -> list[speedup.Speedup]:
-    """The newest `recent` points of each case's speedup series without an interval recomputed from their
-    runs' rounds; older points stay as they are."""
+def recent_with_rounds(series: list[speedup.Speedup], notes: list[str],
+                       recent: int = RECENT) -> list[speedup.Speedup]:
+    """The newest `recent` points of each case's speedup series without an interval recomputed from
+    their runs' rounds; older points stay as they are."""
     by_case: dict[tuple, list[speedup.Speedup]] = {}
     for s in series:
         by_case.setdefault((s.key, s.device), []).append(s)
@@ -122,12 +125,14 @@ def _label(run: list[Record]) -> str:
     return f"{(run[0].commit or '-')[:7]} {run[0].datetime[:16]} ({Path(run[0].path).name})"
 
 
-def render(history: History, out: Path, svg: bool = False, min_effect: float = MIN_EFFECT, accepted=()) -> Rendered:
-    """`accepted`: the acceptances of the history's folders (runs.acceptances.read), so the latest run is
-    judged against the same window as the gate judges it."""
+def render(history: History, out: Path, svg: bool = False, min_effect: float = MIN_EFFECT,
+           accepted=()) -> Rendered:
+    """`accepted`: the acceptances of the history's folders (runs.acceptances.read), so the latest
+    run is judged against the same window as the gate judges it."""
     notes = [f"skipped {line}" for line in history.skipped]
     if len(history.versions) > 1:
-        notes.append(f"runs written by pytest-benchmark {', '.join(sorted(history.versions))}: read alike")
+        notes.append(f"runs written by pytest-benchmark {', '.join(sorted(history.versions))}: "
+                     "read alike")
     machines = by_machine(history)
     for m in machines:
         slug = m.fingerprint
@@ -135,45 +140,55 @@ def render(history: History, out: Path, svg: bool = False, min_effect: float = M
         m.changes = changepoints.find(m.runs, speedups=m.speedups)
         if m.speedups:
             fell = compare.speedup_falls(m.speedups, min_effect)
-            m.figures["speedup trend"] = plots.save(plots.speedup_trend(m.speedups, slug, fell, m.changes), out,
-                                                    f"speedup_{slug}", svg)
+            m.figures["speedup trend"] = plots.save(
+                plots.speedup_trend(m.speedups, slug, fell, m.changes), out, f"speedup_{slug}", svg)
         apart = Counter("; ".join(d) for run in m.runs if (d := differences(run[0], m.runs[-1][0])))
-        notes.extend(f"{slug}: {n} run(s) measured otherwise ({what}, against the latest run's) are reported "
-                     "apart: their change points have series of their own, and none is compared with the latest run"
+        notes.extend(f"{slug}: {n} run(s) measured otherwise ({what}, against the latest run's) "
+                     "are reported apart: their change points have series of their own, and none "
+                     "is compared with the latest run"
                      for what, n in sorted(apart.items()))
-        latest = with_rounds(latest_records(m.runs), notes)  # the figures draw extra_info the index leaves out
+        # the figures draw extra_info the index leaves out
+        latest = with_rounds(latest_records(m.runs), notes)
         if any(r.test in plots.TEST_STYLES for r in latest):
-            m.figures["throughput"] = plots.save(plots.throughput(latest, slug), out, f"throughput_{slug}", svg)
+            m.figures["throughput"] = plots.save(plots.throughput(latest, slug), out,
+                                                 f"throughput_{slug}", svg)
         try:
-            m.comparison = latest_vs_previous(m.runs, min_effect, lambda run: with_rounds(run, notes), accepted)
-        except compare.CompareError as e:  # e.g. a case run under other numeric conditions: said, not raised
+            m.comparison = latest_vs_previous(m.runs, min_effect,
+                                              lambda run: with_rounds(run, notes), accepted)
+        except compare.CompareError as e:
+            # e.g. a case run under other numeric conditions: said, not raised
             notes.append(f"{slug}: the latest run is not compared with the run before it: {e}")
         else:
             if m.comparison is None:
-                notes.append(f"{slug}: no earlier run of the same profile, dataset, optimizer and thread count: "
-                             "the latest run has no baseline to compare with")
+                notes.append(f"{slug}: no earlier run of the same profile, dataset, optimizer and "
+                             "thread count: the latest run has no baseline to compare with")
         if m.comparison is not None:
             c = m.comparison
-            drawn = [v for v in c.verdicts if v.verdict in plots.VERDICT_COLORS]  # contended: listed, not drawn
+            # contended: listed, not drawn
+            drawn = [v for v in c.verdicts if v.verdict in plots.VERDICT_COLORS]
             for test in sorted({v.test for v in drawn}):
                 fig = plots.versus_baseline([v for v in drawn if v.test == test], test, slug,
                                             _label(c.base), _label(c.cand))
                 m.figures.setdefault("latest vs baseline", []).extend(
                     plots.save(fig, out, f"vs_baseline_{slug}_{test}", svg))
         if any(r.test == "ddp" for r in latest):
-            m.figures["ddp scaling"] = plots.save(plots.ddp_scaling(latest, slug), out, f"ddp_{slug}", svg)
+            m.figures["ddp scaling"] = plots.save(plots.ddp_scaling(latest, slug), out,
+                                                  f"ddp_{slug}", svg)
         epochs = [r for r in latest if r.test in EPOCH_TESTS and "data_stall_share" in r.extra]
         if epochs:
-            m.figures["epoch breakdown"] = plots.save(plots.epoch_breakdown(epochs, slug), out, f"epoch_{slug}", svg)
+            m.figures["epoch breakdown"] = plots.save(plots.epoch_breakdown(epochs, slug), out,
+                                                      f"epoch_{slug}", svg)
     if not any(m.speedups for m in machines):
         seen = sorted({str(r.params.get("device", "cpu")) for run in history.runs for r in run})
-        notes.append(f"no GPU-over-CPU speedup: no machine has the same case timed on the CPU and an accelerator "
-                     f"(devices in these runs: {', '.join(seen)})")
-    return Rendered(machines, list(dict.fromkeys(notes)), history)  # a file unreadable now is named once
+        notes.append("no GPU-over-CPU speedup: no machine has the same case timed on the CPU "
+                     f"and an accelerator (devices in these runs: {', '.join(seen)})")
+    # a file unreadable now is named once
+    return Rendered(machines, list(dict.fromkeys(notes)), history)
 
 
 def speedup_tables(m: Machine) -> list[str]:
-    """Per test: rows = case without batch size, columns = batch sizes; latest speedup and its interval."""
+    """Per test: rows = case without batch size, columns = batch sizes; latest speedup and its
+    interval."""
     latest: dict[tuple, speedup.Speedup] = {}
     for s in m.speedups:
         latest[(s.key, s.device)] = s
@@ -201,11 +216,11 @@ def markdown(r: Rendered, out: Path) -> str:
           f"{_n(len(runs), 'run')} from {_n(len(r.machines), 'machine class', 'machine classes')}, "
           f"{dates[0][:10]} to {dates[-1][:10]}.", "",
           "## GPU-over-CPU speedup (latest run of each case)", "",
-          "speedup = median CPU time / median accelerator time of the same case; in brackets the 99% bootstrap "
-          "interval over both cases' rounds.", ""]
+          "speedup = median CPU time / median accelerator time of the same case; in brackets the "
+          "99% bootstrap interval over both cases' rounds.", ""]
     tables = [t for m in r.machines for t in speedup_tables(m)]
-    md += ["\n\n".join(tables) if tables else "No speedup: no machine timed the same case on the CPU and an "
-           "accelerator.", ""]
+    md += ["\n\n".join(tables) if tables else "No speedup: no machine timed the same case on the "
+           "CPU and an accelerator.", ""]
     md += ["## Latest run against its baseline", ""]
     for m in r.machines:
         c = m.comparison
@@ -217,20 +232,22 @@ def markdown(r: Rendered, out: Path) -> str:
                ", ".join(f"{len(v)} {k}" for k, v in counts.items()) + ".", ""]
         for kind in (verdict.REGRESSION, verdict.IMPROVEMENT):
             if counts[kind]:
-                md += [f"**{kind.capitalize()}s**", "", verdict.render(counts[kind], markdown=True), ""]
+                md += [f"**{kind.capitalize()}s**", "",
+                       verdict.render(counts[kind], markdown=True), ""]
         grew = [v for v in memory_rule.compare(c.base, c.cand) if v.verdict == verdict.REGRESSION]
         if grew:  # by compare's default rule; the CPU figure is not gated (imgbench.memory)
-            md += ["**Memory regressions** (peak memory)", "", memory_rule.render(grew, markdown=True), ""]
+            md += ["**Memory regressions** (peak memory)", "",
+                   memory_rule.render(grew, markdown=True), ""]
         if counts[verdict.CONTENDED]:
             md += [f"**{verdict.CONTENDED.capitalize()}** (no verdict)", ""]
             md += [f"- {v.name}: {v.why}" for v in counts[verdict.CONTENDED]] + [""]
     md += ["## Change points in the history", "",
-           "E-divisive means over each case's median time per run and each speedup series, each split at p <= "
-           f"{changepoints.P_MAX:g}; ratio = after / before (time: > 1 slower; speedup: < 1 the accelerator lost "
-           "ground).", ""]
+           "E-divisive means over each case's median time per run and each speedup series, each "
+           f"split at p <= {changepoints.P_MAX:g}; ratio = after / before (time: > 1 slower; "
+           "speedup: < 1 the accelerator lost ground).", ""]
     for m in r.machines:
-        md += [f"### {m.fingerprint}", "", changepoints.render(m.changes, markdown=True) if m.changes else
-               "No change point.", ""]
+        md += [f"### {m.fingerprint}", "", changepoints.render(m.changes, markdown=True)
+               if m.changes else "No change point.", ""]
     md += ["## Figures", ""]
     for m in r.machines:
         for kind, paths in m.figures.items():
@@ -245,7 +262,8 @@ def _n(count: int, one: str, many: str | None = None) -> str:
 
 
 def to_html(md: str, images: list[Path]) -> str:
-    """The markdown this module writes (headings, paragraphs, lists, tables) as HTML, figures embedded."""
+    """The markdown this module writes (headings, paragraphs, lists, tables) as HTML, figures
+    embedded."""
     body, table = [], []
 
     def inline(text: str) -> str:
@@ -255,7 +273,8 @@ def to_html(md: str, images: list[Path]) -> str:
 
     def flush():
         if table:
-            rows = [[c.strip() for c in line.strip("|").split("|")] for line in table if not line.startswith("|-")]
+            rows = [[c.strip() for c in line.strip("|").split("|")] for line in table
+                    if not line.startswith("|-")]
             body.append("<table><tr>" + "".join(f"<th>{inline(c)}</th>" for c in rows[0]) + "</tr>"
                         + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in row) + "</tr>"
                                   for row in rows[1:]) + "</table>")
@@ -276,13 +295,15 @@ def to_html(md: str, images: list[Path]) -> str:
     for p in images:
         if p.suffix == ".png":
             data = base64.b64encode(p.read_bytes()).decode()
-            body.append(f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,{data}">'
+            body.append(f'<figure><img alt="{html.escape(p.stem)}" '
+                        f'src="data:image/png;base64,{data}">'
                         f"<figcaption>{html.escape(p.name)}</figcaption></figure>")
-    style = ("body{font-family:sans-serif;max-width:1400px;margin:auto;padding:1em}table{border-collapse:collapse;"
-             "margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}img{max-width:100%}"
+    style = ("body{font-family:sans-serif;max-width:1400px;margin:auto;padding:1em}"
+             "table{border-collapse:collapse;margin:.5em 0}"
+             "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}img{max-width:100%}"
              "ul{margin:0}")
-    return (f'<!doctype html>\n<html><head><meta charset="utf-8"><title>imgbench report</title><style>{style}'
-            f"</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    return ('<!doctype html>\n<html><head><meta charset="utf-8"><title>imgbench report</title>'
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
 def write(r: Rendered, out: Path) -> tuple[str, Path, Path]:

@@ -20,7 +20,8 @@ from imgbench.workloads import data, epoch, models, steps
 
 COMPILERS = {  # device type -> (language, environment variable, default names)
     "cpu": ("C++", "CXX", ("g++", "c++", "clang++")),  # Inductor builds C++ for the CPU
-    "cuda": ("C", "CC", ("gcc", "clang")),  # Triton builds its kernel launcher with the host C compiler
+    "cuda": ("C", "CC", ("gcc", "clang")),  # Triton builds its kernel launcher with the host C
+                                            # compiler
 }
 
 
@@ -37,14 +38,16 @@ def python_headers() -> Path:
 
 
 def compile_missing(device_type: str) -> str | None:
-    """Why torch.compile would fail on its first call on this device type (no host compiler; on CUDA, no
-    Python headers for Triton's launcher), or None. `imgbench doctor` runs a real compile besides."""
+    """Why torch.compile would fail on its first call on this device type (no host compiler; on
+    CUDA, no Python headers for Triton's launcher), or None. `imgbench doctor` runs a real compile
+    besides."""
     if compiler_missing(device_type):
         language, env, _ = COMPILERS[device_type]
-        return f"torch.compile on {device_type} needs a {language} compiler (none found: set {env})"
+        return (f"torch.compile on {device_type} needs a {language} compiler "
+                f"(none found: set {env})")
     if device_type == "cuda" and not python_headers().is_file():
-        return (f"torch.compile on cuda needs Python's C headers ({python_headers()} is missing: install the "
-                "python3-dev package of this Python)")
+        return (f"torch.compile on cuda needs Python's C headers ({python_headers()} is missing: "
+                "install the python3-dev package of this Python)")
     return None
 
 
@@ -79,7 +82,8 @@ class Case:
     precision: str = "fp32"
     memory_format: str = "nchw"
     compile: str = "off"
-    epoch_min_steps: int = 0  # an epoch has at least this many steps (the reference epoch's); 0: the profile's epoch
+    # an epoch has at least this many steps (the reference epoch's); 0: the profile's epoch
+    epoch_min_steps: int = 0
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -96,7 +100,8 @@ class Case:
 
     @property
     def torch_format(self) -> torch.memory_format:
-        return torch.channels_last if self.memory_format == "channels_last" else torch.contiguous_format
+        return (torch.channels_last if self.memory_format == "channels_last"
+                else torch.contiguous_format)
 
     def unsupported(self) -> str | None:
         return unsupported(self.device, self.precision, self.compile)
@@ -105,7 +110,8 @@ class Case:
         """The model on its device in its memory format, seeded; eager (see `compiled`)."""
         torch.manual_seed(SEED)
         c, h, _ = self.shape
-        return models.build(self.model, self.num_classes, c, h).to(self.device, memory_format=self.torch_format)
+        return models.build(self.model, self.num_classes, c, h).to(self.device,
+                                                                   memory_format=self.torch_format)
 
     def compiled(self, model: torch.nn.Module) -> torch.nn.Module:
         if self.compile != "on":
@@ -117,7 +123,8 @@ class Case:
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.dataset is None:
-            x, y = data.synthetic_batch(self.batch_size, self.shape, self.num_classes, SEED, self.device)
+            x, y = data.synthetic_batch(self.batch_size, self.shape, self.num_classes, SEED,
+                                        self.device)
         else:
             n = len(self.dataset)
             items = [self.dataset[i % n] for i in range(self.batch_size)]
@@ -147,14 +154,16 @@ class Case:
         return w
 
     def trainer(self, model: torch.nn.Module) -> steps.Trainer:
-        """Training steps of `model`, compiled if the case is, with the run's optimizer, at the case's precision."""
+        """Training steps of `model`, compiled if the case is, with the run's optimizer, at the
+        case's precision."""
         return steps.Trainer(self.compiled(model), self.settings.optimizer, self.precision,
                                  torch.device(self.device).type)
 
     def train_step_copy(self, batch: str) -> steps.Workload:
-        """A step that turns a uint8 batch into float on the device and trains on it. `copied`: each step
-        first copies that batch from host memory (pinned on CUDA, non_blocking); `on_device`: it is there
-        already. The copy is the only difference: its share of the step is 1 - t(on_device) / t(copied)."""
+        """A step that turns a uint8 batch into float on the device and trains on it. `copied`: each
+        step first copies that batch from host memory (pinned on CUDA, non_blocking); `on_device`:
+        it is there already. The copy is the only difference: its share of the step is
+        1 - t(on_device) / t(copied)."""
         if batch not in ("on_device", "copied"):
             raise ValueError(f"unknown batch {batch!r} (valid: on_device, copied)")
         trainer = self.trainer(self.build_model())
@@ -165,34 +174,41 @@ class Case:
         on_device = tuple(t.to(self.device) for t in host)
 
         def step(xb, yb):
-            return trainer.step(xb.float().div_(255).contiguous(memory_format=self.torch_format), yb)
+            return trainer.step(xb.float().div_(255).contiguous(memory_format=self.torch_format),
+                                yb)
 
         def copied():
             return step(*(t.to(self.device, non_blocking=True) for t in host))
 
         if batch == "on_device":
-            return steps.Workload(lambda: step(*on_device), images=x.shape[0], info={"batch": batch})
+            return steps.Workload(lambda: step(*on_device), images=x.shape[0],
+                                  info={"batch": batch})
         nbytes = sum(t.numel() * t.element_size() for t in host)
-        return steps.Workload(copied, images=x.shape[0], info={"batch": batch, "copy_bytes": nbytes})
+        return steps.Workload(copied, images=x.shape[0],
+                              info={"batch": batch, "copy_bytes": nbytes})
 
     @property
     def epoch_size(self) -> int:
-        """Images in one epoch: the profile's for this shape (config.epoch_size), or the minimum steps'."""
-        return max(config.epoch_size(self.settings.profile, self.shape), self.epoch_min_steps * self.batch_size)
+        """Images in one epoch: the profile's for this shape (config.epoch_size), or the minimum
+        steps'."""
+        return max(config.epoch_size(self.settings.profile, self.shape),
+                   self.epoch_min_steps * self.batch_size)
 
     def empty_epoch(self) -> str | None:
         """Why an epoch of the profile's images would have no step at this batch size, or None."""
         return epoch.empty(self.batch_size, self.epoch_size, "epoch", self.settings.profile)
 
     def epoch_unsupported(self, path: str) -> str | None:
-        """Why this epoch cannot run here: no step, or (the loader path) too little /dev/shm for its workers."""
+        """Why this epoch cannot run here: no step, or (the loader path) too little /dev/shm for its
+        workers."""
         if path == "loader" and (short := shm.shortfall(config.epoch_workers(self.settings.threads),
                                                         self.batch_size, self.shape)):
             return short
         return self.empty_epoch()
 
     def epoch_images(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """`n` uint8 images and their labels: the real dataset's, repeated as needed, or seeded synthetic ones."""
+        """`n` uint8 images and their labels: the real dataset's, repeated as needed, or seeded
+        synthetic ones."""
         if self.dataset is None:
             c, h, w = self.shape
             return data.synthetic_uint8(n, (c, h, w), self.num_classes, SEED)
@@ -200,17 +216,19 @@ class Case:
         return self.dataset.images.repeat(reps, 1, 1, 1)[:n], self.dataset.labels.repeat(reps)[:n]
 
     def epoch(self, path: str) -> steps.Workload:
-        """One epoch over the profile's number of images: `loader` (DataLoader, per-sample augmentation
-        on the CPU in config.epoch_workers(threads) workers, pinned memory when a GPU takes the batches)
-        or `resident` (all on the device)."""
+        """One epoch over the profile's number of images: `loader` (DataLoader, per-sample
+        augmentation on the CPU in config.epoch_workers(threads) workers, pinned memory when a GPU
+        takes the batches) or `resident` (all on the device)."""
         if reason := self.empty_epoch():
             raise EmptyEpoch(reason)
         n = self.epoch_size
         c, h, _ = self.shape
         images, labels = self.epoch_images(n)
-        mean, std = (data.MNIST_MEAN, data.MNIST_STD) if c == 1 else (data.CIFAR10_MEAN, data.CIFAR10_STD)
+        mean, std = ((data.MNIST_MEAN, data.MNIST_STD) if c == 1
+                     else (data.CIFAR10_MEAN, data.CIFAR10_STD))
         if path == "resident":
-            loader = data.ResidentLoader(images, labels, self.batch_size, self.device, mean, std, seed=SEED)
+            loader = data.ResidentLoader(images, labels, self.batch_size, self.device, mean, std,
+                                         seed=SEED)
             info = {"path": path}
         else:
             workers = config.epoch_workers(self.settings.threads)
@@ -224,15 +242,17 @@ class Case:
         flops = epoch.train_flops_per_image(model, x, y)
         trainer = self.trainer(model.train())
         n_steps = n // self.batch_size
-        return epoch.epoch(loader, trainer, torch.device(self.device), devices.synchronizer(self.device),
-                            n_steps * self.batch_size, flops, {**info, "steps": n_steps}, self.torch_format)
+        return epoch.epoch(loader, trainer, torch.device(self.device),
+                           devices.synchronizer(self.device), n_steps * self.batch_size, flops,
+                           {**info, "steps": n_steps}, self.torch_format)
 
 
 def reference(device: str, settings: Settings) -> Case:
-    """The suite's "as fast as this hardware trains an image classifier" case, in one fixed configuration:
-    speednet at batch 1024 (the speed records' size; 256 in the quick profile), channels_last, bf16
-    autocast and torch.compile where the device has them; an epoch of at least config.REFERENCE_MIN_STEPS
-    steps (the quick profile's 512 images would be one step at batch 512: its images/s and compile_s noise)."""
+    """The suite's "as fast as this hardware trains an image classifier" case, in one fixed
+    configuration: speednet at batch 1024 (the speed records' size; 256 in the quick profile),
+    channels_last, bf16 autocast and torch.compile where the device has them; an epoch of at least
+    config.REFERENCE_MIN_STEPS steps (the quick profile's 512 images would be one step at batch 512:
+    its images/s and compile_s noise)."""
     precision = "bf16" if unsupported(device, "bf16") is None else "fp32"
     compiled = "on" if unsupported(device, compile="on") is None else "off"
     batch = 1024 if settings.profile.name == "full" else 256

@@ -1,5 +1,6 @@
-"""The conv family's layers: convolutions around a centre point (Conv2d 64->128, 3x3, stride 1), varied
-one thing at a time, plus max vs average pooling; each built on its device as a timed single-layer pass."""
+"""The conv family's layers: convolutions around a centre point (Conv2d 64->128, 3x3, stride 1),
+varied one thing at a time, plus max vs average pooling; each built on its device as a timed
+single-layer pass."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import torch
 from imgbench.core.config import SEED
 from imgbench.workloads import steps
 
-# name -> (dims, in, out, kernel, stride, quick spatial size); `full` multiplies the size by conv_scale.
-# Padding is "same" (kernel // 2) but for the _p0 ("valid") layer.
+# name -> (dims, in, out, kernel, stride, quick spatial size); `full` multiplies the size by
+# conv_scale. Padding is "same" (kernel // 2) but for the _p0 ("valid") layer.
 LAYERS = {
     "conv2d_k1_64to128": (2, 64, 128, 1, 1, 16),
     "conv2d_k3_64to128": (2, 64, 128, 3, 1, 16),
@@ -28,7 +29,8 @@ LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last
 
 
 def build(name: str, scale: int, device: str) -> tuple[torch.nn.Module, tuple[int, ...]]:
-    """The layer on `device` and the shape of one input item (C, *spatial), spatial sizes times `scale`."""
+    """The layer on `device` and the shape of one input item (C, *spatial), spatial sizes times
+    `scale`."""
     dims, c_in, c_out, k, stride, size = LAYERS[name]
     if "pool" in name:
         layer = (torch.nn.MaxPool2d if name.startswith("max") else torch.nn.AvgPool2d)(k, stride)
@@ -45,9 +47,10 @@ def unsupported(name: str, layout: str) -> str | None:
     return None
 
 
-def workload(name: str, direction: str, layout: str, device: str, batch_size: int, scale: int) -> steps.Workload:
-    """One seeded pass of the layer (`fwd` or `fwd_bwd`) over a batch on the device, FLOPs counted; a
-    pool's forward, which has no FLOPs to count, stores the bytes it moves instead."""
+def workload(name: str, direction: str, layout: str, device: str, batch_size: int,
+             scale: int) -> steps.Workload:
+    """One seeded pass of the layer (`fwd` or `fwd_bwd`) over a batch on the device, FLOPs counted;
+    a pool's forward, which has no FLOPs to count, stores the bytes it moves instead."""
     torch.manual_seed(SEED)
     layer, shape = build(name, scale, device)
     fmt = LAYOUTS[layout]

@@ -38,14 +38,17 @@ def synthetic_batch(batch_size: int, shape: tuple[int, int, int], num_classes: i
     return x.to(device), y.to(device)
 
 
-SYNTHETIC_CHUNK = 4096  # images per seeded generator: the values do not depend on how many threads drew them
+# images per seeded generator: the values do not depend on how many threads drew them
+SYNTHETIC_CHUNK = 4096
 
 
-@lru_cache(maxsize=1)  # an epoch's images, made once per shape and reused by every case of that shape
+# an epoch's images, made once per shape and reused by every case of that shape
+@lru_cache(maxsize=1)
 def synthetic_uint8(n: int, shape: tuple[int, int, int], num_classes: int = 10,
                     seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded uint8 images (N, C, H, W) and labels: what a decoded dataset holds in memory. Drawn in
-    chunks on every usable core (a full-profile 224-px epoch is 1.5 GB); cached, so never modify them."""
+    chunks on every usable core (a full-profile 224-px epoch is 1.5 GB); cached, so never modify
+    them."""
     images, labels = torch.empty((n, *shape), dtype=torch.uint8), torch.empty(n, dtype=torch.int64)
 
     def draw(chunk: int):
@@ -54,7 +57,8 @@ def synthetic_uint8(n: int, shape: tuple[int, int, int], num_classes: int = 10,
         torch.randint(0, 256, (hi - lo, *shape), generator=g, dtype=torch.uint8, out=images[lo:hi])
         torch.randint(0, num_classes, (hi - lo,), generator=g, out=labels[lo:hi])
 
-    with ThreadPoolExecutor(max_workers=usable_cores()) as pool:  # torch drops the GIL while it draws
+    # torch drops the GIL while it draws
+    with ThreadPoolExecutor(max_workers=usable_cores()) as pool:
         list(pool.map(draw, range(-(-n // SYNTHETIC_CHUNK))))
     return images, labels
 
@@ -62,7 +66,8 @@ def synthetic_uint8(n: int, shape: tuple[int, int, int], num_classes: int = 10,
 class SyntheticImages(Dataset):
     """An in-memory dataset of seeded random images, for loaders without any files."""
 
-    def __init__(self, size: int, shape: tuple[int, int, int], num_classes: int = 10, seed: int = 0):
+    def __init__(self, size: int, shape: tuple[int, int, int], num_classes: int = 10,
+                 seed: int = 0):
         self.images, self.labels = synthetic_batch(size, shape, num_classes, seed)
 
     def __len__(self) -> int:
@@ -73,7 +78,8 @@ class SyntheticImages(Dataset):
 
 
 class TensorImages(Dataset):
-    """uint8 CHW images held in memory, with an optional transform (CIFAR-10 and MNIST land here)."""
+    """uint8 CHW images held in memory, with an optional transform (CIFAR-10 and MNIST land
+    here)."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform=None):
         self.images, self.labels, self.transform = images, labels, transform
@@ -87,7 +93,8 @@ class TensorImages(Dataset):
 
 
 def train_transform(image_size: int, mean, std, padding: int = 4) -> v2.Compose:
-    """The classic CIFAR-10 augmentation: random crop with padding, horizontal flip, float, normalize."""
+    """The classic CIFAR-10 augmentation: random crop with padding, horizontal flip, float,
+    normalize."""
     return v2.Compose([
         v2.ToImage(),
         v2.RandomCrop(image_size, padding=padding),
@@ -98,11 +105,14 @@ def train_transform(image_size: int, mean, std, padding: int = 4) -> v2.Compose:
 
 
 def eval_transform(mean, std) -> v2.Compose:
-    return v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+    return v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+                       v2.Normalize(mean, std)])
 
 
-def fake_pil(size: int, image_size: int = 32, num_classes: int = 10, seed: int = 0, augment: bool = True):
-    """PIL images decoded and augmented per item: the CPU cost of a real image pipeline, no files."""
+def fake_pil(size: int, image_size: int = 32, num_classes: int = 10, seed: int = 0,
+             augment: bool = True):
+    """PIL images decoded and augmented per item: the CPU cost of a real image pipeline, no
+    files."""
     t = train_transform(image_size, CIFAR10_MEAN, CIFAR10_STD) if augment else eval_transform(
         CIFAR10_MEAN, CIFAR10_STD)
     # FakeData seeds item i with random_offset + i: space the seeds so two seeds share no images.
@@ -111,10 +121,11 @@ def fake_pil(size: int, image_size: int = 32, num_classes: int = 10, seed: int =
 
 
 class EncodedImages(Dataset):
-    """Images held as compressed PNG bytes, decoded with PIL on every access: the per-item CPU cost of
-    reading an image dataset (decode, then augment), without touching the disk."""
+    """Images held as compressed PNG bytes, decoded with PIL on every access: the per-item CPU cost
+    of reading an image dataset (decode, then augment), without touching the disk."""
 
-    def __init__(self, size: int, image_size: int = 32, num_classes: int = 10, seed: int = 0, transform=None):
+    def __init__(self, size: int, image_size: int = 32, num_classes: int = 10, seed: int = 0,
+                 transform=None):
         from io import BytesIO
 
         from PIL import Image
@@ -144,7 +155,8 @@ def image_folder(root: str | Path, transform=None) -> tvd.ImageFolder:
     """Images in class sub-folders (root/cat/1.png ...), decoded with PIL."""
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"image folder {str(root)!r} does not exist (expected root/<class>/<image>)")
+        raise DatasetError(f"image folder {str(root)!r} does not exist "
+                           "(expected root/<class>/<image>)")
     try:
         return tvd.ImageFolder(str(root), transform=transform)
     except FileNotFoundError as e:
@@ -156,14 +168,17 @@ def _missing(root: Path, names) -> list[str]:
 
 
 def cifar10(root: str | Path, train: bool = True, transform=None) -> TensorImages:
-    """CIFAR-10 from `root`, binary version preferred (parsed with numpy, no pickle), else the python one."""
+    """CIFAR-10 from `root`, binary version preferred (parsed with numpy, no pickle), else the
+    python one."""
     root = Path(root)
     bin_files = [f"data_batch_{i}.bin" for i in range(1, 6)] if train else ["test_batch.bin"]
     if (root / CIFAR_BIN).is_dir():
         missing = _missing(root / CIFAR_BIN, bin_files)
         if missing:
-            raise DatasetError(f"cifar10: missing under {str(root / CIFAR_BIN)!r}: {', '.join(missing)}")
-        images, labels = zip(*(_read_cifar_bin(root / CIFAR_BIN / n) for n in bin_files), strict=True)
+            raise DatasetError(f"cifar10: missing under {str(root / CIFAR_BIN)!r}: "
+                               f"{', '.join(missing)}")
+        images, labels = zip(*(_read_cifar_bin(root / CIFAR_BIN / n) for n in bin_files),
+                             strict=True)
         return TensorImages(torch.cat(images), torch.cat(labels), transform)
     if (root / CIFAR_PY).is_dir():
         return _cifar10_python(root, train, transform)
@@ -177,8 +192,8 @@ def _read_cifar_bin(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     except OSError as e:
         raise DatasetError(f"cifar10: cannot read {str(path)!r}: {e.strerror or e}") from None
     if raw.size == 0 or raw.size % CIFAR_RECORD:
-        raise DatasetError(f"cifar10: corrupt file {str(path)!r}: {raw.size} bytes is not a whole number "
-                           f"of {CIFAR_RECORD}-byte records")
+        raise DatasetError(f"cifar10: corrupt file {str(path)!r}: {raw.size} bytes is not a whole "
+                           f"number of {CIFAR_RECORD}-byte records")
     records = raw.reshape(-1, CIFAR_RECORD)
     labels = records[:, 0].astype(np.int64)
     if labels.max() > 9:
@@ -190,7 +205,8 @@ def _read_cifar_bin(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
 def _cifar10_python(root: Path, train: bool, transform) -> TensorImages:
     # torchvision checks every file's MD5 against the official release before unpickling it,
     # which is also what keeps a stranger's pickle from running code here.
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]  # torchvision checks all
+    names = ([f"data_batch_{i}" for i in range(1, 6)]
+             + ["test_batch", "batches.meta"])  # torchvision checks all
     missing = _missing(root / CIFAR_PY, names)
     if missing:
         raise DatasetError(f"cifar10: missing under {str(root / CIFAR_PY)!r}: {', '.join(missing)}")
@@ -200,8 +216,8 @@ def _cifar10_python(root: Path, train: bool, transform) -> TensorImages:
         raise DatasetError(f"cifar10: cannot read the files under {str(root / CIFAR_PY)!r}: "
                            f"{e.strerror or e}") from None
     except RuntimeError:
-        raise DatasetError(f"cifar10: files under {str(root / CIFAR_PY)!r} fail torchvision's checksum "
-                           "(corrupt or not the official release)") from None
+        raise DatasetError(f"cifar10: files under {str(root / CIFAR_PY)!r} fail torchvision's "
+                           "checksum (corrupt or not the official release)") from None
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
     return TensorImages(images, torch.tensor(ds.targets, dtype=torch.int64), transform)
 
@@ -215,13 +231,15 @@ def mnist(root: str | Path, train: bool = True, transform=None) -> TensorImages:
     try:
         ds = tvd.MNIST(str(root), train=train, download=False)
     except OSError as e:
-        raise DatasetError(f"mnist: cannot read the idx files under {str(raw)!r}: {e.strerror or e}") from None
+        raise DatasetError(f"mnist: cannot read the idx files under {str(raw)!r}: "
+                           f"{e.strerror or e}") from None
     except (RuntimeError, ValueError, IndexError, AssertionError, KeyError, TypeError) as e:
         # torchvision's idx reader signals a bad header with any of these
-        raise DatasetError(f"mnist: corrupt idx files under {str(raw)!r}: {type(e).__name__}: {e}") from None
+        raise DatasetError(f"mnist: corrupt idx files under {str(raw)!r}: "
+                           f"{type(e).__name__}: {e}") from None
     if len(ds.data) != len(ds.targets):
-        raise DatasetError(f"mnist: corrupt idx files under {str(raw)!r}: {len(ds.data)} images but "
-                           f"{len(ds.targets)} labels")
+        raise DatasetError(f"mnist: corrupt idx files under {str(raw)!r}: {len(ds.data)} images "
+                           f"but {len(ds.targets)} labels")
     return TensorImages(ds.data.unsqueeze(1).contiguous(), ds.targets.to(torch.int64), transform)
 
 
@@ -231,7 +249,8 @@ REAL = {  # name -> (reader, mean, std, (channels, size), classes)
 }
 
 
-def real(name: str, root: str | Path | None, train: bool = True, augment: bool = False) -> TensorImages:
+def real(name: str, root: str | Path | None, train: bool = True,
+         augment: bool = False) -> TensorImages:
     """A real dataset by name, normalised (and augmented if asked) the usual way."""
     if name not in REAL:
         raise DatasetError(f"unknown dataset {name!r} (valid: {', '.join(REAL)})")
@@ -243,8 +262,8 @@ def real(name: str, root: str | Path | None, train: bool = True, augment: bool =
 
 
 def loader(dataset: Dataset, batch_size: int, num_workers: int = 0, pin_memory: bool = False,
-           persistent_workers: bool = False, prefetch_factor: int | None = None, drop_last: bool = False,
-           shuffle: bool = True, seed: int = 0) -> DataLoader:
+           persistent_workers: bool = False, prefetch_factor: int | None = None,
+           drop_last: bool = False, shuffle: bool = True, seed: int = 0) -> DataLoader:
     """A DataLoader with the options that decide input speed; seeded shuffling."""
     if num_workers == 0 and (persistent_workers or prefetch_factor is not None):
         raise ValueError("persistent_workers and prefetch_factor need num_workers > 0")
@@ -262,8 +281,8 @@ class ResidentLoader:
     dropped, as in the DataLoader path here.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device, mean, std,
-                 augment: bool = True, padding: int = 4, seed: int = 0):
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device, mean,
+                 std, augment: bool = True, padding: int = 4, seed: int = 0):
         self.device = torch.device(device)
         self.images, self.labels = images.to(self.device), labels.to(self.device)
         self.batch_size, self.augment, self.padding = batch_size, augment, padding

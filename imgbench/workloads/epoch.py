@@ -14,7 +14,8 @@ from imgbench.workloads.steps import Trainer, Workload, count_flops
 
 
 class EpochClock:
-    """Per-epoch host time: waiting for the next batch (data stall), copying it to the device, total."""
+    """Per-epoch host time: waiting for the next batch (data stall), copying it to the device,
+    total."""
 
     def __init__(self):
         self.epochs: list[tuple[float, float, float]] = []
@@ -25,14 +26,16 @@ class EpochClock:
         if not epochs:
             return {}
         wait, copy, total = (sum(e[i] for e in epochs) for i in range(3))
-        return {"data_stall_share": wait / total, "copy_share": copy / total, "epochs_recorded": len(epochs)}
+        return {"data_stall_share": wait / total, "copy_share": copy / total,
+                "epochs_recorded": len(epochs)}
 
 
-def epoch(loader: Iterable, trainer: Trainer, device: torch.device, sync: Callable[[], None], images: int,
-          flops_per_image: int = 0, info: dict | None = None,
+def epoch(loader: Iterable, trainer: Trainer, device: torch.device, sync: Callable[[], None],
+          images: int, flops_per_image: int = 0, info: dict | None = None,
           memory_format: torch.memory_format = torch.contiguous_format) -> Workload:
-    """One pass over `loader`: fetch, copy to the device (non_blocking; pinned memory makes it async),
-    train step. Ends with the device synchronised, as an epoch does before evaluating or logging."""
+    """One pass over `loader`: fetch, copy to the device (non_blocking; pinned memory makes it
+    async), train step. Ends with the device synchronised, as an epoch does before evaluating or
+    logging."""
     clock = EpochClock()
 
     def fn():
@@ -59,7 +62,8 @@ def epoch(loader: Iterable, trainer: Trainer, device: torch.device, sync: Callab
 
 
 def train_flops_per_image(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
-    """FLOPs of one training step's forward and backward, per image (the optimizer's are not counted)."""
+    """FLOPs of one training step's forward and backward, per image (the optimizer's are not
+    counted)."""
     def step():
         model.zero_grad(set_to_none=True)
         nn.functional.cross_entropy(model(x), y).backward()

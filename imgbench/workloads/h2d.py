@@ -9,7 +9,8 @@ from imgbench.hw import devices
 from imgbench.workloads import steps
 
 CIFAR_BATCH = 128 * 3 * 32 * 32  # elements of one uint8 CIFAR-10 batch of 128
-SIZES = {"cifar_batch": None, "16MiB": 16 << 20, "256MiB": 256 << 20}  # bytes; cifar_batch: CIFAR_BATCH items
+# bytes; cifar_batch: CIFAR_BATCH items
+SIZES = {"cifar_batch": None, "16MiB": 16 << 20, "256MiB": 256 << 20}
 DTYPES = {"uint8": torch.uint8, "float32": torch.float32}
 
 
@@ -41,9 +42,10 @@ def numel(size: str, dtype: torch.dtype) -> int:
     return CIFAR_BATCH if nbytes is None else nbytes // dtype.itemsize
 
 
-def workload(size: str, dtype: str, memory: str, mode: str, direction: str, device: str) -> steps.Workload:
-    """One copy of `size` (a SIZES name) of `dtype` (a DTYPES name), `h2d` or `d2h`, between a host tensor
-    in `memory` (pageable or pinned) and a device buffer, `mode` blocking or non_blocking."""
+def workload(size: str, dtype: str, memory: str, mode: str, direction: str,
+             device: str) -> steps.Workload:
+    """One copy of `size` (a SIZES name) of `dtype` (a DTYPES name), `h2d` or `d2h`, between a host
+    tensor in `memory` (pageable or pinned) and a device buffer, `mode` blocking or non_blocking."""
     dt = DTYPES[dtype]
     n = numel(size, dt)
     host, dev = host_tensor(n, dt, memory == "pinned"), torch.empty(n, dtype=dt, device=device)

@@ -34,8 +34,8 @@ class UnknownModelError(UserError):
 
 def register(name: str, input_shape: tuple[int, int, int], summary: str, num_classes: int = 10,
              min_image_size: int = 1):
-    """Register the decorated builder under `name`; a name taken already is refused, as torchvision's
-    register_model refuses it (a second model would silently replace the first)."""
+    """Register the decorated builder under `name`; a name taken already is refused, as
+    torchvision's register_model refuses it (a second model would silently replace the first)."""
     if name in REGISTRY:
         raise ValueError(f"model {name!r} is already registered ({REGISTRY[name].summary})")
 
@@ -63,8 +63,8 @@ def build(name: str, num_classes: int | None = None, in_channels: int | None = N
     channels, size, _ = s.input_shape
     image_size = size if image_size is None else image_size
     if image_size < s.min_image_size:
-        raise ValueError(f"model {name!r} needs images of at least {s.min_image_size}x{s.min_image_size}, "
-                         f"got {image_size}x{image_size}")
+        raise ValueError(f"model {name!r} needs images of at least "
+                         f"{s.min_image_size}x{s.min_image_size}, got {image_size}x{image_size}")
     num_classes = s.num_classes if num_classes is None else num_classes
     in_channels = channels if in_channels is None else in_channels
     if num_classes < 1 or in_channels < 1:
@@ -78,7 +78,8 @@ def _valid_conv(size: int) -> int:
 
 
 @register("mlp", (1, 28, 28), "flatten -> 2 x (dense 512 + ReLU) -> logits (MNIST-size input)")
-def mlp(num_classes: int = 10, in_channels: int = 1, image_size: int = 28, hidden: int = 512) -> nn.Module:
+def mlp(num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
+        hidden: int = 512) -> nn.Module:
     return nn.Sequential(
         nn.Flatten(),
         nn.Linear(in_channels * image_size * image_size, hidden), nn.ReLU(),
@@ -87,7 +88,8 @@ def mlp(num_classes: int = 10, in_channels: int = 1, image_size: int = 28, hidde
     )
 
 
-@register("kerascnn", (3, 32, 32), "the small Keras CIFAR-10 CNN: conv32-pool-conv64-pool-dense64-logits",
+@register("kerascnn", (3, 32, 32),
+          "the small Keras CIFAR-10 CNN: conv32-pool-conv64-pool-dense64-logits",
           min_image_size=10)
 def kerascnn(num_classes: int = 10, in_channels: int = 3, image_size: int = 32) -> nn.Module:
     size = _valid_conv(_valid_conv(image_size) // 2) // 2
@@ -102,7 +104,8 @@ def kerascnn(num_classes: int = 10, in_channels: int = 3, image_size: int = 32) 
 
 @register("tinyvgg", (3, 64, 64), "CNN Explainer's TinyVGG: 2 x (conv10-conv10-pool) -> logits",
           min_image_size=16)
-def tinyvgg(num_classes: int = 10, in_channels: int = 3, image_size: int = 64, width: int = 10) -> nn.Module:
+def tinyvgg(num_classes: int = 10, in_channels: int = 3, image_size: int = 64,
+            width: int = 10) -> nn.Module:
     size = _valid_conv(_valid_conv(_valid_conv(_valid_conv(image_size)) // 2)) // 2
     return nn.Sequential(
         nn.Conv2d(in_channels, width, 3), nn.ReLU(),
@@ -135,20 +138,22 @@ def _conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.GELU()]
 
 
-@register("speednet", (3, 32, 32), "fast CIFAR-10 ResNet-style net after the public speed records, ~2.0 M params",
+@register("speednet", (3, 32, 32),
+          "fast CIFAR-10 ResNet-style net after the public speed records, ~2.0 M params",
           min_image_size=9)
 def speednet(num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
              widths: tuple[int, int, int] = (64, 256, 256)) -> nn.Module:
-    """airbench-style: a 2x2 stem conv, then three blocks of conv-pool-bn-gelu-conv-bn-gelu, max-pool, linear.
+    """airbench-style: a 2x2 stem conv, then three blocks of conv-pool-bn-gelu-conv-bn-gelu,
+    max-pool, linear.
 
-    The stem takes 32 to 31 and every block halves the resolution (31 -> 15 -> 7 -> 3); the head pools
-    whatever is left, so any input of at least 9x9 works.
+    The stem takes 32 to 31 and every block halves the resolution (31 -> 15 -> 7 -> 3); the head
+    pools whatever is left, so any input of at least 9x9 works.
     """
     layers: list[nn.Module] = [nn.Conv2d(in_channels, 24, 2, padding=0, bias=False), nn.GELU()]
     c_in = 24
     for w in widths:
-        layers += [nn.Conv2d(c_in, w, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(w), nn.GELU(),
-                   *_conv_bn(w, w)]
+        layers += [nn.Conv2d(c_in, w, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(w),
+                   nn.GELU(), *_conv_bn(w, w)]
         c_in = w
     layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes, bias=False)]
     return nn.Sequential(*layers)

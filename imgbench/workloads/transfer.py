@@ -1,6 +1,6 @@
-"""The transfer family's timed unit: one epoch of transfer learning with a frozen backbone, in the three
-ways to do it (full fine-tuning, the last layer with the backbone run every step, the last layer on
-features cached once)."""
+"""The transfer family's timed unit: one epoch of transfer learning with a frozen backbone, in the
+three ways to do it (full fine-tuning, the last layer with the backbone run every step, the last
+layer on features cached once)."""
 
 from __future__ import annotations
 
@@ -50,12 +50,14 @@ def one_epoch(mode: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, bat
         inputs, net = x, head
         if mode == "last_layer_cached":
             cached = []
-            info["cache_s"] = timing.clocked(lambda: cached.append(features(backbone, x, batch_size)), sync)
+            info["cache_s"] = timing.clocked(
+                lambda: cached.append(features(backbone, x, batch_size)), sync)
             inputs = cached[0]
 
     def fn():
         for i in range(steps):
-            xb, yb = inputs[i * batch_size:(i + 1) * batch_size], y[i * batch_size:(i + 1) * batch_size]
+            xb, yb = (inputs[i * batch_size:(i + 1) * batch_size],
+                      y[i * batch_size:(i + 1) * batch_size])
             if mode == "last_layer":
                 with torch.no_grad():
                     xb = backbone(xb)

@@ -29,7 +29,8 @@ ADDRESS, KEY = "IMGBENCH_AB_ADDRESS", "IMGBENCH_AB_KEY"
 
 
 class WorkerState:
-    """This worker process's state, one per process: the coordinator's connection and the case now."""
+    """This worker process's state, one per process: the coordinator's connection and the case
+    now."""
 
     conn = None
     item = None        # the item running now
@@ -51,11 +52,13 @@ def link():
 
 def _case(item) -> tuple[str, str, dict]:
     spec = getattr(item, "callspec", None)
-    params = {k: v if isinstance(v, (int, str)) else repr(v) for k, v in (spec.params if spec else {}).items()}
+    params = {k: v if isinstance(v, (int, str)) else repr(v)
+              for k, v in (spec.params if spec else {}).items()}
     return item.nodeid, getattr(item, "originalname", item.name), params
 
 
-@pytest.hookimpl(trylast=True)  # after the tree's own plugin has deselected what its options exclude
+# after the tree's own plugin has deselected what its options exclude
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
     conn = link()
     conn.send(("cases", [_case(i) for i in items]))
@@ -101,11 +104,12 @@ def _called(self, function_to_benchmark, *args, **kwargs):
     return state.serve(self._timer, lambda: function_to_benchmark(*args, **kwargs))
 
 
-def _pedantic(self, target, args=(), kwargs=None, setup=None, teardown=None, rounds=1, warmup_rounds=0,
-              iterations=1):
+def _pedantic(self, target, args=(), kwargs=None, setup=None, teardown=None, rounds=1,
+              warmup_rounds=0, iterations=1):
     kwargs = kwargs or {}
     self._mode = "benchmark.pedantic(...)"
-    if getattr(target, "__self__", None) is self._timer:  # replayed: the work happened before this call
+    # replayed: the work happened before this call
+    if getattr(target, "__self__", None) is self._timer:
         durations = [timed(self._timer, target, state.extra) for _ in range(rounds)]
         if state.replaying is not None:
             state.replaying.extend(durations)
@@ -139,11 +143,13 @@ def timed(timer, fn, extra: float) -> float:
 
 
 def _serve(timer, call):
-    """Serve bursts of `call` (None: rerun the replayed test body) until the coordinator says next. A
-    burst that raises is reported, and the error raised in the test once the coordinator lets go."""
+    """Serve bursts of `call` (None: rerun the replayed test body) until the coordinator says next.
+    A burst that raises is reported, and the error raised in the test once the coordinator lets
+    go."""
     conn, item = link(), state.item
     if state.served:
-        raise RuntimeError("the benchmark fixture was used twice in one test: the A/B times one call per case")
+        raise RuntimeError("the benchmark fixture was used twice in one test: the A/B times one "
+                           "call per case")
     state.served = True
     conn.send(("ready", item.nodeid))
     failed = None
@@ -154,7 +160,8 @@ def _serve(timer, call):
                 raise failed
             return None
         _, calls, extra = msg
-        gc.disable()  # as pytest-benchmark's disable_gc: a collection would land in whichever call it hits
+        # as pytest-benchmark's disable_gc: a collection would land in whichever call it hits
+        gc.disable()
         try:
             conn.send(("times", _burst(timer, call, item, calls, extra), call is None))
         except Exception as e:
@@ -173,7 +180,8 @@ def _burst(timer, call, item, calls: int, extra: float) -> list[float]:
     out = []
     try:
         for _ in range(calls):  # one value per rerun: the median epoch it replayed
-            state.replaying, state.extra = [], extra  # the body's own pedantic call fills it (see _pedantic)
+            # the body's own pedantic call fills it (see _pedantic)
+            state.replaying, state.extra = [], extra
             item.runtest()
             out.append(statistics.median(state.replaying))
     finally:

@@ -1,15 +1,16 @@
-"""The explain worker: a pytest plugin that `imgbench explain` loads into each side's own tree, beside the
-A/B worker (`abworker`, copied in as imgbench_abworker), so that each version builds its case its own way
-and the coordinator profiles its timed call with torch.profiler instead of timing it.
+"""The explain worker: a pytest plugin that `imgbench explain` loads into each side's own tree,
+beside the A/B worker (`abworker`, copied in as imgbench_abworker), so that each version builds its
+case its own way and the coordinator profiles its timed call with torch.profiler instead of timing
+it.
 
-The A/B worker's hooks do the rest as they do for `imgbench ab`: they send the collected cases, run only
-the one named back, and at its `benchmark(...)` / `benchmark.pedantic(...)` call (after the bench's own
-warm-up) hand its timed function and timer (which synchronises the device) to `state.serve`, here `_serve`:
-it says "ready" and on command runs warm-up calls, or one block of calls under the profiler: the
-block's wall time per call and, per operator, its calls and self time (self CPU time; on a CUDA case the
-kernels' self device time), and on request the block's Chrome trace. It serves until the coordinator
-closes the connection; the case is not timed. Standard library, pytest and torch only, so that it runs
-trees that predate it."""
+The A/B worker's hooks do the rest as they do for `imgbench ab`: they send the collected cases, run
+only the one named back, and at its `benchmark(...)` / `benchmark.pedantic(...)` call (after the
+bench's own warm-up) hand its timed function and timer (which synchronises the device) to
+`state.serve`, here `_serve`: it says "ready" and on command runs warm-up calls, or one block of
+calls under the profiler: the block's wall time per call and, per operator, its calls and self time
+(self CPU time; on a CUDA case the kernels' self device time), and on request the block's Chrome
+trace. It serves until the coordinator closes the connection; the case is not timed. Standard
+library, pytest and torch only, so that it runs trees that predate it."""
 
 from __future__ import annotations
 
@@ -31,19 +32,23 @@ state = abworker.state
 
 def _serve(timer, call):
     """Serve commands until the coordinator closes the connection (it stops this process then)."""
-    if call is None:  # replayed: the work ran in other processes (the A/B worker's hooks say so as "ended")
-        state.ended = "its work runs in other processes (replayed through its timer), which the profiler does not see"
+    # replayed: the work ran in other processes (the A/B worker's hooks say so as "ended")
+    if call is None:
+        state.ended = ("its work runs in other processes (replayed through its timer), which the "
+                       "profiler does not see")
         pytest.skip(state.ended)
     conn, item = abworker.link(), state.item
     state.served = True
-    cuda = str(getattr(getattr(item, "callspec", None), "params", {}).get("device", "cpu")).startswith("cuda")
+    cuda = str(getattr(getattr(item, "callspec", None), "params", {})
+               .get("device", "cpu")).startswith("cuda")
     conn.send(("ready", item.nodeid, cuda))
     while True:
         try:
             msg = conn.recv()
         except (EOFError, OSError):
             return None
-        gc.disable()  # as pytest-benchmark's disable_gc: a collection would land in whichever call it hits
+        # as pytest-benchmark's disable_gc: a collection would land in whichever call it hits
+        gc.disable()
         try:
             if msg[0] == "warmup":
                 conn.send(("times", [abworker.timed(timer, call, 0.0) for _ in range(msg[1])]))
@@ -56,9 +61,10 @@ def _serve(timer, call):
 
 
 def _block(timer, call, steps: int, cuda: bool, trace: str | None) -> tuple[float, dict]:
-    """`steps` calls under the profiler: wall seconds per call (the device synchronised at both ends), and
-    per operator [calls, self microseconds] over the block: CPU operators, or on CUDA the device's kernels
-    (a CPU operator's self device time is its kernels' again: counting both would count them twice)."""
+    """`steps` calls under the profiler: wall seconds per call (the device synchronised at both
+    ends), and per operator [calls, self microseconds] over the block: CPU operators, or on CUDA the
+    device's kernels (a CPU operator's self device time is its kernels' again: counting both would
+    count them twice)."""
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities, record_shapes=False) as prof:
         start = timer()

@@ -2,12 +2,12 @@
 
 Every rank runs under the suite's conditions (conditions.applied, fp32, as the epoch family's cases)
 and builds the same seeded model and data; DistributedDataParallel all-reduces the gradients every
-step (NCCL on GPUs, gloo on CPU processes); a DistributedSampler gives each rank its share of the epoch.
-After a warm-up epoch, each timed epoch starts at a barrier and ends when the slowest rank ends.
-Then every replica's parameters are gathered and compared, and last, one epoch runs under no_sync
-(no gradient all-reduce; the replicas drift apart, so it comes after the check): the synchronised
-epoch's excess over it is the communication the backward pass did not hide. Rank 0 writes a JSON,
-with the conditions its epochs ran under."""
+step (NCCL on GPUs, gloo on CPU processes); a DistributedSampler gives each rank its share of the
+epoch. After a warm-up epoch, each timed epoch starts at a barrier and ends when the slowest rank
+ends. Then every replica's parameters are gathered and compared, and last, one epoch runs under
+no_sync (no gradient all-reduce; the replicas drift apart, so it comes after the check): the
+synchronised epoch's excess over it is the communication the backward pass did not hide. Rank 0
+writes a JSON, with the conditions its epochs ran under."""
 
 from __future__ import annotations
 
@@ -40,28 +40,33 @@ def unavailable(device: str) -> str | None:
         return f"torch.distributed is not available in torch {torch.__version__}"
     backend = backend_for(device)
     if not (dist.is_nccl_available() if backend == "nccl" else dist.is_gloo_available()):
-        return f"the {backend} backend is not available in torch {torch.__version__} (needed for {device})"
+        return (f"the {backend} backend is not available in torch {torch.__version__} "
+                f"(needed for {device})")
     return None
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m imgbench.ddp", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m imgbench.ddp",
+                                description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="kerascnn")
     p.add_argument("--device", default="cpu", help="cpu or cuda (one GPU per rank: LOCAL_RANK)")
     p.add_argument("--batch-size", type=int, default=32, help="per replica")
-    p.add_argument("--images", type=int, default=512, help="images per epoch, all replicas together")
+    p.add_argument("--images", type=int, default=512,
+                   help="images per epoch, all replicas together")
     p.add_argument("--image-size", type=int, default=None, help="default: the model's")
     p.add_argument("--epochs", type=int, default=3, help="timed epochs, after one warm-up epoch")
     p.add_argument("--optimizer", default="adam")
     p.add_argument("--threads", type=int, default=1, help="CPU threads per rank")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--timeout", type=float, default=1800, help="seconds a collective may wait (the case limit)")
+    p.add_argument("--timeout", type=float, default=1800,
+                   help="seconds a collective may wait (the case limit)")
     p.add_argument("--out", required=True, help="rank 0 writes the result JSON here")
     p.add_argument("--save-weights", help="rank 0 saves the parameters after the timed epochs here")
     return p
 
 
-POOL = 4096  # distinct images per rank; a full-profile ResNet epoch as float32 would take 30 GB a rank
+# distinct images per rank; a full-profile ResNet epoch as float32 would take 30 GB a rank
+POOL = 4096
 
 
 def dataset(model: str, images: int, image_size: int | None, seed: int) -> torch.utils.data.Subset:
@@ -70,7 +75,8 @@ def dataset(model: str, images: int, image_size: int | None, seed: int) -> torch
     size = image_size or size
     pool = min(images, POOL)
     x, y = data.synthetic_uint8(pool, (c, size, size), models.spec(model).num_classes, seed)
-    return torch.utils.data.Subset(torch.utils.data.TensorDataset(x, y), [i % pool for i in range(images)])
+    return torch.utils.data.Subset(torch.utils.data.TensorDataset(x, y),
+                                   [i % pool for i in range(images)])
 
 
 def build(model: str, image_size: int | None, seed: int) -> torch.nn.Module:
@@ -80,11 +86,12 @@ def build(model: str, image_size: int | None, seed: int) -> torch.nn.Module:
 
 
 def sampler(ds, world: int, rank: int, seed: int):
-    return torch.utils.data.DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=seed,
-                                               drop_last=True)
+    return torch.utils.data.DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True,
+                                               seed=seed, drop_last=True)
 
 
-def run_epoch(loader, trainer: Trainer, device: torch.device, sync_grads: bool = True) -> torch.Tensor:
+def run_epoch(loader, trainer: Trainer, device: torch.device,
+              sync_grads: bool = True) -> torch.Tensor:
     loss = torch.zeros((), device=device)
     for x, y in loader:
         # uint8 over the wire (a quarter of float32's bytes), scaled on the device
@@ -96,13 +103,15 @@ def run_epoch(loader, trainer: Trainer, device: torch.device, sync_grads: bool =
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device(f"cuda:{local}") if args.device.startswith("cuda") else torch.device("cpu")
+    device = (torch.device(f"cuda:{local}") if args.device.startswith("cuda")
+              else torch.device("cpu"))
     if device.type == "cuda":
         torch.cuda.set_device(device)
     # the case limit: a collective waiting on a stuck or lost peer ends by itself
     dist.init_process_group(backend_for(args.device), timeout=timedelta(seconds=args.timeout))
     try:
-        with conditions.applied(args.device, "fp32", args.threads) as record:  # as the epoch family's cases
+        # as the epoch family's cases
+        with conditions.applied(args.device, "fp32", args.threads) as record:
             result = train(args, device, local)
         if dist.get_rank() == 0:
             with atomic.written(args.out) as tmp:
@@ -120,9 +129,11 @@ def train(args: argparse.Namespace, device: torch.device, local: int) -> dict:
     loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, sampler=s, drop_last=True,
                                          pin_memory=device.type == "cuda")
     if len(loader) == 0:
-        raise DDPError(f"batch {args.batch_size} x {world} replicas > {args.images} images per epoch: no step")
+        raise DDPError(f"batch {args.batch_size} x {world} replicas > {args.images} images per "
+                       "epoch: no step")
     net = build(args.model, args.image_size, args.seed).to(device).train()
-    ddp = torch.nn.parallel.DistributedDataParallel(net, device_ids=[local] if device.type == "cuda" else None)
+    ddp = torch.nn.parallel.DistributedDataParallel(
+        net, device_ids=[local] if device.type == "cuda" else None)
     trainer = Trainer(ddp, args.optimizer, "fp32", device.type)
     sync = devices.synchronizer(str(device))
 
@@ -146,7 +157,8 @@ def train(args: argparse.Namespace, device: torch.device, local: int) -> dict:
             torch.save({k: v.detach().cpu() for k, v in net.named_parameters()}, tmp)
     nosync_s = timed_epoch(1 + args.epochs, sync_grads=False)
     steps = len(loader)
-    return {"world_size": world, "backend": dist.get_backend(), "device": args.device, "model": args.model,
-            "batch_size": args.batch_size, "steps": steps, "images_per_epoch": steps * args.batch_size * world,
+    return {"world_size": world, "backend": dist.get_backend(), "device": args.device,
+            "model": args.model, "batch_size": args.batch_size, "steps": steps,
+            "images_per_epoch": steps * args.batch_size * world,
             "threads_per_rank": args.threads, "epoch_s": epoch_s, "nosync_epoch_s": nosync_s,
             "max_param_diff": max_diff, "replicas_identical": max_diff == 0.0}

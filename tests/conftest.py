@@ -1,10 +1,32 @@
-"""Fixtures every test gets: a cache of stored runs of its own, and torch's process-wide settings put
-back after each test, so that no test's verdict depends on the tests before it."""
+"""What every test gets: a cache of stored runs of its own, torch's process-wide settings put back after
+each test, SIGINT at its default in this process (so the children tests start can be interrupted, also
+when the suite runs as a background job, which starts with SIGINT ignored), and `--shuffle SEED` to run
+the tests in a random order, so that no test's verdict may depend on the tests before it."""
 
 from __future__ import annotations
 
+import random
+import signal
+
 import pytest
 import torch
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # inherited by every child until it is reset
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--shuffle", type=int, metavar="SEED", help="run the tests in the order this seed draws")
+
+
+def pytest_collection_modifyitems(config, items):
+    if (seed := config.getoption("shuffle")) is not None:
+        random.Random(seed).shuffle(items)
+
+
+def pytest_report_header(config):
+    seed = config.getoption("shuffle")
+    return None if seed is None else f"tests shuffled with seed {seed}"
 
 
 @pytest.fixture(autouse=True, scope="session")

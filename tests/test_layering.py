@@ -90,6 +90,7 @@ def test_the_module_graph_has_no_cycle():
             visit(n, [])
 
 
+@pytest.mark.slow
 def test_the_analysis_side_never_imports_torch():
     names = [n for n in modules() if layer(n) in NO_TORCH and not n.startswith(WORKER_PLUGINS)]
     names += ["imgbench.hw.contention", "imgbench.hw.machine_class"]
@@ -131,6 +132,7 @@ def runs(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["compare", "plot", "report"])
 def test_analysis_commands_import_neither_torch_nor_torchvision(runs, tmp_path, command):
     first, second = sorted(runs.rglob("*.json"))

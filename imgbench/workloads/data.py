@@ -6,15 +6,18 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache, partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchvision import datasets as tvd
-from torchvision.transforms import v2
 
 from imgbench.core.errors import UserError
 from imgbench.hw.devices import usable_cores
+
+if TYPE_CHECKING:  # imported where used: torchvision takes as long to import as torch itself
+    from torchvision import datasets as tvd
+    from torchvision.transforms import v2
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
@@ -95,6 +98,8 @@ class TensorImages(Dataset):
 def train_transform(image_size: int, mean, std, padding: int = 4) -> v2.Compose:
     """The classic CIFAR-10 augmentation: random crop with padding, horizontal flip, float,
     normalize."""
+    from torchvision.transforms import v2
+
     return v2.Compose([
         v2.ToImage(),
         v2.RandomCrop(image_size, padding=padding),
@@ -105,6 +110,8 @@ def train_transform(image_size: int, mean, std, padding: int = 4) -> v2.Compose:
 
 
 def eval_transform(mean, std) -> v2.Compose:
+    from torchvision.transforms import v2
+
     return v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
                        v2.Normalize(mean, std)])
 
@@ -113,6 +120,8 @@ def fake_pil(size: int, image_size: int = 32, num_classes: int = 10, seed: int =
              augment: bool = True):
     """PIL images decoded and augmented per item: the CPU cost of a real image pipeline, no
     files."""
+    from torchvision import datasets as tvd
+
     t = train_transform(image_size, CIFAR10_MEAN, CIFAR10_STD) if augment else eval_transform(
         CIFAR10_MEAN, CIFAR10_STD)
     # FakeData seeds item i with random_offset + i: space the seeds so two seeds share no images.
@@ -153,6 +162,8 @@ class EncodedImages(Dataset):
 
 def image_folder(root: str | Path, transform=None) -> tvd.ImageFolder:
     """Images in class sub-folders (root/cat/1.png ...), decoded with PIL."""
+    from torchvision import datasets as tvd
+
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"image folder {str(root)!r} does not exist "
@@ -203,6 +214,8 @@ def _read_cifar_bin(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _cifar10_python(root: Path, train: bool, transform) -> TensorImages:
+    from torchvision import datasets as tvd
+
     # torchvision checks every file's MD5 against the official release before unpickling it,
     # which is also what keeps a stranger's pickle from running code here.
     names = ([f"data_batch_{i}" for i in range(1, 6)]
@@ -224,6 +237,8 @@ def _cifar10_python(root: Path, train: bool, transform) -> TensorImages:
 
 def mnist(root: str | Path, train: bool = True, transform=None) -> TensorImages:
     """MNIST from `root`/MNIST/raw (the idx files torchvision reads), never downloaded."""
+    from torchvision import datasets as tvd
+
     raw = Path(root) / "MNIST" / "raw"
     missing = _missing(raw, MNIST_RAW)  # torchvision wants both splits whichever it reads
     if missing:

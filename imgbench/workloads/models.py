@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch.nn as nn
-import torchvision
 
 from imgbench.core.errors import UserError
 
@@ -117,8 +116,10 @@ def tinyvgg(num_classes: int = 10, in_channels: int = 3, image_size: int = 64,
     )
 
 
-def _torchvision_resnet(factory, num_classes: int, in_channels: int) -> nn.Module:
-    model = factory(weights=None, num_classes=num_classes)
+def _torchvision_resnet(name: str, num_classes: int, in_channels: int) -> nn.Module:
+    import torchvision  # here, not at import: it takes as long to import as torch itself
+
+    model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
     if in_channels != 3:
         model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
     return model
@@ -126,12 +127,12 @@ def _torchvision_resnet(factory, num_classes: int, in_channels: int) -> nn.Modul
 
 @register("resnet18", (3, 224, 224), "torchvision ResNet-18, no weights", num_classes=1000)
 def resnet18(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224) -> nn.Module:
-    return _torchvision_resnet(torchvision.models.resnet18, num_classes, in_channels)
+    return _torchvision_resnet("resnet18", num_classes, in_channels)
 
 
 @register("resnet50", (3, 224, 224), "torchvision ResNet-50, no weights", num_classes=1000)
 def resnet50(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224) -> nn.Module:
-    return _torchvision_resnet(torchvision.models.resnet50, num_classes, in_channels)
+    return _torchvision_resnet("resnet50", num_classes, in_channels)
 
 
 def _conv_bn(c_in: int, c_out: int) -> list[nn.Module]:

@@ -13,8 +13,9 @@ CASE_PARAMS = {"model", "device", "batch_size", "precision", "memory_format", "c
 CASE_EXTRA = {"images", "images_per_s", "device_name", "threads", "profile", "image_size", "in_channels",
               "num_classes", "dataset", "warmup_calls", "precision", "memory_format", "compile",
               "peak_memory_bytes", "flush_denormal"}
-# A slice of each family that keeps this test short; .ci/run runs the whole quick matrix.
-SELECT = ("not reference and not pil and not tensor_augment and not workers2 and "
+# A slice of each family that keeps this test short (world 2: tests/workloads/test_ddp.py); .ci/run runs
+# the whole quick matrix.
+SELECT = ("not reference and not pil and not tensor_augment and not workers2 and not world2 and "
           "(not test_conv or conv2d_k3_64to128- or maxpool)")
 
 
@@ -34,11 +35,13 @@ def families(run):
     return {name.split("[")[0] for name in run}
 
 
+@pytest.mark.slow
 def test_every_family_ran(run):
     assert families(run) == {"test_empty_round", "test_forward", "test_train_step", "test_conv", "test_loader",
                              "test_epoch", "test_transfer", "test_checkpoint", "test_ddp"}  # test_copy needs a GPU
 
 
+@pytest.mark.slow
 def test_model_cases_carry_params_and_rates(run):
     for name in ("test_forward[mlp-cpu-bs16]", "test_train_step[mlp-cpu-bs16]", "test_epoch[mlp-cpu-bs16-loader]",
                  "test_epoch[mlp-cpu-bs16-resident]"):
@@ -54,6 +57,7 @@ def test_model_cases_carry_params_and_rates(run):
         "extra_info"]["optimizer"]) == ("eval", "adam")
 
 
+@pytest.mark.slow
 def test_epochs_store_data_stall_and_steps(run):
     for path in ("loader", "resident"):
         info = run[f"test_epoch[mlp-cpu-bs16-{path}]"]["extra_info"]
@@ -62,6 +66,7 @@ def test_epochs_store_data_stall_and_steps(run):
         assert info["epochs_recorded"] == run[f"test_epoch[mlp-cpu-bs16-{path}]"]["stats"]["rounds"]
 
 
+@pytest.mark.slow
 def test_conv_pool_loader_transfer_checkpoint_store_their_work(run):
     conv = run["test_conv[cpu-bs16-conv2d_k3_64to128-fwd-nchw]"]["extra_info"]
     assert conv["flops"] == 2 * 16 * 128 * 16 * 16 * 64 * 9  # 2 x multiply-adds, batch 16, 16x16 output
@@ -79,6 +84,7 @@ def test_conv_pool_loader_transfer_checkpoint_store_their_work(run):
     assert saved["bytes"] > 4 * (784 * 512 + 512 * 512) * 3  # weights plus Adam's two moments
 
 
+@pytest.mark.slow
 def test_a_transfer_batch_larger_than_its_epoch_is_skipped_with_the_reason():
     proc = subprocess.run([sys.executable, "-m", "pytest", "benches/bench_transfer.py", "--profile", "quick",
                            "--device", "cpu", "--batch-size", "512", "-rs", "-p", "no:cacheprovider", "-q"],

@@ -15,6 +15,7 @@ QUICK = Settings(devices=["cpu"], batch_sizes=[32], models=["mlp"], profile=conf
 FULL = dataclasses.replace(QUICK, profile=config.PROFILES["full"], threads=16)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, size", sorted(estimate.TRAIN_GFLOP))
 def test_the_flop_table_is_what_torch_counts(model, size):
     c = models.spec(model).input_shape[0]
@@ -63,6 +64,7 @@ def test_train(case, measure):
 """
 
 
+@pytest.mark.slow
 def test_a_run_says_its_estimate_before_and_its_duration_after(pytester):
     pytester.makeconftest('pytest_plugins = ["imgbench.plugin"]')
     pytester.makepyfile(bench_x=BENCH)

@@ -18,6 +18,7 @@ def bench_folder(pytester):
     return pytester
 
 
+@pytest.mark.slow
 def test_without_an_accelerator_every_case_is_skipped_saying_so(bench_folder, monkeypatch):
     monkeypatch.setattr(devices, "_gpu_count", lambda: 0)
     monkeypatch.setattr(devices, "_mps_available", lambda: False)
@@ -29,6 +30,7 @@ def test_without_an_accelerator_every_case_is_skipped_saying_so(bench_folder, mo
     result.stdout.fnmatch_lines(["*no accelerator on this machine: host<->device copies need cuda or mps*"])
 
 
+@pytest.mark.slow
 def test_copy_paths_on_the_cpu(bench_folder):
     bench_folder.makeconftest("""
 import pytest

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from pytest_benchmark.logger import PytestBenchmarkWarning
 
 from imgbench import cli
 from imgbench.cli import machine
@@ -107,105 +108,112 @@ def test_run_refuses_places_it_cannot_write_before_running(tmp_path, capsys, opt
     assert not list((tmp_path / "runs").rglob("*.json"))  # nothing ran
 
 
-def test_a_bench_that_fails_to_import_is_a_failed_run_not_an_interrupt(tmp_path):
+@pytest.mark.slow
+def test_a_bench_that_fails_to_import_is_a_failed_run_not_an_interrupt(tmp_path, monkeypatch, capsys):
     benches = tmp_path / "benches"
     benches.mkdir()
     (benches / "bench_broken.py").write_text("import no_such_module\n")
-    done = imgbench("run", "--device", "cpu", "--benches", str(benches), "--storage", str(tmp_path / "runs"),
-                    "--", "-p", "no:cacheprovider", "-o", "python_files=bench_*.py", cwd=tmp_path)
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "the run did not finish (exit 1); nothing saved" in done.stderr
-    assert "No module named 'no_such_module'" in done.stdout
+    monkeypatch.chdir(tmp_path)  # the run's pytest runs here, in this process
+    code = cli.main(["run", "--device", "cpu", "--benches", str(benches), "--storage", str(tmp_path / "runs"),
+                     "--", "-p", "no:cacheprovider", "-o", "python_files=bench_*.py"])
+    out, err = capsys.readouterr()
+    assert code == 1, out + err
+    assert "the run did not finish (exit 1); nothing saved" in err
+    assert "No module named 'no_such_module'" in out
     assert not list((tmp_path / "runs").rglob("*.json"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command, folder", [("run", "--storage"), ("baseline", "--folder")])
-def test_a_run_stopped_by_pytest_exit_saves_nothing(tmp_path, command, folder):
+def test_a_run_stopped_by_pytest_exit_saves_nothing(tmp_path, monkeypatch, capsys, command, folder):
     """pytest ends a session stopped part-way (pytest.exit) as it ends a Ctrl-C: its JSON holds only the
     cases before the stop, so neither the history nor a baseline may take it."""
     benches = tmp_path / "benches"
     benches.mkdir()
-    (benches / "bench_stop.py").write_text("import pytest\n\ndef test_a(benchmark):\n    benchmark(lambda: None)\n\n"
-                                          "def test_b():\n    pytest.exit('stopped part-way')\n")
-    done = imgbench(command, "--device", "cpu", "--benches", str(benches), folder, str(tmp_path / "out"),
-                    "--", "-p", "no:cacheprovider", "-o", "python_files=bench_*.py", cwd=tmp_path)
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "stopped part-way" in done.stdout + done.stderr
+    # a module name of its own: the run's pytest imports it into this process
+    (benches / f"bench_stop_{command}.py").write_text(
+        "import pytest\n\ndef test_a(benchmark):\n    benchmark(lambda: None)\n\n"
+        "def test_b():\n    pytest.exit('stopped part-way')\n")
+    monkeypatch.chdir(tmp_path)
+    code = cli.main([command, "--device", "cpu", "--benches", str(benches), folder, str(tmp_path / "out"),
+                     "--", "-p", "no:cacheprovider", "-o", "python_files=bench_*.py"])
+    out, err = capsys.readouterr()
+    assert code == 1, out + err
+    assert "stopped part-way" in out + err
     assert not list((tmp_path / "out").rglob("*.json")) and not list((tmp_path / "out").rglob(".*"))
 
 
-def test_run_saves_then_compares_with_the_previous_run(tmp_path):
-    args = ["run", "--model", "mlp", "--batch-size", "4", "--device", "cpu", "--storage", str(tmp_path),
-            "--", "-k", "forward or train_step or empty_round", "--benchmark-max-time=0.01", "-p", "no:cacheprovider"]
-    first = imgbench(*args)
-    assert first.returncode == 0, first.stdout + first.stderr
-    assert "no earlier 'quick' run on cpu saved" in first.stdout
-    (folder,) = tmp_path.iterdir()
+def main(capsys, *args) -> tuple[int, str, str]:
+    """`imgbench ARGS` in this process (its pytest too): the exit code, standard output and error."""
+    code = cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.slow
+def test_run_saves_then_compares_with_the_previous_run(tmp_path, capsys):
+    """Three runs into storage outside the working folder: the first is saved as the first, the second is
+    compared with it and copied, the third (other threads: other conditions) is compared all the same,
+    pytest-benchmark warning that the machine_info differs."""
+    def run(*more, threads="2"):
+        return main(capsys, "run", "--model", "mlp", "--batch-size", "4", "--device", "cpu", "--threads", threads,
+                    "--storage", tmp_path / "runs", *more, "--", "-k", "forward or train_step or empty_round",
+                    "--benchmark-max-time=0.01", "-p", "no:cacheprovider")
+
+    code, out, err = run()
+    assert code == 0, out + err
+    assert "no earlier 'quick' run on cpu saved" in out
+    (folder,) = (tmp_path / "runs").iterdir()
     assert folder.name == environment.environment()["fingerprint"]
     (saved,) = folder.glob("*/0001_quick.json")
-    run = json.loads(saved.read_text())
-    assert sorted(b["name"] for b in run["benchmarks"]) == [
+    stored = json.loads(saved.read_text())
+    assert sorted(b["name"] for b in stored["benchmarks"]) == [
         "test_empty_round[cpu]", "test_forward[mlp-cpu-bs4]", "test_train_step[mlp-cpu-bs4]"]
-    assert all(len(b["stats"]["data"]) == b["stats"]["rounds"] for b in run["benchmarks"])  # save-data
+    assert all(len(b["stats"]["data"]) == b["stats"]["rounds"] for b in stored["benchmarks"])  # save-data
 
     copy = tmp_path / "ci" / "run.json"
-    sep = args.index("--")
-    second = imgbench(*args[:sep], "--json", str(copy), *args[sep:])
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert f"comparing with the previous run {saved}" in second.stdout
+    code, out, err = run("--json", copy)
+    assert code == 0, out + err
+    assert f"comparing with the previous run {saved}" in out
     assert copy.read_bytes() == next(folder.glob("*/0002_quick.json")).read_bytes()
-    assert f"run copied to {copy}" in second.stdout
-    assert "0001_quick" in second.stdout  # pytest-benchmark's comparison table names the baseline
-    assert sorted(p.name for p in folder.glob("*/*.json")) == ["0001_quick.json", "0002_quick.json"]
+    assert f"run copied to {copy}" in out
+    assert "0001_quick" in out  # pytest-benchmark's comparison table names the baseline
+
+    with pytest.warns(PytestBenchmarkWarning, match="machine_info is different in: imgbench"):
+        code, out, err = run(threads="1")
+    assert code == 0, out + err
+    assert "INTERNALERROR" not in out + err
+    assert sorted(p.name for p in folder.glob("*/*.json")) == ["0001_quick.json", "0002_quick.json",
+                                                               "0003_quick.json"]
 
 
-def test_run_compares_across_changed_conditions_with_storage_outside_the_working_directory(tmp_path):
-    def args(threads):
-        return ["run", "--model", "mlp", "--batch-size", "2", "--device", "cpu", "--threads", threads,
-                "--storage", str(tmp_path / "runs"), "--", "-k", "forward", "--benchmark-max-time=0.01",
-                "-p", "no:cacheprovider"]
-
-    assert imgbench(*args("1")).returncode == 0
-    second = imgbench(*args("2"))
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert "machine_info is different in: imgbench" in second.stdout + second.stderr
-    assert "INTERNALERROR" not in second.stdout + second.stderr
-
-
-def test_baseline_is_written_whole_or_not_at_all(tmp_path):
-    args = ["baseline", "--model", "mlp", "--batch-size", "4", "--device", "cpu", "--folder", str(tmp_path),
-            "--", "-k", "test_forward", "--benchmark-max-time=0.01", "-p", "no:cacheprovider"]
-    done = imgbench(*args)
-    assert done.returncode == 0, done.stdout + done.stderr
-    (baseline,) = tmp_path.glob("*/quick.json")
-    assert baseline.parent.name == environment.environment()["fingerprint"]
-    run = json.loads(baseline.read_text())
-    assert [b["name"] for b in run["benchmarks"]] == ["test_forward[mlp-cpu-bs4]"]
-    assert len(run["benchmarks"][0]["stats"]["data"]) == run["benchmarks"][0]["stats"]["rounds"]
-    before = baseline.read_bytes()
-    failed = imgbench(*args[:-5], "-k", "test_forward", "--benchmark-max-time=0.01", "-p", "no:cacheprovider",
-                      "-x", "--benchmark-min-rounds=0")  # an invalid option value: the run fails
-    assert failed.returncode != 0 and "baseline unchanged" in failed.stderr
-    assert baseline.read_bytes() == before
-    assert sorted(p.name for p in baseline.parent.iterdir()) == ["quick.json"]  # no partial file left
-
-
-def test_baseline_of_a_subset_merges_and_names_the_cases_it_replaced(tmp_path):
+@pytest.mark.slow
+def test_baseline_merges_a_subset_and_is_written_whole_or_not_at_all(tmp_path, capsys):
     def baseline(*select):
-        return imgbench("baseline", "--model", "mlp", "--batch-size", "4", "--device", "cpu", "--folder",
-                        str(tmp_path), "--", *select, "--benchmark-max-time=0.01", "-p", "no:cacheprovider")
+        return main(capsys, "baseline", "--model", "mlp", "--batch-size", "4", "--device", "cpu", "--folder",
+                    tmp_path, "--", *select, "--benchmark-max-time=0.01", "-p", "no:cacheprovider")
 
-    assert baseline("-k", "test_forward or test_train_step").returncode == 0
+    code, out, err = baseline("-k", "test_forward or test_train_step")
+    assert code == 0, out + err
     (path,) = tmp_path.glob("*/quick.json")
+    assert path.parent.name == environment.environment()["fingerprint"]
     first = {b["name"]: b for b in json.loads(path.read_text())["benchmarks"]}
     assert sorted(first) == ["test_forward[mlp-cpu-bs4]", "test_train_step[mlp-cpu-bs4]"]
-    done = baseline("-k", "test_train_step")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "replaced 1 case(s) of the earlier baseline: test_train_step[mlp-cpu-bs4]" in done.stdout
+    assert all(len(b["stats"]["data"]) == b["stats"]["rounds"] for b in first.values())
+
+    code, out, err = baseline("-k", "test_train_step")
+    assert code == 0, out + err
+    assert "replaced 1 case(s) of the earlier baseline: test_train_step[mlp-cpu-bs4]" in out
     now = {b["name"]: b for b in json.loads(path.read_text())["benchmarks"]}
     assert sorted(now) == sorted(first)
     assert now["test_forward[mlp-cpu-bs4]"] == first["test_forward[mlp-cpu-bs4]"]  # kept as it was
     assert now["test_train_step[mlp-cpu-bs4]"]["stats"] != first["test_train_step[mlp-cpu-bs4]"]["stats"]
+
+    before = path.read_bytes()
+    code, out, err = baseline("-k", "test_forward", "-x", "--benchmark-min-rounds=0")  # invalid: the run fails
+    assert code != 0 and "baseline unchanged" in err
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["quick.json"]  # no partial file left
 
 
 def test_baseline_with_bad_options_creates_nothing(tmp_path, capsys):
@@ -214,6 +222,7 @@ def test_baseline_with_bad_options_creates_nothing(tmp_path, capsys):
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_run_saves_nothing_and_keeps_earlier_runs(tmp_path):
     import os
     import signal

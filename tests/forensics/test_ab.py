@@ -17,7 +17,7 @@ import pytest
 from imgbench import cli
 from imgbench.forensics import ab, worker
 from imgbench.judge import verdict
-from tests.helpers import ROOT, commit
+from tests.helpers import ROOT, commit, skip_when_busy
 
 
 def test_cases_are_matched_by_family_and_params_not_by_id():
@@ -162,6 +162,7 @@ def plain_tree(tmp_path):
     return tree
 
 
+@pytest.mark.slow
 def test_real_workers_serve_replay_and_report_skips(plain_tree, tmp_path):
     side = worker.Side("base", plain_tree, sys.executable), worker.Side("candidate", plain_tree, sys.executable)
     (tmp_path / "s").mkdir()
@@ -181,7 +182,10 @@ def test_real_workers_serve_replay_and_report_skips(plain_tree, tmp_path):
     assert seen["test_skipped"] == "base: Skipped: not on this machine; candidate: Skipped: not on this machine"
 
 
+@pytest.mark.slow
 def test_a_case_that_raises_while_timed_is_not_compared_and_the_rest_go_on(plain_tree, tmp_path):
+    """One A/B of two trees: a case both sides break on their fourth call is not compared; a case only
+    the candidate breaks is no pass (Outcome.broken); the rest are compared."""
     bench = plain_tree / "benches" / "bench_plain.py"
     bench.write_text(bench.read_text() + textwrap.dedent('''
         CALLS = []
@@ -193,25 +197,31 @@ def test_a_case_that_raises_while_timed_is_not_compared_and_the_rest_go_on(plain
                 if len(CALLS) > 3:
                     raise RuntimeError("broke on call 4")
             benchmark(once)
+
+
+        def test_only_the_candidate_breaks(benchmark):
+            benchmark(time.sleep, 0.001)
     '''))
-    sides = worker.Side("base", plain_tree, sys.executable), worker.Side("candidate", plain_tree, sys.executable)
-    out = ab.run(*sides, [], tmp_path, seed=1, budget_s=0.2)
-    assert out.not_run["test_breaks"] == "base: failed while timed: RuntimeError: broke on call 4"
-    assert "test_skipped" in out.not_run and [t.name for t in out.trials] == ["test_sleep", "test_replayed"]
-
-
-def test_a_case_only_the_candidate_breaks_is_no_pass(plain_tree, tmp_path):
     cand = tmp_path / "cand"
     shutil.copytree(plain_tree, cand)
-    bench = cand / "benches" / "bench_plain.py"
-    bench.write_text(bench.read_text().replace("benchmark(time.sleep, 0.002)", "benchmark(time.sleep, -1)"))
+    cand_bench = cand / "benches" / "bench_plain.py"
+    cand_bench.write_text(cand_bench.read_text().replace("benchmark(time.sleep, 0.001)", "benchmark(time.sleep, -1)"))
     (tmp_path / "s").mkdir()
     out = ab.run(worker.Side("base", plain_tree, sys.executable), worker.Side("candidate", cand, sys.executable), [],
                  tmp_path / "s", seed=1, budget_s=0.2)
-    assert out.broken == ["test_sleep"]
-    assert out.not_run["test_sleep"].startswith("candidate: failed while timed: ValueError")
+    assert out.not_run["test_breaks"] == "base: failed while timed: RuntimeError: broke on call 4"
+    assert out.not_run["test_only_the_candidate_breaks"].startswith("candidate: failed while timed: ValueError")
+    assert out.broken == ["test_only_the_candidate_breaks"]
+    assert "test_skipped" in out.not_run and [t.name for t in out.trials] == ["test_sleep", "test_replayed"]
 
 
+def test_a_case_only_the_candidate_breaks_is_no_pass():
+    not_run = {"a": "candidate: failed while timed: ValueError: x", "b": "base: failed while timed: E: y",
+               "c": "base: failed while timed: E: y; candidate: failed while timed: E: y", "d": "base: Skipped: z"}
+    assert ab.Outcome([], [], not_run, 0, 0.0).broken == ["a"]
+
+
+@pytest.mark.slow
 def test_a_worker_that_dies_is_one_line_naming_it(plain_tree, tmp_path):
     (plain_tree / "benches" / "conftest.py").write_text("import os\nos._exit(3)\n")
     sides = worker.Side("base", plain_tree, sys.executable), worker.Side("candidate", plain_tree, sys.executable)
@@ -250,6 +260,7 @@ def test_a_regressions_path_that_cannot_be_written_is_refused_before_the_run(tmp
     assert capsys.readouterr().err.strip().startswith(f"imgbench: error: --regressions: cannot create {tmp_path}")
 
 
+@pytest.mark.slow
 def test_end_to_end_two_commits(tmp_path):
     """A throwaway repository: the base commit as it is; the candidate sleeps 3 ms more per forward and
     adds a pytest option of its own, which the base does not know."""
@@ -276,7 +287,7 @@ def test_end_to_end_two_commits(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(repo)})
     row = next(line for line in proc.stdout.splitlines() if line.startswith("test_forward[mlp-cpu-bs4]"))
     if row.endswith(verdict.CONTENDED):
-        pytest.skip("the machine was busy: the A/B rightly gave no verdict")
+        skip_when_busy("the machine was busy: the A/B rightly gave no verdict")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert row.endswith("regression")
     assert (tmp_path / "regressed.txt").read_text() == "test_forward[mlp-cpu-bs4]\n"

@@ -16,8 +16,16 @@ import pytest
 
 from imgbench import cli
 from imgbench.cli import build
-from imgbench.forensics import ab, bisect, git, worker
-from tests.helpers import ON_THE_PLUGIN, commit, run_git, running, stop_with, stray_processes
+from imgbench.forensics import ab, bisect, git, steps, worker
+from tests.helpers import (
+    ON_THE_PLUGIN,
+    commit,
+    run_git,
+    running,
+    skip_when_busy,
+    stop_with,
+    stray_processes,
+)
 
 N = 15  # commits after GOOD: a repository of 16
 
@@ -57,7 +65,7 @@ def test_all_skipped_leaves_the_whole_range():
 
 
 def reading(case, ratio, found):
-    return bisect.Reading(case, ratio, (ratio * 0.9, ratio * 1.1), 12, found, "" if found != bisect.UNDECIDED else
+    return steps.Reading(case, ratio, (ratio * 0.9, ratio * 1.1), 12, found, "" if found != bisect.UNDECIDED else
                           "too noisy to say in 300 pairs")
 
 
@@ -68,11 +76,11 @@ def test_a_skipped_commit_beside_the_culprit_is_named_with_it_and_exit_3():
     commits = [git.Commit(f"{i:040x}", f"{i:07x}", f"{i - 1:040x}", "2026-01-01", f"change {i}")
                for i in range(N + 1)]
     search, tried = walk(10, frozenset({9}))
-    steps = [bisect._step(0, N, commits[N], [reading("a", 2.0, bisect.SLOW)], {}, 0)]
+    taken = [steps._step(0, N, commits[N], [reading("a", 2.0, bisect.SLOW)], {}, 0)]
     for k, i in enumerate(tried, 1):
         found = [reading("a", 2.0 if i >= 10 else 1.0, bisect.SLOW if i >= 10 else bisect.FAST)] if i != 9 else []
-        steps.append(bisect._step(k, i, commits[i], found, {"a": "not collected: ERROR"} if i == 9 else {}, 0))
-    out = bisect._conclude(commits, steps, search, {"a": math.sqrt(2.0)})
+        taken.append(steps._step(k, i, commits[i], found, {"a": "not collected: ERROR"} if i == 9 else {}, 0))
+    out = bisect._conclude(commits, taken, search, {"a": math.sqrt(2.0)})
     assert out.code == bisect.OPEN and out.suspects == [commits[9], commits[10]]
     assert out.summary[0] == ('the first slow commit is one of 2 (skipped commits in between): 0000009 "change 9" '
                               '(skipped: a: not collected: ERROR), 000000a "change 10" (slow)')
@@ -85,14 +93,14 @@ def test_a_skipped_commit_beside_the_culprit_is_named_with_it_and_exit_3():
     ([reading("a", 1.0, bisect.FAST), reading("b", 1.0, bisect.FAST)], {}, bisect.FAST),
 ])
 def test_a_step_is_slow_if_any_case_is_and_fast_only_if_all_are(readings, not_run, expected):
-    step = bisect._step(3, 7, COMMIT, readings, not_run, 0)
+    step = steps._step(3, 7, COMMIT, readings, not_run, 0)
     assert step.verdict == expected
-    line = bisect.describe(step, N)
+    line = steps.describe(step, N)
     assert line.startswith('step 3 [7/15] aaaaaaa "make it lazy": a x') and f"vs GOOD: {expected}" in line
 
 
 def test_the_midpoint_judge_calls_only_an_interval_wholly_on_one_side():
-    judge = bisect._midpoint_judge(math.sqrt(2.0))
+    judge = steps.midpoint_judge(math.sqrt(2.0))
     assert judge(2.0, (1.9, 2.1)) == bisect.SLOW
     assert judge(1.0, (0.95, 1.05)) == bisect.FAST
     assert judge(1.4, (1.2, 1.6)) == bisect.UNDECIDED
@@ -117,28 +125,28 @@ def noisy(n, centre, sd=0.3, seed=0):
 def test_a_step_that_cannot_say_doubles_its_pairs_until_it_can():
     # slow at x2 in noise the first 12 pairs cannot resolve at this level; 96 can
     p = FakePairing([noisy(n, math.log(2.0), 1.0, seed=n) for n in (12, 12, 24, 48, 96, 108)])
-    r, added = bisect._read(p, bisect._midpoint_judge(math.sqrt(2.0)), 0.01 / 6, budget_s=60)
+    r, added = steps.read(p, steps.midpoint_judge(math.sqrt(2.0)), 0.01 / 6, budget_s=60)
     assert p.asked[:2] == [12, 12] and r.verdict == bisect.SLOW and r.pairs == sum(p.asked)
-    assert r.pairs in bisect.LADDER and added == len(p.asked) - 1
+    assert r.pairs in steps.LADDER and added == len(p.asked) - 1
 
 
 def test_a_step_stops_at_its_budget_and_says_so():
     p = FakePairing([noisy(300, 0.0, 1.0, seed=1)] * 6, pair_s=1.0)  # a pair costs 1 s: the next set needs 12 s
-    r, added = bisect._read(p, bisect._midpoint_judge(math.sqrt(2.0)), 0.01 / 6, budget_s=5)
+    r, added = steps.read(p, steps.midpoint_judge(math.sqrt(2.0)), 0.01 / 6, budget_s=5)
     assert p.asked == [12] and added == 0
     assert (r.verdict, r.why) == (bisect.UNDECIDED, "too noisy to say within --budget 5 s, 12 pairs")
 
 
 def test_pairs_measured_under_contention_are_dropped(monkeypatch):
     flags = iter(["measured under contention: other processes took 60% of the CPUs", None])
-    monkeypatch.setattr(bisect.contention, "flag", lambda record: next(flags))
+    monkeypatch.setattr(steps.contention, "flag", lambda record: next(flags))
     p = FakePairing([[5.0] * 12, [0.0] * 12])  # the first set (contended) would read x148
-    r, _ = bisect._read(p, bisect._midpoint_judge(math.sqrt(2.0)), 0.01 / 6, budget_s=60)
+    r, _ = steps.read(p, steps.midpoint_judge(math.sqrt(2.0)), 0.01 / 6, budget_s=60)
     assert p.asked == [12, 12] and r.pairs == 12 and r.ratio == pytest.approx(1.0) and r.verdict == bisect.FAST
 
 
 def test_step_0_calls_a_slowdown_by_the_minimum_effect():
-    judge = bisect._first_judge(0.10)
+    judge = steps.first_judge(0.10)
     assert judge(1.5, (1.3, 1.7)) == bisect.SLOW
     assert judge(1.0, (0.97, 1.03)) == bisect.FAST
     assert judge(1.2, (0.9, 1.6)) == bisect.UNDECIDED
@@ -151,10 +159,10 @@ def test_an_undecided_step_ends_the_bisection_naming_what_is_left_exit_3():
                for i in range(N + 1)]
     search = bisect.Search(hi=N)
     search.record(8, bisect.SLOW)
-    steps = [bisect._step(0, N, commits[N], [reading("a", 2.0, bisect.SLOW)], {}, 0),
-             bisect._step(1, 8, commits[8], [reading("a", 2.0, bisect.SLOW)], {}, 0),
-             bisect._step(2, 4, commits[4], [reading("a", 1.4, bisect.UNDECIDED)], {}, 5)]
-    out = bisect._conclude(commits, steps, search, {"a": math.sqrt(2.0)})
+    taken = [steps._step(0, N, commits[N], [reading("a", 2.0, bisect.SLOW)], {}, 0),
+             steps._step(1, 8, commits[8], [reading("a", 2.0, bisect.SLOW)], {}, 0),
+             steps._step(2, 4, commits[4], [reading("a", 1.4, bisect.UNDECIDED)], {}, 5)]
+    out = bisect._conclude(commits, taken, search, {"a": math.sqrt(2.0)})
     assert out.code == bisect.OPEN == 3 and out.suspects == commits[1:9]
     assert out.summary[0] == ('undecided at step 2, 0000004 "change 4": a: too noisy to say in 300 pairs')
     assert out.summary[1].startswith("the first slow commit is one of 8: 0000001 \"change 1\", ")
@@ -164,9 +172,9 @@ def test_an_undecided_step_ends_the_bisection_naming_what_is_left_exit_3():
 
 
 def test_step_0_that_cannot_say_is_exit_3_and_no_slowdown_is_exit_1():
-    open_ = bisect._step(0, N, COMMIT, [reading("a", 1.2, bisect.UNDECIDED)], {}, 0)
+    open_ = steps._step(0, N, COMMIT, [reading("a", 1.2, bisect.UNDECIDED)], {}, 0)
     assert bisect._no_slowdown(open_, 0.1).code == bisect.OPEN
-    fast = bisect._step(0, N, COMMIT, [reading("a", 1.0, bisect.FAST)], {}, 0)
+    fast = steps._step(0, N, COMMIT, [reading("a", 1.0, bisect.FAST)], {}, 0)
     assert bisect._no_slowdown(fast, 0.1).code == bisect.NO_SLOWDOWN
 
 
@@ -198,8 +206,8 @@ def test_a_stopped_worker_skips_the_commit_unless_it_is_goods(monkeypatch, whose
 
     def measure(g, cand, *rest):
         raise worker.WorkerStopped(FakeWorker(good if whose == "good" else cand), "while serving")
-    monkeypatch.setattr(bisect, "_ab_step", measure)
-    stepper = bisect._Stepper([COMMIT] * (N + 1), FakeTrees(), good, Path("."), [], 0.01, 5.0, 0, lambda s: None)
+    monkeypatch.setattr(steps, "ab_step", measure)
+    stepper = steps.Stepper([COMMIT] * (N + 1), FakeTrees(), good, Path("."), [], 0.01, 5.0, 0, lambda s: None)
     step = stepper(7, {})
     assert (step.verdict, step.why) == (verdict, why)
 
@@ -244,12 +252,13 @@ def test_x(device, measure):
 '''
 
 
-def make_repo(path: Path, slow_at: int = 10, broken_at: int | None = None) -> list[str]:
-    """16 commits of a tiny bench project on the installed plugin; the bench spins 2 ms, 4 ms from commit
-    `slow_at` (0: the first) on; commit `broken_at` has a syntax error in the bench. Returns the hashes."""
+def make_repo(path: Path, slow_at: int, broken_at: int | None = None, n: int = N) -> list[str]:
+    """n + 1 commits of a tiny bench project on the installed plugin; the bench spins 2 ms, 4 ms from
+    commit `slow_at` (0: the first) on; commit `broken_at` has a syntax error in the bench. Returns the
+    hashes."""
     return [commit(path, {**ON_THE_PLUGIN, "speed.txt": "4" if i >= slow_at else "2", "log.txt": f"change {i}\n",
                           "benches/bench_x.py": BENCH + ("def broken(:\n" if i == broken_at else "")},
-                   f"change {i}" + (": spin 4 ms" if i == slow_at else "")) for i in range(N + 1)]
+                   f"change {i}" + (": spin 4 ms" if i == slow_at else "")) for i in range(n + 1)]
 
 
 def bisect_cli(repo: Path, *extra: str, **popen):
@@ -258,53 +267,49 @@ def bisect_cli(repo: Path, *extra: str, **popen):
     return cmd, {"cwd": repo, "text": True, **popen}
 
 
-def run_bisect(repo: Path, good: str, bad: str) -> subprocess.CompletedProcess:
-    cmd, kw = bisect_cli(repo, good, bad)
-    proc = subprocess.run(cmd, capture_output=True, timeout=600, **kw)
-    if proc.returncode == bisect.OPEN and "contention" in proc.stdout:
-        pytest.skip("the machine was busy: the steps rightly could not decide")
-    return proc
-
-
 def worktrees(repo: Path) -> list[str]:
     return run_git(repo, "worktree", "list").strip().splitlines()
 
 
-def test_end_to_end_finds_the_commit_that_slowed_down(tmp_path):
+@pytest.mark.slow
+def test_end_to_end_finds_the_commit_that_slowed_down_past_one_that_does_not_import(tmp_path):
+    """8 commits: 2 ms, 4 ms from commit 5 on, and commit 3 does not import. The real command, every step
+    a real A/B of GOOD against a commit checked out aside: 3 is skipped, 5 named, in about log2 steps."""
     repo = tmp_path / "repo"
-    shas = make_repo(repo)
-    proc = run_bisect(repo, shas[0], shas[-1])
+    shas = make_repo(repo, slow_at=5, broken_at=3, n=7)
+    cmd, kw = bisect_cli(repo, shas[0], shas[-1])
+    proc = subprocess.run(cmd, capture_output=True, timeout=600, **kw)
+    if proc.returncode == bisect.OPEN and "contention" in proc.stdout:
+        skip_when_busy("the machine was busy: the steps rightly could not decide")
     assert proc.returncode == bisect.FOUND, proc.stdout + proc.stderr
-    steps = re.findall(r"^step (\d+) ", proc.stdout, re.M)
-    assert len(steps) <= math.ceil(math.log2(N + 1)) + 2
-    assert re.search(r"^step 0 \[15/15, BAD\] \w+ \"change 15\": test_x\[cpu\] x\d", proc.stdout, re.M)
-    assert f"first slow commit: {shas[10][:7]}" in proc.stdout and shas[10] in proc.stdout
-    assert '"change 10: spin 4 ms"' in proc.stdout
-    assert f"step(s) after step 0 for {N} commit(s) (log2 {N} = 3.9): 0 skipped" in proc.stdout
+    assert re.search(r"^step 0 \[7/7, BAD\] \w+ \"change 7\": test_x\[cpu\] x\d", proc.stdout, re.M)
+    skipped = [ln for ln in proc.stdout.splitlines() if ln.startswith("step ") and ": skipped" in ln]
+    assert len(skipped) == 1 and "[3/7] " in skipped[0]
+    assert "test_x[cpu]: not collected: ERROR benches/bench_x.py: SyntaxError: invalid syntax" in skipped[0]
+    assert f"first slow commit: {shas[5][:7]}" in proc.stdout and shas[5] in proc.stdout
+    assert '"change 5: spin 4 ms"' in proc.stdout
+    assert "step(s) after step 0 for 7 commit(s) (log2 7 = 2.8): 1 skipped" in proc.stdout
+    assert len(re.findall(r"^step \d+ ", proc.stdout, re.M)) <= math.ceil(math.log2(8)) + 2
     assert len(worktrees(repo)) == 1
 
 
-def test_a_commit_that_does_not_import_is_skipped(tmp_path):
+def test_no_slowdown_from_good_to_bad_is_exit_1(tmp_path, monkeypatch, capsys):
+    """Step 0's A/B stood in for, BAD reading as fast as GOOD (the real A/B: the test above): one step,
+    then the line that says so, exit 1."""
     repo = tmp_path / "repo"
-    shas = make_repo(repo, broken_at=7)
-    proc = run_bisect(repo, shas[0], shas[-1])
-    assert proc.returncode == bisect.FOUND, proc.stdout + proc.stderr
-    skipped = [ln for ln in proc.stdout.splitlines() if ln.startswith("step ") and ": skipped" in ln]
-    assert len(skipped) == 1 and '[7/15] ' in skipped[0]
-    assert "test_x[cpu]: not collected: ERROR benches/bench_x.py: SyntaxError: invalid syntax" in skipped[0]
-    assert f"first slow commit: {shas[10][:7]}" in proc.stdout
-    assert ": 1 skipped" in proc.stdout
-    assert len(re.findall(r"^step \d+ ", proc.stdout, re.M)) <= math.ceil(math.log2(N + 1)) + 2
+    shas = make_repo(repo, slow_at=99, n=3)
 
+    def ab_step(good, cand, args, folder, seed, budget_s, alpha, judges, note):
+        return [steps.Reading("test_x[cpu]", 1.0, (0.98, 1.02), 12, judges(1.0, (0.98, 1.02)))], {}, 0
 
-def test_no_slowdown_from_good_to_bad_is_exit_1(tmp_path):
-    repo = tmp_path / "repo"
-    shas = make_repo(repo, slow_at=N + 1)  # 2 ms throughout
-    proc = run_bisect(repo, shas[0], shas[-1])
-    assert proc.returncode == bisect.NO_SLOWDOWN, proc.stdout + proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == ("no slowdown of 10% or more from GOOD to BAD in the selected "
-                                                    "cases: nothing to bisect")
-    assert len(re.findall(r"^step \d+ ", proc.stdout, re.M)) == 1
+    monkeypatch.setattr(steps, "ab_step", ab_step)
+    monkeypatch.setattr("imgbench.bench.runner.warn_if_busy", lambda: None)
+    code = cli.main(["bisect", shas[0], shas[-1], "--benches", str(repo / "benches"), "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert code == bisect.NO_SLOWDOWN, out
+    assert out.strip().splitlines()[-1] == ("no slowdown of 10% or more from GOOD to BAD in the selected "
+                                            "cases: nothing to bisect")
+    assert len(re.findall(r"^step \d+ ", out, re.M)) == 1 and len(worktrees(repo)) == 1
 
 
 @pytest.fixture
@@ -351,10 +356,11 @@ def test_bad_commits_are_one_line_and_exit_2(branched, capsys, good, bad, messag
     assert len(err) == 1 and re.fullmatch(f"imgbench: error: {message}", err[0]), err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupted_bisect_leaves_no_checkout_folder_or_worker(tmp_path, sig):
     repo = tmp_path / "repo"
-    shas = make_repo(repo)
+    shas = make_repo(repo, slow_at=2, n=3)
     cmd, kw = bisect_cli(repo, shas[0], shas[-1])
     with running(cmd, **kw) as proc:
         folder = None

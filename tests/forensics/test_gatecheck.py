@@ -11,6 +11,7 @@ from imgbench import cli
 from imgbench.forensics import gatecheck
 from imgbench.forensics.worker import Side
 from imgbench.hw import contention
+from tests.helpers import skip_when_busy
 
 
 def test_tallies_count_trials_and_jobs_with_wilson_intervals():
@@ -31,6 +32,7 @@ def test_render_lists_every_effect_and_case():
     assert text.endswith("2 job(s), 110 s each on average; seeds 5-6")
 
 
+@pytest.mark.slow
 def test_the_hog_runs_outside_our_process_tree_and_stops_with_the_block():
     with gatecheck.hog(True) as pid:
         time.sleep(0.3)  # let it start
@@ -52,6 +54,7 @@ def test_sleep(benchmark):
 '''
 
 
+@pytest.mark.slow
 def test_real_sessions_flag_a_large_injected_slowdown_and_not_the_a_a(tmp_path):
     tree = tmp_path / "tree"
     (tree / "benches").mkdir(parents=True)
@@ -62,13 +65,14 @@ def test_real_sessions_flag_a_large_injected_slowdown_and_not_the_a_a(tmp_path):
     m = gatecheck.run_jobs(*side, [], tmp_path / "out", jobs=1, effects=[0.0, 0.5], alpha=0.001,
                            min_effect=0.03, seed=3, budget_s=0.5)
     if m.tallies[0.5].contended:
-        pytest.skip("the machine was busy: the gate rightly gave no verdict")
+        skip_when_busy("the machine was busy: the gate rightly gave no verdict")
     assert m.tallies[0.5].flagged == 1 and m.tallies[0.5].trials == 1
     assert m.tallies[0.0].flagged == 0 and m.tallies[0.0].jobs == 1
     assert list(m.cases) == ["test_sleep"] and len(m.cases["test_sleep"].pairs) == 2
     assert m.seeds == [3]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["gate-check", "--jobs", "0"], "--jobs 0: valid is 1 or more"),
     (["gate-check", "--effects", "0,x"], "--effects 'x' is not a percentage"),

@@ -160,6 +160,7 @@ print(first // MB, probe.peak_bytes() // MB)
 """
 
 
+@pytest.mark.slow
 @can_reset_rss
 def test_peak_memory_cpu_sees_an_allocation_and_restarts():
     # A fresh process: memory an earlier test freed but the allocator kept resident would not

@@ -19,7 +19,7 @@ from imgbench.hw.contention import Snapshot
 from imgbench.judge import compare, verdict
 from imgbench.runs import history, record
 from imgbench.show import report
-from tests.helpers import CASE, bench_entry, rounds, run_file, write_json
+from tests.helpers import CASE, bench_entry, rounds, run_file, skip_when_busy, write_json
 
 linux = pytest.mark.skipif(not Path("/proc/stat").exists(), reason="needs Linux /proc")
 CROWDED = {"foreign_cpu": 0.5, "steal": 0.0, "psi_some": 0.4, "load1": 2.1, "seconds": 12.0}
@@ -67,6 +67,7 @@ def _spin(seconds: float, clock: str = "monotonic") -> str:
     return f"import time\nt = time.{clock}()\nwhile time.{clock}() - t < {seconds}: pass\n"
 
 
+@pytest.mark.slow
 @linux
 def test_a_child_of_ours_is_our_own_cpu_time():
     a = contention.snapshot()
@@ -77,11 +78,12 @@ def test_a_child_of_ours_is_our_own_cpu_time():
     b = contention.snapshot()
     assert b.own - a.own >= 0.8 * contention.TICK  # the child's second of CPU counted as ours
     if contention.flag(control):
-        pytest.skip(f"cannot check a quiet window: {contention.flag(control)} before it")
+        skip_when_busy(f"cannot check a quiet window: {contention.flag(control)} before it")
     out = contention.between(a, b)
     assert out["foreign_cpu"] < contention.FOREIGN_LIMIT and contention.flag(out) is None
 
 
+@pytest.mark.slow
 @linux
 def test_a_cpu_hog_outside_our_tree_is_flagged():
     # Hogs on half the CPUs, started by a shell that exits at once: they are re-parented away from our
@@ -185,6 +187,7 @@ def test_run_warns_before_pytest_when_the_machine_is_busy(monkeypatch, capsys):
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.slow
 @linux
 def test_a_real_run_beside_a_cpu_hog_is_flagged_and_judged_no_regression(tmp_path, capsys):
     """Two real runs of one case: a quiet one, then one beside a CPU-bound process outside our tree
@@ -199,7 +202,7 @@ def test_a_real_run_beside_a_cpu_hog_is_flagged_and_judged_no_regression(tmp_pat
     subprocess.run([*cmd, f"--benchmark-json={quiet}"], check=True, capture_output=True, timeout=300)
     q = record.load(quiet)[0].contention
     if contention.flag(q):
-        pytest.skip(f"the machine was busy during the quiet run: {contention.flag(q)}")
+        skip_when_busy(f"the machine was busy during the quiet run: {contention.flag(q)}")
     with contextlib.ExitStack() as hogs:
         for _ in range(max(1, (os.cpu_count() or 2) // 2)):
             hogs.enter_context(gatecheck.hog(True))

@@ -149,6 +149,7 @@ def test_plain_timer(benchmark):
 """
 
 
+@pytest.mark.slow
 def test_suite_timer_through_pytest_benchmark_sees_asynchronous_work(pytester):
     """End to end: the plugin's timer on a fake async device vs a plain timer on the same clock."""
     pytester.makeconftest(PROOF_CONFTEST)
@@ -208,6 +209,7 @@ def test_kernel(device, measure):
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("amortise", ["on", "off"])
 def test_a_20us_kernel_on_an_accelerator_is_reported_within_5_percent(pytester, monkeypatch, amortise):
     """A round ends with a synchronise costing a fixed 10 us here. With the accelerator's minimum round time

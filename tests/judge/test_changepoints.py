@@ -65,11 +65,13 @@ def placed(noise, trials=200):
     return exact, near, found
 
 
+@pytest.mark.slow
 def test_a_5_percent_step_in_1_percent_noise_is_placed_at_its_run():
     exact, near, found = placed(0.01)
     assert exact >= 180 and found == 200  # measured 194 of 200
 
 
+@pytest.mark.slow
 def test_a_5_percent_step_in_3_percent_noise_is_mostly_found_near_its_run():
     """At 3% noise even the maximum-likelihood placement that knows both levels and the noise is exact
     only 52% of the time (a step of 1.6 noise sds): no method can place it exactly in 90% of trials."""
@@ -77,6 +79,7 @@ def test_a_5_percent_step_in_3_percent_noise_is_mostly_found_near_its_run():
     assert exact >= 70 and near >= 125 and found >= 145  # measured 79, 141, 158 of 200
 
 
+@pytest.mark.slow
 def test_aa_histories_rarely_show_a_change_point():
     """200 trials of 50 runs without a change: p <= 0.001 per split allows about 0.1%."""
     alarms = sum(bool(changepoints.segment(NOISE * np.random.default_rng(10_000 + t).standard_normal(50), seed=t))

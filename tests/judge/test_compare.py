@@ -8,7 +8,16 @@ import pytest
 from imgbench import cli
 from imgbench.judge import compare, speedup, verdict
 from imgbench.runs import history, record
-from tests.helpers import CASE, GPU_CASE, bench_entry, records, rounds, run_file, write_json, write_run
+from tests.helpers import (
+    CASE,
+    GPU_CASE,
+    bench_entry,
+    records,
+    rounds,
+    run_file,
+    write_json,
+    write_run,
+)
 
 
 def judge_pair(tmp_path, base_center, cand_center, history=(), **kw):

@@ -198,6 +198,7 @@ def peak_of(path) -> int:
     return case["extra_info"]["peak_memory_bytes"]
 
 
+@pytest.mark.slow
 def test_an_injected_allocation_fails_the_memory_gate_with_exit_3(alloc_runs):
     assert peak_of(alloc_runs["0"]) < MIB and 16 * MIB <= peak_of(alloc_runs["16"]) < 17 * MIB
     proc = compare_cli(alloc_runs["16"], alloc_runs["0"], "--memory-cpu")
@@ -207,6 +208,7 @@ def test_an_injected_allocation_fails_the_memory_gate_with_exit_3(alloc_runs):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_the_cpu_figure_is_shown_not_gated_by_default(alloc_runs):
     proc = compare_cli(alloc_runs["16"], alloc_runs["0"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -215,6 +217,7 @@ def test_the_cpu_figure_is_shown_not_gated_by_default(alloc_runs):
     assert "not gated: the CPU figure" in proc.stdout
 
 
+@pytest.mark.slow
 def test_two_runs_of_one_allocation_read_alike(alloc_runs):
     # One case per process on this CPU-only machine: the CPU figure is the same run after run.
     assert abs(peak_of(alloc_runs["16 again"]) - peak_of(alloc_runs["16"])) <= MIB

@@ -5,7 +5,14 @@ import pytest
 
 from imgbench.judge import speedup
 from imgbench.runs import record
-from tests.helpers import CASE, GPU_CASE, cpu_runs_of_two_profiles_then_a_gpu_run, records, rounds, write_run
+from tests.helpers import (
+    CASE,
+    GPU_CASE,
+    cpu_runs_of_two_profiles_then_a_gpu_run,
+    records,
+    rounds,
+    write_run,
+)
 
 
 def test_speedups_pair_the_same_case_across_devices_within_a_run(tmp_path):

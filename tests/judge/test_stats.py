@@ -24,6 +24,7 @@ def test_ratio_and_bootstrap_interval():
     assert lo < 1.2 < hi and lo > 1.1 and hi < 1.3
 
 
+@pytest.mark.slow
 def test_bootstrap_of_a_huge_run_is_thinned_and_chunked():
     x = rounds(1e-5, n=stats.MAX_ROUNDS * 40, spread=0.01)
     (medians,) = stats.bootstrap_medians([x], resamples=stats.CHUNK * 3 + 1)
@@ -132,6 +133,7 @@ def ar1(n, rho, rng):
     return x
 
 
+@pytest.mark.slow
 def test_the_interval_covers_autocorrelated_rounds_where_the_bootstrap_does_not():
     """A/A runs of 41 rounds with lag-1 correlation 0.6, as measured for forward and train step here: the
     bootstrap's "99%" interval (rounds resampled as independent) misses 1 far more often than 1%;

@@ -76,6 +76,7 @@ def test_regressed_cases_stay_out_of_the_window_until_accepted(tmp_path):
     assert [r.name for r in acceptances.unaccepted(steady + stepped, other_case_only)] == [CASE[0]]
 
 
+@pytest.mark.slow
 def test_a_regression_on_main_is_flagged_until_its_level_is_accepted(tmp_path):
     """The review's scenario, with the real commands: 10 steady runs (3% spread between runs), then a
     15% regression lands; each run of main is judged against the baseline and the history, then saved."""

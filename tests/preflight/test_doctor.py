@@ -51,6 +51,7 @@ def doctor_cli(capsys, *args) -> tuple[int, dict[str, tuple[str, str]], str]:
     return code, lines(out), err
 
 
+@pytest.mark.slow
 def test_real_doctor_on_the_cpu_passes_with_one_line_per_check(real_cpu):
     code, found = real_cpu
     assert list(found) == NAMES
@@ -65,6 +66,7 @@ def test_real_doctor_on_the_cpu_passes_with_one_line_per_check(real_cpu):
     assert code == (1 if short else 0)
 
 
+@pytest.mark.slow
 @no_gpu
 def test_asking_for_a_missing_gpu_fails_its_check_as_run_words_it(capsys):
     """A device name this machine lacks is a failed check (exit 1) that doctor exists to report, the
@@ -88,6 +90,7 @@ def test_a_bad_device_is_one_line_and_exit_2(capsys, spec, message):
     assert out == "" and err.startswith(f"imgbench: error: {message}") and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_small_shm_fails_naming_the_sizes(capsys, monkeypatch, stub_compile):
     monkeypatch.setattr(shm, "free_bytes", lambda path="/dev/shm": 64 * 2**20)
     monkeypatch.setattr(devices, "usable_cores", lambda: 16)  # the GPU box: config.EPOCH_WORKERS workers
@@ -120,6 +123,7 @@ sys.exit(1)
 """
 
 
+@pytest.mark.slow
 def test_a_broken_compile_fails_with_the_compilers_line(capsys, monkeypatch):
     monkeypatch.setattr(doctor, "COMPILE_SNIPPET", INDUCTOR_FAILURE)
     code, found, _ = doctor_cli(capsys, "--device", "cpu")
@@ -128,6 +132,7 @@ def test_a_broken_compile_fails_with_the_compilers_line(capsys, monkeypatch):
                                             "headers, e.g. the python3-dev package)")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("snippet, detail", [
     ("raise RuntimeError('no working C++ compiler found')", "RuntimeError: no working C++ compiler found"),
     ("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", "killed by Segmentation fault: no output"),

@@ -7,8 +7,9 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
-from imgbench.preflight import gpucheck
+from imgbench.preflight import checkfiles, gpucheck
 from imgbench.runs import record
 from tests.helpers import ROOT, bench_entry, run_file, write_json
 
@@ -146,6 +147,7 @@ def test_the_command_line_names_its_usage_on_bad_arguments(capsys):
     assert "got: summarise a b" in err
 
 
+@pytest.mark.slow
 def test_a_run_over_16_mib_loses_its_rounds_and_the_summary_says_so(tmp_path):
     w = tmp_path / "work"
     rounds = np.random.default_rng(0).uniform(0.001, 0.002, 250_000)
@@ -165,17 +167,32 @@ def test_a_run_over_16_mib_loses_its_rounds_and_the_summary_says_so(tmp_path):
 
 def test_a_run_still_too_large_without_rounds_keeps_the_cases_that_fit(monkeypatch):
     doc = run([case(f"test_forward[m{i}-cuda-bs128]", 0.001) for i in range(10)])
-    monkeypatch.setattr(gpucheck, "MAX_BYTES", len(json.dumps({**doc, "benchmarks": doc["benchmarks"][:4]})))
-    text, notes = gpucheck.fit(doc, "runs.json")
-    assert len(text) <= gpucheck.MAX_BYTES and len(json.loads(text)["benchmarks"]) == 4
+    monkeypatch.setattr(checkfiles, "MAX_BYTES", len(json.dumps({**doc, "benchmarks": doc["benchmarks"][:4]})))
+    text, notes = checkfiles.fit(doc, "runs.json")
+    assert len(text) <= checkfiles.MAX_BYTES and len(json.loads(text)["benchmarks"]) == 4
     assert notes[-1] == "runs.json: still over the limit without rounds: the last 6 of 10 cases left out"
 
 
+DOCTOR_STAND_IN = f"""#!{sys.executable}
+# python as .ci/gpu-check calls it, but for `-m imgbench doctor` (run for real in test_doctor.py: its real
+# torch.compile alone takes 20 s here), which answers with two lines as doctor does.
+import os, sys
+if sys.argv[1:4] == ["-m", "imgbench", "doctor"]:
+    print("info  python  stand-in\\nok    compile cpu  stand-in")
+    sys.exit(0)
+os.execv({sys.executable!r}, [{sys.executable!r}, *sys.argv[1:]])
+"""
+
+
+@pytest.mark.slow
 def test_the_check_on_a_cpu_goes_on_past_a_failed_step_and_exits_1(tmp_path):
     """The real script, shrunk: one family that runs, one whose bench file does not exist, the speedup
-    step in the quick profile (CPU only: no pairs)."""
+    step in the quick profile (CPU only: no pairs); doctor stood in for."""
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHON": sys.executable, "GPU_CHECK_DEVICE": "cpu", "GPU_CHECK_MODELS": "mlp",
+    python = tmp_path / "python"
+    python.write_text(DOCTOR_STAND_IN)
+    python.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(python), "GPU_CHECK_DEVICE": "cpu", "GPU_CHECK_MODELS": "mlp",
            "GPU_CHECK_FAMILIES": "forward,nosuchfamily", "GPU_CHECK_BATCH_SIZES": "8",
            "GPU_CHECK_SPEEDUP_PROFILE": "quick"}
     proc = subprocess.run(["bash", str(ROOT / ".ci" / "gpu-check"), str(out)], cwd=tmp_path, env=env,

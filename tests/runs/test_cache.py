@@ -175,6 +175,7 @@ def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
     assert cache.location() == tmp_path / "home" / ".cache" / "imgbench" / "runs.sqlite"
 
 
+@pytest.mark.slow
 def test_report_from_the_index_equals_report_from_the_runs(tmp_path):
     """More GPU runs than report.RECENT: only the newest RECENT points of a speedup series get their
     interval from the rounds, and what the report says is the same as from the runs read whole."""
@@ -195,6 +196,7 @@ def imgbench(*args):
                           timeout=600)
 
 
+@pytest.mark.slow
 def test_cli_report_reads_the_index_and_says_when_it_cannot(tmp_path, db, monkeypatch):
     folder, paths = stored(tmp_path, runs=3)
     first = imgbench("report", str(folder), "--out", str(tmp_path / "a"))

@@ -31,6 +31,7 @@ def save_runs(folder, writer, barrier, links=True):
             storage.save_run(tmp, folder, "quick")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("links", [True, False], ids=["hard_links", "exclusive_create"])
 def test_processes_saving_at_once_each_get_their_own_number(tmp_path, links):
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch's threads

@@ -34,6 +34,7 @@ def rendered(tmp_path_factory):
     return report.render(history.load([folder]), out), out
 
 
+@pytest.mark.slow
 def test_every_figure_kind_is_drawn_per_machine_class(rendered):
     r, out = rendered
     by = {m.fingerprint: m for m in r.machines}
@@ -48,6 +49,7 @@ def test_every_figure_kind_is_drawn_per_machine_class(rendered):
                             f"vs_baseline_{CPU_FP}_train_step.png"])
 
 
+@pytest.mark.slow
 def test_figures_have_their_size_and_are_not_blank(rendered):
     r, out = rendered
     assert pixels(out / f"speedup_{GPU_FP}.png")[0] == (1200, round((1.2 + 3.2 * 3) * plots.DPI))  # 3 families
@@ -59,6 +61,7 @@ def test_figures_have_their_size_and_are_not_blank(rendered):
         assert not_blank(p), p
 
 
+@pytest.mark.slow
 def test_the_regression_is_found_in_the_speedup_series_and_the_latest_comparison(rendered):
     r, _ = rendered
     gpu = next(m for m in r.machines if m.fingerprint == GPU_FP)
@@ -70,6 +73,7 @@ def test_the_regression_is_found_in_the_speedup_series_and_the_latest_comparison
     assert {v.verdict for v in gpu.comparison.verdicts} <= {"unchanged", "too noisy to say"}
 
 
+@pytest.mark.slow
 def test_report_markdown_and_self_contained_html(rendered, tmp_path):
     r, out = rendered
     md, md_path, html_path = report.write(r, out)
@@ -85,6 +89,7 @@ def test_report_markdown_and_self_contained_html(rendered, tmp_path):
     assert 'src="http' not in page and "<table>" in page and "<h1>imgbench report</h1>" in page
 
 
+@pytest.mark.slow
 def test_cli_plot_and_report(tmp_path, capsys):
     write_history(tmp_path / "runs", gpu_runs=3, cpu_runs=2)
     assert cli.main(["plot", str(tmp_path / "runs"), "--out", str(tmp_path / "figs"), "--svg"]) == 0

@@ -41,13 +41,7 @@ def plain_train(model, batch_size, images, image_size, epochs, optimizer, seed, 
         return {k: v.detach().clone() for k, v in net.named_parameters()}
 
 
-def test_two_gloo_replicas_train_in_lockstep(tmp_path):
-    r = launch.launch(2, tmp_path / "r.json", **SMALL)
-    assert (r["world_size"], r["backend"], r["steps"], r["images_per_epoch"]) == (2, "gloo", 4, 64)
-    assert r["replicas_identical"] and r["max_param_diff"] == 0.0
-    assert len(r["epoch_s"]) == 1 and isinstance(r["nosync_epoch_s"], float)
-
-
+@pytest.mark.slow
 def test_one_replica_matches_plain_training_with_the_same_seed(tmp_path):
     weights = tmp_path / "w.pt"
     launch.launch(1, tmp_path / "r.json", save_weights=weights, **SMALL)
@@ -60,6 +54,7 @@ def test_one_replica_matches_plain_training_with_the_same_seed(tmp_path):
         torch.testing.assert_close(got[k], want[k], rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_a_failed_launch_is_one_line_naming_the_cause(tmp_path):
     with pytest.raises(worker.DDPError, match=r"torchrun with 2 replicas failed \(exit 1\): .*batch 64 x 2 replicas > "
                                            r"64 images per epoch: no step"):
@@ -75,8 +70,10 @@ def test_a_missing_backend_or_distributed_is_a_clear_reason(monkeypatch):
     assert worker.unavailable("cuda") == f"torch.distributed is not available in torch {torch.__version__}"
 
 
+@pytest.mark.slow
 def test_a_world_alone_stores_its_scaling_against_one_replica(tmp_path):
-    """Only world 2 selected: its one-replica reference is launched for it (worlds.one_replica)."""
+    """Only world 2 selected: two gloo replicas train in lockstep, and the one-replica reference of its
+    scaling is launched for it (worlds.one_replica)."""
     out = tmp_path / "run.json"
     proc = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "benches" / "bench_ddp.py"), "--device", "cpu",
                            "--model", "mlp", "--batch-size", "64", "--threads", "2", "-k", "world2",
@@ -86,7 +83,10 @@ def test_a_world_alone_stores_its_scaling_against_one_replica(tmp_path):
     [two] = json.loads(out.read_text())["benchmarks"]
     info, stats = two["extra_info"], two["stats"]
     assert two["name"] == "test_ddp[mlp-cpu-bs64-world2]" and stats["rounds"] == 3
-    assert info["threads_per_rank"] == 1 and info["images_per_epoch"] == 512 and info["replicas_identical"]
+    assert info["threads_per_rank"] == 1 and info["images_per_epoch"] == 512 and info["steps"] == 512 // (64 * 2)
+    # two gloo replicas trained in lockstep: their weights identical after the timed epochs
+    assert info["backend"] == "gloo" and info["replicas_identical"] and info["max_param_diff"] == 0.0
+    assert isinstance(info["nosync_epoch_s"], float)
     assert isinstance(info["scaling_efficiency"], float) and info["scaling_efficiency"] > 0
     assert info["images_per_s"] == pytest.approx(512 / stats["median"])
     assert info["comm_share"] == pytest.approx(max(0.0, 1 - info["nosync_epoch_s"] / stats["median"]))
@@ -159,6 +159,7 @@ def watching(out, kill_rank: str | None = None, after_s: float = 0.0):
         thread.join()
 
 
+@pytest.mark.slow
 def test_a_world_1_case_records_the_conditions_of_the_matching_epoch_case(tmp_path):
     out = tmp_path / "run.json"
     proc = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "benches" / "bench_ddp.py"),
@@ -173,6 +174,7 @@ def test_a_world_1_case_records_the_conditions_of_the_matching_epoch_case(tmp_pa
     assert ddp_case["threads"] == 2 and ddp_case["flush_denormal"] == torch.set_flush_denormal(True)
 
 
+@pytest.mark.slow
 def test_a_launch_past_the_case_limit_is_stopped_with_all_its_processes(tmp_path):
     out = tmp_path / "r.json"
     with watching(out) as seen, pytest.raises(worker.DDPError) as e:
@@ -182,6 +184,7 @@ def test_a_launch_past_the_case_limit_is_stopped_with_all_its_processes(tmp_path
     assert processes(out) == {}
 
 
+@pytest.mark.slow
 def test_an_interrupted_launch_leaves_no_process(tmp_path, monkeypatch):
     out = tmp_path / "r.json"
 
@@ -206,6 +209,7 @@ def test_workers_import_this_tree_from_any_folder(tmp_path):
     assert Path(proc.stdout.strip()).resolve() == ROOT / "imgbench" / "__init__.py"
 
 
+@pytest.mark.slow
 def test_two_nodes_on_this_machine_train_in_lockstep(tmp_path):
     out = tmp_path / "r.json"
     r = launch.launch(2, out, nodes=2, **{**SMALL, "model": "mlp", "image_size": None})
@@ -220,6 +224,7 @@ def test_nodes_must_divide_the_world(tmp_path):
         launch.launch(3, tmp_path / "r.json", nodes=2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("nodes", "on"), [(1, ""), (2, " on 2 nodes")], ids=["one-node", "two-nodes"])
 def test_a_rank_that_dies_ends_the_launch_at_once_naming_it(tmp_path, nodes, on):
     """Rank 0's gloo all-reduce errors out when its peer's socket closes (seen: "Read error ...

@@ -193,6 +193,7 @@ def changed(model, before, prefix: str) -> dict[str, bool]:
             and v.is_floating_point()}
 
 
+@pytest.mark.slow
 def test_transfer_full_finetune_trains_backbone(transferred):
     model, before, w, setup, during, _ = transferred["full_finetune"]
     assert w.long and w.images == (N // BS) * BS == 16

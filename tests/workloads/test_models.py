@@ -151,6 +151,7 @@ def test_unknown_model_is_checked_before_image_size():
         models.build("nope", image_size=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", RESNETS)
 def test_resnets_download_nothing(name, tmp_path, monkeypatch):
     home = tmp_path / "torch-home"

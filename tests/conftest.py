@@ -1,7 +1,8 @@
-"""What every test gets: a cache of stored runs of its own, torch's process-wide settings put back after
-each test, SIGINT at its default in this process (so the children tests start can be interrupted, also
-when the suite runs as a background job, which starts with SIGINT ignored), and `--shuffle SEED` to run
-the tests in a random order, so that no test's verdict may depend on the tests before it."""
+"""What every test gets: a cache of stored runs of its own, torch's process-wide settings put back
+after each test, SIGINT at its default in this process (so the children tests start can be
+interrupted, also when the suite runs as a background job, which starts with SIGINT ignored), and
+`--shuffle SEED` to run the tests in a random order, so that no test's verdict may depend on the
+tests before it."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # inherited by every chil
 
 
 def pytest_addoption(parser):
-    parser.addoption("--shuffle", type=int, metavar="SEED", help="run the tests in the order this seed draws")
+    parser.addoption("--shuffle", type=int, metavar="SEED",
+                     help="run the tests in the order this seed draws")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -31,8 +33,8 @@ def pytest_report_header(config):
 
 @pytest.fixture(autouse=True, scope="session")
 def _cache_of_stored_runs(tmp_path_factory):
-    """The cache of stored runs (imgbench.runs.cache) of every test, and of the commands they start, in the
-    session's temporary folder: never the user's cache."""
+    """The cache of stored runs (imgbench.runs.cache) of every test, and of the commands they start,
+    in the session's temporary folder: never the user's cache."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("IMGBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
         yield

@@ -1,7 +1,7 @@
-"""What the tests share: the repository root, stored runs written as the suite writes them, datasets laid
-out on disk as their readers expect, throwaway git repositories of bench projects, and commands started
-with their signals at the defaults (a test run as a background job would otherwise pass on an ignored
-SIGINT). No torch or torchvision here: every test session loads this file."""
+"""What the tests share: the repository root, stored runs written as the suite writes them, datasets
+laid out on disk as their readers expect, throwaway git repositories of bench projects, and commands
+started with their signals at the defaults (a test run as a background job would otherwise pass on
+an ignored SIGINT). No torch or torchvision here: every test session loads this file."""
 
 from __future__ import annotations
 
@@ -20,12 +20,14 @@ import pytest
 from imgbench.runs import record
 
 ROOT = Path(__file__).resolve().parent.parent
-STRICT = os.environ.get("IMGBENCH_STRICT_TESTS") == "1"  # CI: an end-to-end test may not skip itself
+# CI: an end-to-end test may not skip itself
+STRICT = os.environ.get("IMGBENCH_STRICT_TESTS") == "1"
 
 
 def skip_when_busy(why: str):
     """An end-to-end test measured under contention rightly gets no verdict: skipped with `why` (the
-    summary shows it), or in strict mode failed, so that a busy machine cannot hide the gate's own test."""
+    summary shows it), or in strict mode failed, so that a busy machine cannot hide the gate's own
+    test."""
     if STRICT:
         pytest.fail(f"strict mode (IMGBENCH_STRICT_TESTS=1): {why}")
     pytest.skip(why)
@@ -33,12 +35,13 @@ def skip_when_busy(why: str):
 
 # --- stored runs ---
 
-def run_file(benchmarks: list[dict], fingerprint: str = "AMD_EPYC-2c", when: str = "2026-11-21T10:00:00",
-             commit: str = "abc", meta: dict | None = None, machine: dict | None = None,
-             version: str | None = None) -> dict:
-    """A pytest-benchmark run as imgbench saves it. meta: the run's imgbench block (profile, dataset...)."""
-    run = {"machine_info": {"fingerprint": fingerprint, **(machine or {})}, "commit_info": {"id": commit},
-           "datetime": when, "benchmarks": benchmarks}
+def run_file(benchmarks: list[dict], fingerprint: str = "AMD_EPYC-2c",
+             when: str = "2026-11-21T10:00:00", commit: str = "abc", meta: dict | None = None,
+             machine: dict | None = None, version: str | None = None) -> dict:
+    """A pytest-benchmark run as imgbench saves it. meta: the run's imgbench block (profile,
+    dataset...)."""
+    run = {"machine_info": {"fingerprint": fingerprint, **(machine or {})},
+           "commit_info": {"id": commit}, "datetime": when, "benchmarks": benchmarks}
     if meta is not None:
         run["imgbench"] = meta
     if version is not None:
@@ -46,12 +49,14 @@ def run_file(benchmarks: list[dict], fingerprint: str = "AMD_EPYC-2c", when: str
     return run
 
 
-def bench_entry(name: str, params: dict, data, bench: str | None = None, extra: dict | None = None) -> dict:
+def bench_entry(name: str, params: dict, data, bench: str | None = None,
+                extra: dict | None = None) -> dict:
     """One case of a run, every round's time kept."""
     data = [float(x) for x in data]
     return {"name": name, "params": dict(params), "extra_info": dict(extra or {}),
             **({"fullname": f"benches/bench_{bench}.py::{name}"} if bench else {}),
-            "stats": {"median": float(np.median(data)), "min": min(data), "rounds": len(data), "data": data}}
+            "stats": {"median": float(np.median(data)), "min": min(data), "rounds": len(data),
+                      "data": data}}
 
 
 def write_json(path: Path, obj) -> Path:
@@ -63,8 +68,10 @@ def write_json(path: Path, obj) -> Path:
 # --- timed cases for the analysis tests (results, stats, verdict, compare, speedup) ---
 FP = "AMD_EPYC-2c"
 # (test id, params as pairs): hashable, so a run is written from {case: round times}
-CASE = ("test_train_step[kerascnn-cpu-bs32]", (("model", "kerascnn"), ("device", "cpu"), ("batch_size", 32)))
-GPU_CASE = ("test_train_step[kerascnn-cuda-bs32]", (("model", "kerascnn"), ("device", "cuda"), ("batch_size", 32)))
+CASE = ("test_train_step[kerascnn-cpu-bs32]",
+        (("model", "kerascnn"), ("device", "cpu"), ("batch_size", 32)))
+GPU_CASE = ("test_train_step[kerascnn-cuda-bs32]",
+            (("model", "kerascnn"), ("device", "cuda"), ("batch_size", 32)))
 
 
 def rounds(center, n=30, spread=0.01, seed=0):
@@ -73,9 +80,10 @@ def rounds(center, n=30, spread=0.01, seed=0):
 
 
 def write_run(path, cases, fingerprint=FP, when="2026-11-21T10:00:00", bench=None, meta=None):
-    """cases: {(name, params as pairs): round times}; bench: the bench file's family; meta: the run's
-    imgbench block (profile, dataset, optimizer...)."""
-    benchmarks = [bench_entry(name, dict(params), data, bench) for (name, params), data in cases.items()]
+    """cases: {(name, params as pairs): round times}; bench: the bench file's family; meta: the
+    run's imgbench block (profile, dataset, optimizer...)."""
+    benchmarks = [bench_entry(name, dict(params), data, bench)
+                  for (name, params), data in cases.items()]
     return write_json(path, run_file(benchmarks, fingerprint=fingerprint, when=when, meta=meta))
 
 
@@ -85,12 +93,13 @@ def records(path, cases, **kw) -> list[record.Record]:
 
 
 def cpu_runs_of_two_profiles_then_a_gpu_run(folder):
-    """A quick CPU run, a full CPU run nearer in time (224x224 images: 20x slower), then a quick GPU run:
-    1.json, 2.json, 3.json."""
+    """A quick CPU run, a full CPU run nearer in time (224x224 images: 20x slower), then a quick GPU
+    run: 1.json, 2.json, 3.json."""
     quick, full = {"profile": "quick"}, {"profile": "full"}
     return [records(folder / "1.json", {CASE: rounds(1.0)}, when="2026-11-01T00:00:00", meta=quick),
             records(folder / "2.json", {CASE: rounds(20.0)}, when="2026-11-21T09:00:00", meta=full),
-            records(folder / "3.json", {GPU_CASE: rounds(0.1)}, when="2026-11-21T10:00:00", meta=quick)]
+            records(folder / "3.json", {GPU_CASE: rounds(0.1)}, when="2026-11-21T10:00:00",
+                    meta=quick)]
 
 
 # --- a synthetic history of two machine classes (plot, report, the cache) ---
@@ -107,8 +116,8 @@ def timed_case(family, params, center, seed, extra=None):
 
 
 def write_history(folder, gpu_runs=24, cpu_runs=20, version="5.3.1"):
-    """A synthetic history: `gpu_runs` runs of a GPU machine (CPU and GPU cases; the GPU 1.5x slower from
-    run 15 on, so its speedup falls) and `cpu_runs` of a CPU-only machine."""
+    """A synthetic history: `gpu_runs` runs of a GPU machine (CPU and GPU cases; the GPU 1.5x slower
+    from run 15 on, so its speedup falls) and `cpu_runs` of a CPU-only machine."""
     for i in range(gpu_runs):
         benches = []
         slow = 1.5 if i >= 15 else 1.0  # the GPU got slower at run 15: the speedup falls
@@ -117,20 +126,25 @@ def write_history(folder, gpu_runs=24, cpu_runs=20, version="5.3.1"):
                 for bs in SIZES:
                     cpu_t = 1e-4 * bs * (m + 1) * (3 if family == "train_step" else 1)
                     for device, t in (("cpu", cpu_t), ("cuda", cpu_t / (10 + m * 20) * slow)):
-                        benches.append(timed_case(family, {"model": model, "device": device, "batch_size": bs}, t,
-                                             seed=i * 100 + len(benches)))
+                        benches.append(timed_case(family, {"model": model, "device": device,
+                                                           "batch_size": bs}, t,
+                                                  seed=i * 100 + len(benches)))
         for device, t in (("cpu", 2.0), ("cuda", 0.1 * slow)):
-            benches.append(timed_case("epoch", {"model": "kerascnn", "device": device, "batch_size": 128,
-                                           "path": "loader"}, t, seed=i,
-                                 extra={"data_stall_share": 0.3, "copy_share": 0.1 if device == "cuda" else 0.0}))
+            benches.append(timed_case("epoch", {"model": "kerascnn", "device": device,
+                                                "batch_size": 128, "path": "loader"}, t, seed=i,
+                                      extra={"data_stall_share": 0.3,
+                                             "copy_share": 0.1 if device == "cuda" else 0.0}))
         for w in (1, 2, 4):
-            benches.append(timed_case("ddp", {"model": "resnet18", "device": "cuda", "batch_size": 128, "world_size": w},
-                                 1.0 / w / 0.9 ** (w - 1), seed=i * 7 + w,
-                                 extra={"images_per_s": 5e4 * w * 0.9 ** (w - 1), "scaling_efficiency":
-                                        0.9 ** (w - 1), "comm_share": 0.05 * (w - 1), "images": 50000}))
+            benches.append(timed_case("ddp", {"model": "resnet18", "device": "cuda",
+                                              "batch_size": 128, "world_size": w},
+                                      1.0 / w / 0.9 ** (w - 1), seed=i * 7 + w,
+                                      extra={"images_per_s": 5e4 * w * 0.9 ** (w - 1),
+                                             "scaling_efficiency": 0.9 ** (w - 1),
+                                             "comm_share": 0.05 * (w - 1), "images": 50000}))
         _write(folder / GPU_FP / f"{i:04}_quick.json", GPU_FP, i, benches, version)
     for i in range(cpu_runs):
-        benches = [timed_case("train_step", {"model": model, "device": "cpu", "batch_size": bs}, 1e-3 * bs, seed=i + bs)
+        benches = [timed_case("train_step", {"model": model, "device": "cpu", "batch_size": bs},
+                              1e-3 * bs, seed=i + bs)
                    for model in MODELS for bs in SIZES]
         _write(folder / CPU_FP / f"{i:04}_quick.json", CPU_FP, i, benches, version)
 
@@ -142,15 +156,17 @@ def _write(path, fp, i, benches, version):
 
 
 # --- datasets on disk (CIFAR-10, MNIST, image folders) ---
-# Each writer lays the files out as the official release does (names are the release's, not the library's
-# constants, so a reader that looks elsewhere fails) and returns what it wrote, to compare with what is read.
+# Each writer lays the files out as the official release does (names are the release's, not the
+# library's constants, so a reader that looks elsewhere fails) and returns what it wrote, to compare
+# with what is read.
 # No torch or torchvision here: every test session loads this file.
 
 CIFAR_BIN = "cifar-10-batches-bin"
 CIFAR_PY = "cifar-10-batches-py"
 CIFAR_BIN_TRAIN = [f"data_batch_{i}.bin" for i in range(1, 6)]
 CIFAR_PY_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
-CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                 "truck"]
 # a pixel placed at a known (channel, row, col) of the first image of the first file
 MARK = (1, 3, 30)
 MARK_VALUE = 255
@@ -159,7 +175,8 @@ MARK_VALUE = 255
 def cifar_arrays(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """n random CIFAR images (uint8, N x 3 x 32 x 32, channel-major) and labels 0-9."""
     rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, size=n, dtype=np.uint8)
+    return (rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8),
+            rng.integers(0, 10, size=n, dtype=np.uint8))
 
 
 def mark(images: np.ndarray) -> np.ndarray:
@@ -169,8 +186,10 @@ def mark(images: np.ndarray) -> np.ndarray:
     return images
 
 
-def _cifar_files(names: list[str], counts, seed: int, write) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Random images and labels for each file (the first one marked); `write(i, name, images, labels)`."""
+def _cifar_files(names: list[str], counts, seed: int,
+                 write) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Random images and labels for each file (the first one marked); `write(i, name, images,
+    labels)`."""
     written = {}
     for i, (name, n) in enumerate(zip(names, counts, strict=True)):
         images, labels = cifar_arrays(n, seed + i)
@@ -181,23 +200,27 @@ def _cifar_files(names: list[str], counts, seed: int, write) -> dict[str, tuple[
 
 def write_cifar_bin(root: Path, counts=(3, 2, 4, 1, 2), test_count: int = 3, seed: int = 0,
                     skip: tuple[str, ...] = ()) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Write root/cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin (label byte, then channel-major
-    pixels, per record); returns file name -> (images N x 3 x 32 x 32, labels). `skip`: names not written."""
+    """Write root/cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin (label byte, then
+    channel-major pixels, per record); returns file name -> (images N x 3 x 32 x 32, labels).
+    `skip`: names not written."""
     folder = root / CIFAR_BIN
     folder.mkdir(parents=True, exist_ok=True)
 
     def write(i, name, images, labels):
         if name not in skip:
-            records = np.concatenate([labels.reshape(-1, 1), images.reshape(len(images), -1)], axis=1)
+            records = np.concatenate([labels.reshape(-1, 1), images.reshape(len(images), -1)],
+                                     axis=1)
             (folder / name).write_bytes(records.astype(np.uint8).tobytes())
 
-    return _cifar_files([*CIFAR_BIN_TRAIN, "test_batch.bin"], [*counts, test_count], seed * 100, write)
+    return _cifar_files([*CIFAR_BIN_TRAIN, "test_batch.bin"], [*counts, test_count], seed * 100,
+                        write)
 
 
 def write_cifar_py(root: Path, counts=(2, 3, 1, 2, 2), test_count: int = 3, seed: int = 0,
                    skip: tuple[str, ...] = ()) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Write root/cifar-10-batches-py/ pickles in the official layout (what torchvision reads), batches.meta
-    included; returns file name -> (images, labels). The release's MD5s do not match: patch the check."""
+    """Write root/cifar-10-batches-py/ pickles in the official layout (what torchvision reads),
+    batches.meta included; returns file name -> (images, labels). The release's MD5s do not match:
+    patch the check."""
     import pickle
 
     folder = root / CIFAR_PY
@@ -206,13 +229,16 @@ def write_cifar_py(root: Path, counts=(2, 3, 1, 2, 2), test_count: int = 3, seed
     def write(i, name, images, labels):
         n = len(images)
         entry = {"batch_label": f"batch {i}", "labels": [int(v) for v in labels],
-                 "data": images.reshape(n, 3072), "filenames": [f"img_{i}_{j}.png" for j in range(n)]}
+                 "data": images.reshape(n, 3072),
+                 "filenames": [f"img_{i}_{j}.png" for j in range(n)]}
         if name not in skip:
             (folder / name).write_bytes(pickle.dumps(entry))
 
-    written = _cifar_files([*CIFAR_PY_TRAIN, "test_batch"], [*counts, test_count], seed * 100 + 50, write)
+    written = _cifar_files([*CIFAR_PY_TRAIN, "test_batch"], [*counts, test_count], seed * 100 + 50,
+                           write)
     if "batches.meta" not in skip:
-        (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": CIFAR_CLASSES, "num_cases_per_batch": 10,
+        (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": CIFAR_CLASSES,
+                                                            "num_cases_per_batch": 10,
                                                             "num_vis": 3072}))
     return written
 
@@ -237,10 +263,11 @@ def idx_labels(labels: np.ndarray) -> bytes:
     return struct.pack(">II", 2049, len(labels)) + labels.astype(np.uint8).tobytes()
 
 
-def write_mnist(root: Path, n_train: int = 5, n_test: int = 3, seed: int = 0, skip: tuple[str, ...] = ()
-                ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Write root/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte; the first training image is
-    blank but for pixel (row 4, col 20) = 200. Returns split ("train"/"t10k") -> (images N x 28 x 28, labels)."""
+def write_mnist(root: Path, n_train: int = 5, n_test: int = 3, seed: int = 0,
+                skip: tuple[str, ...] = ()) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Write root/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte; the first training image
+    is blank but for pixel (row 4, col 20) = 200. Returns split ("train"/"t10k") -> (images N x 28 x
+    28, labels)."""
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -261,14 +288,16 @@ def write_mnist(root: Path, n_train: int = 5, n_test: int = 3, seed: int = 0, sk
 
 def write_png_folder(root: Path, per_class: dict[str, int], size: int = 8, seed: int = 0
                      ) -> dict[str, list[np.ndarray]]:
-    """Write root/<class>/<j>.png, random RGB images; returns class -> pixel arrays (H x W x 3) in order."""
+    """Write root/<class>/<j>.png, random RGB images; returns class -> pixel arrays (H x W x 3) in
+    order."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
     written = {}
     for cls, n in per_class.items():
         (root / cls).mkdir(parents=True)
-        written[cls] = [rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8) for _ in range(n)]
+        written[cls] = [rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+                        for _ in range(n)]
         for j, pixels in enumerate(written[cls]):
             Image.fromarray(pixels).save(root / cls / f"{j}.png")
     return written
@@ -283,13 +312,13 @@ ON_THE_PLUGIN = {  # a bench project on the installed imgbench
 
 
 def run_git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
-                          capture_output=True, text=True).stdout
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t",
+                           *args], check=True, capture_output=True, text=True).stdout
 
 
 def commit(repo: Path, files: dict[str, str], message: str) -> str:
-    """Write `files` (relative path -> text) into `repo`, a repository from its first commit, and commit
-    everything there; returns the commit's hash."""
+    """Write `files` (relative path -> text) into `repo`, a repository from its first commit, and
+    commit everything there; returns the commit's hash."""
     if not (repo / ".git").exists():
         repo.mkdir(parents=True, exist_ok=True)
         run_git(repo, "init", "-q")
@@ -302,11 +331,13 @@ def commit(repo: Path, files: dict[str, str], message: str) -> str:
 
 
 def stray_processes(text: str) -> list[int]:
-    """Processes whose command line holds `text` (a run's folder, a worker plugin's name): workers left running."""
+    """Processes whose command line holds `text` (a run's folder, a worker plugin's name): workers
+    left running."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and text in (proc / "cmdline").read_bytes().decode(errors="replace"):
+            if (proc.name.isdigit()
+                    and text in (proc / "cmdline").read_bytes().decode(errors="replace")):
                 found.append(int(proc.name))
         except OSError:
             continue
@@ -314,23 +345,25 @@ def stray_processes(text: str) -> list[int]:
 
 
 def default_signals():
-    """In a child before it runs: SIGINT and SIGTERM at their defaults, whatever this process ignores."""
+    """In a child before it runs: SIGINT and SIGTERM at their defaults, whatever this process
+    ignores."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def imgbench(*args, cwd=ROOT, timeout=600, **kw) -> subprocess.CompletedProcess:
     """`python -m imgbench ARGS` run to its end, its output captured."""
-    return subprocess.run([sys.executable, "-m", "imgbench", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, preexec_fn=default_signals, **kw)
+    return subprocess.run([sys.executable, "-m", "imgbench", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=default_signals, **kw)
 
 
 @contextmanager
 def running(cmd: list[str], **popen) -> Iterator[subprocess.Popen]:
-    """A command started with its output piped and its signals at the defaults, killed at the end if it is
-    still running."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_signals,
-                            **popen)
+    """A command started with its output piped and its signals at the defaults, killed at the end if
+    it is still running."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=default_signals, **popen)
     try:
         yield proc
     finally:

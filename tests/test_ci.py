@@ -1,7 +1,8 @@
-"""The CI gate (.ci/gate) and the workflows that call it. The gate's wiring (which commands it runs with
-which options, what reaches the job summary, its exit code) is tested with a stand-in `imgbench` that
-records its calls and answers as the real one does; one test runs the real command, comparing the
-committed baseline with itself. The real `ab` and `explain` are tested end to end in tests/forensics."""
+"""The CI gate (.ci/gate) and the workflows that call it. The gate's wiring (which commands it runs
+with which options, what reaches the job summary, its exit code) is tested with a stand-in
+`imgbench` that records its calls and answers as the real one does; one test runs the real command,
+comparing the committed baseline with itself. The real `ab` and `explain` are tested end to end in
+tests/forensics."""
 
 import json
 import os
@@ -46,9 +47,10 @@ STAND_IN = textwrap.dedent(f"""\
 """)
 
 
-def gate(tmp_path, imgbench=None, **env) -> tuple[subprocess.CompletedProcess, str, list[list[str]]]:
-    """.ci/gate run from a copy of its folder (it writes results/ beside it), the job summary, and the
-    stand-in's calls."""
+def gate(tmp_path, imgbench=None,
+         **env) -> tuple[subprocess.CompletedProcess, str, list[list[str]]]:
+    """.ci/gate run from a copy of its folder (it writes results/ beside it), the job summary, and
+    the stand-in's calls."""
     (tmp_path / ".ci").mkdir()
     shutil.copy(ROOT / ".ci" / "gate", tmp_path / ".ci" / "gate")
     if imgbench is None:
@@ -57,7 +59,8 @@ def gate(tmp_path, imgbench=None, **env) -> tuple[subprocess.CompletedProcess, s
         imgbench.chmod(0o755)
     summary, log = tmp_path / "summary.md", tmp_path / "calls.jsonl"
     baseline = ROOT / "baselines" / "AMD_EPYC-f25m17-2c" / "quick.json"
-    proc = subprocess.run(["bash", str(tmp_path / ".ci" / "gate")], capture_output=True, text=True, timeout=300,
+    proc = subprocess.run(["bash", str(tmp_path / ".ci" / "gate")], capture_output=True, text=True,
+                          timeout=300,
                           env={**os.environ, "IMGBENCH": str(imgbench), "GATE_RUN": str(baseline),
                                "GATE_BASELINE": str(baseline), "GITHUB_STEP_SUMMARY": str(summary),
                                "STAND_IN_LOG": str(log), **env})
@@ -71,7 +74,8 @@ def test_the_real_gate_reports_the_baseline_comparison_in_the_job_summary(tmp_pa
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert summary.startswith("## imgbench on ")
     assert "### Quick run against the committed baseline" in summary
-    assert "| case | baseline | candidate | ratio |" in summary and "0 regression, 0 improvement" in summary
+    assert ("| case | baseline | candidate | ratio |" in summary
+            and "0 regression, 0 improvement" in summary)
 
 
 def test_without_a_base_ref_only_the_comparison_runs_and_passes(tmp_path):
@@ -81,19 +85,23 @@ def test_without_a_base_ref_only_the_comparison_runs_and_passes(tmp_path):
 
 
 def test_a_regression_fails_the_job_and_the_first_regressed_cases_are_explained(tmp_path):
-    proc, summary, calls = gate(tmp_path, GATE_BASE_REF="abc123", REGRESSED="test_a[cpu],test_b[cpu]",
-                                GATE_EXPLAIN_CASES="1", GATE_EXPLAIN_S="240")
+    proc, summary, calls = gate(tmp_path, GATE_BASE_REF="abc123",
+                                REGRESSED="test_a[cpu],test_b[cpu]", GATE_EXPLAIN_CASES="1",
+                                GATE_EXPLAIN_S="240")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     ab = next(c for c in calls if c[0] == "ab")
-    assert ab[:3] == ["ab", "--base", "abc123"] and {"--cases", "gate", "--device", "cpu", "--markdown"} <= set(ab)
+    assert (ab[:3] == ["ab", "--base", "abc123"]
+            and {"--cases", "gate", "--device", "cpu", "--markdown"} <= set(ab))
     explained = [c for c in calls if c[0] == "explain"]
-    assert len(explained) == 1 and explained[0][:4] == ["explain", "test_a[cpu]", "--base", "abc123"]
+    assert (len(explained) == 1
+            and explained[0][:4] == ["explain", "test_a[cpu]", "--base", "abc123"])
     assert explained[0][explained[0].index("--max-seconds") + 1] == "240"
     assert explained[0][explained[0].index("--out") + 1] == "results/explain/1"
     assert "### What got slower: imgbench explain against abc123 (at most 240 s a case)" in summary
     assert "**imgbench explain** test_a[cpu]: the added operators" in summary
     assert "1 more regressed case(s) not explained (GATE_EXPLAIN_CASES=1)" in summary
-    assert "| test_a[cpu] | regression |" in summary and "### Quick run against the committed baseline" in summary
+    assert ("| test_a[cpu] | regression |" in summary
+            and "### Quick run against the committed baseline" in summary)
 
 
 def test_no_regression_passes_without_explaining(tmp_path):
@@ -112,18 +120,23 @@ def test_an_ab_that_cannot_run_fails_the_job_naming_why(tmp_path):
 
 def test_workflows_gate_and_keep_history_on_main_only():
     ci = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
-    assert "bash .ci/run" in ci and "bash .ci/gate" in ci and "upload-artifact" in ci and "fetch-depth: 0" in ci
-    assert 'git cat-file -e "$GATE_BASE_REF^{commit}"' in ci  # a force-pushed-away base skips, not fails
+    assert ("bash .ci/run" in ci and "bash .ci/gate" in ci and "upload-artifact" in ci
+            and "fetch-depth: 0" in ci)
+    # a force-pushed-away base skips, not fails
+    assert 'git cat-file -e "$GATE_BASE_REF^{commit}"' in ci
     gpu = (ROOT / ".github" / "workflows" / "gpu.yml").read_text()
     assert "runs-on: [self-hosted, gpu]" in gpu and "--profile full --device cuda" in gpu
     assert "IS_MAIN: ${{ github.event_name == 'push' && github.ref == 'refs/heads/main' }}" in gpu
-    # judged, then saved: the GPU run goes to a throwaway folder and enters main's history through compare
-    assert 'storage="$RUNNER_TEMP/imgbench-runs"' in gpu and '--device cuda --storage "$storage"' in gpu
+    # judged, then saved: the GPU run goes to a throwaway folder and enters main's history
+    # through compare
+    assert ('storage="$RUNNER_TEMP/imgbench-runs"' in gpu
+            and '--device cuda --storage "$storage"' in gpu)
     assert 'save=(); [ "$IS_MAIN" = true ] && save=(--save-to "$IMGBENCH_HISTORY")' in gpu
     assert '"${history[@]}" \\\n                "${save[@]}"' in gpu  # compare saves after judging
     assert 'imgbench accept "$IMGBENCH_HISTORY"' in gpu  # accepting a new level: workflow_dispatch
     assert "GITHUB_STEP_SUMMARY" in gpu
-    assert gpu.index("--device cpu --storage") < gpu.index("--device cuda --storage")  # the GPU run is the latest
+    # the GPU run is the latest
+    assert gpu.index("--device cpu --storage") < gpu.index("--device cuda --storage")
 
 
 @pytest.mark.parametrize("script", ["gate", "gpu-check", "run"])

@@ -1,7 +1,7 @@
-"""The house's layering: every import of imgbench/ (module-level or inside a function) goes to a lower
-layer or its own subpackage; the analysis side (core, runs, judge, show, forensics, the command line)
-never imports torch; the analysis commands run without it; and no module or function outgrows the
-house's limits."""
+"""The house's layering: every import of imgbench/ (module-level or inside a function) goes to a
+lower layer or its own subpackage; the analysis side (core, runs, judge, show, forensics, the
+command line) never imports torch; the analysis commands run without it; and no module or function
+outgrows the house's limits."""
 
 import ast
 import subprocess
@@ -12,8 +12,9 @@ import pytest
 from tests.helpers import CASE, GPU_CASE, ROOT, rounds, write_run
 
 PACKAGE = ROOT / "imgbench"
-# What each subpackage may import besides itself: the data flow, workloads -> timing -> runs -> judge -> show,
-# with forensics driving workers of two trees. The top-level entry points (plugin, ddp, __main__) are doors.
+# What each subpackage may import besides itself: the data flow, workloads -> timing -> runs ->
+# judge -> show, with forensics driving workers of two trees. The top-level entry points (plugin,
+# ddp, __main__) are doors.
 LAYERS = {
     "core": set(),
     "hw": {"core"},
@@ -26,8 +27,10 @@ LAYERS = {
     "preflight": {"core", "hw", "runs", "workloads", "judge", "show"},
     "cli": {"core", "hw", "runs", "workloads", "bench", "judge", "show", "forensics", "preflight"},
 }
-NO_TORCH = ("core", "runs", "judge", "show", "forensics", "cli")  # and hw's contention and machine_class
-WORKER_PLUGINS = "imgbench.forensics.workers"  # copied beside a run, loaded by module names of their own
+# and hw's contention and machine_class
+NO_TORCH = ("core", "runs", "judge", "show", "forensics", "cli")
+# copied beside a run, loaded by module names of their own
+WORKER_PLUGINS = "imgbench.forensics.workers"
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 60
 
 
@@ -40,8 +43,8 @@ def modules() -> dict[str, ast.Module]:
 
 
 def imported(tree: ast.Module, known) -> set[str]:
-    """Every imgbench module a module imports, anywhere in it: `from pkg import sub` is an import of the
-    module pkg.sub, `from pkg.mod import name` one of pkg.mod."""
+    """Every imgbench module a module imports, anywhere in it: `from pkg import sub` is an import of
+    the module pkg.sub, `from pkg.mod import name` one of pkg.mod."""
     out = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("imgbench"):
@@ -73,7 +76,8 @@ def test_every_import_goes_down_the_layers():
 
 def test_the_module_graph_has_no_cycle():
     found = modules()
-    graph = {n: {t for t in imported(tree, found) if t in found and t != n} for n, tree in found.items()}
+    graph = {n: {t for t in imported(tree, found) if t in found and t != n}
+             for n, tree in found.items()}
     state: dict[str, int] = {}
 
     def visit(n, path):
@@ -94,9 +98,11 @@ def test_the_module_graph_has_no_cycle():
 def test_the_analysis_side_never_imports_torch():
     names = [n for n in modules() if layer(n) in NO_TORCH and not n.startswith(WORKER_PLUGINS)]
     names += ["imgbench.hw.contention", "imgbench.hw.machine_class"]
-    code = f"import sys\nfor n in {names!r}:\n    __import__(n)\nprint(sorted(m for m in sys.modules " \
+    code = f"import sys\nfor n in {names!r}:\n    __import__(n)\n" \
+           "print(sorted(m for m in sys.modules " \
            "if m.split('.')[0] in ('torch', 'torchvision')))"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 
@@ -108,9 +114,9 @@ def test_no_module_or_function_outgrows_the_limits():
         if len(text.splitlines()) > MAX_MODULE_LINES:
             long.append(f"{path.relative_to(ROOT)}: {len(text.splitlines())} lines")
         for node in ast.walk(ast.parse(text)):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                if (n := node.end_lineno - node.lineno + 1) > MAX_FUNCTION_LINES:
-                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {n} lines")
+            if (isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                    and (n := node.end_lineno - node.lineno + 1) > MAX_FUNCTION_LINES):
+                long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {n} lines")
     assert long == []
 
 
@@ -128,7 +134,8 @@ def runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("runs")
     for i, when in enumerate(["2026-11-20T10:00:00", "2026-11-21T10:00:00"]):
         write_run(folder / "AMD_EPYC-2c" / f"{i + 1:04}_quick.json",
-                  {CASE: rounds(0.02, seed=i), GPU_CASE: rounds(0.001, seed=i + 10)}, when=when, bench="train_step")
+                  {CASE: rounds(0.02, seed=i), GPU_CASE: rounds(0.001, seed=i + 10)}, when=when,
+                  bench="train_step")
     return folder
 
 
@@ -136,9 +143,11 @@ def runs(tmp_path_factory):
 @pytest.mark.parametrize("command", ["compare", "plot", "report"])
 def test_analysis_commands_import_neither_torch_nor_torchvision(runs, tmp_path, command):
     first, second = sorted(runs.rglob("*.json"))
-    args = {"compare": [str(second), str(first)], "plot": [str(runs), "--out", str(tmp_path / "figures")],
+    args = {"compare": [str(second), str(first)],
+            "plot": [str(runs), "--out", str(tmp_path / "figures")],
             "report": [str(runs), "--out", str(tmp_path / "report")]}[command]
-    proc = subprocess.run([sys.executable, "-c", CALL, command, *args], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", CALL, command, *args], capture_output=True,
+                          text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[-2] == "exit 0", proc.stdout + proc.stderr  # the command did its work

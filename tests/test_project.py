@@ -1,4 +1,5 @@
-"""Set-up promises: the README's two Quickstart commands, .ci/run runs the test one, pins, plugin name."""
+"""Set-up promises: the README's two Quickstart commands, .ci/run runs the test one, pins, plugin
+name."""
 
 import re
 import subprocess
@@ -33,7 +34,8 @@ def test_ci_runs_the_readme_test_command_and_fails_when_it_fails(tmp_path):
     assert "set -euo pipefail" in ci
     # Same script with a failing first step in place of the test command: it must stop, non-zero.
     script = tmp_path / "run"
-    script.write_text(ci.replace(test, "false && " + test).replace('cd "$(dirname "$0")/.."', "cd /"))
+    script.write_text(ci.replace(test, "false && " + test).replace('cd "$(dirname "$0")/.."',
+                                                                   "cd /"))
     proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert "ruff" not in proc.stdout + proc.stderr
@@ -51,9 +53,11 @@ def test_constraints_pin_exactly_what_the_tests_run_with():
     pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines()
                 if "==" in line and not line.startswith("#"))
     here = {name: installed(name) for name in pins}
-    stack = {"torch", "torchvision", "numpy", "pytest", "pytest-benchmark"}  # what the numbers depend on
+    # what the numbers depend on
+    stack = {"torch", "torchvision", "numpy", "pytest", "pytest-benchmark"}
     assert {name: here[name] for name in stack} == {name: pins[name] for name in stack}
-    assert {name: v for name, v in here.items() if v is not None} == {name: pins[name] for name in pins if here[name]}
+    assert ({name: v for name, v in here.items() if v is not None}
+            == {name: pins[name] for name in pins if here[name]})
 
 
 def test_the_installed_entry_points_are_the_ones_declared():
@@ -66,6 +70,7 @@ def test_the_installed_entry_points_are_the_ones_declared():
     (plugin,) = [e for e in entry_points(group="pytest11") if e.value.startswith("imgbench")]
     (script,) = entry_points(group="console_scripts", name="imgbench")
     assert {plugin.name: plugin.value} == meta["project"]["entry-points"]["pytest11"]
-    assert plugin.name == plugin.value  # named by its module path: a root conftest loading it too is one plugin
+    # named by its module path: a root conftest loading it too is one plugin
+    assert plugin.name == plugin.value
     assert script.value == meta["project"]["scripts"]["imgbench"]
     assert plugin.load() is imgbench.plugin and script.load() is imgbench.cli.main

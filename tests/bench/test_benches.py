@@ -1,5 +1,5 @@
-"""End to end: every benchmark family runs in the quick profile and its pytest-benchmark JSON carries
-the documented params and extra_info."""
+"""End to end: every benchmark family runs in the quick profile and its pytest-benchmark JSON
+carries the documented params and extra_info."""
 
 import json
 import subprocess
@@ -10,11 +10,11 @@ import pytest
 from tests.helpers import ROOT
 
 CASE_PARAMS = {"model", "device", "batch_size", "precision", "memory_format", "compile"}
-CASE_EXTRA = {"images", "images_per_s", "device_name", "threads", "profile", "image_size", "in_channels",
-              "num_classes", "dataset", "warmup_calls", "precision", "memory_format", "compile",
-              "peak_memory_bytes", "flush_denormal"}
-# A slice of each family that keeps this test short (world 2: tests/workloads/test_ddp.py); .ci/run runs
-# the whole quick matrix.
+CASE_EXTRA = {"images", "images_per_s", "device_name", "threads", "profile", "image_size",
+              "in_channels", "num_classes", "dataset", "warmup_calls", "precision", "memory_format",
+              "compile", "peak_memory_bytes", "flush_denormal"}
+# A slice of each family that keeps this test short (world 2: tests/workloads/test_ddp.py); .ci/run
+# runs the whole quick matrix.
 SELECT = ("not reference and not pil and not tensor_augment and not workers2 and not world2 and "
           "(not test_conv or conv2d_k3_64to128- or maxpool)")
 
@@ -23,9 +23,9 @@ SELECT = ("not reference and not pil and not tensor_augment and not workers2 and
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("e2e") / "run.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "benches", "--profile", "quick", "--device", "cpu", "--model", "mlp",
-         "--batch-size", "16", "-k", SELECT, f"--benchmark-json={out}", "--benchmark-max-time=0.001",
-         "--benchmark-min-rounds=1", "-p", "no:cacheprovider", "-q"],
+        [sys.executable, "-m", "pytest", "benches", "--profile", "quick", "--device", "cpu",
+         "--model", "mlp", "--batch-size", "16", "-k", SELECT, f"--benchmark-json={out}",
+         "--benchmark-max-time=0.001", "--benchmark-min-rounds=1", "-p", "no:cacheprovider", "-q"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {b["name"]: b for b in json.loads(out.read_text())["benchmarks"]}
@@ -37,24 +37,27 @@ def families(run):
 
 @pytest.mark.slow
 def test_every_family_ran(run):
-    assert families(run) == {"test_empty_round", "test_forward", "test_train_step", "test_conv", "test_loader",
-                             "test_epoch", "test_transfer", "test_checkpoint", "test_ddp"}  # test_copy needs a GPU
+    assert families(run) == {"test_empty_round", "test_forward", "test_train_step", "test_conv",
+                             "test_loader", "test_epoch", "test_transfer", "test_checkpoint",
+                             "test_ddp"}  # test_copy needs a GPU
 
 
 @pytest.mark.slow
 def test_model_cases_carry_params_and_rates(run):
-    for name in ("test_forward[mlp-cpu-bs16]", "test_train_step[mlp-cpu-bs16]", "test_epoch[mlp-cpu-bs16-loader]",
-                 "test_epoch[mlp-cpu-bs16-resident]"):
+    for name in ("test_forward[mlp-cpu-bs16]", "test_train_step[mlp-cpu-bs16]",
+                 "test_epoch[mlp-cpu-bs16-loader]", "test_epoch[mlp-cpu-bs16-resident]"):
         b = run[name]
         assert set(b["params"]) >= CASE_PARAMS and b["params"]["batch_size"] == 16, b["params"]
         info = b["extra_info"]
         assert set(info) >= CASE_EXTRA, CASE_EXTRA - set(info)
         assert info["images_per_s"] == pytest.approx(info["images"] / b["stats"]["median"])
         assert info["tflop_per_s"] == pytest.approx(info["flops"] / b["stats"]["median"] / 1e12)
-        assert info["pct_of_peak"] == pytest.approx(100 * info["tflop_per_s"] / info["peak_tflop_per_s"])
-    assert run["test_forward[mlp-cpu-bs16]"]["extra_info"]["flops"] == 2 * 16 * (784 * 512 + 512 * 512 + 512 * 10)
-    assert (run["test_forward[mlp-cpu-bs16]"]["extra_info"]["mode"], run["test_train_step[mlp-cpu-bs16]"][
-        "extra_info"]["optimizer"]) == ("eval", "adam")
+        assert info["pct_of_peak"] == pytest.approx(100 * info["tflop_per_s"]
+                                                    / info["peak_tflop_per_s"])
+    assert (run["test_forward[mlp-cpu-bs16]"]["extra_info"]["flops"]
+            == 2 * 16 * (784 * 512 + 512 * 512 + 512 * 10))
+    assert (run["test_forward[mlp-cpu-bs16]"]["extra_info"]["mode"],
+            run["test_train_step[mlp-cpu-bs16]"]["extra_info"]["optimizer"]) == ("eval", "adam")
 
 
 @pytest.mark.slow
@@ -69,25 +72,29 @@ def test_epochs_store_data_stall_and_steps(run):
 @pytest.mark.slow
 def test_conv_pool_loader_transfer_checkpoint_store_their_work(run):
     conv = run["test_conv[cpu-bs16-conv2d_k3_64to128-fwd-nchw]"]["extra_info"]
-    assert conv["flops"] == 2 * 16 * 128 * 16 * 16 * 64 * 9  # 2 x multiply-adds, batch 16, 16x16 output
+    # 2 x multiply-adds, batch 16, 16x16 output
+    assert conv["flops"] == 2 * 16 * 128 * 16 * 16 * 64 * 9
     assert conv["input_shape"] == [16, 64, 16, 16]
     pool = run["test_conv[cpu-bs16-maxpool2d_k2_64-fwd-nchw]"]
     assert pool["extra_info"]["bytes"] == 16 * 64 * 16 * 16 * 4 * 5 // 4
-    assert pool["extra_info"]["gb_per_s"] == pytest.approx(pool["extra_info"]["bytes"] / pool["stats"]["median"] / 1e9)
+    assert pool["extra_info"]["gb_per_s"] == pytest.approx(pool["extra_info"]["bytes"]
+                                                           / pool["stats"]["median"] / 1e9)
     assert run["test_loader[bs16-tensor-workers0-pin_off]"]["options"]["disable_gc"] is True
     loader = run["test_loader[bs16-tensor-workers0-pin_off]"]["extra_info"]
     assert loader["images"] == 512 and loader["num_workers"] == 0
     cached = run["test_transfer[cpu-bs16-last_layer_cached]"]["extra_info"]
     assert cached["images"] == 256 and cached["image_size"] == 32 and "cache_s" in cached
-    assert "cache_s" not in run["test_transfer[cpu-bs16-last_layer]"]["extra_info"]  # only the cached mode caches
+    # only the cached mode caches
+    assert "cache_s" not in run["test_transfer[cpu-bs16-last_layer]"]["extra_info"]
     saved = run["test_checkpoint[mlp-cpu-save]"]["extra_info"]
     assert saved["bytes"] > 4 * (784 * 512 + 512 * 512) * 3  # weights plus Adam's two moments
 
 
 @pytest.mark.slow
 def test_a_transfer_batch_larger_than_its_epoch_is_skipped_with_the_reason():
-    proc = subprocess.run([sys.executable, "-m", "pytest", "benches/bench_transfer.py", "--profile", "quick",
-                           "--device", "cpu", "--batch-size", "512", "-rs", "-p", "no:cacheprovider", "-q"],
+    proc = subprocess.run([sys.executable, "-m", "pytest", "benches/bench_transfer.py", "--profile",
+                           "quick", "--device", "cpu", "--batch-size", "512", "-rs", "-p",
+                           "no:cacheprovider", "-q"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "SKIPPED [3] " in proc.stdout and "3 skipped" in proc.stdout

@@ -1,5 +1,5 @@
-"""The run's duration said before it starts (imgbench.estimate): the cost model's arithmetic, its FLOP table
-against torch's flop counter, and the lines a real run prints."""
+"""The run's duration said before it starts (imgbench.estimate): the cost model's arithmetic, its
+FLOP table against torch's flop counter, and the lines a real run prints."""
 
 import dataclasses
 
@@ -10,8 +10,9 @@ from imgbench.core import config
 from imgbench.core.options import Settings
 from imgbench.workloads import data, epoch, models
 
-QUICK = Settings(devices=["cpu"], batch_sizes=[32], models=["mlp"], profile=config.PROFILES["quick"], threads=2,
-                 optimizer="adam", dataset="synthetic", data_root=None)
+QUICK = Settings(devices=["cpu"], batch_sizes=[32], models=["mlp"],
+                 profile=config.PROFILES["quick"], threads=2, optimizer="adam", dataset="synthetic",
+                 data_root=None)
 FULL = dataclasses.replace(QUICK, profile=config.PROFILES["full"], threads=16)
 
 
@@ -21,39 +22,45 @@ def test_the_flop_table_is_what_torch_counts(model, size):
     c = models.spec(model).input_shape[0]
     net = models.build(model, models.spec(model).num_classes, c, size)
     x, y = data.synthetic_batch(2, (c, size, size), models.spec(model).num_classes)
-    assert epoch.train_flops_per_image(net, x, y) / 1e9 == pytest.approx(estimate.TRAIN_GFLOP[(model, size)],
-                                                                          rel=0.01)
+    assert epoch.train_flops_per_image(net, x, y) / 1e9 == pytest.approx(
+        estimate.TRAIN_GFLOP[(model, size)], rel=0.01)
 
 
 def test_a_short_case_is_warm_up_calibration_and_rounds_until_max_time():
     p = QUICK.profile  # 2 warm-up calls, >= 5 rounds, 0.5 s
     assert estimate._short(0.001, QUICK) == pytest.approx(estimate.SETUP_S + 3 * 0.001 + 0.5)
-    assert estimate._short(1.0, QUICK) == pytest.approx(estimate.SETUP_S + (p.warmup_calls + 1) + p.min_rounds)
+    assert estimate._short(1.0, QUICK) == pytest.approx(
+        estimate.SETUP_S + (p.warmup_calls + 1) + p.min_rounds)
 
 
 def test_an_epoch_case_is_a_warm_up_epoch_and_the_profiles_rounds():
     # kerascnn on 2 CPU threads: 512 images x 0.0227 GFLOP at 80 GFLOP/s, plus 4 steps' fixed cost
     epoch = 512 * 0.0227 / 80 + 4 * estimate.STEP_FLOOR_S["cpu"]
-    got = estimate.case_seconds("epoch", "test_epoch", {"model": "kerascnn", "device": "cpu", "batch_size": 128,
-                                                        "path": "resident"}, QUICK)
+    got = estimate.case_seconds("epoch", "test_epoch", {"model": "kerascnn", "device": "cpu",
+                                                        "batch_size": 128, "path": "resident"},
+                                QUICK)
     assert got == pytest.approx(estimate.SETUP_S + (1 + 3) * epoch)
-    assert estimate.case_seconds("epoch", "test_epoch", {"model": "kerascnn", "device": "cpu", "batch_size": 1024,
-                                                         "path": "resident"}, QUICK) == 0.0  # skipped: no step
+    assert estimate.case_seconds("epoch", "test_epoch", {"model": "kerascnn", "device": "cpu",
+                                                         "batch_size": 1024, "path": "resident"},
+                                 QUICK) == 0.0  # skipped: no step
 
 
 def test_a_224px_epoch_on_one_gpu_uses_the_capped_epoch_and_the_gpu_rate():
-    got = estimate.case_seconds("epoch", "test_epoch", {"model": "resnet50", "device": "cuda", "batch_size": 128,
-                                                        "path": "resident"}, FULL)
+    got = estimate.case_seconds("epoch", "test_epoch", {"model": "resnet50", "device": "cuda",
+                                                        "batch_size": 128, "path": "resident"},
+                                FULL)
     images = config.epoch_size(FULL.profile, (3, 224, 224))
     epoch = (images // 128) * 128 * 24.30 / 20_000 + (images // 128) * estimate.STEP_FLOOR_S["cuda"]
     assert got == pytest.approx(estimate.SETUP_S + 6 * epoch)
 
 
 def test_a_runs_estimate_sums_its_families_and_calibrates_each_device_once():
-    cases = [("forward", "test_forward", {"model": "mlp", "device": d, "batch_size": 32}) for d in ("cpu", "cuda")]
+    cases = [("forward", "test_forward", {"model": "mlp", "device": d, "batch_size": 32})
+             for d in ("cpu", "cuda")]
     cases.append(("harness", "test_empty_round", {"device": "cpu"}))
     out = estimate.run_seconds(cases, QUICK)
-    assert set(out) == {"forward", "harness", "calibration"} and out["calibration"] == 2 * estimate.CALIBRATION_S
+    assert (set(out) == {"forward", "harness", "calibration"}
+            and out["calibration"] == 2 * estimate.CALIBRATION_S)
     line = estimate.describe({"epoch": 600.0, "forward": 10.0}, 3)
     assert line.startswith("imgbench: 3 cases, estimated 10.2 min (epoch 10.0 min); a cost model")
 
@@ -68,8 +75,10 @@ def test_train(case, measure):
 def test_a_run_says_its_estimate_before_and_its_duration_after(pytester):
     pytester.makeconftest('pytest_plugins = ["imgbench.plugin"]')
     pytester.makepyfile(bench_x=BENCH)
-    result = pytester.runpytest_subprocess("bench_x.py", "--device", "cpu", "--model", "mlp", "--batch-size", "4",
-                                           "--benchmark-max-time=0.01", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess("bench_x.py", "--device", "cpu", "--model", "mlp",
+                                           "--batch-size", "4", "--benchmark-max-time=0.01",
+                                           "-p", "no:cacheprovider")
     assert result.ret == 0, result.stdout.str()
-    result.stdout.fnmatch_lines(["imgbench: 1 case, estimated * min; a cost model with assumed device rates*",
+    result.stdout.fnmatch_lines(["imgbench: 1 case, estimated * min; a cost model with assumed "
+                                 "device rates*",
                                  "*imgbench: the cases took * min (estimated * min)*"])

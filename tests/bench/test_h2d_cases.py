@@ -23,11 +23,13 @@ def test_without_an_accelerator_every_case_is_skipped_saying_so(bench_folder, mo
     monkeypatch.setattr(devices, "_gpu_count", lambda: 0)
     monkeypatch.setattr(devices, "_mps_available", lambda: False)
     bench_folder.makeconftest('pytest_plugins = ["imgbench.plugin"]')
-    result = bench_folder.runpytest("bench_h2d.py", "--model", "mlp", "--batch-size", "4", "-rs", "-p", "no:cacheprovider")
+    result = bench_folder.runpytest("bench_h2d.py", "--model", "mlp", "--batch-size", "4", "-rs",
+                                    "-p", "no:cacheprovider")
     assert result.ret == 0
     outcomes = result.parseoutcomes()
     assert outcomes["skipped"] == 3 * 2 * 2 * 2 * 2 + 2 and "passed" not in outcomes
-    result.stdout.fnmatch_lines(["*no accelerator on this machine: host<->device copies need cuda or mps*"])
+    result.stdout.fnmatch_lines(["*no accelerator on this machine: host<->device copies need cuda "
+                                 "or mps*"])
 
 
 @pytest.mark.slow
@@ -42,9 +44,10 @@ def cpu_stands_in_for_a_device(monkeypatch):
     monkeypatch.setattr(h2d, "no_accelerator", lambda device: None)
 """)
     out = bench_folder.path / "out.json"
-    result = bench_folder.runpytest("bench_h2d.py", "--device", "cpu", "--model", "mlp", "--batch-size", "4", "-k", "not 256MiB",
-                           f"--benchmark-json={out}", "--benchmark-max-time=0.001", "--benchmark-min-rounds=1",
-                           "-p", "no:cacheprovider")
+    result = bench_folder.runpytest("bench_h2d.py", "--device", "cpu", "--model", "mlp",
+                                    "--batch-size", "4", "-k", "not 256MiB",
+                                    f"--benchmark-json={out}", "--benchmark-max-time=0.001",
+                                    "--benchmark-min-rounds=1", "-p", "no:cacheprovider")
     assert result.ret == 0, result.stdout.str()
     runs = {b["name"]: b for b in json.loads(out.read_text())["benchmarks"]}
     copy = runs["test_copy[cpu-16MiB-float32-pageable-non_blocking-h2d]"]

@@ -45,7 +45,8 @@ def run_json(pytester, *args):
     (["--optimizer", "lbfgs"], "unknown optimizer 'lbfgs' (valid: adam, sgd)"),
     (["--dataset", "imagenet"], "unknown dataset 'imagenet' (valid: synthetic, cifar10, mnist)"),
     (["--dataset", "cifar10"], "cifar10: no data root given"),
-    (["--data-root", "/data"], "--data-root '/data' needs a real dataset (valid: --dataset cifar10, --dataset mnist)"),
+    (["--data-root", "/data"],
+     "--data-root '/data' needs a real dataset (valid: --dataset cifar10, --dataset mnist)"),
     (["--device", "cuda:01"], "unknown device 'cuda:01'"),
 ])
 def test_bad_input_is_one_line_and_a_usage_error(bench_dir, args, expected):
@@ -61,14 +62,15 @@ def test_absent_gpu_is_named(bench_dir, monkeypatch):
     monkeypatch.setattr(devices, "_mps_available", lambda: False)
     result = bench_dir.runpytest("bench_x.py", "--device", "cpu,cuda")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: device 'cuda' is not available on this machine: no CUDA GPU found "
-                                 "(available: cpu)"])
+    result.stderr.fnmatch_lines(["ERROR: device 'cuda' is not available on this machine: "
+                                 "no CUDA GPU found (available: cpu)"])
 
 
 def test_data_root_without_the_dataset_names_it(bench_dir, tmp_path):
     result = bench_dir.runpytest("bench_x.py", "--dataset", "cifar10", "--data-root", str(tmp_path))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"ERROR: cifar10: no dataset under '{tmp_path}'*cifar-10-batches-bin*"])
+    result.stderr.fnmatch_lines([f"ERROR: cifar10: no dataset under '{tmp_path}'"
+                                 "*cifar-10-batches-bin*"])
 
 
 def test_ids_are_readable_and_stable(bench_dir):
@@ -76,7 +78,8 @@ def test_ids_are_readable_and_stable(bench_dir):
                                  "--device", "cpu", "--batch-size", "4,8")
     assert result.ret == 0
     ids = [line for line in result.stdout.lines if "::" in line]
-    assert ids == [f"bench_x.py::test_train[{m}-cpu-bs{b}]" for m in ("mlp", "kerascnn") for b in (4, 8)]
+    assert ids == [f"bench_x.py::test_train[{m}-cpu-bs{b}]" for m in ("mlp", "kerascnn")
+                   for b in (4, 8)]
 
 
 def test_default_axes_run_every_model_at_32_and_128(bench_dir):
@@ -88,7 +91,8 @@ def test_default_axes_run_every_model_at_32_and_128(bench_dir):
 
 @pytest.mark.slow
 def test_json_carries_params_extra_info_and_environment(bench_dir):
-    out = run_json(bench_dir, "--model", "mlp", "--device", "cpu", "--batch-size", "4", "--threads", "1")
+    out = run_json(bench_dir, "--model", "mlp", "--device", "cpu", "--batch-size", "4",
+                   "--threads", "1")
     (b,) = out["benchmarks"]
     assert b["name"] == "test_train[mlp-cpu-bs4]"
     assert b["params"] == {"model": "mlp", "device": "cpu", "batch_size": 4, "precision": "fp32",
@@ -97,7 +101,8 @@ def test_json_carries_params_extra_info_and_environment(bench_dir):
     assert info["images"] == 4
     assert info["images_per_s"] == pytest.approx(4 / b["stats"]["median"])
     assert info["threads"] == 1 and info["profile"] == "quick" and info["dataset"] == "synthetic"
-    assert info["flush_denormal"] is True and info["tf32"] is None and info["cudnn_benchmark"] is None
+    assert (info["flush_denormal"] is True and info["tf32"] is None
+            and info["cudnn_benchmark"] is None)
     assert info["optimizer"] == "adam" and info["image_size"] == 28 and info["in_channels"] == 1
     assert info["device_name"] and info["warmup_calls"] == config.PROFILES["quick"].warmup_calls
     assert b["options"]["timer"].endswith("synchronized_perf_counter[cpu]")
@@ -105,16 +110,17 @@ def test_json_carries_params_extra_info_and_environment(bench_dir):
     m = out["machine_info"]
     assert "hz_actual" not in m["cpu"] and "hz_actual_friendly" not in m["cpu"]
     env = m["imgbench"]
-    assert m["fingerprint"] == env["fingerprint"] and env["fingerprint"].endswith(f"-{env['cpu']['cores']}c")
+    assert (m["fingerprint"] == env["fingerprint"]
+            and env["fingerprint"].endswith(f"-{env['cpu']['cores']}c"))
     assert env["threads"] == 1 and env["torch"] == torch.__version__
     for key in ("torchvision", "cuda", "cudnn", "gpus", "gpu_count", "driver", "flags"):
         assert key in env
     assert set(env["flags"]) >= {"tf32_matmul", "tf32_cudnn", "cudnn_benchmark"}
-    assert out["imgbench"] == {"schema": runfile.SCHEMA, "version": out["imgbench"]["version"], "profile": "quick",
-                               "devices": ["cpu"],
+    assert out["imgbench"] == {"schema": runfile.SCHEMA, "version": out["imgbench"]["version"],
+                               "profile": "quick", "devices": ["cpu"],
                                "threads": 1, "dataset": "synthetic", "optimizer": "adam",
-                               "precisions": ["fp32"], "memory_formats": ["nchw"], "compile": ["off"],
-                               "peaks": out["imgbench"]["peaks"]}
+                               "precisions": ["fp32"], "memory_formats": ["nchw"],
+                               "compile": ["off"], "peaks": out["imgbench"]["peaks"]}
     assert out["imgbench"]["peaks"]["cpu"]["matmul_tflops"]["fp32"] > 0
     assert "peaks" not in env  # measured values in machine_info would make every comparison warn
 
@@ -130,8 +136,8 @@ def test_threads_default_to_every_usable_core_and_are_restored_after(bench_dir):
 
 def test_gpu_devices_give_gpu_ids(bench_dir, monkeypatch):
     monkeypatch.setattr(devices, "_gpu_count", lambda: 2)
-    result = bench_dir.runpytest("bench_x.py", "--collect-only", "-q", "--model", "mlp", "--device", "auto",
-                                 "--batch-size", "4")
+    result = bench_dir.runpytest("bench_x.py", "--collect-only", "-q", "--model", "mlp",
+                                 "--device", "auto", "--batch-size", "4")
     assert result.ret == 0, result.stdout.str()
     ids = [line for line in result.stdout.lines if "::" in line]
     assert ids == [f"bench_x.py::test_train[mlp-{d}-bs4]" for d in ("cpu", "cuda:0", "cuda:1")]
@@ -146,7 +152,8 @@ pytest_plugins = ["imgbench.plugin"]
 def device():
     return "their-own"
 ''')
-    pytester.makepyfile(test_theirs="def test_a(device, model=1):\n    assert device == 'their-own'\n")
+    pytester.makepyfile(test_theirs="def test_a(device, model=1):\n"
+                                    "    assert device == 'their-own'\n")
     result = pytester.runpytest("-q", "-p", "no:cacheprovider")
     assert result.ret == 0, result.stdout.str()
     result.assert_outcomes(passed=1)
@@ -204,12 +211,14 @@ def test_cross_check_times_cases_of_a_millisecond_or_more_a_second_way(pytester,
         assert "cross_check" not in cases[3]
         return
     check = cases[3]["cross_check"]
-    assert check["clock"] == "perf_counter" and 3 <= check["calls"] <= 20 and check["median_s"] >= 3e-3
+    assert (check["clock"] == "perf_counter" and 3 <= check["calls"] <= 20
+            and check["median_s"] >= 3e-3)
 
 
 def test_quick_profile_caps_image_size_and_full_uses_the_real_one():
     def shape(profile, model):
-        s = options.Settings(["cpu"], [2], [model], config.PROFILES[profile], 1, "adam", "synthetic", None)
+        s = options.Settings(["cpu"], [2], [model], config.PROFILES[profile], 1, "adam",
+                             "synthetic", None)
         return cases.Case(model, "cpu", 2, s).shape
 
     assert shape("quick", "resnet18") == (3, 32, 32)
@@ -228,15 +237,16 @@ def test_profile_sets_rounds_unless_the_user_does(bench_dir):
     assert b["stats"]["rounds"] >= config.PROFILES["full"].min_rounds
     assert b["extra_info"]["warmup_calls"] == config.PROFILES["full"].warmup_calls
     for given in (3, 5):  # 5 is pytest-benchmark's default: still the user's choice when given
-        assert bench_dir.runpytest("bench_x.py", "--profile", "full", f"--benchmark-min-rounds={given}",
-                                   *args).ret == 0
+        assert bench_dir.runpytest("bench_x.py", "--profile", "full",
+                                   f"--benchmark-min-rounds={given}", *args).ret == 0
         b = json.loads((bench_dir.path / "out.json").read_text())["benchmarks"][0]
         assert b["options"]["min_rounds"] == given
 
 
 @pytest.mark.slow
 def test_sgd_optimizer_is_recorded(bench_dir):
-    out = run_json(bench_dir, "--model", "mlp", "--device", "cpu", "--batch-size", "2", "--optimizer", "sgd")
+    out = run_json(bench_dir, "--model", "mlp", "--device", "cpu", "--batch-size", "2",
+                   "--optimizer", "sgd")
     assert out["benchmarks"][0]["extra_info"]["optimizer"] == "sgd"
 
 
@@ -246,7 +256,8 @@ def test_real_dataset_batches_come_from_the_data_root(bench_dir, tmp_path):
     out = run_json(bench_dir, "--model", "kerascnn", "--device", "cpu", "--batch-size", "8",
                    "--dataset", "cifar10", "--data-root", str(tmp_path / "data"))
     info = out["benchmarks"][0]["extra_info"]
-    assert (info["dataset"], info["image_size"], info["in_channels"], info["num_classes"]) == ("cifar10", 32, 3, 10)
+    assert ((info["dataset"], info["image_size"], info["in_channels"], info["num_classes"])
+            == ("cifar10", 32, 3, 10))
 
 
 OOM_BENCH = """
@@ -288,37 +299,44 @@ def test_out_of_memory_is_a_skip_naming_batch_and_device_and_memory_is_freed(pyt
     result.stdout.fnmatch_lines(["*out of memory at batch 4096 on cpu*"])
 
 
-@pytest.mark.parametrize("message", ["CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate",
-                                     "cuDNN error: CUDNN_STATUS_ALLOC_FAILED", "DefaultCPUAllocator: out of memory"])
+@pytest.mark.parametrize("message", [
+    "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate",
+    "cuDNN error: CUDNN_STATUS_ALLOC_FAILED",
+    "DefaultCPUAllocator: out of memory",
+])
 def test_library_out_of_memory_errors_are_skips_too(pytester, message):
     pytester.makeconftest('pytest_plugins = ["imgbench.plugin"]')
     pytester.makepyfile(bench_lib=f"""
 def test_lib(device, batch_size):
     raise RuntimeError({message!r})
 """)
-    result = pytester.runpytest("bench_lib.py", "--device", "cpu", "--batch-size", "8", "-rs", "-p", "no:cacheprovider")
+    result = pytester.runpytest("bench_lib.py", "--device", "cpu", "--batch-size", "8", "-rs",
+                                "-p", "no:cacheprovider")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*out of memory at batch 8 on cpu*"])
 
 
 def test_other_runtime_errors_still_fail(pytester):
     pytester.makeconftest('pytest_plugins = ["imgbench.plugin"]')
-    pytester.makepyfile(bench_lib="def test_lib(device):\n    raise RuntimeError('shape mismatch')\n")
+    pytester.makepyfile(bench_lib="def test_lib(device):\n"
+                                  "    raise RuntimeError('shape mismatch')\n")
     result = pytester.runpytest("bench_lib.py", "--device", "cpu", "-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
 
 
 def test_batchnorm_training_on_one_value_per_channel_is_a_skip(bench_dir):
-    result = bench_dir.runpytest("bench_x.py", "--model", "resnet18", "--device", "cpu", "--batch-size", "1",
-                                 "-rs", "-p", "no:cacheprovider")
+    result = bench_dir.runpytest("bench_x.py", "--model", "resnet18", "--device", "cpu",
+                                 "--batch-size", "1", "-rs", "-p", "no:cacheprovider")
     assert result.ret == 0, result.stdout.str()
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*too few values per channel for BatchNorm training at batch 1 on cpu*"])
+    result.stdout.fnmatch_lines(["*too few values per channel for BatchNorm training at batch 1 "
+                                 "on cpu*"])
 
 
 def test_benchmark_disable_runs_each_case_once_without_warm_up(bench_dir):
-    result = bench_dir.runpytest("bench_x.py", "--model", "mlp", "--device", "cpu", "--batch-size", "2",
-                                 "--benchmark-disable", "-p", "no:cacheprovider")
+    result = bench_dir.runpytest("bench_x.py", "--model", "mlp", "--device", "cpu",
+                                 "--batch-size", "2", "--benchmark-disable",
+                                 "-p", "no:cacheprovider")
     assert result.ret == 0
     result.assert_outcomes(passed=1)
 
@@ -332,14 +350,15 @@ def test_train(case, measure):
 def test_axes_extend_ids_only_beyond_their_defaults(pytester):
     pytester.makeconftest('pytest_plugins = ["imgbench.plugin"]')
     pytester.makepyfile(bench_axes=AXES_BENCH)
-    result = pytester.runpytest("bench_axes.py", "--collect-only", "-q", "--model", "mlp", "--device", "cpu",
-                                "--batch-size", "4", "--precision", "fp32,bf16", "--memory-format",
-                                "nchw,channels_last", "--compile", "off,on")
+    result = pytester.runpytest("bench_axes.py", "--collect-only", "-q", "--model", "mlp",
+                                "--device", "cpu", "--batch-size", "4", "--precision", "fp32,bf16",
+                                "--memory-format", "nchw,channels_last", "--compile", "off,on")
     assert result.ret == 0, result.stdout.str()
     ids = [line.split("[")[1].rstrip("]") for line in result.stdout.lines if "::" in line]
     assert ids == ["mlp-cpu-bs4", "mlp-cpu-bs4-compiled", "mlp-cpu-bs4-channels_last",
-                   "mlp-cpu-bs4-channels_last-compiled", "mlp-cpu-bs4-bf16", "mlp-cpu-bs4-bf16-compiled",
-                   "mlp-cpu-bs4-bf16-channels_last", "mlp-cpu-bs4-bf16-channels_last-compiled"]
+                   "mlp-cpu-bs4-channels_last-compiled", "mlp-cpu-bs4-bf16",
+                   "mlp-cpu-bs4-bf16-compiled", "mlp-cpu-bs4-bf16-channels_last",
+                   "mlp-cpu-bs4-bf16-channels_last-compiled"]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -358,15 +377,17 @@ def test_precisions_run_or_skip_with_the_reason(pytester):
     pytester.makeconftest('pytest_plugins = ["imgbench.plugin"]')
     pytester.makepyfile(bench_axes=AXES_BENCH)
     out = pytester.path / "out.json"
-    result = pytester.runpytest("bench_axes.py", "--model", "kerascnn", "--device", "cpu", "--batch-size", "4",
-                                "--precision", "fp32,tf32,bf16", "--memory-format", "channels_last", "-rs",
+    result = pytester.runpytest("bench_axes.py", "--model", "kerascnn", "--device", "cpu",
+                                "--batch-size", "4", "--precision", "fp32,tf32,bf16",
+                                "--memory-format", "channels_last", "-rs",
                                 f"--benchmark-json={out}", *FAST)
     assert result.ret == 0, result.stdout.str()
     result.assert_outcomes(passed=2, skipped=1)
     result.stdout.fnmatch_lines(["*tf32 is a mode of NVIDIA GPUs; cpu has none*"])
     runs = {b["name"]: b for b in json.loads(out.read_text())["benchmarks"]}
     bf16 = runs["test_train[kerascnn-cpu-bs4-bf16-channels_last]"]
-    assert bf16["params"]["precision"] == "bf16" and bf16["params"]["memory_format"] == "channels_last"
+    assert (bf16["params"]["precision"] == "bf16"
+            and bf16["params"]["memory_format"] == "channels_last")
     assert bf16["extra_info"]["precision"] == "bf16"
     peaks = json.loads(out.read_text())["imgbench"]["peaks"]["cpu"]
     assert set(peaks["matmul_tflops"]) == {"fp32", "bf16"}
@@ -403,30 +424,35 @@ def stand_in_compiler(monkeypatch):  # a real compile is 20 s here: doctor's tes
 
 @pytest.mark.slow
 def test_compile_time_is_stored_apart_from_the_rounds(pytester):
-    """A compiled case's compile (its first call: 0.3 s more here) lands in compile_s, never in a round."""
+    """A compiled case's compile (its first call: 0.3 s more here) lands in compile_s, never in a
+    round."""
     pytester.makeconftest(COMPILE_IN_THE_FIRST_CALL)
     pytester.makepyfile(bench_axes=AXES_BENCH)
     out = pytester.path / "out.json"
-    result = pytester.runpytest_subprocess("bench_axes.py", "--model", "mlp", "--device", "cpu", "--batch-size",
-                                           "4", "--compile", "on", f"--benchmark-json={out}", *FAST)
+    result = pytester.runpytest_subprocess("bench_axes.py", "--model", "mlp", "--device", "cpu",
+                                           "--batch-size", "4", "--compile", "on",
+                                           f"--benchmark-json={out}", *FAST)
     assert result.ret == 0, result.stdout.str()
     (b,) = json.loads(out.read_text())["benchmarks"]
     info = b["extra_info"]
     assert info["compile"] == "on" and info["warmup_calls"] >= 2
-    assert info["compile_s"] == pytest.approx(0.3, abs=0.05)  # the first call's excess over a timed one
-    assert info["first_call_s"] >= 0.3 and max(b["stats"]["data"]) < 0.1  # in the first call, in no round
+    # the first call's excess over a timed one
+    assert info["compile_s"] == pytest.approx(0.3, abs=0.05)
+    # in the first call, in no round
+    assert info["first_call_s"] >= 0.3 and max(b["stats"]["data"]) < 0.1
 
 
 @pytest.mark.slow
 def test_first_compare_without_a_baseline_says_so_and_runs(bench_dir):
-    args = ["bench_x.py", "--model", "mlp", "--device", "cpu", "--batch-size", "2", "--benchmark-storage=store",
-            *FAST]
+    args = ["bench_x.py", "--model", "mlp", "--device", "cpu", "--batch-size", "2",
+            "--benchmark-storage=store", *FAST]
     first = bench_dir.runpytest(*args, "--benchmark-autosave", "--benchmark-compare",
                                 "--benchmark-compare-fail=median:10%")
     assert first.ret == 0, first.stdout.str() + first.stderr.str()
     first.stderr.fnmatch_lines(["imgbench: no stored run to compare with in *store* (first run?)*"])
     assert len(list((bench_dir.path / "store").glob("*/0001_*.json"))) == 1
-    second = bench_dir.runpytest(*args, "--benchmark-compare", "--benchmark-compare-fail=median:1000%")
+    second = bench_dir.runpytest(*args, "--benchmark-compare",
+                                 "--benchmark-compare-fail=median:1000%")
     assert second.ret == 0
     assert "no stored run to compare with" not in second.stderr.str()
     second.stdout.fnmatch_lines(["*0001*"])  # the comparison table names the stored run
@@ -434,11 +460,12 @@ def test_first_compare_without_a_baseline_says_so_and_runs(bench_dir):
 
 @pytest.mark.slow
 def test_the_gate_set_covers_every_family_that_runs_on_the_cpu(pytester):
-    """`--cases gate` keeps the cases their test marks with @pytest.mark.gate(**params), and the real
-    benches' gate set holds a case of every CPU family (both epoch data paths, save and load)."""
+    """`--cases gate` keeps the cases their test marks with @pytest.mark.gate(**params), and the
+    real benches' gate set holds a case of every CPU family (both epoch data paths, save and
+    load)."""
     benches = ROOT / "benches"
-    result = pytester.runpytest_subprocess(str(benches), "--cases", "gate", "--device", "cpu", "--collect-only", "-q",
-                                           "-p", "no:randomly")
+    result = pytester.runpytest_subprocess(str(benches), "--cases", "gate", "--device", "cpu",
+                                           "--collect-only", "-q", "-p", "no:randomly")
     ids = sorted(line.split("::", 1)[1] for line in result.outlines if "::" in line)
     assert ids == sorted([
         "test_checkpoint[kerascnn-cpu-save]", "test_checkpoint[kerascnn-cpu-load]",
@@ -449,8 +476,8 @@ def test_the_gate_set_covers_every_family_that_runs_on_the_cpu(pytester):
         "test_forward[kerascnn-cpu-bs32]", "test_train_step[kerascnn-cpu-bs32]",
         "test_transfer[cpu-bs128-last_layer]"])
     families = {i.split("[")[0] for i in ids}
-    assert families == {"test_checkpoint", "test_conv", "test_loader", "test_ddp", "test_epoch", "test_forward",
-                        "test_train_step", "test_transfer"}
+    assert families == {"test_checkpoint", "test_conv", "test_loader", "test_ddp", "test_epoch",
+                        "test_forward", "test_train_step", "test_transfer"}
 
 
 def test_a_gate_marker_selects_by_its_params(pytester):
@@ -488,13 +515,15 @@ def test_after(device, measure):
 def test_a_hung_case_fails_with_one_line_after_the_limit_and_the_run_goes_on(pytester):
     pytester.makeconftest('pytest_plugins = ["imgbench.plugin"]')
     pytester.makepyfile(bench_hang=HANG_BENCH)
-    result = pytester.runpytest_subprocess("bench_hang.py", "--device", "cpu", "--case-timeout", "2",
-                                           "--benchmark-json=out.json", "--benchmark-max-time=0.01",
-                                           "-p", "no:cacheprovider", timeout=120)
+    result = pytester.runpytest_subprocess("bench_hang.py", "--device", "cpu",
+                                           "--case-timeout", "2", "--benchmark-json=out.json",
+                                           "--benchmark-max-time=0.01", "-p", "no:cacheprovider",
+                                           timeout=120)
     assert result.ret == 1
     result.assert_outcomes(passed=1, failed=1)
     out = result.stdout.str()
-    line = "bench_hang.py::test_hangs[cpu] did not end within the case limit of 2 s (--case-timeout); stopped as hung"
+    line = ("bench_hang.py::test_hangs[cpu] did not end within the case limit of 2 s "
+            "(--case-timeout); stopped as hung")
     assert line in out and "Traceback" not in out and "time.sleep" not in out
     names = [b["name"] for b in json.loads((pytester.path / "out.json").read_text())["benchmarks"]]
     assert names == ["test_after[cpu]"]
@@ -503,19 +532,24 @@ def test_a_hung_case_fails_with_one_line_after_the_limit_and_the_run_goes_on(pyt
 def test_a_bad_case_timeout_is_one_line(bench_dir):
     result = bench_dir.runpytest("bench_x.py", "--case-timeout", "soon")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*case timeout 'soon' is not a number (valid: a positive number of seconds)*"])
+    result.stderr.fnmatch_lines(["*case timeout 'soon' is not a number (valid: a positive number "
+                                 "of seconds)*"])
 
 
 def collected(pytester, *args) -> tuple[list[str], str]:
     """The ids a real run would collect from the repository's benches, and pytest's output."""
 
-    files = [str(ROOT / "benches" / f) for f in ("bench_dataloader.py", "bench_epoch.py", "bench_transfer.py")]
-    result = pytester.runpytest(*files, "--collect-only", "-q", "-p", "no:cacheprovider", "--threads", "2", *args)
+    files = [str(ROOT / "benches" / f)
+             for f in ("bench_dataloader.py", "bench_epoch.py", "bench_transfer.py")]
+    result = pytester.runpytest(*files, "--collect-only", "-q", "-p", "no:cacheprovider",
+                                "--threads", "2", *args)
     assert result.ret == 0, result.stdout.str()
-    return [line.split("::", 1)[1] for line in result.stdout.lines if "::" in line], result.stdout.str()
+    return ([line.split("::", 1)[1] for line in result.stdout.lines if "::" in line],
+            result.stdout.str())
 
 
-def test_cpu_only_cases_run_only_with_the_cpu_and_pinned_ones_only_with_an_accelerator(pytester, monkeypatch):
+def test_cpu_only_cases_run_only_with_the_cpu_and_pinned_ones_only_with_an_accelerator(
+        pytester, monkeypatch):
     monkeypatch.setattr(devices, "_gpu_count", lambda: 1)
     loaders = lambda ids: [i for i in ids if i.startswith("test_loader")]  # noqa: E731
     on_gpu, out = collected(pytester, "--device", "cuda", "--batch-size", "32")
@@ -533,12 +567,17 @@ def test_auto_full_runs_the_documented_cpu_subset(pytester, monkeypatch):
     ids, out = collected(pytester, "--device", "auto", "--profile", "full", "--batch-size", "128")
     cpu = {i for i in ids if "-cpu-" in i or i.endswith("-cpu]") or "[cpu" in i}
     gpu = {i for i in ids if "cuda" in i}
-    assert {i.split("[")[1].split("-")[0] for i in cpu if i.startswith("test_epoch")} == {"kerascnn", "mlp"}
+    assert ({i.split("[")[1].split("-")[0] for i in cpu if i.startswith("test_epoch")}
+            == {"kerascnn", "mlp"})
     assert not any(i.startswith(("test_reference_epoch", "test_transfer")) for i in cpu)
-    assert {i.split("[")[1].split("-")[0] for i in gpu if i.startswith("test_epoch")} == set(models.names())
-    assert any(i.startswith("test_reference_epoch") for i in gpu) and any(i.startswith("test_transfer") for i in gpu)
+    assert ({i.split("[")[1].split("-")[0] for i in gpu if i.startswith("test_epoch")}
+            == set(models.names()))
+    assert (any(i.startswith("test_reference_epoch") for i in gpu)
+            and any(i.startswith("test_transfer") for i in gpu))
     assert "CPU cases beyond the CPU subset of --device auto --profile full (mlp, kerascnn" in out
-    explicit, _ = collected(pytester, "--device", "cpu,cuda", "--profile", "full", "--batch-size", "128")
+    explicit, _ = collected(pytester, "--device", "cpu,cuda", "--profile", "full",
+                            "--batch-size", "128")
     assert len(explicit) > len(ids)  # asked for by name, the CPU runs everything
     quick, _ = collected(pytester, "--device", "auto", "--batch-size", "128")
-    assert any(i.startswith("test_epoch[resnet50-cpu") for i in quick)  # the quick profile is not cut
+    # the quick profile is not cut
+    assert any(i.startswith("test_epoch[resnet50-cpu") for i in quick)

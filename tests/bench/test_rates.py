@@ -1,5 +1,5 @@
-"""Rates from a median (imgbench.measure): the work one call did over the median time of a call, and how
-far that is from the device's measured peak; and the time torch.compile took."""
+"""Rates from a median (imgbench.measure): the work one call did over the median time of a call, and
+how far that is from the device's measured peak; and the time torch.compile took."""
 
 import pytest
 
@@ -21,9 +21,11 @@ def test_no_counted_work_no_rate():
 
 def test_without_a_measured_peak_there_is_no_percentage():
     out = rates(Workload(lambda: None, flops=10**12), 0.25)
-    assert out["tflop_per_s"] == 4.0 and out["peak_tflop_per_s"] is None and out["pct_of_peak"] is None
+    assert (out["tflop_per_s"] == 4.0 and out["peak_tflop_per_s"] is None
+            and out["pct_of_peak"] is None)
 
 
-@pytest.mark.parametrize("first, median, compile_s", [(3.5, 0.5, 3.0), (0.5, 0.5, 0.0), (0.4, 0.5, 0.0)])
+@pytest.mark.parametrize("first, median, compile_s",
+                         [(3.5, 0.5, 3.0), (0.5, 0.5, 0.0), (0.4, 0.5, 0.0)])
 def test_compile_time_is_the_first_calls_excess_never_negative(first, median, compile_s):
     assert compile_seconds(first, median) == compile_s

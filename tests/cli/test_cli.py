@@ -17,8 +17,8 @@ from tests.helpers import ROOT
 
 
 def imgbench(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "imgbench", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run([sys.executable, "-m", "imgbench", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
 
 
 @pytest.mark.parametrize("command", [[], ["env"], ["list"], ["run"], ["compare"], ["baseline"]])
@@ -49,7 +49,8 @@ def test_env_text_and_json(capsys):
     assert cli.main(["env", "--json"]) == 0
     env = json.loads(capsys.readouterr().out)
     assert env["threads"] == devices.usable_cores()
-    assert re.fullmatch(rf"[\w.]+(-f\d+m\d+)?-{devices.usable_cores()}c(-[\w.]+-x\d+)*", env["fingerprint"])
+    assert re.fullmatch(rf"[\w.]+(-f\d+m\d+)?-{devices.usable_cores()}c(-[\w.]+-x\d+)*",
+                        env["fingerprint"])
     assert cli.main(["env", "--fingerprint"]) == 0
     assert capsys.readouterr().out == env["fingerprint"] + "\n"
 
@@ -81,7 +82,8 @@ def test_every_family_has_its_bench_file_and_back():
     (["--benches", "/nonexistent"], "no benches folder at /nonexistent"),
     (["--optimizer", "lbfgs"], "unknown optimizer 'lbfgs' (valid: adam, sgd)"),
     (["--dataset", "svhn"], "unknown dataset 'svhn'"),
-    (["--dataset", "mnist", "--data-root", "/nonexistent"], "mnist: missing under '/nonexistent/MNIST/raw'"),
+    (["--dataset", "mnist", "--data-root", "/nonexistent"],
+     "mnist: missing under '/nonexistent/MNIST/raw'"),
     (["--data-root", "/tmp"], "--data-root '/tmp' needs a real dataset"),
 ])
 def test_run_bad_input_exits_2_with_one_line(capsys, args, message):
@@ -95,7 +97,8 @@ def test_run_bad_input_exits_2_with_one_line(capsys, args, message):
     ("--json", "{tmp}", "--json {tmp}: is a folder (give a file path"),
     ("--json", "{blocker}/run.json", "--json: cannot create {blocker}: "),
 ])
-def test_run_refuses_places_it_cannot_write_before_running(tmp_path, capsys, option, value, message):
+def test_run_refuses_places_it_cannot_write_before_running(tmp_path, capsys, option, value,
+                                                           message):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     fill = {"blocker": blocker, "tmp": tmp_path}
@@ -109,12 +112,14 @@ def test_run_refuses_places_it_cannot_write_before_running(tmp_path, capsys, opt
 
 
 @pytest.mark.slow
-def test_a_bench_that_fails_to_import_is_a_failed_run_not_an_interrupt(tmp_path, monkeypatch, capsys):
+def test_a_bench_that_fails_to_import_is_a_failed_run_not_an_interrupt(tmp_path, monkeypatch,
+                                                                        capsys):
     benches = tmp_path / "benches"
     benches.mkdir()
     (benches / "bench_broken.py").write_text("import no_such_module\n")
     monkeypatch.chdir(tmp_path)  # the run's pytest runs here, in this process
-    code = cli.main(["run", "--device", "cpu", "--benches", str(benches), "--storage", str(tmp_path / "runs"),
+    code = cli.main(["run", "--device", "cpu", "--benches", str(benches),
+                     "--storage", str(tmp_path / "runs"),
                      "--", "-p", "no:cacheprovider", "-o", "python_files=bench_*.py"])
     out, err = capsys.readouterr()
     assert code == 1, out + err
@@ -126,8 +131,8 @@ def test_a_bench_that_fails_to_import_is_a_failed_run_not_an_interrupt(tmp_path,
 @pytest.mark.slow
 @pytest.mark.parametrize("command, folder", [("run", "--storage"), ("baseline", "--folder")])
 def test_a_run_stopped_by_pytest_exit_saves_nothing(tmp_path, monkeypatch, capsys, command, folder):
-    """pytest ends a session stopped part-way (pytest.exit) as it ends a Ctrl-C: its JSON holds only the
-    cases before the stop, so neither the history nor a baseline may take it."""
+    """pytest ends a session stopped part-way (pytest.exit) as it ends a Ctrl-C: its JSON holds only
+    the cases before the stop, so neither the history nor a baseline may take it."""
     benches = tmp_path / "benches"
     benches.mkdir()
     # a module name of its own: the run's pytest imports it into this process
@@ -135,7 +140,8 @@ def test_a_run_stopped_by_pytest_exit_saves_nothing(tmp_path, monkeypatch, capsy
         "import pytest\n\ndef test_a(benchmark):\n    benchmark(lambda: None)\n\n"
         "def test_b():\n    pytest.exit('stopped part-way')\n")
     monkeypatch.chdir(tmp_path)
-    code = cli.main([command, "--device", "cpu", "--benches", str(benches), folder, str(tmp_path / "out"),
+    code = cli.main([command, "--device", "cpu", "--benches", str(benches),
+                     folder, str(tmp_path / "out"),
                      "--", "-p", "no:cacheprovider", "-o", "python_files=bench_*.py"])
     out, err = capsys.readouterr()
     assert code == 1, out + err
@@ -144,7 +150,8 @@ def test_a_run_stopped_by_pytest_exit_saves_nothing(tmp_path, monkeypatch, capsy
 
 
 def main(capsys, *args) -> tuple[int, str, str]:
-    """`imgbench ARGS` in this process (its pytest too): the exit code, standard output and error."""
+    """`imgbench ARGS` in this process (its pytest too): the exit code, standard output and
+    error."""
     code = cli.main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
@@ -152,12 +159,13 @@ def main(capsys, *args) -> tuple[int, str, str]:
 
 @pytest.mark.slow
 def test_run_saves_then_compares_with_the_previous_run(tmp_path, capsys):
-    """Three runs into storage outside the working folder: the first is saved as the first, the second is
-    compared with it and copied, the third (other threads: other conditions) is compared all the same,
-    pytest-benchmark warning that the machine_info differs."""
+    """Three runs into storage outside the working folder: the first is saved as the first, the
+    second is compared with it and copied, the third (other threads: other conditions) is compared
+    all the same, pytest-benchmark warning that the machine_info differs."""
     def run(*more, threads="2"):
-        return main(capsys, "run", "--model", "mlp", "--batch-size", "4", "--device", "cpu", "--threads", threads,
-                    "--storage", tmp_path / "runs", *more, "--", "-k", "forward or train_step or empty_round",
+        return main(capsys, "run", "--model", "mlp", "--batch-size", "4", "--device", "cpu",
+                    "--threads", threads, "--storage", tmp_path / "runs", *more,
+                    "--", "-k", "forward or train_step or empty_round",
                     "--benchmark-max-time=0.01", "-p", "no:cacheprovider")
 
     code, out, err = run()
@@ -169,7 +177,8 @@ def test_run_saves_then_compares_with_the_previous_run(tmp_path, capsys):
     stored = json.loads(saved.read_text())
     assert sorted(b["name"] for b in stored["benchmarks"]) == [
         "test_empty_round[cpu]", "test_forward[mlp-cpu-bs4]", "test_train_step[mlp-cpu-bs4]"]
-    assert all(len(b["stats"]["data"]) == b["stats"]["rounds"] for b in stored["benchmarks"])  # save-data
+    assert all(len(b["stats"]["data"]) == b["stats"]["rounds"]
+               for b in stored["benchmarks"])  # save-data
 
     copy = tmp_path / "ci" / "run.json"
     code, out, err = run("--json", copy)
@@ -190,8 +199,9 @@ def test_run_saves_then_compares_with_the_previous_run(tmp_path, capsys):
 @pytest.mark.slow
 def test_baseline_merges_a_subset_and_is_written_whole_or_not_at_all(tmp_path, capsys):
     def baseline(*select):
-        return main(capsys, "baseline", "--model", "mlp", "--batch-size", "4", "--device", "cpu", "--folder",
-                    tmp_path, "--", *select, "--benchmark-max-time=0.01", "-p", "no:cacheprovider")
+        return main(capsys, "baseline", "--model", "mlp", "--batch-size", "4", "--device", "cpu",
+                    "--folder", tmp_path,
+                    "--", *select, "--benchmark-max-time=0.01", "-p", "no:cacheprovider")
 
     code, out, err = baseline("-k", "test_forward or test_train_step")
     assert code == 0, out + err
@@ -207,17 +217,20 @@ def test_baseline_merges_a_subset_and_is_written_whole_or_not_at_all(tmp_path, c
     now = {b["name"]: b for b in json.loads(path.read_text())["benchmarks"]}
     assert sorted(now) == sorted(first)
     assert now["test_forward[mlp-cpu-bs4]"] == first["test_forward[mlp-cpu-bs4]"]  # kept as it was
-    assert now["test_train_step[mlp-cpu-bs4]"]["stats"] != first["test_train_step[mlp-cpu-bs4]"]["stats"]
+    assert (now["test_train_step[mlp-cpu-bs4]"]["stats"]
+            != first["test_train_step[mlp-cpu-bs4]"]["stats"])
 
     before = path.read_bytes()
-    code, out, err = baseline("-k", "test_forward", "-x", "--benchmark-min-rounds=0")  # invalid: the run fails
+    # invalid: the run fails
+    code, out, err = baseline("-k", "test_forward", "-x", "--benchmark-min-rounds=0")
     assert code != 0 and "baseline unchanged" in err
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == ["quick.json"]  # no partial file left
 
 
 def test_baseline_with_bad_options_creates_nothing(tmp_path, capsys):
-    assert cli.main(["baseline", "--model", "nosuch", "--folder", str(tmp_path / "b")]) == cli.EXIT_BAD_INPUT
+    assert (cli.main(["baseline", "--model", "nosuch", "--folder", str(tmp_path / "b")])
+            == cli.EXIT_BAD_INPUT)
     assert "unknown model 'nosuch'" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
 
@@ -234,7 +247,8 @@ def test_ctrl_c_during_a_run_saves_nothing_and_keeps_earlier_runs(tmp_path):
     (benches / "bench_hang.py").write_text(
         "import pathlib, time\n"
         "def test_a_quick(benchmark):\n    benchmark(lambda: None)\n"
-        f"def test_b_hang(benchmark):\n    pathlib.Path({str(ready)!r}).touch()\n    time.sleep(120)\n")
+        "def test_b_hang(benchmark):\n"
+        f"    pathlib.Path({str(ready)!r}).touch()\n    time.sleep(120)\n")
     storage = tmp_path / "runs"
     fp = environment.environment()["fingerprint"]
     from pytest_benchmark.utils import get_machine_id
@@ -243,11 +257,13 @@ def test_ctrl_c_during_a_run_saves_nothing_and_keeps_earlier_runs(tmp_path):
     earlier.parent.mkdir(parents=True)
     earlier.write_text('{"machine_info": {}, "benchmarks": [], "datetime": "2026-11-01T00:00:00"}')
     before = earlier.read_bytes()
-    proc = subprocess.Popen([sys.executable, "-m", "imgbench", "run", "--device", "cpu", "--benches", str(benches),
-                             "--storage", str(storage), "--", "-p", "no:cacheprovider", "--benchmark-max-time=0.01",
+    proc = subprocess.Popen([sys.executable, "-m", "imgbench", "run", "--device", "cpu",
+                             "--benches", str(benches), "--storage", str(storage), "--",
+                             "-p", "no:cacheprovider", "--benchmark-max-time=0.01",
                              "-o", "python_files=bench_*.py"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                            # as in a terminal: a job started in the background by a script inherits SIGINT ignored
+                            # as in a terminal: a job started in the background by a script inherits
+                            # SIGINT ignored
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not ready.exists() and time.monotonic() < deadline and proc.poll() is None:

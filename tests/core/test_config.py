@@ -1,5 +1,5 @@
-"""Named configuration (imgbench.config): the rules that follow from a run's threads and profile, and the
-names the rest of the suite looks up."""
+"""Named configuration (imgbench.config): the rules that follow from a run's threads and profile,
+and the names the rest of the suite looks up."""
 
 import dataclasses
 import subprocess
@@ -22,7 +22,8 @@ def test_worker_counts_stop_at_the_runs_threads(threads, counts):
     assert config.worker_counts(threads) == counts
 
 
-@pytest.mark.parametrize("threads, workers", [(1, 1), (2, 2), (config.EPOCH_WORKERS + 3, config.EPOCH_WORKERS)])
+@pytest.mark.parametrize("threads, workers",
+                         [(1, 1), (2, 2), (config.EPOCH_WORKERS + 3, config.EPOCH_WORKERS)])
 def test_epoch_workers_are_at_most_the_runs_threads(threads, workers):
     assert config.epoch_workers(threads) == workers
 
@@ -39,7 +40,8 @@ def test_image_size_is_the_models_own_capped_by_the_profile(default, profile, si
 
 def test_profiles_are_named_by_their_key_and_made_by_keyword_only():
     assert all(p.name == name for name, p in PROFILES.items())
-    fields = {f.name: getattr(PROFILES["quick"], f.name) for f in dataclasses.fields(config.Profile)}
+    fields = {f.name: getattr(PROFILES["quick"], f.name)
+              for f in dataclasses.fields(config.Profile)}
     assert config.Profile(**fields) == PROFILES["quick"]
     with pytest.raises(TypeError):
         config.Profile(*fields.values())  # a positional 512 could land in the wrong field

@@ -1,5 +1,5 @@
-"""The user's mistakes and the suite's bugs (imgbench.errors, imgbench.cli.main): a UserError, of whatever
-module, is one line and exit 2; anything else is a bug and keeps its traceback."""
+"""The user's mistakes and the suite's bugs (imgbench.errors, imgbench.cli.main): a UserError, of
+whatever module, is one line and exit 2; anything else is a bug and keeps its traceback."""
 
 import pytest
 
@@ -21,8 +21,8 @@ def raising(error):
 
 
 @pytest.mark.parametrize("kind", [UserError, ab.ABError, compare.CompareError, devices.DeviceError,
-                                  options.AxisError, runfile.RunError, storage.StorageError, data.DatasetError,
-                                  models.UnknownModelError, cases.EmptyEpoch])
+                                  options.AxisError, runfile.RunError, storage.StorageError,
+                                  data.DatasetError, models.UnknownModelError, cases.EmptyEpoch])
 def test_a_user_error_is_one_line_and_exit_2(monkeypatch, capsys, kind):
     monkeypatch.setattr(machine, "listing", raising(kind("--thing 'x' is bad (valid: y)")))
     assert cli.main(["list"]) == cli.EXIT_BAD_INPUT == 2

@@ -1,6 +1,6 @@
-"""The one table of run and axis options (imgbench.options): parsing and checking the values, the pytest
-plugin and the `imgbench` command offering the same options from it, and settings turned back into
-pytest arguments."""
+"""The one table of run and axis options (imgbench.options): parsing and checking the values, the
+pytest plugin and the `imgbench` command offering the same options from it, and settings turned back
+into pytest arguments."""
 
 import re
 
@@ -15,12 +15,13 @@ from imgbench.workloads import models
 CLI_ONLY = {  # each command's own options beside the table's
     "run": {"--benches", "--storage", "--json"},
     "baseline": {"--benches", "--folder"},
-    "ab": {"--benches", "--base", "--base-python", "--alpha", "--min-effect", "--seed", "--budget", "--markdown",
-           "--regressions"},
+    "ab": {"--benches", "--base", "--base-python", "--alpha", "--min-effect", "--seed", "--budget",
+           "--markdown", "--regressions"},
     "bisect": {"--benches", "--alpha", "--min-effect", "--budget", "--seed"},
-    "explain": {"--benches", "--base", "--profiles", "--out", "--pairs", "--warmup", "--max-seconds", "--markdown"},
-    "gate-check": {"--benches", "--base", "--jobs", "--effects", "--alpha", "--min-effect", "--seed", "--budget",
-                   "--hog", "--markdown"},
+    "explain": {"--benches", "--base", "--profiles", "--out", "--pairs", "--warmup",
+                "--max-seconds", "--markdown"},
+    "gate-check": {"--benches", "--base", "--jobs", "--effects", "--alpha", "--min-effect",
+                   "--seed", "--budget", "--hog", "--markdown"},
 }
 
 
@@ -57,7 +58,8 @@ def test_profiles_are_looked_up_by_name():
 
 def test_axis_lists_keep_order_drop_repeats_and_name_bad_values():
     assert options.choices("precision", "bf16, fp32,bf16", config.PRECISIONS) == ["bf16", "fp32"]
-    with pytest.raises(AxisError, match=r"^unknown precision 'fp64' \(valid: fp32, tf32, bf16, fp16\)$"):
+    with pytest.raises(AxisError,
+                       match=r"^unknown precision 'fp64' \(valid: fp32, tf32, bf16, fp16\)$"):
         options.choices("precision", "fp32,fp64", config.PRECISIONS)
     with pytest.raises(AxisError, match=r"^empty compile in 'on,' \(valid: off, on\)$"):
         options.choices("compile", "on,", config.COMPILE)
@@ -69,7 +71,8 @@ def given(**values):
 
 
 def test_a_data_root_needs_a_real_dataset():
-    with pytest.raises(AxisError, match=r"^--data-root '/data' needs a real dataset \(valid: --dataset cifar10, "):
+    with pytest.raises(AxisError, match=r"^--data-root '/data' needs a real dataset "
+                                        r"\(valid: --dataset cifar10, "):
         from_options(given(data_root="/data"))
 
 
@@ -131,9 +134,10 @@ def test_an_option_added_to_the_table_reaches_both(pytester, capsys, monkeypatch
     assert pytester.parseconfig("--resolution", "96").getoption("resolution") == "96"
 
 
-VALUES = {"device": "cpu", "model": "mlp,kerascnn", "batch_size": "8, 4", "profile": "full", "threads": "1",
-          "optimizer": "sgd", "dataset": "synthetic", "data_root": None, "precision": "fp32,bf16",
-          "memory_format": "channels_last", "compile": "off", "cases": "gate"}
+VALUES = {"device": "cpu", "model": "mlp,kerascnn", "batch_size": "8, 4", "profile": "full",
+          "threads": "1", "optimizer": "sgd", "dataset": "synthetic", "data_root": None,
+          "precision": "fp32,bf16", "memory_format": "channels_last", "compile": "off",
+          "cases": "gate"}
 
 
 def test_pytest_args_round_trip_through_settings(pytester):
@@ -150,4 +154,5 @@ def test_pytest_args_round_trip_through_settings(pytester):
 
 def test_only_options_given_become_pytest_args():
     assert options.pytest_args({}) == []
-    assert options.pytest_args({"model": "mlp", "device": None, "threads": 2}) == ["--model", "mlp", "--threads", "2"]
+    assert options.pytest_args({"model": "mlp", "device": None, "threads": 2}) == [
+        "--model", "mlp", "--threads", "2"]

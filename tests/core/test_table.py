@@ -1,5 +1,5 @@
-"""The one table renderer (imgbench.table): aligned text for a terminal, markdown for a job summary, and
-times in a readable unit."""
+"""The one table renderer (imgbench.table): aligned text for a terminal, markdown for a job summary,
+and times in a readable unit."""
 
 import pytest
 
@@ -36,8 +36,8 @@ def test_a_row_of_another_length_is_refused():
 
 
 @pytest.mark.parametrize("seconds, text", [
-    (12.5, "12.500 s"), (1.0, "1.000 s"), (0.999, "999.000 ms"), (1e-3, "1.000 ms"), (5.678e-3, "5.678 ms"),
-    (1.2e-5, "12.000 us"), (1e-6, "1.000 us"), (5e-7, "500 ns"),
+    (12.5, "12.500 s"), (1.0, "1.000 s"), (0.999, "999.000 ms"), (1e-3, "1.000 ms"),
+    (5.678e-3, "5.678 ms"), (1.2e-5, "12.000 us"), (1e-6, "1.000 us"), (5e-7, "500 ns"),
 ])
 def test_seconds_in_the_unit_that_keeps_three_decimals_readable(seconds, text):
     assert table.seconds(seconds) == text

@@ -1,7 +1,7 @@
-"""Interleaved A/B: matching cases by family and params, options the base does not know, the decision
-(exact signed-rank test, Holm over the job, Hodges-Lehmann ratio, contention), the burst schedule (with
-fake workers), real worker processes on a tree without imgbench (served, replayed and skipped cases),
-and one end-to-end `imgbench ab` on two git commits whose candidate is slower."""
+"""Interleaved A/B: matching cases by family and params, options the base does not know, the
+decision (exact signed-rank test, Holm over the job, Hodges-Lehmann ratio, contention), the burst
+schedule (with fake workers), real worker processes on a tree without imgbench (served, replayed and
+skipped cases), and one end-to-end `imgbench ab` on two git commits whose candidate is slower."""
 
 import math
 import os
@@ -23,11 +23,13 @@ from tests.helpers import ROOT, commit, skip_when_busy
 def test_cases_are_matched_by_family_and_params_not_by_id():
     base = [("b.py::test_forward[mlp-cpu-bs4]", "test_forward", {"model": "mlp", "batch_size": 4}),
             ("b.py::test_old[x]", "test_old", {"x": "x"})]
-    cand = [("b.py::test_forward[mlp-bs4-cpu]", "test_forward", {"batch_size": 4, "model": "mlp"}),  # renamed id
+    cand = [("b.py::test_forward[mlp-bs4-cpu]", "test_forward",
+             {"batch_size": 4, "model": "mlp"}),  # renamed id
             ("b.py::test_new", "test_new", {})]
     both, only_base, only_cand = ab.match(base, cand)
     assert [(m.name, m.base_id, m.cand_id) for m in both] == [
-        ("test_forward[mlp-bs4-cpu]", "b.py::test_forward[mlp-cpu-bs4]", "b.py::test_forward[mlp-bs4-cpu]")]
+        ("test_forward[mlp-bs4-cpu]", "b.py::test_forward[mlp-cpu-bs4]",
+         "b.py::test_forward[mlp-bs4-cpu]")]
     assert only_base == ["b.py::test_old[x]"] and only_cand == ["b.py::test_new"]
 
 
@@ -48,8 +50,10 @@ def noise(center, n=60, sd=0.05, seed=0):
 
 
 def test_decide_slower_faster_same_and_below_the_minimum_effect():
-    trials = [trial("test_a[x]", noise(math.log(1.10))), trial("test_b[x]", noise(math.log(0.90), seed=1)),
-              trial("test_c[x]", noise(0.0, sd=0.01, seed=2)), trial("test_d[x]", noise(0.01, sd=0.005, seed=3))]
+    trials = [trial("test_a[x]", noise(math.log(1.10))),
+              trial("test_b[x]", noise(math.log(0.90), seed=1)),
+              trial("test_c[x]", noise(0.0, sd=0.01, seed=2)),
+              trial("test_d[x]", noise(0.01, sd=0.005, seed=3))]
     got = {v.name: v for v in ab.decide(trials, alpha=0.01, min_effect=0.03)}
     assert [got[n].verdict for n in ("test_a[x]", "test_b[x]", "test_c[x]", "test_d[x]")] == [
         verdict.REGRESSION, verdict.IMPROVEMENT, verdict.UNCHANGED, verdict.UNCHANGED]
@@ -60,11 +64,13 @@ def test_decide_slower_faster_same_and_below_the_minimum_effect():
 
 
 def test_holm_keeps_the_job_wide_false_alarm_rate():
-    """A case significant on its own (p = 2/256) is not a regression among ten cases (Holm: 0.001)."""
+    """A case significant on its own (p = 2/256) is not a regression among ten cases
+    (Holm: 0.001)."""
     d = [0.05] * 7 + [-0.01]  # W+ = 35 of 36: p = 2/256 alone
     alone = ab.decide([trial("test_a[x]", d)], alpha=0.01, min_effect=0.03)
     assert alone[0].verdict == verdict.REGRESSION
-    job = ab.decide([trial("test_a[x]", d)] + [trial(f"test_n{i}[x]", noise(0.0, seed=i)) for i in range(9)],
+    job = ab.decide([trial("test_a[x]", d)]
+                    + [trial(f"test_n{i}[x]", noise(0.0, seed=i)) for i in range(9)],
                     alpha=0.01, min_effect=0.03)
     assert job[0].verdict != verdict.REGRESSION
 
@@ -79,7 +85,8 @@ class FakeWorker:
     """Answers bursts like a worker: each call takes base_s (or cand_s) plus any injected extra."""
 
     def __init__(self, side, call_s, log):
-        self.side, self.name, self.call_s, self.log = worker.Side(side, ROOT, sys.executable), side, call_s, log
+        self.side, self.name, self.call_s, self.log = (worker.Side(side, ROOT, sys.executable),
+                                                       side, call_s, log)
         self.pending = None
 
     def send(self, *msg):
@@ -154,7 +161,8 @@ def test_skipped(benchmark):
 
 @pytest.fixture
 def plain_tree(tmp_path):
-    """A tree whose benches know nothing of imgbench: plain pytest-benchmark, as an old tree would be."""
+    """A tree whose benches know nothing of imgbench: plain pytest-benchmark, as an old tree
+    would be."""
     tree = tmp_path / "tree"
     (tree / "benches").mkdir(parents=True)
     (tree / "benches" / "bench_plain.py").write_text(TREE_BENCH)
@@ -164,7 +172,8 @@ def plain_tree(tmp_path):
 
 @pytest.mark.slow
 def test_real_workers_serve_replay_and_report_skips(plain_tree, tmp_path):
-    side = worker.Side("base", plain_tree, sys.executable), worker.Side("candidate", plain_tree, sys.executable)
+    side = (worker.Side("base", plain_tree, sys.executable),
+            worker.Side("candidate", plain_tree, sys.executable))
     (tmp_path / "s").mkdir()
     seen = {}
     with ab.session(*side, [], tmp_path / "s", seed=1) as s:
@@ -177,15 +186,18 @@ def test_real_workers_serve_replay_and_report_skips(plain_tree, tmp_path):
     sleep, replayed = seen["test_sleep"], seen["test_replayed"]
     assert 0.0019 < np.median(sleep.base) < 0.02
     assert np.median(np.array(sleep.cand) / np.array(sleep.base)) == pytest.approx(1.5, rel=0.2)
-    assert replayed.base == pytest.approx([0.020] * 12, abs=0.002)  # each rerun: the median epoch it replayed
-    assert np.median(replayed.cand) == pytest.approx(0.030, abs=0.004)  # + 50% of its median, spun inside the clock
-    assert seen["test_skipped"] == "base: Skipped: not on this machine; candidate: Skipped: not on this machine"
+    # each rerun: the median epoch it replayed
+    assert replayed.base == pytest.approx([0.020] * 12, abs=0.002)
+    # + 50% of its median, spun inside the clock
+    assert np.median(replayed.cand) == pytest.approx(0.030, abs=0.004)
+    assert seen["test_skipped"] == ("base: Skipped: not on this machine; "
+                                    "candidate: Skipped: not on this machine")
 
 
 @pytest.mark.slow
 def test_a_case_that_raises_while_timed_is_not_compared_and_the_rest_go_on(plain_tree, tmp_path):
-    """One A/B of two trees: a case both sides break on their fourth call is not compared; a case only
-    the candidate breaks is no pass (Outcome.broken); the rest are compared."""
+    """One A/B of two trees: a case both sides break on their fourth call is not compared; a case
+    only the candidate breaks is no pass (Outcome.broken); the rest are compared."""
     bench = plain_tree / "benches" / "bench_plain.py"
     bench.write_text(bench.read_text() + textwrap.dedent('''
         CALLS = []
@@ -205,34 +217,43 @@ def test_a_case_that_raises_while_timed_is_not_compared_and_the_rest_go_on(plain
     cand = tmp_path / "cand"
     shutil.copytree(plain_tree, cand)
     cand_bench = cand / "benches" / "bench_plain.py"
-    cand_bench.write_text(cand_bench.read_text().replace("benchmark(time.sleep, 0.001)", "benchmark(time.sleep, -1)"))
+    cand_bench.write_text(cand_bench.read_text().replace("benchmark(time.sleep, 0.001)",
+                                                         "benchmark(time.sleep, -1)"))
     (tmp_path / "s").mkdir()
-    out = ab.run(worker.Side("base", plain_tree, sys.executable), worker.Side("candidate", cand, sys.executable), [],
+    out = ab.run(worker.Side("base", plain_tree, sys.executable),
+                 worker.Side("candidate", cand, sys.executable), [],
                  tmp_path / "s", seed=1, budget_s=0.2)
     assert out.not_run["test_breaks"] == "base: failed while timed: RuntimeError: broke on call 4"
-    assert out.not_run["test_only_the_candidate_breaks"].startswith("candidate: failed while timed: ValueError")
+    assert out.not_run["test_only_the_candidate_breaks"].startswith(
+        "candidate: failed while timed: ValueError")
     assert out.broken == ["test_only_the_candidate_breaks"]
-    assert "test_skipped" in out.not_run and [t.name for t in out.trials] == ["test_sleep", "test_replayed"]
+    assert ("test_skipped" in out.not_run
+            and [t.name for t in out.trials] == ["test_sleep", "test_replayed"])
 
 
 def test_a_case_only_the_candidate_breaks_is_no_pass():
-    not_run = {"a": "candidate: failed while timed: ValueError: x", "b": "base: failed while timed: E: y",
-               "c": "base: failed while timed: E: y; candidate: failed while timed: E: y", "d": "base: Skipped: z"}
+    not_run = {"a": "candidate: failed while timed: ValueError: x",
+               "b": "base: failed while timed: E: y",
+               "c": "base: failed while timed: E: y; candidate: failed while timed: E: y",
+               "d": "base: Skipped: z"}
     assert ab.Outcome([], [], not_run, 0, 0.0).broken == ["a"]
 
 
 @pytest.mark.slow
 def test_a_worker_that_dies_is_one_line_naming_it(plain_tree, tmp_path):
     (plain_tree / "benches" / "conftest.py").write_text("import os\nos._exit(3)\n")
-    sides = worker.Side("base", plain_tree, sys.executable), worker.Side("candidate", plain_tree, sys.executable)
-    with pytest.raises(worker.ABError, match=r"the base worker stopped before it collected its cases \(exit 3\)"), \
+    sides = (worker.Side("base", plain_tree, sys.executable),
+             worker.Side("candidate", plain_tree, sys.executable))
+    with pytest.raises(worker.ABError,
+                       match=r"the base worker stopped before it collected its cases \(exit 3\)"), \
             ab.session(*sides, [], tmp_path, seed=1):
         pass
 
 
 @pytest.mark.parametrize("args, message", [
     (["ab"], "ab needs --base GIT_REF, --base-python PATH, or both"),
-    (["ab", "--base-python", "/nonexistent/python"], "--base-python '/nonexistent/python' is not an executable"),
+    (["ab", "--base-python", "/nonexistent/python"],
+     "--base-python '/nonexistent/python' is not an executable"),
     (["ab", "--base-python", __file__], f"--base-python {__file__!r} is not an executable file"),
     (["ab", "--base", "no-such-ref", "--model", "mlp"], "--base 'no-such-ref' is not a commit of "),
     (["ab", "--base", "HEAD", "--cases", "some"], "unknown case set 'some' (valid: all, gate)"),
@@ -248,25 +269,30 @@ def test_a_significance_level_outside_0_1_is_refused(capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["ab", "--base", "HEAD", "--alpha", "2"])
     assert e.value.code == cli.EXIT_BAD_INPUT
-    assert "argument --alpha: '2' is not a significance level (valid: above 0 and below 1)" in capsys.readouterr().err
+    assert ("argument --alpha: '2' is not a significance level (valid: above 0 and below 1)"
+            in capsys.readouterr().err)
 
 
 def test_a_regressions_path_that_cannot_be_written_is_refused_before_the_run(tmp_path, capsys):
     assert cli.main(["ab", "--base", "HEAD", "--regressions", str(tmp_path)]) == cli.EXIT_BAD_INPUT
-    assert capsys.readouterr().err.strip() == (f"imgbench: error: --regressions {str(tmp_path)!r} is a folder "
-                                               "(give a file to write)")
+    assert capsys.readouterr().err.strip() == (
+        f"imgbench: error: --regressions {str(tmp_path)!r} is a folder "
+        "(give a file to write)")
     (tmp_path / "file").write_text("")
-    assert cli.main(["ab", "--base", "HEAD", "--regressions", str(tmp_path / "file" / "r.txt")]) == cli.EXIT_BAD_INPUT
-    assert capsys.readouterr().err.strip().startswith(f"imgbench: error: --regressions: cannot create {tmp_path}")
+    assert cli.main(["ab", "--base", "HEAD", "--regressions",
+                     str(tmp_path / "file" / "r.txt")]) == cli.EXIT_BAD_INPUT
+    assert capsys.readouterr().err.strip().startswith(
+        f"imgbench: error: --regressions: cannot create {tmp_path}")
 
 
 @pytest.mark.slow
 def test_end_to_end_two_commits(tmp_path):
-    """A throwaway repository: the base commit as it is; the candidate sleeps 3 ms more per forward and
-    adds a pytest option of its own, which the base does not know."""
+    """A throwaway repository: the base commit as it is; the candidate sleeps 3 ms more per forward
+    and adds a pytest option of its own, which the base does not know."""
     repo = tmp_path / "repo"
     (repo / "benches").mkdir(parents=True)
-    shutil.copytree(ROOT / "imgbench", repo / "imgbench", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "imgbench", repo / "imgbench",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("conftest.py", "pyproject.toml"):
         shutil.copy(ROOT / name, repo / name)
     bench = (ROOT / "benches" / "bench_forward.py").read_text()
@@ -279,13 +305,15 @@ def test_end_to_end_two_commits(tmp_path):
         def pytest_addoption(parser):
             parser.addoption("--new-thing", default=None)
     ''')}, "slower")
-    proc = subprocess.run([sys.executable, "-m", "imgbench", "ab", "--base", "HEAD~1", "--budget", "1",
-                           "--model", "mlp", "--batch-size", "4", "--device", "cpu", "--seed", "7",
-                           "--regressions", str(tmp_path / "regressed.txt"), "--", "-k", "test_forward",
-                           "--new-thing=1"],
+    proc = subprocess.run([sys.executable, "-m", "imgbench", "ab", "--base", "HEAD~1",
+                           "--budget", "1", "--model", "mlp", "--batch-size", "4",
+                           "--device", "cpu", "--seed", "7",
+                           "--regressions", str(tmp_path / "regressed.txt"),
+                           "--", "-k", "test_forward", "--new-thing=1"],
                           cwd=repo, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(repo)})
-    row = next(line for line in proc.stdout.splitlines() if line.startswith("test_forward[mlp-cpu-bs4]"))
+    row = next(line for line in proc.stdout.splitlines()
+               if line.startswith("test_forward[mlp-cpu-bs4]"))
     if row.endswith(verdict.CONTENDED):
         skip_when_busy("the machine was busy: the A/B rightly gave no verdict")
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -294,5 +322,6 @@ def test_end_to_end_two_commits(tmp_path):
     assert "seed 7 (replay the pair order with --seed 7)" in proc.stderr
     assert "the base does not know --new-thing=1: dropped for the base" in proc.stderr
     assert "1 case(s) in both versions" in proc.stderr
-    worktrees = subprocess.run(["git", "-C", str(repo), "worktree", "list"], capture_output=True, text=True).stdout
+    worktrees = subprocess.run(["git", "-C", str(repo), "worktree", "list"],
+                               capture_output=True, text=True).stdout
     assert len(worktrees.strip().splitlines()) == 1  # the base checkout was removed

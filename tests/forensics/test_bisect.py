@@ -1,7 +1,7 @@
-"""Bisection: the search over the commits (skips, the range left), a step's verdict, the command line's
-arguments and bad input, and end to end on generated repositories of 16 commits whose bench spins 2 ms
-until a known commit and 4 ms from it on: found, found past a commit that does not import, and
-interrupted (SIGINT, SIGTERM) with no checkout or folder left behind."""
+"""Bisection: the search over the commits (skips, the range left), a step's verdict, the command
+line's arguments and bad input, and end to end on generated repositories of 16 commits whose bench
+spins 2 ms until a known commit and 4 ms from it on: found, found past a commit that does not
+import, and interrupted (SIGINT, SIGTERM) with no checkout or folder left behind."""
 
 import math
 import re
@@ -30,12 +30,15 @@ from tests.helpers import (
 N = 15  # commits after GOOD: a repository of 16
 
 
-def walk(culprit: int, skipped: frozenset = frozenset(), n: int = N) -> tuple[bisect.Search, list[int]]:
-    """The search run against an oracle: commits from `culprit` on are slow, those in `skipped` do not run."""
+def walk(culprit: int, skipped: frozenset = frozenset(),
+         n: int = N) -> tuple[bisect.Search, list[int]]:
+    """The search run against an oracle: commits from `culprit` on are slow, those in `skipped` do
+    not run."""
     search, tried = bisect.Search(hi=n), []
     while (i := search.next()) is not None:
         tried.append(i)
-        search.record(i, bisect.SKIPPED if i in skipped else bisect.SLOW if i >= culprit else bisect.FAST)
+        search.record(i, bisect.SKIPPED if i in skipped
+                      else bisect.SLOW if i >= culprit else bisect.FAST)
     return search, tried
 
 
@@ -65,8 +68,8 @@ def test_all_skipped_leaves_the_whole_range():
 
 
 def reading(case, ratio, found):
-    return steps.Reading(case, ratio, (ratio * 0.9, ratio * 1.1), 12, found, "" if found != bisect.UNDECIDED else
-                          "too noisy to say in 300 pairs")
+    return steps.Reading(case, ratio, (ratio * 0.9, ratio * 1.1), 12, found,
+                         "" if found != bisect.UNDECIDED else "too noisy to say in 300 pairs")
 
 
 COMMIT = git.Commit("a" * 40, "aaaaaaa", "b" * 40, "2026-01-01 00:00:00 +0000", "make it lazy")
@@ -78,16 +81,20 @@ def test_a_skipped_commit_beside_the_culprit_is_named_with_it_and_exit_3():
     search, tried = walk(10, frozenset({9}))
     taken = [steps._step(0, N, commits[N], [reading("a", 2.0, bisect.SLOW)], {}, 0)]
     for k, i in enumerate(tried, 1):
-        found = [reading("a", 2.0 if i >= 10 else 1.0, bisect.SLOW if i >= 10 else bisect.FAST)] if i != 9 else []
-        taken.append(steps._step(k, i, commits[i], found, {"a": "not collected: ERROR"} if i == 9 else {}, 0))
+        found = ([reading("a", 2.0 if i >= 10 else 1.0, bisect.SLOW if i >= 10 else bisect.FAST)]
+                 if i != 9 else [])
+        taken.append(steps._step(k, i, commits[i], found,
+                                 {"a": "not collected: ERROR"} if i == 9 else {}, 0))
     out = bisect._conclude(commits, taken, search, {"a": math.sqrt(2.0)})
     assert out.code == bisect.OPEN and out.suspects == [commits[9], commits[10]]
-    assert out.summary[0] == ('the first slow commit is one of 2 (skipped commits in between): 0000009 "change 9" '
+    assert out.summary[0] == ('the first slow commit is one of 2 (skipped commits in between): '
+                              '0000009 "change 9" '
                               '(skipped: a: not collected: ERROR), 000000a "change 10" (slow)')
 
 
 @pytest.mark.parametrize("readings, not_run, expected", [
-    ([reading("a", 2.0, bisect.SLOW)], {"b": "not collected"}, bisect.SLOW),  # one slow case suffices
+    # one slow case suffices
+    ([reading("a", 2.0, bisect.SLOW)], {"b": "not collected"}, bisect.SLOW),
     ([reading("a", 1.0, bisect.FAST)], {"b": "not collected"}, bisect.SKIPPED),
     ([reading("a", 1.0, bisect.FAST), reading("b", 1.4, bisect.UNDECIDED)], {}, bisect.UNDECIDED),
     ([reading("a", 1.0, bisect.FAST), reading("b", 1.0, bisect.FAST)], {}, bisect.FAST),
@@ -96,7 +103,8 @@ def test_a_step_is_slow_if_any_case_is_and_fast_only_if_all_are(readings, not_ru
     step = steps._step(3, 7, COMMIT, readings, not_run, 0)
     assert step.verdict == expected
     line = steps.describe(step, N)
-    assert line.startswith('step 3 [7/15] aaaaaaa "make it lazy": a x') and f"vs GOOD: {expected}" in line
+    assert (line.startswith('step 3 [7/15] aaaaaaa "make it lazy": a x')
+            and f"vs GOOD: {expected}" in line)
 
 
 def test_the_midpoint_judge_calls_only_an_interval_wholly_on_one_side():
@@ -131,10 +139,12 @@ def test_a_step_that_cannot_say_doubles_its_pairs_until_it_can():
 
 
 def test_a_step_stops_at_its_budget_and_says_so():
-    p = FakePairing([noisy(300, 0.0, 1.0, seed=1)] * 6, pair_s=1.0)  # a pair costs 1 s: the next set needs 12 s
+    # a pair costs 1 s: the next set needs 12 s
+    p = FakePairing([noisy(300, 0.0, 1.0, seed=1)] * 6, pair_s=1.0)
     r, added = steps.read(p, steps.midpoint_judge(math.sqrt(2.0)), 0.01 / 6, budget_s=5)
     assert p.asked == [12] and added == 0
-    assert (r.verdict, r.why) == (bisect.UNDECIDED, "too noisy to say within --budget 5 s, 12 pairs")
+    assert (r.verdict, r.why) == (bisect.UNDECIDED,
+                                  "too noisy to say within --budget 5 s, 12 pairs")
 
 
 def test_pairs_measured_under_contention_are_dropped(monkeypatch):
@@ -142,7 +152,8 @@ def test_pairs_measured_under_contention_are_dropped(monkeypatch):
     monkeypatch.setattr(steps.contention, "flag", lambda record: next(flags))
     p = FakePairing([[5.0] * 12, [0.0] * 12])  # the first set (contended) would read x148
     r, _ = steps.read(p, steps.midpoint_judge(math.sqrt(2.0)), 0.01 / 6, budget_s=60)
-    assert p.asked == [12, 12] and r.pairs == 12 and r.ratio == pytest.approx(1.0) and r.verdict == bisect.FAST
+    assert (p.asked == [12, 12] and r.pairs == 12 and r.ratio == pytest.approx(1.0)
+            and r.verdict == bisect.FAST)
 
 
 def test_step_0_calls_a_slowdown_by_the_minimum_effect():
@@ -150,7 +161,8 @@ def test_step_0_calls_a_slowdown_by_the_minimum_effect():
     assert judge(1.5, (1.3, 1.7)) == bisect.SLOW
     assert judge(1.0, (0.97, 1.03)) == bisect.FAST
     assert judge(1.2, (0.9, 1.6)) == bisect.UNDECIDED
-    # slower for sure, but not known well enough to divide: the interval reaches below its own midpoint
+    # slower for sure, but not known well enough to divide: the interval reaches below its own
+    # midpoint
     assert judge(1.43, (1.06, 1.93)) == bisect.UNDECIDED
 
 
@@ -164,7 +176,8 @@ def test_an_undecided_step_ends_the_bisection_naming_what_is_left_exit_3():
              steps._step(2, 4, commits[4], [reading("a", 1.4, bisect.UNDECIDED)], {}, 5)]
     out = bisect._conclude(commits, taken, search, {"a": math.sqrt(2.0)})
     assert out.code == bisect.OPEN == 3 and out.suspects == commits[1:9]
-    assert out.summary[0] == ('undecided at step 2, 0000004 "change 4": a: too noisy to say in 300 pairs')
+    assert out.summary[0] == ('undecided at step 2, 0000004 "change 4": '
+                              'a: too noisy to say in 300 pairs')
     assert out.summary[1].startswith("the first slow commit is one of 8: 0000001 \"change 1\", ")
     assert "0000004 \"change 4\" (undecided)" in out.summary[1]
     assert out.summary[2] == 'last fast: GOOD 0000000 "change 0"; midpoints: a x1.414'
@@ -198,7 +211,8 @@ class FakeTrees:
 
 
 @pytest.mark.parametrize("whose, verdict, why", [
-    ("good", bisect.UNDECIDED, "GOOD's worker stopped (exit 1): ImportError: cannot import name 'x'"),
+    ("good", bisect.UNDECIDED,
+     "GOOD's worker stopped (exit 1): ImportError: cannot import name 'x'"),
     ("cand", bisect.SKIPPED, "its worker stopped (exit 1): ImportError: cannot import name 'x'"),
 ])
 def test_a_stopped_worker_skips_the_commit_unless_it_is_goods(monkeypatch, whose, verdict, why):
@@ -207,7 +221,8 @@ def test_a_stopped_worker_skips_the_commit_unless_it_is_goods(monkeypatch, whose
     def measure(g, cand, *rest):
         raise worker.WorkerStopped(FakeWorker(good if whose == "good" else cand), "while serving")
     monkeypatch.setattr(steps, "ab_step", measure)
-    stepper = steps.Stepper([COMMIT] * (N + 1), FakeTrees(), good, Path("."), [], 0.01, 5.0, 0, lambda s: None)
+    stepper = steps.Stepper([COMMIT] * (N + 1), FakeTrees(), good, Path("."), [], 0.01, 5.0, 0,
+                            lambda s: None)
     step = stepper(7, {})
     assert (step.verdict, step.why) == (verdict, why)
 
@@ -229,8 +244,8 @@ def test_a_bad_option_value_after_the_commits_is_one_line(capsys):
         build().parse_args(["bisect", "v1", "HEAD", "--budget", "0"])
     assert e.value.code == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["imgbench bisect: error: argument --budget: '0' is not a number of seconds (valid: above 0) "
-                   "(see 'imgbench bisect --help')"]
+    assert err == ["imgbench bisect: error: argument --budget: '0' is not a number of seconds "
+                   "(valid: above 0) (see 'imgbench bisect --help')"]
 
 
 BENCH = '''import time
@@ -253,11 +268,13 @@ def test_x(device, measure):
 
 
 def make_repo(path: Path, slow_at: int, broken_at: int | None = None, n: int = N) -> list[str]:
-    """n + 1 commits of a tiny bench project on the installed plugin; the bench spins 2 ms, 4 ms from
-    commit `slow_at` (0: the first) on; commit `broken_at` has a syntax error in the bench. Returns the
-    hashes."""
-    return [commit(path, {**ON_THE_PLUGIN, "speed.txt": "4" if i >= slow_at else "2", "log.txt": f"change {i}\n",
-                          "benches/bench_x.py": BENCH + ("def broken(:\n" if i == broken_at else "")},
+    """n + 1 commits of a tiny bench project on the installed plugin; the bench spins 2 ms, 4 ms
+    from commit `slow_at` (0: the first) on; commit `broken_at` has a syntax error in the bench.
+    Returns the hashes."""
+    return [commit(path, {**ON_THE_PLUGIN, "speed.txt": "4" if i >= slow_at else "2",
+                          "log.txt": f"change {i}\n",
+                          "benches/bench_x.py":
+                              BENCH + ("def broken(:\n" if i == broken_at else "")},
                    f"change {i}" + (": spin 4 ms" if i == slow_at else "")) for i in range(n + 1)]
 
 
@@ -273,8 +290,9 @@ def worktrees(repo: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_end_to_end_finds_the_commit_that_slowed_down_past_one_that_does_not_import(tmp_path):
-    """8 commits: 2 ms, 4 ms from commit 5 on, and commit 3 does not import. The real command, every step
-    a real A/B of GOOD against a commit checked out aside: 3 is skipped, 5 named, in about log2 steps."""
+    """8 commits: 2 ms, 4 ms from commit 5 on, and commit 3 does not import. The real command, every
+    step a real A/B of GOOD against a commit checked out aside: 3 is skipped, 5 named, in about log2
+    steps."""
     repo = tmp_path / "repo"
     shas = make_repo(repo, slow_at=5, broken_at=3, n=7)
     cmd, kw = bisect_cli(repo, shas[0], shas[-1])
@@ -283,9 +301,11 @@ def test_end_to_end_finds_the_commit_that_slowed_down_past_one_that_does_not_imp
         skip_when_busy("the machine was busy: the steps rightly could not decide")
     assert proc.returncode == bisect.FOUND, proc.stdout + proc.stderr
     assert re.search(r"^step 0 \[7/7, BAD\] \w+ \"change 7\": test_x\[cpu\] x\d", proc.stdout, re.M)
-    skipped = [ln for ln in proc.stdout.splitlines() if ln.startswith("step ") and ": skipped" in ln]
+    skipped = [ln for ln in proc.stdout.splitlines()
+               if ln.startswith("step ") and ": skipped" in ln]
     assert len(skipped) == 1 and "[3/7] " in skipped[0]
-    assert "test_x[cpu]: not collected: ERROR benches/bench_x.py: SyntaxError: invalid syntax" in skipped[0]
+    assert ("test_x[cpu]: not collected: ERROR benches/bench_x.py: SyntaxError: invalid syntax"
+            in skipped[0])
     assert f"first slow commit: {shas[5][:7]}" in proc.stdout and shas[5] in proc.stdout
     assert '"change 5: spin 4 ms"' in proc.stdout
     assert "step(s) after step 0 for 7 commit(s) (log2 7 = 2.8): 1 skipped" in proc.stdout
@@ -294,21 +314,23 @@ def test_end_to_end_finds_the_commit_that_slowed_down_past_one_that_does_not_imp
 
 
 def test_no_slowdown_from_good_to_bad_is_exit_1(tmp_path, monkeypatch, capsys):
-    """Step 0's A/B stood in for, BAD reading as fast as GOOD (the real A/B: the test above): one step,
-    then the line that says so, exit 1."""
+    """Step 0's A/B stood in for, BAD reading as fast as GOOD (the real A/B: the test above): one
+    step, then the line that says so, exit 1."""
     repo = tmp_path / "repo"
     shas = make_repo(repo, slow_at=99, n=3)
 
     def ab_step(good, cand, args, folder, seed, budget_s, alpha, judges, note):
-        return [steps.Reading("test_x[cpu]", 1.0, (0.98, 1.02), 12, judges(1.0, (0.98, 1.02)))], {}, 0
+        return [steps.Reading("test_x[cpu]", 1.0, (0.98, 1.02), 12,
+                              judges(1.0, (0.98, 1.02)))], {}, 0
 
     monkeypatch.setattr(steps, "ab_step", ab_step)
     monkeypatch.setattr("imgbench.bench.runner.warn_if_busy", lambda: None)
-    code = cli.main(["bisect", shas[0], shas[-1], "--benches", str(repo / "benches"), "--device", "cpu"])
+    code = cli.main(["bisect", shas[0], shas[-1], "--benches", str(repo / "benches"),
+                     "--device", "cpu"])
     out = capsys.readouterr().out
     assert code == bisect.NO_SLOWDOWN, out
-    assert out.strip().splitlines()[-1] == ("no slowdown of 10% or more from GOOD to BAD in the selected "
-                                            "cases: nothing to bisect")
+    assert out.strip().splitlines()[-1] == ("no slowdown of 10% or more from GOOD to BAD "
+                                            "in the selected cases: nothing to bisect")
     assert len(re.findall(r"^step \d+ ", out, re.M)) == 1 and len(worktrees(repo)) == 1
 
 
@@ -325,8 +347,8 @@ def branched(tmp_path):
 
 
 def test_the_line_follows_first_parents_past_a_merge(tmp_path):
-    """main: A - C - M - D, M merging a side branch B off A: the line is A, C, M, D (M stands for B's
-    change), and a GOOD that came in through the merge is refused."""
+    """main: A - C - M - D, M merging a side branch B off A: the line is A, C, M, D (M stands for
+    B's change), and a GOOD that came in through the merge is refused."""
     repo = tmp_path / "repo"
     a = commit(repo, {"main.txt": "a"}, "A")
     run_git(repo, "checkout", "-qb", "side")
@@ -338,19 +360,23 @@ def test_the_line_follows_first_parents_past_a_merge(tmp_path):
     d = commit(repo, {"main.txt": "d"}, "D")
     assert [x.sha for x in git.first_parent_line(repo, a, d)] == [a, c, m, d]
     assert [x.subject for x in git.first_parent_line(repo, c, d)] == ["C", "M", "D"]
-    with pytest.raises(git.GitError, match=rf"GOOD '{b}' \({b[:7]}\) came into BAD '{d}' \({d[:7]}\) "
-                                                 r"through a merge, off its first-parent line"):
+    with pytest.raises(git.GitError,
+                       match=rf"GOOD '{b}' \({b[:7]}\) came into BAD '{d}' \({d[:7]}\) "
+                             r"through a merge, off its first-parent line"):
         git.first_parent_line(repo, b, d)
 
 
 @pytest.mark.parametrize("good, bad, message", [
-    ("side", "HEAD", r"GOOD 'side' \(\w{7}\) is not an ancestor of BAD 'HEAD' \(\w{7}\): give a GOOD from the "
-                     r"history that leads to BAD"),
-    ("no-such-ref", "HEAD", r"GOOD 'no-such-ref' is not a commit of .*repo \(give a commit, branch or tag\)"),
-    ("HEAD", "HEAD", r"GOOD 'HEAD' and BAD 'HEAD' are the same commit \(\w{7}\): nothing to bisect"),
+    ("side", "HEAD", r"GOOD 'side' \(\w{7}\) is not an ancestor of BAD 'HEAD' \(\w{7}\): "
+                     r"give a GOOD from the history that leads to BAD"),
+    ("no-such-ref", "HEAD",
+     r"GOOD 'no-such-ref' is not a commit of .*repo \(give a commit, branch or tag\)"),
+    ("HEAD", "HEAD",
+     r"GOOD 'HEAD' and BAD 'HEAD' are the same commit \(\w{7}\): nothing to bisect"),
 ], ids=["not-an-ancestor", "unknown", "same"])
 def test_bad_commits_are_one_line_and_exit_2(branched, capsys, good, bad, message):
-    code = cli.main(["bisect", good, bad, "--benches", str(branched / "benches"), "--device", "cpu"])
+    code = cli.main(["bisect", good, bad, "--benches", str(branched / "benches"),
+                     "--device", "cpu"])
     assert code == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and re.fullmatch(f"imgbench: error: {message}", err[0]), err
@@ -371,7 +397,8 @@ def test_an_interrupted_bisect_leaves_no_checkout_folder_or_worker(tmp_path, sig
                 break
         assert folder, "no temporary folder named"
         deadline = time.monotonic() + 120
-        while not (Path(folder) / "step0" / "candidate.log").exists() and time.monotonic() < deadline:
+        while (not (Path(folder) / "step0" / "candidate.log").exists()
+               and time.monotonic() < deadline):
             time.sleep(0.1)  # until the step's workers are starting
         assert len(worktrees(repo)) == 3  # GOOD's and BAD's checkouts, mid-step
         code, err = stop_with(proc, sig)

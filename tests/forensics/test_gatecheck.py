@@ -1,5 +1,6 @@
-"""The gate measuring itself: tallies with Wilson intervals, the table, the CPU hog outside our process
-tree, real A/B sessions on a plain tree with a slowdown injected, and the command's bad input."""
+"""The gate measuring itself: tallies with Wilson intervals, the table, the CPU hog outside our
+process tree, real A/B sessions on a plain tree with a slowdown injected, and the command's bad
+input."""
 
 import sys
 import time
@@ -17,13 +18,16 @@ from tests.helpers import skip_when_busy
 def test_tallies_count_trials_and_jobs_with_wilson_intervals():
     t = gatecheck.Tally(0.05, trials=20, flagged=19, jobs=2, jobs_flagged=2)
     k, n, lo, hi = t.rate()
-    assert (k, n) == (19, 20) and lo == pytest.approx(0.7639, abs=1e-3) and hi == pytest.approx(0.9911, abs=1e-3)
+    assert ((k, n) == (19, 20) and lo == pytest.approx(0.7639, abs=1e-3)
+            and hi == pytest.approx(0.9911, abs=1e-3))
     assert t.rate(job=True)[:2] == (2, 2)
 
 
 def test_render_lists_every_effect_and_case():
-    m = gatecheck.Measured({0.0: gatecheck.Tally(0.0, 10, 0, 0, 2, 0), 0.05: gatecheck.Tally(0.05, 10, 9, 1, 2, 2)},
-                           {"test_forward[kerascnn-cpu-bs32]": gatecheck.CaseLog([0.1, 0.2], [40, 80], [10.0, 20.0])},
+    m = gatecheck.Measured({0.0: gatecheck.Tally(0.0, 10, 0, 0, 2, 0),
+                            0.05: gatecheck.Tally(0.05, 10, 9, 1, 2, 2)},
+                           {"test_forward[kerascnn-cpu-bs32]":
+                                gatecheck.CaseLog([0.1, 0.2], [40, 80], [10.0, 20.0])},
                            [100.0, 120.0], [5, 6])
     text = gatecheck.render(m, markdown=True)
     assert "| none (A/A) | 0/2 (0%; 0%-66%) | 0/10 (0%; 0%-28%) | 0/10 |" in text
@@ -42,7 +46,8 @@ def test_the_hog_runs_outside_our_process_tree_and_stops_with_the_block():
     assert contention.flag(record) is not None  # foreign to us: the sentinel sees it
     time.sleep(0.3)
     stat = Path(f"/proc/{pid}/stat")
-    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"  # gone (or a zombie)
+    # gone (or a zombie)
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
 
 
 TREE_BENCH = '''

@@ -1,5 +1,5 @@
-"""Hardware peaks (imgbench.peaks): calibration matmul and convolution rates, their per-run cache, and the
-peak-memory probe of one case."""
+"""Hardware peaks (imgbench.peaks): calibration matmul and convolution rates, their per-run cache,
+and the peak-memory probe of one case."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from imgbench.hw import calibration, peak_memory, timing
 
 CLEAR_REFS = "/proc/self/clear_refs"
 can_reset_rss = pytest.mark.skipif(not os.access(CLEAR_REFS, os.W_OK),
-                                   reason=f"{CLEAR_REFS} is not writable: the peak RSS cannot be reset here")
+                                   reason=f"{CLEAR_REFS} is not writable: the peak RSS cannot be "
+                                          "reset here")
 
 
 class Clock:
-    """perf_counter stand-in that reads the times it is given, and the log of what happened in order."""
+    """perf_counter stand-in that reads the times it is given, and the log of what happened in
+    order."""
 
     def __init__(self, times):
         self.times, self.log = iter(times), []
@@ -29,7 +31,8 @@ class Clock:
 def test_best_takes_fastest_after_warmup(monkeypatch):
     clock = Clock([0.0, 5.0, 10.0, 12.0, 20.0, 21.0])  # three timed calls: 5 s, 2 s, 1 s
     monkeypatch.setattr(timing.time, "perf_counter", clock.perf_counter)
-    best = calibration._best(lambda: clock.log.append("call"), lambda: clock.log.append("sync"), budget_s=0.0)
+    best = calibration._best(lambda: clock.log.append("call"), lambda: clock.log.append("sync"),
+                             budget_s=0.0)
     assert best == 1.0
     # one untimed warm-up call, then min_reps calls each between a synchronised start and end
     assert clock.log == ["call", *["sync", "clock", "call", "sync", "clock"] * 3]
@@ -43,14 +46,16 @@ def test_best_keeps_timing_until_the_budget_is_spent(monkeypatch):
 
 
 def one_call(seconds, seen):
-    """A stand-in for _best: calls the calibration once (its result kept) and says it took `seconds`."""
+    """A stand-in for _best: calls the calibration once (its result kept) and says it took
+    `seconds`."""
     def best(fn, sync, budget_s, min_reps=3):
         seen.append((fn(), torch.backends.cuda.matmul.allow_tf32))
         return seconds
     return best
 
 
-@pytest.mark.parametrize("precision, dtype, tf32", [("fp32", torch.float32, False), ("tf32", torch.float32, True),
+@pytest.mark.parametrize("precision, dtype, tf32", [("fp32", torch.float32, False),
+                                                    ("tf32", torch.float32, True),
                                                     ("bf16", torch.bfloat16, False)])
 def test_matmul_rate_is_the_flops_of_the_product_it_timed(monkeypatch, precision, dtype, tf32):
     seen = []
@@ -58,7 +63,8 @@ def test_matmul_rate_is_the_flops_of_the_product_it_timed(monkeypatch, precision
     rate = calibration.matmul_tflops("cpu", precision)
     ((out, tf32_on),) = seen
     n = calibration.MATMUL_N["cpu"]
-    assert out.shape == (n, n) and out.dtype == dtype and out.abs().sum() > 0  # random data, not zeros
+    # random data, not zeros
+    assert out.shape == (n, n) and out.dtype == dtype and out.abs().sum() > 0
     assert tf32_on is tf32
     assert rate == pytest.approx(2 * n**3 / 0.5 / 1e12)
 
@@ -68,7 +74,8 @@ def test_conv_rate_is_the_flops_of_the_convolution_it_timed(monkeypatch):
     monkeypatch.setattr(calibration, "_best", one_call(0.25, seen))
     rate = calibration.conv_tflops("cpu", "fp32")
     ((out, _),) = seen
-    n, c, h, w = out.shape  # a 3x3 convolution keeping channels and size (padding 1), without autograd
+    # a 3x3 convolution keeping channels and size (padding 1), without autograd
+    n, c, h, w = out.shape
     assert not out.requires_grad
     assert rate == pytest.approx(2 * n * c * c * 9 * h * w / 0.25 / 1e12)
 
@@ -168,7 +175,8 @@ def test_peak_memory_cpu_sees_an_allocation_and_restarts():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", FRESH_PROCESS], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", FRESH_PROCESS], capture_output=True, text=True,
+                         timeout=120)
     assert out.returncode == 0, out.stderr
     first, second = map(int, out.stdout.split())
     assert 150 <= first < 1000
@@ -183,8 +191,8 @@ def test_peak_memory_other_devices_none(device):
 
 
 def test_peak_memory_cpu_without_reset_reports_none(monkeypatch):
-    """Where the peak RSS cannot be reset (clear_refs not writable), VmHWM still holds the highest RSS of the
-    whole process: subtracting the current RSS from it is no measurement of this case."""
+    """Where the peak RSS cannot be reset (clear_refs not writable), VmHWM still holds the highest
+    RSS of the whole process: subtracting the current RSS from it is no measurement of this case."""
     real_open = open
 
     def no_clear_refs(path, *args, **kwargs):

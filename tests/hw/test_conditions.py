@@ -1,5 +1,5 @@
-"""The numeric conditions a case runs under (imgbench.conditions): set around it, recorded, restored after,
-an error inside included."""
+"""The numeric conditions a case runs under (imgbench.conditions): set around it, recorded, restored
+after, an error inside included."""
 
 import pytest
 import torch
@@ -30,7 +30,8 @@ def test_tf32_flag_restored():
 
 @pytest.fixture
 def cuda_flags():
-    """set(tf32, benchmark): torch's CUDA flags as a test wants them at its start; restored after it."""
+    """set(tf32, benchmark): torch's CUDA flags as a test wants them at its start; restored after
+    it."""
     saved = CUDA.allow_tf32, CUDNN.allow_tf32, CUDNN.benchmark
 
     def put(tf32, benchmark):
@@ -57,9 +58,11 @@ def test_cpu_cases_set_threads_and_flush_denormals_and_restore_both():
     assert not flushes_denormals()
     with conditions.applied("cpu", "fp32", threads) as record:
         assert torch.get_num_threads() == threads
-        assert flushes_denormals() is record["flush_denormal"]  # False only where the CPU cannot flush
+        # False only where the CPU cannot flush
+        assert flushes_denormals() is record["flush_denormal"]
         assert flags()[:3] == before[:3]  # no CUDA flag touched on the CPU
-    assert record["threads"] == threads and record["cudnn_benchmark"] is None and record["tf32"] is None
+    assert (record["threads"] == threads and record["cudnn_benchmark"] is None
+            and record["tf32"] is None)
     assert flags() == before and not flushes_denormals()
 
 

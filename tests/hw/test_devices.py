@@ -52,7 +52,8 @@ def test_bad_or_absent_devices_are_named(gpus, spec, message):
 
 def test_gpu_index_beyond_the_count_is_named(gpus):
     gpus(1)
-    with pytest.raises(DeviceError, match=r"device 'cuda:3' is not available on this machine: 1 CUDA GPU"):
+    with pytest.raises(DeviceError,
+                       match=r"device 'cuda:3' is not available on this machine: 1 CUDA GPU"):
         devices.parse("cuda:3")
     assert devices.parse("cuda:0") == ["cuda:0"]
 

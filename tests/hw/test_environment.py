@@ -1,5 +1,5 @@
-"""The recorded environment and the machine class (imgbench.environment): what a number depends on, the
-fingerprint naming which stored runs compare, and the text of `imgbench env`."""
+"""The recorded environment and the machine class (imgbench.environment): what a number depends on,
+the fingerprint naming which stored runs compare, and the text of `imgbench env`."""
 
 import re
 from types import SimpleNamespace
@@ -17,7 +17,8 @@ def test_environment_records_what_numbers_depend_on():
     assert env["cpu"]["brand"] == devices.cpu_brand()
     assert env["gpu_count"] == len(env["gpus"])
     assert env["torch"] == torch.__version__
-    ids = f"-f{env['cpu']['ids']['family']}m{env['cpu']['ids']['model']}" if env["cpu"]["ids"] else ""
+    ids = (f"-f{env['cpu']['ids']['family']}m{env['cpu']['ids']['model']}" if env["cpu"]["ids"]
+           else "")
     fp = re.fullmatch(rf"[\w.]+{ids}-{env['cpu']['cores']}c((?:-[\w.]+-x\d+)*)", env["fingerprint"])
     assert fp, env["fingerprint"]
     assert sum(int(n) for n in re.findall(r"-x(\d+)", fp.group(1))) == env["gpu_count"]
@@ -26,10 +27,12 @@ def test_environment_records_what_numbers_depend_on():
 def test_fingerprint_names_cpu_cores_and_gpus():
     env = {"cpu": {"brand": "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", "cores": 16},
            "gpus": [{"name": "NVIDIA H100 80GB HBM3"}] * 2}
-    assert environment.fingerprint(env) == "Intel_R_Xeon_R_Platinum_8375C_CPU_2.90GHz-16c-NVIDIA_H100_80GB_HBM3-x2"
+    assert environment.fingerprint(env) == ("Intel_R_Xeon_R_Platinum_8375C_CPU_2.90GHz-16c-"
+                                            "NVIDIA_H100_80GB_HBM3-x2")
     a100, h100 = {"name": "NVIDIA A100-SXM4-40GB"}, {"name": "NVIDIA H100 80GB HBM3"}
     env["gpus"] = [a100, h100, a100]
-    assert environment.fingerprint(env).endswith("-16c-NVIDIA_A100_SXM4_40GB-x2-NVIDIA_H100_80GB_HBM3-x1")
+    assert environment.fingerprint(env).endswith("-16c-NVIDIA_A100_SXM4_40GB-x2-"
+                                                 "NVIDIA_H100_80GB_HBM3-x1")
     env["gpus"] = []
     assert environment.fingerprint(env) == "Intel_R_Xeon_R_Platinum_8375C_CPU_2.90GHz-16c"
 
@@ -38,11 +41,14 @@ def test_the_machine_class_tells_cpu_generations_apart_behind_a_masked_name(tmp_
     """A cloud VM may show only "AMD EPYC": family and model ids say which generation it is."""
     milan, genoa = {"family": 25, "model": 1}, {"family": 25, "model": 17}
     assert machine_class.fingerprint("AMD EPYC", 2, milan) == "AMD_EPYC-f25m1-2c"
-    assert machine_class.fingerprint("AMD EPYC", 2, milan) != machine_class.fingerprint("AMD EPYC", 2, genoa)
-    assert machine_class.fingerprint("Apple M2", 8, {}) == "Apple_M2-8c"  # no ids to read: the name alone
+    assert (machine_class.fingerprint("AMD EPYC", 2, milan)
+            != machine_class.fingerprint("AMD EPYC", 2, genoa))
+    # no ids to read: the name alone
+    assert machine_class.fingerprint("Apple M2", 8, {}) == "Apple_M2-8c"
     cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
-                       "model name\t: AMD EPYC\n\nprocessor\t: 1\ncpu family\t: 99\nmodel\t\t: 99\n")
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n"
+                       "model\t\t: 17\nmodel name\t: AMD EPYC\n\n"
+                       "processor\t: 1\ncpu family\t: 99\nmodel\t\t: 99\n")
     assert machine_class.cpu_ids(str(cpuinfo)) == genoa
     assert machine_class.cpu_ids(str(tmp_path / "none")) == {}
 
@@ -53,9 +59,11 @@ def test_runs_recorded_before_the_ids_get_them_from_pytest_benchmarks_cpu_record
     assert machine_class.of_run(old) == "AMD_EPYC-f25m17-2c"
     assert machine_class.of_run({**old, "cpu": {}}) == "AMD_EPYC-2c"  # nothing to add: as stored
     new = {**old, "fingerprint": "AMD_EPYC-f25m17-2c",
-           "imgbench": {"cpu": {"brand": "AMD EPYC", "ids": {"family": 25, "model": 17}, "cores": 2}, "gpus": []}}
+           "imgbench": {"cpu": {"brand": "AMD EPYC", "ids": {"family": 25, "model": 17},
+                                "cores": 2}, "gpus": []}}
     assert machine_class.of_run(new) == "AMD_EPYC-f25m17-2c"
-    # a machine whose /proc shows no ids (macOS) records none: its runs keep their class, whatever py-cpuinfo says
+    # a machine whose /proc shows no ids (macOS) records none: its runs keep their class, whatever
+    # py-cpuinfo says
     mac = {"fingerprint": "Intel_Core_i7-8c", "cpu": {"family": 6, "model": 158},
            "imgbench": {"cpu": {"brand": "Intel Core i7", "ids": {}, "cores": 8}, "gpus": []}}
     assert machine_class.of_run(mac) == "Intel_Core_i7-8c"
@@ -77,8 +85,8 @@ def two_gpus(monkeypatch):
 
 def test_gpus_are_recorded_and_named_in_the_machine_class(two_gpus):
     env = environment.environment(threads=2)
-    assert env["gpus"] == [{"index": i, "name": "NVIDIA H100 80GB HBM3", "memory_gib": 80.0, "capability": "9.0",
-                            "multiprocessors": 132} for i in (0, 1)]
+    assert env["gpus"] == [{"index": i, "name": "NVIDIA H100 80GB HBM3", "memory_gib": 80.0,
+                            "capability": "9.0", "multiprocessors": 132} for i in (0, 1)]
     assert (env["gpu_count"], env["driver"]) == (2, "570.86")
     assert env["fingerprint"].endswith(f"-{devices.usable_cores()}c-NVIDIA_H100_80GB_HBM3-x2")
 
@@ -101,5 +109,6 @@ def test_describe_without_gpus_says_none(monkeypatch):
     monkeypatch.setattr(devices, "_gpu_count", lambda: 0)
     monkeypatch.setattr(devices, "_mps_available", lambda: False)
     lines = environment.describe(environment.environment(threads=1)).splitlines()
-    assert "gpu          none" in lines and not any(re.match(r"gpu \d|driver", line) for line in lines)
+    assert ("gpu          none" in lines
+            and not any(re.match(r"gpu \d|driver", line) for line in lines))
     assert lines[-1] == "devices      cpu"

@@ -1,11 +1,13 @@
-"""Shared memory for loader workers: the estimate, the free space, and the one line when it does not fit."""
+"""Shared memory for loader workers: the estimate, the free space, and the one line when it does not
+fit."""
 
 import pytest
 
 from imgbench.hw import shm
 
 MIB = 2**20
-NEED_4X128 = 4 * 2 * 128 * 3 * 224 * 224 * 4  # workers x prefetch x batch x pixels x float32: 588 MiB
+# workers x prefetch x batch x pixels x float32: 588 MiB
+NEED_4X128 = 4 * 2 * 128 * 3 * 224 * 224 * 4
 
 
 def test_need_bytes_counts_each_workers_prefetched_float32_batches():
@@ -42,5 +44,6 @@ def test_no_workers_or_no_shm_folder_is_no_shortfall(monkeypatch, tmp_path):
 
 def test_the_suggested_size_holds_the_margin(monkeypatch):
     monkeypatch.setattr(shm, "free_bytes", lambda path: MIB)
-    line = shm.shortfall(16, 256, (3, 224, 224))  # 16 x 2 x 256 x 588 KiB = 4.6 GiB: twice that is 9.2
+    # 16 x 2 x 256 x 588 KiB = 4.6 GiB: twice that is 9.2
+    line = shm.shortfall(16, 256, (3, 224, 224))
     assert "need about 4,704 MiB" in line and line.endswith("docker --shm-size=10g)")

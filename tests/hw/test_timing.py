@@ -1,5 +1,5 @@
-"""The suite's timers must keep asynchronous device work inside the clock. A fake device on a fake clock
-stands in for a GPU: its work takes known seconds, so every duration is exact."""
+"""The suite's timers must keep asynchronous device work inside the clock. A fake device on a fake
+clock stands in for a GPU: its work takes known seconds, so every duration is exact."""
 
 import json
 
@@ -11,8 +11,9 @@ JOB_S = 0.005  # one "kernel" on the fake device
 
 
 class FakeDevice:
-    """A device queue like a CUDA stream, on its own clock: launch() returns at once and queues work;
-    synchronize() waits for the queued work, moving the clock on by its seconds. Nothing else moves it."""
+    """A device queue like a CUDA stream, on its own clock: launch() returns at once and queues
+    work; synchronize() waits for the queued work, moving the clock on by its seconds. Nothing else
+    moves it."""
 
     def __init__(self):
         self.now, self.queued = 0.0, 0.0
@@ -80,12 +81,14 @@ def fresh_timers():
     timing.timer_for.cache_clear()
 
 
-def test_a_devices_timer_synchronises_that_device_before_reading_the_clock(monkeypatch, fresh_timers):
+def test_a_devices_timer_synchronises_that_device_before_reading_the_clock(monkeypatch,
+                                                                           fresh_timers):
     log = []
     monkeypatch.setattr(devices, "synchronizer", lambda name: lambda: log.append(("sync", name)))
     monkeypatch.setattr(timing.time, "perf_counter", lambda: log.append("clock") or 42.0)
     timer = timing.timer_for("cuda:1")
-    assert timer.__name__ == "synchronized_perf_counter[cuda:1]"  # how pytest-benchmark names it in the JSON
+    # how pytest-benchmark names it in the JSON
+    assert timer.__name__ == "synchronized_perf_counter[cuda:1]"
     assert timer() == 42.0 and log == [("sync", "cuda:1"), "clock"]
 
 
@@ -154,15 +157,19 @@ def test_suite_timer_through_pytest_benchmark_sees_asynchronous_work(pytester):
     """End to end: the plugin's timer on a fake async device vs a plain timer on the same clock."""
     pytester.makeconftest(PROOF_CONFTEST)
     pytester.makepyfile(bench_proof=PROOF_BENCH)
-    result = pytester.runpytest_subprocess("bench_proof.py", "--device", "cpu", "--benchmark-json=out.json",
-                                           "--benchmark-max-time=0.05", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess("bench_proof.py", "--device", "cpu",
+                                           "--benchmark-json=out.json", "--benchmark-max-time=0.05",
+                                           "-p", "no:cacheprovider")
     assert result.ret == 0, result.stdout.str()
-    runs = {b["name"]: b for b in json.loads((pytester.path / "out.json").read_text())["benchmarks"]}
+    runs = {b["name"]: b
+            for b in json.loads((pytester.path / "out.json").read_text())["benchmarks"]}
     synced = runs["test_suite_timer[cpu]"]["stats"]
     plain = runs["test_plain_timer"]["stats"]
     assert synced["median"] == pytest.approx(JOB_S, abs=1e-6) and synced["rounds"] >= 5
-    assert plain["median"] == pytest.approx(0, abs=1e-6)  # the same work, queued and never waited for
-    assert runs["test_suite_timer[cpu]"]["options"]["timer"].endswith("synchronized_perf_counter[cpu]")
+    # the same work, queued and never waited for
+    assert plain["median"] == pytest.approx(0, abs=1e-6)
+    assert runs["test_suite_timer[cpu]"]["options"]["timer"].endswith(
+        "synchronized_perf_counter[cpu]")
 
 
 AMORTISED_CONFTEST = """
@@ -170,7 +177,8 @@ import os, types
 import imgbench.hw.devices, imgbench.hw.timing
 
 pytest_plugins = ["imgbench.plugin"]
-KERNEL_S, SYNC_S = 20e-6, 10e-6  # a 20 us kernel; every synchronise costs 10 us of fixed harness time
+KERNEL_S, SYNC_S = 20e-6, 10e-6  # a 20 us kernel; every synchronise costs 10 us of fixed \
+harness time
 
 
 class FakeDevice:
@@ -211,16 +219,18 @@ def test_kernel(device, measure):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("amortise", ["on", "off"])
-def test_a_20us_kernel_on_an_accelerator_is_reported_within_5_percent(pytester, monkeypatch, amortise):
-    """A round ends with a synchronise costing a fixed 10 us here. With the accelerator's minimum round time
-    pytest-benchmark runs enough iterations per round that the 20 us kernel reads within 5%; without it
-    (pytest-benchmark's own calibration: 10x its timer's precision) it reads 10% or more slow. The empty
-    round's cost is stored with the run."""
+def test_a_20us_kernel_on_an_accelerator_is_reported_within_5_percent(pytester, monkeypatch,
+                                                                      amortise):
+    """A round ends with a synchronise costing a fixed 10 us here. With the accelerator's minimum
+    round time pytest-benchmark runs enough iterations per round that the 20 us kernel reads within
+    5%; without it (pytest-benchmark's own calibration: 10x its timer's precision) it reads 10% or
+    more slow. The empty round's cost is stored with the run."""
     monkeypatch.setenv("AMORTISE", amortise)
     pytester.makeconftest(AMORTISED_CONFTEST)
     pytester.makepyfile(bench_amortised=AMORTISED_BENCH)
-    result = pytester.runpytest_subprocess("bench_amortised.py", "--device", "cpu", "--benchmark-json=out.json",
-                                           "--benchmark-max-time=0.05", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess("bench_amortised.py", "--device", "cpu",
+                                           "--benchmark-json=out.json", "--benchmark-max-time=0.05",
+                                           "-p", "no:cacheprovider")
     assert result.ret == 0, result.stdout.str()
     doc = json.loads((pytester.path / "out.json").read_text())
     (case,) = doc["benchmarks"]

@@ -1,5 +1,6 @@
-"""Change points over stored history (imgbench.changes and `imgbench changes`): E-divisive means with a
-permutation test, on synthetic series and on run files; the report's section and the trend figure's marks."""
+"""Change points over stored history (imgbench.changes and `imgbench changes`): E-divisive means
+with a permutation test, on synthetic series and on run files; the report's section and the trend
+figure's marks."""
 
 import re
 import subprocess
@@ -18,21 +19,25 @@ STEP, NOISE = np.log(1.05), 0.03  # a 5% step in 3% log-normal run-to-run noise
 
 
 def write_history(folder, times: dict, contended=(), fingerprint="AMD_EPYC-2c") -> list:
-    """Run i (file {i:04}_quick.json, commit {i:04}abcdef) holds each case at times[case][i] (its median;
-    three rounds around it); the runs in `contended` were measured while other processes took 50% of the CPUs."""
+    """Run i (file {i:04}_quick.json, commit {i:04}abcdef) holds each case at times[case][i] (its
+    median; three rounds around it); the runs in `contended` were measured while other processes
+    took 50% of the CPUs."""
     paths = []
     for i in range(len(next(iter(times.values())))):
         busy = {"contention": {"foreign_cpu": 0.5, "seconds": 1.0}} if i in contended else {}
         benches = [bench_entry(name, dict(params), [t[i] * 0.99, t[i], t[i] * 1.01], extra=busy)
                    for (name, params), t in times.items()]
         paths.append(write_json(folder / f"{i:04}_quick.json",
-                                run_file(benches, fingerprint=fingerprint, when=f"2026-10-{1 + i // 24:02}T"
-                                         f"{i % 24:02}:00:00", commit=f"{i:04}abcdef", meta={"profile": "quick"})))
+                                run_file(benches, fingerprint=fingerprint,
+                                         when=f"2026-10-{1 + i // 24:02}T"
+                                         f"{i % 24:02}:00:00", commit=f"{i:04}abcdef",
+                                         meta={"profile": "quick"})))
     return paths
 
 
 def levels(n, steps: dict, seed=0, noise=0.02, start=0.01):
-    """n run medians around `start` seconds, multiplied by `steps[i]` from run i on, in log-normal noise."""
+    """n run medians around `start` seconds, multiplied by `steps[i]` from run i on, in log-normal
+    noise."""
     level = np.full(n, start)
     for i, factor in steps.items():
         level[i:] *= factor
@@ -46,22 +51,26 @@ def test_q_is_the_scaled_energy_statistic_at_every_split():
         a, b = x[:tau], x[tau:]
         m, k = len(a), len(b)
         within = [np.abs(s[:, None] - s[None, :]).sum() / (len(s) * (len(s) - 1)) for s in (a, b)]
-        return m * k / (m + k) * (2 * np.abs(a[:, None] - b[None, :]).mean() - within[0] - within[1])
+        return m * k / (m + k) * (2 * np.abs(a[:, None] - b[None, :]).mean() - within[0]
+                                  - within[1])
 
     taus = range(changepoints.MIN_SEGMENT, len(x) - changepoints.MIN_SEGMENT + 1)
     rows = np.abs(x[:, None] - x[None, :]).sum(axis=1)
-    assert changepoints._q(x[None, :], rows[None, :])[0] == pytest.approx([q(t) for t in taus], rel=1e-5, abs=1e-6)
+    assert changepoints._q(x[None, :], rows[None, :])[0] == pytest.approx(
+        [q(t) for t in taus], rel=1e-5, abs=1e-6)
 
 
 def placed(noise, trials=200):
-    """Trials of 50 runs with a 5% step at a random run from 10 to 40: how often exactly one change point is
-    found at that run, one within 2 runs of it, any at all."""
+    """Trials of 50 runs with a 5% step at a random run from 10 to 40: how often exactly one change
+    point is found at that run, one within 2 runs of it, any at all."""
     exact = near = found = 0
     for t in range(trials):
         rng = np.random.default_rng(t)
         at = int(rng.integers(10, 41))
-        cuts = [i for i, _ in changepoints.segment(noise * rng.standard_normal(50) + STEP * (np.arange(50) >= at), seed=t)]
-        exact, near, found = exact + (cuts == [at]), near + any(abs(i - at) <= 2 for i in cuts), found + bool(cuts)
+        cuts = [i for i, _ in changepoints.segment(noise * rng.standard_normal(50)
+                                                   + STEP * (np.arange(50) >= at), seed=t)]
+        exact, near, found = (exact + (cuts == [at]), near + any(abs(i - at) <= 2 for i in cuts),
+                              found + bool(cuts))
     return exact, near, found
 
 
@@ -73,8 +82,9 @@ def test_a_5_percent_step_in_1_percent_noise_is_placed_at_its_run():
 
 @pytest.mark.slow
 def test_a_5_percent_step_in_3_percent_noise_is_mostly_found_near_its_run():
-    """At 3% noise even the maximum-likelihood placement that knows both levels and the noise is exact
-    only 52% of the time (a step of 1.6 noise sds): no method can place it exactly in 90% of trials."""
+    """At 3% noise even the maximum-likelihood placement that knows both levels and the noise is
+    exact only 52% of the time (a step of 1.6 noise sds): no method can place it exactly in 90% of
+    trials."""
     exact, near, found = placed(NOISE)
     assert exact >= 70 and near >= 125 and found >= 145  # measured 79, 141, 158 of 200
 
@@ -82,7 +92,8 @@ def test_a_5_percent_step_in_3_percent_noise_is_mostly_found_near_its_run():
 @pytest.mark.slow
 def test_aa_histories_rarely_show_a_change_point():
     """200 trials of 50 runs without a change: p <= 0.001 per split allows about 0.1%."""
-    alarms = sum(bool(changepoints.segment(NOISE * np.random.default_rng(10_000 + t).standard_normal(50), seed=t))
+    alarms = sum(bool(changepoints.segment(
+                     NOISE * np.random.default_rng(10_000 + t).standard_normal(50), seed=t))
                  for t in range(200))
     assert alarms <= 2
 
@@ -101,7 +112,8 @@ def test_the_same_seed_gives_the_same_answer_and_one_null_serves_a_length():
     rng = np.random.default_rng(0)
     ps = [changepoints.best_split(rng.standard_normal(40))[1] for _ in range(20)]
     assert changepoints.null.cache_info().misses == 1 and changepoints.null.cache_info().hits == 19
-    assert all(p > changepoints.P_MAX for p in ps) and len(set(ps)) > 5  # no change: p spread over (0, 1]
+    # no change: p spread over (0, 1]
+    assert all(p > changepoints.P_MAX for p in ps) and len(set(ps)) > 5
     # ranks: a wild value counts as any other beyond the rest, and ties share their mean rank
     assert changepoints.ranks([3.0, 100.0, 1.0, 3.0]).tolist() == [1.5, 3.0, 0.0, 1.5]
 
@@ -121,13 +133,15 @@ def test_contended_records_are_left_out(tmp_path):
     s = changepoints.scan(history.load([tmp_path]).runs)
     assert (s.changes, s.tested, s.contended) == ([], 1, 10)
     write_history(tmp_path, {CASE: t})  # the same times uncontended: the step is found
-    assert [c.path for c in changepoints.find(history.load([tmp_path]).runs)] == [str(tmp_path / "0020_quick.json")]
+    assert [c.path for c in changepoints.find(history.load([tmp_path]).runs)] == [
+        str(tmp_path / "0020_quick.json")]
 
 
 @pytest.fixture
 def gpu_history(tmp_path):
     """24 runs timing kerascnn on the CPU and on CUDA; from run 15 on the CUDA time is 1.5x."""
-    write_history(tmp_path, {CASE: levels(24, {}, seed=4), GPU_CASE: levels(24, {15: 1.5}, seed=5, start=0.001)},
+    write_history(tmp_path, {CASE: levels(24, {}, seed=4),
+                             GPU_CASE: levels(24, {15: 1.5}, seed=5, start=0.001)},
                   fingerprint="Xeon-16c-NVIDIA_H100-x1")
     return tmp_path
 
@@ -139,13 +153,17 @@ def test_a_gpu_slowdown_is_a_time_change_and_a_speedup_change(gpu_history):
         ("time", "train_step[batch_size=32,device=cuda,model=kerascnn]")]
     lost, slower = found
     assert {c.path for c in found} == {str(gpu_history / "0015_quick.json")}
-    assert (slower.commit, slower.machine, slower.test) == ("0015abcdef", "Xeon-16c-NVIDIA_H100-x1", "train_step")
-    assert slower.ratio == pytest.approx(1.5, rel=0.03) and slower.ci[0] < slower.ratio < slower.ci[1]
+    assert (slower.commit, slower.machine, slower.test) == ("0015abcdef", "Xeon-16c-NVIDIA_H100-x1",
+                                                            "train_step")
+    assert (slower.ratio == pytest.approx(1.5, rel=0.03)
+            and slower.ci[0] < slower.ratio < slower.ci[1])
     assert slower.after / slower.before == pytest.approx(slower.ratio)
-    assert lost.ratio == pytest.approx(1 / 1.5, rel=0.04) and lost.ci[0] < lost.ratio < lost.ci[1] < 1
+    assert (lost.ratio == pytest.approx(1 / 1.5, rel=0.04)
+            and lost.ci[0] < lost.ratio < lost.ci[1] < 1)
     assert lost.before == pytest.approx(10, rel=0.05)  # 0.01 s on the CPU / 0.001 s on CUDA
     rows = changepoints.render(found).splitlines()
-    assert re.search(r"  0\.6\d\d \(speedup lost\)  ", rows[1]) and re.search(r"  1\.[45]\d\d \(slower\)  ", rows[2])
+    assert (re.search(r"  0\.6\d\d \(speedup lost\)  ", rows[1])
+            and re.search(r"  1\.[45]\d\d \(slower\)  ", rows[2]))
 
 
 def test_report_lists_the_change_points(gpu_history, tmp_path):
@@ -172,8 +190,8 @@ def test_the_speedup_trend_marks_the_first_run_after_a_change(gpu_history):
 
 
 def imgbench(*args):
-    return subprocess.run([sys.executable, "-m", "imgbench", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-m", "imgbench", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
 
 
 def test_cli_names_the_first_run_and_commit_after_a_step(tmp_path):
@@ -187,8 +205,10 @@ def test_cli_names_the_first_run_and_commit_after_a_step(tmp_path):
     assert "2026-10-01 18:00" in row and " 0018abc " in row and " 0018_quick.json " in row
     ratio = float(re.search(r"  (\d\.\d{3}) \(slower\)", row)[1])
     assert ratio == pytest.approx(1.2, rel=0.03)
-    assert out[-1] == "1 change point in 1 series (E-divisive means, permutation test at p <= 0.001)"
-    assert f"imgbench changes: skipped {tmp_path / 'runs' / 'broken.json'}: corrupt or truncated JSON" in proc.stderr
+    assert out[-1] == ("1 change point in 1 series (E-divisive means, permutation test at "
+                       "p <= 0.001)")
+    assert (f"imgbench changes: skipped {tmp_path / 'runs' / 'broken.json'}: "
+            "corrupt or truncated JSON" in proc.stderr)
 
 
 def test_cli_no_runs_is_one_line_exit_2(tmp_path):

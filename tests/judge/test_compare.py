@@ -1,5 +1,5 @@
-"""The compare gate (imgbench.compare and `imgbench compare`): a candidate run against a baseline run and
-the history of its machine class; across machine classes, GPU-over-CPU speedups instead."""
+"""The compare gate (imgbench.compare and `imgbench compare`): a candidate run against a baseline
+run and the history of its machine class; across machine classes, GPU-over-CPU speedups instead."""
 
 import json
 
@@ -23,8 +23,10 @@ from tests.helpers import (
 def judge_pair(tmp_path, base_center, cand_center, history=(), **kw):
     base = records(tmp_path / "base.json", {CASE: rounds(base_center)})
     cand = records(tmp_path / "cand.json", {CASE: rounds(cand_center, seed=1)})
-    past = [records(tmp_path / f"h{i}.json", {CASE: rounds(m, seed=10 + i)}, when=f"2026-11-{10 + i}T00:00:00")
-            for i, m in enumerate(history)]  # recorded before the candidate, or they are not its history
+    # recorded before the candidate, or they are not its history
+    past = [records(tmp_path / f"h{i}.json", {CASE: rounds(m, seed=10 + i)},
+                    when=f"2026-11-{10 + i}T00:00:00")
+            for i, m in enumerate(history)]
     (v,), _, _ = compare.compare(base, cand, past, **kw)
     return v
 
@@ -33,9 +35,11 @@ def test_verdicts(tmp_path):
     assert judge_pair(tmp_path, 1.0, 1.20).verdict == verdict.REGRESSION
     assert judge_pair(tmp_path, 1.0, 0.80).verdict == verdict.IMPROVEMENT
     assert judge_pair(tmp_path, 1.0, 1.00).verdict == verdict.UNCHANGED
-    assert judge_pair(tmp_path, 1.0, 1.02).verdict != verdict.REGRESSION  # below the 5% minimum effect
+    # below the 5% minimum effect
+    assert judge_pair(tmp_path, 1.0, 1.02).verdict != verdict.REGRESSION
     assert judge_pair(tmp_path, 1.0, 1.08, min_effect=0.10).verdict != verdict.REGRESSION
-    assert judge_pair(tmp_path, 1.0, 1.08, per_family={"train_step": 0.10}).verdict != verdict.REGRESSION
+    assert judge_pair(tmp_path, 1.0, 1.08,
+                      per_family={"train_step": 0.10}).verdict != verdict.REGRESSION
 
 
 def test_without_rounds_or_history_nothing_is_a_regression(tmp_path):
@@ -59,9 +63,11 @@ def test_family_effect_is_named_by_the_bench_file(tmp_path):
 
 
 def test_runs_of_another_profile_or_optimizer_are_not_compared_nor_history(tmp_path):
-    quick, full = {"profile": "quick", "optimizer": "adam"}, {"profile": "full", "optimizer": "adam"}
+    quick, full = ({"profile": "quick", "optimizer": "adam"},
+                   {"profile": "full", "optimizer": "adam"})
     base = records(tmp_path / "b.json", {CASE: rounds(1.0)}, meta=quick)
-    with pytest.raises(compare.CompareError, match=r"baseline vs candidate: profile 'quick' vs 'full'\); compare"):
+    with pytest.raises(compare.CompareError,
+                       match=r"baseline vs candidate: profile 'quick' vs 'full'\); compare"):
         compare.compare(base, records(tmp_path / "f.json", {CASE: rounds(1.0)}, meta=full))
     sgd = records(tmp_path / "s.json", {CASE: rounds(1.0)}, meta={**quick, "optimizer": "sgd"})
     with pytest.raises(compare.CompareError, match="optimizer 'adam' vs 'sgd'"):
@@ -69,8 +75,9 @@ def test_runs_of_another_profile_or_optimizer_are_not_compared_nor_history(tmp_p
     unrecorded = records(tmp_path / "u.json", {CASE: rounds(1.0)})  # older runs: no settings
     assert compare.compare(unrecorded, base)[0][0].verdict == verdict.UNCHANGED
     cand = records(tmp_path / "c.json", {CASE: rounds(1.2, seed=1)}, meta=quick)
+    # 224x224 images: 20x slower, not history
     steady_full = [records(tmp_path / f"h{i}.json", {CASE: rounds(m * 20, seed=i)}, meta=full)
-                   for i, m in enumerate([1.0, 1.01, 0.99, 1.0])]  # 224x224 images: 20x slower, not history
+                   for i, m in enumerate([1.0, 1.01, 0.99, 1.0])]
     (v,), _, _ = compare.compare(base, cand, steady_full)
     assert v.history_bound is None and v.verdict == verdict.REGRESSION
 
@@ -86,18 +93,21 @@ def test_history_spread_vetoes_a_regression_within_past_noise(tmp_path):
 def test_cases_match_by_params_not_by_id_and_strays_are_listed(tmp_path):
     renamed = ("test_train_step[renamed-id]", CASE[1])
     other = ("test_forward[mlp-cpu-bs8]", (("model", "mlp"), ("device", "cpu"), ("batch_size", 8)))
-    gone = ("test_forward[tinyvgg-cpu-bs8]", (("model", "tinyvgg"), ("device", "cpu"), ("batch_size", 8)))
+    gone = ("test_forward[tinyvgg-cpu-bs8]",
+            (("model", "tinyvgg"), ("device", "cpu"), ("batch_size", 8)))
     base = records(tmp_path / "b.json", {CASE: rounds(1.0), gone: rounds(1.0)})
     cand = records(tmp_path / "c.json", {renamed: rounds(1.0), other: rounds(1.0)})
     verdicts, only_cand, only_base = compare.compare(base, cand)
     assert [v.name for v in verdicts] == ["test_train_step[renamed-id]"]
-    assert only_cand == ["test_forward[mlp-cpu-bs8]"] and only_base == ["test_forward[tinyvgg-cpu-bs8]"]
+    assert (only_cand == ["test_forward[mlp-cpu-bs8]"]
+            and only_base == ["test_forward[tinyvgg-cpu-bs8]"])
 
 
 def test_different_hardware_is_refused(tmp_path):
     base = records(tmp_path / "b.json", {CASE: rounds(1.0)})
     cand = records(tmp_path / "c.json", {CASE: rounds(1.0)}, fingerprint="Xeon-16c-H100-x1")
-    with pytest.raises(compare.CompareError, match="different hardware: baseline AMD_EPYC-2c vs candidate Xeon"):
+    with pytest.raises(compare.CompareError,
+                       match="different hardware: baseline AMD_EPYC-2c vs candidate Xeon"):
         compare.compare(base, cand)
 
 
@@ -122,23 +132,31 @@ def test_the_candidate_saved_into_the_history_is_not_its_own_history(tmp_path):
 
 
 def speedup_run(path, cpu_s, gpu_s, when, seed=0):
-    return records(path, {CASE: rounds(cpu_s, seed=seed), GPU_CASE: rounds(gpu_s, seed=seed + 1)}, when=when)
+    return records(path, {CASE: rounds(cpu_s, seed=seed), GPU_CASE: rounds(gpu_s, seed=seed + 1)},
+                   when=when)
 
 
 def test_speedup_falls_are_the_points_slower_than_the_same_cases_previous_one(tmp_path):
-    other = ("test_forward[mlp-cuda-bs8]", (("model", "mlp"), ("device", "cuda"), ("batch_size", 8)))
-    other_cpu = ("test_forward[mlp-cpu-bs8]", (("model", "mlp"), ("device", "cpu"), ("batch_size", 8)))
-    runs = [speedup_run(tmp_path / "1.json", 0.020, 0.001, "2026-11-01T00:00:00"),           # 20x
-            speedup_run(tmp_path / "2.json", 0.020, 0.001, "2026-11-02T00:00:00", seed=2),   # 20x: unchanged
-            speedup_run(tmp_path / "3.json", 0.020, 0.002, "2026-11-03T00:00:00", seed=4),   # 10x: fell
-            speedup_run(tmp_path / "4.json", 0.020, 0.001, "2026-11-04T00:00:00", seed=6),   # 20x: rose
-            records(tmp_path / "5.json", {other_cpu: rounds(0.02), other: rounds(0.004)},   # 5x, another case:
-                    when="2026-11-05T00:00:00")]                                           # not a fall from 20x
+    other = ("test_forward[mlp-cuda-bs8]",
+             (("model", "mlp"), ("device", "cuda"), ("batch_size", 8)))
+    other_cpu = ("test_forward[mlp-cpu-bs8]",
+                 (("model", "mlp"), ("device", "cpu"), ("batch_size", 8)))
+    runs = [speedup_run(tmp_path / "1.json", 0.020, 0.001, "2026-11-01T00:00:00"),  # 20x
+            speedup_run(tmp_path / "2.json", 0.020, 0.001, "2026-11-02T00:00:00",
+                        seed=2),  # 20x: unchanged
+            speedup_run(tmp_path / "3.json", 0.020, 0.002, "2026-11-03T00:00:00",
+                        seed=4),  # 10x: fell
+            speedup_run(tmp_path / "4.json", 0.020, 0.001, "2026-11-04T00:00:00",
+                        seed=6),  # 20x: rose
+            records(tmp_path / "5.json", {other_cpu: rounds(0.02), other: rounds(0.004)},
+                    when="2026-11-05T00:00:00")]  # 5x, another case: not a fall from 20x
     series = speedup.series(runs)
     assert len(series) == 5
     (fell,) = compare.speedup_falls(series)
-    assert fell.accel.path == str(tmp_path / "3.json") and fell.speedup == pytest.approx(10, rel=0.02)
-    assert compare.speedup_falls(series, min_effect=1.5) == []  # a halving is below a 150% minimum effect
+    assert (fell.accel.path == str(tmp_path / "3.json")
+            and fell.speedup == pytest.approx(10, rel=0.02))
+    # a halving is below a 150% minimum effect
+    assert compare.speedup_falls(series, min_effect=1.5) == []
 
 
 @pytest.mark.parametrize("args, message", [
@@ -188,42 +206,50 @@ def test_cli_compare_with_an_empty_history_says_so(tmp_path, capsys):
 
 
 def test_cli_compare_names_what_an_older_run_lacks(tmp_path, capsys):
-    schema_1 = {"schema": 1, "version": "0.1.0", "profile": "quick", "devices": ["cpu"], "threads": 2,
-                "dataset": "synthetic", "optimizer": "adam", "precisions": ["fp32"], "memory_formats": ["nchw"],
-                "compile": ["off"], "peaks": {}}
-    older = {k: v for k, v in schema_1.items() if k not in ("schema", "optimizer")}  # as the committed baseline
+    schema_1 = {"schema": 1, "version": "0.1.0", "profile": "quick", "devices": ["cpu"],
+                "threads": 2, "dataset": "synthetic", "optimizer": "adam", "precisions": ["fp32"],
+                "memory_formats": ["nchw"], "compile": ["off"], "peaks": {}}
+    # as the committed baseline
+    older = {k: v for k, v in schema_1.items() if k not in ("schema", "optimizer")}
     base = write_run(tmp_path / "b.json", {CASE: rounds(1.0)}, meta=older)
     cand = write_run(tmp_path / "c.json", {CASE: rounds(1.0, seed=1)}, meta=schema_1)
     assert cli.main(["compare", str(cand), str(base)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert f"{base}: lacks optimizer (run file schema 0): not checked" in lines
-    assert not any(line.startswith(f"{cand}:") for line in lines)  # the current schema lacks nothing
+    # the current schema lacks nothing
+    assert not any(line.startswith(f"{cand}:") for line in lines)
 
 
 def test_cli_compare_of_a_newer_schema_is_refused_naming_the_file(tmp_path, capsys):
     from imgbench.runs import runfile
 
     base = write_run(tmp_path / "b.json", {CASE: rounds(1.0)})
-    newer = write_json(tmp_path / "n.json", run_file([bench_entry(CASE[0], dict(CASE[1]), rounds(1.0))],
-                                                     meta={"schema": runfile.SCHEMA + 1}))
+    newer = write_json(tmp_path / "n.json",
+                       run_file([bench_entry(CASE[0], dict(CASE[1]), rounds(1.0))],
+                                meta={"schema": runfile.SCHEMA + 1}))
     assert cli.main(["compare", str(newer), str(base)]) == cli.EXIT_BAD_INPUT
     (err,) = capsys.readouterr().err.strip().splitlines()
-    assert err.startswith(f"imgbench: error: {newer}: written by a newer imgbench") and "upgrade imgbench" in err
+    assert (err.startswith(f"imgbench: error: {newer}: written by a newer imgbench")
+            and "upgrade imgbench" in err)
 
 
 def test_different_hardware_compares_speedups(tmp_path, capsys):
     base = write_run(tmp_path / "b.json", {CASE: rounds(0.020), GPU_CASE: rounds(0.001)})
-    same = write_run(tmp_path / "s.json", {CASE: rounds(0.010, seed=1), GPU_CASE: rounds(0.0005, seed=1)},
+    same = write_run(tmp_path / "s.json",
+                     {CASE: rounds(0.010, seed=1), GPU_CASE: rounds(0.0005, seed=1)},
                      fingerprint="Xeon-16c-H100-x1")
-    worse = write_run(tmp_path / "w.json", {CASE: rounds(0.010, seed=1), GPU_CASE: rounds(0.001, seed=1)},
+    worse = write_run(tmp_path / "w.json",
+                      {CASE: rounds(0.010, seed=1), GPU_CASE: rounds(0.001, seed=1)},
                       fingerprint="Xeon-16c-H100-x1")
     assert cli.main(["compare", str(same), str(base)]) == 0
     out = capsys.readouterr().out
     assert "different hardware: baseline AMD_EPYC-2c vs candidate Xeon-16c-H100-x1" in out
-    assert "cuda/cpu train_step[batch_size=32,model=kerascnn]" in out and "20.00x" in out and "unchanged" in out
+    assert ("cuda/cpu train_step[batch_size=32,model=kerascnn]" in out and "20.00x" in out
+            and "unchanged" in out)
     assert cli.main(["compare", str(worse), str(base)]) == 1  # speedup fell from 20x to 10x
     assert "2.000" in capsys.readouterr().out
-    # each machine runs with its own cores: 2 threads on the CPU box, 16 on the GPU box, still compared
+    # each machine runs with its own cores: 2 threads on the CPU box, 16 on the GPU box, still
+    # compared
     for path, threads in ((base, 2), (same, 16)):
         doc = json.loads(path.read_text())
         doc["imgbench"] = {"profile": "quick", "threads": threads}
@@ -239,22 +265,29 @@ def test_a_contended_case_gives_no_speedup_verdict_and_no_history(tmp_path, caps
     base = write_run(tmp_path / "b.json", {CASE: rounds(0.020), GPU_CASE: rounds(0.001)})
     worse = write_json(tmp_path / "w.json", run_file(
         [bench_entry(CASE[0], dict(CASE[1]), rounds(0.010, seed=1), extra=crowded),
-         bench_entry(GPU_CASE[0], dict(GPU_CASE[1]), rounds(0.001, seed=1))], fingerprint="Xeon-16c-H100-x1"))
-    assert cli.main(["compare", str(worse), str(base)]) == 0  # the speedup fell, but its CPU case was crowded
-    assert ("cuda/cpu train_step[batch_size=32,model=kerascnn]: measured under contention: other processes used "
-            "50% of the CPUs (limit 10%) in the candidate run") in capsys.readouterr().out.splitlines()
+         bench_entry(GPU_CASE[0], dict(GPU_CASE[1]), rounds(0.001, seed=1))],
+        fingerprint="Xeon-16c-H100-x1"))
+    # the speedup fell, but its CPU case was crowded
+    assert cli.main(["compare", str(worse), str(base)]) == 0
+    assert ("cuda/cpu train_step[batch_size=32,model=kerascnn]: measured under contention: other "
+            "processes used 50% of the CPUs (limit 10%) in the candidate run"
+            in capsys.readouterr().out.splitlines())
     crowded_past = [record.load(write_json(tmp_path / f"h{i}.json", run_file(
-        [bench_entry(CASE[0], dict(CASE[1]), rounds(m, seed=i), extra=crowded)], when=f"2026-11-0{i + 1}T00:00:00")))
+        [bench_entry(CASE[0], dict(CASE[1]), rounds(m, seed=i), extra=crowded)],
+        when=f"2026-11-0{i + 1}T00:00:00")))
         for i, m in enumerate([1.0, 1.01, 0.99])]
     v = judge_pair(tmp_path, 1.0, 1.0)
-    (judged,), _, _ = compare.compare(record.load(tmp_path / "base.json"), record.load(tmp_path / "cand.json"),
-                                      crowded_past)
-    assert judged.history_bound is None and judged.verdict == v.verdict  # contended runs are no history
+    (judged,), _, _ = compare.compare(record.load(tmp_path / "base.json"),
+                                      record.load(tmp_path / "cand.json"), crowded_past)
+    # contended runs are no history
+    assert judged.history_bound is None and judged.verdict == v.verdict
 
 
 def test_different_hardware_without_speedups_is_refused(tmp_path, capsys):
     base = write_run(tmp_path / "b.json", {CASE: rounds(1.0)})
-    cand = write_run(tmp_path / "c.json", {CASE: rounds(1.0), GPU_CASE: rounds(0.1)}, fingerprint="Xeon-16c")
+    cand = write_run(tmp_path / "c.json", {CASE: rounds(1.0), GPU_CASE: rounds(0.1)},
+                     fingerprint="Xeon-16c")
     assert cli.main(["compare", str(cand), str(base)]) == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "the baseline has no case timed on both the CPU and an accelerator" in err[0]
+    assert (len(err) == 1
+            and "the baseline has no case timed on both the CPU and an accelerator" in err[0])

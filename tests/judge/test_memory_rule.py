@@ -1,5 +1,6 @@
-"""The memory gate (imgbench.memory and `imgbench compare`'s exit 3): the rule's two thresholds, improvements,
-cases without a figure, what is gated, and an allocation injected into a real bench run."""
+"""The memory gate (imgbench.memory and `imgbench compare`'s exit 3): the rule's two thresholds,
+improvements, cases without a figure, what is gated, and an allocation injected into a real bench
+run."""
 
 import json
 import os
@@ -46,8 +47,9 @@ def test_the_user_sets_both_thresholds():
 
 
 def peaks_run(path, peaks: dict, fingerprint=FP, when="2026-11-21T10:00:00", center=1.0, absent=()):
-    """A run of the cases `peaks` names ({CASE: bytes or None}), each storing its peak; cases in `absent`
-    store none at all (a run recorded before the figure was). Round times around `center` seconds."""
+    """A run of the cases `peaks` names ({CASE: bytes or None}), each storing its peak; cases in
+    `absent` store none at all (a run recorded before the figure was). Round times around `center`
+    seconds."""
     benchmarks = [bench_entry(name, dict(params), rounds(center),
                               extra={} if (name, params) in absent else {"peak_memory_bytes": peak})
                   for (name, params), peak in peaks.items()]
@@ -59,10 +61,12 @@ def by_name(verdicts):
 
 
 def test_a_case_without_a_figure_in_either_run_is_not_measured_never_a_verdict(tmp_path):
-    mps = ("test_train_step[kerascnn-mps-bs32]", (("model", "kerascnn"), ("device", "mps"), ("batch_size", 32)))
+    mps = ("test_train_step[kerascnn-mps-bs32]",
+           (("model", "kerascnn"), ("device", "mps"), ("batch_size", 32)))
     base = record.load(peaks_run(tmp_path / "b.json", {GPU_CASE: None, mps: None, CASE: 10 * MIB}))
-    cand = record.load(peaks_run(tmp_path / "c.json", {GPU_CASE: 500 * MIB, mps: None, CASE: 10 * MIB},
-                                  absent=[CASE]))
+    cand = record.load(peaks_run(tmp_path / "c.json",
+                                 {GPU_CASE: 500 * MIB, mps: None, CASE: 10 * MIB},
+                                 absent=[CASE]))
     v = by_name(memory_rule.compare(base, cand))
     assert [v[n].verdict for n in (GPU_CASE[0], mps[0], CASE[0])] == [memory_rule.NOT_MEASURED] * 3
     assert memory_rule.counts(list(v.values()))[REGRESSION] == 0
@@ -87,12 +91,15 @@ def test_the_table_shows_both_peaks_and_the_growth_in_mib(tmp_path):
     base = record.load(peaks_run(tmp_path / "b.json", {GPU_CASE: 100 * MIB, CASE: 0}))
     cand = record.load(peaks_run(tmp_path / "c.json", {GPU_CASE: 80 * MIB, CASE: 16 * MIB}))
     text = memory_rule.describe(memory_rule.compare(base, cand, gate_cpu=True))
-    assert re.search(r"test_train_step\[kerascnn-cuda-bs32\] +100\.0 MiB +80\.0 MiB +-20\.0 MiB \(x0\.800\) "
-                     r"+improvement", text), text
-    assert re.search(r"test_train_step\[kerascnn-cpu-bs32\] +0\.0 MiB +16\.0 MiB +\+16\.0 MiB +regression", text)
-    assert text.splitlines()[-1].startswith("memory: 1 regression, 1 improvement (a peak that grew by more than "
-                                            "1% and 1 MiB is a regression)")
-    md = memory_rule.render(memory_rule.compare(base, cand, gate_cpu=True), markdown=True).splitlines()
+    assert re.search(r"test_train_step\[kerascnn-cuda-bs32\] +100\.0 MiB +80\.0 MiB "
+                     r"+-20\.0 MiB \(x0\.800\) +improvement", text), text
+    assert re.search(r"test_train_step\[kerascnn-cpu-bs32\] +0\.0 MiB +16\.0 MiB "
+                     r"+\+16\.0 MiB +regression", text)
+    assert text.splitlines()[-1].startswith(
+        "memory: 1 regression, 1 improvement (a peak that grew by more than "
+        "1% and 1 MiB is a regression)")
+    md = memory_rule.render(memory_rule.compare(base, cand, gate_cpu=True),
+                            markdown=True).splitlines()
     assert md[0] == "| case | baseline peak | candidate peak | growth | memory verdict |"
 
 
@@ -110,14 +117,17 @@ def test_exit_1_for_time_else_3_for_memory(tmp_path, capsys, cand_peak, center, 
     if cand_peak == 100 * MIB:
         assert "memory: no case's peak moved by more than 1% and 1 MiB (1 unchanged)" in out
     else:
-        assert re.search(r"kerascnn-cuda-bs32\] +100\.0 MiB +120\.0 MiB +\+20\.0 MiB \(x1\.200\) +regression", out)
-    assert cli.main(["compare", str(cand), str(base), "--memory-effect", "25", "--min-effect", "50"]) == 0
+        assert re.search(r"kerascnn-cuda-bs32\] +100\.0 MiB +120\.0 MiB +\+20\.0 MiB \(x1\.200\) "
+                         r"+regression", out)
+    assert cli.main(["compare", str(cand), str(base), "--memory-effect", "25",
+                     "--min-effect", "50"]) == 0
 
 
 @pytest.mark.parametrize("option, value, message", [
     ("--memory-effect", "-1", "argument --memory-effect: '-1' is not a percentage"),
     ("--memory-effect", "1%", "argument --memory-effect: '1%' is not a percentage"),
-    ("--memory-floor", "-0.5", "argument --memory-floor: '-0.5' is not a size in MiB (valid: a number from 0"),
+    ("--memory-floor", "-0.5",
+     "argument --memory-floor: '-0.5' is not a size in MiB (valid: a number from 0"),
     ("--memory-floor", "nan", "argument --memory-floor: 'nan' is not a size in MiB"),
     ("--memory-floor", "1MiB", "argument --memory-floor: '1MiB' is not a size in MiB"),
 ])
@@ -130,21 +140,26 @@ def test_bad_memory_options_are_one_line_exit_2(tmp_path, capsys, option, value,
     assert len(err) == 1 and message in err[0], err
 
 
-def test_the_report_lists_the_latest_runs_memory_regressions_beside_its_time_verdicts(tmp_path, capsys):
-    peaks_run(tmp_path / "runs" / "1.json", {GPU_CASE: 100 * MIB, CASE: 100 * MIB}, when="2026-11-20T10:00:00")
-    peaks_run(tmp_path / "runs" / "2.json", {GPU_CASE: 120 * MIB, CASE: 150 * MIB}, when="2026-11-21T10:00:00")
+def test_the_report_lists_the_latest_runs_memory_regressions_beside_its_time_verdicts(tmp_path,
+                                                                                       capsys):
+    peaks_run(tmp_path / "runs" / "1.json", {GPU_CASE: 100 * MIB, CASE: 100 * MIB},
+              when="2026-11-20T10:00:00")
+    peaks_run(tmp_path / "runs" / "2.json", {GPU_CASE: 120 * MIB, CASE: 150 * MIB},
+              when="2026-11-21T10:00:00")
     assert cli.main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0
     md = (tmp_path / "rep" / "report.md").read_text()
     section = md[md.index("**Memory regressions**"):].split("\n\n")[1]
-    assert section.splitlines()[2:] == ["| test_train_step[kerascnn-cuda-bs32] | 100.0 MiB | 120.0 MiB | +20.0 MiB "
-                                        "(x1.200) | regression |"]  # the CPU figure is not gated
-    assert md.index("## Latest run against its baseline") < md.index("**Memory regressions**") < md.index("## Figures")
+    assert section.splitlines()[2:] == [
+        "| test_train_step[kerascnn-cuda-bs32] | 100.0 MiB | 120.0 MiB | +20.0 MiB "
+        "(x1.200) | regression |"]  # the CPU figure is not gated
+    assert (md.index("## Latest run against its baseline") < md.index("**Memory regressions**")
+            < md.index("## Figures"))
     capsys.readouterr()
 
 
 # --- an allocation injected into a real bench run, each run its own pytest process ---
 
-ALLOC_BENCH = """
+ALLOC_BENCH = ("""
 import os
 
 import numpy as np
@@ -156,40 +171,45 @@ HELD = []
 
 def test_alloc(device, measure):
     def fn():
-        if not HELD:  # the first (warm-up) call allocates and keeps it: every round then does the same work
-            HELD.append(np.ones(int(os.environ["EXTRA_MIB"]) << 20, dtype=np.uint8))  # written: every page resident
+        if not HELD:  # the first (warm-up) call allocates and keeps it: every round then does"""
+               """ the same work
+            HELD.append(np.ones(int(os.environ["EXTRA_MIB"]) << 20, dtype=np.uint8))"""
+               """  # written: every page resident
         return len(HELD)
 
     measure(Workload(fn, images=1))
-"""
+""")
 ALLOC_CASE = "test_alloc[cpu]"
 
 
 @pytest.fixture(scope="module")
 def alloc_runs(tmp_path_factory):
-    """EXTRA_MIB -> the JSON of a pytest process running the bench with that extra buffer (16 twice)."""
+    """EXTRA_MIB -> the JSON of a pytest process running the bench with that extra buffer
+    (16 twice)."""
     folder = tmp_path_factory.mktemp("alloc")
     (folder / "conftest.py").write_text('pytest_plugins = ["imgbench.plugin"]\n')
     (folder / "bench_alloc.py").write_text(ALLOC_BENCH)
     out = {}
     for label, mib in (("0", 0), ("16", 16), ("16 again", 16)):
         path = folder / f"{label.replace(' ', '_')}.json"
-        path_ = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))  # a plain checkout too
+        # a plain checkout too
+        path_ = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "EXTRA_MIB": str(mib), "PYTHONPATH": path_}
         proc = subprocess.run([sys.executable, "-m", "pytest", "bench_alloc.py", "--device", "cpu",
-                               f"--benchmark-json={path}", "--benchmark-max-time=0.01", "--benchmark-min-rounds=2",
-                               "-p", "no:cacheprovider", "-q"], cwd=folder, env=env, capture_output=True,
-                              text=True, timeout=300)
+                               f"--benchmark-json={path}", "--benchmark-max-time=0.01",
+                               "--benchmark-min-rounds=2", "-p", "no:cacheprovider", "-q"],
+                              cwd=folder, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         out[label] = path
     return out
 
 
 def compare_cli(cand, base, *args):
-    # A microsecond workload's time between two processes is noise, not what is tested here: the minimum
-    # effect keeps the time gate out of the exit code.
-    return subprocess.run([sys.executable, "-m", "imgbench", "compare", str(cand), str(base), "--min-effect", "900",
-                           *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    # A microsecond workload's time between two processes is noise, not what is tested here: the
+    # minimum effect keeps the time gate out of the exit code.
+    return subprocess.run([sys.executable, "-m", "imgbench", "compare", str(cand), str(base),
+                           "--min-effect", "900", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
 
 
 def peak_of(path) -> int:

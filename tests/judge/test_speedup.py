@@ -1,5 +1,5 @@
-"""GPU-over-CPU speedups from stored runs (imgbench.speedup): the same case on the CPU and an accelerator,
-within a run or from the nearest run of the same machine class and profile."""
+"""GPU-over-CPU speedups from stored runs (imgbench.speedup): the same case on the CPU and an
+accelerator, within a run or from the nearest run of the same machine class and profile."""
 
 import pytest
 
@@ -18,7 +18,8 @@ from tests.helpers import (
 def test_speedups_pair_the_same_case_across_devices_within_a_run(tmp_path):
     run = records(tmp_path / "r.json", {CASE: rounds(0.020), GPU_CASE: rounds(0.001)})
     (s,) = speedup.within(run)
-    assert s.device == "cuda" and s.case == "train_step[batch_size=32,model=kerascnn]" and s.same_run
+    assert (s.device == "cuda" and s.case == "train_step[batch_size=32,model=kerascnn]"
+            and s.same_run)
     assert s.speedup == pytest.approx(20, rel=0.02)
     assert s.ci[0] < s.speedup < s.ci[1] and s.ci[1] / s.ci[0] < 1.1
 
@@ -36,5 +37,6 @@ def test_speedup_series_takes_the_cpu_time_from_the_nearest_run_of_the_same_mach
 
 def test_speedup_series_stays_within_one_profile(tmp_path):
     (s,) = speedup.series(cpu_runs_of_two_profiles_then_a_gpu_run(tmp_path))
-    assert (s.cpu.path, s.same_run) == (str(tmp_path / "1.json"), False)  # not the nearer full-profile run
+    # not the nearer full-profile run
+    assert (s.cpu.path, s.same_run) == (str(tmp_path / "1.json"), False)
     assert s.speedup == pytest.approx(10, rel=0.02)

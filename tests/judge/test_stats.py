@@ -1,6 +1,6 @@
 """The statistics (imgbench.judge.stats): bootstrap medians, the paired tests (exact signed-rank,
-Hodges-Lehmann, Holm, Wilson), Student's t quantiles, the interval of a ratio of two runs' medians, and
-the bounds a history's run-to-run spread allows."""
+Hodges-Lehmann, Holm, Wilson), Student's t quantiles, the interval of a ratio of two runs' medians,
+and the bounds a history's run-to-run spread allows."""
 
 import math
 
@@ -12,8 +12,8 @@ from tests.helpers import rounds
 
 
 def bootstrap_ratio_ci(base, cand, alpha=0.01, resamples=4000, seed=0):
-    """The interval of a ratio of medians with rounds resampled as independent values: the oracle the
-    suite's own interval is held against (it undercovers autocorrelated rounds)."""
+    """The interval of a ratio of medians with rounds resampled as independent values: the oracle
+    the suite's own interval is held against (it undercovers autocorrelated rounds)."""
     b, c = stats.bootstrap_medians([base, cand], resamples, seed)
     return stats.interval(c / b, alpha)
 
@@ -104,7 +104,8 @@ def test_holm_rejects_step_down_and_stops_at_the_first_miss():
     assert stats.holm([0.02, 0.03], 0.01) == [False, False]
 
 
-@pytest.mark.parametrize("k, n, lo, hi", [(0, 20, 0.0, 0.1611), (10, 20, 0.2993, 0.7007), (20, 20, 0.8389, 1.0)])
+@pytest.mark.parametrize("k, n, lo, hi", [(0, 20, 0.0, 0.1611), (10, 20, 0.2993, 0.7007),
+                                          (20, 20, 0.8389, 1.0)])
 def test_wilson_interval(k, n, lo, hi):
     assert stats.wilson(k, n) == pytest.approx((lo, hi), abs=1e-4)
 
@@ -115,7 +116,8 @@ def test_hodges_lehmann_interval_is_the_signed_rank_test_inverted(n, alpha):
     d = np.random.default_rng(n).normal(0.02, 0.05, n)
     _, lo, hi = stats.hodges_lehmann(d, alpha)
     eps = 1e-9
-    assert stats.signed_rank_greater(d - (lo + eps)) > alpha / 2 and stats.signed_rank_greater(hi - eps - d) > alpha / 2
+    assert (stats.signed_rank_greater(d - (lo + eps)) > alpha / 2
+            and stats.signed_rank_greater(hi - eps - d) > alpha / 2)
     assert stats.signed_rank_greater(d - (lo - eps)) <= alpha / 2
     assert stats.signed_rank_greater((hi + eps) - d) <= alpha / 2
 
@@ -125,7 +127,8 @@ def test_hodges_lehmann_has_no_bound_below_the_reachable_level():
 
 
 def ar1(n, rho, rng):
-    """An AR(1) series of log round times around 0 with unit marginal sd: rounds that drift together."""
+    """An AR(1) series of log round times around 0 with unit marginal sd: rounds that drift
+    together."""
     x = np.empty(n)
     x[0] = rng.standard_normal()
     for i in range(1, n):
@@ -135,9 +138,10 @@ def ar1(n, rho, rng):
 
 @pytest.mark.slow
 def test_the_interval_covers_autocorrelated_rounds_where_the_bootstrap_does_not():
-    """A/A runs of 41 rounds with lag-1 correlation 0.6, as measured for forward and train step here: the
-    bootstrap's "99%" interval (rounds resampled as independent) misses 1 far more often than 1%;
-    compare's interval stays near it, and so it does for independent rounds, long runs and short ones."""
+    """A/A runs of 41 rounds with lag-1 correlation 0.6, as measured for forward and train step
+    here: the bootstrap's "99%" interval (rounds resampled as independent) misses 1 far more often
+    than 1%; compare's interval stays near it, and so it does for independent rounds, long runs and
+    short ones."""
     rng = np.random.default_rng(0)
     for n, rho, trials in ((41, 0.6, 150), (41, 0.0, 100), (200, 0.8, 100), (15, 0.6, 100)):
         plain = own = 0
@@ -175,7 +179,8 @@ def test_between_run_noise_widens_the_interval():
     wide = stats.ratio_interval(b, c, between=between)
     assert wide[0] < narrow[0] and wide[1] > narrow[1]
     half = np.log(wide[1] / wide[0]) / 2
-    assert half > stats.t_quantile(0.995, 3) * between[0] * np.sqrt(2)  # at least the between-run term
+    # at least the between-run term
+    assert half > stats.t_quantile(0.995, 3) * between[0] * np.sqrt(2)
     assert stats.between_runs([1.0, 1.1]) is None
 
 

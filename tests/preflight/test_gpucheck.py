@@ -1,5 +1,6 @@
-"""The one-shot GPU check (.ci/gpu-check) and its summary (imgbench.preflight.gpucheck): at most 8 files of at most
-16 MiB, a line for every step that failed or left a broken file, and the script going on past a failed step."""
+"""The one-shot GPU check (.ci/gpu-check) and its summary (imgbench.preflight.gpucheck): at most 8
+files of at most 16 MiB, a line for every step that failed or left a broken file, and the script
+going on past a failed step."""
 
 import json
 import os
@@ -14,8 +15,9 @@ from imgbench.runs import record
 from tests.helpers import ROOT, bench_entry, run_file, write_json
 
 GPU = "NVIDIA H100 80GB HBM3"
-MACHINE = {"imgbench": {"gpus": [{"name": GPU, "memory_gib": 79.1}], "torch": "2.11.0+cu130", "cuda": "13.0",
-                        "cudnn": 91000, "driver": "580.65.06", "python": "3.12.3", "torchvision": "0.26.0",
+MACHINE = {"imgbench": {"gpus": [{"name": GPU, "memory_gib": 79.1}], "torch": "2.11.0+cu130",
+                        "cuda": "13.0", "cudnn": 91000, "driver": "580.65.06", "python": "3.12.3",
+                        "torchvision": "0.26.0",
                         "cpu": {"brand": "Intel Xeon Platinum 8480+", "cores": 16}}}
 META = {"schema": 1, "profile": "quick", "devices": ["cuda"], "threads": 16}
 CUDA_MS = {"model": "kerascnn", "device": "cuda", "batch_size": 128}
@@ -25,48 +27,59 @@ def run(cases: list[dict]) -> dict:
     return run_file(cases, fingerprint="Xeon-16c-H100x1", machine=MACHINE, meta=META)
 
 
-def case(name: str, median: float, cross: float | None = None, bench: str = "forward", params=None) -> dict:
-    extra = {"cross_check": {"clock": "cuda_event", "median_s": cross, "calls": 20}} if cross else {}
+def case(name: str, median: float, cross: float | None = None, bench: str = "forward",
+         params=None) -> dict:
+    extra = ({"cross_check": {"clock": "cuda_event", "median_s": cross, "calls": 20}}
+             if cross else {})
     return bench_entry(name, params or CUDA_MS, np.full(7, median), bench=bench, extra=extra)
 
 
 def junit(passed=(), failed=(), skipped=()) -> str:
     cases = [f'<testcase name="{n}" />' for n in passed]
-    cases += [f'<testcase name="{n}"><failure message="{m}">trace</failure></testcase>' for n, m in failed]
-    cases += [f'<testcase name="{n}"><skipped type="pytest.skip" message="{m}" /></testcase>' for n, m in skipped]
+    cases += [f'<testcase name="{n}"><failure message="{m}">trace</failure></testcase>'
+              for n, m in failed]
+    cases += [f'<testcase name="{n}"><skipped type="pytest.skip" message="{m}" /></testcase>'
+              for n, m in skipped]
     return f'<testsuites><testsuite name="pytest">{"".join(cases)}</testsuite></testsuites>'
 
 
 def epoch(device: str, batch: int, median: float) -> dict:
     params = {"model": "kerascnn", "device": device, "batch_size": batch, "path": "resident"}
-    return bench_entry(f"test_epoch[kerascnn-{device}-bs{batch}-resident]", params, np.full(3, median), bench="epoch",
-                       extra={"images_per_s": 50_000 / median})
+    return bench_entry(f"test_epoch[kerascnn-{device}-bs{batch}-resident]", params,
+                       np.full(3, median), bench="epoch", extra={"images_per_s": 50_000 / median})
 
 
 def work_folder(tmp_path):
-    """What the script leaves: a doctor that passed, two family runs (one with a failed case), a family
-    timed out with a truncated JSON, a family whose bench file does not exist, and a speedup run."""
+    """What the script leaves: a doctor that passed, two family runs (one with a failed case), a
+    family timed out with a truncated JSON, a family whose bench file does not exist, and a speedup
+    run."""
     w = tmp_path / "work"
     w.mkdir()
-    (w / "steps.tsv").write_text("doctor\t0\t45\t30\nfamily-forward\t0\t15\t12\nfamily-conv\t1\t30\t25\n"
-                                 "family-h2d\t124\t40\t41\nfamily-nosuch\t4\t15\t2\nspeedup-resident\t0\t40\t35\n")
-    (w / "doctor.log").write_text("ok    cuda      NVIDIA H100: 79 of 80 GiB free\nFAIL  /dev/shm  too small\n")
-    write_json(w / "family-forward.json", run([case("test_forward[kerascnn-cuda-bs128]", 0.002, cross=0.00202),
+    (w / "steps.tsv").write_text("doctor\t0\t45\t30\nfamily-forward\t0\t15\t12\n"
+                                 "family-conv\t1\t30\t25\nfamily-h2d\t124\t40\t41\n"
+                                 "family-nosuch\t4\t15\t2\nspeedup-resident\t0\t40\t35\n")
+    (w / "doctor.log").write_text("ok    cuda      NVIDIA H100: 79 of 80 GiB free\n"
+                                  "FAIL  /dev/shm  too small\n")
+    write_json(w / "family-forward.json", run([case("test_forward[kerascnn-cuda-bs128]", 0.002,
+                                                     cross=0.00202),
                                                 case("test_forward[mlp-cuda-bs128]", 0.0004)]))
     (w / "family-forward.xml").write_text(junit(passed=["test_forward[kerascnn-cuda-bs128]",
                                                         "test_forward[mlp-cuda-bs128]"]))
-    write_json(w / "family-conv.json", run([case("test_conv[cuda-bs128-k3]", 0.0015, cross=0.0018, bench="conv",
-                                                 params={"device": "cuda", "batch_size": 128, "layer": "k3"})]))
-    (w / "family-conv.xml").write_text(junit(passed=["test_conv[cuda-bs128-k3]"],
-                                             failed=[("test_conv[cuda-bs128-k7]", "RuntimeError: CUDA error: out "
-                                                      "of memory&#10;CUDA kernel errors might be reported later")],
-                                             skipped=[("test_conv[cuda-bs128-conv1d]", "channels_last 4-D only")]))
+    write_json(w / "family-conv.json",
+               run([case("test_conv[cuda-bs128-k3]", 0.0015, cross=0.0018, bench="conv",
+                         params={"device": "cuda", "batch_size": 128, "layer": "k3"})]))
+    (w / "family-conv.xml").write_text(junit(
+        passed=["test_conv[cuda-bs128-k3]"],
+        failed=[("test_conv[cuda-bs128-k7]", "RuntimeError: CUDA error: out of memory&#10;"
+                                             "CUDA kernel errors might be reported later")],
+        skipped=[("test_conv[cuda-bs128-conv1d]", "channels_last 4-D only")]))
     (w / "family-h2d.json").write_text('{"machine_info": {}, "benchmarks": [{"name": ')
     (w / "family-h2d.log").write_text("....\n!!! KeyboardInterrupt !!!\n")
-    (w / "family-nosuch.log").write_text("no tests ran in 0.00s\nERROR: file or directory not found: "
+    (w / "family-nosuch.log").write_text("no tests ran in 0.00s\n"
+                                         "ERROR: file or directory not found: "
                                          "benches/bench_nosuch.py\n\n")
     write_json(w / "speedup-resident.json", run([epoch("cpu", 128, 4.0), epoch("cpu", 512, 3.0),
-                                                  epoch("cuda", 128, 0.5), epoch("cuda", 512, 0.25)]))
+                                                epoch("cuda", 128, 0.5), epoch("cuda", 512, 0.25)]))
     return w
 
 
@@ -98,31 +111,40 @@ def test_summarize_writes_at_most_eight_files_and_says_what_each_step_did(tmp_pa
     assert all(p.stat().st_size <= 16 * 2**20 for p in out.iterdir())
     summary = (out / "summary.md").read_text()
     assert "3 of 6 steps failed: family-conv, family-h2d, family-nosuch." in summary
-    assert f"GPU: {GPU} (79.1 GiB); driver 580.65.06" in summary and "torch 2.11.0+cu130, CUDA 13.0" in summary
-    assert "FAIL  /dev/shm  too small" in summary and "too small" in (out / "doctor.txt").read_text()
+    assert (f"GPU: {GPU} (79.1 GiB); driver 580.65.06" in summary
+            and "torch 2.11.0+cu130, CUDA 13.0" in summary)
+    assert ("FAIL  /dev/shm  too small" in summary
+            and "too small" in (out / "doctor.txt").read_text())
 
     steps = by_first(table_rows(summary, "step"))
     assert steps["family-forward"][1:7] == ["passed", "12", "2", "0", "0", "2"]
     assert steps["family-conv"][1:7] == ["exit 1", "25", "1", "1", "1", "1"]
-    assert steps["family-h2d"][1] == "timed out after 40 s" and "cases that finished are kept" in steps["family-h2d"][7]
-    assert steps["family-nosuch"][1] == "exit 4" and "file or directory not found" in steps["family-nosuch"][7]
-    assert "- family-conv: `test_conv[cuda-bs128-k7]`: RuntimeError: CUDA error: out of memory\n" in summary
+    assert (steps["family-h2d"][1] == "timed out after 40 s"
+            and "cases that finished are kept" in steps["family-h2d"][7])
+    assert (steps["family-nosuch"][1] == "exit 4"
+            and "file or directory not found" in steps["family-nosuch"][7])
+    assert ("- family-conv: `test_conv[cuda-bs128-k7]`: RuntimeError: CUDA error: out of memory\n"
+            in summary)
     assert "- 1 x channels_last 4-D only" in summary
-    assert "- family-h2d: " in summary and "corrupt or truncated JSON" in summary  # a line, no traceback
+    # a line, no traceback
+    assert "- family-h2d: " in summary and "corrupt or truncated JSON" in summary
 
     speedups = table_rows(summary, "case")  # the first table headed "case" is the speedup's
     assert [r[3:6] for r in speedups] == [["8.0x", "resident", "128"], ["12.0x", "resident", "512"]]
-    assert speedups[0][1] == "4.000 s (12,500 images/s)" and speedups[0][2] == "500.000 ms (100,000 images/s)"
+    assert (speedups[0][1] == "4.000 s (12,500 images/s)"
+            and speedups[0][2] == "500.000 ms (100,000 images/s)")
     assert (out / "speedup.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     assert "2 cases cross-checked; 1 differ by more than 5%." in summary
     cross = by_first([cells(line) for line in summary.splitlines() if line.startswith("| `test_")])
-    assert cross["`test_conv[cuda-bs128-k3]`"][2:] == ["1.500 ms", "1.800 ms", "1.200", "20", "**differs by 20%**"]
+    assert cross["`test_conv[cuda-bs128-k3]`"][2:] == ["1.500 ms", "1.800 ms", "1.200", "20",
+                                                       "**differs by 20%**"]
     assert cross["`test_forward[kerascnn-cuda-bs128]`"][4:] == ["1.010", "20", ""]
 
     merged = json.loads((out / "runs.json").read_text())
     assert [b["name"] for b in merged["benchmarks"]] == ["test_forward[kerascnn-cuda-bs128]",
-                                                        "test_forward[mlp-cuda-bs128]", "test_conv[cuda-bs128-k3]"]
+                                                        "test_forward[mlp-cuda-bs128]",
+                                                        "test_conv[cuda-bs128-k3]"]
     assert merged["machine_info"]["imgbench"]["driver"] == "580.65.06"
     assert len(record.load(out / "runs.json")) == 3  # readable by compare, plot and report
     log = (out / "log.txt").read_text()
@@ -143,7 +165,8 @@ def test_summarize_of_an_empty_work_folder_says_so_and_removes_files_of_an_earli
 def test_the_command_line_names_its_usage_on_bad_arguments(capsys):
     assert gpucheck.main(["summarise", "a", "b"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "usage: python3 -m imgbench.preflight.gpucheck summarize WORKDIR OUTDIR" in err
+    assert (err.count("\n") == 1
+            and "usage: python3 -m imgbench.preflight.gpucheck summarize WORKDIR OUTDIR" in err)
     assert "got: summarise a b" in err
 
 
@@ -151,8 +174,8 @@ def test_the_command_line_names_its_usage_on_bad_arguments(capsys):
 def test_a_run_over_16_mib_loses_its_rounds_and_the_summary_says_so(tmp_path):
     w = tmp_path / "work"
     rounds = np.random.default_rng(0).uniform(0.001, 0.002, 250_000)
-    cases = [bench_entry(f"test_forward[m{i}-cuda-bs128]", {"model": f"m{i}", "device": "cuda"}, rounds,
-                         bench="forward") for i in range(4)]
+    cases = [bench_entry(f"test_forward[m{i}-cuda-bs128]", {"model": f"m{i}", "device": "cuda"},
+                         rounds, bench="forward") for i in range(4)]
     write_json(w / "family-forward.json", run(cases))
     assert (w / "family-forward.json").stat().st_size > 16 * 2**20
     (w / "steps.tsv").write_text("family-forward\t0\t15\t12\n")
@@ -167,43 +190,48 @@ def test_a_run_over_16_mib_loses_its_rounds_and_the_summary_says_so(tmp_path):
 
 def test_a_run_still_too_large_without_rounds_keeps_the_cases_that_fit(monkeypatch):
     doc = run([case(f"test_forward[m{i}-cuda-bs128]", 0.001) for i in range(10)])
-    monkeypatch.setattr(checkfiles, "MAX_BYTES", len(json.dumps({**doc, "benchmarks": doc["benchmarks"][:4]})))
+    monkeypatch.setattr(checkfiles, "MAX_BYTES",
+                        len(json.dumps({**doc, "benchmarks": doc["benchmarks"][:4]})))
     text, notes = checkfiles.fit(doc, "runs.json")
     assert len(text) <= checkfiles.MAX_BYTES and len(json.loads(text)["benchmarks"]) == 4
-    assert notes[-1] == "runs.json: still over the limit without rounds: the last 6 of 10 cases left out"
+    assert notes[-1] == ("runs.json: still over the limit without rounds: "
+                         "the last 6 of 10 cases left out")
 
 
-DOCTOR_STAND_IN = f"""#!{sys.executable}
-# python as .ci/gpu-check calls it, but for `-m imgbench doctor` (run for real in test_doctor.py: its real
+DOCTOR_STAND_IN = (f"""#!{sys.executable}
+# python as .ci/gpu-check calls it, but for `-m imgbench doctor` (run for real """
+                   f"""in test_doctor.py: its real
 # torch.compile alone takes 20 s here), which answers with two lines as doctor does.
 import os, sys
 if sys.argv[1:4] == ["-m", "imgbench", "doctor"]:
     print("info  python  stand-in\\nok    compile cpu  stand-in")
     sys.exit(0)
 os.execv({sys.executable!r}, [{sys.executable!r}, *sys.argv[1:]])
-"""
+""")
 
 
 @pytest.mark.slow
 def test_the_check_on_a_cpu_goes_on_past_a_failed_step_and_exits_1(tmp_path):
-    """The real script, shrunk: one family that runs, one whose bench file does not exist, the speedup
-    step in the quick profile (CPU only: no pairs); doctor stood in for."""
+    """The real script, shrunk: one family that runs, one whose bench file does not exist, the
+    speedup step in the quick profile (CPU only: no pairs); doctor stood in for."""
     out = tmp_path / "out"
     python = tmp_path / "python"
     python.write_text(DOCTOR_STAND_IN)
     python.chmod(0o755)
-    env = {**os.environ, "PYTHON": str(python), "GPU_CHECK_DEVICE": "cpu", "GPU_CHECK_MODELS": "mlp",
-           "GPU_CHECK_FAMILIES": "forward,nosuchfamily", "GPU_CHECK_BATCH_SIZES": "8",
-           "GPU_CHECK_SPEEDUP_PROFILE": "quick"}
-    proc = subprocess.run(["bash", str(ROOT / ".ci" / "gpu-check"), str(out)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=400)
+    env = {**os.environ, "PYTHON": str(python), "GPU_CHECK_DEVICE": "cpu",
+           "GPU_CHECK_MODELS": "mlp", "GPU_CHECK_FAMILIES": "forward,nosuchfamily",
+           "GPU_CHECK_BATCH_SIZES": "8", "GPU_CHECK_SPEEDUP_PROFILE": "quick"}
+    proc = subprocess.run(["bash", str(ROOT / ".ci" / "gpu-check"), str(out)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "family-nosuchfamily" in proc.stdout.splitlines()[-1]
     names = {p.name for p in out.iterdir()}
-    assert {"summary.md", "runs.json", "speedup.json", "log.txt", "doctor.txt"} <= names and len(names) <= 8
+    assert ({"summary.md", "runs.json", "speedup.json", "log.txt", "doctor.txt"} <= names
+            and len(names) <= 8)
     summary = (out / "summary.md").read_text()
     steps = by_first(table_rows(summary, "step"))
-    assert list(steps) == ["doctor", "family-forward", "family-nosuchfamily", "speedup-resident", "speedup-loader"]
+    assert list(steps) == ["doctor", "family-forward", "family-nosuchfamily", "speedup-resident",
+                           "speedup-loader"]
     assert steps["family-forward"][1:4:2] == ["passed", "1"]
     assert steps["family-nosuchfamily"][1] == "exit 4"
     assert "file or directory not found" in steps["family-nosuchfamily"][7]

@@ -1,6 +1,7 @@
-"""The index of stored runs (imgbench.index): light records equal to the parsed ones but for the rounds and
-the trimmed extra_info; changed, removed and unreadable files; a corrupt or unusable cache; copies counted
-once; report from the index as from the runs. Histories are written by make_history from a small template."""
+"""The index of stored runs (imgbench.index): light records equal to the parsed ones but for the
+rounds and the trimmed extra_info; changed, removed and unreadable files; a corrupt or unusable
+cache; copies counted once; report from the index as from the runs. Histories are written by
+make_history from a small template."""
 
 import os
 import shutil
@@ -17,10 +18,11 @@ from imgbench.show import report
 from tests.helpers import GPU_FP, ROOT, bench_entry, rounds, run_file, write_history, write_json
 from tools.make_history import make
 
-EXTRA = {"contention": {"foreign_cpu": 0.01, "seconds": 2.0}, "peak_memory_bytes": 1 << 20, "threads": 2,
-         "cudnn_benchmark": None, "tf32": None, "flush_denormal": True, "images": 32, "warmup_calls": 2}
-KEPT = {k: EXTRA[k] for k in ("contention", "peak_memory_bytes", "threads", "cudnn_benchmark", "tf32",
-                              "flush_denormal")}
+EXTRA = {"contention": {"foreign_cpu": 0.01, "seconds": 2.0}, "peak_memory_bytes": 1 << 20,
+         "threads": 2, "cudnn_benchmark": None, "tf32": None, "flush_denormal": True, "images": 32,
+         "warmup_calls": 2}
+KEPT = {k: EXTRA[k] for k in ("contention", "peak_memory_bytes", "threads", "cudnn_benchmark",
+                              "tf32", "flush_denormal")}
 
 
 @pytest.fixture(autouse=True)
@@ -30,19 +32,24 @@ def db(tmp_path, monkeypatch):
 
 
 def template(folder):
-    """A run of two cases, one of them judged a regression when it was saved, as the suite stores it."""
-    benches = [bench_entry(f"test_train_step[kerascnn-cpu-bs{bs}]", {"model": "kerascnn", "device": "cpu",
-                                                                        "batch_size": bs},
-                           rounds(1e-3 * bs, n=20, seed=bs), bench="train_step", extra=EXTRA) for bs in (32, 64)]
+    """A run of two cases, one of them judged a regression when it was saved, as the suite
+    stores it."""
+    benches = [bench_entry(f"test_train_step[kerascnn-cpu-bs{bs}]",
+                           {"model": "kerascnn", "device": "cpu", "batch_size": bs},
+                           rounds(1e-3 * bs, n=20, seed=bs), bench="train_step", extra=EXTRA)
+               for bs in (32, 64)]
     meta = {"schema": 1, "version": "0.1.0", "profile": "quick", "devices": ["cpu"], "threads": 2,
-            "dataset": "synthetic", "optimizer": "adam", "precisions": ["fp32"], "memory_formats": ["nchw"],
-            "compile": ["off"], "peaks": {}, "judged": {"regressions": ["test_train_step[kerascnn-cpu-bs64]"]}}
-    return write_json(folder / "template.json", run_file(benches, when="2026-11-01T00:00:00", meta=meta,
-                                                         machine={"imgbench": {"torch": "2.14.1"}}, version="5.3.1"))
+            "dataset": "synthetic", "optimizer": "adam", "precisions": ["fp32"],
+            "memory_formats": ["nchw"], "compile": ["off"], "peaks": {},
+            "judged": {"regressions": ["test_train_step[kerascnn-cpu-bs64]"]}}
+    return write_json(folder / "template.json",
+                      run_file(benches, when="2026-11-01T00:00:00", meta=meta,
+                               machine={"imgbench": {"torch": "2.14.1"}}, version="5.3.1"))
 
 
 def age(*paths, seconds=3600):
-    """Older than cache.RACY_NS: a file just written is read but not cached (its mtime may not move again)."""
+    """Older than cache.RACY_NS: a file just written is read but not cached (its mtime may not
+    move again)."""
     for p in paths:
         for f in (p.rglob("*.json") if p.is_dir() else [p]):
             os.utime(f, ns=(time.time_ns() - seconds * 10**9,) * 2)
@@ -68,12 +75,15 @@ def test_light_records_equal_the_parsed_ones_but_rounds_and_trimmed_extra(tmp_pa
     full = history.load([folder])
     for attempt in ("builds the index", "reads it"):
         light = history.load([folder], rounds=False)
-        assert light.skipped == full.skipped == [] and light.versions == full.versions == {"5.3.1"}, attempt
-        assert [[replace(r, data=None, extra=KEPT) for r in run] for run in full.runs] == light.runs, attempt
+        assert (light.skipped == full.skipped == []
+                and light.versions == full.versions == {"5.3.1"}), attempt
+        assert ([[replace(r, data=None, extra=KEPT) for r in run] for run in full.runs]
+                == light.runs), attempt
     assert reads == paths  # the second read parsed nothing
     assert all(r.data and len(r.data) == 20 and r.extra == EXTRA for run in full.runs for r in run)
     assert [r.regressed for r in light.runs[0]] == [False, True] and light.runs[0][0].threads == 2
-    assert db.is_file() and not list(folder.rglob("*.sqlite"))  # in the cache folder, never the history's
+    # in the cache folder, never the history's
+    assert db.is_file() and not list(folder.rglob("*.sqlite"))
 
 
 def test_many_files_are_parsed_in_parallel_into_the_same_records(tmp_path, monkeypatch):
@@ -82,7 +92,8 @@ def test_many_files_are_parsed_in_parallel_into_the_same_records(tmp_path, monke
     monkeypatch.setattr(cache, "PARALLEL", 2)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     light = history.load([folder], rounds=False)
-    assert light.runs == [[cache.light(r) for r in run] for run in full.runs] and light.notes == full.notes
+    assert (light.runs == [[cache.light(r) for r in run] for run in full.runs]
+            and light.notes == full.notes)
     assert history.load([folder], rounds=False).runs == light.runs
 
 
@@ -90,7 +101,8 @@ def test_a_rewritten_file_is_read_again(tmp_path, reads):
     folder, paths = stored(tmp_path)
     history.load([folder], rounds=False)
     text = paths[1].read_text()
-    paths[1].write_text(text.replace('"datetime": "2026-11-01T01:00:00"', '"datetime": "2026-11-01T01:00:09"'))
+    paths[1].write_text(text.replace('"datetime": "2026-11-01T01:00:00"',
+                                     '"datetime": "2026-11-01T01:00:09"'))
     assert paths[1].stat().st_size == len(text)  # same size, same inode: only the mtime tells
     age(paths[1], seconds=1800)
     h = history.load([folder], rounds=False)
@@ -104,7 +116,8 @@ def test_a_file_changed_within_its_mtime_tick_is_never_served_from_the_cache(tmp
     stamp = paths[1].stat().st_mtime_ns
     history.load([folder], rounds=False)  # fresh: read, not cached
     paths[1].write_text(paths[1].read_text().replace("01:00:08", "01:00:07"))
-    os.utime(paths[1], ns=(stamp, stamp))  # rewritten within the same tick: size, mtime and inode unchanged
+    # rewritten within the same tick: size, mtime and inode unchanged
+    os.utime(paths[1], ns=(stamp, stamp))
     assert history.load([folder], rounds=False).runs[1][0].datetime == "2026-11-01T01:00:07"
 
 
@@ -131,7 +144,8 @@ def test_a_corrupt_file_is_skipped_with_its_line_also_when_read_from_the_cache(t
         assert h.skipped == [line] and len(h.runs) == 2
     assert reads.count(bad) == 1
     relative = os.path.relpath(bad)  # the line names the file as it was found this time
-    assert history.load([relative, paths[0]], rounds=False).skipped == [line.replace(str(bad), relative)]
+    assert history.load([relative, paths[0]], rounds=False).skipped == [
+        line.replace(str(bad), relative)]
 
 
 def test_a_corrupt_cache_database_is_rebuilt(tmp_path, db, reads):
@@ -140,9 +154,11 @@ def test_a_corrupt_cache_database_is_rebuilt(tmp_path, db, reads):
     db.write_bytes(b"this is not a database" * 100)
     h = history.load([folder], rounds=False)
     assert h.runs == expected
-    assert len(h.notes) == 1 and h.notes[0].startswith(f"cache {db} was corrupt (") and "rebuilt" in h.notes[0]
+    assert (len(h.notes) == 1 and h.notes[0].startswith(f"cache {db} was corrupt (")
+            and "rebuilt" in h.notes[0])
     again = history.load([folder], rounds=False)
-    assert again.runs == expected and again.notes == [] and len(reads) == 2 * len(paths)  # rebuilt once, then used
+    # rebuilt once, then used
+    assert again.runs == expected and again.notes == [] and len(reads) == 2 * len(paths)
 
 
 def test_an_unusable_cache_folder_costs_a_note_not_the_command(tmp_path, monkeypatch):
@@ -152,8 +168,8 @@ def test_an_unusable_cache_folder_costs_a_note_not_the_command(tmp_path, monkeyp
     monkeypatch.setenv("IMGBENCH_CACHE", str(blocker / "cache"))  # cannot be created
     h = history.load([folder], rounds=False)
     assert h.runs == history.load([folder], rounds=False).runs and len(h.runs) == 2
-    assert h.notes == [f"cache {blocker / 'cache' / 'runs.sqlite'} not usable (cannot create {blocker / 'cache'}: "
-                       "Not a directory): runs read from their files"]
+    assert h.notes == [f"cache {blocker / 'cache' / 'runs.sqlite'} not usable (cannot create "
+                       f"{blocker / 'cache'}: Not a directory): runs read from their files"]
     assert blocker.read_text() == "x"
 
 
@@ -184,16 +200,16 @@ def test_report_from_the_index_equals_report_from_the_runs(tmp_path):
     full = report.render(history.load([tmp_path / "runs"]), tmp_path / "full")
     history.load([tmp_path / "runs"], rounds=False)
     light = report.render(history.load([tmp_path / "runs"], rounds=False), tmp_path / "light")
-    assert report.markdown(light, tmp_path / "light").replace("/light/", "/full/") == report.markdown(
-        full, tmp_path / "full")
+    assert (report.markdown(light, tmp_path / "light").replace("/light/", "/full/")
+            == report.markdown(full, tmp_path / "full"))
     gpu = next(m for m in light.machines if m.fingerprint == GPU_FP)
     series = [s for s in gpu.speedups if s.case == "train_step[batch_size=32,model=kerascnn]"]
     assert [s.ci is not None for s in series] == [False] * 2 + [True] * report.RECENT
 
 
 def imgbench(*args):
-    return subprocess.run([sys.executable, "-m", "imgbench", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run([sys.executable, "-m", "imgbench", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
 
 
 @pytest.mark.slow
@@ -202,26 +218,29 @@ def test_cli_report_reads_the_index_and_says_when_it_cannot(tmp_path, db, monkey
     first = imgbench("report", str(folder), "--out", str(tmp_path / "a"))
     second = imgbench("report", str(folder), "--out", str(tmp_path / "b"))
     assert first.returncode == second.returncode == 0, first.stderr
-    assert first.stdout.replace(str(tmp_path / "a"), "") == second.stdout.replace(str(tmp_path / "b"), "")
+    assert (first.stdout.replace(str(tmp_path / "a"), "")
+            == second.stdout.replace(str(tmp_path / "b"), ""))
     assert str(db) not in first.stderr + second.stderr
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT count(*) FROM files").fetchone() == (3,)
     db.write_bytes(b"garbage" * 100)
     rebuilt = imgbench("report", str(folder), "--out", str(tmp_path / "c"))
     assert rebuilt.returncode == 0
-    assert f"imgbench report: cache {db} was corrupt (file is not a database): rebuilt" in rebuilt.stderr
+    assert (f"imgbench report: cache {db} was corrupt (file is not a database): rebuilt"
+            in rebuilt.stderr)
     monkeypatch.setenv("IMGBENCH_CACHE", str(paths[0] / "x"))  # a file in the way
     direct = imgbench("report", str(folder), "--out", str(tmp_path / "d"))
-    assert direct.returncode == 0 and direct.stdout.replace(str(tmp_path / "d"), "") == first.stdout.replace(
-        str(tmp_path / "a"), "")
+    assert direct.returncode == 0 and (direct.stdout.replace(str(tmp_path / "d"), "")
+                                       == first.stdout.replace(str(tmp_path / "a"), ""))
     assert "Traceback" not in direct.stderr and "not usable" in direct.stderr
 
 
 def test_processes_building_one_index_at_once_leave_it_whole(tmp_path, db):
     folder, paths = stored(tmp_path, runs=6)
-    code = ("import sys; from imgbench.runs import history; h = history.load([sys.argv[1]], rounds=False); "
-            "print(len(h.runs), len(h.notes))")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True)
+    code = ("import sys; from imgbench.runs import history; "
+            "h = history.load([sys.argv[1]], rounds=False); print(len(h.runs), len(h.notes))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE,
+                              text=True)
              for _ in range(3)]
     assert [p.communicate(timeout=600)[0] for p in procs] == ["6 0\n"] * 3
     with sqlite3.connect(db) as con:

@@ -1,5 +1,5 @@
-"""Where runs live (imgbench.storage): run numbers taken exclusively by processes saving at once, the
-previous run of a profile, baselines merged case by case, and folders checked before a run."""
+"""Where runs live (imgbench.storage): run numbers taken exclusively by processes saving at once,
+the previous run of a profile, baselines merged case by case, and folders checked before a run."""
 
 import errno
 import json
@@ -13,7 +13,8 @@ from imgbench.core.options import Settings
 from imgbench.runs import storage
 from tests.helpers import bench_entry, run_file, write_json
 
-PROCESSES, SAVES = 8, 20  # a save that took its number by listing alone loses runs here in 5 tries of 5
+# a save that took its number by listing alone loses runs here in 5 tries of 5
+PROCESSES, SAVES = 8, 20
 
 
 def no_hard_links(src, dst):
@@ -36,18 +37,21 @@ def save_runs(folder, writer, barrier, links=True):
 def test_processes_saving_at_once_each_get_their_own_number(tmp_path, links):
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch's threads
     barrier = ctx.Barrier(PROCESSES)
-    procs = [ctx.Process(target=save_runs, args=(tmp_path, w, barrier, links)) for w in range(PROCESSES)]
+    procs = [ctx.Process(target=save_runs, args=(tmp_path, w, barrier, links))
+             for w in range(PROCESSES)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(timeout=120)
     assert [p.exitcode for p in procs] == [0] * PROCESSES
-    (sub,) = tmp_path.iterdir()  # pytest-benchmark's platform folder; no partial file left beside it
+    # pytest-benchmark's platform folder; no partial file left beside it
+    (sub,) = tmp_path.iterdir()
     assert sub == storage.platform_folder(tmp_path)
     names = sorted(p.name for p in sub.iterdir())
     assert names == [f"{n:04}_quick.json" for n in range(1, PROCESSES * SAVES + 1)]
     saved = [json.loads((sub / name).read_text()) for name in names]  # each whole, none overwritten
-    assert sorted((s["writer"], s["save"]) for s in saved) == [(w, i) for w in range(PROCESSES) for i in range(SAVES)]
+    assert sorted((s["writer"], s["save"]) for s in saved) == [
+        (w, i) for w in range(PROCESSES) for i in range(SAVES)]
 
 
 def test_save_run_takes_the_number_after_the_highest(tmp_path):
@@ -77,11 +81,13 @@ def save(folder, name, when, devices=None, profile="quick"):
 def test_previous_run_is_the_newest_readable_run_of_the_profile_and_devices(tmp_path):
     a, b = tmp_path / "Linux-CPython-3.11-64bit", tmp_path / "Linux-CPython-3.12-64bit"
     oldest = save(a, "0001_quick.json", "2026-11-01T00:00:00", ["cpu"])
-    newest = save(b, "0001_quick.json", "2026-11-05T00:00:00", ["cpu"])  # a new platform folder restarts at 1
+    # a new platform folder restarts at 1
+    newest = save(b, "0001_quick.json", "2026-11-05T00:00:00", ["cpu"])
     save(a, "0002_quick.json", "2026-11-03T00:00:00", ["cuda"])
     save(a, "0003_full.json", "2026-11-09T00:00:00", ["cpu"], profile="full")
     save(a, "0004_quick.json", "", ["cpu"])                        # no date: cannot be placed
-    (a / "0005_quick.json").write_text('{"datetime": "2026-11-10T00:00:00", "benchmarks": [')  # truncated
+    (a / "0005_quick.json").write_text(
+        '{"datetime": "2026-11-10T00:00:00", "benchmarks": [')  # truncated
     save(tmp_path, "0006_quick.json", "2026-11-11T00:00:00", ["cpu"])  # not in a platform folder
     save(a, "quick.json", "2026-11-12T00:00:00", ["cpu"])           # not a numbered run
     assert storage.previous_run(tmp_path, "quick", ["cpu"]) == newest
@@ -93,8 +99,8 @@ def test_previous_run_is_the_newest_readable_run_of_the_profile_and_devices(tmp_
 
 
 def case(name, median, device="cpu"):
-    return bench_entry(f"test_forward[{name}-{device}]", {"model": name, "device": device}, [median],
-                       bench="forward")
+    return bench_entry(f"test_forward[{name}-{device}]", {"model": name, "device": device},
+                       [median], bench="forward")
 
 
 def write_baseline_run(path, cases, devices, **meta):
@@ -110,19 +116,25 @@ def ids(path):
 def test_a_subset_run_replaces_only_its_cases_of_the_baseline(tmp_path):
     final = storage.baseline_path(tmp_path / "AMD_EPYC-2c", "quick")
     assert final == tmp_path / "AMD_EPYC-2c" / "quick.json"
-    first = write_baseline_run(tmp_path / ".a.partial", [case("mlp", 1.0), case("kerascnn", 2.0)], ["cpu"])
+    first = write_baseline_run(tmp_path / ".a.partial", [case("mlp", 1.0), case("kerascnn", 2.0)],
+                               ["cpu"])
     assert storage.save_baseline(first, final) == [] and not first.exists()
-    assert ids(final) == [("test_forward[kerascnn-cpu]", 2.0), ("test_forward[mlp-cpu]", 1.0)]  # in test-id order
+    assert ids(final) == [("test_forward[kerascnn-cpu]", 2.0),
+                          ("test_forward[mlp-cpu]", 1.0)]  # in test-id order
     assert "merged" not in json.loads(final.read_text())["imgbench"]
-    subset = write_baseline_run(tmp_path / ".b.partial", [case("mlp", 1.5), case("mlp", 0.1, "cuda")], ["cuda"],
-                                precisions=["bf16"], peaks={"cuda": {"matmul_tflops": {"bf16": 700.0}}})
+    subset = write_baseline_run(tmp_path / ".b.partial",
+                                [case("mlp", 1.5), case("mlp", 0.1, "cuda")], ["cuda"],
+                                precisions=["bf16"],
+                                peaks={"cuda": {"matmul_tflops": {"bf16": 700.0}}})
     assert storage.save_baseline(subset, final) == ["test_forward[mlp-cpu]"]
     assert ids(final) == [("test_forward[kerascnn-cpu]", 2.0), ("test_forward[mlp-cpu]", 1.5),
                           ("test_forward[mlp-cuda]", 0.1)]  # merged, in test-id order
     meta = json.loads(final.read_text())["imgbench"]
     assert meta["devices"] == ["cpu", "cuda"] and meta["precisions"] == ["fp32", "bf16"]
-    assert meta["peaks"] == {"cpu": {"matmul_tflops": {"fp32": 1.0}}, "cuda": {"matmul_tflops": {"bf16": 700.0}}}
-    assert meta["merged"] == [{"datetime": "2026-11-21T10:00:00", "commit": "abc"}]  # where kerascnn-cpu came from
+    assert meta["peaks"] == {"cpu": {"matmul_tflops": {"fp32": 1.0}},
+                             "cuda": {"matmul_tflops": {"bf16": 700.0}}}
+    # where kerascnn-cpu came from
+    assert meta["merged"] == [{"datetime": "2026-11-21T10:00:00", "commit": "abc"}]
     assert [p.name for p in final.parent.iterdir()] == ["quick.json"]  # no temporary file left
 
 
@@ -130,19 +142,21 @@ def test_a_case_is_replaced_by_its_params_even_when_its_test_id_moved(tmp_path):
     final = tmp_path / "quick.json"
     storage.save_baseline(write_baseline_run(tmp_path / ".a", [case("mlp", 1.0)], ["cpu"]), final)
     moved = case("mlp", 2.0)
-    moved["fullname"] = "elsewhere/benches/bench_forward.py::" + moved["name"]  # pytest ran from another folder
+    # pytest ran from another folder
+    moved["fullname"] = "elsewhere/benches/bench_forward.py::" + moved["name"]
     again = write_baseline_run(tmp_path / ".b", [moved], ["cpu"])
     assert storage.save_baseline(again, final) == ["test_forward[mlp-cpu]"]
     assert ids(final) == [("test_forward[mlp-cpu]", 2.0)]
 
 
-SETTINGS = Settings(devices=["cpu"], batch_sizes=[32], models=["mlp"], profile=config.PROFILES["quick"], threads=2,
-                    optimizer="adam", dataset="synthetic", data_root=None)
+SETTINGS = Settings(devices=["cpu"], batch_sizes=[32], models=["mlp"],
+                    profile=config.PROFILES["quick"], threads=2, optimizer="adam",
+                    dataset="synthetic", data_root=None)
 
 
 @pytest.mark.parametrize("recorded, message", [
-    ({"optimizer": "sgd"}, "was recorded with optimizer 'sgd', this run has 'adam': record it with the same "
-                           "settings, or move quick.json aside to start a new baseline"),
+    ({"optimizer": "sgd"}, "was recorded with optimizer 'sgd', this run has 'adam': record it with "
+                           "the same settings, or move quick.json aside to start a new baseline"),
     ({"threads": 16}, "was recorded with threads 16, this run has 2: "),
     ({"dataset": "cifar10"}, "was recorded with dataset 'cifar10', this run has 'synthetic': "),
 ])
@@ -155,7 +169,8 @@ def test_a_baseline_takes_cases_only_from_runs_measured_like_it(tmp_path, record
 
 def test_a_missing_baseline_or_one_that_recorded_less_is_no_objection(tmp_path):
     storage.check_baseline(tmp_path / "quick.json", SETTINGS)
-    older = write_baseline_run(tmp_path / "quick.json", [case("mlp", 1.0)], ["cpu"], threads=2)  # no optimizer
+    # no optimizer
+    older = write_baseline_run(tmp_path / "quick.json", [case("mlp", 1.0)], ["cpu"], threads=2)
     storage.check_baseline(older, SETTINGS)
 
 
@@ -163,7 +178,8 @@ def test_writable_folder_is_made_or_refused_naming_the_option(tmp_path, monkeypa
     assert storage.writable_folder(tmp_path / "a" / "b", "--storage") == tmp_path / "a" / "b"
     assert (tmp_path / "a" / "b").is_dir()
     blocker = write_json(tmp_path / "file", {})
-    with pytest.raises(storage.StorageError, match=f"^--folder: cannot create {blocker}/x: Not a directory$"):
+    with pytest.raises(storage.StorageError,
+                       match=f"^--folder: cannot create {blocker}/x: Not a directory$"):
         storage.writable_folder(blocker / "x", "--folder")
     monkeypatch.setattr(os, "access", lambda path, mode: False)  # as for a user other than root
     with pytest.raises(storage.StorageError, match=f"^--storage: cannot write to {tmp_path}$"):

@@ -1,5 +1,6 @@
-"""imgbench plot and report from a synthetic history: 24 runs of a GPU machine (CPU and GPU cases) and
-20 of a CPU-only machine. Every figure is rendered, has its expected pixel size and is not blank."""
+"""imgbench plot and report from a synthetic history: 24 runs of a GPU machine (CPU and GPU cases)
+and 20 of a CPU-only machine. Every figure is rendered, has its expected pixel size and is not
+blank."""
 
 import numpy as np
 import pytest
@@ -39,22 +40,27 @@ def test_every_figure_kind_is_drawn_per_machine_class(rendered):
     r, out = rendered
     by = {m.fingerprint: m for m in r.machines}
     assert set(by) == {GPU_FP, CPU_FP}
-    assert set(by[GPU_FP].figures) == {"speedup trend", "throughput", "latest vs baseline", "epoch breakdown",
-                                       "ddp scaling"}
-    assert set(by[CPU_FP].figures) == {"throughput", "latest vs baseline"}  # no GPU, no epochs: nothing faked
+    assert set(by[GPU_FP].figures) == {"speedup trend", "throughput", "latest vs baseline",
+                                       "epoch breakdown", "ddp scaling"}
+    # no GPU, no epochs: nothing faked
+    assert set(by[CPU_FP].figures) == {"throughput", "latest vs baseline"}
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted([f"speedup_{GPU_FP}.png", f"throughput_{GPU_FP}.png", f"throughput_{CPU_FP}.png",
-                            f"epoch_{GPU_FP}.png", f"ddp_{GPU_FP}.png", *(f"vs_baseline_{GPU_FP}_{f}.png"
-                                                     for f in ("ddp", "epoch", "forward", "train_step")),
+    assert names == sorted([f"speedup_{GPU_FP}.png", f"throughput_{GPU_FP}.png",
+                            f"throughput_{CPU_FP}.png", f"epoch_{GPU_FP}.png", f"ddp_{GPU_FP}.png",
+                            *(f"vs_baseline_{GPU_FP}_{f}.png"
+                              for f in ("ddp", "epoch", "forward", "train_step")),
                             f"vs_baseline_{CPU_FP}_train_step.png"])
 
 
 @pytest.mark.slow
 def test_figures_have_their_size_and_are_not_blank(rendered):
     r, out = rendered
-    assert pixels(out / f"speedup_{GPU_FP}.png")[0] == (1200, round((1.2 + 3.2 * 3) * plots.DPI))  # 3 families
-    assert pixels(out / f"throughput_{GPU_FP}.png")[0] == (round((4.2 * 2 + 2.2) * 100), round((3.2 + 0.8) * 100))
-    assert pixels(out / f"vs_baseline_{GPU_FP}_forward.png")[0] == (1000, round((1.6 + 0.26 * 8) * 100))
+    # 3 families
+    assert pixels(out / f"speedup_{GPU_FP}.png")[0] == (1200, round((1.2 + 3.2 * 3) * plots.DPI))
+    assert (pixels(out / f"throughput_{GPU_FP}.png")[0]
+            == (round((4.2 * 2 + 2.2) * 100), round((3.2 + 0.8) * 100)))
+    assert (pixels(out / f"vs_baseline_{GPU_FP}_forward.png")[0]
+            == (1000, round((1.6 + 0.26 * 8) * 100)))
     assert pixels(out / f"epoch_{GPU_FP}.png")[0] == (1000, round((1.6 + 0.3 * 2) * 100))
     assert pixels(out / f"ddp_{GPU_FP}.png")[0] == (1200, 420)
     for p in r.figures:
@@ -67,8 +73,8 @@ def test_the_regression_is_found_in_the_speedup_series_and_the_latest_comparison
     gpu = next(m for m in r.machines if m.fingerprint == GPU_FP)
     kerascnn = [s for s in gpu.speedups if s.case == "train_step[batch_size=32,model=kerascnn]"]
     assert len(kerascnn) == 24 and all(s.same_run for s in kerascnn)
-    assert kerascnn[0].speedup == pytest.approx(10, rel=0.03) and kerascnn[-1].speedup == pytest.approx(10 / 1.5,
-                                                                                                      rel=0.03)
+    assert (kerascnn[0].speedup == pytest.approx(10, rel=0.03)
+            and kerascnn[-1].speedup == pytest.approx(10 / 1.5, rel=0.03))
     # latest (run 23) vs run 22: both slow, so unchanged, judged with the history of runs 0-21
     assert {v.verdict for v in gpu.comparison.verdicts} <= {"unchanged", "too noisy to say"}
 
@@ -78,7 +84,8 @@ def test_report_markdown_and_self_contained_html(rendered, tmp_path):
     r, out = rendered
     md, md_path, html_path = report.write(r, out)
     assert md_path.read_text() == md
-    assert md.startswith("# imgbench report\n\n44 runs from 2 machine classes, 2026-10-01 to 2026-10-24.")
+    assert md.startswith(
+        "# imgbench report\n\n44 runs from 2 machine classes, 2026-10-01 to 2026-10-24.")
     assert f"### {GPU_FP}: train_step" in md
     assert "| case | batch 32 | batch 128 |" in md
     row = next(line for line in md.splitlines() if line.startswith("| kerascnn (cuda) |"))
@@ -94,7 +101,8 @@ def test_cli_plot_and_report(tmp_path, capsys):
     write_history(tmp_path / "runs", gpu_runs=3, cpu_runs=2)
     assert cli.main(["plot", str(tmp_path / "runs"), "--out", str(tmp_path / "figs"), "--svg"]) == 0
     printed = capsys.readouterr().out.split()
-    assert len(printed) == 2 * 10 and all((tmp_path / "figs" / p.split("/")[-1]).exists() for p in printed)
+    assert len(printed) == 2 * 10 and all((tmp_path / "figs" / p.split("/")[-1]).exists()
+                                          for p in printed)
     assert cli.main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0
     assert capsys.readouterr().out.startswith("# imgbench report")
     assert (tmp_path / "rep" / "report.html").exists()
@@ -104,8 +112,8 @@ def test_one_device_only_says_speedup_is_impossible(tmp_path, capsys):
     write_history(tmp_path / "runs", gpu_runs=0, cpu_runs=2)
     assert cli.main(["plot", str(tmp_path / "runs"), "--out", str(tmp_path / "figs")]) == 0
     err = capsys.readouterr().err
-    assert "no GPU-over-CPU speedup: no machine has the same case timed on the CPU and an accelerator " \
-           "(devices in these runs: cpu)" in err
+    assert "no GPU-over-CPU speedup: no machine has the same case timed on the CPU " \
+           "and an accelerator (devices in these runs: cpu)" in err
 
 
 def test_mixed_versions_and_a_corrupt_file_are_read_or_skipped_with_a_line(tmp_path, capsys):
@@ -114,7 +122,8 @@ def test_mixed_versions_and_a_corrupt_file_are_read_or_skipped_with_a_line(tmp_p
     newer = tmp_path / "b" / CPU_FP / "0000_quick.json"
     newer.write_text(newer.read_text().replace("2026-10-01", "2026-11-01"))
     (tmp_path / "b" / "broken.json").write_text('{"benchmarks": [')
-    assert cli.main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "r")]) == 0
+    assert cli.main(["report", str(tmp_path / "a"), str(tmp_path / "b"),
+                     "--out", str(tmp_path / "r")]) == 0
     err = capsys.readouterr().err
     assert "runs written by pytest-benchmark 4.0.0, 5.3.1: read alike" in err
     assert f"skipped {tmp_path / 'b' / 'broken.json'}: corrupt or truncated JSON" in err
@@ -140,7 +149,8 @@ def test_an_output_folder_that_cannot_be_made_is_one_line_exit_2(tmp_path, capsy
     write_history(tmp_path / "runs", gpu_runs=0, cpu_runs=1)
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    assert cli.main([command, str(tmp_path / "runs"), "--out", str(blocker / "out")]) == cli.EXIT_BAD_INPUT
+    assert cli.main([command, str(tmp_path / "runs"),
+                     "--out", str(blocker / "out")]) == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"imgbench: error: {blocker / 'out'}: Not a directory"
     assert blocker.read_text() == "x"
@@ -161,15 +171,17 @@ def test_device_colors_are_not_reused_for_cases_or_verdicts():
 
 def test_runs_of_another_dataset_are_never_compared_with_the_latest(tmp_path, capsys):
     """A scratch folder: a synthetic run, then a cifar10 run of the same cases. The report says the
-    latest has no baseline of its conditions, and exits 0: no traceback, no comparison across datasets."""
+    latest has no baseline of its conditions, and exits 0: no traceback, no comparison across
+    datasets."""
     from tests.helpers import CASE, rounds, write_run
 
-    write_run(tmp_path / "runs" / "0001_quick.json", {CASE: rounds(1.0)}, meta={"profile": "quick",
-                                                                               "dataset": "synthetic"})
-    write_run(tmp_path / "runs" / "0002_quick.json", {CASE: rounds(2.0)}, when="2026-11-22T10:00:00",
-              meta={"profile": "quick", "dataset": "cifar10"})
+    write_run(tmp_path / "runs" / "0001_quick.json", {CASE: rounds(1.0)},
+              meta={"profile": "quick", "dataset": "synthetic"})
+    write_run(tmp_path / "runs" / "0002_quick.json", {CASE: rounds(2.0)},
+              when="2026-11-22T10:00:00", meta={"profile": "quick", "dataset": "cifar10"})
     assert cli.main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
     err = capsys.readouterr().err
-    assert "no earlier run of the same profile, dataset, optimizer and thread count: the latest run has no " in err
-    assert ("1 run(s) measured otherwise (dataset 'synthetic' vs 'cifar10', against the latest run's) are "
-            "reported apart") in err
+    assert ("no earlier run of the same profile, dataset, optimizer and thread count: "
+            "the latest run has no ") in err
+    assert ("1 run(s) measured otherwise (dataset 'synthetic' vs 'cifar10', "
+            "against the latest run's) are reported apart") in err

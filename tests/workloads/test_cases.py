@@ -1,5 +1,5 @@
-"""One point of the sweep (imgbench.cases): which combinations a device cannot run and why, and the Case that
-builds model, batch and workloads with their FLOPs."""
+"""One point of the sweep (imgbench.cases): which combinations a device cannot run and why, and the
+Case that builds model, batch and workloads with their FLOPs."""
 
 from __future__ import annotations
 
@@ -13,14 +13,15 @@ from imgbench.core.options import Settings
 from imgbench.hw import devices
 from imgbench.workloads import cases, data, epoch, steps
 
-SETTINGS = Settings(devices=["cpu"], batch_sizes=[4], models=["mlp"], profile=config.PROFILES["quick"],
-                    threads=1, optimizer="adam", dataset="synthetic", data_root=None)
+SETTINGS = Settings(devices=["cpu"], batch_sizes=[4], models=["mlp"],
+                    profile=config.PROFILES["quick"], threads=1, optimizer="adam",
+                    dataset="synthetic", data_root=None)
 
 # MLP on a 1x28x28 input: multiply-adds per image of its three Linear layers
 MLP_MACS = (784 * 512, 512 * 512, 512 * 10)
 
 
-# --- unsupported -------------------------------------------------------------------------------------
+# --- unsupported ----------------------------------------------------------------------------------
 
 def test_tf32_needs_an_nvidia_gpu():
     msg = cases.unsupported("cpu", "tf32")
@@ -44,7 +45,8 @@ def test_compile_with_a_compiler(monkeypatch):
     asked = []
     monkeypatch.setenv("CXX", "my-g++")
     monkeypatch.setattr(cases.shutil, "which",
-                        lambda name: asked.append(name) or ("/usr/bin/my-g++" if name == "my-g++" else None))
+                        lambda name: asked.append(name) or ("/usr/bin/my-g++" if name == "my-g++"
+                                                            else None))
     assert cases.unsupported("cpu", "fp32", compile="on") is None
     assert asked[0] == "my-g++"  # $CXX is the compiler looked for first
 
@@ -77,9 +79,10 @@ def test_compile_on_cuda_needs_pythons_headers(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
     monkeypatch.setattr(cases.sysconfig, "get_paths", lambda: {"include": str(tmp_path)})
     msg = cases.unsupported("cuda", "fp32", compile="on")
-    assert msg == (f"torch.compile on cuda needs Python's C headers ({tmp_path / 'Python.h'} is missing: install "
-                   "the python3-dev package of this Python)")
-    assert cases.unsupported("cpu", "fp32", compile="on") is None  # Inductor's C++ on the CPU does without
+    assert msg == (f"torch.compile on cuda needs Python's C headers ({tmp_path / 'Python.h'} is "
+                   "missing: install the python3-dev package of this Python)")
+    # Inductor's C++ on the CPU does without
+    assert cases.unsupported("cpu", "fp32", compile="on") is None
     (tmp_path / "Python.h").write_text("")
     assert cases.unsupported("cuda", "fp32", compile="on") is None
 
@@ -103,7 +106,7 @@ def test_cuda_capability_8_runs_bf16(monkeypatch):
     assert cases.unsupported("cuda", "tf32") is None
 
 
-# --- Case --------------------------------------------------------------------------------------------
+# --- Case -----------------------------------------------------------------------------------------
 
 def case(model: str = "mlp", **kw) -> cases.Case:
     return cases.Case(model, "cpu", 4, SETTINGS, **kw)
@@ -147,8 +150,10 @@ def test_build_model_is_seeded():
 
 def test_info():
     info = case("mlp", precision="bf16", memory_format="channels_last", compile="off").info()
-    assert {"precision", "memory_format", "compile", "image_size", "device_name", "profile"} <= info.keys()
-    assert info["precision"] == "bf16" and info["memory_format"] == "channels_last" and info["compile"] == "off"
+    assert ({"precision", "memory_format", "compile", "image_size", "device_name", "profile"}
+            <= info.keys())
+    assert (info["precision"] == "bf16" and info["memory_format"] == "channels_last"
+            and info["compile"] == "off")
     assert info["image_size"] == 28 and info["in_channels"] == 1 and info["num_classes"] == 10
     assert info["profile"] == "quick" and info["dataset"] == "synthetic"
 
@@ -157,7 +162,8 @@ def test_forward_flops():
     c = case()
     w = c.forward()
     assert w.flops == 4 * 2 * sum(MLP_MACS)
-    assert w.flops == steps.count_flops(lambda: c.build_model()(c.batch()[0]))  # eager, counted afresh
+    # eager, counted afresh
+    assert w.flops == steps.count_flops(lambda: c.build_model()(c.batch()[0]))
     assert w.images == 4
     out = w.fn()
     assert out.shape == (4, 10) and not out.requires_grad
@@ -165,7 +171,8 @@ def test_forward_flops():
 
 def test_forward_flops_bf16():
     w = case(precision="bf16").forward()
-    assert w.flops == 4 * 2 * sum(MLP_MACS)  # counted in fp32 on the eager model; precision changes no count
+    # counted in fp32 on the eager model; precision changes no count
+    assert w.flops == 4 * 2 * sum(MLP_MACS)
     assert w.fn().dtype == torch.bfloat16
 
 
@@ -174,7 +181,8 @@ def test_train_step_flops():
     w = c.train_step()
     model, (x, y) = c.build_model(), c.batch()
     assert w.flops == epoch.train_flops_per_image(model, x, y) * 4
-    # forward and weight gradient for every layer, input gradient for all but the first (the data needs none)
+    # forward and weight gradient for every layer, input gradient for all but the first (the data
+    # needs none)
     assert w.flops == 4 * (2 * sum(MLP_MACS) + 2 * sum(MLP_MACS) + 2 * sum(MLP_MACS[1:]))
     assert w.images == 4 and w.info["optimizer"] == "adam"
     first, second = w.fn().item(), w.fn().item()
@@ -194,7 +202,8 @@ def test_resident_epoch_workload():
 def test_compiled_resets_dynamo_and_compiles_static_shapes(monkeypatch):
     calls = []
     monkeypatch.setattr(torch._dynamo, "reset", lambda: calls.append("reset"))
-    monkeypatch.setattr(torch, "compile", lambda model, **kw: calls.append(("compile", kw)) or model)
+    monkeypatch.setattr(torch, "compile",
+                        lambda model, **kw: calls.append(("compile", kw)) or model)
     model = torch.nn.Linear(2, 2)
     assert case(compile="on").compiled(model) is model
     assert calls == ["reset", ("compile", {"dynamic": False})]
@@ -204,13 +213,16 @@ def test_compiled_resets_dynamo_and_compiles_static_shapes(monkeypatch):
 def test_an_epoch_without_a_single_step_is_refused():
     big = cases.Case("mlp", "cpu", 1024, SETTINGS)
     assert big.empty_epoch() == "batch 1024 > 512 images per epoch in the quick profile"
-    with pytest.raises(cases.EmptyEpoch, match="batch 1024 > 512 images per epoch in the quick profile"):
+    with pytest.raises(cases.EmptyEpoch,
+                       match="batch 1024 > 512 images per epoch in the quick profile"):
         big.epoch("resident")
     assert case().empty_epoch() is None
 
 
-@pytest.mark.filterwarnings("ignore:This DataLoader will create")  # no worker starts: the loader is not read
-@pytest.mark.parametrize(("threads", "workers"), [(1, 1), (2, 2), (3, 3), (64, config.EPOCH_WORKERS)])
+# no worker starts: the loader is not read
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")
+@pytest.mark.parametrize(("threads", "workers"), [(1, 1), (2, 2), (3, 3),
+                                                  (64, config.EPOCH_WORKERS)])
 def test_loader_epoch_workers_follow_the_threads(threads, workers):
     c = cases.Case("mlp", "cpu", 128, dataclasses.replace(SETTINGS, threads=threads))
     w = c.epoch("loader")
@@ -222,8 +234,8 @@ def test_train_step_copy_trains_on_the_uint8_batch(batch):
     c = case("kerascnn")
     w = c.train_step_copy(batch)
     assert w.images == 4
-    assert w.info == ({"batch": "copied", "copy_bytes": 4 * 3 * 32 * 32 + 4 * 8} if batch == "copied"
-                      else {"batch": "on_device"})
+    assert w.info == ({"batch": "copied", "copy_bytes": 4 * 3 * 32 * 32 + 4 * 8}
+                      if batch == "copied" else {"batch": "on_device"})
     losses = [w.fn().item() for _ in range(3)]
     assert len(set(losses)) == 3  # each call is a step on the same batch
 
@@ -239,25 +251,33 @@ def test_train_step_copy_steps_alike_with_or_without_the_copy():
 def test_reference_case_takes_what_the_device_has(monkeypatch):
     full = dataclasses.replace(SETTINGS, profile=config.PROFILES["full"])
     r = cases.reference("cpu", full)
-    assert (r.model, r.batch_size, r.memory_format, r.dataset) == ("speednet", 1024, "channels_last", None)
+    assert (r.model, r.batch_size, r.memory_format, r.dataset) == ("speednet", 1024,
+                                                                   "channels_last", None)
     quick = cases.reference("cpu", SETTINGS)
-    assert quick.batch_size == 256 and quick.epoch_size == config.REFERENCE_MIN_STEPS * 256  # 512 would be 1 step
+    # 512 would be 1 step
+    assert quick.batch_size == 256 and quick.epoch_size == config.REFERENCE_MIN_STEPS * 256
     assert r.epoch_size == 50_000  # the profile's epoch is already longer than the minimum
     monkeypatch.setattr(cases, "unsupported", lambda device, precision="fp32", compile="off": "no")
-    assert (cases.reference("cpu", SETTINGS).precision, cases.reference("cpu", SETTINGS).compile) == ("fp32", "off")
+    assert (cases.reference("cpu", SETTINGS).precision,
+            cases.reference("cpu", SETTINGS).compile) == ("fp32", "off")
     monkeypatch.setattr(cases, "unsupported", lambda device, precision="fp32", compile="off": None)
-    assert (cases.reference("cpu", SETTINGS).precision, cases.reference("cpu", SETTINGS).compile) == ("bf16", "on")
+    assert (cases.reference("cpu", SETTINGS).precision,
+            cases.reference("cpu", SETTINGS).compile) == ("bf16", "on")
 
 
-@pytest.mark.parametrize("model, profile, images", [("kerascnn", "full", 50_000), ("resnet50", "full", 9_964),
-                                                    ("resnet50", "quick", 512), ("mlp", "full", 50_000)])
+@pytest.mark.parametrize("model, profile, images", [("kerascnn", "full", 50_000),
+                                                    ("resnet50", "full", 9_964),
+                                                    ("resnet50", "quick", 512),
+                                                    ("mlp", "full", 50_000)])
 def test_an_epoch_holds_the_profiles_images_up_to_its_bytes(model, profile, images):
-    c = cases.Case(model, "cpu", 32, dataclasses.replace(SETTINGS, profile=config.PROFILES[profile]))
+    c = cases.Case(model, "cpu", 32,
+                   dataclasses.replace(SETTINGS, profile=config.PROFILES[profile]))
     assert c.epoch_size == images  # 224-px images stop at 1.5 GB: 9,964 of 150,528 bytes
 
 
 def test_epoch_images_repeat_a_real_dataset_to_the_epoch():
-    images, labels = torch.arange(3, dtype=torch.uint8).view(3, 1, 1, 1).expand(3, 3, 32, 32), torch.arange(3)
+    images, labels = (torch.arange(3, dtype=torch.uint8).view(3, 1, 1, 1).expand(3, 3, 32, 32),
+                      torch.arange(3))
     c = cases.Case("kerascnn", "cpu", 4, dataclasses.replace(SETTINGS, dataset="cifar10"),
                    data.TensorImages(images, labels))
     x, y = c.epoch_images(8)
@@ -272,6 +292,6 @@ def test_a_loader_epoch_without_room_in_dev_shm_is_refused_with_the_sizes(monkey
     full = dataclasses.replace(SETTINGS, profile=config.PROFILES["full"], threads=16)
     c = cases.Case("resnet50", "cpu", 128, full)
     assert c.epoch_unsupported("loader") == (
-        "/dev/shm has 64 MiB free; 4 loader workers at batch 128 of 3x224x224 need about 588 MiB (run with a "
-        "larger /dev/shm, e.g. docker --shm-size=2g)")
+        "/dev/shm has 64 MiB free; 4 loader workers at batch 128 of 3x224x224 need about 588 MiB "
+        "(run with a larger /dev/shm, e.g. docker --shm-size=2g)")
     assert c.epoch_unsupported("resident") is None  # no workers on the device-resident path

@@ -1,5 +1,5 @@
-"""Checkpoints (imgbench.checkpoint): a resumed run continues bit for bit, saves are atomic, loads run no
-pickled code, and save reports the file's size; the checkpoint family's workload."""
+"""Checkpoints (imgbench.checkpoint): a resumed run continues bit for bit, saves are atomic, loads
+run no pickled code, and save reports the file's size; the checkpoint family's workload."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ BATCH, SIZE = 4, 12
 
 def batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(123)
-    return [(torch.randn(BATCH, 3, SIZE, SIZE, generator=g), torch.randint(0, 10, (BATCH,), generator=g))
+    return [(torch.randn(BATCH, 3, SIZE, SIZE, generator=g),
+             torch.randint(0, 10, (BATCH,), generator=g))
             for _ in range(STEPS)]
 
 
@@ -117,7 +118,8 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch, error):
     assert len(during) == 2 and during[1] == "ckpt.pt" and during[0].startswith(".ckpt.pt.")
     assert path.stat().st_size == len(good)
     assert path.read_bytes() == good
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]  # no temporary file left behind
+    # no temporary file left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]
 
     monkeypatch.undo()
     resumed, resumed_opt = fresh(1, "sgd")
@@ -153,7 +155,8 @@ def test_load_refuses_pickled_objects(tmp_path):
     RAN.clear()
     model, opt = fresh(0, "adam")
     path = tmp_path / "evil.pt"
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 1, "evil": Evil()}, path)
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 1,
+                "evil": Evil()}, path)
     assert torch.load(path, weights_only=False)["evil"] == "pwned"  # the file really carries code
     RAN.clear()
 
@@ -195,15 +198,18 @@ def test_trained_model_has_optimizer_state_to_save():
     net, opt = checkpoint.trained("kerascnn", "cpu", "adam", 16)
     assert len(opt.state) == len(list(net.parameters()))  # Adam's moments for every weight
     again, _ = checkpoint.trained("kerascnn", "cpu", "adam", 16)
-    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), again.parameters(), strict=True))  # seeded
+    assert all(torch.equal(a, b)
+               for a, b in zip(net.parameters(), again.parameters(), strict=True))  # seeded
 
 
 @pytest.mark.parametrize(("profile", "size"), [("quick", 32), ("full", 64)])
 def test_the_checkpoint_case_saves_and_loads_at_the_profile_size(tmp_path, profile, size):
     path = tmp_path / "c.pt"
     save = checkpoint.workload("save", path, "tinyvgg", "cpu", "adam", config.PROFILES[profile])
-    net, opt = checkpoint.trained("tinyvgg", "cpu", "adam", size)  # tinyvgg's weights follow its input size
-    assert save.bytes == path.stat().st_size == checkpoint.save(tmp_path / "same.pt", net, opt, epoch=1)
+    # tinyvgg's weights follow its input size
+    net, opt = checkpoint.trained("tinyvgg", "cpu", "adam", size)
+    assert save.bytes == path.stat().st_size == checkpoint.save(tmp_path / "same.pt", net, opt,
+                                                                epoch=1)
     assert {k: save.info[k] for k in ("op", "optimizer", "storage")} == {
         "op": "save", "optimizer": "adam", "storage": "page cache, no fsync"}
     load = checkpoint.workload("load", path, "tinyvgg", "cpu", "adam", config.PROFILES[profile])

@@ -1,5 +1,5 @@
-"""The conv family's layers (imgbench.layers): each layer's shape and FLOPs, the layout it runs in, the
-bytes a pool moves, and the profile's scale."""
+"""The conv family's layers (imgbench.layers): each layer's shape and FLOPs, the layout it runs in,
+the bytes a pool moves, and the profile's scale."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def test_channels_last_is_for_2d_layers_only():
         assert conv.unsupported(name, "nchw") is None
 
 
-@pytest.mark.parametrize(("name", "out_shape"), [(CENTRE, (2, 128, 16, 16)), ("conv2d_k3_64to128_p0", (2, 128, 14, 14)),
+@pytest.mark.parametrize(("name", "out_shape"), [(CENTRE, (2, 128, 16, 16)),
+                                                 ("conv2d_k3_64to128_p0", (2, 128, 14, 14)),
                                                  ("conv2d_k3_64to128_s2", (2, 128, 8, 8)),
                                                  ("conv1d_k3_64to128", (2, 128, 256)),
                                                  ("avgpool2d_k2_64", (2, 64, 8, 8))])
@@ -38,7 +39,8 @@ def test_a_convolution_counts_its_flops_in_either_direction():
 
 def test_a_pool_forward_stores_the_bytes_it_moves():
     w = conv.workload("maxpool2d_k2_64", "fwd", "nchw", "cpu", 2, 1)
-    assert w.flops == 0 and w.bytes == 2 * 64 * 16 * 16 * 4 * 5 // 4  # input read once, a quarter written
+    # input read once, a quarter written
+    assert w.flops == 0 and w.bytes == 2 * 64 * 16 * 16 * 4 * 5 // 4
     assert conv.workload("maxpool2d_k2_64", "fwd_bwd", "nchw", "cpu", 2, 1).bytes == 0
 
 

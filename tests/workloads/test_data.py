@@ -1,6 +1,7 @@
-"""Datasets and loaders (imgbench.data): synthetic tensors, PIL images, image folders, CIFAR-10 (binary and
-python versions) and MNIST read from files the conftest writers lay out in tmp_path, the DataLoader options,
-and the device-resident loader (batches, shuffling, normalisation, augmentation)."""
+"""Datasets and loaders (imgbench.data): synthetic tensors, PIL images, image folders, CIFAR-10
+(binary and python versions) and MNIST read from files the conftest writers lay out in tmp_path, the
+DataLoader options, and the device-resident loader (batches, shuffling, normalisation,
+augmentation)."""
 
 from __future__ import annotations
 
@@ -37,12 +38,13 @@ def normalized(images_u8: torch.Tensor, mean, std) -> torch.Tensor:
 
 
 def patch_cifar_checksums(monkeypatch):
-    """Accept generated CIFAR pickles: the per-batch MD5 check and the batches.meta one in _load_meta."""
+    """Accept generated CIFAR pickles: the per-batch MD5 check and the batches.meta one in
+    _load_meta."""
     monkeypatch.setattr(tvd.CIFAR10, "_check_integrity", lambda self: True)
     monkeypatch.setattr(tv_cifar, "check_integrity", lambda *args, **kwargs: True)
 
 
-# --- synthetic ----------------------------------------------------------------------------------------
+# --- synthetic ------------------------------------------------------------------------------------
 
 
 def test_synthetic_batch_shapes_dtypes_and_label_range():
@@ -89,7 +91,7 @@ def test_synthetic_images_len_and_getitem():
         ds[5]
 
 
-# --- PIL images and transforms ---------------------------------------------------------------------
+# --- PIL images and transforms --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("augment", [False, True])
@@ -112,7 +114,8 @@ def test_fake_pil_items_are_normalized_float_chw(size, augment):
 
 def test_fake_pil_without_augment_is_the_normalized_image():
     ds = data.fake_pil(3, image_size=16, seed=4, augment=False)
-    plain = tvd.FakeData(size=3, image_size=(3, 16, 16), num_classes=10, random_offset=4 * 1_000_003)
+    plain = tvd.FakeData(size=3, image_size=(3, 16, 16), num_classes=10,
+                         random_offset=4 * 1_000_003)
     for i in range(3):
         pil, label = plain[i]
         expected = normalized(v2.functional.pil_to_tensor(pil), data.CIFAR10_MEAN, data.CIFAR10_STD)
@@ -161,7 +164,8 @@ def test_train_transform_composition():
     # crop and flip happen before the conversion to float, normalisation last
     assert kinds.index(v2.RandomCrop) < kinds.index(v2.ToDtype) < kinds.index(v2.Normalize)
     assert kinds[-1] is v2.Normalize
-    assert list(data.train_transform(28, (0.5,), (0.5,), padding=2).transforms[1].padding) == [2, 2, 2, 2]
+    assert (list(data.train_transform(28, (0.5,), (0.5,), padding=2).transforms[1].padding)
+            == [2, 2, 2, 2])
 
 
 def test_train_transform_on_uint8_tensor():
@@ -177,7 +181,7 @@ def test_eval_transform_is_exact_normalisation():
     assert torch.allclose(out, normalized(img, data.CIFAR10_MEAN, data.CIFAR10_STD), atol=1e-5)
 
 
-# --- image folders -------------------------------------------------------------------------------------
+# --- image folders --------------------------------------------------------------------------------
 
 
 def test_image_folder_reads_pngs(tmp_path):
@@ -194,7 +198,8 @@ def test_image_folder_reads_pngs(tmp_path):
 
 def test_image_folder_with_transform(tmp_path):
     written = write_png_folder(tmp_path, {"a": 1, "b": 1}, size=6)
-    ds = data.image_folder(str(tmp_path), transform=data.eval_transform(data.CIFAR10_MEAN, data.CIFAR10_STD))
+    ds = data.image_folder(str(tmp_path),
+                           transform=data.eval_transform(data.CIFAR10_MEAN, data.CIFAR10_STD))
     x, y = ds[1]
     assert y == 1 and x.shape == (3, 6, 6) and x.dtype == torch.float32
     expected = normalized(torch.from_numpy(written["b"][0]).permute(2, 0, 1), data.CIFAR10_MEAN,
@@ -216,7 +221,7 @@ def test_image_folder_without_classes_is_dataset_error(tmp_path):
     assert str(tmp_path / "empty") in str(e.value)
 
 
-# --- CIFAR-10, binary version --------------------------------------------------------------------------
+# --- CIFAR-10, binary version ---------------------------------------------------------------------
 
 
 def test_cifar10_bin_returns_the_written_images_and_labels(tmp_path):
@@ -325,7 +330,7 @@ def test_cifar10_bin_is_preferred_over_python(tmp_path, monkeypatch):
     assert np.array_equal(data.cifar10(tmp_path).images.numpy(), stack(written, CIFAR_BIN_TRAIN)[0])
 
 
-# --- CIFAR-10, python version ----------------------------------------------------------------------------
+# --- CIFAR-10, python version ---------------------------------------------------------------------
 
 
 def test_cifar10_python_returns_the_written_images(tmp_path, monkeypatch):
@@ -370,7 +375,7 @@ def test_cifar10_python_missing_file_is_named(tmp_path, monkeypatch, name):
     assert "missing" in str(e.value)
 
 
-# --- MNIST -----------------------------------------------------------------------------------------------
+# --- MNIST ----------------------------------------------------------------------------------------
 
 
 def test_mnist_returns_the_written_images_and_labels(tmp_path):
@@ -396,7 +401,8 @@ def test_mnist_test_split(tmp_path):
     assert np.array_equal(ds.labels.numpy(), labels.astype(np.int64))
 
 
-@pytest.mark.parametrize("name,train", [("train-images-idx3-ubyte", True), ("train-labels-idx1-ubyte", True),
+@pytest.mark.parametrize("name,train", [("train-images-idx3-ubyte", True),
+                                        ("train-labels-idx1-ubyte", True),
                                         ("t10k-images-idx3-ubyte", False)])
 def test_mnist_missing_file_is_named(tmp_path, name, train):
     write_mnist(tmp_path, skip=(name,))
@@ -438,7 +444,7 @@ def test_mnist_image_label_count_mismatch_is_dataset_error(tmp_path):
         data.mnist(tmp_path)
 
 
-# --- real() ------------------------------------------------------------------------------------------------
+# --- real() ---------------------------------------------------------------------------------------
 
 
 def test_real_cifar10_is_normalized_float(tmp_path):
@@ -481,7 +487,7 @@ def test_real_without_root_is_dataset_error(name):
     assert name in str(e.value)
 
 
-# --- loader() ---------------------------------------------------------------------------------------------
+# --- loader() -------------------------------------------------------------------------------------
 
 
 def indexed(n: int) -> data.TensorImages:
@@ -532,14 +538,15 @@ def test_loader_seeded_shuffle():
 @pytest.mark.parametrize("kwargs", [{"persistent_workers": True}, {"prefetch_factor": 2},
                                     {"persistent_workers": True, "prefetch_factor": 2}])
 def test_loader_worker_options_need_workers(kwargs):
-    with pytest.raises(ValueError, match="persistent_workers and prefetch_factor need num_workers > 0"):
+    with pytest.raises(ValueError,
+                       match="persistent_workers and prefetch_factor need num_workers > 0"):
         data.loader(indexed(4), 2, num_workers=0, **kwargs)
 
 
 def test_loader_with_a_persistent_worker():
     ds = indexed(11)
-    dl = data.loader(ds, 3, num_workers=1, pin_memory=False, persistent_workers=True, prefetch_factor=2,
-                     seed=3)
+    dl = data.loader(ds, 3, num_workers=1, pin_memory=False, persistent_workers=True,
+                     prefetch_factor=2, seed=3)
     assert dl.num_workers == 1 and dl.persistent_workers and dl.prefetch_factor == 2
     batches = list(dl)
     assert len(batches) == 4
@@ -549,12 +556,14 @@ def test_loader_with_a_persistent_worker():
 
 
 def test_fake_pil_seeds_share_no_images():
-    a, b = data.fake_pil(4, image_size=8, seed=0, augment=False), data.fake_pil(4, image_size=8, seed=1, augment=False)
+    a, b = (data.fake_pil(4, image_size=8, seed=0, augment=False),
+            data.fake_pil(4, image_size=8, seed=1, augment=False))
     assert not any(torch.equal(a[i][0], b[j][0]) for i in range(4) for j in range(4))
 
 
 def test_real_rejects_an_unknown_dataset_by_name():
-    with pytest.raises(data.DatasetError, match=r"unknown dataset 'imagenet' \(valid: cifar10, mnist\)"):
+    with pytest.raises(data.DatasetError,
+                       match=r"unknown dataset 'imagenet' \(valid: cifar10, mnist\)"):
         data.real("imagenet", "/tmp")
 
 
@@ -565,7 +574,8 @@ def test_unreadable_cifar_file_is_a_dataset_error(tmp_path, monkeypatch):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(data.np, "fromfile", refuse)
-    with pytest.raises(data.DatasetError, match=r"cifar10: cannot read '.*data_batch_1.bin': Permission denied"):
+    with pytest.raises(data.DatasetError,
+                       match=r"cifar10: cannot read '.*data_batch_1.bin': Permission denied"):
         data.cifar10(tmp_path)
 
 
@@ -578,13 +588,15 @@ def test_encoded_images_decode_back_to_the_pixels():
         assert torch.equal(v2.functional.pil_to_tensor(img), images[i]) and label == labels[i]
 
 
-# --- ResidentLoader ----------------------------------------------------------------------------------
+# --- ResidentLoader -------------------------------------------------------------------------------
 
-IDENTITY = ((0.0,), (1 / 255,))  # mean, std under which the loader hands back the uint8 values as floats
+# mean, std under which the loader hands back the uint8 values as floats
+IDENTITY = ((0.0,), (1 / 255,))
 
 
 def unique_images(n: int, c: int = 1, size: int = 5, seed: int = 0) -> torch.Tensor:
-    """n distinct uint8 images with no zero pixel (zero is the padding), labels to be their indices."""
+    """n distinct uint8 images with no zero pixel (zero is the padding), labels to be their
+    indices."""
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(1, 256, (n, c, size, size), generator=g, dtype=torch.uint8)
     assert len({bytes(im.flatten().tolist()) for im in images}) == n
@@ -629,7 +641,8 @@ def test_resident_loader_reshuffles_each_pass():
 
 def test_resident_loader_incomplete_pass_is_part_of_a_permutation():
     n, bs = 11, 4
-    loader = data.ResidentLoader(unique_images(n), torch.arange(n), bs, "cpu", *IDENTITY, augment=False)
+    loader = data.ResidentLoader(unique_images(n), torch.arange(n), bs, "cpu", *IDENTITY,
+                                 augment=False)
     seen = [torch.cat([y for _, y in loader]).tolist() for _ in range(5)]
     for s in seen:
         assert len(s) == 8 and len(set(s)) == 8 and set(s) <= set(range(n))
@@ -639,8 +652,8 @@ def test_resident_loader_incomplete_pass_is_part_of_a_permutation():
 def test_resident_loader_without_augmentation_returns_the_images():
     n, bs = 9, 3
     images = unique_images(n, c=3, size=4)
-    loader = data.ResidentLoader(images, torch.arange(n), bs, "cpu", (0.0, 0.0, 0.0), (1 / 255,) * 3,
-                                 augment=False)
+    loader = data.ResidentLoader(images, torch.arange(n), bs, "cpu", (0.0, 0.0, 0.0),
+                                 (1 / 255,) * 3, augment=False)
     for x, y in loader:
         assert torch.equal(as_uint8(x), images[y])
 
@@ -656,7 +669,8 @@ def test_resident_loader_normalises_per_channel():
         torch.testing.assert_close(x, expected)
     # and the same as the DataLoader path's eval transform
     x, y = next(iter(loader))
-    torch.testing.assert_close(x, torch.stack([data.eval_transform(mean, std)(images[i]) for i in y]))
+    torch.testing.assert_close(x, torch.stack([data.eval_transform(mean, std)(images[i])
+                                               for i in y]))
 
 
 def crop_of(out: torch.Tensor, source: torch.Tensor, p: int) -> tuple[int, int, bool] | None:
@@ -713,7 +727,8 @@ def test_synthetic_epoch_images_do_not_depend_on_the_threads_that_drew_them(monk
     monkeypatch.setattr(data, "usable_cores", lambda: 3)
     three = data.synthetic_uint8(n, (1, 2, 2), 7, seed=1)
     assert three is not one and torch.equal(three[0], one[0]) and torch.equal(three[1], one[1])
-    assert three[0].shape == (n, 1, 2, 2) and three[0].dtype == torch.uint8 and int(three[1].max()) < 7
+    assert (three[0].shape == (n, 1, 2, 2) and three[0].dtype == torch.uint8
+            and int(three[1].max()) < 7)
     assert three[0][-5:].float().std() > 0  # the short last chunk is drawn too, not left empty
     other = data.synthetic_uint8(n, (1, 2, 2), 7, seed=2)
     assert not torch.equal(other[0], three[0])

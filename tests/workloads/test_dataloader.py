@@ -18,9 +18,11 @@ def test_sources_decode_and_augment_or_hand_over_ready_tensors():
         assert x.shape == (3, 32, 32) and x.dtype == torch.float32
     torch.manual_seed(0)
     first = augmented[1][0]
-    assert any(not torch.equal(first, augmented[1][0]) for _ in range(10))  # cropped and flipped anew
+    # cropped and flipped anew
+    assert any(not torch.equal(first, augmented[1][0]) for _ in range(10))
     assert torch.equal(ready[1][0], ready[1][0])
-    with pytest.raises(ValueError, match=r"unknown source 'png' \(valid: pil, tensor_augment, tensor\)"):
+    with pytest.raises(ValueError,
+                       match=r"unknown source 'png' \(valid: pil, tensor_augment, tensor\)"):
         dataloader.dataset("png", 4)
 
 
@@ -49,6 +51,6 @@ def test_one_pass_reads_every_batch():
 def test_workers_without_room_in_dev_shm_are_skipped_with_the_sizes(monkeypatch):
     monkeypatch.setattr(shm, "free_bytes", lambda path="/dev/shm": 2**20)
     assert dataloader.unsupported(False, 4, 128) == (
-        "/dev/shm has 1 MiB free; 4 loader workers at batch 128 of 3x32x32 need about 12 MiB (run with a larger "
-        "/dev/shm, e.g. docker --shm-size=1g)")
+        "/dev/shm has 1 MiB free; 4 loader workers at batch 128 of 3x32x32 need about 12 MiB "
+        "(run with a larger /dev/shm, e.g. docker --shm-size=1g)")
     assert dataloader.unsupported(False, 0, 128) is None  # no workers: nothing shared

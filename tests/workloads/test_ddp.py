@@ -1,6 +1,6 @@
 """Data parallelism on the 2-core box (imgbench.ddp and the ddp family): gloo with 2 CPU processes
-through torchrun, as one node or two; a launch's conditions, limit, imports and a lost rank, with its
-processes found in /proc by the --out path their command lines carry."""
+through torchrun, as one node or two; a launch's conditions, limit, imports and a lost rank, with
+its processes found in /proc by the --out path their command lines carry."""
 
 import contextlib
 import json
@@ -21,14 +21,15 @@ from imgbench.workloads.ddp import launch, worker
 from imgbench.workloads.steps import Trainer
 from tests.helpers import ROOT
 
-pytestmark = pytest.mark.skipif(worker.unavailable("cpu") is not None, reason=str(worker.unavailable("cpu")))
+pytestmark = pytest.mark.skipif(worker.unavailable("cpu") is not None,
+                                reason=str(worker.unavailable("cpu")))
 SMALL = {"model": "kerascnn", "batch_size": 8, "images": 64, "image_size": 32, "epochs": 1}
 
 
 def plain_train(model, batch_size, images, image_size, epochs, optimizer, seed, threads=1):
-    """The same training without DDP or processes (one replica's data order): what a one-replica DDP run
-    must reproduce. Same conditions as the worker: another thread count splits reductions differently,
-    and unflushed denormals could round differently."""
+    """The same training without DDP or processes (one replica's data order): what a one-replica DDP
+    run must reproduce. Same conditions as the worker: another thread count splits reductions
+    differently, and unflushed denormals could round differently."""
     with conditions.applied("cpu", "fp32", threads):
         net = worker.build(model, image_size, seed)
         ds = worker.dataset(model, images, image_size, seed)
@@ -56,40 +57,47 @@ def test_one_replica_matches_plain_training_with_the_same_seed(tmp_path):
 
 @pytest.mark.slow
 def test_a_failed_launch_is_one_line_naming_the_cause(tmp_path):
-    with pytest.raises(worker.DDPError, match=r"torchrun with 2 replicas failed \(exit 1\): .*batch 64 x 2 replicas > "
-                                           r"64 images per epoch: no step"):
+    with pytest.raises(worker.DDPError,
+                       match=r"torchrun with 2 replicas failed \(exit 1\): "
+                             r".*batch 64 x 2 replicas > 64 images per epoch: no step"):
         launch.launch(2, tmp_path / "r.json", **{**SMALL, "batch_size": 64})
 
 
 def test_a_missing_backend_or_distributed_is_a_clear_reason(monkeypatch):
     monkeypatch.setattr(worker.dist, "is_gloo_available", lambda: False)
-    assert worker.unavailable("cpu") == f"the gloo backend is not available in torch {torch.__version__} (needed for cpu)"
+    assert (worker.unavailable("cpu")
+            == f"the gloo backend is not available in torch {torch.__version__} (needed for cpu)")
     monkeypatch.setattr(worker.dist, "is_nccl_available", lambda: False)
     assert "the nccl backend is not available" in worker.unavailable("cuda")
     monkeypatch.setattr(worker.dist, "is_available", lambda: False)
-    assert worker.unavailable("cuda") == f"torch.distributed is not available in torch {torch.__version__}"
+    assert (worker.unavailable("cuda")
+            == f"torch.distributed is not available in torch {torch.__version__}")
 
 
 @pytest.mark.slow
 def test_a_world_alone_stores_its_scaling_against_one_replica(tmp_path):
-    """Only world 2 selected: two gloo replicas train in lockstep, and the one-replica reference of its
-    scaling is launched for it (worlds.one_replica)."""
+    """Only world 2 selected: two gloo replicas train in lockstep, and the one-replica reference of
+    its scaling is launched for it (worlds.one_replica)."""
     out = tmp_path / "run.json"
-    proc = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "benches" / "bench_ddp.py"), "--device", "cpu",
-                           "--model", "mlp", "--batch-size", "64", "--threads", "2", "-k", "world2",
-                           "-p", "no:cacheprovider", f"--benchmark-json={out}", "-q"],
+    proc = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "benches" / "bench_ddp.py"),
+                           "--device", "cpu", "--model", "mlp", "--batch-size", "64",
+                           "--threads", "2", "-k", "world2", "-p", "no:cacheprovider",
+                           f"--benchmark-json={out}", "-q"],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     [two] = json.loads(out.read_text())["benchmarks"]
     info, stats = two["extra_info"], two["stats"]
     assert two["name"] == "test_ddp[mlp-cpu-bs64-world2]" and stats["rounds"] == 3
-    assert info["threads_per_rank"] == 1 and info["images_per_epoch"] == 512 and info["steps"] == 512 // (64 * 2)
+    assert (info["threads_per_rank"] == 1 and info["images_per_epoch"] == 512
+            and info["steps"] == 512 // (64 * 2))
     # two gloo replicas trained in lockstep: their weights identical after the timed epochs
-    assert info["backend"] == "gloo" and info["replicas_identical"] and info["max_param_diff"] == 0.0
+    assert (info["backend"] == "gloo" and info["replicas_identical"]
+            and info["max_param_diff"] == 0.0)
     assert isinstance(info["nosync_epoch_s"], float)
     assert isinstance(info["scaling_efficiency"], float) and info["scaling_efficiency"] > 0
     assert info["images_per_s"] == pytest.approx(512 / stats["median"])
-    assert info["comm_share"] == pytest.approx(max(0.0, 1 - info["nosync_epoch_s"] / stats["median"]))
+    assert info["comm_share"] == pytest.approx(
+        max(0.0, 1 - info["nosync_epoch_s"] / stats["median"]))
     # the rounds are the workers' own epoch times, replayed (+ the microsecond of the call)
     assert stats["data"] == pytest.approx(info["epoch_s"], abs=1e-4)
     assert stats["median"] == pytest.approx(statistics.median(info["epoch_s"]), abs=1e-4)
@@ -102,21 +110,26 @@ def test_an_epoch_reuses_a_bounded_pool_of_uint8_images():
     (x0, y0), (x1, y1) = ds[3], ds[worker.POOL + 3]
     assert torch.equal(x0, x1) and y0 == y1 and x0.shape == (3, 8, 8)
     small = worker.dataset("kerascnn", 64, image_size=8, seed=0)
-    assert len(small.dataset.tensors[0]) == 64 and torch.equal(small[5][0], ds[5][0])  # the same seeded images
+    # the same seeded images
+    assert len(small.dataset.tensors[0]) == 64 and torch.equal(small[5][0], ds[5][0])
 
 
 # --- a launch's life: conditions, limit, imports, nodes, a lost rank ---
-LONG = {"model": "mlp", "batch_size": 32, "images": 400_000, "epochs": 1, "threads": 1}  # a minute's warm-up epoch
-KEYS = ("threads", "cudnn_benchmark", "tf32", "flush_denormal")  # what the `conditions` fixture stores
+# a minute's warm-up epoch
+LONG = {"model": "mlp", "batch_size": 32, "images": 400_000, "epochs": 1, "threads": 1}
+# what the `conditions` fixture stores
+KEYS = ("threads", "cudnn_benchmark", "tf32", "flush_denormal")
 
 
 def processes(out) -> dict[int, str | None]:
-    """The live processes whose command line names `out`, each with its RANK (None: a torchrun agent)."""
+    """The live processes whose command line names `out`, each with its RANK (None: a torchrun
+    agent)."""
     found = {}
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             if str(out).encode() in (proc / "cmdline").read_bytes():
-                env = dict(v.split(b"=", 1) for v in (proc / "environ").read_bytes().split(b"\0") if b"=" in v)
+                env = dict(v.split(b"=", 1) for v in (proc / "environ").read_bytes().split(b"\0")
+                           if b"=" in v)
                 found[int(proc.name)] = env[b"RANK"].decode() if b"RANK" in env else None
         except OSError:  # ended meanwhile
             continue
@@ -134,8 +147,9 @@ def sockets(pid: int) -> int:
 @contextlib.contextmanager
 def watching(out, kill_rank: str | None = None, after_s: float = 0.0):
     """Yields {rank: pid} of the workers of the launch writing `out`, filled in while it runs; with
-    kill_rank, that rank's worker gets SIGKILL `after_s` seconds after it has connected to its peers (the
-    store and gloo: its process group is up, so its next steps are collectives with the other rank)."""
+    kill_rank, that rank's worker gets SIGKILL `after_s` seconds after it has connected to its peers
+    (the store and gloo: its process group is up, so its next steps are collectives with the other
+    rank)."""
     seen, stop = {}, threading.Event()
 
     def loop():
@@ -163,13 +177,15 @@ def watching(out, kill_rank: str | None = None, after_s: float = 0.0):
 def test_a_world_1_case_records_the_conditions_of_the_matching_epoch_case(tmp_path):
     out = tmp_path / "run.json"
     proc = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "benches" / "bench_ddp.py"),
-                           str(ROOT / "benches" / "bench_epoch.py"), "--device", "cpu", "--model", "mlp",
-                           "--batch-size", "32", "--threads", "2", "-k", "world1 or (test_epoch and resident)",
-                           "--benchmark-max-time=0.05", "-p", "no:cacheprovider", f"--benchmark-json={out}", "-q"],
+                           str(ROOT / "benches" / "bench_epoch.py"), "--device", "cpu",
+                           "--model", "mlp", "--batch-size", "32", "--threads", "2",
+                           "-k", "world1 or (test_epoch and resident)", "--benchmark-max-time=0.05",
+                           "-p", "no:cacheprovider", f"--benchmark-json={out}", "-q"],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     cases = {b["name"]: b["extra_info"] for b in json.loads(out.read_text())["benchmarks"]}
-    ddp_case, epoch_case = cases["test_ddp[mlp-cpu-bs32-world1]"], cases["test_epoch[mlp-cpu-bs32-resident]"]
+    ddp_case, epoch_case = (cases["test_ddp[mlp-cpu-bs32-world1]"],
+                            cases["test_epoch[mlp-cpu-bs32-resident]"])
     assert {k: ddp_case[k] for k in KEYS} == {k: epoch_case[k] for k in KEYS}
     assert ddp_case["threads"] == 2 and ddp_case["flush_denormal"] == torch.set_flush_denormal(True)
 
@@ -178,8 +194,10 @@ def test_a_world_1_case_records_the_conditions_of_the_matching_epoch_case(tmp_pa
 def test_a_launch_past_the_case_limit_is_stopped_with_all_its_processes(tmp_path):
     out = tmp_path / "r.json"
     with watching(out) as seen, pytest.raises(worker.DDPError) as e:
-        launch.launch(2, out, timeout=10, **LONG)  # workers start in ~2 s here; the epoch takes a minute
-    assert str(e.value) == "world size 2 (mlp on cpu) did not finish within the case limit of 10 s (--case-timeout)"
+        # workers start in ~2 s here; the epoch takes a minute
+        launch.launch(2, out, timeout=10, **LONG)
+    assert str(e.value) == ("world size 2 (mlp on cpu) did not finish within the case limit of "
+                            "10 s (--case-timeout)")
     assert set(seen) == {"0", "1"}  # the limit stopped running workers, not their start-up
     assert processes(out) == {}
 
@@ -219,13 +237,15 @@ def test_two_nodes_on_this_machine_train_in_lockstep(tmp_path):
 
 
 def test_nodes_must_divide_the_world(tmp_path):
-    with pytest.raises(worker.DDPError, match=r"^3 replicas do not split into 2 nodes: the node count must divide "
-                                           r"the world size$"):
+    with pytest.raises(worker.DDPError,
+                       match=r"^3 replicas do not split into 2 nodes: the node count must divide "
+                             r"the world size$"):
         launch.launch(3, tmp_path / "r.json", nodes=2)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("nodes", "on"), [(1, ""), (2, " on 2 nodes")], ids=["one-node", "two-nodes"])
+@pytest.mark.parametrize(("nodes", "on"), [(1, ""), (2, " on 2 nodes")],
+                         ids=["one-node", "two-nodes"])
 def test_a_rank_that_dies_ends_the_launch_at_once_naming_it(tmp_path, nodes, on):
     """Rank 0's gloo all-reduce errors out when its peer's socket closes (seen: "Read error ...
     Connection reset by peer" in backward, within 2 s); rank 0 is stopped by torchrun (one node,
@@ -235,6 +255,7 @@ def test_a_rank_that_dies_ends_the_launch_at_once_naming_it(tmp_path, nodes, on)
     with watching(out, kill_rank="1", after_s=3) as seen, pytest.raises(worker.DDPError) as e:
         launch.launch(2, out, nodes=nodes, timeout=600, **LONG)
     took = time.monotonic() - start
-    assert str(e.value) == f"torchrun with 2 replicas{on} failed (exit 1): rank 1 was killed by signal SIGKILL"
+    assert str(e.value) == (f"torchrun with 2 replicas{on} failed (exit 1): rank 1 was killed by "
+                            "signal SIGKILL")
     assert set(seen) == {"0", "1"} and took < 120  # the surviving rank did not wait for the limit
     assert processes(out) == {}

@@ -1,5 +1,6 @@
-"""Epoch-long units (imgbench.epochs): the epoch workload and its host-time shares, training FLOPs per
-image, an epoch without a step, the three transfer-learning modes and the transfer family's case."""
+"""Epoch-long units (imgbench.epochs): the epoch workload and its host-time shares, training FLOPs
+per image, an epoch without a step, the three transfer-learning modes and the transfer family's
+case."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from imgbench.workloads.steps import Trainer
 
 QUICK = config.PROFILES["quick"]
 
-# --- epoch.epoch ------------------------------------------------------------------------------------
+# --- epoch.epoch ----------------------------------------------------------------------------------
 
 def tiny_net(channels: int = 3, size: int = 4, classes: int = 3) -> nn.Module:
     torch.manual_seed(0)
@@ -46,7 +47,8 @@ def batch_list(n_batches: int = 3, bs: int = 4, classes: int = 3):
 def test_epoch_workload_trains_and_records_shares():
     model = tiny_net()
     syncs = []
-    w = epoch.epoch(batch_list(), Trainer(model, "sgd"), torch.device("cpu"), lambda: syncs.append(1),
+    w = epoch.epoch(batch_list(), Trainer(model, "sgd"), torch.device("cpu"),
+                     lambda: syncs.append(1),
                      images=12, flops_per_image=1000, info={"path": "list"})
     assert w.long is True
     assert w.images == 12 and w.flops == 12_000
@@ -86,10 +88,12 @@ class Idle:
 
 
 def test_waiting_for_batches_is_the_data_stall():
-    slow = epoch.epoch(SlowLoader(batch_list(), 0.05), Idle(), torch.device("cpu"), lambda: None, images=12)
+    slow = epoch.epoch(SlowLoader(batch_list(), 0.05), Idle(), torch.device("cpu"), lambda: None,
+                       images=12)
     slow.fn()
     assert slow.after(0)["data_stall_share"] > 0.9  # 3 x 50 ms of waiting, steps of no time
-    busy = epoch.epoch(batch_list(), Idle(), torch.device("cpu"), lambda: time.sleep(0.15), images=12)
+    busy = epoch.epoch(batch_list(), Idle(), torch.device("cpu"), lambda: time.sleep(0.15),
+                       images=12)
     busy.fn()
     assert busy.after(0)["data_stall_share"] < 0.1  # the same epoch waiting on its device instead
 
@@ -103,8 +107,8 @@ def test_epoch_clock_sums_epochs_after_skip():
 
 def test_epoch_steps_once_per_batch():
     model = ChannelsLastOnly()
-    loader = data.ResidentLoader(*data.synthetic_uint8(10, (3, 4, 4), 3), 4, "cpu", data.CIFAR10_MEAN,
-                                 data.CIFAR10_STD)
+    loader = data.ResidentLoader(*data.synthetic_uint8(10, (3, 4, 4), 3), 4, "cpu",
+                                 data.CIFAR10_MEAN, data.CIFAR10_STD)
     w = epoch.epoch(loader, Trainer(model, "adam"), torch.device("cpu"), lambda: None, images=8,
                      memory_format=torch.channels_last)
     w.fn()
@@ -113,16 +117,17 @@ def test_epoch_steps_once_per_batch():
 
 def test_epoch_memory_format_reaches_model():
     model = ChannelsLastOnly()
-    w = epoch.epoch(batch_list(), Trainer(model, "sgd"), torch.device("cpu"), lambda: None, images=12,
-                     memory_format=torch.channels_last)
+    w = epoch.epoch(batch_list(), Trainer(model, "sgd"), torch.device("cpu"), lambda: None,
+                     images=12, memory_format=torch.channels_last)
     w.fn()
     assert model.calls == 3
-    plain = epoch.epoch(batch_list(), Trainer(model, "sgd"), torch.device("cpu"), lambda: None, images=12)
+    plain = epoch.epoch(batch_list(), Trainer(model, "sgd"), torch.device("cpu"), lambda: None,
+                        images=12)
     with pytest.raises(AssertionError, match="channels_last"):
         plain.fn()
 
 
-# --- epoch.train_flops_per_image --------------------------------------------------------------------
+# --- epoch.train_flops_per_image ------------------------------------------------------------------
 
 def test_train_flops_per_image_linear():
     layer, batch = nn.Linear(8, 4), 5
@@ -132,7 +137,8 @@ def test_train_flops_per_image_linear():
     with FlopCounterMode(display=False) as counter:
         F.cross_entropy(layer(x), y).backward()
     assert per_image == counter.get_total_flops() // batch
-    # The input is data (no grad), so autograd computes no input gradient: forward plus weight gradient.
+    # The input is data (no grad), so autograd computes no input gradient: forward plus weight
+    # gradient.
     assert per_image == 2 * 8 * 4 + 2 * 8 * 4
     # with an input that needs its gradient, backward also computes it: forward + 2 x backward
     xg = x.clone().requires_grad_(True)
@@ -149,7 +155,7 @@ def test_train_flops_per_image_leaves_weights_alone():
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
-# --- transfer.one_epoch ---------------------------------------------------------------------------------
+# --- transfer.one_epoch ---------------------------------------------------------------------------
 
 N, BS = 20, 8  # 2 full steps, 4 images left over
 SYNC_S = 0.05  # each sync waits this long, as for a device with work queued
@@ -176,7 +182,8 @@ def run_transfer(mode, transfer_data):
     backbone_calls = []
     model.layer4.register_forward_hook(lambda *_: backbone_calls.append(1))
     syncs = []
-    w = transfer.one_epoch(mode, model, *transfer_data, BS, "adam", lambda: syncs.append(time.sleep(SYNC_S)))
+    w = transfer.one_epoch(mode, model, *transfer_data, BS, "adam",
+                           lambda: syncs.append(time.sleep(SYNC_S)))
     setup_calls = len(backbone_calls)
     w.fn()
     return model, before, w, setup_calls, len(backbone_calls) - setup_calls, syncs
@@ -189,8 +196,8 @@ def transferred(transfer_data):
 
 
 def changed(model, before, prefix: str) -> dict[str, bool]:
-    return {k: not torch.equal(v, before[k]) for k, v in model.state_dict().items() if k.startswith(prefix)
-            and v.is_floating_point()}
+    return {k: not torch.equal(v, before[k]) for k, v in model.state_dict().items()
+            if k.startswith(prefix) and v.is_floating_point()}
 
 
 @pytest.mark.slow
@@ -225,7 +232,8 @@ def test_transfer_last_layer_freezes_backbone(mode, transferred):
 
 def test_transfer_cached_features_match_backbone(transferred):
     """Training on cached features is the same computation as last_layer: same head afterwards."""
-    heads = [transferred[mode][0].fc.weight.detach() for mode in ("last_layer", "last_layer_cached")]
+    heads = [transferred[mode][0].fc.weight.detach()
+             for mode in ("last_layer", "last_layer_cached")]
     torch.testing.assert_close(heads[0], heads[1])
 
 
@@ -236,14 +244,15 @@ def test_transfer_unknown_mode(transfer_data):
         assert mode in str(e.value)
 
 
-# --- empty epochs and the transfer family's case -----------------------------------------------------
+# --- empty epochs and the transfer family's case --------------------------------------------------
 
 def test_an_epoch_without_a_step_is_named_with_its_profile():
     assert epoch.empty(512, 512, "epoch", QUICK) is None
-    assert epoch.empty(513, 512, "epoch", QUICK) == "batch 513 > 512 images per epoch in the quick profile"
+    assert (epoch.empty(513, 512, "epoch", QUICK)
+            == "batch 513 > 512 images per epoch in the quick profile")
     assert transfer.empty_epoch(QUICK.transfer_images, QUICK) is None
-    assert transfer.empty_epoch(512, QUICK) == (f"batch 512 > {QUICK.transfer_images} images per transfer "
-                                                 "epoch in the quick profile")
+    assert transfer.empty_epoch(512, QUICK) == (f"batch 512 > {QUICK.transfer_images} images per "
+                                                 "transfer epoch in the quick profile")
 
 
 @pytest.mark.parametrize(("profile", "size"), [("quick", 32), ("full", 224)])
@@ -251,5 +260,7 @@ def test_the_transfer_case_is_a_resnet_epoch_at_the_profile_size(profile, size):
     few = config.Profile(**{**vars(config.PROFILES[profile]), "transfer_images": 20})
     w = transfer.workload("last_layer", "cpu", BS, "sgd", few)
     assert w.images == 16 and w.long
-    assert {k: w.info[k] for k in ("backbone", "image_size", "images_per_epoch", "mode", "steps")} == {
-        "backbone": "resnet18", "image_size": size, "images_per_epoch": 20, "mode": "last_layer", "steps": 2}
+    assert {k: w.info[k]
+            for k in ("backbone", "image_size", "images_per_epoch", "mode", "steps")} == {
+        "backbone": "resnet18", "image_size": size, "images_per_epoch": 20, "mode": "last_layer",
+        "steps": 2}

@@ -26,8 +26,10 @@ def test_pinned_memory_is_for_cuda():
 
 
 def test_sizes_are_bytes_or_one_cifar_batch():
-    assert h2d.numel("cifar_batch", torch.float32) == h2d.numel("cifar_batch", torch.uint8) == 128 * 3 * 32 * 32
-    assert h2d.numel("16MiB", torch.float32) == 4 << 20 and h2d.numel("16MiB", torch.uint8) == 16 << 20
+    assert (h2d.numel("cifar_batch", torch.float32) == h2d.numel("cifar_batch", torch.uint8)
+            == 128 * 3 * 32 * 32)
+    assert (h2d.numel("16MiB", torch.float32) == 4 << 20
+            and h2d.numel("16MiB", torch.uint8) == 16 << 20)
 
 
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
@@ -41,7 +43,9 @@ def test_a_copy_is_between_the_host_tensor_and_a_buffer(direction):
     w = h2d.workload("cifar_batch", "uint8", "pageable", "blocking", direction, "cpu")
     assert w.bytes == 128 * 3 * 32 * 32
     assert {k: w.info[k] for k in ("direction", "memory", "dtype", "bytes", "non_blocking")} == {
-        "direction": direction, "memory": "pageable", "dtype": "uint8", "bytes": w.bytes, "non_blocking": False}
+        "direction": direction, "memory": "pageable", "dtype": "uint8", "bytes": w.bytes,
+        "non_blocking": False}
     out = w.fn()  # the destination
     assert out.numel() == w.bytes and out.dtype == torch.uint8
-    assert w.fn().data_ptr() == out.data_ptr()  # into the same buffer every call: no allocation timed
+    # into the same buffer every call: no allocation timed
+    assert w.fn().data_ptr() == out.data_ptr()

@@ -1,5 +1,5 @@
-"""The model registry (imgbench.models): every model's logits at its own size, at 32x32 and at its minimum,
-other class and channel counts, unknown names, duplicate names, nothing downloaded."""
+"""The model registry (imgbench.models): every model's logits at its own size, at 32x32 and at its
+minimum, other class and channel counts, unknown names, duplicate names, nothing downloaded."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ RESNETS = [n for n in NAMES if n.startswith("resnet")]
 BATCH = 2
 
 
-def _out(model: nn.Module, shape: tuple[int, ...], batch: int = BATCH, seed: int = 0) -> torch.Tensor:
+def _out(model: nn.Module, shape: tuple[int, ...], batch: int = BATCH,
+         seed: int = 0) -> torch.Tensor:
     model.eval()
     x = torch.randn((batch, *shape), generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
@@ -71,7 +72,8 @@ def test_custom_classes_channels_and_size(name, in_channels):
         _out(model, (other, size, size))
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n not in [*RESNETS, "speednet"]])  # those pool adaptively
+# those pool adaptively
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in [*RESNETS, "speednet"]])
 def test_image_size_is_used_by_fixed_size_models(name):
     s = models.spec(name)
     c = s.input_shape[0]

@@ -1,5 +1,5 @@
-"""The timed units (imgbench.workloads): autocast per precision, optimizers, the training step (its loss,
-targets and loss scaling), inference, FLOP counting, single-layer passes and buffer copies."""
+"""The timed units (imgbench.workloads): autocast per precision, optimizers, the training step (its
+loss, targets and loss scaling), inference, FLOP counting, single-layer passes and buffer copies."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class Recorder(nn.Linear):
         return super().forward(x)
 
 
-# --- autocast, optimizers ----------------------------------------------------------------------------
+# --- autocast, optimizers -------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("precision", "dtype"), [("bf16", torch.bfloat16), ("fp32", torch.float32),
                                                   ("tf32", torch.float32)])
@@ -67,7 +67,7 @@ def test_explicit_learning_rate_zero_is_kept():
     assert steps.make_optimizer("sgd", params, lr=0.0).param_groups[0]["lr"] == 0.0
 
 
-# --- Trainer / train_step ----------------------------------------------------------------------------
+# --- Trainer / train_step -------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("precision", "scaled"), [("fp16", True), ("fp32", False), ("bf16", False),
                                                    ("tf32", False)])
@@ -104,7 +104,7 @@ def test_train_step_changes_parameters(precision):
     assert losses[-1] < loss.item()  # it does optimise
 
 
-# --- FLOPs and forward -------------------------------------------------------------------------------
+# --- FLOPs and forward ----------------------------------------------------------------------------
 
 def test_count_flops_linear():
     layer, x = linear(16, 8), torch.randn(4, 16)
@@ -130,7 +130,7 @@ def test_forward_is_eval_without_grad():
     assert steps.forward(model, x, "bf16").fn().dtype == torch.bfloat16
 
 
-# --- layer_pass --------------------------------------------------------------------------------------
+# --- layer_pass -----------------------------------------------------------------------------------
 
 def test_layer_pass_forward_only():
     torch.manual_seed(0)
@@ -165,12 +165,13 @@ def test_layer_pass_shapes_output_gradient_once():
     w = steps.layer_pass(layer, x, backward=True)  # one call already made, outside any timing
     first = layer.seen.grad.clone()
     w.fn()
-    # the same output gradient every call, and gradients written afresh as a real step does, not accumulated
+    # the same output gradient every call, and gradients written afresh as a real step does, not
+    # accumulated
     torch.testing.assert_close(layer.seen.grad, first)
     assert layer.weight.grad is not None
 
 
-# --- copy --------------------------------------------------------------------------------------------
+# --- copy -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("dtype", "non_blocking"), [(torch.float32, False), (torch.float16, True),
                                                      (torch.uint8, False)])
@@ -199,7 +200,8 @@ def test_fused_optimizers_on_request(name):
 
 def _batch(batch: int = 8, classes: int = 10, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, 3, 32, 32, generator=g), torch.randint(0, classes, (batch,), generator=g)
+    return (torch.randn(batch, 3, 32, 32, generator=g),
+            torch.randint(0, classes, (batch,), generator=g))
 
 
 def _seeded(name: str = "kerascnn", seed: int = 0, **kw) -> nn.Module:

@@ -112,6 +112,8 @@ def flag(record: dict | None) -> str | None:
     """Why a case's numbers cannot be judged ("measured under contention: ..."), or None."""
     share = (record or {}).get("foreign_cpu")
     seconds = (record or {}).get("seconds")
+    if seconds == 0:  # under the record's millisecond: one tick of anyone reads as a whole CPU
+        return None
     jitter = JITTER_TICKS / (seconds * TICK * (os.cpu_count() or 1)) if seconds else 0.0
     if share is None or share - jitter <= FOREIGN_LIMIT:
         return None

@@ -10,7 +10,7 @@ from imgbench.core import config, options
 from imgbench.hw import devices
 from imgbench.runs import runfile
 from imgbench.workloads import cases, models
-from tests.helpers import ROOT, write_cifar_bin
+from tests.helpers import ROOT, needs_cpp, write_cifar_bin
 
 BENCH = """
 def test_train(case, measure):
@@ -423,6 +423,7 @@ def stand_in_compiler(monkeypatch):  # a real compile is 20 s here: doctor's tes
 
 
 @pytest.mark.slow
+@needs_cpp  # the case is skipped without one, even with the compiler stood in for
 def test_compile_time_is_stored_apart_from_the_rounds(pytester):
     """A compiled case's compile (its first call: 0.3 s more here) lands in compile_s, never in a
     round."""

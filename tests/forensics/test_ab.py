@@ -305,17 +305,20 @@ def test_end_to_end_two_commits(tmp_path):
         def pytest_addoption(parser):
             parser.addoption("--new-thing", default=None)
     ''')}, "slower")
-    proc = subprocess.run([sys.executable, "-m", "imgbench", "ab", "--base", "HEAD~1",
-                           "--budget", "1", "--model", "mlp", "--batch-size", "4",
-                           "--device", "cpu", "--seed", "7",
-                           "--regressions", str(tmp_path / "regressed.txt"),
-                           "--", "-k", "test_forward", "--new-thing=1"],
-                          cwd=repo, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONPATH": str(repo)})
-    row = next(line for line in proc.stdout.splitlines()
-               if line.startswith("test_forward[mlp-cpu-bs4]"))
-    if row.endswith(verdict.CONTENDED):
-        skip_when_busy("the machine was busy: the A/B rightly gave no verdict")
+    for _ in range(2):  # the gate's own test: measured again once if the machine was busy
+        proc = subprocess.run([sys.executable, "-m", "imgbench", "ab", "--base", "HEAD~1",
+                               "--budget", "1", "--model", "mlp", "--batch-size", "4",
+                               "--device", "cpu", "--seed", "7",
+                               "--regressions", str(tmp_path / "regressed.txt"),
+                               "--", "-k", "test_forward", "--new-thing=1"],
+                              cwd=repo, capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "PYTHONPATH": str(repo)})
+        row = next(line for line in proc.stdout.splitlines()
+                   if line.startswith("test_forward[mlp-cpu-bs4]"))
+        if not row.endswith(verdict.CONTENDED):
+            break
+    else:
+        skip_when_busy("the machine was busy: the A/B rightly gave no verdict", gate=True)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert row.endswith("regression")
     assert (tmp_path / "regressed.txt").read_text() == "test_forward[mlp-cpu-bs4]\n"

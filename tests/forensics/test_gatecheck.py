@@ -2,6 +2,7 @@
 process tree, real A/B sessions on a plain tree with a slowdown injected, and the command's bad
 input."""
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -43,7 +44,8 @@ def test_the_hog_runs_outside_our_process_tree_and_stops_with_the_block():
         a = contention.snapshot()
         time.sleep(1.0)
         record = contention.between(a, contention.snapshot())
-    assert contention.flag(record) is not None  # foreign to us: the sentinel sees it
+    # foreign to us: the sentinel counts it (a core's worth, whatever the machine's count of cores)
+    assert record["foreign_cpu"] >= 0.5 / (os.cpu_count() or 1)
     time.sleep(0.3)
     stat = Path(f"/proc/{pid}/stat")
     # gone (or a zombie)
@@ -66,11 +68,14 @@ def test_real_sessions_flag_a_large_injected_slowdown_and_not_the_a_a(tmp_path):
     (tree / "benches" / "bench_plain.py").write_text(TREE_BENCH)
     (tree / "pytest.ini").write_text("[pytest]\npython_files = bench_*.py\n")
     side = Side("base", tree, sys.executable), Side("candidate", tree, sys.executable)
-    (tmp_path / "out").mkdir()
-    m = gatecheck.run_jobs(*side, [], tmp_path / "out", jobs=1, effects=[0.0, 0.5], alpha=0.001,
-                           min_effect=0.03, seed=3, budget_s=0.5)
-    if m.tallies[0.5].contended:
-        skip_when_busy("the machine was busy: the gate rightly gave no verdict")
+    for attempt in range(2):  # the gate's own test: measured again once if the machine was busy
+        (tmp_path / f"out{attempt}").mkdir()
+        m = gatecheck.run_jobs(*side, [], tmp_path / f"out{attempt}", jobs=1, effects=[0.0, 0.5],
+                               alpha=0.001, min_effect=0.03, seed=3, budget_s=0.5)
+        if not m.tallies[0.5].contended:
+            break
+    else:
+        skip_when_busy("the machine was busy: the gate rightly gave no verdict", gate=True)
     assert m.tallies[0.5].flagged == 1 and m.tallies[0.5].trials == 1
     assert m.tallies[0.0].flagged == 0 and m.tallies[0.0].jobs == 1
     assert list(m.cases) == ["test_sleep"] and len(m.cases["test_sleep"].pairs) == 2

@@ -3,17 +3,11 @@ and the peak-memory probe of one case."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
 from imgbench.hw import calibration, peak_memory, timing
-
-CLEAR_REFS = "/proc/self/clear_refs"
-can_reset_rss = pytest.mark.skipif(not os.access(CLEAR_REFS, os.W_OK),
-                                   reason=f"{CLEAR_REFS} is not writable: the peak RSS cannot be "
-                                          "reset here")
+from tests.helpers import CLEAR_REFS, can_reset_rss
 
 
 class Clock:

@@ -14,7 +14,17 @@ from imgbench import cli
 from imgbench.judge import memory_rule
 from imgbench.judge.verdict import IMPROVEMENT, REGRESSION, UNCHANGED
 from imgbench.runs import record
-from tests.helpers import CASE, FP, GPU_CASE, ROOT, bench_entry, rounds, run_file, write_json
+from tests.helpers import (
+    CASE,
+    FP,
+    GPU_CASE,
+    ROOT,
+    bench_entry,
+    can_reset_rss,
+    rounds,
+    run_file,
+    write_json,
+)
 
 MIB = memory_rule.MIB
 
@@ -219,6 +229,7 @@ def peak_of(path) -> int:
 
 
 @pytest.mark.slow
+@can_reset_rss
 def test_an_injected_allocation_fails_the_memory_gate_with_exit_3(alloc_runs):
     assert peak_of(alloc_runs["0"]) < MIB and 16 * MIB <= peak_of(alloc_runs["16"]) < 17 * MIB
     proc = compare_cli(alloc_runs["16"], alloc_runs["0"], "--memory-cpu")
@@ -229,6 +240,7 @@ def test_an_injected_allocation_fails_the_memory_gate_with_exit_3(alloc_runs):
 
 
 @pytest.mark.slow
+@can_reset_rss
 def test_the_cpu_figure_is_shown_not_gated_by_default(alloc_runs):
     proc = compare_cli(alloc_runs["16"], alloc_runs["0"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -238,6 +250,7 @@ def test_the_cpu_figure_is_shown_not_gated_by_default(alloc_runs):
 
 
 @pytest.mark.slow
+@can_reset_rss
 def test_two_runs_of_one_allocation_read_alike(alloc_runs):
     # One case per process on this CPU-only machine: the CPU figure is the same run after run.
     assert abs(peak_of(alloc_runs["16 again"]) - peak_of(alloc_runs["16"])) <= MIB

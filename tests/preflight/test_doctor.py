@@ -14,7 +14,7 @@ from imgbench.core import config
 from imgbench.hw import devices, shm
 from imgbench.preflight import doctor
 from imgbench.workloads.ddp import launch
-from tests.helpers import ROOT
+from tests.helpers import ROOT, needs_cpp
 
 LINE = re.compile(r"(ok|FAIL|skip|info) +(\S.*?)  +(\S.*)")
 NAMES = ["python", "torch", "torchvision", "pytest-benchmark", "/dev/shm", "gpu", "nccl",
@@ -53,6 +53,7 @@ def doctor_cli(capsys, *args) -> tuple[int, dict[str, tuple[str, str]], str]:
 
 
 @pytest.mark.slow
+@needs_cpp
 def test_real_doctor_on_the_cpu_passes_with_one_line_per_check(real_cpu):
     code, found = real_cpu
     assert list(found) == NAMES

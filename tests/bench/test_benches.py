@@ -13,9 +13,9 @@ CASE_PARAMS = {"model", "device", "batch_size", "precision", "memory_format", "c
 CASE_EXTRA = {"images", "images_per_s", "device_name", "threads", "profile", "image_size",
               "in_channels", "num_classes", "dataset", "warmup_calls", "precision", "memory_format",
               "compile", "peak_memory_bytes", "flush_denormal"}
-# A slice of each family that keeps this test short (world 2: tests/workloads/test_ddp.py); .ci/run
+# A slice of each family that keeps this test short (ddp: tests/workloads/test_ddp.py); .ci/run
 # runs the whole quick matrix.
-SELECT = ("not reference and not pil and not tensor_augment and not workers2 and not world2 and "
+SELECT = ("not reference and not pil and not tensor_augment and not workers2 and not test_ddp and "
           "(not test_conv or conv2d_k3_64to128- or maxpool)")
 
 
@@ -37,9 +37,9 @@ def families(run):
 
 @pytest.mark.slow
 def test_every_family_ran(run):
+    # test_copy needs a GPU; test_ddp runs through pytest in tests/workloads/test_ddp.py
     assert families(run) == {"test_empty_round", "test_forward", "test_train_step", "test_conv",
-                             "test_loader", "test_epoch", "test_transfer", "test_checkpoint",
-                             "test_ddp"}  # test_copy needs a GPU
+                             "test_loader", "test_epoch", "test_transfer", "test_checkpoint"}
 
 
 @pytest.mark.slow

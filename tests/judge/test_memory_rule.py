@@ -199,19 +199,21 @@ def alloc_runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("alloc")
     (folder / "conftest.py").write_text('pytest_plugins = ["imgbench.plugin"]\n')
     (folder / "bench_alloc.py").write_text(ALLOC_BENCH)
-    out = {}
-    for label, mib in (("0", 0), ("16", 16), ("16 again", 16)):
+    procs = {}
+    for label, mib in (("0", 0), ("16", 16), ("16 again", 16)):  # at once: each its own process
         path = folder / f"{label.replace(' ', '_')}.json"
         # a plain checkout too
         path_ = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "EXTRA_MIB": str(mib), "PYTHONPATH": path_}
-        proc = subprocess.run([sys.executable, "-m", "pytest", "bench_alloc.py", "--device", "cpu",
-                               f"--benchmark-json={path}", "--benchmark-max-time=0.01",
-                               "--benchmark-min-rounds=2", "-p", "no:cacheprovider", "-q"],
-                              cwd=folder, env=env, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        out[label] = path
-    return out
+        procs[label] = path, subprocess.Popen(
+            [sys.executable, "-m", "pytest", "bench_alloc.py", "--device", "cpu",
+             f"--benchmark-json={path}", "--benchmark-max-time=0.01", "--benchmark-min-rounds=2",
+             "-p", "no:cacheprovider", "-q"],
+            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for _, proc in procs.values():
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out[-3000:]
+    return {label: path for label, (path, _) in procs.items()}
 
 
 def compare_cli(cand, base, *args):

@@ -9,7 +9,7 @@ import pytest
 from pytest_benchmark.logger import PytestBenchmarkWarning
 
 from imgbench import cli
-from imgbench.cli import machine
+from imgbench.cli import common, machine
 from imgbench.core import config
 from imgbench.hw import devices, environment
 from imgbench.workloads import models
@@ -112,6 +112,18 @@ def test_run_refuses_places_it_cannot_write_before_running(tmp_path, capsys, opt
 
 
 @pytest.mark.slow
+def test_the_benches_are_the_working_folders_before_this_checkouts(tmp_path, monkeypatch):
+    """In a project of one's own, `imgbench run` (ab, bisect...) runs that project's benches/, even
+    with imgbench installed from a checkout; elsewhere, the checkout's."""
+    (tmp_path / "benches").mkdir()
+    (tmp_path / "benches" / "bench_mine.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    assert common.benches_dir(None) == tmp_path / "benches"
+    monkeypatch.chdir(tmp_path / "benches")  # no benches/ below it
+    assert common.benches_dir(None) == ROOT / "benches"
+    assert common.benches_dir(str(tmp_path / "benches")) == tmp_path / "benches"
+
+
 def test_a_bench_that_fails_to_import_is_a_failed_run_not_an_interrupt(tmp_path, monkeypatch,
                                                                         capsys):
     benches = tmp_path / "benches"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import signal
+import sys
 
 import pytest
 import torch
@@ -38,6 +39,16 @@ def _cache_of_stored_runs(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("IMGBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
         yield
+
+
+@pytest.fixture(autouse=True)
+def _forget_bench_modules():
+    """Bench files an in-process pytest run imported as top-level modules (bench_h2d, ...)
+    forgotten after each test: else a later in-process run of another folder's copy of the same
+    file stops with pytest's "import file mismatch" (seen with --shuffle)."""
+    yield
+    for name in [n for n in sys.modules if n.startswith("bench_")]:
+        del sys.modules[name]
 
 
 THREADS = torch.get_num_threads()  # as torch set them at import: every usable core

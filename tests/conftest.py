@@ -1,8 +1,8 @@
 """What every test gets: a cache of stored runs of its own, torch's process-wide settings put back
 after each test, SIGINT at its default in this process (so the children tests start can be
 interrupted, also when the suite runs as a background job, which starts with SIGINT ignored), and
-`--shuffle SEED` to run the tests in a random order, so that no test's verdict may depend on the
-tests before it."""
+`--shuffle SEED` to run the modules, and the tests within each, in a random order, so that no
+test's verdict may depend on the tests before it."""
 
 from __future__ import annotations
 
@@ -23,8 +23,20 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
-    if (seed := config.getoption("shuffle")) is not None:
-        random.Random(seed).shuffle(items)
+    """The modules in a random order, and the tests in a random order within each: a module's
+    shared fixtures (a real run of the benches, a real allocation) are then set up once, as in
+    file order, instead of once per stretch of its tests."""
+    if (seed := config.getoption("shuffle")) is None:
+        return
+    rng = random.Random(seed)
+    modules: dict[str, list] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+    order = list(modules.values())
+    rng.shuffle(order)
+    for group in order:
+        rng.shuffle(group)
+    items[:] = [item for group in order for item in group]
 
 
 def pytest_report_header(config):

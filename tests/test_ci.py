@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, commit
 
 STAND_IN = textwrap.dedent(f"""\
     #!{sys.executable}
@@ -29,7 +29,8 @@ STAND_IN = textwrap.dedent(f"""\
         print("STAND-IN-2c")
     elif args[0] == "ab":
         regressed = [c for c in os.environ.get("REGRESSED", "").split(",") if c]
-        pathlib.Path(value("--regressions")).write_text("".join(c + "\\n" for c in regressed))
+        pathlib.Path(value("--regressions")).write_text(
+            "".join(c + "\\t1.2000\\t3\\n" for c in regressed))
         print("| case | verdict |")
         print("|---|---|")
         for c in regressed:
@@ -102,6 +103,18 @@ def test_a_regression_fails_the_job_and_the_first_regressed_cases_are_explained(
     assert "1 more regressed case(s) not explained (GATE_EXPLAIN_CASES=1)" in summary
     assert ("| test_a[cpu] | regression |" in summary
             and "### Quick run against the committed baseline" in summary)
+
+
+def test_cases_the_change_says_it_removes_are_passed_to_the_ab(tmp_path):
+    base = commit(tmp_path, {"a.txt": "a"}, "base")
+    commit(tmp_path, {"a.txt": "b"}, "drop two cases\n\nRemoves-case: test_gone[cpu]\n"
+                                     "Removes-case: test_old\n")
+    commit(tmp_path, {"a.txt": "c"}, "unrelated")
+    proc, _, calls = gate(tmp_path, GATE_BASE_REF=base)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ab = next(c for c in calls if c[0] == "ab")
+    removed = [ab[i + 1] for i, a in enumerate(ab) if a == "--removed"]
+    assert sorted(removed) == ["test_gone[cpu]", "test_old"]
 
 
 def test_no_regression_passes_without_explaining(tmp_path):

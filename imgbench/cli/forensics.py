@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from imgbench.bench import runner
 from imgbench.cli import common, parser
@@ -35,11 +36,11 @@ def add(sub):
 def _add_bisect(sub):
     opts = parser.Parser(prog="imgbench bisect", add_help=False)  # the options, wherever they stand
     parser.bench_options(opts.add_argument)
-    parser.significance(opts, "chance that a step's verdict is wrong, split over its looks and "
-                        "cases")
-    parser.min_effect(opts, config.BISECT_MIN_EFFECT, "smallest slowdown from GOOD to BAD worth "
-                      "bisecting; the two processes of a step may differ by a few percent on "
-                      "their own")
+    parser.paired_policy(opts, "chance that a step's verdict is wrong, split over its looks and "
+                         "cases")
+    opts.add_argument("--regressions", metavar="PATH",
+                      help="bisect only the cases `imgbench ab --regressions PATH` wrote, at the "
+                           "minimum effect it used")
     opts.add_argument("--budget", type=parser.seconds, default=config.BISECT_STEP_BUDGET_S,
                       metavar="SECONDS",
                       help="time of pairs per case and step: the first set of pairs always runs, "
@@ -119,11 +120,32 @@ def bisect(args) -> int:
     commits = git.first_parent_line(git.toplevel(here), args.good, args.bad)
     seed = ab.draw_seed(args.seed)
     runner.warn_if_busy()
-    out = search.run(here, commits, side_args, sys.executable, args.alpha, args.min_effect / 100,
+    cases, min_effect = None, args.min_effect / 100
+    if args.regressions:
+        cases, min_effect = regressions(args.regressions)
+    out = search.run(here, commits, side_args, sys.executable, args.alpha, min_effect,
                      args.budget, seed, show=lambda line: print(line, flush=True),
-                     note=common.progress("bisect"))
+                     note=common.progress("bisect"), process_sd=args.process_sd / 100,
+                     cases=cases)
     print("\n".join(out.summary))
     return out.code
+
+
+def regressions(path: str) -> tuple[list[str], float]:
+    """The cases and the minimum effect (a fraction) of an `imgbench ab --regressions` file."""
+    try:
+        lines = [ln.split("\t") for ln in Path(path).read_text().splitlines() if ln.strip()]
+    except OSError as e:
+        raise UserError(f"--regressions {path!r}: {e.strerror or e}") from None
+    if not lines:
+        raise UserError(f"--regressions {path!r} lists no regressed case: nothing to bisect")
+    try:
+        effects = {float(f[2]) for f in lines}
+    except (IndexError, ValueError):
+        raise UserError(f"--regressions {path!r} is not a file `imgbench ab --regressions` wrote "
+                        "(valid: lines of test id, ratio and minimum effect, tab-separated)"
+                        ) from None
+    return [f[0] for f in lines], min(effects) / 100
 
 
 def explain(args) -> int:

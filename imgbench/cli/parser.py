@@ -85,10 +85,25 @@ def significance(p: argparse.ArgumentParser, what: str = "chance of any false al
                    help=f"{what} (default: {config.ALPHA:g})")
 
 
+def paired_policy(p: argparse.ArgumentParser,
+                  alpha_what: str = "chance of any false alarm in the job"):
+    """The paired policy's options, one set for ab, gate-check and bisect (judge/paired.py)."""
+    significance(p, alpha_what)
+    min_effect(p, config.AB_MIN_EFFECT)
+    p.add_argument("--process-sd", type=effect, default=100 * config.AB_PROCESS_SD,
+                   metavar="PERCENT",
+                   help="sd of the log-ratio of two worker processes of one tree, in percent: the "
+                        "bias a pair of processes keeps for its lifetime, added to each case's "
+                        "variance; gate-check estimates it per case (default: "
+                        f"{100 * config.AB_PROCESS_SD:g})")
+
+
 def budget(p: argparse.ArgumentParser):
     p.add_argument("--budget", type=seconds, default=config.AB_BUDGET_S, metavar="SECONDS",
-                   help="time per case for the first set of pairs, both sides together; at least "
-                        f"12 pairs, at most 300 (default: {config.AB_BUDGET_S:g})")
+                   help="seconds of pairs per case on average, both sides together: the job's "
+                        "cap is this times its cases; a case's first set takes half of it (12 to "
+                        "300 pairs), then as many pairs again while more could change its verdict "
+                        f"and the cap allows (default: {config.AB_BUDGET_S:g})")
 
 
 def seed(p: argparse.ArgumentParser):

@@ -8,11 +8,14 @@ bursts.
 Why: on a 2-core runner the host moves a case 15-28% between processes and in regimes lasting
 seconds; bursts of ~50 ms, paired back to back, see the same regime. A pair's log-ratio is
 log(candidate burst / base burst), each burst summarised by its median call (robust to a regime
-switch inside it). The decision (`decide`) is a one-sided exact signed-rank test on the pairs'
-log-ratios, Holm's rule over all cases of the job (the chance of any false alarm in a job stays at
-alpha, as far as pairs are independent of one another: `imgbench gate-check` measures it), and the
-Hodges-Lehmann estimate against the minimum effect. A case whose first set of pairs
-looks slower gets as many pairs again; the test runs on all pairs, so alpha still holds."""
+switch inside it). The decision (`decide`) follows the one paired policy (judge/paired.py): per case
+the Hodges-Lehmann estimate of the log-ratio with a variance that holds both the pairs' noise and
+the bias a pair of processes keeps for its lifetime, one-sided t tests, Holm's rule over all cases
+of the job (a contended case enters with p = 1), each interval at the level Holm held its case to,
+and the estimate against the minimum effect. Pairs are sized by precision under one job cap
+(Sizing): a first set per case, then as many again while more pairs could change its verdict. Cases
+of the information tier (config.AB_INFORMATION_FAMILIES) get their first set only and are decided
+apart: shown, never failing the job."""
 
 from __future__ import annotations
 
@@ -24,23 +27,29 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from imgbench.core.config import AB_BUDGET_S, AB_MIN_EFFECT, ALPHA
-from imgbench.core.identity import case_key, test_of
+from imgbench.core.config import (
+    AB_BUDGET_S,
+    AB_INFORMATION_FAMILIES,
+    AB_MIN_EFFECT,
+    AB_PROCESS_SD,
+    ALPHA,
+)
+from imgbench.core.identity import case_key, family_of, test_of
 from imgbench.forensics.worker import AB_PLUGIN, START_S, ABError, Side, Worker, start
 from imgbench.hw import contention
-from imgbench.judge import stats, verdict
+from imgbench.judge import paired, verdict
 from imgbench.judge.verdict import Verdict
 
 # a burst this long (at least one call): timer-safe, short next to the host's regimes
 BURST_S = 0.05
 LEAD_BELOW_S = 0.1   # calls shorter than this get one untimed call at the head of each burst
-MIN_PAIRS, MAX_PAIRS = 12, 300  # 12: the exact test can reach alpha 0.01 over a dozen cases (2^-12)
-SCREEN_P = 0.10      # a first set this suggestive of a slowdown earns the second set
+MIN_PAIRS, MAX_PAIRS = 12, 300  # a case's first set: 12 give an exact 95% interval, 300 suffice
+MAX_TOTAL_PAIRS = 1200  # a case's pairs, its later sets (each as many again) included
 
 
 class CaseFailed(ABError):
@@ -79,8 +88,7 @@ class Trial:
     calls: int                       # calls per burst
     seconds: float                   # wall time of the pairs
     contention: dict = field(default_factory=dict)
-    p_slower: float = 1.0
-    p_faster: float = 1.0
+    nodeid: str = ""                 # the candidate's node id (its family: the bench file)
 
     @property
     def sd(self) -> float:
@@ -127,18 +135,18 @@ class Pairing:
     def budget_pairs(self, budget_s: float = AB_BUDGET_S) -> int:
         return int(min(MAX_PAIRS, max(MIN_PAIRS, math.ceil(budget_s / self.pair_s))))
 
-    def trial(self, pairs: int, slowdown: float = 0.0, screen: bool = True) -> Trial:
-        """`pairs` pairs (twice as many if the first set looks slower), the candidate's calls slowed
-        by `slowdown` times its median call (gate-check's injection; 0 in a real A/B)."""
+    def trial(self, pairs: int, slowdown: float = 0.0, until: float | None = None,
+              still_open: Callable[[list[float]], bool] | None = None) -> Trial:
+        """`pairs` pairs, then as many again while `still_open` says more pairs could change the
+        verdict and the next set ends before `until` (time.monotonic()); the candidate's calls
+        slowed by `slowdown` times its median call (gate-check's injection; 0 in a real A/B)."""
         extra = slowdown * self.cand_median
-        t = Trial(self.m.name, [], [], [], self.calls, 0.0)
+        t = Trial(self.m.name, [], [], [], self.calls, 0.0, nodeid=self.m.cand_id)
         start, snap = time.monotonic(), contention.snapshot()
         self.add_pairs(t, pairs, extra)
-        t.p_slower = stats.signed_rank_greater(t.d)
-        if screen and t.p_slower < SCREEN_P:
-            self.add_pairs(t, pairs, extra)
-            t.p_slower = stats.signed_rank_greater(t.d)
-        t.p_faster = stats.signed_rank_greater(-np.asarray(t.d))
+        while (still_open is not None and 2 * len(t.d) <= MAX_TOTAL_PAIRS and still_open(t.d)
+               and (until is None or time.monotonic() + len(t.d) * self.pair_s <= until)):
+            self.add_pairs(t, len(t.d), extra)
         t.seconds, t.contention = (time.monotonic() - start,
                                    contention.between(snap, contention.snapshot()))
         return t
@@ -156,20 +164,69 @@ class Pairing:
             t.d.append(math.log(got["candidate"] / got["base"]))
 
 
-def decide(trials: list[Trial], alpha: float, min_effect: float) -> list[Verdict]:
-    """Verdicts for one job's trials: Holm over the job's cases, the Hodges-Lehmann ratio against
-    the minimum effect, its interval at the Bonferroni level; no verdict on a case under
-    contention."""
-    slower = stats.holm([t.p_slower for t in trials], alpha)
-    faster = stats.holm([t.p_faster for t in trials], alpha)
+@dataclass
+class Sizing:
+    """Pairs by precision under one job cap: each trial's first set takes `budget_s / 2` (12 to 300
+    pairs); it then doubles while the case is still open (paired.still_open, at Holm's first level)
+    and the next set ends before the job's cap (`budget_s` per trial on average) less the first
+    sets of the trials still to come. Time a clear case leaves flows to the noisy ones after it."""
+    budget_s: float
+    trials: int                      # the job's trials, all cases
+    cases: int                       # the gated cases: Holm's first level is alpha over them
+    alpha: float
+    min_effect: float
+    process_sd: float
+    start: float = field(default_factory=time.monotonic)
+    done: int = 0
+
+    def trial(self, p: Pairing, slowdown: float = 0.0, extend: bool = True) -> Trial:
+        first = self.budget_s / 2
+        until = self.start + self.budget_s * self.trials - (self.trials - self.done - 1) * first
+        level = self.alpha / max(1, self.cases)
+        self.done += 1
+        return p.trial(p.budget_pairs(first), slowdown, until, (lambda d: paired.still_open(
+            d, self.process_sd, level, self.min_effect)) if extend else None)
+
+
+def decide(trials: list[Trial], alpha: float, min_effect: float,
+           process_sd: float = AB_PROCESS_SD) -> list[Verdict]:
+    """Verdicts for one job's trials by the paired policy: Holm over the job's cases (a case under
+    contention enters with p = 1 and gets no verdict), each interval at the level Holm held its case
+    to, the Hodges-Lehmann ratio against the minimum effect, and per case the smallest slowdown
+    the job could have caught alone (tested at Holm's first level)."""
+    flags = [contention.flag(t.contention) for t in trials]
+    est = [paired.estimate(t.d, process_sd) for t in trials]
+    slower = paired.holm([1.0 if f else e.p_slower for e, f in zip(est, flags, strict=True)], alpha)
+    faster = paired.holm([1.0 if f else e.p_faster for e, f in zip(est, flags, strict=True)], alpha)
     out = []
-    for t, s, f in zip(trials, slower, faster, strict=True):
-        centre, lo, hi = stats.hodges_lehmann(t.d, 2 * alpha / len(trials))
-        ratio, ci = math.exp(centre), (math.exp(lo), math.exp(hi))
+    for t, e, (s, level), (f, _), why in zip(trials, est, slower, faster, flags, strict=True):
+        ratio, ci = math.exp(e.centre), e.interval(2 * level)
         v = Verdict(t.name, test_of(t.name), float(np.median(t.base)), float(np.median(t.cand)),
-                    ratio, ci, None, None, min_effect, verdict.judge(ratio, min_effect, s, f, ci))
-        out.append(verdict.contended(v, contention.flag(t.contention)))
+                    ratio, ci, None, None, min_effect, verdict.judge(ratio, min_effect, s, f, ci),
+                    detectable=e.detectable(alpha / len(trials)))
+        out.append(verdict.contended(v, why))
     return out
+
+
+def informational(nodeid: str) -> bool:
+    """Whether a case is in the information tier (config.AB_INFORMATION_FAMILIES): measured and
+    shown, outside Holm's family, never failing the job."""
+    return family_of(nodeid) in AB_INFORMATION_FAMILIES
+
+
+def tiered(trials: list[Trial], alpha: float, min_effect: float,
+           process_sd: float) -> list[Verdict]:
+    """The gated trials decided together; the information tier's apart (Holm among themselves),
+    where a slowdown is shown as such and is never a regression. In the trials' order."""
+    info = [t for t in trials if informational(t.nodeid)]
+    gated = [t for t in trials if not informational(t.nodeid)]
+    by_trial = dict(zip(map(id, gated), decide(gated, alpha, min_effect, process_sd)
+                        if gated else [], strict=True))
+    for t, v in zip(info, decide(info, alpha, min_effect, process_sd) if info else [],
+                    strict=True):
+        by_trial[id(t)] = (replace(v, verdict=verdict.SLOWER_INFO)
+                           if v.verdict == verdict.REGRESSION else v)
+    return [by_trial[id(t)] for t in trials]
 
 
 @dataclass
@@ -230,7 +287,7 @@ def session(base: Side, cand: Side, args: list[str], folder: Path, seed: int,
         lists = [w.recv(START_S)[1] for w in workers]
         both, only_base, only_cand = match(*lists)
         for w in workers:
-            w.conn.send([m.base_id if w.side is base else m.cand_id for m in both])
+            w.put([m.base_id if w.side is base else m.cand_id for m in both])
         yield Session(*workers, both, only_base, only_cand, random.Random(seed))
         for w in workers:
             if not w.finished:
@@ -253,41 +310,56 @@ class Outcome:
     not_run: dict[str, str]          # case -> why it did not run on both sides
     seed: int
     seconds: float
+    only_base: list[str] = field(default_factory=list)  # node ids only the base has
 
     @property
-    def broken(self) -> list[str]:
-        """Cases the base runs and the candidate fails: no pass, whatever the times say."""
-        return [n for n, why in self.not_run.items()
-                if "candidate: failed" in why and "base: failed" not in why]
+    def missing(self) -> dict[str, str]:
+        """Cases the base runs and the candidate does not (lacks, skips or fails), and why: no pass
+        unless the change says it removed them, whatever the times of the others say."""
+        out = {nid.rsplit("::", 1)[-1]: "the candidate has no such case" for nid in self.only_base}
+        out.update({n: why.removeprefix("candidate: ") for n, why in self.not_run.items()
+                    if why.startswith("candidate: ")})
+        return out
+
+
+def unexplained(missing: dict[str, str], removed: list[str]) -> dict[str, str]:
+    """The missing cases the change does not say it removed (`removed`: test ids, or test functions
+    for every case of one)."""
+    return {n: why for n, why in missing.items()
+            if n not in removed and n.split("[", 1)[0] not in removed}
 
 
 def run(base: Side, cand: Side, args: list[str], folder: Path, alpha: float = ALPHA,
         min_effect: float = AB_MIN_EFFECT, seed: int | None = None, budget_s: float = AB_BUDGET_S,
-        note: Callable[[str], None] = lambda s: None) -> Outcome:
+        note: Callable[[str], None] = lambda s: None,
+        process_sd: float = AB_PROCESS_SD) -> Outcome:
     """`imgbench ab`: every matched case paired, then decided together."""
     seed = draw_seed(seed)
     note(f"seed {seed} (replay the pair order with --seed {seed})")
     start = time.monotonic()
-    trials, not_run = [], {}
+    trials, not_run, only_base = [], {}, []
     with session(base, cand, args, folder, seed, note) as s:
+        only_base = s.only_base
         for name, ids in (("base", s.only_base), ("candidate", s.only_cand)):
             if ids:
                 more = f" and {len(ids) - 10} more" if len(ids) > 10 else ""
                 note(f"only the {name} has {len(ids)} case(s), not compared: "
                      f"{', '.join(ids[:10])}{more}")
         note(f"{len(s.cases)} case(s) in both versions")
+        gated = [m for m in s.cases if not informational(m.cand_id)]
+        sizing = Sizing(budget_s, len(s.cases), len(gated), alpha, min_effect, process_sd)
         for i, (m, p) in enumerate(s.each()):
             if isinstance(p, str):
                 not_run[m.name] = p
                 note(f"{m.name}: not compared ({p})")
                 continue
             try:
-                t = p.trial(p.budget_pairs(budget_s))
+                t = sizing.trial(p, extend=not informational(m.cand_id))
             except CaseFailed as e:
                 not_run[m.name] = str(e)
                 note(f"{m.name}: not compared ({e})")
                 continue
             trials.append(t)
             note(f"[{i + 1}/{len(s.cases)}] {m.name}: {t.summary()}")
-    verdicts = decide(trials, alpha, min_effect) if trials else []
-    return Outcome(verdicts, trials, not_run, seed, time.monotonic() - start)
+    verdicts = tiered(trials, alpha, min_effect, process_sd)
+    return Outcome(verdicts, trials, not_run, seed, time.monotonic() - start, only_base)

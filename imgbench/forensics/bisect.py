@@ -12,8 +12,9 @@ a commit is called by which end of the slowdown it sits at, so a reading off by 
 slowdown (in log) never flips a step.
 
 A step that cannot say adds pairs, the total doubling from 12 up to ab.MAX_PAIRS, while its budget
-lasts; each look's interval is taken at alpha split over the possible looks and the cases
-(Bonferroni), so a step's verdict is wrong with a chance of at most alpha. A set of pairs measured
+lasts; each look's interval (the paired policy's, judge/paired.py: the pairs' noise and the bias of
+a pair of processes) is taken at alpha split over the possible looks and the cases (Bonferroni), so
+a step's verdict is wrong with a chance of at most alpha. A set of pairs measured
 under contention is dropped. A commit that does not run the cases (its worker stops, a case fails or
 is not collected) is skipped, as `git bisect skip` does: the next commit tried is the untried one
 nearest the middle of the range left. Checkouts live in one temporary folder and are removed
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgbench.core import config
-from imgbench.core.config import ALPHA, BISECT_MIN_EFFECT
+from imgbench.core.config import AB_MIN_EFFECT, AB_PROCESS_SD, ALPHA
 from imgbench.core.errors import UserError
 from imgbench.forensics import git
 from imgbench.forensics.git import Commit
@@ -99,11 +100,14 @@ class Outcome:
 
 
 def run(here: Path, commits: list[Commit], args: list[str], python: str, alpha: float = ALPHA,
-        min_effect: float = BISECT_MIN_EFFECT, budget_s: float = STEP_BUDGET_S, seed: int = 0,
+        min_effect: float = AB_MIN_EFFECT, budget_s: float = STEP_BUDGET_S, seed: int = 0,
         show: Callable[[str], None] = lambda s: None,
-        note: Callable[[str], None] = lambda s: None) -> Outcome:
+        note: Callable[[str], None] = lambda s: None, process_sd: float = AB_PROCESS_SD,
+        cases: list[str] | None = None) -> Outcome:
     """Bisect `commits` (from `line`: GOOD first, BAD last) with `args` for pytest on each tree's
-    benches/ (`here`'s place in the repository); `show` gets each step's line as it ends."""
+    benches/ (`here`'s place in the repository); `show` gets each step's line as it ends. `cases`:
+    only these test ids are read (e.g. those `imgbench ab --regressions` wrote); None: every
+    matched case."""
     n, repo = len(commits) - 1, git.toplevel(here)
     note(f"{n} commit(s) after GOOD up to BAD along first parents: about "
          f"{math.ceil(math.log2(n))} step(s) after step 0; seed {seed} (replay the pair orders "
@@ -114,18 +118,20 @@ def run(here: Path, commits: list[Commit], args: list[str], python: str, alpha: 
         try:
             rel = here.resolve().relative_to(repo)
             good = Side("base", trees.add(commits[0]) / rel, python)
-            step = Stepper(commits, trees, good, rel, args, alpha, budget_s, seed, note)
-            return _bisect(step, min_effect, show, note)
+            step = Stepper(commits, trees, good, rel, args, alpha, budget_s, seed, note,
+                           process_sd)
+            return _bisect(step, min_effect, show, note, cases)
         finally:
             trees.close()
 
 
 def _bisect(step: Stepper, min_effect: float, show: Callable[[str], None],
-            note: Callable[[str], None]) -> Outcome:
+            note: Callable[[str], None], cases: list[str] | None = None) -> Outcome:
     """Step 0 (BAD against GOOD: the slowdown to find), then the commits between, halving the
     range."""
     n = len(step.commits) - 1
-    first = step(n, first_judge(min_effect))
+    judge = first_judge(min_effect)
+    first = step(n, judge if cases is None else {c: judge for c in cases})
     if not first.readings:
         raise BisectError("GOOD and BAD do not both run the selected cases: "
                           f"{first.why or 'none is in both'}")

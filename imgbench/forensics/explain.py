@@ -268,7 +268,7 @@ class _Run:
     def hold(self):
         """Each side runs its one matching case up to its benchmark call."""
         for w in self.workers:
-            w.conn.send([select(self.case, [c[0] for c in w.recv(START_S)[1]], w.side.name)])
+            w.put([select(self.case, [c[0] for c in w.recv(START_S)[1]], w.side.name)])
         for w in self.workers:
             msg = w.recv(START_S)
             if msg[0] != "ready":

@@ -1,128 +1,248 @@
-"""The real gate measures itself. Each job is one real `imgbench ab` session on the gate set: a base
-worker running a checkout of the base ref and a candidate worker running this tree, both separate
-pytest processes. In each job every case runs one trial per effect (in random order): A/A (nothing
-injected) and the injected slowdowns, where the candidate's worker spins for `effect` times the
-case's median call after each call (after the device sync, inside the clock). Each effect's trials
-of one job are decided together exactly as `imgbench ab` decides a job (Holm over the cases), so:
+"""The real gate measures itself, as users get it. Each job is one real `imgbench ab` session on the
+gate set: a base worker running a checkout of the base ref and a candidate worker running this tree,
+both separate pytest processes. In each job every case runs an A/A trial (nothing injected), and per
+injected effect one case drawn at random also runs a slowed trial, the candidate's worker spinning
+for `effect` times the case's median call after each call (after the device sync, inside the clock).
+The job's A/A trials are decided together exactly as `imgbench ab` decides a job (Holm over the
+cases); each effect is decided as a job in which that one case regressed and the others did not
+(its slowed trial in place of its A/A one), so detection is that of a regression touching one case.
 
-- job-level false alarms: the share of jobs whose A/A trials flagged any case a regression;
-- detection: the share of (job, case) trials with a slowdown flagged a regression;
+Every trial is appended to a results file (JSON lines), so rates accumulate over runs of gate-check;
+the table is computed from the file, for this machine class: job-level A/A false alarms, A/A case
+trials flagged, single-case detection per family and effect, each with a 95% Wilson interval, pairs
+and minutes; and per case the sd of the log-ratio between pairs of processes, estimated from the A/A
+jobs (the spread of their estimates less their own noise): the figure --process-sd stands for.
 
-each with a 95% Wilson interval. With `--hog` a busy process outside the job runs beside it: there
-the gate must call nothing a regression (cases are flagged "measured under contention")."""
+With `--hog` a busy process outside the job runs beside it: there the gate must call nothing a
+regression (cases are flagged "measured under contention")."""
 
 from __future__ import annotations
 
+import datetime
+import json
+import math
 import random
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from imgbench.core import table
-from imgbench.core.config import AB_BUDGET_S
+from imgbench.core import atomic, table
+from imgbench.core.config import AB_BUDGET_S, AB_PROCESS_SD
+from imgbench.core.errors import UserError
+from imgbench.core.identity import family_of
 from imgbench.forensics import ab
 from imgbench.forensics.worker import Side
-from imgbench.judge import stats, verdict
-
-
-@dataclass
-class Tally:
-    effect: float
-    trials: int = 0
-    flagged: int = 0            # trials called a regression
-    contended: int = 0          # trials given no verdict: measured under contention
-    jobs: int = 0
-    jobs_flagged: int = 0       # jobs with at least one case called a regression
-
-    def rate(self, job: bool = False) -> tuple[int, int, float, float]:
-        k, n = (self.jobs_flagged, self.jobs) if job else (self.flagged, self.trials)
-        return (k, n, *stats.wilson(k, n))
-
-
-@dataclass
-class CaseLog:
-    sds: list[float] = field(default_factory=list)
-    pairs: list[int] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
-
-
-@dataclass
-class Measured:
-    tallies: dict[float, Tally]
-    cases: dict[str, CaseLog]
-    job_seconds: list[float]
-    seeds: list[int]
+from imgbench.judge import paired, stats, verdict
 
 
 def run_jobs(base: Side, cand: Side, args: list[str], folder: Path, jobs: int, effects: list[float],
              alpha: float, min_effect: float, seed: int, budget_s: float = AB_BUDGET_S,
-             progress: Callable[[str], None] = lambda s: None) -> Measured:
-    tallies = {e: Tally(e) for e in effects}
-    cases: dict[str, CaseLog] = {}
-    out = Measured(tallies, cases, [], [])
+             progress: Callable[[str], None] = lambda s: None,
+             process_sd: float = AB_PROCESS_SD, stamp: dict | None = None,
+             done: Callable[[list[dict]], None] = lambda lines: None) -> list[dict]:
+    """`jobs` real A/B sessions; one line per trial (see the module's text). `stamp`: fields every
+    line carries (machine class, base, date); `done` gets each job's lines as it ends (so that an
+    interrupted run keeps the jobs it finished)."""
+    lines: list[dict] = []
+    slowed_effects = [e for e in effects if e > 0]
     for j in range(jobs):
-        job_seed = seed + j
-        out.seeds.append(job_seed)
-        rng, start = random.Random(job_seed), time.monotonic()
-        trials: dict[float, list[ab.Trial]] = {e: [] for e in effects}
+        job_seed, started = seed + j, time.monotonic()
+        rng = random.Random(job_seed)
+        aa: dict[str, ab.Trial] = {}
+        slowed: dict[float, ab.Trial] = {}
+        families: dict[str, str] = {}
         sub = folder / f"job{j}"
         sub.mkdir()
         with ab.session(base, cand, args, sub, job_seed, note=progress) as s:
+            chosen = {e: rng.choice(s.cases).name for e in slowed_effects} if s.cases else {}
+            gated = [m for m in s.cases if not ab.informational(m.cand_id)]
+            sizing = ab.Sizing(budget_s, len(s.cases) + len(chosen), len(gated), alpha,
+                               min_effect, process_sd)
             for m, p in s.each():
+                families[m.name] = _family(m.cand_id)
                 if isinstance(p, str):
                     progress(f"job {j + 1}: {m.name} not compared ({p})")
                     continue
-                order = list(effects)
+                order = [0.0] + [e for e, name in chosen.items() if name == m.name]
                 rng.shuffle(order)
-                for e in order:
-                    try:
-                        t = p.trial(p.budget_pairs(budget_s), e)
-                    except ab.CaseFailed as err:
-                        progress(f"job {j + 1}: {m.name} not compared ({err})")
-                        break
-                    trials[e].append(t)
-                    log = cases.setdefault(m.name, CaseLog())
-                    log.sds.append(t.sd)
-                    log.pairs.append(len(t.d))
-                    log.seconds.append(t.seconds)
+                try:
+                    got = {e: sizing.trial(p, e, extend=not ab.informational(m.cand_id))
+                           for e in order}
+                except ab.CaseFailed as err:
+                    progress(f"job {j + 1}: {m.name} not compared ({err})")
+                    continue
+                aa[m.name] = got.pop(0.0)
+                slowed.update(got)
+                for e, t in [(0.0, aa[m.name]), *got.items()]:
                     progress(f"job {j + 1}/{jobs} {m.name} +{e:.0%}: {t.summary()}")
-        for e, ts in trials.items():
-            if not ts:
-                continue
-            calls = [v.verdict for v in ab.decide(ts, alpha, min_effect)]
-            tally = tallies[e]
-            tally.trials += len(calls)
-            tally.flagged += calls.count(verdict.REGRESSION)
-            tally.contended += calls.count(verdict.CONTENDED)
-            tally.jobs += 1
-            tally.jobs_flagged += verdict.REGRESSION in calls
-        out.job_seconds.append(time.monotonic() - start)
-        progress(f"job {j + 1}/{jobs} done in {out.job_seconds[-1]:.0f} s")
+        minutes = (time.monotonic() - started) / 60
+        base_line = {**(stamp or {}), "seed": job_seed, "job_minutes": round(minutes, 2),
+                     "alpha": alpha, "min_effect": min_effect, "process_sd": process_sd}
+        job = _decided(list(aa.values()), None, 0.0, base_line, families, alpha, min_effect,
+                       process_sd)
+        for e, t in slowed.items():
+            others = [a for name, a in aa.items() if name != t.name]
+            job += _decided(others, t, e, base_line, families, alpha, min_effect, process_sd)
+        done(job)
+        lines += job
+        progress(f"job {j + 1}/{jobs} done in {minutes:.1f} min")
+    return lines
+
+
+def _decided(trials: list[ab.Trial], slowed: ab.Trial | None, effect: float, base_line: dict,
+             families: dict[str, str], alpha: float, min_effect: float,
+             process_sd: float) -> list[dict]:
+    """One decision as ab makes it: the A/A lines (effect 0: all the job's cases), or the slowed
+    case's line (its trial decided among the others' A/A trials)."""
+    job = trials + ([slowed] if slowed else [])
+    if not job:
+        return []
+    verdicts = ab.tiered(job, alpha, min_effect, process_sd)
+    job_flagged = any(v.verdict == verdict.REGRESSION
+                      for t, v in zip(job, verdicts, strict=True) if t is not slowed)
+    out = []
+    for t, v in zip(job, verdicts, strict=True):
+        if slowed is not None and t is not slowed:
+            continue
+        e = paired.estimate(t.d, 0.0)  # the job's own noise: what the process term is read against
+        out.append({**base_line, "case": t.name, "family": families.get(t.name, ""),
+                    "effect": effect, "verdict": v.verdict,
+                    "flagged": v.verdict in (verdict.REGRESSION, verdict.SLOWER_INFO),
+                    "gated": not ab.informational(t.nodeid), "aa_job_flagged": job_flagged,
+                    "log_ratio": e.centre, "within_se": e.se, "ratio": v.ratio,
+                    "ci": list(v.ci) if v.ci else None,
+                    "detectable": v.detectable if _finite(v.detectable) else None,
+                    "pairs": len(t.d), "sd": t.sd, "seconds": round(t.seconds, 2)})
     return out
 
 
-def _rate(k: int, n: int, lo: float, hi: float) -> str:
-    return f"{k}/{n} ({k / n:.0%}; {lo:.0%}-{hi:.0%})" if n else "-"
+def _finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)
 
 
-def render(m: Measured, markdown: bool = False) -> str:
-    head = ["injected", "jobs with a regression", "trials called a regression", "contended trials"]
-    rows = [["none (A/A)" if e == 0 else f"+{e:.0%}", _rate(*t.rate(job=True)), _rate(*t.rate()),
-             f"{t.contended}/{t.trials}"] for e, t in sorted(m.tallies.items())]
-    per_case = table.render(["case", "sd of pair log-ratios (median)", "pairs (mean)",
-                             "seconds per trial (mean)"],
-                            [[name, f"{np.median(c.sds):.3f}", f"{np.mean(c.pairs):.0f}",
-                              f"{np.mean(c.seconds):.1f}"] for name, c in m.cases.items()],
-                            markdown)
-    jobs = (f"{len(m.job_seconds)} job(s), {np.mean(m.job_seconds):.0f} s each on average; seeds "
-            f"{m.seeds[0]}-{m.seeds[-1]}" if m.job_seconds else "no job ran")
-    return "\n".join([table.render(head, rows, markdown), "", per_case, "", jobs])
+def _family(nodeid: str) -> str:
+    return family_of(nodeid) or "-"
+
+
+def append(path: Path, lines: list[dict]) -> None:
+    """The lines added to the results file, written whole (the old file stays until the new one is
+    complete)."""
+    old = path.read_text() if path.exists() else ""
+    with atomic.written(path) as tmp:
+        tmp.write_text(old + "".join(json.dumps(ln, sort_keys=True) + "\n" for ln in lines))
+
+
+def load(path: Path, machine: str | None = None) -> list[dict]:
+    """The results file's lines (of `machine` only, if given)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise UserError(f"--results {str(path)!r}: {e.strerror or e}") from None
+    out = []
+    for i, ln in enumerate(text.splitlines(), 1):
+        try:
+            line = json.loads(ln)
+        except json.JSONDecodeError:
+            raise UserError(f"--results {str(path)!r} line {i} is not JSON (valid: the lines "
+                            "gate-check appends)") from None
+        if machine is None or line.get("machine") == machine:
+            out.append(line)
+    return out
+
+
+def _rate(k: int, n: int) -> str:
+    if not n:
+        return "-"
+    lo, hi = stats.wilson(k, n)
+    return f"{k}/{n} ({k / n:.0%}; {lo:.0%}-{hi:.0%})"
+
+
+def process_sd(lines: list[dict]) -> dict[str, tuple[float, int]]:
+    """Per case, from its A/A lines of at least 3 jobs: the sd of the log-ratio between pairs of
+    processes (the variance of the jobs' estimates less the mean of their own squared standard
+    errors, at least 0) and the number of jobs."""
+    by_case = defaultdict(list)
+    for ln in lines:
+        if ln["effect"] == 0 and ln["verdict"] != verdict.CONTENDED:
+            by_case[ln["case"]].append((ln["log_ratio"], ln["within_se"]))
+    out = {}
+    for case, got in by_case.items():
+        if len(got) >= 3:
+            centres, ses = np.array(got).T
+            between = float(np.var(centres, ddof=1) - np.mean(ses**2))
+            out[case] = (math.sqrt(max(between, 0.0)), len(got))
+    return out
+
+
+def render(lines: list[dict], markdown: bool = False) -> str:
+    """The tables of a results file's lines: job-level and case-level A/A rates, detection per
+    family and effect, the between-process sd per case."""
+    aa = [ln for ln in lines if ln["effect"] == 0]
+    jobs = {(ln.get("machine"), ln["seed"], ln.get("date")): ln["aa_job_flagged"] for ln in aa}
+    rows = [["A/A: jobs with any gated case flagged", _rate(sum(jobs.values()), len(jobs)), "-",
+             "-"]]
+    for tier, label in ((True, "gated"), (False, "information-tier")):
+        got = [ln for ln in aa if ln.get("gated", True) == tier]
+        if got:
+            rows.append([f"A/A: {label} case trials flagged",
+                         _rate(sum(ln["flagged"] for ln in got), len(got)), _mean(got, "pairs"),
+                         _minutes(got)])
+    groups = defaultdict(list)
+    for ln in lines:
+        if ln["effect"] > 0:
+            groups[(ln["family"], ln["effect"], ln.get("gated", True))].append(ln)
+    for (family, effect, gated), got in sorted(groups.items()):
+        tier = "" if gated else " (information tier)"
+        rows.append([f"+{effect:.0%} in one {family} case{tier}: detected",
+                     _rate(sum(ln["flagged"] for ln in got), len(got)), _mean(got, "pairs"),
+                     _minutes(got)])
+    head = ["trials", "rate (95% Wilson interval)", "pairs (mean)", "minutes per trial (mean)"]
+    sds = process_sd(lines)
+    per_case = table.render(
+        ["case", "A/A trials", "pair sd (median)", "could detect (median)",
+         "between-process sd (jobs)"],
+        [[case, str(len(got)), f"{np.median([ln['sd'] for ln in got]):.3f}",
+          _median_detectable(got),
+          f"{100 * sds[case][0]:.2f}% ({sds[case][1]})" if case in sds else "- (fewer than 3)"]
+         for case, got in _by_case(aa).items()], markdown)
+    contended = sum(ln["verdict"] == verdict.CONTENDED for ln in lines)
+    tail = (f"{len(lines)} trial(s) from {len(jobs)} job(s); {contended} measured under "
+            "contention (no verdict)")
+    return "\n".join([table.render(head, rows, markdown), "", per_case, "", tail])
+
+
+def _by_case(lines: list[dict]) -> dict[str, list[dict]]:
+    out = defaultdict(list)
+    for ln in lines:
+        out[ln["case"]].append(ln)
+    return out
+
+
+def _mean(lines: list[dict], key: str) -> str:
+    return f"{np.mean([ln[key] for ln in lines]):.0f}" if lines else "-"
+
+
+def _minutes(lines: list[dict]) -> str:
+    return f"{np.mean([ln['seconds'] for ln in lines]) / 60:.2f}" if lines else "-"
+
+
+def _median_detectable(lines: list[dict]) -> str:
+    got = [ln["detectable"] for ln in lines if ln.get("detectable") is not None]
+    return f">= {np.median(got):.1%}" if got else "-"
+
+
+def stamp(machine: str, base: str) -> dict:
+    """The fields every line of one gate-check run carries."""
+    return {"machine": machine, "base": base,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from imgbench.forensics import ab, git
 from imgbench.forensics.git import Commit
 from imgbench.forensics.worker import Side, WorkerStopped, collection_error
 from imgbench.hw import contention
-from imgbench.judge import stats, verdict
+from imgbench.judge import paired, verdict
 
 SLOW, FAST, UNDECIDED, SKIPPED = "slow", "fast", "undecided", "skipped"
 
@@ -90,13 +90,14 @@ def midpoint_judge(midpoint: float) -> Judge:
     return lambda ratio, ci: SLOW if ci[0] > midpoint else FAST if ci[1] < midpoint else UNDECIDED
 
 
-def _reading(name: str, d: list[float], level: float, judge: Judge) -> Reading:
-    centre, lo, hi = stats.hodges_lehmann(d, level)
-    ratio, ci = math.exp(centre), (math.exp(lo), math.exp(hi))
+def _reading(name: str, d: list[float], level: float, judge: Judge, process_sd: float) -> Reading:
+    e = paired.estimate(d, process_sd)
+    ratio, ci = math.exp(e.centre), e.interval(level)
     return Reading(name, ratio, ci, len(d), judge(ratio, ci))
 
 
-def read(p: ab.Pairing, judge: Judge, level: float, budget_s: float) -> tuple[Reading, int]:
+def read(p: ab.Pairing, judge: Judge, level: float, budget_s: float,
+         process_sd: float) -> tuple[Reading, int]:
     """One case's pairs in sets, looking at LADDER's totals, until `judge` calls the interval or the
     next set would overrun `budget_s` (the first always runs). Returns the reading and the sets
     after the first."""
@@ -117,15 +118,15 @@ def read(p: ab.Pairing, judge: Judge, level: float, budget_s: float) -> tuple[Re
                 dropped = f"pairs dropped, {why}"
                 continue
             d += t.d
-        reading = _reading(p.m.name, d, level, judge)
+        reading = _reading(p.m.name, d, level, judge, process_sd)
         if reading.verdict != UNDECIDED:
             return reading, sets - 1
     return replace(reading, why=f"too noisy to say in {len(d)} pairs"), sets - 1
 
 
 def ab_step(good: Side, cand: Side, args: list[str], folder: Path, seed: int, budget_s: float,
-            alpha: float, judges: dict[str, Judge] | Judge, note: Callable[[str], None]
-            ) -> tuple[list[Reading], dict[str, str], int]:
+            alpha: float, judges: dict[str, Judge] | Judge, note: Callable[[str], None],
+            process_sd: float) -> tuple[list[Reading], dict[str, str], int]:
     """One A/B of GOOD against a commit. `judges`: one judge for every matched case (step 0), or a
     judge per case to read (the rest are left alone; once one reads slow the others need no pairs).
     Returns the readings, why any of the named cases did not run, and the sets of pairs added."""
@@ -148,7 +149,7 @@ def ab_step(good: Side, cand: Side, args: list[str], folder: Path, seed: int, bu
                 not_run[m.name] = p
                 continue
             try:
-                r, more = read(p, named[m.name], level, budget_s)
+                r, more = read(p, named[m.name], level, budget_s, process_sd)
             except ab.CaseFailed as e:
                 not_run[m.name] = str(e)
                 continue
@@ -169,6 +170,7 @@ class Stepper:
     budget_s: float
     seed: int
     note: Callable[[str], None]
+    process_sd: float
     steps: list[Step] = field(default_factory=list)
 
     def __call__(self, i: int, judges: dict[str, Judge] | Judge) -> Step:
@@ -180,7 +182,7 @@ class Stepper:
             readings, not_run, added = ab_step(self.good, cand, self.args,
                                                self.trees.folder / f"step{number}",
                                                self.seed + number, self.budget_s, self.alpha,
-                                               judges, self.note)
+                                               judges, self.note, self.process_sd)
             if "not collected" in not_run.values():
                 found = collection_error(cand, self.args)
                 not_run = {c: f"not collected: {found}" if w == "not collected" else w

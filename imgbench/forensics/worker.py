@@ -5,6 +5,7 @@ import torch and collect), and each is stopped with everything it started."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -100,7 +101,11 @@ class Worker:
         self.conn = accepted[0]
 
     def send(self, *msg):
-        self.conn.send(msg)
+        self.put(list(msg))
+
+    def put(self, obj):
+        """`obj` to the worker as JSON (never pickles: the worker runs the bench's code)."""
+        self.conn.send_bytes(json.dumps(obj).encode())
 
     def recv(self, timeout: float | None = None):
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -108,9 +113,12 @@ class Worker:
             if self.proc.poll() is not None or (deadline and time.monotonic() > deadline):
                 raise WorkerStopped(self, "while serving")
         try:
-            return self.conn.recv()
+            return json.loads(self.conn.recv_bytes())
         except (EOFError, OSError):
             raise WorkerStopped(self, "while serving") from None
+        except ValueError:  # not JSON: not our worker plugin speaking
+            raise ABError(f"the {self.name} sent something that is not JSON: out of step"
+                          ) from None
 
     def tail(self) -> str:
         try:

@@ -7,6 +7,7 @@ was decided."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from imgbench.core import table
@@ -15,6 +16,8 @@ REGRESSION, IMPROVEMENT, UNCHANGED, NOISY = ("regression", "improvement", "uncha
                                              "too noisy to say")
 # other processes took the CPUs: the interval is tight and wrong
 CONTENDED = "measured under contention"
+# a paired A/B's information tier: significantly slower by the minimum effect, but not gated
+SLOWER_INFO = "slower (information tier: not gated)"
 VERDICTS = (REGRESSION, IMPROVEMENT, UNCHANGED, NOISY, CONTENDED)
 
 
@@ -41,6 +44,8 @@ class Verdict:
     kind: str = "time"            # "time": medians in seconds; "speedup": GPU-over-CPU speedups
     why: str | None = None        # why there is no verdict (CONTENDED: which run, how much of the
                                   # CPUs)
+    detectable: float | None = None  # paired A/B: the smallest slowdown this job would have caught
+                                     # with 90% power (0.041: 4.1%)
 
 
 def judge(ratio: float, effect: float, slower: bool, faster: bool, ci: tuple[float, float] | None,
@@ -89,13 +94,31 @@ def counts(verdicts: list, kinds=VERDICTS) -> dict[str, int]:
 
 
 def render(verdicts: list[Verdict], markdown: bool = False) -> str:
+    """The verdicts' table; with a "could detect" column where they say what they could have seen
+    (a gated case that could not see its minimum effect is marked so)."""
     head = ["case", "baseline", "candidate", "ratio", "interval", "vs history (bound)", "verdict"]
-    rows = [[v.name, _value(v, v.base_median), _value(v, v.cand_median), f"{v.ratio:.3f}",
-             f"{v.ci[0]:.3f}-{v.ci[1]:.3f}" if v.ci else "-",
-             f"{v.history_ratio:.3f} ({v.history_bound:.3f})" if v.history_bound else "-",
-             v.verdict]
-            for v in verdicts]
-    return table.render(head, rows, markdown)
+    seen = any(v.detectable is not None for v in verdicts)
+    rows = []
+    for v in verdicts:
+        row = [v.name, _value(v, v.base_median), _value(v, v.cand_median), f"{v.ratio:.3f}",
+               f"{v.ci[0]:.3f}-{v.ci[1]:.3f}" if v.ci else "-",
+               f"{v.history_ratio:.3f} ({v.history_bound:.3f})" if v.history_bound else "-",
+               v.verdict]
+        if seen:
+            row.append(detectable(v))
+        rows.append(row)
+    return table.render(head + ["could detect"] * seen, rows, markdown)
+
+
+def detectable(v: Verdict) -> str:
+    """'>= 4.1%', and '(above the minimum effect)' where this job could not see its minimum effect
+    with 90% power."""
+    if v.detectable is None:
+        return "-"
+    if not math.isfinite(v.detectable):
+        return "nothing (too few pairs)"
+    above = " (above the minimum effect)" if v.detectable > v.min_effect else ""
+    return f">= {v.detectable:.1%}{above}"
 
 
 def _value(v: Verdict, x: float) -> str:

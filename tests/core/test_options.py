@@ -16,12 +16,13 @@ CLI_ONLY = {  # each command's own options beside the table's
     "run": {"--benches", "--storage", "--json"},
     "baseline": {"--benches", "--folder"},
     "ab": {"--benches", "--base", "--base-python", "--alpha", "--min-effect", "--seed", "--budget",
-           "--markdown", "--regressions"},
-    "bisect": {"--benches", "--alpha", "--min-effect", "--budget", "--seed"},
+           "--markdown", "--regressions", "--process-sd", "--removed"},
+    "bisect": {"--benches", "--alpha", "--min-effect", "--budget", "--seed", "--process-sd",
+               "--regressions"},
     "explain": {"--benches", "--base", "--profiles", "--out", "--pairs", "--warmup",
                 "--max-seconds", "--markdown"},
     "gate-check": {"--benches", "--base", "--jobs", "--effects", "--alpha", "--min-effect",
-                   "--seed", "--budget", "--hog", "--markdown"},
+                   "--seed", "--budget", "--hog", "--markdown", "--process-sd", "--results"},
 }
 
 

@@ -39,10 +39,8 @@ def test_refused_options_are_dropped_in_order_and_values_elsewhere_stay():
 
 
 def trial(name, d, contention=None):
-    t = ab.Trial(name, list(d), [1.0] * len(d), [math.exp(x) for x in d], 1, 1.0, contention or {})
-    t.p_slower = ab.stats.signed_rank_greater(t.d)
-    t.p_faster = ab.stats.signed_rank_greater(-np.asarray(t.d))
-    return t
+    return ab.Trial(name, list(d), [1.0] * len(d), [math.exp(x) for x in d], 1, 1.0,
+                    contention or {})
 
 
 def noise(center, n=60, sd=0.05, seed=0):
@@ -54,7 +52,8 @@ def test_decide_slower_faster_same_and_below_the_minimum_effect():
               trial("test_b[x]", noise(math.log(0.90), seed=1)),
               trial("test_c[x]", noise(0.0, sd=0.01, seed=2)),
               trial("test_d[x]", noise(0.01, sd=0.005, seed=3))]
-    got = {v.name: v for v in ab.decide(trials, alpha=0.01, min_effect=0.03)}
+    got = {v.name: v for v in ab.decide(trials, alpha=0.01, min_effect=0.03,
+                                                process_sd=0.0)}
     assert [got[n].verdict for n in ("test_a[x]", "test_b[x]", "test_c[x]", "test_d[x]")] == [
         verdict.REGRESSION, verdict.IMPROVEMENT, verdict.UNCHANGED, verdict.UNCHANGED]
     assert got["test_a[x]"].ratio == pytest.approx(1.10, abs=0.02)
@@ -104,7 +103,7 @@ def test_bursts_alternate_abba_drop_the_lead_call_and_slow_only_the_candidate():
     p = ab.Pairing(ab.Matched("test_a[x]", "a", "a"), base, cand, random.Random(3))
     assert (p.lead, p.calls) == (1, 5)  # 10 ms calls: one untimed, then 50 ms of timed calls
     log.clear()
-    t = p.trial(12, slowdown=0.10, screen=False)
+    t = p.trial(12, slowdown=0.10)
     firsts = [log[i][0] for i in range(0, len(log), 2)]
     assert sorted(firsts) == ["base"] * 6 + ["candidate"] * 6  # each side first in half the pairs
     assert all(firsts[i] != firsts[i + 1] for i in range(0, 12, 2))  # ABBA
@@ -114,14 +113,15 @@ def test_bursts_alternate_abba_drop_the_lead_call_and_slow_only_the_candidate():
     assert len(t.d) == 12 and np.median(t.d) == pytest.approx(math.log(1.1), abs=0.01)
 
 
-def test_a_case_that_looks_slower_gets_a_second_set_of_pairs():
+def test_more_sets_while_open_and_none_past_the_time_left(monkeypatch):
     base, cand = FakeWorker("base", 0.010, []), FakeWorker("candidate", 0.012, [])
     p = ab.Pairing(ab.Matched("test_a[x]", "a", "a"), base, cand, random.Random(0))
-    t = p.trial(12)
-    assert len(t.d) == 24 and t.p_slower < 1e-6
-    same = ab.Pairing(ab.Matched("test_b[x]", "b", "b"), FakeWorker("base", 0.010, []),
-                      FakeWorker("candidate", 0.009, []), random.Random(0)).trial(12)
-    assert len(same.d) == 12
+    looks = []
+    t = p.trial(12, still_open=lambda d: looks.append(len(d)) or len(d) < 48)
+    assert looks == [12, 24, 48] and len(t.d) == 48
+    # the next set (12 pairs of ~0.14 s by the calibration) would end after `until`: none
+    short = p.trial(12, until=ab.time.monotonic() + 0.5, still_open=lambda d: True)
+    assert len(short.d) == 12
 
 
 TREE_BENCH = '''
@@ -182,7 +182,7 @@ def test_real_workers_serve_replay_and_report_skips(plain_tree, tmp_path):
             if isinstance(p, str):
                 seen[m.name] = p
                 continue
-            seen[m.name] = p.trial(12, slowdown=0.5, screen=False)
+            seen[m.name] = p.trial(12, slowdown=0.5)
     sleep, replayed = seen["test_sleep"], seen["test_replayed"]
     assert 0.0019 < np.median(sleep.base) < 0.02
     assert np.median(np.array(sleep.cand) / np.array(sleep.base)) == pytest.approx(1.5, rel=0.2)
@@ -195,9 +195,11 @@ def test_real_workers_serve_replay_and_report_skips(plain_tree, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_case_that_raises_while_timed_is_not_compared_and_the_rest_go_on(plain_tree, tmp_path):
-    """One A/B of two trees: a case both sides break on their fourth call is not compared; a case
-    only the candidate breaks is no pass (Outcome.broken); the rest are compared."""
+def test_one_ab_of_two_trees_cuts_broken_and_overlong_cases_as_cases(plain_tree, tmp_path):
+    """A case both sides break on their fourth call is not compared; a case only the candidate
+    breaks and one it lacks are missing; the plugin's case limit (--case-timeout 1) applies per
+    burst: test_sleep's pairs take longer than that in all and are compared, a 1.5 s call is cut
+    as a case; the rest are compared."""
     bench = plain_tree / "benches" / "bench_plain.py"
     bench.write_text(bench.read_text() + textwrap.dedent('''
         CALLS = []
@@ -213,30 +215,50 @@ def test_a_case_that_raises_while_timed_is_not_compared_and_the_rest_go_on(plain
 
         def test_only_the_candidate_breaks(benchmark):
             benchmark(time.sleep, 0.001)
+
+
+        def test_overlong(benchmark):
+            benchmark(time.sleep, 1.5)
+
+
+        def test_gone(benchmark):
+            benchmark(time.sleep, 0.001)
     '''))
     cand = tmp_path / "cand"
     shutil.copytree(plain_tree, cand)
     cand_bench = cand / "benches" / "bench_plain.py"
-    cand_bench.write_text(cand_bench.read_text().replace("benchmark(time.sleep, 0.001)",
-                                                         "benchmark(time.sleep, -1)"))
+    text = cand_bench.read_text().replace("benchmark(time.sleep, 0.001)",
+                                          "benchmark(time.sleep, -1)", 1)
+    cand_bench.write_text(text[:text.index("def test_gone")])
     (tmp_path / "s").mkdir()
     out = ab.run(worker.Side("base", plain_tree, sys.executable),
-                 worker.Side("candidate", cand, sys.executable), [],
+                 worker.Side("candidate", cand, sys.executable), ["--case-timeout", "1"],
                  tmp_path / "s", seed=1, budget_s=0.2)
     assert out.not_run["test_breaks"] == "base: failed while timed: RuntimeError: broke on call 4"
-    assert out.not_run["test_only_the_candidate_breaks"].startswith(
-        "candidate: failed while timed: ValueError")
-    assert out.broken == ["test_only_the_candidate_breaks"]
+    assert out.not_run["test_overlong"] == (
+        "base: failed while timed: CaseTimeout: benches/bench_plain.py::test_overlong did not end "
+        "within the case limit of 1 s (--case-timeout); stopped as hung")
+    assert out.missing.keys() == {"test_only_the_candidate_breaks", "test_gone"}
+    assert out.missing["test_only_the_candidate_breaks"].startswith(
+        "failed while timed: ValueError")
+    assert out.missing["test_gone"] == "the candidate has no such case"
+    sleep = next(t for t in out.trials if t.name == "test_sleep")
+    assert sleep.seconds > 1.0 and len(sleep.d) >= 12  # past the limit in all, not per burst
     assert ("test_skipped" in out.not_run
             and [t.name for t in out.trials] == ["test_sleep", "test_replayed"])
 
 
-def test_a_case_only_the_candidate_breaks_is_no_pass():
+def test_a_case_the_candidate_lacks_skips_or_fails_is_missing_unless_removed():
     not_run = {"a": "candidate: failed while timed: ValueError: x",
                "b": "base: failed while timed: E: y",
                "c": "base: failed while timed: E: y; candidate: failed while timed: E: y",
-               "d": "base: Skipped: z"}
-    assert ab.Outcome([], [], not_run, 0, 0.0).broken == ["a"]
+               "d": "base: Skipped: z",
+               "e": "candidate: Skipped: no GPU"}
+    out = ab.Outcome([], [], not_run, 0, 0.0, ["benches/bench_x.py::test_old[p]"])
+    assert out.missing == {"test_old[p]": "the candidate has no such case",
+                           "a": "failed while timed: ValueError: x", "e": "Skipped: no GPU"}
+    assert ab.unexplained(out.missing, ["test_old", "e"]) == {
+        "a": "failed while timed: ValueError: x"}
 
 
 @pytest.mark.slow
@@ -315,16 +337,35 @@ def test_end_to_end_two_commits(tmp_path):
                               env={**os.environ, "PYTHONPATH": str(repo)})
         row = next(line for line in proc.stdout.splitlines()
                    if line.startswith("test_forward[mlp-cpu-bs4]"))
-        if not row.endswith(verdict.CONTENDED):
+        if verdict.CONTENDED not in row:
             break
     else:
         skip_when_busy("the machine was busy: the A/B rightly gave no verdict", gate=True)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert row.endswith("regression")
-    assert (tmp_path / "regressed.txt").read_text() == "test_forward[mlp-cpu-bs4]\n"
+    assert " regression " in row and ">= " in row  # the verdict, then what it could detect
+    case, ratio, effect = (tmp_path / "regressed.txt").read_text().rstrip("\n").split("\t")
+    assert (case, effect) == ("test_forward[mlp-cpu-bs4]", "3") and float(ratio) > 1.03
     assert "seed 7 (replay the pair order with --seed 7)" in proc.stderr
     assert "the base does not know --new-thing=1: dropped for the base" in proc.stderr
     assert "1 case(s) in both versions" in proc.stderr
     worktrees = subprocess.run(["git", "-C", str(repo), "worktree", "list"],
                                capture_output=True, text=True).stdout
     assert len(worktrees.strip().splitlines()) == 1  # the base checkout was removed
+
+
+def test_the_command_fails_on_a_missing_case_unless_removed_and_names_both(monkeypatch, capsys):
+    """`imgbench ab` with the A/B stood in: one case compared, one the candidate lacks, one it
+    skips."""
+    t = ab.Trial("test_a[x]", list(noise(0.0)), [1.0] * 60, [1.0] * 60, 1, 1.0)
+    out = ab.Outcome(ab.decide([t], 0.01, 0.03), [t], {"test_b[x]": "candidate: Skipped: why"}, 1,
+                     1.0, ["benches/bench_x.py::test_gone[x]"])
+    monkeypatch.setattr(ab, "run", lambda *a, **k: out)
+    monkeypatch.setattr("imgbench.bench.runner.warn_if_busy", lambda: None)
+    assert cli.main(["ab", "--base-python", sys.executable, "--removed", "test_gone"]) == 1
+    text = capsys.readouterr().out
+    assert "test_gone[x]: removed by the change (--removed), not compared" in text
+    assert text.rstrip().endswith(
+        "the candidate does not run 1 case(s) the base runs (no pass unless the change removes "
+        "them: --removed CASE): test_b[x] (Skipped: why)")
+    assert cli.main(["ab", "--base-python", sys.executable, "--removed", "test_gone",
+                     "--removed", "test_b[x]"]) == 0

@@ -133,7 +133,8 @@ def noisy(n, centre, sd=0.3, seed=0):
 def test_a_step_that_cannot_say_doubles_its_pairs_until_it_can():
     # slow at x2 in noise the first 12 pairs cannot resolve at this level; 96 can
     p = FakePairing([noisy(n, math.log(2.0), 1.0, seed=n) for n in (12, 12, 24, 48, 96, 108)])
-    r, added = steps.read(p, steps.midpoint_judge(math.sqrt(2.0)), 0.01 / 6, budget_s=60)
+    r, added = steps.read(p, steps.midpoint_judge(math.sqrt(2.0)), 0.01 / 6,
+                          budget_s=60, process_sd=0.0)
     assert p.asked[:2] == [12, 12] and r.verdict == bisect.SLOW and r.pairs == sum(p.asked)
     assert r.pairs in steps.LADDER and added == len(p.asked) - 1
 
@@ -141,7 +142,8 @@ def test_a_step_that_cannot_say_doubles_its_pairs_until_it_can():
 def test_a_step_stops_at_its_budget_and_says_so():
     # a pair costs 1 s: the next set needs 12 s
     p = FakePairing([noisy(300, 0.0, 1.0, seed=1)] * 6, pair_s=1.0)
-    r, added = steps.read(p, steps.midpoint_judge(math.sqrt(2.0)), 0.01 / 6, budget_s=5)
+    r, added = steps.read(p, steps.midpoint_judge(math.sqrt(2.0)), 0.01 / 6,
+                          budget_s=5, process_sd=0.0)
     assert p.asked == [12] and added == 0
     assert (r.verdict, r.why) == (bisect.UNDECIDED,
                                   "too noisy to say within --budget 5 s, 12 pairs")
@@ -151,7 +153,8 @@ def test_pairs_measured_under_contention_are_dropped(monkeypatch):
     flags = iter(["measured under contention: other processes took 60% of the CPUs", None])
     monkeypatch.setattr(steps.contention, "flag", lambda record: next(flags))
     p = FakePairing([[5.0] * 12, [0.0] * 12])  # the first set (contended) would read x148
-    r, _ = steps.read(p, steps.midpoint_judge(math.sqrt(2.0)), 0.01 / 6, budget_s=60)
+    r, _ = steps.read(p, steps.midpoint_judge(math.sqrt(2.0)), 0.01 / 6,
+                          budget_s=60, process_sd=0.0)
     assert (p.asked == [12, 12] and r.pairs == 12 and r.ratio == pytest.approx(1.0)
             and r.verdict == bisect.FAST)
 
@@ -222,7 +225,7 @@ def test_a_stopped_worker_skips_the_commit_unless_it_is_goods(monkeypatch, whose
         raise worker.WorkerStopped(FakeWorker(good if whose == "good" else cand), "while serving")
     monkeypatch.setattr(steps, "ab_step", measure)
     stepper = steps.Stepper([COMMIT] * (N + 1), FakeTrees(), good, Path("."), [], 0.01, 5.0, 0,
-                            lambda s: None)
+                            lambda s: None, 0.01)
     step = stepper(7, {})
     assert (step.verdict, step.why) == (verdict, why)
 
@@ -236,7 +239,49 @@ def test_options_stand_before_or_after_the_commits(argv):
     args = build().parse_args(argv)
     assert (args.good, args.bad, args.device, args.budget, args.pytest_args) == (
         "v1", "HEAD", "cpu", 5.0, ["-k", "test_forward"])
-    assert (args.min_effect, args.alpha) == (10.0, 0.01)
+    # one policy with ab and gate-check
+    assert (args.min_effect, args.alpha, args.process_sd) == (3.0, 0.01, 1.0)
+
+
+def test_bisect_takes_the_cases_and_the_minimum_effect_that_ab_found(tmp_path):
+    from imgbench.cli import forensics
+    path = tmp_path / "regressed.txt"
+    path.write_text("test_forward[mlp-cpu-bs4]\t1.0810\t5\ntest_conv[x]\t1.0620\t5\n")
+    assert forensics.regressions(str(path)) == (["test_forward[mlp-cpu-bs4]", "test_conv[x]"],
+                                                0.05)
+    path.write_text("")
+    with pytest.raises(cli.UserError, match="lists no regressed case: nothing to bisect"):
+        forensics.regressions(str(path))
+    path.write_text("test_forward[mlp-cpu-bs4]\n")  # a list of ids alone, not ab's file
+    with pytest.raises(cli.UserError, match="valid: lines of test id, ratio and minimum effect"):
+        forensics.regressions(str(path))
+
+
+class RecordingStepper:
+    """A stepper that records the judges each step was given and reads every case fast."""
+
+    def __init__(self):
+        self.commits, self.steps, self.judges = [COMMIT] * (N + 1), [], []
+
+    def __call__(self, i, judges):
+        self.judges.append(judges)
+        step = steps._step(len(self.steps), i, COMMIT, [reading("a", 1.0, bisect.FAST)], {}, 0)
+        self.steps.append(step)
+        return step
+
+
+def test_step_0_reads_only_the_cases_named_at_the_minimum_effect_given():
+    step = RecordingStepper()
+    out = bisect._bisect(step, 0.05, lambda s: None, lambda s: None, cases=["a"])
+    (judges,) = step.judges
+    assert list(judges) == ["a"]
+    # the minimum effect reached step 0's judge: x1.04 is below 5%, x1.06 above
+    assert judges["a"](1.04, (1.02, 1.06)) != bisect.SLOW
+    assert judges["a"](1.30, (1.20, 1.40)) == bisect.SLOW
+    assert out.code == bisect.NO_SLOWDOWN and "no slowdown of 5% or more" in out.summary[0]
+    every = RecordingStepper()
+    bisect._bisect(every, 0.05, lambda s: None, lambda s: None)
+    assert callable(every.judges[0])  # no list: every matched case
 
 
 def test_a_bad_option_value_after_the_commits_is_one_line(capsys):
@@ -319,7 +364,7 @@ def test_no_slowdown_from_good_to_bad_is_exit_1(tmp_path, monkeypatch, capsys):
     repo = tmp_path / "repo"
     shas = make_repo(repo, slow_at=99, n=3)
 
-    def ab_step(good, cand, args, folder, seed, budget_s, alpha, judges, note):
+    def ab_step(good, cand, args, folder, seed, budget_s, alpha, judges, note, process_sd):
         return [steps.Reading("test_x[cpu]", 1.0, (0.98, 1.02), 12,
                               judges(1.0, (0.98, 1.02)))], {}, 0
 
@@ -329,7 +374,7 @@ def test_no_slowdown_from_good_to_bad_is_exit_1(tmp_path, monkeypatch, capsys):
                      "--device", "cpu"])
     out = capsys.readouterr().out
     assert code == bisect.NO_SLOWDOWN, out
-    assert out.strip().splitlines()[-1] == ("no slowdown of 10% or more from GOOD to BAD "
+    assert out.strip().splitlines()[-1] == ("no slowdown of 3% or more from GOOD to BAD "
                                             "in the selected cases: nothing to bisect")
     assert len(re.findall(r"^step \d+ ", out, re.M)) == 1 and len(worktrees(repo)) == 1
 

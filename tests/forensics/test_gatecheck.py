@@ -1,40 +1,71 @@
-"""The gate measuring itself: tallies with Wilson intervals, the table, the CPU hog outside our
-process tree, real A/B sessions on a plain tree with a slowdown injected, and the command's bad
+"""The gate measuring itself: the tables from a results file (Wilson intervals, detection per
+family, the between-process sd), trials accumulated per machine class, the CPU hog outside our
+process tree, a real A/B session on a plain tree with one case slowed, and the command's bad
 input."""
 
+import math
 import os
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from imgbench import cli
+from imgbench.core.errors import UserError
 from imgbench.forensics import gatecheck
 from imgbench.forensics.worker import Side
 from imgbench.hw import contention
+from imgbench.judge import verdict
 from tests.helpers import skip_when_busy
 
 
-def test_tallies_count_trials_and_jobs_with_wilson_intervals():
-    t = gatecheck.Tally(0.05, trials=20, flagged=19, jobs=2, jobs_flagged=2)
-    k, n, lo, hi = t.rate()
-    assert ((k, n) == (19, 20) and lo == pytest.approx(0.7639, abs=1e-3)
-            and hi == pytest.approx(0.9911, abs=1e-3))
-    assert t.rate(job=True)[:2] == (2, 2)
+def line(case="test_forward[kerascnn-cpu-bs32]", effect=0.0, flagged=False, seed=1, **kw):
+    return {"machine": "m1", "seed": seed, "date": "2026-12-06T12:00:00Z", "case": case,
+            "family": "forward", "effect": effect, "flagged": flagged,
+            "verdict": verdict.REGRESSION if flagged else verdict.UNCHANGED,
+            "aa_job_flagged": flagged and effect == 0, "log_ratio": 0.0, "within_se": 0.004,
+            "pairs": 100, "sd": 0.1, "seconds": 30.0, "detectable": 0.045, **kw}
 
 
-def test_render_lists_every_effect_and_case():
-    m = gatecheck.Measured({0.0: gatecheck.Tally(0.0, 10, 0, 0, 2, 0),
-                            0.05: gatecheck.Tally(0.05, 10, 9, 1, 2, 2)},
-                           {"test_forward[kerascnn-cpu-bs32]":
-                                gatecheck.CaseLog([0.1, 0.2], [40, 80], [10.0, 20.0])},
-                           [100.0, 120.0], [5, 6])
-    text = gatecheck.render(m, markdown=True)
-    assert "| none (A/A) | 0/2 (0%; 0%-66%) | 0/10 (0%; 0%-28%) | 0/10 |" in text
-    assert "| +5% | 2/2 (100%; 34%-100%) | 9/10 (90%; 60%-98%) | 1/10 |" in text
-    assert "| test_forward[kerascnn-cpu-bs32] | 0.150 | 60 | 15.0 |" in text
-    assert text.endswith("2 job(s), 110 s each on average; seeds 5-6")
+def test_the_tables_count_jobs_trials_and_detection_per_family_with_wilson_intervals():
+    lines = ([line(seed=s, flagged=s == 1) for s in range(1, 11)]
+             + [line(seed=s, effect=0.05, flagged=s <= 8) for s in range(1, 11)]
+             + [line(case="test_loader[x]", seed=s, effect=0.1, flagged=True, family="dataloader",
+                     pairs=40, seconds=60.0, gated=False) for s in range(1, 3)])
+    text = gatecheck.render(lines, markdown=True)
+    assert "| A/A: jobs with any gated case flagged | 1/10 (10%; 2%-40%) | - | - |" in text
+    assert "| A/A: gated case trials flagged | 1/10 (10%; 2%-40%) | 100 | 0.50 |" in text
+    assert "| +5% in one forward case: detected | 8/10 (80%; 49%-94%) | 100 | 0.50 |" in text
+    assert ("| +10% in one dataloader case (information tier): detected | 2/2 (100%; 34%-100%) "
+            "| 40 | 1.00 |") in text
+    assert "| test_forward[kerascnn-cpu-bs32] | 10 | 0.100 | >= 4.5% | 0.00% (10) |" in text
+    assert text.endswith("22 trial(s) from 10 job(s); 0 measured under contention (no verdict)")
+
+
+def test_the_between_process_sd_is_the_spread_of_the_jobs_less_their_own_noise():
+    lines = [line(seed=s, log_ratio=x, within_se=0.005)
+             for s, x in enumerate([0.01, -0.01, 0.02, -0.02])]
+    expected = math.sqrt(np.var([0.01, -0.01, 0.02, -0.02], ddof=1) - 0.005**2)
+    assert gatecheck.process_sd(lines) == {"test_forward[kerascnn-cpu-bs32]": (
+        pytest.approx(expected), 4)}
+    assert gatecheck.process_sd(lines[:2]) == {}  # fewer than 3 jobs: no estimate
+    # noise alone explains the spread: 0, not a negative variance
+    quiet = [line(seed=s, log_ratio=x, within_se=0.05) for s, x in enumerate([0.01, 0, -0.01])]
+    assert gatecheck.process_sd(quiet)["test_forward[kerascnn-cpu-bs32]"][0] == 0.0
+
+
+def test_trials_accumulate_in_the_results_file_per_machine_class(tmp_path):
+    path = tmp_path / "r.jsonl"
+    gatecheck.append(path, [line(seed=1)])
+    gatecheck.append(path, [line(seed=2, machine="m2")])
+    assert [ln["seed"] for ln in gatecheck.load(path)] == [1, 2]
+    assert [ln["seed"] for ln in gatecheck.load(path, "m2")] == [2]
+    assert gatecheck.load(tmp_path / "none.jsonl") == []
+    path.write_text(path.read_text() + "not json\n")
+    with pytest.raises(UserError, match=r"line 3 is not JSON \(valid: the lines gate-check"):
+        gatecheck.load(path)
 
 
 @pytest.mark.slow
@@ -70,16 +101,20 @@ def test_real_sessions_flag_a_large_injected_slowdown_and_not_the_a_a(tmp_path):
     side = Side("base", tree, sys.executable), Side("candidate", tree, sys.executable)
     for attempt in range(2):  # the gate's own test: measured again once if the machine was busy
         (tmp_path / f"out{attempt}").mkdir()
-        m = gatecheck.run_jobs(*side, [], tmp_path / f"out{attempt}", jobs=1, effects=[0.0, 0.5],
-                               alpha=0.001, min_effect=0.03, seed=3, budget_s=0.5)
-        if not m.tallies[0.5].contended:
+        appended = []
+        lines = gatecheck.run_jobs(*side, [], tmp_path / f"out{attempt}", jobs=1,
+                                   effects=[0.0, 0.5], alpha=0.001, min_effect=0.03, seed=3,
+                                   budget_s=0.5, stamp={"machine": "here"}, done=appended.append)
+        if not any(ln["verdict"] == verdict.CONTENDED for ln in lines):
             break
     else:
         skip_when_busy("the machine was busy: the gate rightly gave no verdict", gate=True)
-    assert m.tallies[0.5].flagged == 1 and m.tallies[0.5].trials == 1
-    assert m.tallies[0.0].flagged == 0 and m.tallies[0.0].jobs == 1
-    assert list(m.cases) == ["test_sleep"] and len(m.cases["test_sleep"].pairs) == 2
-    assert m.seeds == [3]
+    aa, slowed = lines
+    assert appended == [lines]  # each job handed over as it ends
+    assert (aa["effect"], aa["flagged"], aa["case"], aa["family"]) == (0.0, False, "test_sleep",
+                                                                      "plain")
+    assert (slowed["effect"], slowed["flagged"], slowed["seed"]) == (0.5, True, 3)
+    assert slowed["ratio"] == pytest.approx(1.5, abs=0.1) and aa["machine"] == "here"
 
 
 @pytest.mark.slow
@@ -87,6 +122,7 @@ def test_real_sessions_flag_a_large_injected_slowdown_and_not_the_a_a(tmp_path):
     (["gate-check", "--jobs", "0"], "--jobs 0: valid is 1 or more"),
     (["gate-check", "--effects", "0,x"], "--effects 'x' is not a percentage"),
     (["gate-check", "--base", "no-such-ref"], "--base 'no-such-ref' is not a commit of "),
+    (["gate-check", "--results", "."], "--results '.' is a folder (give a file to append to)"),
 ])
 def test_gate_check_bad_input_is_one_line_exit_2(capsys, args, message):
     assert cli.main(args) == cli.EXIT_BAD_INPUT

@@ -18,7 +18,9 @@ family) is served by running the test body again for each call: its sample is wh
 from __future__ import annotations
 
 import gc
+import json
 import os
+import signal
 import statistics
 import time
 from multiprocessing.connection import Client
@@ -44,9 +46,23 @@ class WorkerState:
 state = WorkerState()
 
 
+class Channel:
+    """The coordinator's connection, carrying JSON: plain data, which the coordinator only reads
+    (a pickle from this process, where the bench's own code runs, could make it run anything)."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def send(self, msg):
+        self.conn.send_bytes(json.dumps(msg).encode())
+
+    def recv(self):
+        return json.loads(self.conn.recv_bytes())
+
+
 def link():
     if state.conn is None:
-        state.conn = Client(os.environ[ADDRESS], authkey=bytes.fromhex(os.environ[KEY]))
+        state.conn = Channel(Client(os.environ[ADDRESS], authkey=bytes.fromhex(os.environ[KEY])))
     return state.conn
 
 
@@ -145,17 +161,21 @@ def timed(timer, fn, extra: float) -> float:
 def _serve(timer, call):
     """Serve bursts of `call` (None: rerun the replayed test body) until the coordinator says next.
     A burst that raises is reported, and the error raised in the test once the coordinator lets
-    go."""
+    go. The tree's per-case limit (an interval timer, where its plugin set one) applies per burst,
+    not to the case's whole A/B: paused while the coordinator decides, restarted for each burst
+    and for the test's end. A burst past it is a failed case, and the A/B goes on."""
     conn, item = link(), state.item
     if state.served:
         raise RuntimeError("the benchmark fixture was used twice in one test: the A/B times one "
                            "call per case")
     state.served = True
+    limit = _pause()
     conn.send(("ready", item.nodeid))
     failed = None
     while True:
         msg = conn.recv()
         if msg[0] == "next":
+            _arm(limit)
             if failed is not None:
                 raise failed
             return None
@@ -163,12 +183,28 @@ def _serve(timer, call):
         # as pytest-benchmark's disable_gc: a collection would land in whichever call it hits
         gc.disable()
         try:
-            conn.send(("times", _burst(timer, call, item, calls, extra), call is None))
-        except Exception as e:
+            _arm(limit)
+            times = _burst(timer, call, item, calls, extra)
+            _pause()
+            conn.send(("times", times, call is None))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:  # the plugin's case limit is a BaseException
+            _pause()
             failed = e
             conn.send(("error", item.nodeid, f"{type(e).__name__}: {e}".splitlines()[0]))
         finally:
             gc.enable()
+
+
+def _pause() -> float:
+    """Stop the interval timer; the seconds it had left (0: none was set)."""
+    return signal.setitimer(signal.ITIMER_REAL, 0)[0] if hasattr(signal, "setitimer") else 0.0
+
+
+def _arm(seconds: float):
+    if seconds:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
 
 
 state.serve = _serve

@@ -1,0 +1,122 @@
+"""The paired A/B policy, one for ab, gate-check and bisect: how a case's pair log-ratios become an
+estimate, a test, an interval and the smallest slowdown the job could have caught.
+
+A case's pairs all come from one pair of worker processes, and two processes of the same tree can
+differ on their own for their whole lifetime (malloc state, memory layout: x0.95-1.05 measured
+here for kerascnn's forward, the loader x0.88 once). The pairs cannot see that: it is one draw per
+job. So the estimate's variance is the within-job part (from the pairs, through the Hodges-Lehmann
+interval, robust to wild pairs) plus the between-process part, `process_sd` squared: the sd of the
+log-ratio of two processes of the same tree, a property of the case and the machine (estimated by
+`imgbench gate-check` from its A/A jobs; config.AB_PROCESS_SD by default). Tests and intervals use
+Student's t with Welch-Satterthwaite degrees of freedom (the process term counts as known)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from imgbench.judge import stats
+
+WITHIN_LEVEL = 0.05  # the Hodges-Lehmann interval the within-job standard error is read from
+Z_WITHIN = 1.959964  # its normal quantile
+POWER = 0.90         # "could detect": the slowdown caught this often
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One case's log-ratio (candidate over base): centre, standard error with both terms, degrees
+    of freedom, and the pairs themselves. Its test and interval are the more cautious of two: the
+    t test on the total variance (which holds the process term) and the exact signed-rank test on
+    the pairs alone (exact where few pairs make the t approximation too bold: 8 pairs cannot
+    reach p < 2/256 whatever they read). Requiring both keeps the level of either."""
+    centre: float
+    se: float
+    df: float
+    pairs: int
+    d: tuple = ()
+
+    @property
+    def p_slower(self) -> float:
+        """One-sided p-value that the candidate is slower (1 without a finite standard error)."""
+        if not self._measured:
+            return 1.0
+        return max(self._t_tail(self.centre), stats.signed_rank_greater(self.d) if self.d else 0.0)
+
+    @property
+    def p_faster(self) -> float:
+        if not self._measured:
+            return 1.0
+        return max(self._t_tail(-self.centre),
+                   stats.signed_rank_greater([-x for x in self.d]) if self.d else 0.0)
+
+    def _t_tail(self, centre: float) -> float:
+        """P(T >= centre / se); without any spread, 0 above 0 and 1 otherwise."""
+        if self.se == 0:
+            return 0.0 if centre > 0 else 1.0
+        return 1 - stats.t_cdf(centre / self.se, self.df)
+
+    @property
+    def _measured(self) -> bool:
+        return self.se < math.inf
+
+    def interval(self, level: float) -> tuple[float, float]:
+        """Two-sided (1 - level) interval of the ratio: the hull of the t interval and the exact
+        Hodges-Lehmann one, so that a bound beyond 1 means both tests reject at level / 2."""
+        half = stats.t_quantile(1 - level / 2, self.df) * self.se if self._measured else math.inf
+        lo, hi = self.centre - half, self.centre + half
+        if self.d:
+            _, exact_lo, exact_hi = stats.hodges_lehmann(self.d, level)
+            lo, hi = min(lo, exact_lo), max(hi, exact_hi)
+        return math.exp(lo), math.exp(hi)
+
+    def detectable(self, level: float) -> float:
+        """The smallest slowdown (0.05: 5%) a one-sided test at `level` would find significant with
+        chance POWER at this noise (the t test's; inf without a standard error)."""
+        if not self._measured:
+            return math.inf
+        t = stats.t_quantile(1 - level, self.df) + stats.t_quantile(POWER, self.df)
+        return math.expm1(t * self.se)
+
+
+def estimate(d, process_sd: float) -> Estimate:
+    """The Hodges-Lehmann centre of the log-ratios `d`, its within-job standard error (the
+    half-width of its exact 95% interval over the normal quantile) and the process term added in
+    quadrature."""
+    centre, lo, hi = stats.hodges_lehmann(d, WITHIN_LEVEL)
+    n = len(d)
+    if not math.isfinite(lo) or not math.isfinite(hi):  # too few pairs for an interval
+        return Estimate(centre, math.inf, 1.0, n, tuple(d))
+    within = (hi - lo) / (2 * Z_WITHIN)
+    se = math.hypot(within, process_sd)
+    df_within = max(n - 1, 1)
+    # Welch-Satterthwaite with the process term known (infinite degrees of freedom)
+    df = df_within * (se / within) ** 4 if within > 0 else math.inf
+    return Estimate(centre, se, min(df, 1e6), n, tuple(d))
+
+
+def holm(pvalues: list[float], alpha: float) -> list[tuple[bool, float]]:
+    """Holm's step-down rule over one job's cases: per case, whether it is rejected and the
+    one-sided level it was held to (alpha over the hypotheses still open at its step; cases after
+    the first one kept are held to that step's level). The chance of any false rejection stays at
+    alpha."""
+    m = len(pvalues)
+    out: list[tuple[bool, float]] = [(False, alpha / m)] * m
+    stopped = None
+    for step, i in enumerate(sorted(range(m), key=pvalues.__getitem__)):
+        level = alpha / (m - step) if stopped is None else stopped
+        rejected = stopped is None and pvalues[i] <= level
+        if not rejected and stopped is None:
+            stopped = level
+        out[i] = (rejected, level)
+    return out
+
+
+def still_open(d, process_sd: float, level: float, min_effect: float) -> bool:
+    """Whether more pairs could still change a case's verdict: its interval's upper bound (one-sided
+    `level`) reaches the minimum effect, and the pairs' own noise is not yet small next to the
+    process term (at half of it, more pairs narrow the interval by at most 11%). Stopping only when
+    a case cannot be a regression never raises the false-alarm rate: a case that stops is never
+    called one, and one that goes on ends where a fixed-size test would."""
+    if estimate(d, 0.0).se <= process_sd / 2:
+        return False
+    return estimate(d, process_sd).interval(2 * level)[1] >= 1 + min_effect

@@ -452,3 +452,24 @@ def test_an_interrupted_bisect_leaves_no_checkout_folder_or_worker(tmp_path, sig
     assert len(worktrees(repo)) == 1
     assert not Path(folder).exists()
     assert stray_processes(folder) == []
+
+
+def test_the_midpoint_is_geometric_between_no_change_and_the_slowdown():
+    # x1.44: the geometric midpoint is x1.200, the arithmetic one x1.220
+    judge = steps.first_judge(0.10)
+    assert judge(1.44, (1.21, 1.70)) == bisect.SLOW  # wholly above its own midpoint
+    assert judge(1.44, (1.19, 1.70)) == bisect.UNDECIDED
+
+    class SlowAtBad(RecordingStepper):
+        def __call__(self, i, judges):
+            self.judges.append(judges)
+            found = bisect.SLOW if i == N else bisect.FAST
+            step = steps._step(len(self.steps), i, COMMIT, [reading("a", 1.44, found)], {}, 0)
+            self.steps.append(step)
+            return step
+
+    step = SlowAtBad()
+    bisect._bisect(step, 0.10, lambda s: None, lambda s: None)
+    later = step.judges[1]["a"]
+    assert later(1.3, (1.21, 1.4)) == bisect.SLOW and later(1.1, (1.0, 1.19)) == bisect.FAST
+    assert "slow above x1.200" in step.steps[0].why

@@ -166,10 +166,12 @@ class Pairing:
 
 @dataclass
 class Sizing:
-    """Pairs by precision under one job cap: each trial's first set takes `budget_s / 2` (12 to 300
-    pairs); it then doubles while the case is still open (paired.still_open, at Holm's first level)
-    and the next set ends before the job's cap (`budget_s` per trial on average) less the first
-    sets of the trials still to come. Time a clear case leaves flows to the noisy ones after it."""
+    """Pairs by precision under one job cap (`budget_s` per trial on average): each trial's first
+    set takes `budget_s / 2` (12 to 300 pairs); it then doubles while the case is still open
+    (paired.still_open, at Holm's first level) and the next set ends before its allowance: at most
+    twice its share of what is left of the cap, and never into the first sets of the trials still
+    to come. Time a clear case leaves flows to the cases after it. (A first version let a case run
+    to the cap less the others' first sets: on a noisy day the first cases took it all.)"""
     budget_s: float
     trials: int                      # the job's trials, all cases
     cases: int                       # the gated cases: Holm's first level is alpha over them
@@ -179,13 +181,20 @@ class Sizing:
     start: float = field(default_factory=time.monotonic)
     done: int = 0
 
+    def allowance(self) -> float:
+        """When the next trial's sets must end (time.monotonic())."""
+        now, left = time.monotonic(), max(1, self.trials - self.done)
+        end = self.start + self.budget_s * self.trials
+        return min(end - (left - 1) * self.budget_s / 2, now + 2 * max(end - now, 0.0) / left)
+
     def trial(self, p: Pairing, slowdown: float = 0.0, extend: bool = True) -> Trial:
-        first = self.budget_s / 2
-        until = self.start + self.budget_s * self.trials - (self.trials - self.done - 1) * first
-        level = self.alpha / max(1, self.cases)
+        until, level = self.allowance(), self.alpha / max(1, self.cases)
         self.done += 1
-        return p.trial(p.budget_pairs(first), slowdown, until, (lambda d: paired.still_open(
-            d, self.process_sd, level, self.min_effect)) if extend else None)
+
+        def still_open(d: list[float]) -> bool:
+            return paired.still_open(d, self.process_sd, level, self.min_effect)
+        return p.trial(p.budget_pairs(self.budget_s / 2), slowdown, until,
+                       still_open if extend else None)
 
 
 def decide(trials: list[Trial], alpha: float, min_effect: float,

@@ -169,10 +169,22 @@ def test_without_the_process_term_a_per_process_shift_raises_false_alarms_far_ab
 
 def test_a_case_goes_on_while_it_could_still_be_a_regression(at_most_160_pairs):
     rng = np.random.default_rng(0)
-    sizing = ab.Sizing(80.0, 3, 3, 0.01, 0.03, 0.01, start=0.0)
+    sizing = ab.Sizing(80.0, 4, 3, 0.01, 0.03, 0.01, start=0.0)
     clear = sizing.trial(SimulatedPairing("test_a", -0.10, 0.1, rng))  # faster: closed at once
     noisy = sizing.trial(SimulatedPairing("test_b", 0.0, 0.3, rng))    # open to the pair limit
     quiet = sizing.trial(SimulatedPairing("test_c", 0.0, 0.01, rng))   # at the process floor
     assert (len(clear.d), len(noisy.d), len(quiet.d)) == (40, 160, 40)
     info = sizing.trial(SimulatedPairing("test_d", 0.0, 0.3, rng), extend=False)
     assert len(info.d) == 40
+
+
+def test_a_trial_may_take_twice_its_share_of_what_is_left_never_the_first_sets_to_come(
+        monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(ab.time, "monotonic", lambda: clock[0])
+    sizing = ab.Sizing(20.0, 10, 10, 0.01, 0.03, 0.01, start=100.0)
+    assert sizing.allowance() == 100.0 + 2 * 200.0 / 10  # twice its share of the 200 s cap
+    sizing.done, clock[0] = 9, 190.0  # the last trial: what is left of the cap, no more
+    assert sizing.allowance() == 300.0
+    sizing.done, clock[0] = 5, 280.0  # late: the first sets of the 4 after it come first
+    assert sizing.allowance() == 300.0 - 4 * 10.0

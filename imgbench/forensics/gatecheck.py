@@ -56,7 +56,6 @@ def run_jobs(base: Side, cand: Side, args: list[str], folder: Path, jobs: int, e
         rng = random.Random(job_seed)
         aa: dict[str, ab.Trial] = {}
         slowed: dict[float, ab.Trial] = {}
-        families: dict[str, str] = {}
         sub = folder / f"job{j}"
         sub.mkdir()
         with ab.session(base, cand, args, sub, job_seed, note=progress) as s:
@@ -65,7 +64,6 @@ def run_jobs(base: Side, cand: Side, args: list[str], folder: Path, jobs: int, e
             sizing = ab.Sizing(budget_s, len(s.cases) + len(chosen), len(gated), alpha,
                                min_effect, process_sd)
             for m, p in s.each():
-                families[m.name] = _family(m.cand_id)
                 if isinstance(p, str):
                     progress(f"job {j + 1}: {m.name} not compared ({p})")
                     continue
@@ -84,11 +82,10 @@ def run_jobs(base: Side, cand: Side, args: list[str], folder: Path, jobs: int, e
         minutes = (time.monotonic() - started) / 60
         base_line = {**(stamp or {}), "seed": job_seed, "job_minutes": round(minutes, 2),
                      "alpha": alpha, "min_effect": min_effect, "process_sd": process_sd}
-        job = _decided(list(aa.values()), None, 0.0, base_line, families, alpha, min_effect,
-                       process_sd)
+        job = _decided(list(aa.values()), None, 0.0, base_line, alpha, min_effect, process_sd)
         for e, t in slowed.items():
             others = [a for name, a in aa.items() if name != t.name]
-            job += _decided(others, t, e, base_line, families, alpha, min_effect, process_sd)
+            job += _decided(others, t, e, base_line, alpha, min_effect, process_sd)
         done(job)
         lines += job
         progress(f"job {j + 1}/{jobs} done in {minutes:.1f} min")
@@ -96,7 +93,7 @@ def run_jobs(base: Side, cand: Side, args: list[str], folder: Path, jobs: int, e
 
 
 def _decided(trials: list[ab.Trial], slowed: ab.Trial | None, effect: float, base_line: dict,
-             families: dict[str, str], alpha: float, min_effect: float,
+             alpha: float, min_effect: float,
              process_sd: float) -> list[dict]:
     """One decision as ab makes it: the A/A lines (effect 0: all the job's cases), or the slowed
     case's line (its trial decided among the others' A/A trials)."""
@@ -111,7 +108,7 @@ def _decided(trials: list[ab.Trial], slowed: ab.Trial | None, effect: float, bas
         if slowed is not None and t is not slowed:
             continue
         e = paired.estimate(t.d, 0.0)  # the job's own noise: what the process term is read against
-        out.append({**base_line, "case": t.name, "family": families.get(t.name, ""),
+        out.append({**base_line, "case": t.name, "family": family_of(t.nodeid) or "-",
                     "effect": effect, "verdict": v.verdict,
                     "flagged": v.verdict in (verdict.REGRESSION, verdict.SLOWER_INFO),
                     "gated": not ab.informational(t.nodeid), "aa_job_flagged": job_flagged,
@@ -124,10 +121,6 @@ def _decided(trials: list[ab.Trial], slowed: ab.Trial | None, effect: float, bas
 
 def _finite(x: float | None) -> bool:
     return x is not None and math.isfinite(x)
-
-
-def _family(nodeid: str) -> str:
-    return family_of(nodeid) or "-"
 
 
 def append(path: Path, lines: list[dict]) -> None:

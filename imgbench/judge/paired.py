@@ -34,6 +34,7 @@ class Estimate:
     df: float
     pairs: int
     d: tuple = ()
+    within: float = math.inf  # the standard error of the pairs' own noise, without the process term
 
     @property
     def p_slower(self) -> float:
@@ -85,13 +86,13 @@ def estimate(d, process_sd: float) -> Estimate:
     centre, lo, hi = stats.hodges_lehmann(d, WITHIN_LEVEL)
     n = len(d)
     if not math.isfinite(lo) or not math.isfinite(hi):  # too few pairs for an interval
-        return Estimate(centre, math.inf, 1.0, n, tuple(d))
+        return Estimate(centre, math.inf, 1.0, n, tuple(d), math.inf)
     within = (hi - lo) / (2 * Z_WITHIN)
     se = math.hypot(within, process_sd)
     df_within = max(n - 1, 1)
     # Welch-Satterthwaite with the process term known (infinite degrees of freedom)
     df = df_within * (se / within) ** 4 if within > 0 else math.inf
-    return Estimate(centre, se, min(df, 1e6), n, tuple(d))
+    return Estimate(centre, se, min(df, 1e6), n, tuple(d), within)
 
 
 def holm(pvalues: list[float], alpha: float) -> list[tuple[bool, float]]:
@@ -117,6 +118,5 @@ def still_open(d, process_sd: float, level: float, min_effect: float) -> bool:
     process term (at half of it, more pairs narrow the interval by at most 11%). Stopping only when
     a case cannot be a regression never raises the false-alarm rate: a case that stops is never
     called one, and one that goes on ends where a fixed-size test would."""
-    if estimate(d, 0.0).se <= process_sd / 2:
-        return False
-    return estimate(d, process_sd).interval(2 * level)[1] >= 1 + min_effect
+    e = estimate(d, process_sd)
+    return e.within > process_sd / 2 and e.interval(2 * level)[1] >= 1 + min_effect

@@ -84,6 +84,20 @@ def paired(benches: str | None, base_ref: str | None, base_python: str | None = 
                    Side("candidate", here, sys.executable), Path(tmp))
 
 
+def process_term(args):
+    """The paired policy's process term from --process-sd and --process-from, for this machine
+    class (gate-check's results file is refused if it is not one; a missing one adds nothing)."""
+    from imgbench.forensics import gatecheck
+    from imgbench.hw import environment
+
+    path = Path(args.process_from)
+    if path.is_dir():
+        raise UserError(f"--process-from {args.process_from!r} is a folder (give a gate-check "
+                        "results file)")
+    machine = environment.environment()["fingerprint"]
+    return gatecheck.process_term(path, machine, args.process_sd / 100)
+
+
 def report(verdicts, markdown: bool, notes=(), memory_verdicts=None) -> int:
     """The verdict table, any notes, a count per verdict, then the memory verdicts if given; exit 1
     when a case regressed, else 3 when a case's peak memory did."""

@@ -125,7 +125,7 @@ def bisect(args) -> int:
         cases, min_effect = regressions(args.regressions)
     out = search.run(here, commits, side_args, sys.executable, args.alpha, min_effect,
                      args.budget, seed, show=lambda line: print(line, flush=True),
-                     note=common.progress("bisect"), process_sd=args.process_sd / 100,
+                     note=common.progress("bisect"), process_sd=common.process_term(args),
                      cases=cases)
     print("\n".join(out.summary))
     return out.code

@@ -31,6 +31,7 @@ def add(sub):
     ab.add_argument("--base-python", metavar="PATH",
                     help="the base's Python (another environment, e.g. torch)")
     parser.paired_policy(ab)
+    parser.rounds(ab)
     parser.seed(ab)
     parser.budget(ab)
     parser.markdown(ab)
@@ -68,6 +69,7 @@ def _add_gate_check(sub):
                    help="injected slowdowns in percent, 0 = A/A "
                         f"(default: {config.GATE_CHECK_EFFECTS})")
     parser.paired_policy(g, "chance of any false alarm in a job")
+    parser.rounds(g)
     g.add_argument("--seed", type=int, help="seed of the first job (default: drawn, printed)")
     parser.budget(g)
     g.add_argument("--hog", action="store_true", help="run a CPU-bound process beside the jobs")
@@ -91,11 +93,12 @@ def run_ab(args) -> int:
             raise UserError(f"--regressions {args.regressions!r} is a folder "
                             "(give a file to write)")
         storage.writable_folder(Path(args.regressions).resolve().parent, "--regressions")
+    process = common.process_term(args)
     runner.warn_if_busy()
     with common.paired(args.benches, args.base, args.base_python) as (base, cand, tmp):
         out = ab.run(base, cand, side_args, tmp, args.alpha, args.min_effect / 100, args.seed,
-                     budget_s=args.budget, note=common.progress("ab"),
-                     process_sd=args.process_sd / 100)
+                     budget_s=args.budget, note=common.progress("ab"), process=process,
+                     n_rounds=int(args.rounds))
     if not out.verdicts:
         raise UserError("no case ran in both versions: nothing to compare")
     notes = [f"seed {out.seed}; {len(out.trials)} case(s) in {out.seconds:.0f} s; "
@@ -131,6 +134,7 @@ def gate_check(args) -> int:
         raise UserError(f"--results {args.results!r} is a folder (give a file to append to)")
     storage.writable_folder(results.resolve().parent, "--results")
     gatecheck.load(results)  # a file that is not ours is refused before minutes of pairs
+    process = common.process_term(args)  # read before this run adds to it
     args.cases = "gate"
     side_args = common.side_args(args)
     seed = ab.draw_seed(args.seed)
@@ -141,10 +145,10 @@ def gate_check(args) -> int:
     runner.warn_if_busy()  # before any hog of ours
     with common.paired(args.benches, args.base) as (base, cand, tmp), gatecheck.hog(args.hog):
         lines = gatecheck.run_jobs(base, cand, side_args, tmp, args.jobs, effects, args.alpha,
-                                   args.min_effect / 100, seed, args.budget, note,
-                                   args.process_sd / 100,
+                                   args.min_effect / 100, seed, args.budget, note, process,
                                    gatecheck.stamp(machine, args.base) | {"hog": args.hog},
-                                   done=lambda job: gatecheck.append(results, job))
+                                   done=lambda job: gatecheck.append(results, job),
+                                   n_rounds=int(args.rounds))
     every = [ln for ln in gatecheck.load(results, machine) if not ln.get("hog")]
     print(f"this run: {len(lines)} trial(s), appended to {results}")
     print(gatecheck.render(lines, args.markdown))

@@ -94,8 +94,24 @@ def paired_policy(p: argparse.ArgumentParser,
                    metavar="PERCENT",
                    help="sd of the log-ratio of two worker processes of one tree, in percent: the "
                         "bias a pair of processes keeps for its lifetime, added to each case's "
-                        "variance; gate-check estimates it per case (default: "
+                        "variance (divided by the square root of the rounds) where --process-from "
+                        "measured no more for the case (default: "
                         f"{100 * config.AB_PROCESS_SD:g})")
+    p.add_argument("--process-from", metavar="PATH", default=config.GATE_CHECK_RESULTS,
+                   help="a gate-check results file: a case's between-process sd measured there "
+                        f"for this machine class in at least {config.AB_PROCESS_MIN_JOBS} A/A "
+                        "jobs raises its term above --process-sd (default: "
+                        f"{config.GATE_CHECK_RESULTS}, used where it exists)")
+
+
+def rounds(p: argparse.ArgumentParser):
+    p.add_argument("--rounds", type=number(lambda v: 1 <= v <= 100 and v == int(v),
+                                           "a whole number of rounds (valid: 1 to 100)"),
+                   default=config.AB_ROUNDS,
+                   help="fresh pairs of worker processes a gated case's pairs come from, one "
+                        "after the other (the information tier runs in the first only): the "
+                        "bias of a pair of processes averages out (default: "
+                        f"{config.AB_ROUNDS})")
 
 
 def budget(p: argparse.ArgumentParser):

@@ -159,13 +159,25 @@ AB_MIN_EFFECT = 0.03
 # x0.998-1.010 and the loader x0.987-1.008 (sd of the log-ratios 0.006 and 0.011); `imgbench
 # gate-check` estimates it per case from its own A/A jobs.
 AB_PROCESS_SD = 0.01
+# ab and gate-check: a case's measured between-process sd (gate-check's A/A jobs of this machine
+# class) raises its term once this many jobs measured it; fewer read too loosely
+AB_PROCESS_MIN_JOBS = 5
+# ab and gate-check: the fresh pairs of worker processes a gated case's pairs come from (each round
+# starts both workers again), so that the process term shrinks by its square root. 10 A/A jobs of
+# one pair each (2026-12-06) measured 2.1% for kerascnn's forward: with one pair a 5% slowdown
+# cannot be told from a process; a round costs ~13 s of start-up and set-up for the gate set.
+AB_ROUNDS = 4
+# ab and gate-check: no set of pairs runs longer than this (a case's first set is cut here, as a
+# case, where 12 pairs take longer: a ddp pair is two torchrun launches, ~16 s on the 2-core box)
+AB_SET_LIMIT_S = 120.0
 # ab and gate-check: families measured and shown but outside Holm's family, never failing a job.
 # On the 2-core box a ddp pair is two torchrun launches (~8 s): 12 pairs in 190 s cannot resolve
 # 3%; the loader's pairs of processes read x0.88 and x0.96 in A/A (cause not found, 2026-11-30).
 AB_INFORMATION_FAMILIES = ("ddp", "dataloader")
-# ab and gate-check: seconds of pairs per case on average, both sides (the job's cap is this times
-# its cases; a first set takes half, ab.Sizing). On the 2-core box the pairs' log-ratios have an sd
-# of 0.03-0.25 by the day (the host's), so hundreds of pairs resolve 5% on a noisy day.
+# ab and gate-check: seconds of pairs per case on average, both sides (the job's cap is this
+# times its cases; a first set takes half, policy.Sizing). On the 2-core box the pairs'
+# log-ratios have an sd of 0.03-0.25 by the day (the host's), so hundreds of pairs resolve 5% on
+# a noisy day.
 AB_BUDGET_S = 20.0
 # A/B jobs, and injected slowdowns in percent (0: A/A)
 GATE_CHECK_JOBS, GATE_CHECK_EFFECTS = 3, "0,5,10"

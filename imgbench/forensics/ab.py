@@ -1,21 +1,17 @@
 """Interleaved A/B: the same cases of two versions (two git refs, or two Python environments) timed
-burst by burst in one job. Each side is one long-lived worker process running its own tree's benches
-under pytest (the worker plugin, workers/ab_worker.py), so each version builds its cases its own
-way; the coordinator here walks both workers through the matched cases together and, per case,
-alternates short bursts of calls between them in counterbalanced order (ABBA...), pairing adjacent
-bursts.
+burst by burst in one job. Each side is a worker process running its own tree's benches under
+pytest (the worker plugin, workers/ab_worker.py), so each version builds its cases its own way; the
+coordinator here walks both workers through the matched cases together and, per case, alternates
+short bursts of calls between them in counterbalanced order (ABBA...), pairing adjacent bursts.
 
 Why: on a 2-core runner the host moves a case 15-28% between processes and in regimes lasting
 seconds; bursts of ~50 ms, paired back to back, see the same regime. A pair's log-ratio is
 log(candidate burst / base burst), each burst summarised by its median call (robust to a regime
-switch inside it). The decision (`decide`) follows the one paired policy (judge/paired.py): per case
-the Hodges-Lehmann estimate of the log-ratio with a variance that holds both the pairs' noise and
-the bias a pair of processes keeps for its lifetime, one-sided t tests, Holm's rule over all cases
-of the job (a contended case enters with p = 1), each interval at the level Holm held its case to,
-and the estimate against the minimum effect. Pairs are sized by precision under one job cap
-(Sizing): a first set per case, then as many again while more pairs could change its verdict. Cases
-of the information tier (config.AB_INFORMATION_FAMILIES) get their first set only and are decided
-apart: shown, never failing the job."""
+switch inside it). But a pair of processes also keeps a bias of its own for its lifetime (2.1% sd
+measured for kerascnn's forward), which its pairs cannot see: so a job runs in rounds, each with
+fresh workers (config.AB_ROUNDS), and a gated case's pairs come from all of them. The decision
+follows the one paired policy (forensics/policy.py, judge/paired.py); the information tier
+(config.AB_INFORMATION_FAMILIES) runs in the first round only, with its first set."""
 
 from __future__ import annotations
 
@@ -34,15 +30,17 @@ import numpy as np
 
 from imgbench.core.config import (
     AB_BUDGET_S,
-    AB_INFORMATION_FAMILIES,
     AB_MIN_EFFECT,
     AB_PROCESS_SD,
+    AB_ROUNDS,
+    AB_SET_LIMIT_S,
     ALPHA,
 )
-from imgbench.core.identity import case_key, family_of, test_of
+from imgbench.core.identity import case_key
+from imgbench.forensics.policy import Sizing, informational, rounds_of, tiered
 from imgbench.forensics.worker import AB_PLUGIN, START_S, ABError, Side, Worker, start
 from imgbench.hw import contention
-from imgbench.judge import paired, verdict
+from imgbench.judge.paired import ProcessTerm
 from imgbench.judge.verdict import Verdict
 
 # a burst this long (at least one call): timer-safe, short next to the host's regimes
@@ -89,6 +87,29 @@ class Trial:
     seconds: float                   # wall time of the pairs
     contention: dict = field(default_factory=dict)
     nodeid: str = ""                 # the candidate's node id (its family: the bench file)
+    sizes: tuple[int, ...] = ()      # pairs per round (pair of worker processes); (): one round
+
+    @property
+    def rounds(self) -> int:
+        return max(1, len(self.sizes))
+
+    def groups(self) -> tuple[tuple[float, ...], ...]:
+        """The log-ratios of each round."""
+        out, i = [], 0
+        for n in self.sizes or (len(self.d),):
+            out.append(tuple(self.d[i:i + n]))
+            i += n
+        return tuple(out)
+
+    def join(self, later: Trial) -> Trial:
+        """This case's pairs and those of a later round (fresh workers): one trial of both; its
+        contention record the round's that flags, if one does."""
+        worse = later.contention if contention.flag(later.contention) and not contention.flag(
+            self.contention) else self.contention
+        return replace(self, d=self.d + later.d, base=self.base + later.base,
+                       cand=self.cand + later.cand, seconds=self.seconds + later.seconds,
+                       contention=worse, sizes=(self.sizes or (len(self.d),))
+                       + (later.sizes or (len(later.d),)))
 
     @property
     def sd(self) -> float:
@@ -139,11 +160,12 @@ class Pairing:
               still_open: Callable[[list[float]], bool] | None = None) -> Trial:
         """`pairs` pairs, then as many again while `still_open` says more pairs could change the
         verdict and the next set ends before `until` (time.monotonic()); the candidate's calls
-        slowed by `slowdown` times its median call (gate-check's injection; 0 in a real A/B)."""
+        slowed by `slowdown` times its median call (gate-check's injection; 0 in a real A/B). The
+        first set stops early at AB_SET_LIMIT_S: a long case is cut as a case."""
         extra = slowdown * self.cand_median
         t = Trial(self.m.name, [], [], [], self.calls, 0.0, nodeid=self.m.cand_id)
         start, snap = time.monotonic(), contention.snapshot()
-        self.add_pairs(t, pairs, extra)
+        self.add_pairs(t, pairs, extra, start + AB_SET_LIMIT_S)
         while (still_open is not None and 2 * len(t.d) <= MAX_TOTAL_PAIRS and still_open(t.d)
                and (until is None or time.monotonic() + len(t.d) * self.pair_s <= until)):
             self.add_pairs(t, len(t.d), extra)
@@ -151,10 +173,13 @@ class Pairing:
                                    contention.between(snap, contention.snapshot()))
         return t
 
-    def add_pairs(self, t: Trial, pairs: int, extra: float = 0.0):
-        """`pairs` more pairs into `t`, the candidate's calls slowed by `extra` seconds each."""
+    def add_pairs(self, t: Trial, pairs: int, extra: float = 0.0, until: float | None = None):
+        """`pairs` more pairs into `t`, the candidate's calls slowed by `extra` seconds each; none
+        begun that would end after `until` (time.monotonic()), save the first."""
         first = self.rng.random() < 0.5
         for i in range(pairs):
+            if i and until is not None and time.monotonic() + self.pair_s > until:
+                return
             sides = [("base", self.base, 0.0), ("candidate", self.cand, extra)]
             if (i % 2 == 0) == first:  # ABBA: each side goes first in half the pairs
                 sides.reverse()
@@ -162,80 +187,6 @@ class Pairing:
             t.base.append(got["base"])
             t.cand.append(got["candidate"])
             t.d.append(math.log(got["candidate"] / got["base"]))
-
-
-@dataclass
-class Sizing:
-    """Pairs by precision under one job cap (`budget_s` per trial on average): each trial's first
-    set takes `budget_s / 2` (12 to 300 pairs); it then doubles while the case is still open
-    (paired.still_open, at Holm's first level) and the next set ends before its allowance: at most
-    twice its share of what is left of the cap, and never into the first sets of the trials still
-    to come. Time a clear case leaves flows to the cases after it. (A first version let a case run
-    to the cap less the others' first sets: on a noisy day the first cases took it all.)"""
-    budget_s: float
-    trials: int                      # the job's trials, all cases
-    cases: int                       # the gated cases: Holm's first level is alpha over them
-    alpha: float
-    min_effect: float
-    process_sd: float
-    start: float = field(default_factory=time.monotonic)
-    done: int = 0
-
-    def allowance(self) -> float:
-        """When the next trial's sets must end (time.monotonic())."""
-        now, left = time.monotonic(), max(1, self.trials - self.done)
-        end = self.start + self.budget_s * self.trials
-        return min(end - (left - 1) * self.budget_s / 2, now + 2 * max(end - now, 0.0) / left)
-
-    def trial(self, p: Pairing, slowdown: float = 0.0, extend: bool = True) -> Trial:
-        until, level = self.allowance(), self.alpha / max(1, self.cases)
-        self.done += 1
-
-        def still_open(d: list[float]) -> bool:
-            return paired.still_open(d, self.process_sd, level, self.min_effect)
-        return p.trial(p.budget_pairs(self.budget_s / 2), slowdown, until,
-                       still_open if extend else None)
-
-
-def decide(trials: list[Trial], alpha: float, min_effect: float,
-           process_sd: float = AB_PROCESS_SD) -> list[Verdict]:
-    """Verdicts for one job's trials by the paired policy: Holm over the job's cases (a case under
-    contention enters with p = 1 and gets no verdict), each interval at the level Holm held its case
-    to, the Hodges-Lehmann ratio against the minimum effect, and per case the smallest slowdown
-    the job could have caught alone (tested at Holm's first level)."""
-    flags = [contention.flag(t.contention) for t in trials]
-    est = [paired.estimate(t.d, process_sd) for t in trials]
-    slower = paired.holm([1.0 if f else e.p_slower for e, f in zip(est, flags, strict=True)], alpha)
-    faster = paired.holm([1.0 if f else e.p_faster for e, f in zip(est, flags, strict=True)], alpha)
-    out = []
-    for t, e, (s, level), (f, _), why in zip(trials, est, slower, faster, flags, strict=True):
-        ratio, ci = math.exp(e.centre), e.interval(2 * level)
-        v = Verdict(t.name, test_of(t.name), float(np.median(t.base)), float(np.median(t.cand)),
-                    ratio, ci, None, None, min_effect, verdict.judge(ratio, min_effect, s, f, ci),
-                    detectable=e.detectable(alpha / len(trials)))
-        out.append(verdict.contended(v, why))
-    return out
-
-
-def informational(nodeid: str) -> bool:
-    """Whether a case is in the information tier (config.AB_INFORMATION_FAMILIES): measured and
-    shown, outside Holm's family, never failing the job."""
-    return family_of(nodeid) in AB_INFORMATION_FAMILIES
-
-
-def tiered(trials: list[Trial], alpha: float, min_effect: float,
-           process_sd: float) -> list[Verdict]:
-    """The gated trials decided together; the information tier's apart (Holm among themselves),
-    where a slowdown is shown as such and is never a regression. In the trials' order."""
-    info = [t for t in trials if informational(t.nodeid)]
-    gated = [t for t in trials if not informational(t.nodeid)]
-    by_trial = dict(zip(map(id, gated), decide(gated, alpha, min_effect, process_sd)
-                        if gated else [], strict=True))
-    for t, v in zip(info, decide(info, alpha, min_effect, process_sd) if info else [],
-                    strict=True):
-        by_trial[id(t)] = (replace(v, verdict=verdict.SLOWER_INFO)
-                           if v.verdict == verdict.REGRESSION else v)
-    return [by_trial[id(t)] for t in trials]
 
 
 @dataclass
@@ -280,21 +231,38 @@ class Session:
                 return
 
 
+def rounds(base: Side, cand: Side, args: list[str], folder: Path, seed: int, n: int,
+           note: Callable[[str], None] = lambda s: None) -> Iterator[tuple[int, Session]]:
+    """`n` sessions one after the other, each with fresh workers (round r in folder/round<r>): the
+    first holds every matched case, the later ones the gated cases only (policy.rounds_of). A pair
+    of processes keeps a bias for its lifetime; several pairs average it out."""
+    for r in range(n):
+        sub = folder / f"round{r}"
+        sub.mkdir()
+        with session(base, cand, args, sub, seed if r == 0 else f"{seed}:{r}", note,
+                     lambda m, r=r: rounds_of(m.cand_id, n) > r) as s:
+            yield r, s
+        if not any(rounds_of(m.cand_id, n) > r + 1 for m in s.cases):
+            return
+
+
 def copy_plugin(folder: Path) -> None:
     """The A/B worker plugin beside the run, under the module name both sides' pytest load it by."""
     shutil.copyfile(Path(__file__).parent / "workers" / "ab_worker.py", folder / f"{AB_PLUGIN}.py")
 
 
 @contextmanager
-def session(base: Side, cand: Side, args: list[str], folder: Path, seed: int,
-            note: Callable[[str], None] = lambda s: None) -> Iterator[Session]:
+def session(base: Side, cand: Side, args: list[str], folder: Path, seed: int | str,
+            note: Callable[[str], None] = lambda s: None,
+            keep: Callable[[Matched], bool] = lambda m: True) -> Iterator[Session]:
     """Start one worker per side on `args` (an option the base's pytest does not know is dropped for
-    it, with a note), match their cases, and stop them whatever happens."""
+    it, with a note), match their cases (those `keep` keeps), and stop them whatever happens."""
     copy_plugin(folder)
     workers = start([base, cand], args, folder, note)
     try:
         lists = [w.recv(START_S)[1] for w in workers]
         both, only_base, only_cand = match(*lists)
+        both = [m for m in both if keep(m)]
         for w in workers:
             w.put([m.base_id if w.side is base else m.cand_id for m in both])
         yield Session(*workers, both, only_base, only_cand, random.Random(seed))
@@ -341,34 +309,51 @@ def unexplained(missing: dict[str, str], removed: list[str]) -> dict[str, str]:
 def run(base: Side, cand: Side, args: list[str], folder: Path, alpha: float = ALPHA,
         min_effect: float = AB_MIN_EFFECT, seed: int | None = None, budget_s: float = AB_BUDGET_S,
         note: Callable[[str], None] = lambda s: None,
-        process_sd: float = AB_PROCESS_SD) -> Outcome:
-    """`imgbench ab`: every matched case paired, then decided together."""
+        process: ProcessTerm | float = AB_PROCESS_SD, n_rounds: int = AB_ROUNDS) -> Outcome:
+    """`imgbench ab`: every matched case paired, in `n_rounds` rounds of fresh workers (the
+    information tier in the first only), then decided together."""
     seed = draw_seed(seed)
     note(f"seed {seed} (replay the pair order with --seed {seed})")
     start = time.monotonic()
-    trials, not_run, only_base = [], {}, []
-    with session(base, cand, args, folder, seed, note) as s:
-        only_base = s.only_base
-        for name, ids in (("base", s.only_base), ("candidate", s.only_cand)):
-            if ids:
-                more = f" and {len(ids) - 10} more" if len(ids) > 10 else ""
-                note(f"only the {name} has {len(ids)} case(s), not compared: "
-                     f"{', '.join(ids[:10])}{more}")
-        note(f"{len(s.cases)} case(s) in both versions")
-        gated = [m for m in s.cases if not informational(m.cand_id)]
-        sizing = Sizing(budget_s, len(s.cases), len(gated), alpha, min_effect, process_sd)
+    trials: dict[str, Trial] = {}
+    not_run: dict[str, str] = {}
+    only_base: list[str] = []
+    sizing = None
+    for r, s in rounds(base, cand, args, folder, seed, n_rounds, note):
+        if r == 0:
+            only_base = s.only_base
+            _note_unmatched(s, note)
+            gated = [m for m in s.cases if not informational(m.cand_id)]
+            sizing = Sizing(budget_s / n_rounds, sum(rounds_of(m.cand_id, n_rounds)
+                                                      for m in s.cases),
+                            len(gated), alpha, min_effect, process, n_rounds)
         for i, (m, p) in enumerate(s.each()):
+            if m.name in not_run:
+                continue
             if isinstance(p, str):
                 not_run[m.name] = p
+                trials.pop(m.name, None)
                 note(f"{m.name}: not compared ({p})")
                 continue
+            before = trials[m.name].groups() if m.name in trials else ()
             try:
-                t = sizing.trial(p, extend=not informational(m.cand_id))
+                t = sizing.trial(p, extend=not informational(m.cand_id), before=before)
             except CaseFailed as e:
                 not_run[m.name] = str(e)
+                trials.pop(m.name, None)
                 note(f"{m.name}: not compared ({e})")
                 continue
-            trials.append(t)
-            note(f"[{i + 1}/{len(s.cases)}] {m.name}: {t.summary()}")
-    verdicts = tiered(trials, alpha, min_effect, process_sd)
-    return Outcome(verdicts, trials, not_run, seed, time.monotonic() - start, only_base)
+            trials[m.name] = trials[m.name].join(t) if m.name in trials else t
+            note(f"[round {r + 1}/{n_rounds}, {i + 1}/{len(s.cases)}] {m.name}: {t.summary()}")
+    verdicts = tiered(list(trials.values()), alpha, min_effect, process)
+    return Outcome(verdicts, list(trials.values()), not_run, seed, time.monotonic() - start,
+                   only_base)
+
+
+def _note_unmatched(s: Session, note: Callable[[str], None]) -> None:
+    for name, ids in (("base", s.only_base), ("candidate", s.only_cand)):
+        if ids:
+            more = f" and {len(ids) - 10} more" if len(ids) > 10 else ""
+            note(f"only the {name} has {len(ids)} case(s), not compared: "
+                 f"{', '.join(ids[:10])}{more}")
+    note(f"{len(s.cases)} case(s) in both versions")

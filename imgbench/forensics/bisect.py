@@ -49,6 +49,7 @@ from imgbench.forensics.steps import (
     midpoint_judge,
 )
 from imgbench.forensics.worker import Side
+from imgbench.judge.paired import ProcessTerm
 
 FOUND, NO_SLOWDOWN, OPEN = 0, 1, 3  # exit codes (2: bad input)
 STEP_BUDGET_S = config.BISECT_STEP_BUDGET_S
@@ -102,7 +103,8 @@ class Outcome:
 def run(here: Path, commits: list[Commit], args: list[str], python: str, alpha: float = ALPHA,
         min_effect: float = AB_MIN_EFFECT, budget_s: float = STEP_BUDGET_S, seed: int = 0,
         show: Callable[[str], None] = lambda s: None,
-        note: Callable[[str], None] = lambda s: None, process_sd: float = AB_PROCESS_SD,
+        note: Callable[[str], None] = lambda s: None,
+        process_sd: float | ProcessTerm = AB_PROCESS_SD,
         cases: list[str] | None = None) -> Outcome:
     """Bisect `commits` (from `line`: GOOD first, BAD last) with `args` for pytest on each tree's
     benches/ (`here`'s place in the repository); `show` gets each step's line as it ends. `cases`:

@@ -33,74 +33,94 @@ from pathlib import Path
 import numpy as np
 
 from imgbench.core import atomic, table
-from imgbench.core.config import AB_BUDGET_S, AB_PROCESS_SD
+from imgbench.core.config import AB_BUDGET_S, AB_PROCESS_MIN_JOBS, AB_PROCESS_SD, AB_ROUNDS
 from imgbench.core.errors import UserError
 from imgbench.core.identity import family_of
-from imgbench.forensics import ab
+from imgbench.forensics import ab, policy
 from imgbench.forensics.worker import Side
 from imgbench.judge import paired, stats, verdict
+from imgbench.judge.paired import ProcessTerm
 
 
 def run_jobs(base: Side, cand: Side, args: list[str], folder: Path, jobs: int, effects: list[float],
              alpha: float, min_effect: float, seed: int, budget_s: float = AB_BUDGET_S,
              progress: Callable[[str], None] = lambda s: None,
-             process_sd: float = AB_PROCESS_SD, stamp: dict | None = None,
-             done: Callable[[list[dict]], None] = lambda lines: None) -> list[dict]:
-    """`jobs` real A/B sessions; one line per trial (see the module's text). `stamp`: fields every
-    line carries (machine class, base, date); `done` gets each job's lines as it ends (so that an
-    interrupted run keeps the jobs it finished)."""
+             process: ProcessTerm | float = AB_PROCESS_SD, stamp: dict | None = None,
+             done: Callable[[list[dict]], None] = lambda lines: None,
+             n_rounds: int = AB_ROUNDS) -> list[dict]:
+    """`jobs` real A/B jobs (each `n_rounds` rounds of fresh workers, as `imgbench ab` runs); one
+    line per trial (see the module's text). `stamp`: fields every line carries (machine class,
+    base, date); `done` gets each job's lines as it ends (so that an interrupted run keeps the jobs
+    it finished)."""
     lines: list[dict] = []
-    slowed_effects = [e for e in effects if e > 0]
     for j in range(jobs):
-        job_seed, started = seed + j, time.monotonic()
-        rng = random.Random(job_seed)
-        aa: dict[str, ab.Trial] = {}
-        slowed: dict[float, ab.Trial] = {}
-        sub = folder / f"job{j}"
-        sub.mkdir()
-        with ab.session(base, cand, args, sub, job_seed, note=progress) as s:
-            chosen = {e: rng.choice(s.cases).name for e in slowed_effects} if s.cases else {}
-            gated = [m for m in s.cases if not ab.informational(m.cand_id)]
-            sizing = ab.Sizing(budget_s, len(s.cases) + len(chosen), len(gated), alpha,
-                               min_effect, process_sd)
-            for m, p in s.each():
-                if isinstance(p, str):
-                    progress(f"job {j + 1}: {m.name} not compared ({p})")
-                    continue
-                order = [0.0] + [e for e, name in chosen.items() if name == m.name]
-                rng.shuffle(order)
-                try:
-                    got = {e: sizing.trial(p, e, extend=not ab.informational(m.cand_id))
-                           for e in order}
-                except ab.CaseFailed as err:
-                    progress(f"job {j + 1}: {m.name} not compared ({err})")
-                    continue
-                aa[m.name] = got.pop(0.0)
-                slowed.update(got)
-                for e, t in [(0.0, aa[m.name]), *got.items()]:
-                    progress(f"job {j + 1}/{jobs} {m.name} +{e:.0%}: {t.summary()}")
+        started = time.monotonic()
+        aa, slowed = _job(base, cand, args, folder / f"job{j}", seed + j, effects,
+                          policy.Sizing(budget_s / n_rounds, 0, 0, alpha, min_effect, process,
+                                        n_rounds),
+                          lambda s, j=j: progress(f"job {j + 1}/{jobs}: {s}"))
         minutes = (time.monotonic() - started) / 60
-        base_line = {**(stamp or {}), "seed": job_seed, "job_minutes": round(minutes, 2),
-                     "alpha": alpha, "min_effect": min_effect, "process_sd": process_sd}
-        job = _decided(list(aa.values()), None, 0.0, base_line, alpha, min_effect, process_sd)
+        base_line = {**(stamp or {}), "seed": seed + j, "job_minutes": round(minutes, 2),
+                     "alpha": alpha, "min_effect": min_effect,
+                     "process_sd": paired.term(process).default, "rounds": n_rounds}
+        job = _decided(list(aa.values()), None, 0.0, base_line, alpha, min_effect, process)
         for e, t in slowed.items():
             others = [a for name, a in aa.items() if name != t.name]
-            job += _decided(others, t, e, base_line, alpha, min_effect, process_sd)
+            job += _decided(others, t, e, base_line, alpha, min_effect, process)
         done(job)
         lines += job
         progress(f"job {j + 1}/{jobs} done in {minutes:.1f} min")
     return lines
 
 
+def _job(base: Side, cand: Side, args: list[str], folder: Path, job_seed: int,
+         effects: list[float], sizing: policy.Sizing, progress: Callable[[str], None]
+         ) -> tuple[dict[str, ab.Trial], dict[float, ab.Trial]]:
+    """One job's trials: per case its A/A trial, and per effect the slowed trial of the case drawn
+    for it, each holding its pairs of every round. `sizing`: the policy, its job size set here."""
+    rng = random.Random(job_seed)
+    chosen: dict[float, str] = {}
+    got: dict[tuple[str, float], ab.Trial] = {}
+    failed: set[str] = set()
+    folder.mkdir()
+    for r, s in ab.rounds(base, cand, args, folder, job_seed, sizing.rounds, progress):
+        if r == 0:
+            chosen = {e: rng.choice(s.cases).name for e in effects if e > 0} if s.cases else {}
+            sizing.cases = sum(not policy.informational(m.cand_id) for m in s.cases)
+            sizing.trials = sum(policy.rounds_of(m.cand_id, sizing.rounds)
+                                * (1 + list(chosen.values()).count(m.name)) for m in s.cases)
+            sizing.start = time.monotonic()
+        for m, p in s.each():
+            if isinstance(p, str) or m.name in failed:
+                failed.add(m.name)
+                progress(f"{m.name} not compared ({p if isinstance(p, str) else 'failed before'})")
+                continue
+            order = [0.0] + [e for e, name in chosen.items() if name == m.name]
+            rng.shuffle(order)
+            try:
+                for e in order:
+                    key = (m.name, e)
+                    t = sizing.trial(p, e, extend=not policy.informational(m.cand_id),
+                                     before=got[key].groups() if key in got else ())
+                    got[key] = got[key].join(t) if key in got else t
+                    progress(f"round {r + 1} {m.name} +{e:.0%}: {t.summary()}")
+            except ab.CaseFailed as err:
+                failed.add(m.name)
+                progress(f"{m.name} not compared ({err})")
+    got = {k: t for k, t in got.items() if k[0] not in failed}
+    return ({name: t for (name, e), t in got.items() if e == 0},
+            {e: t for (name, e), t in got.items() if e > 0})
+
+
 def _decided(trials: list[ab.Trial], slowed: ab.Trial | None, effect: float, base_line: dict,
              alpha: float, min_effect: float,
-             process_sd: float) -> list[dict]:
+             process: ProcessTerm | float) -> list[dict]:
     """One decision as ab makes it: the A/A lines (effect 0: all the job's cases), or the slowed
     case's line (its trial decided among the others' A/A trials)."""
     job = trials + ([slowed] if slowed else [])
     if not job:
         return []
-    verdicts = ab.tiered(job, alpha, min_effect, process_sd)
+    verdicts = policy.tiered(job, alpha, min_effect, process)
     job_flagged = any(v.verdict == verdict.REGRESSION
                       for t, v in zip(job, verdicts, strict=True) if t is not slowed)
     out = []
@@ -111,7 +131,8 @@ def _decided(trials: list[ab.Trial], slowed: ab.Trial | None, effect: float, bas
         out.append({**base_line, "case": t.name, "family": family_of(t.nodeid) or "-",
                     "effect": effect, "verdict": v.verdict,
                     "flagged": v.verdict in (verdict.REGRESSION, verdict.SLOWER_INFO),
-                    "gated": not ab.informational(t.nodeid), "aa_job_flagged": job_flagged,
+                    "gated": not policy.informational(t.nodeid), "aa_job_flagged": job_flagged,
+                    "rounds": t.rounds, "case_process_sd": paired.term(process).sd(t.name),
                     "log_ratio": e.centre, "within_se": e.se, "ratio": v.ratio,
                     "ci": list(v.ci) if v.ci else None,
                     "detectable": v.detectable if _finite(v.detectable) else None,
@@ -131,20 +152,20 @@ def append(path: Path, lines: list[dict]) -> None:
         tmp.write_text(old + "".join(json.dumps(ln, sort_keys=True) + "\n" for ln in lines))
 
 
-def load(path: Path, machine: str | None = None) -> list[dict]:
-    """The results file's lines (of `machine` only, if given)."""
+def load(path: Path, machine: str | None = None, option: str = "--results") -> list[dict]:
+    """The results file's lines (of `machine` only, if given); `option`: the one that named it."""
     try:
         text = path.read_text()
     except FileNotFoundError:
         return []
     except OSError as e:
-        raise UserError(f"--results {str(path)!r}: {e.strerror or e}") from None
+        raise UserError(f"{option} {str(path)!r}: {e.strerror or e}") from None
     out = []
     for i, ln in enumerate(text.splitlines(), 1):
         try:
             line = json.loads(ln)
         except json.JSONDecodeError:
-            raise UserError(f"--results {str(path)!r} line {i} is not JSON (valid: the lines "
+            raise UserError(f"{option} {str(path)!r} line {i} is not JSON (valid: the lines "
                             "gate-check appends)") from None
         if machine is None or line.get("machine") == machine:
             out.append(line)
@@ -159,20 +180,30 @@ def _rate(k: int, n: int) -> str:
 
 
 def process_sd(lines: list[dict]) -> dict[str, tuple[float, int]]:
-    """Per case, from its A/A lines of at least 3 jobs: the sd of the log-ratio between pairs of
-    processes (the variance of the jobs' estimates less the mean of their own squared standard
-    errors, at least 0) and the number of jobs."""
+    """Per case, from its A/A lines of at least 3 jobs: the sd of the log-ratio between two worker
+    processes (the variance of the jobs' estimates less their own squared standard errors, each
+    job's term times its rounds, since a job's estimate averages that many pairs of processes; at
+    least 0) and the number of jobs."""
     by_case = defaultdict(list)
     for ln in lines:
         if ln["effect"] == 0 and ln["verdict"] != verdict.CONTENDED:
-            by_case[ln["case"]].append((ln["log_ratio"], ln["within_se"]))
+            by_case[ln["case"]].append((ln["log_ratio"], ln["within_se"], ln.get("rounds", 1)))
     out = {}
     for case, got in by_case.items():
-        if len(got) >= 3:
-            centres, ses = np.array(got).T
-            between = float(np.var(centres, ddof=1) - np.mean(ses**2))
-            out[case] = (math.sqrt(max(between, 0.0)), len(got))
+        n = len(got)
+        if n >= 3:
+            centres, ses, rounds = np.array(got).T
+            terms = rounds * ((centres - centres.mean()) ** 2 * n / (n - 1) - ses**2)
+            out[case] = (math.sqrt(max(float(terms.mean()), 0.0)), n)
     return out
+
+
+def process_term(path: Path, machine: str, default: float) -> ProcessTerm:
+    """The process term for this machine class: the default, raised per case where the results
+    file's A/A jobs (without a hog) measured more in at least config.AB_PROCESS_MIN_JOBS jobs."""
+    lines = [ln for ln in load(path, machine, "--process-from") if not ln.get("hog")]
+    return ProcessTerm(default, {case: sd for case, (sd, n) in process_sd(lines).items()
+                                 if n >= AB_PROCESS_MIN_JOBS})
 
 
 def render(lines: list[dict], markdown: bool = False) -> str:

@@ -97,7 +97,7 @@ def _reading(name: str, d: list[float], level: float, judge: Judge, process_sd: 
 
 
 def read(p: ab.Pairing, judge: Judge, level: float, budget_s: float,
-         process_sd: float) -> tuple[Reading, int]:
+         process_sd: float | paired.ProcessTerm) -> tuple[Reading, int]:
     """One case's pairs in sets, looking at LADDER's totals, until `judge` calls the interval or the
     next set would overrun `budget_s` (the first always runs). Returns the reading and the sets
     after the first."""
@@ -118,7 +118,7 @@ def read(p: ab.Pairing, judge: Judge, level: float, budget_s: float,
                 dropped = f"pairs dropped, {why}"
                 continue
             d += t.d
-        reading = _reading(p.m.name, d, level, judge, process_sd)
+        reading = _reading(p.m.name, d, level, judge, paired.term(process_sd).sd(p.m.name))
         if reading.verdict != UNDECIDED:
             return reading, sets - 1
     return replace(reading, why=f"too noisy to say in {len(d)} pairs"), sets - 1
@@ -126,7 +126,7 @@ def read(p: ab.Pairing, judge: Judge, level: float, budget_s: float,
 
 def ab_step(good: Side, cand: Side, args: list[str], folder: Path, seed: int, budget_s: float,
             alpha: float, judges: dict[str, Judge] | Judge, note: Callable[[str], None],
-            process_sd: float) -> tuple[list[Reading], dict[str, str], int]:
+            process_sd: float | paired.ProcessTerm) -> tuple[list[Reading], dict[str, str], int]:
     """One A/B of GOOD against a commit. `judges`: one judge for every matched case (step 0), or a
     judge per case to read (the rest are left alone; once one reads slow the others need no pairs).
     Returns the readings, why any of the named cases did not run, and the sets of pairs added."""
@@ -139,7 +139,7 @@ def ab_step(good: Side, cand: Side, args: list[str], folder: Path, seed: int, bu
         not_run.update({n: "not collected" for n in named if n not in {m.name for m in s.cases}})
         # Each look calls a case by one bound of a two-sided interval: wrong with a chance of at
         # most half its level, so the level is 2 alpha split over the looks and the cases (as
-        # ab.decide does).
+        # policy.decide does).
         level = 2 * alpha / (len(LADDER) * max(1, len(named)))
         for m, p in s.each():  # walked to the end: the workers wait for every case
             if m.name not in named or (isinstance(judges, dict)
@@ -170,7 +170,7 @@ class Stepper:
     budget_s: float
     seed: int
     note: Callable[[str], None]
-    process_sd: float
+    process_sd: float | paired.ProcessTerm
     steps: list[Step] = field(default_factory=list)
 
     def __call__(self, i: int, judges: dict[str, Judge] | Judge) -> Step:

@@ -13,7 +13,8 @@ Student's t with Welch-Satterthwaite degrees of freedom (the process term counts
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from imgbench.judge import stats
 
@@ -79,20 +80,65 @@ class Estimate:
         return math.expm1(t * self.se)
 
 
-def estimate(d, process_sd: float) -> Estimate:
-    """The Hodges-Lehmann centre of the log-ratios `d`, its within-job standard error (the
-    half-width of its exact 95% interval over the normal quantile) and the process term added in
-    quadrature."""
+@dataclass(frozen=True)
+class ProcessTerm:
+    """The between-process sd a case's variance holds: the default, raised per case where the
+    machine's own gate-check measured more (`measured`: case -> sd, from at least
+    config.AB_PROCESS_MIN_JOBS A/A jobs of this machine class; a measured figure below the default
+    is not used to lower it, as a few jobs can read low by chance). Per pair of processes: a case
+    measured over several (rounds) divides it by their square root (`estimate`)."""
+    default: float
+    measured: Mapping[str, float] = field(default_factory=dict)
+
+    def sd(self, case: str) -> float:
+        return max(self.default, self.measured.get(case, 0.0))
+
+
+def term(process_sd: float | ProcessTerm) -> ProcessTerm:
+    """A plain sd as the term for every case."""
+    return process_sd if isinstance(process_sd, ProcessTerm) else ProcessTerm(process_sd)
+
+
+def estimate(d, process_sd: float, sizes: tuple[int, ...] = ()) -> Estimate:
+    """The log-ratios `d` as an estimate: per round (`sizes`: the pairs of each pair of processes,
+    in order; () for one) the Hodges-Lehmann centre and its within-job standard error (the half-
+    width of its exact 95% interval over the normal quantile); the rounds weighted alike, so that
+    their biases average as the process term assumes (a round with more pairs must not count as more
+    processes); and the process term over the rounds added in quadrature. A round with too few pairs
+    for an interval is left out."""
+    d = list(d)
+    parts = [_round(g) for g in _split(d, sizes)]
+    parts = [pt for pt in parts if math.isfinite(pt[1])]
+    if not parts:  # too few pairs for an interval
+        return Estimate(stats.hodges_lehmann(d, WITHIN_LEVEL)[0], math.inf, 1.0, len(d), tuple(d),
+                        math.inf)
+    k = len(parts)
+    centre = sum(c for c, _, _ in parts) / k
+    within = math.sqrt(sum(w**2 for _, w, _ in parts)) / k
+    se = math.hypot(within, process_sd / math.sqrt(k))
+    # Welch-Satterthwaite: the rounds' own noise with their degrees of freedom, the process term
+    # known (infinite degrees of freedom)
+    spread = sum((w / k) ** 4 / max(n - 1, 1) for _, w, n in parts)
+    df = se**4 / spread if spread > 0 else math.inf
+    return Estimate(centre, se, min(df, 1e6), len(d), tuple(d), within)
+
+
+def _split(d: list[float], sizes: tuple[int, ...]) -> list[list[float]]:
+    if len(sizes) < 2:
+        return [d]
+    out, i = [], 0
+    for n in sizes:
+        out.append(d[i:i + n])
+        i += n
+    return out
+
+
+def _round(d: list[float]) -> tuple[float, float, int]:
+    """One round's Hodges-Lehmann centre, within standard error (inf below an interval), pairs."""
     centre, lo, hi = stats.hodges_lehmann(d, WITHIN_LEVEL)
-    n = len(d)
-    if not math.isfinite(lo) or not math.isfinite(hi):  # too few pairs for an interval
-        return Estimate(centre, math.inf, 1.0, n, tuple(d), math.inf)
-    within = (hi - lo) / (2 * Z_WITHIN)
-    se = math.hypot(within, process_sd)
-    df_within = max(n - 1, 1)
-    # Welch-Satterthwaite with the process term known (infinite degrees of freedom)
-    df = df_within * (se / within) ** 4 if within > 0 else math.inf
-    return Estimate(centre, se, min(df, 1e6), n, tuple(d), within)
+    if not math.isfinite(lo) or not math.isfinite(hi):
+        return centre, math.inf, len(d)
+    return centre, (hi - lo) / (2 * Z_WITHIN), len(d)
 
 
 def holm(pvalues: list[float], alpha: float) -> list[tuple[bool, float]]:
@@ -112,11 +158,19 @@ def holm(pvalues: list[float], alpha: float) -> list[tuple[bool, float]]:
     return out
 
 
-def still_open(d, process_sd: float, level: float, min_effect: float) -> bool:
-    """Whether more pairs could still change a case's verdict: its interval's upper bound (one-sided
-    `level`) reaches the minimum effect, and the pairs' own noise is not yet small next to the
-    process term (at half of it, more pairs narrow the interval by at most 11%). Stopping only when
-    a case cannot be a regression never raises the false-alarm rate: a case that stops is never
-    called one, and one that goes on ends where a fixed-size test would."""
-    e = estimate(d, process_sd)
-    return e.within > process_sd / 2 and e.interval(2 * level)[1] >= 1 + min_effect
+def still_open(d, process_sd: float, level: float, min_effect: float,
+               before: tuple[tuple[float, ...], ...] = (), rounds: int = 1) -> bool:
+    """Whether more pairs in this round (`d`; `before`: the case's earlier rounds, of `rounds` in
+    all) could still change its verdict: the interval the case would have with the process term of
+    all its rounds (one-sided `level`) reaches the minimum effect, and this round's own noise is not
+    yet small next to the process term (at half of it, more pairs narrow the round's part by at
+    most 11%). Stopping only when a case cannot be a regression never raises the false-alarm rate:
+    a case that stops is never called one, and one that goes on ends where a fixed-size test
+    would."""
+    groups = [*before, tuple(d)]
+    k = len(groups)
+    # the process term as the case will have it: over `rounds` processes, not the k so far
+    e = estimate([x for g in groups for x in g], process_sd * math.sqrt(k / max(rounds, k)),
+                 tuple(len(g) for g in groups))
+    within = e.within if k == 1 else _round(list(d))[1]
+    return within > process_sd / 2 and e.interval(2 * level)[1] >= 1 + min_effect

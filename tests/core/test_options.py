@@ -16,13 +16,15 @@ CLI_ONLY = {  # each command's own options beside the table's
     "run": {"--benches", "--storage", "--json"},
     "baseline": {"--benches", "--folder"},
     "ab": {"--benches", "--base", "--base-python", "--alpha", "--min-effect", "--seed", "--budget",
-           "--markdown", "--regressions", "--process-sd", "--removed"},
+           "--markdown", "--regressions", "--process-sd", "--process-from", "--rounds",
+           "--removed"},
     "bisect": {"--benches", "--alpha", "--min-effect", "--budget", "--seed", "--process-sd",
-               "--regressions"},
+               "--process-from", "--regressions"},
     "explain": {"--benches", "--base", "--profiles", "--out", "--pairs", "--warmup",
                 "--max-seconds", "--markdown"},
     "gate-check": {"--benches", "--base", "--jobs", "--effects", "--alpha", "--min-effect",
-                   "--seed", "--budget", "--hog", "--markdown", "--process-sd", "--results"},
+                   "--seed", "--budget", "--hog", "--markdown", "--process-sd", "--process-from",
+                   "--rounds", "--results"},
 }
 
 

@@ -3,6 +3,7 @@ decision (exact signed-rank test, Holm over the job, Hodges-Lehmann ratio, conte
 schedule (with fake workers), real worker processes on a tree without imgbench (served, replayed and
 skipped cases), and one end-to-end `imgbench ab` on two git commits whose candidate is slower."""
 
+import contextlib
 import math
 import os
 import random
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from imgbench import cli
-from imgbench.forensics import ab, worker
+from imgbench.forensics import ab, policy, worker
 from imgbench.judge import verdict
 from tests.helpers import ROOT, commit, skip_when_busy
 
@@ -52,8 +53,8 @@ def test_decide_slower_faster_same_and_below_the_minimum_effect():
               trial("test_b[x]", noise(math.log(0.90), seed=1)),
               trial("test_c[x]", noise(0.0, sd=0.01, seed=2)),
               trial("test_d[x]", noise(0.01, sd=0.005, seed=3))]
-    got = {v.name: v for v in ab.decide(trials, alpha=0.01, min_effect=0.03,
-                                                process_sd=0.0)}
+    got = {v.name: v for v in policy.decide(trials, alpha=0.01, min_effect=0.03,
+                                                process=0.0)}
     assert [got[n].verdict for n in ("test_a[x]", "test_b[x]", "test_c[x]", "test_d[x]")] == [
         verdict.REGRESSION, verdict.IMPROVEMENT, verdict.UNCHANGED, verdict.UNCHANGED]
     assert got["test_a[x]"].ratio == pytest.approx(1.10, abs=0.02)
@@ -66,9 +67,9 @@ def test_holm_keeps_the_job_wide_false_alarm_rate():
     """A case significant on its own (p = 2/256) is not a regression among ten cases
     (Holm: 0.001)."""
     d = [0.05] * 7 + [-0.01]  # W+ = 35 of 36: p = 2/256 alone
-    alone = ab.decide([trial("test_a[x]", d)], alpha=0.01, min_effect=0.03)
+    alone = policy.decide([trial("test_a[x]", d)], alpha=0.01, min_effect=0.03)
     assert alone[0].verdict == verdict.REGRESSION
-    job = ab.decide([trial("test_a[x]", d)]
+    job = policy.decide([trial("test_a[x]", d)]
                     + [trial(f"test_n{i}[x]", noise(0.0, seed=i)) for i in range(9)],
                     alpha=0.01, min_effect=0.03)
     assert job[0].verdict != verdict.REGRESSION
@@ -76,7 +77,7 @@ def test_holm_keeps_the_job_wide_false_alarm_rate():
 
 def test_a_case_measured_under_contention_gets_no_verdict():
     t = trial("test_a[x]", noise(math.log(1.5)), contention={"foreign_cpu": 0.5})
-    (v,) = ab.decide([t], alpha=0.01, min_effect=0.03)
+    (v,) = policy.decide([t], alpha=0.01, min_effect=0.03)
     assert v.verdict == verdict.CONTENDED and v.ratio == pytest.approx(1.5, abs=0.05)
 
 
@@ -122,6 +123,62 @@ def test_more_sets_while_open_and_none_past_the_time_left(monkeypatch):
     # the next set (12 pairs of ~0.14 s by the calibration) would end after `until`: none
     short = p.trial(12, until=ab.time.monotonic() + 0.5, still_open=lambda d: True)
     assert len(short.d) == 12
+
+
+def test_a_first_set_is_cut_at_the_set_limit_as_a_case(monkeypatch):
+    base, cand = FakeWorker("base", 0.010, []), FakeWorker("candidate", 0.010, [])
+    p = ab.Pairing(ab.Matched("test_a[x]", "a", "a"), base, cand, random.Random(0))
+    monkeypatch.setattr(ab, "AB_SET_LIMIT_S", 0.1)  # a pair costs ~0.12 s by the calibration
+    assert len(p.trial(12).d) == 1
+    monkeypatch.setattr(ab, "AB_SET_LIMIT_S", 1000.0)
+    assert len(p.trial(12).d) == 12
+
+
+def test_a_trial_joined_with_a_later_round_keeps_each_rounds_pairs_and_any_contention():
+    busy = {"foreign_cpu": 0.9, "seconds": 10.0}
+    a = trial("test_a[x]", [0.1, 0.2])
+    b = trial("test_a[x]", [0.3], contention=busy)
+    both = a.join(b).join(trial("test_a[x]", [0.4, 0.5]))
+    assert both.d == [0.1, 0.2, 0.3, 0.4, 0.5] and both.sizes == (2, 1, 2)
+    assert both.rounds == 3 and both.groups() == ((0.1, 0.2), (0.3,), (0.4, 0.5))
+    assert both.contention == busy and both.seconds == 3.0
+
+
+class FakeSession:
+    """A session of fake workers over `cases` (name, node id), each pairing reading `ratio`."""
+
+    def __init__(self, cases, ratio=1.0):
+        self.cases = [ab.Matched(n, nid, nid) for n, nid in cases]
+        self.only_base, self.only_cand, self.ratio = [], [], ratio
+
+    def each(self):
+        for m in self.cases:
+            yield m, ab.Pairing(m, FakeWorker("base", 0.010, []),
+                                FakeWorker("candidate", 0.010 * self.ratio, []), random.Random(0))
+
+
+def test_rounds_start_fresh_sessions_and_the_information_tier_runs_in_the_first_only(
+        monkeypatch, tmp_path):
+    cases = [("test_forward[x]", "benches/bench_forward.py::test_forward[x]"),
+             ("test_loader[x]", "benches/bench_dataloader.py::test_loader[x]")]
+    started = []
+
+    @contextlib.contextmanager
+    def session(base, cand, args, folder, seed, note, keep):
+        started.append((folder.name, seed))
+        yield FakeSession([c for c in cases if keep(ab.Matched(c[0], c[1], c[1]))])
+    monkeypatch.setattr(ab, "session", session)
+    out = ab.run(None, None, [], tmp_path, seed=5, budget_s=0.5, n_rounds=3)
+    assert started == [("round0", 5), ("round1", "5:1"), ("round2", "5:2")]
+    by_name = {t.name: t for t in out.trials}
+    assert by_name["test_forward[x]"].rounds == 3 and by_name["test_loader[x]"].rounds == 1
+    assert [v.verdict for v in out.verdicts] == [verdict.UNCHANGED] * 2
+    # nothing gated: one round
+    started.clear()
+    cases.pop(0)
+    (tmp_path / "x").mkdir()
+    ab.run(None, None, [], tmp_path / "x", seed=5, budget_s=0.5, n_rounds=3)
+    assert started == [("round0", 5)]
 
 
 TREE_BENCH = '''
@@ -233,7 +290,7 @@ def test_one_ab_of_two_trees_cuts_broken_and_overlong_cases_as_cases(plain_tree,
     (tmp_path / "s").mkdir()
     out = ab.run(worker.Side("base", plain_tree, sys.executable),
                  worker.Side("candidate", cand, sys.executable), ["--case-timeout", "1"],
-                 tmp_path / "s", seed=1, budget_s=0.2)
+                 tmp_path / "s", seed=1, budget_s=0.2, n_rounds=2)
     assert out.not_run["test_breaks"] == "base: failed while timed: RuntimeError: broke on call 4"
     assert out.not_run["test_overlong"] == (
         "base: failed while timed: CaseTimeout: benches/bench_plain.py::test_overlong did not end "
@@ -243,7 +300,8 @@ def test_one_ab_of_two_trees_cuts_broken_and_overlong_cases_as_cases(plain_tree,
         "failed while timed: ValueError")
     assert out.missing["test_gone"] == "the candidate has no such case"
     sleep = next(t for t in out.trials if t.name == "test_sleep")
-    assert sleep.seconds > 1.0 and len(sleep.d) >= 12  # past the limit in all, not per burst
+    assert sleep.seconds > 1.0 and len(sleep.d) >= 24  # past the limit in all, not per burst
+    assert sleep.rounds == 2  # a fresh pair of workers each round; the broken cases in none
     assert ("test_skipped" in out.not_run
             and [t.name for t in out.trials] == ["test_sleep", "test_replayed"])
 
@@ -357,8 +415,9 @@ def test_the_command_fails_on_a_missing_case_unless_removed_and_names_both(monke
     """`imgbench ab` with the A/B stood in: one case compared, one the candidate lacks, one it
     skips."""
     t = ab.Trial("test_a[x]", list(noise(0.0)), [1.0] * 60, [1.0] * 60, 1, 1.0)
-    out = ab.Outcome(ab.decide([t], 0.01, 0.03), [t], {"test_b[x]": "candidate: Skipped: why"}, 1,
-                     1.0, ["benches/bench_x.py::test_gone[x]"])
+    out = ab.Outcome(policy.decide([t], 0.01, 0.03), [t],
+                     {"test_b[x]": "candidate: Skipped: why"}, 1, 1.0,
+                     ["benches/bench_x.py::test_gone[x]"])
     monkeypatch.setattr(ab, "run", lambda *a, **k: out)
     monkeypatch.setattr("imgbench.bench.runner.warn_if_busy", lambda: None)
     assert cli.main(["ab", "--base-python", sys.executable, "--removed", "test_gone"]) == 1

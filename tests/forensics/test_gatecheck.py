@@ -56,6 +56,25 @@ def test_the_between_process_sd_is_the_spread_of_the_jobs_less_their_own_noise()
     assert gatecheck.process_sd(quiet)["test_forward[kerascnn-cpu-bs32]"][0] == 0.0
 
 
+def test_jobs_of_several_rounds_measure_the_process_sd_times_the_root_of_their_rounds(tmp_path):
+    """A job of 4 rounds averages 4 pairs of processes: its estimates spread half as much."""
+    xs = [0.01, -0.01, 0.02, -0.02, 0.0]
+    lines = [line(seed=s, log_ratio=x, within_se=0.001, rounds=4) for s, x in enumerate(xs)]
+    expected = math.sqrt(4 * (np.var(xs, ddof=1) - 0.001**2))
+    (sd, jobs), = gatecheck.process_sd(lines).values()
+    assert sd == pytest.approx(expected) and jobs == 5
+    path = tmp_path / "r.jsonl"
+    gatecheck.append(path, lines[:4] + [line(seed=9, machine="m2", log_ratio=0.5, rounds=4)])
+    # 4 jobs of m1 (one short of config.AB_PROCESS_MIN_JOBS) and one of another machine: default
+    assert gatecheck.process_term(path, "m1", 0.01).measured == {}
+    gatecheck.append(path, lines[4:] + [line(seed=10, log_ratio=0.9, hog=True, rounds=4)])
+    term = gatecheck.process_term(path, "m1", 0.01)  # the hog's job is not a measure of processes
+    assert term.measured == {"test_forward[kerascnn-cpu-bs32]": pytest.approx(expected)}
+    path.write_text("{}\nnot json\n")
+    with pytest.raises(UserError, match=r"^--process-from '.*' line 2 is not JSON"):
+        gatecheck.process_term(path, "m1", 0.01)
+
+
 def test_trials_accumulate_in_the_results_file_per_machine_class(tmp_path):
     path = tmp_path / "r.jsonl"
     gatecheck.append(path, [line(seed=1)])
@@ -104,7 +123,8 @@ def test_real_sessions_flag_a_large_injected_slowdown_and_not_the_a_a(tmp_path):
         appended = []
         lines = gatecheck.run_jobs(*side, [], tmp_path / f"out{attempt}", jobs=1,
                                    effects=[0.0, 0.5], alpha=0.001, min_effect=0.03, seed=3,
-                                   budget_s=0.5, stamp={"machine": "here"}, done=appended.append)
+                                   budget_s=0.5, stamp={"machine": "here"}, done=appended.append,
+                                   n_rounds=2)
         if not any(ln["verdict"] == verdict.CONTENDED for ln in lines):
             break
     else:
@@ -115,6 +135,7 @@ def test_real_sessions_flag_a_large_injected_slowdown_and_not_the_a_a(tmp_path):
                                                                       "plain")
     assert (slowed["effect"], slowed["flagged"], slowed["seed"]) == (0.5, True, 3)
     assert slowed["ratio"] == pytest.approx(1.5, abs=0.1) and aa["machine"] == "here"
+    assert aa["rounds"] == slowed["rounds"] == 2  # both rounds' fresh workers, joined
 
 
 @pytest.mark.slow
@@ -123,8 +144,14 @@ def test_real_sessions_flag_a_large_injected_slowdown_and_not_the_a_a(tmp_path):
     (["gate-check", "--effects", "0,x"], "--effects 'x' is not a percentage"),
     (["gate-check", "--base", "no-such-ref"], "--base 'no-such-ref' is not a commit of "),
     (["gate-check", "--results", "."], "--results '.' is a folder (give a file to append to)"),
+    (["gate-check", "--process-from", "."], "--process-from '.' is a folder (give a gate-check"),
+    (["gate-check", "--rounds", "0"], "'0' is not a whole number of rounds (valid: 1 to 100)"),
 ])
 def test_gate_check_bad_input_is_one_line_exit_2(capsys, args, message):
-    assert cli.main(args) == cli.EXIT_BAD_INPUT
+    try:
+        code = cli.main(args)
+    except SystemExit as e:  # refused by the parser
+        code = e.code
+    assert code == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert err and message in err[-1]

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from imgbench.forensics import ab
+from imgbench.forensics import ab, policy
 from imgbench.judge import paired, stats, verdict
 
 
@@ -70,8 +70,8 @@ def test_holm_steps_down_and_stops_at_the_first_miss():
 
 
 def estimates(monkeypatch, by_name):
-    """ab.decide with the estimates given per case (centre, se), at a normal df."""
-    monkeypatch.setattr(paired, "estimate", lambda d, sd: paired.Estimate(
+    """policy.decide with the estimates given per case (centre, se), at a normal df."""
+    monkeypatch.setattr(paired, "estimate", lambda d, sd, sizes=(): paired.Estimate(
         *by_name[round(d[0], 6)], 1e6, len(d)))
 
 
@@ -82,7 +82,7 @@ def trial(key, contention=None):
 def test_the_interval_shown_is_at_the_level_holm_held_the_case_to(monkeypatch):
     # z = 3.2 and 2.5: the first rejected at 0.01/2, the second then held to 0.01/1
     estimates(monkeypatch, {1: (0.032, 0.01), 2: (0.025, 0.01)})
-    first, second = ab.decide([trial(1), trial(2)], alpha=0.01, min_effect=0.0)
+    first, second = policy.decide([trial(1), trial(2)], alpha=0.01, min_effect=0.0)
     assert first.verdict == second.verdict == verdict.REGRESSION
     for v, centre, level in ((first, 0.032, 0.005), (second, 0.025, 0.01)):
         z = stats.t_quantile(1 - level, 1e6)  # one bound of the two-sided interval at 2 level
@@ -96,17 +96,17 @@ def test_a_contended_case_enters_holm_with_p_1(monkeypatch):
     # z = 2.5 (p 0.0062) passes 0.01/1 but not 0.01/2: with the contended case at p = 1 it is held
     # to 0.01/2. Were the contended case's own tiny p used, it would step Holm down to 0.01/1.
     estimates(monkeypatch, {1: (0.5, 0.01), 2: (0.025, 0.01)})
-    busy, other = ab.decide([trial(1, {"foreign_cpu": 0.9, "seconds": 10.0}), trial(2)],
+    busy, other = policy.decide([trial(1, {"foreign_cpu": 0.9, "seconds": 10.0}), trial(2)],
                             alpha=0.01, min_effect=0.0)
     assert busy.verdict == verdict.CONTENDED
     assert other.verdict != verdict.REGRESSION
-    (alone,) = ab.decide([trial(2)], alpha=0.01, min_effect=0.0)
+    (alone,) = policy.decide([trial(2)], alpha=0.01, min_effect=0.0)
     assert alone.verdict == verdict.REGRESSION
 
 
 def test_each_verdict_says_what_it_could_have_detected(monkeypatch):
     estimates(monkeypatch, {1: (0.0, 0.01), 2: (0.0, 0.001)})
-    noisy, clear = ab.decide([trial(1), trial(2)], alpha=0.01, min_effect=0.03)
+    noisy, clear = policy.decide([trial(1), trial(2)], alpha=0.01, min_effect=0.03)
     level = 0.01 / 2  # a regression of one case is tested at Holm's first level
     assert noisy.detectable == pytest.approx(paired.Estimate(0.0, 0.01, 1e6, 1).detectable(level))
     table = verdict.render([noisy, clear])
@@ -122,7 +122,7 @@ class SimulatedPairing(ab.Pairing):
         self.m, self.calls, self.pair_s = ab.Matched(name, name, f"bench_x.py::{name}"), 1, 1.0
         self.shift, self.sd, self.rng, self.cand_median = shift, sd, rng, 1.0
 
-    def add_pairs(self, t, pairs, extra=0.0):
+    def add_pairs(self, t, pairs, extra=0.0, until=None):
         d = self.rng.normal(self.shift, self.sd, pairs)
         t.d += list(d)
         t.base += [1.0] * pairs
@@ -136,11 +136,11 @@ def false_alarm_rate(jobs, cases, process_sd_true, process_sd_used, seed):
     rng = np.random.default_rng(seed)
     flagged = 0
     for _ in range(jobs):
-        sizing = ab.Sizing(80.0, cases, cases, 0.05, 0.0, process_sd_used, start=0.0)
+        sizing = policy.Sizing(80.0, cases, cases, 0.05, 0.0, process_sd_used, start=0.0)
         trials = [sizing.trial(SimulatedPairing(f"test_{i}", rng.normal(0, process_sd_true)
                                                 if process_sd_true else 0.0, 0.1, rng))
                   for i in range(cases)]
-        calls = ab.decide(trials, alpha=0.05, min_effect=0.0, process_sd=process_sd_used)
+        calls = policy.decide(trials, alpha=0.05, min_effect=0.0, process=process_sd_used)
         flagged += any(v.verdict == verdict.REGRESSION for v in calls)
     return flagged / jobs
 
@@ -169,7 +169,7 @@ def test_without_the_process_term_a_per_process_shift_raises_false_alarms_far_ab
 
 def test_a_case_goes_on_while_it_could_still_be_a_regression(at_most_160_pairs):
     rng = np.random.default_rng(0)
-    sizing = ab.Sizing(80.0, 4, 3, 0.01, 0.03, 0.01, start=0.0)
+    sizing = policy.Sizing(80.0, 4, 3, 0.01, 0.03, 0.01, start=0.0)
     clear = sizing.trial(SimulatedPairing("test_a", -0.10, 0.1, rng))  # faster: closed at once
     noisy = sizing.trial(SimulatedPairing("test_b", 0.0, 0.3, rng))    # open to the pair limit
     quiet = sizing.trial(SimulatedPairing("test_c", 0.0, 0.01, rng))   # at the process floor
@@ -182,9 +182,71 @@ def test_a_trial_may_take_twice_its_share_of_what_is_left_never_the_first_sets_t
         monkeypatch):
     clock = [100.0]
     monkeypatch.setattr(ab.time, "monotonic", lambda: clock[0])
-    sizing = ab.Sizing(20.0, 10, 10, 0.01, 0.03, 0.01, start=100.0)
+    sizing = policy.Sizing(20.0, 10, 10, 0.01, 0.03, 0.01, start=100.0)
     assert sizing.allowance() == 100.0 + 2 * 200.0 / 10  # twice its share of the 200 s cap
     sizing.done, clock[0] = 9, 190.0  # the last trial: what is left of the cap, no more
     assert sizing.allowance() == 300.0
     sizing.done, clock[0] = 5, 280.0  # late: the first sets of the 4 after it come first
     assert sizing.allowance() == 300.0 - 4 * 10.0
+
+
+def test_the_process_term_is_the_default_raised_by_a_measured_figure_and_shrunk_by_rounds():
+    term = paired.ProcessTerm(0.01, {"test_a[x]": 0.02, "test_b[x]": 0.004})
+    assert term.sd("test_a[x]") == 0.02
+    assert term.sd("test_b[x]") == 0.01  # a figure below the default does not lower it
+    assert term.sd("test_c[x]") == 0.01
+    assert paired.term(0.03).sd("any") == 0.03 and paired.term(term) is term
+
+
+def test_rounds_count_alike_whatever_their_pairs_and_share_the_process_term():
+    rng = np.random.default_rng(0)
+    rounds = [rng.normal(shift, 0.05, n) for shift, n in ((0.04, 120), (0.0, 20), (0.0, 20),
+                                                          (0.0, 20))]
+    d = [float(x) for r in rounds for x in r]
+    e = paired.estimate(d, 0.02, (120, 20, 20, 20))
+    parts = [stats.hodges_lehmann(list(r), 0.05) for r in rounds]
+    # the mean of the rounds' centres: the first round's 120 pairs do not outweigh the others
+    assert e.centre == pytest.approx(np.mean([c for c, _, _ in parts]))
+    within = math.sqrt(sum(((hi - lo) / (2 * 1.959964)) ** 2 for _, lo, hi in parts)) / 4
+    assert e.within == pytest.approx(within)
+    assert e.se == pytest.approx(math.hypot(within, 0.02 / 2))  # 0.02 / sqrt(4 rounds)
+    one = ab.Trial("test_a[x]", d, [1.0] * 180, list(np.exp(d)), 1, 1.0, nodeid="b.py::test_a")
+    four = ab.Trial(**{**one.__dict__, "sizes": (120, 20, 20, 20)})
+    (v1,) = policy.decide([one], 0.01, 0.03, paired.ProcessTerm(0.02))
+    (v4,) = policy.decide([four], 0.01, 0.03, paired.ProcessTerm(0.02))
+    assert v1.detectable == pytest.approx(paired.estimate(d, 0.02).detectable(0.01))
+    assert v4.detectable == pytest.approx(e.detectable(0.01))
+    assert four.groups()[1] == tuple(d[120:140]) and one.join(four).rounds == 5
+
+
+def rounds_false_alarm_rate(jobs, cases, rounds, process_sd_true, process_sd_used, seed):
+    """As false_alarm_rate, each case's pairs from `rounds` pairs of processes, each with its own
+    shift (fresh workers per round), joined into one trial per case."""
+    rng = np.random.default_rng(seed)
+    flagged = 0
+    for _ in range(jobs):
+        # a first set of 12 pairs per round (up to 160, by at_most_160_pairs)
+        sizing = policy.Sizing(24.0, cases * rounds, cases, 0.05, 0.0, process_sd_used,
+                               rounds=rounds, start=0.0)
+        trials = {}
+        for _ in range(rounds):
+            for i in range(cases):
+                name = f"test_{i}"
+                before = trials[name].groups() if name in trials else ()
+                t = sizing.trial(SimulatedPairing(name, rng.normal(0, process_sd_true), 0.02, rng),
+                                 before=before)
+                trials[name] = trials[name].join(t) if name in trials else t
+        calls = policy.decide(list(trials.values()), alpha=0.05, min_effect=0.0,
+                              process=process_sd_used)
+        flagged += any(v.verdict == verdict.REGRESSION for v in calls)
+    return flagged / jobs
+
+
+def test_with_rounds_of_fresh_processes_the_job_false_alarm_rate_stays_at_alpha(
+        at_most_160_pairs):
+    jobs = 300
+    rate = rounds_false_alarm_rate(jobs, 5, 4, 0.02, 0.02, seed=2)
+    assert rate <= 0.05 + 2.5 * math.sqrt(0.05 * 0.95 / jobs)
+    # the fresh processes are what allow the smaller term: one pair of processes per case,
+    # decided as if its bias were averaged over four (0.02 / sqrt(4)), fails the level
+    assert rounds_false_alarm_rate(jobs, 5, 1, 0.02, 0.01, seed=2) > 2 * 0.05

@@ -5,7 +5,7 @@ same evidence."""
 import numpy as np
 import pytest
 
-from imgbench.forensics import ab
+from imgbench.forensics import ab, policy
 from imgbench.judge import compare, verdict
 from imgbench.judge.verdict import CONTENDED, IMPROVEMENT, NOISY, REGRESSION, UNCHANGED, History
 from tests.helpers import CASE, records, rounds
@@ -140,7 +140,7 @@ def test_ab_and_compare_decide_by_the_same_rules(tmp_path, monkeypatch):
     monkeypatch.setattr(verdict, "judge", rules)
     d = list(np.random.default_rng(0).normal(np.log(1.2), 0.01, 30))
     t = ab.Trial(CASE[0], d, [1.0] * 30, list(np.exp(d)), 1, 1.0)
-    (by_ab,) = ab.decide([t], alpha=0.01, min_effect=E)
+    (by_ab,) = policy.decide([t], alpha=0.01, min_effect=E)
     base, cand = (records(tmp_path / "a.json", {CASE: rounds(1.0)}),
                   records(tmp_path / "b.json", {CASE: rounds(1.2)}))
     (by_compare,), _, _ = compare.compare(base, cand, min_effect=E)

@@ -219,6 +219,12 @@ def render(lines: list[dict], markdown: bool = False) -> str:
             rows.append([f"A/A: {label} case trials flagged",
                          _rate(sum(ln["flagged"] for ln in got), len(got)), _mean(got, "pairs"),
                          _minutes(got)])
+    # each interval is at the level Holm held its case to: 1 - 2 alpha / cases at the least
+    shown = [ln for ln in aa if ln.get("gated", True) and ln.get("ci")]
+    if shown:
+        rows.append(["A/A: gated intervals not covering 1",
+                     _rate(sum(not ln["ci"][0] <= 1 <= ln["ci"][1] for ln in shown), len(shown)),
+                     "-", "-"])
     groups = defaultdict(list)
     for ln in lines:
         if ln["effect"] > 0:

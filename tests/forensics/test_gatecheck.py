@@ -22,7 +22,8 @@ from tests.helpers import skip_when_busy
 
 
 def line(case="test_forward[kerascnn-cpu-bs32]", effect=0.0, flagged=False, seed=1, **kw):
-    return {"machine": "m1", "seed": seed, "date": "2026-12-06T12:00:00Z", "case": case,
+    return {"ci": [1.01, 1.05] if flagged else [0.98, 1.02],
+            "machine": "m1", "seed": seed, "date": "2026-12-06T12:00:00Z", "case": case,
             "family": "forward", "effect": effect, "flagged": flagged,
             "verdict": verdict.REGRESSION if flagged else verdict.UNCHANGED,
             "aa_job_flagged": flagged and effect == 0, "log_ratio": 0.0, "within_se": 0.004,
@@ -37,6 +38,7 @@ def test_the_tables_count_jobs_trials_and_detection_per_family_with_wilson_inter
     text = gatecheck.render(lines, markdown=True)
     assert "| A/A: jobs with any gated case flagged | 1/10 (10%; 2%-40%) | - | - |" in text
     assert "| A/A: gated case trials flagged | 1/10 (10%; 2%-40%) | 100 | 0.50 |" in text
+    assert "| A/A: gated intervals not covering 1 | 1/10 (10%; 2%-40%) | - | - |" in text
     assert "| +5% in one forward case: detected | 8/10 (80%; 49%-94%) | 100 | 0.50 |" in text
     assert ("| +10% in one dataloader case (information tier): detected | 2/2 (100%; 34%-100%) "
             "| 40 | 1.00 |") in text

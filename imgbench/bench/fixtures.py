@@ -27,6 +27,7 @@ class RunState:
     peaks: calibration.Peaks
     long_rounds: int             # rounds of epoch-long cases: the profile's, or
                                  # --benchmark-min-rounds if given
+    flags: dict | None = None    # torch's numeric flags at the session's start (the recorded ones)
 
 
 STATE = pytest.StashKey[RunState]()

@@ -100,6 +100,8 @@ def pytest_sessionstart(session):
     config = session.config
     bs = getattr(config, "_benchmarksession", None)
     state = config.stash.get(STATE, None)
+    if state is not None:
+        state.flags = environment.flags()  # the one moment the record reads them: before any case
     if bs is None or state is None:
         return
     if not _given(config, "--benchmark-min-rounds"):
@@ -324,7 +326,8 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         cpu.pop("hz_actual", None)
         cpu.pop("hz_actual_friendly", None)
     state = config.stash.get(STATE, None)
-    env = environment.environment(threads=state.settings.threads if state else None)
+    env = environment.environment(threads=state.settings.threads if state else None,
+                                  numeric=state.flags if state else None)
     machine_info.update(runfile.machine_info(env))
 
 

@@ -33,8 +33,34 @@ def fingerprint(env: dict) -> str:
                                      [g["name"] for g in env["gpus"]])
 
 
-def environment(threads: int | None = None) -> dict:
-    """Everything a number depends on besides the code: hardware, versions, numeric flags."""
+def _read(getter):
+    """A flag as torch reports it; once a process has mixed torch's legacy and new TF32 APIs, the
+    legacy getters raise (torch >= 2.9): recorded as such instead of failing the run."""
+    try:
+        return getter()
+    except RuntimeError:
+        return "unreadable (legacy and new TF32 APIs mixed)"
+
+
+def flags() -> dict:
+    """The numeric flags as they are now. A run reads them once, before its first case (the
+    plugin's session start): a case that sets and restores a flag through the legacy API leaves
+    the new API's reading changed ("none" becomes "ieee"), so read at the end they would depend on
+    which cases ran. Benchmark cases set their own and record them in extra_info."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    return {
+        "tf32_matmul": _read(lambda: matmul.allow_tf32),
+        "tf32_cudnn": _read(lambda: cudnn.allow_tf32),
+        "cudnn_benchmark": cudnn.benchmark,
+        "float32_matmul_precision": _read(torch.get_float32_matmul_precision),
+        "fp32_precision_matmul": _read(lambda: getattr(matmul, "fp32_precision", None)),
+        "fp32_precision_cudnn": _read(lambda: getattr(cudnn, "fp32_precision", None)),
+    }
+
+
+def environment(threads: int | None = None, numeric: dict | None = None) -> dict:
+    """Everything a number depends on besides the code: hardware, versions, numeric flags
+    (`numeric`: as read at a run's start; now, if not given)."""
     import torchvision
 
     gpus = []
@@ -44,7 +70,6 @@ def environment(threads: int | None = None) -> dict:
                      "capability": f"{p.major}.{p.minor}",
                      "multiprocessors": p.multi_processor_count})
     cudnn = torch.backends.cudnn
-    # Flags as torch has them now: benchmark cases set their own and record them in extra_info.
     env = {
         # ids recorded even when empty (no /proc/cpuinfo): a reader then knows not to add
         # pytest-benchmark's
@@ -62,14 +87,7 @@ def environment(threads: int | None = None) -> dict:
         "gpu_count": len(gpus),
         "driver": _driver_version() if gpus else None,  # None where nvidia-smi is missing
         "mps": devices._mps_available(),
-        "flags": {
-            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
-            "tf32_cudnn": cudnn.allow_tf32,
-            "cudnn_benchmark": cudnn.benchmark,
-            "float32_matmul_precision": torch.get_float32_matmul_precision(),
-            "fp32_precision_matmul": getattr(torch.backends.cuda.matmul, "fp32_precision", None),
-            "fp32_precision_cudnn": getattr(cudnn, "fp32_precision", None),
-        },
+        "flags": flags() if numeric is None else numeric,
     }
     env["fingerprint"] = fingerprint(env)
     return env

@@ -582,3 +582,29 @@ def test_auto_full_runs_the_documented_cpu_subset(pytester, monkeypatch):
     quick, _ = collected(pytester, "--device", "auto", "--batch-size", "128")
     # the quick profile is not cut
     assert any(i.startswith("test_epoch[resnet50-cpu") for i in quick)
+
+
+@pytest.mark.slow
+def test_two_runs_record_the_same_machine_info_whatever_their_cases_did(bench_dir):
+    """torch's flags are read once, before the first case: a run whose case calibrates the peak
+    (TF32 set and restored through torch's legacy API, which turns the new API's "none" into
+    "ieee") records what a run of a plain case records. Each run is its own process, as two runs
+    are."""
+    bench_dir.makepyfile(bench_plain="import time\n\n\ndef test_plain(benchmark):\n"
+                                     "    benchmark(time.sleep, 0.001)\n")
+    infos = []
+    for name in ("bench_x.py", "bench_plain.py"):
+        result = bench_dir.runpytest_subprocess(name, f"--benchmark-json={name}.json", *FAST)
+        assert result.ret == 0, result.stdout.str()
+        infos.append(json.loads((bench_dir.path / f"{name}.json").read_text())["machine_info"])
+    assert infos[0]["imgbench"]["flags"]["fp32_precision_matmul"] in (None, "none")
+    assert infos[0] == infos[1]
+
+
+def test_a_flag_torch_refuses_to_report_is_recorded_as_such(monkeypatch):
+    def refuses():
+        raise RuntimeError("mix of the legacy and new APIs")
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", refuses)
+    from imgbench.hw import environment
+    assert environment.flags()["float32_matmul_precision"] == (
+        "unreadable (legacy and new TF32 APIs mixed)")

@@ -135,7 +135,7 @@ def compare(args) -> int:
     if not judged.verdicts:
         raise UserError(f"no case of {args.candidate} is in {args.baseline}: nothing to compare")
     memory = memory_rule.compare(base, cand, args.memory_effect / 100, args.memory_floor,
-                                 args.memory_cpu)
+                                 args.memory_cpu, past)
     code = common.report(judged.verdicts, args.markdown, notes + judged.notes, memory)
     if args.save_to:
         regressed = [v.name for v in judged.verdicts if v.verdict == verdict.REGRESSION]

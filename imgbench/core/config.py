@@ -185,6 +185,9 @@ GATE_CHECK_JOBS, GATE_CHECK_EFFECTS = 3, "0,5,10"
 GATE_CHECK_RESULTS = "results/gate-check.jsonl"
 # a peak that grew by more than both is a memory regression
 MEMORY_EFFECT, MEMORY_FLOOR_MIB = 0.01, 1.0
+# CUDA: a workspace cuDNN or cuBLAS picks is tens of MiB, so growth below this is never a
+# regression; and the figure is gated only against a history of this many runs of the case
+MEMORY_FLOOR_MIB_CUDA, MEMORY_HISTORY_RUNS = 64.0, 3
 CHANGE_P = 0.001           # changes: significance of each split of a history
 
 # imgbench explain: pairs of profiled blocks per case. On the 2-core development box the two blocks

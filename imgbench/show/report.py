@@ -234,8 +234,11 @@ def markdown(r: Rendered, out: Path) -> str:
             if counts[kind]:
                 md += [f"**{kind.capitalize()}s**", "",
                        verdict.render(counts[kind], markdown=True), ""]
-        grew = [v for v in memory_rule.compare(c.base, c.cand) if v.verdict == verdict.REGRESSION]
-        if grew:  # by compare's default rule; the CPU figure is not gated (imgbench.memory)
+        # by compare's default rule, the earlier runs as its history (the CPU figure not gated)
+        past = [run for run in m.runs if run and run[0].path != c.cand[0].path]
+        grew = [v for v in memory_rule.compare(c.base, c.cand, past=past)
+                if v.verdict == verdict.REGRESSION]
+        if grew:
             md += ["**Memory regressions** (peak memory)", "",
                    memory_rule.render(grew, markdown=True), ""]
         if counts[verdict.CONTENDED]:

@@ -203,3 +203,20 @@ def test_peak_memory_cpu_without_reset_reports_none(monkeypatch):
     small = torch.ones(1000)
     assert small.sum() == 1000
     assert probe.peak_bytes() is None
+
+
+def test_peak_memory_cuda_is_the_growth_over_what_the_process_held_after_a_collection(
+        monkeypatch):
+    """On a fake CUDA device: 300 MiB held when the case starts (an earlier case's workspaces and
+    uncollected tensors), a peak of 380 MiB during it: the case's figure is 80 MiB, read after a
+    collection."""
+    mib, calls = 1 << 20, []
+    monkeypatch.setattr(peak_memory.gc, "collect", lambda: calls.append("collect"))
+    monkeypatch.setattr(torch.cuda, "memory_allocated",
+                        lambda device: calls.append("allocated") or 300 * mib)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device: calls.append("reset"))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: 380 * mib)
+    probe = peak_memory.PeakMemory("cuda")
+    probe.start()
+    assert calls == ["collect", "allocated", "reset"]
+    assert probe.peak_bytes() == 80 * mib

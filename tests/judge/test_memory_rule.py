@@ -83,12 +83,29 @@ def test_a_case_without_a_figure_in_either_run_is_not_measured_never_a_verdict(t
     assert "3 not measured" in memory_rule.describe(list(v.values()))
 
 
-def test_cuda_is_gated_the_cpu_only_on_request_and_nothing_across_machine_classes(tmp_path):
+def history_of_peaks(folder, mib):
+    """Earlier runs of GPU_CASE, one per peak (MiB), as compare --history loads them."""
+    return [record.load(peaks_run(folder / f"h{i}.json", {GPU_CASE: int(m * MIB)}))
+            for i, m in enumerate(mib)]
+
+
+def test_cuda_is_gated_against_a_history_the_cpu_only_on_request_nothing_across_classes(tmp_path):
     base = record.load(peaks_run(tmp_path / "b.json", {CASE: 100 * MIB, GPU_CASE: 100 * MIB}))
-    cand = record.load(peaks_run(tmp_path / "c.json", {CASE: 150 * MIB, GPU_CASE: 150 * MIB}))
+    cand = record.load(peaks_run(tmp_path / "c.json", {CASE: 150 * MIB, GPU_CASE: 300 * MIB}))
     v = by_name(memory_rule.compare(base, cand))
-    assert (v[GPU_CASE[0]].verdict, v[CASE[0]].verdict) == (REGRESSION, memory_rule.NOT_GATED)
+    # no history: the CUDA figure (cuDNN's workspace choice moves it) is shown, not gated
+    assert (v[GPU_CASE[0]].verdict, v[CASE[0]].verdict) == (memory_rule.NOT_GATED,) * 2
+    assert v[GPU_CASE[0]].why_not_gated == memory_rule.CUDA_SPREAD
     assert v[CASE[0]].change == REGRESSION and v[CASE[0]].growth == 1.5
+    two = history_of_peaks(tmp_path, [100, 110])
+    assert by_name(memory_rule.compare(base, cand, past=two))[GPU_CASE[0]].verdict == (
+        memory_rule.NOT_GATED)  # fewer than config.MEMORY_HISTORY_RUNS runs of the case
+    past = history_of_peaks(tmp_path, [100, 110, 105])
+    assert by_name(memory_rule.compare(base, cand, past=past))[GPU_CASE[0]].verdict == REGRESSION
+    # judged against the history's highest (110 MiB), with the CUDA floor (64 MiB): +60 MiB is not
+    near = record.load(peaks_run(tmp_path / "n.json", {GPU_CASE: 170 * MIB}))
+    got = memory_rule.compare(base, near, past=past)[0]
+    assert (got.verdict, got.floor_mib, got.bound) == (UNCHANGED, 64.0, 110 * MIB)
     assert by_name(memory_rule.compare(base, cand, gate_cpu=True))[CASE[0]].verdict == REGRESSION
     other = record.load(peaks_run(tmp_path / "o.json", {CASE: 150 * MIB, GPU_CASE: 150 * MIB},
                                    fingerprint="Other-16c-NVIDIA_H100-x1"))
@@ -98,39 +115,43 @@ def test_cuda_is_gated_the_cpu_only_on_request_and_nothing_across_machine_classe
 
 
 def test_the_table_shows_both_peaks_and_the_growth_in_mib(tmp_path):
-    base = record.load(peaks_run(tmp_path / "b.json", {GPU_CASE: 100 * MIB, CASE: 0}))
-    cand = record.load(peaks_run(tmp_path / "c.json", {GPU_CASE: 80 * MIB, CASE: 16 * MIB}))
-    text = memory_rule.describe(memory_rule.compare(base, cand, gate_cpu=True))
-    assert re.search(r"test_train_step\[kerascnn-cuda-bs32\] +100\.0 MiB +80\.0 MiB "
-                     r"+-20\.0 MiB \(x0\.800\) +improvement", text), text
+    base = record.load(peaks_run(tmp_path / "b.json", {GPU_CASE: 200 * MIB, CASE: 0}))
+    cand = record.load(peaks_run(tmp_path / "c.json", {GPU_CASE: 100 * MIB, CASE: 16 * MIB}))
+    past = history_of_peaks(tmp_path, [200, 200, 200])
+    text = memory_rule.describe(memory_rule.compare(base, cand, gate_cpu=True, past=past))
+    assert re.search(r"test_train_step\[kerascnn-cuda-bs32\] +200\.0 MiB +100\.0 MiB "
+                     r"+-100\.0 MiB \(x0\.500\) +improvement", text), text
     assert re.search(r"test_train_step\[kerascnn-cpu-bs32\] +0\.0 MiB +16\.0 MiB "
                      r"+\+16\.0 MiB +regression", text)
     assert text.splitlines()[-1].startswith(
         "memory: 1 regression, 1 improvement (a peak that grew by more than "
         "1% and 1 MiB is a regression)")
-    md = memory_rule.render(memory_rule.compare(base, cand, gate_cpu=True),
+    md = memory_rule.render(memory_rule.compare(base, cand, gate_cpu=True, past=past),
                             markdown=True).splitlines()
     assert md[0] == "| case | baseline peak | candidate peak | growth | memory verdict |"
 
 
 @pytest.mark.parametrize("cand_peak, center, code", [
     (100 * MIB, 1.0, 0),   # nothing changed
-    (120 * MIB, 1.0, 3),   # memory only
-    (120 * MIB, 1.3, 1),   # time and memory: the time regression decides
+    (200 * MIB, 1.0, 3),   # memory only
+    (200 * MIB, 1.3, 1),   # time and memory: the time regression decides
     (100 * MIB, 1.3, 1),
 ])
 def test_exit_1_for_time_else_3_for_memory(tmp_path, capsys, cand_peak, center, code):
+    history = tmp_path / "history"
+    for i in range(3):  # the CUDA figure is gated against a history of its peaks
+        peaks_run(history / f"{i}.json", {GPU_CASE: 100 * MIB}, when=f"2026-11-0{i + 1}T10:00:00")
     base = peaks_run(tmp_path / "b.json", {GPU_CASE: 100 * MIB})
     cand = peaks_run(tmp_path / "c.json", {GPU_CASE: cand_peak}, center=center)
-    assert cli.main(["compare", str(cand), str(base)]) == code
+    assert cli.main(["compare", str(cand), str(base), "--history", str(history)]) == code
     out = capsys.readouterr().out
     if cand_peak == 100 * MIB:
-        assert "memory: no case's peak moved by more than 1% and 1 MiB (1 unchanged)" in out
+        assert "memory: no case's peak moved by more than 1% and 64 MiB (1 unchanged)" in out
     else:
-        assert re.search(r"kerascnn-cuda-bs32\] +100\.0 MiB +120\.0 MiB +\+20\.0 MiB \(x1\.200\) "
-                         r"+regression", out)
-    assert cli.main(["compare", str(cand), str(base), "--memory-effect", "25",
-                     "--min-effect", "50"]) == 0
+        assert re.search(r"kerascnn-cuda-bs32\] +100\.0 MiB +200\.0 MiB +\+100\.0 MiB "
+                         r"\(x2\.000\) +regression", out)
+    assert cli.main(["compare", str(cand), str(base), "--history", str(history),
+                     "--memory-effect", "150", "--min-effect", "50"]) == 0
 
 
 @pytest.mark.parametrize("option, value, message", [
@@ -152,16 +173,17 @@ def test_bad_memory_options_are_one_line_exit_2(tmp_path, capsys, option, value,
 
 def test_the_report_lists_the_latest_runs_memory_regressions_beside_its_time_verdicts(tmp_path,
                                                                                        capsys):
-    peaks_run(tmp_path / "runs" / "1.json", {GPU_CASE: 100 * MIB, CASE: 100 * MIB},
-              when="2026-11-20T10:00:00")
-    peaks_run(tmp_path / "runs" / "2.json", {GPU_CASE: 120 * MIB, CASE: 150 * MIB},
+    for day in (18, 19, 20):  # the earlier runs: the CUDA figure's history
+        peaks_run(tmp_path / "runs" / f"{day}.json", {GPU_CASE: 100 * MIB, CASE: 100 * MIB},
+                  when=f"2026-11-{day}T10:00:00")
+    peaks_run(tmp_path / "runs" / "21.json", {GPU_CASE: 200 * MIB, CASE: 150 * MIB},
               when="2026-11-21T10:00:00")
     assert cli.main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0
     md = (tmp_path / "rep" / "report.md").read_text()
     section = md[md.index("**Memory regressions**"):].split("\n\n")[1]
     assert section.splitlines()[2:] == [
-        "| test_train_step[kerascnn-cuda-bs32] | 100.0 MiB | 120.0 MiB | +20.0 MiB "
-        "(x1.200) | regression |"]  # the CPU figure is not gated
+        "| test_train_step[kerascnn-cuda-bs32] | 100.0 MiB | 200.0 MiB | +100.0 MiB "
+        "(x2.000) | regression |"]  # the CPU figure is not gated
     assert (md.index("## Latest run against its baseline") < md.index("**Memory regressions**")
             < md.index("## Figures"))
     capsys.readouterr()

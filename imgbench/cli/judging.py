@@ -50,6 +50,9 @@ def _add_compare(sub):
                    metavar="MIB",
                    help="least peak memory growth worth failing for, with --memory-effect "
                         f"(default: {config.MEMORY_FLOOR_MIB:g})")
+    c.add_argument("--gate-without-history", action="store_true",
+                   help="fail on a slowdown of a case the history does not bound (fewer than 3 "
+                        "runs of it): without, one pair of runs is information only")
     c.add_argument("--memory-cpu", action="store_true",
                    help="gate the CPU's peak memory too (off: where one process runs many cases "
                         "the figure moves from run to run; with one case per process it reads "
@@ -129,7 +132,8 @@ def compare(args) -> int:
     accepted = acceptances.read(args.history)
     past = past_runs(args.history, notes)
     base, cand = record.of_run(base_run), record.of_run(cand_run)
-    judged = judge.runs(base, cand, past, args.min_effect / 100, effects, accepted)
+    judged = judge.runs(base, cand, past, args.min_effect / 100, effects, accepted,
+                        args.gate_without_history)
     if judged.across:
         print(f"imgbench: {judged.across}", flush=True)
     if not judged.verdicts:

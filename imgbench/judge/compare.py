@@ -168,9 +168,11 @@ class Judged:
 
 def runs(base: list[Record], cand: list[Record], history: list[list[Record]] = (),
          min_effect: float = MIN_EFFECT, per_family: dict[str, float] | None = None,
-         accepted: list[Acceptance] = ()) -> Judged:
+         accepted: list[Acceptance] = (), gate_without_history: bool = False) -> Judged:
     """A candidate run against a baseline run: times within one machine class (with the reference
-    window of its history), GPU-over-CPU speedups across machine classes."""
+    window of its history), GPU-over-CPU speedups across machine classes. A slowdown of a case
+    without a history bound is information only (SLOWER_NO_HISTORY, never failing a gate) unless
+    `gate_without_history`."""
     other = hardware(base, cand)
     if other is None:
         past = window(history, cand, accepted)
@@ -183,6 +185,15 @@ def runs(base: list[Record], cand: list[Record], history: list[list[Record]] = (
                         ["the history is not used across machine classes"] if history else [],
                         f"{other}: absolute times are not compared; comparing GPU-over-CPU "
                         "speedups (ratio = baseline speedup / candidate speedup, > 1 is worse)")
+    if not gate_without_history:
+        bare = [i for i, v in enumerate(judged.verdicts)
+                if v.verdict == verdict.REGRESSION and v.history_bound is None]
+        for i in bare:
+            judged.verdicts[i] = replace(judged.verdicts[i], verdict=verdict.SLOWER_NO_HISTORY)
+        if bare:
+            judged.notes.append(f"{len(bare)} case(s) slower without a history of {MIN_RUNS} runs "
+                                "to judge them by: information only (give --history, or "
+                                "--gate-without-history to fail on them)")
     judged.notes += [f"{v.name}: {v.why}" for v in verdicts if v.verdict == verdict.CONTENDED]
     if only_base:
         judged.notes.append("only in the baseline (not run by the candidate): "

@@ -18,6 +18,9 @@ REGRESSION, IMPROVEMENT, UNCHANGED, NOISY = ("regression", "improvement", "uncha
 CONTENDED = "measured under contention"
 # a paired A/B's information tier: significantly slower by the minimum effect, but not gated
 SLOWER_INFO = "slower (information tier: not gated)"
+# compare without a history bound for the case: one pair of runs cannot tell a change from the
+# day-to-day spread of a machine (nominal 99% intervals covered 71-82% below 3 history runs here)
+SLOWER_NO_HISTORY = "slower (no history: information only)"
 VERDICTS = (REGRESSION, IMPROVEMENT, UNCHANGED, NOISY, CONTENDED)
 
 

@@ -182,7 +182,14 @@ def test_cli_compare_exit_codes_and_output(tmp_path, capsys):
     slow = write_run(tmp_path / "slow.json", {CASE: rounds(1.3, seed=1)})
     assert cli.main(["compare", str(same), str(base)]) == 0
     assert "0 regression, 0 improvement, 1 unchanged" in capsys.readouterr().out
-    assert cli.main(["compare", str(slow), str(base), "--markdown"]) == 1
+    # one pair of runs without a history: information only, unless asked to gate
+    assert cli.main(["compare", str(slow), str(base), "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "| slower (no history: information only) |" in out
+    assert ("1 case(s) slower without a history of 3 runs to judge them by: information only "
+            "(give --history, or --gate-without-history to fail on them)") in out
+    assert cli.main(["compare", str(slow), str(base), "--markdown",
+                     "--gate-without-history"]) == 1
     out = capsys.readouterr().out
     assert out.startswith("| case | baseline |") and "| regression |" in out
     before = base.read_bytes()
@@ -201,8 +208,10 @@ def test_cli_compare_with_an_empty_history_says_so(tmp_path, capsys):
     cand = write_run(tmp_path / "c.json", {CASE: rounds(1.2, seed=1)})
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert cli.main(["compare", str(cand), str(base), "--history", str(empty)]) == 1
-    assert f"no stored runs in {empty}: left out of the history" in capsys.readouterr().out
+    assert cli.main(["compare", str(cand), str(base), "--history", str(empty)]) == 0
+    out = capsys.readouterr().out
+    assert f"no stored runs in {empty}: left out of the history" in out
+    assert "slower (no history: information only)" in out
 
 
 def test_cli_compare_names_what_an_older_run_lacks(tmp_path, capsys):
@@ -246,7 +255,10 @@ def test_different_hardware_compares_speedups(tmp_path, capsys):
     assert "different hardware: baseline AMD_EPYC-2c vs candidate Xeon-16c-H100-x1" in out
     assert ("cuda/cpu train_step[batch_size=32,model=kerascnn]" in out and "20.00x" in out
             and "unchanged" in out)
-    assert cli.main(["compare", str(worse), str(base)]) == 1  # speedup fell from 20x to 10x
+    # speedup fell from 20x to 10x: across machine classes there is no history to judge it by
+    assert cli.main(["compare", str(worse), str(base)]) == 0
+    assert "slower (no history: information only)" in capsys.readouterr().out
+    assert cli.main(["compare", str(worse), str(base), "--gate-without-history"]) == 1
     assert "2.000" in capsys.readouterr().out
     # each machine runs with its own cores: 2 threads on the CPU box, 16 on the GPU box, still
     # compared

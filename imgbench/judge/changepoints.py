@@ -44,6 +44,8 @@ BLOCK_BYTES = 1 << 20       # pairwise distances computed at a time (float32): s
                             # cache
 MAX_BATCH = 64              # permutations computed at a time
 ALPHA = 0.01                # of the interval of the ratio (99%)
+ENVIRONMENT_CASES = 2       # cases of one run stepping where its software changed: the
+                            # environment's change, reported once
 RESAMPLES = 4000
 TIME, SPEEDUP = "time", "speedup"
 
@@ -64,6 +66,9 @@ class ChangePoint:
                                    # segments
     p: float
     conditions: tuple = ()         # Record.conditions of the series
+    since: Record | Speedup | None = None  # the last run before the change
+    software: tuple = ()           # what the run records of its software moved there
+                                   # ("torch 2.13.0 -> 2.14.1"): software_change
 
     @property
     def record(self) -> Record:
@@ -222,6 +227,31 @@ def _series(runs: list[list[Record]], speedups: list[Speedup] | None) -> tuple[d
     return out, contended
 
 
+def _record(point: Record | Speedup) -> Record:
+    return point.accel if isinstance(point, Speedup) else point
+
+
+def software_change(before: Record, after: Record) -> tuple[str, ...]:
+    """What the two runs recorded of their software (runfile.software) that differs, as
+    "torch 2.13.0 -> 2.14.1"; a field one of them did not record is no change."""
+    a, b = dict(before.software), dict(after.software)
+    return tuple(f"{k} {a[k]} -> {b[k]}" for k in sorted(a.keys() & b.keys()) if a[k] != b[k])
+
+
+def attributed(changes: list[ChangePoint], least: int = ENVIRONMENT_CASES
+               ) -> tuple[list[tuple[ChangePoint, list[ChangePoint]]], list[ChangePoint]]:
+    """The change points that stepped at one run of one machine class where the software changed,
+    at least `least` of them: each group once, as the environment's (its first change point
+    standing for the run), and the rest."""
+    groups: dict[tuple, list[ChangePoint]] = {}
+    for c in changes:
+        if c.software:
+            groups.setdefault((c.machine, c.path, c.software), []).append(c)
+    shared = [g for g in groups.values() if len(g) >= least]
+    inside = {id(c) for g in shared for c in g}
+    return [(g[0], g) for g in shared], [c for c in changes if id(c) not in inside]
+
+
 def _label(kind: str, point: Record | Speedup) -> str:
     if kind == TIME:
         return speedup.label(point.key)
@@ -245,11 +275,12 @@ def scan(runs: list[list[Record]], p_max: float = P_MAX, seed: int = 0,
         for j, (i, p) in enumerate(cuts):
             left, right = values[edges[j]:i], values[i:edges[j + 2]]
             b, a = stats.bootstrap_medians([left, right], RESAMPLES, seed)
-            first = points[i][1]
+            first, since = points[i][1], points[i - 1][1]
             before, after = float(np.median(left)), float(np.median(right))
             out.changes.append(ChangePoint(machine or UNKNOWN, _label(kind, first), first.test,
                                            kind, first, before, after, after / before,
-                                           stats.interval(a / b, ALPHA), p, conditions))
+                                           stats.interval(a / b, ALPHA), p, conditions, since,
+                                           software_change(_record(since), _record(first))))
     out.changes.sort(key=lambda c: (c.machine, c.datetime, c.kind, c.case))
     return out
 
@@ -278,13 +309,41 @@ def render(changes: list[ChangePoint], markdown: bool = False) -> str:
     slower; for a speedup < 1 means the accelerator lost ground on the CPU."""
     several = len({c.conditions for c in changes}) > 1
     head = ["case", "first run after", "commit", "file", "before", "after", "ratio",
-            "99% interval", "p"]
+            "99% interval", "p", "what else changed"]
     rows = [[c.case + (" (" + ", ".join(f"{k} {v}" for k, v in c.conditions if v) + ")"
                        if several else ""),
              c.datetime[:16].replace("T", " "), (c.commit or "-")[:7], Path(c.path).name,
              _value(c, c.before), _value(c, c.after), _ratio(c), f"{c.ci[0]:.3f}-{c.ci[1]:.3f}",
-             f"{c.p:.2g}"] for c in changes]
+             f"{c.p:.2g}", _else(c)] for c in changes]
     return table.render(head, rows, markdown)
+
+
+def _else(c: ChangePoint) -> str:
+    """The software that moved at the change, else the commits between the runs either side."""
+    if c.software:
+        return "; ".join(c.software)
+    since = _record(c.since).commit if c.since is not None else None
+    return f"code only: {(since or '-')[:7]}..{(c.commit or '-')[:7]}"
+
+
+def render_machine(changes: list[ChangePoint], markdown: bool = False) -> str:
+    """One machine class's change points: each change of the environment once, with the cases it
+    moved; then the table of the others."""
+    groups, rest = attributed(changes)
+    out = []
+    for first, moved in groups:
+        names = [c.case for c in moved]
+        ratios = np.median([c.ratio for c in moved])
+        out.append(f"- environment change at {first.datetime[:16].replace('T', ' ')} "
+                   f"({Path(first.path).name}, commit {(first.commit or '-')[:7]}): "
+                   f"{'; '.join(first.software)}: moved {len(moved)} case(s), median ratio "
+                   f"{ratios:.3f}: {', '.join(names[:5])}"
+                   + (f" and {len(names) - 5} more" if len(names) > 5 else ""))
+    if out:
+        out.append("")
+    if rest:
+        out.append(render(rest, markdown))
+    return "\n".join(out).rstrip("\n")
 
 
 def summary(s: Scan, p_max: float = P_MAX) -> list[str]:
@@ -304,5 +363,5 @@ def describe(s: Scan, p_max: float = P_MAX, markdown: bool = False) -> str:
     out = []
     for machine in sorted({c.machine for c in s.changes}):
         out += [f"## {machine}" if markdown else machine, "",
-                render([c for c in s.changes if c.machine == machine], markdown), ""]
+                render_machine([c for c in s.changes if c.machine == machine], markdown), ""]
     return "\n".join(out + summary(s, p_max))

@@ -32,7 +32,7 @@ from imgbench.runs.runfile import RunError
 KEPT = ("contention", "peak_memory_bytes", *FLAGS)  # the extra_info keys that history readers use
 # Fields record.of_run takes from the run rather than the case: stored once per file.
 RUN_FIELDS = ("datetime", "commit", "fingerprint", "torch", "profile", "version", "dataset",
-              "optimizer", "threads", "lacks", "devices")
+              "optimizer", "threads", "lacks", "devices", "software")
 CASE_FIELDS = tuple(f.name for f in fields(Record)
                     if f.init and f.name not in ("path", "data", *RUN_FIELDS))
 # A file modified this recently could change again within its mtime's tick unseen: read, but not

@@ -39,6 +39,7 @@ class Record:
                                   # (compare --save-to)
     lacks: str = ""               # the run's imgbench fields it lacks (runfile.Run.missing),
                                   # comma-separated
+    software: tuple = ()          # runfile.software: (name, version) pairs of the run
 
     # Derived once at construction: readers ask for them per record, and a thousand runs hold
     # 170k records.
@@ -54,6 +55,7 @@ class Record:
             # the same case on another device: for GPU-over-CPU ratios
             "device_free_key": (key[0], tuple(p for p in key[1] if p[0] != "device")),
             "devices": tuple(self.devices),  # a list where the cache gives one
+            "software": tuple(map(tuple, self.software)),
             # run-wide settings that change what every case means
             # (32x32 quick vs 224x224 full images...)
             "conditions": (("profile", self.profile), ("dataset", self.dataset),
@@ -90,7 +92,7 @@ def load(path: str | Path) -> list[Record]:
 
 def of_run(run: runfile.Run) -> list[Record]:
     """One record per case of a run file."""
-    out = []
+    out, software = [], runfile.software(run)  # one tuple shared by the run's records
     for i, b in enumerate(run.benchmarks):
         try:
             stats = b["stats"]
@@ -109,7 +111,7 @@ def of_run(run: runfile.Run) -> list[Record]:
                 optimizer=str(run.meta.get("optimizer")
                               or (b.get("extra_info") or {}).get("optimizer") or ""),
                 threads=run.threads, regressed=b["name"] in run.regressions,
-                lacks=", ".join(run.missing)))
+                lacks=", ".join(run.missing), software=software))
         except (KeyError, TypeError, ValueError) as e:
             raise RunError(f"{run.path}: benchmark {i} lacks a readable {e} "
                            "(a file of another tool or pytest-benchmark version?)") from None

@@ -131,6 +131,18 @@ def _dict(value) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+# what a run records of the software and settings under it that can move every case at once
+SOFTWARE = ("torch", "torchvision", "cuda", "cudnn", "driver", "python", "threads")
+
+
+def software(run: Run) -> tuple[tuple[str, str], ...]:
+    """(name, version) of what the run recorded of SOFTWARE, and the kernel (pytest-benchmark's
+    `release`); unrecorded ones left out. The CPU's microcode is not recorded."""
+    out = [(k, str(run.env[k])) for k in SOFTWARE if run.env.get(k) is not None]
+    release = _dict(run.raw.get("machine_info")).get("release")
+    return tuple(out + ([("kernel", str(release))] if release else []))
+
+
 def case_key(b: dict) -> tuple:
     """What makes two stored cases the same case: the test function and every param (as results
     matches them), not the test id, which changes with the folder pytest ran from."""

@@ -249,7 +249,7 @@ def markdown(r: Rendered, out: Path) -> str:
            f"split at p <= {changepoints.P_MAX:g}; ratio = after / before (time: > 1 slower; "
            "speedup: < 1 the accelerator lost ground).", ""]
     for m in r.machines:
-        md += [f"### {m.fingerprint}", "", changepoints.render(m.changes, markdown=True)
+        md += [f"### {m.fingerprint}", "", changepoints.render_machine(m.changes, markdown=True)
                if m.changes else "No change point.", ""]
     md += ["## Figures", ""]
     for m in r.machines:

@@ -5,6 +5,7 @@ figure's marks."""
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -224,3 +225,41 @@ def test_cli_a_bad_p_is_one_line_exit_2(capsys):
     assert e.value.code == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'0' is not a p-value (valid: from 0.0001 below 1)" in err[0]
+
+
+def test_a_step_where_torch_changed_is_the_environments_once_and_a_lone_step_names_its_commits(
+        tmp_path):
+    """45 runs of 45 cases; torch goes from 2.13.0 to 2.14.1 at run 31, where 40 cases step 10%;
+    one other case steps 20% at run 16, where nothing recorded changed."""
+    n = 45
+    for i in range(n):
+        benches = []
+        for j in range(45):
+            level = levels(n, {30: 1.10} if j < 40 else {15: 1.20} if j == 44 else {}, seed=j,
+                           noise=0.01)
+            benches.append(bench_entry(f"test_forward[m{j}]", {"model": f"m{j}"},
+                                       [level[i] * 0.99, level[i], level[i] * 1.01]))
+        env = {"torch": "2.13.0" if i < 30 else "2.14.1", "python": "3.11.7"}
+        write_json(tmp_path / "runs" / f"{i:04}_quick.json",
+                   run_file(benches, when=f"2026-10-{1 + i // 24:02}T{i % 24:02}:00:00",
+                            commit=f"{i:04}abcdef", meta={"profile": "quick"},
+                            machine={"imgbench": env, "release": "6.18"}))
+    found = history.load([tmp_path / "runs"], rounds=False)
+    again = history.load([tmp_path / "runs"], rounds=False)  # from the cache this time
+    assert again.runs[30][0].software == found.runs[30][0].software == (
+        ("torch", "2.14.1"), ("python", "3.11.7"), ("kernel", "6.18"))
+    s = changepoints.scan(again.runs)
+    groups, rest = changepoints.attributed(s.changes)
+    assert len(groups) == 1
+    first, moved = groups[0]
+    assert first.software == ("torch 2.13.0 -> 2.14.1",) and Path(first.path).name == (
+        "0030_quick.json")
+    assert len(moved) == 40 and {c.ratio > 1.05 for c in moved} == {True}
+    lone = [c for c in rest if c.case.startswith("forward[model=m44]")]
+    assert len(lone) == 1 and lone[0].software == ()
+    text = changepoints.describe(s)
+    assert ("- environment change at 2026-10-02 06:00 (0030_quick.json, commit 0030abc): "
+            "torch 2.13.0 -> 2.14.1: moved 40 case(s)") in text
+    row = next(line for line in text.splitlines() if line.startswith("forward[model=m44]"))
+    assert row.endswith("code only: 0014abc..0015abc")
+    assert sum("environment change" in line for line in text.splitlines()) == 1

@@ -300,7 +300,7 @@ def _value(c: ChangePoint, v: float) -> str:
 
 def _ratio(c: ChangePoint) -> str:
     if c.kind == TIME:
-        return f"{c.ratio:.3f} ({'slower' if c.ratio > 1 else 'faster'})"
+        return f"{c.ratio:.3f} ({'slower' if c.ratio > 1 else 'faster: a new baseline to record'})"
     return f"{c.ratio:.3f} (speedup {'lost' if c.ratio < 1 else 'gained'})"
 
 
@@ -308,8 +308,9 @@ def render(changes: list[ChangePoint], markdown: bool = False) -> str:
     """The table of one machine class's change points. ratio = after / before: for a time > 1 is
     slower; for a speedup < 1 means the accelerator lost ground on the CPU."""
     several = len({c.conditions for c in changes}) > 1
+    # the split was chosen on these runs: the interval is narrower than a fresh one would be
     head = ["case", "first run after", "commit", "file", "before", "after", "ratio",
-            "99% interval", "p", "what else changed"]
+            "99% bootstrap, split chosen on these runs (optimistic)", "p", "what else changed"]
     rows = [[c.case + (" (" + ", ".join(f"{k} {v}" for k, v in c.conditions if v) + ")"
                        if several else ""),
              c.datetime[:16].replace("T", " "), (c.commit or "-")[:7], Path(c.path).name,
@@ -350,7 +351,10 @@ def summary(s: Scan, p_max: float = P_MAX) -> list[str]:
     """The count line and notes under the tables."""
     n = len(s.changes)
     lines = [f"{n} change point{'' if n == 1 else 's'} in {s.tested} series (E-divisive means, "
-             f"permutation test at p <= {p_max:g})"]
+             f"permutation test at p <= {p_max:g})",
+             # each series' first split is tested at p_max: false ones expected across the scan
+             f"expected false change points in this scan: about {s.tested * p_max:.2g} where runs "
+             "are independent; more where they drift (serial correlation is not modelled)"]
     if s.short:
         lines.append(f"{s.short} series too short to test (fewer than {2 * MIN_SEGMENT} runs)")
     if s.contended:

@@ -206,8 +206,11 @@ def test_cli_names_the_first_run_and_commit_after_a_step(tmp_path):
     assert "2026-10-01 18:00" in row and " 0018abc " in row and " 0018_quick.json " in row
     ratio = float(re.search(r"  (\d\.\d{3}) \(slower\)", row)[1])
     assert ratio == pytest.approx(1.2, rel=0.03)
-    assert out[-1] == ("1 change point in 1 series (E-divisive means, permutation test at "
-                       "p <= 0.001)")
+    assert out[-2:] == ["1 change point in 1 series (E-divisive means, permutation test at "
+                        "p <= 0.001)",
+                        "expected false change points in this scan: about 0.001 where runs are "
+                        "independent; more where they drift (serial correlation is not modelled)"]
+    assert "99% bootstrap, split chosen on these runs (optimistic)" in proc.stdout
     assert (f"imgbench changes: skipped {tmp_path / 'runs' / 'broken.json'}: "
             "corrupt or truncated JSON" in proc.stderr)
 
@@ -263,3 +266,10 @@ def test_a_step_where_torch_changed_is_the_environments_once_and_a_lone_step_nam
     row = next(line for line in text.splitlines() if line.startswith("forward[model=m44]"))
     assert row.endswith("code only: 0014abc..0015abc")
     assert sum("environment change" in line for line in text.splitlines()) == 1
+
+
+def test_a_lasting_speed_up_is_flagged_as_a_baseline_to_record(tmp_path):
+    write_history(tmp_path / "runs", {CASE: levels(30, {18: 0.8}, seed=6)})
+    text = changepoints.describe(changepoints.scan(history.load([tmp_path / "runs"]).runs))
+    row = next(line for line in text.splitlines() if line.startswith("train_step["))
+    assert "(faster: a new baseline to record)" in row and "code only: 0017abc..0018abc" in row

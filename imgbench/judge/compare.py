@@ -113,9 +113,7 @@ def speedup_verdict(b, c, effect: float = MIN_EFFECT, alpha: float = ALPHA) -> V
     ratio = b.speedup / c.speedup
     ci = None
     if b.cpu.data and b.accel.data and c.cpu.data and c.accel.data:
-        bc, ba, cc, ca = stats.bootstrap_medians([b.cpu.data, b.accel.data, c.cpu.data,
-                                                  c.accel.data])
-        ci = stats.interval((bc / ba) / (cc / ca), alpha)
+        ci = stats.product_interval([b.cpu.data, c.accel.data], [b.accel.data, c.cpu.data], alpha)
     v = Verdict(f"{c.device}/cpu {c.case}", c.test, b.speedup, c.speedup, ratio, ci, None, None,
                 effect, verdict.by_interval(ratio, ci, effect), kind="speedup")
     return verdict.contended(v, why_contended(candidate=[c.cpu, c.accel],

@@ -3,7 +3,8 @@
 speedup = median CPU time / median accelerator time of the same case (test, model, batch size and
 every axis equal; only the device differs), taken within one run, or, where a run timed only one
 device, from the nearest-in-time run of the same machine class that timed the other. The interval is
-a percentile bootstrap over both cases' per-round data (None where a run stored no rounds)."""
+compare's (stats.product_interval: each log median with an autocorrelation-aware standard error;
+None where a run stored no rounds); a bootstrap of rounds as independent undercovered."""
 
 from __future__ import annotations
 
@@ -44,10 +45,8 @@ def is_cpu(record: Record) -> bool:
 
 
 def pair(cpu: Record, accel: Record, alpha: float = ALPHA, same_run: bool = True) -> Speedup:
-    ci = None
-    if cpu.data and accel.data:
-        c, a = stats.bootstrap_medians([cpu.data, accel.data])
-        ci = stats.interval(c / a, alpha)
+    ci = (stats.product_interval([cpu.data], [accel.data], alpha) if cpu.data and accel.data
+          else None)
     return Speedup(label(accel.device_free_key), accel.test, accel.device_free_key,
                    str(accel.params["device"]), cpu, accel, cpu.median / accel.median, ci, same_run)
 

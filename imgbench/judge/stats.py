@@ -76,19 +76,43 @@ def ratio_interval(base, cand, alpha: float = ALPHA, between: tuple[float, int] 
     (log_median_se), combined as Welch's t. Between runs (`between`: the sd of log run medians in
     the history and its degrees of freedom): each run's own level moves too, so t * sd * sqrt(2) is
     added in quadrature on the log scale. None with fewer than 2 rounds on a side."""
-    b, c = np.asarray(base, float), np.asarray(cand, float)
-    # a round of 0 s has no log: no interval
-    if min(b.size, c.size) < 2 or min(b.min(), c.min()) <= 0:
+    got = _log_ratio([cand], [base])
+    if got is None:
         return None
-    centre = math.log(np.median(c) / np.median(b))
-    (sb, db), (sc, dc) = log_median_se(b), log_median_se(c)
-    se = math.hypot(sb, sc)
-    df = se**4 / (sb**4 / db + sc**4 / dc) if se > 0 else db + dc
+    centre, se, df = got
     half = t_quantile(1 - alpha / 2, df) * se
     if between is not None:
         sd, k = between
         half = math.hypot(half, t_quantile(1 - alpha / 2, k) * sd * math.sqrt(2))
     return math.exp(centre - half), math.exp(centre + half)
+
+
+def product_interval(up, down, alpha: float = ALPHA) -> tuple[float, float] | None:
+    """Two-sided (1 - alpha) interval of the product of the medians of the runs in `up` over that
+    of `down` (each a run's rounds): a GPU-over-CPU speedup (cpu / gpu), or a ratio of two
+    speedups. The same rule as ratio_interval: each log median with its autocorrelation-aware
+    standard error, combined by Welch-Satterthwaite. It knows nothing of how a run's level moves
+    between runs: without a history it is information, not a gate."""
+    got = _log_ratio(up, down)
+    if got is None:
+        return None
+    centre, se, df = got
+    half = t_quantile(1 - alpha / 2, df) * se
+    return math.exp(centre - half), math.exp(centre + half)
+
+
+def _log_ratio(up, down) -> tuple[float, float, float] | None:
+    """The log of prod(median up) / prod(median down), its standard error and degrees of freedom;
+    None with fewer than 2 rounds, or a round of 0 s (no log), on any side."""
+    sides = [np.asarray(x, float) for x in (*up, *down)]
+    if any(s.size < 2 or s.min() <= 0 for s in sides):
+        return None
+    logs = [math.log(np.median(s)) for s in sides]
+    centre = sum(logs[:len(up)]) - sum(logs[len(up):])
+    parts = [log_median_se(s) for s in sides]
+    se = math.sqrt(sum(s**2 for s, _ in parts))
+    df = se**4 / sum(s**4 / d for s, d in parts) if se > 0 else sum(d for _, d in parts)
+    return centre, se, df
 
 
 def between_runs(medians) -> tuple[float, int] | None:

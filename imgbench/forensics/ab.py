@@ -40,6 +40,7 @@ from imgbench.core.identity import case_key
 from imgbench.forensics.policy import Sizing, informational, rounds_of, tiered
 from imgbench.forensics.worker import AB_PLUGIN, START_S, ABError, Side, Worker, start
 from imgbench.hw import contention
+from imgbench.judge import paired
 from imgbench.judge.paired import ProcessTerm
 from imgbench.judge.verdict import Verdict
 
@@ -95,11 +96,7 @@ class Trial:
 
     def groups(self) -> tuple[tuple[float, ...], ...]:
         """The log-ratios of each round."""
-        out, i = [], 0
-        for n in self.sizes or (len(self.d),):
-            out.append(tuple(self.d[i:i + n]))
-            i += n
-        return tuple(out)
+        return tuple(map(tuple, paired.split(self.d, self.sizes)))
 
     def join(self, later: Trial) -> Trial:
         """This case's pairs and those of a later round (fresh workers): one trial of both; its

@@ -74,7 +74,7 @@ class ChangePoint:
     def record(self) -> Record:
         """The run file's record: for a speedup, the accelerator's (its CPU time may come from
         another run)."""
-        return self.first.accel if isinstance(self.first, Speedup) else self.first
+        return _record(self.first)
 
     @property
     def path(self) -> str:

@@ -107,7 +107,7 @@ def estimate(d, process_sd: float, sizes: tuple[int, ...] = ()) -> Estimate:
     processes); and the process term over the rounds added in quadrature. A round with too few pairs
     for an interval is left out."""
     d = list(d)
-    parts = [_round(g) for g in _split(d, sizes)]
+    parts = [_round(g) for g in split(d, sizes)]
     parts = [pt for pt in parts if math.isfinite(pt[1])]
     if not parts:  # too few pairs for an interval
         return Estimate(stats.hodges_lehmann(d, WITHIN_LEVEL)[0], math.inf, 1.0, len(d), tuple(d),
@@ -123,9 +123,10 @@ def estimate(d, process_sd: float, sizes: tuple[int, ...] = ()) -> Estimate:
     return Estimate(centre, se, min(df, 1e6), len(d), tuple(d), within)
 
 
-def _split(d: list[float], sizes: tuple[int, ...]) -> list[list[float]]:
+def split(d: list[float], sizes: tuple[int, ...]) -> list[list[float]]:
+    """`d` cut into its rounds (`sizes`: pairs per round; () or one size: one round)."""
     if len(sizes) < 2:
-        return [d]
+        return [list(d)]
     out, i = [], 0
     for n in sizes:
         out.append(d[i:i + n])

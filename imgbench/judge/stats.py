@@ -1,7 +1,7 @@
 """Statistics for comparing timings on noisy machines: the interval of a ratio of medians from two
-runs' autocorrelated rounds, bootstrap medians (speedups, change points), the bounds of a history's
-run-to-run spread, and for paired A/B samples the exact signed-rank test, the Hodges-Lehmann
-estimate and Wilson's interval. numpy only."""
+runs' autocorrelated rounds (and of products of medians: speedups), bootstrap medians (change
+points), the bounds of a history's run-to-run spread, and for paired A/B samples the exact signed-
+rank test, the Hodges-Lehmann estimate and Wilson's interval. numpy only."""
 
 from __future__ import annotations
 

@@ -1,18 +1,25 @@
 """The cache of stored runs: per run file its run-level fields and per case everything a
 record.Record holds but the per-round times, in SQLite, so that reading a history of a thousand runs
 (2 MB of JSON each) does not parse them all again. The JSON runs stay the record; this is only a
-cache, rebuilt from them: a file is re-read whenever its size, mtime or inode changed, or when the
-code that derives records from it did (reader()); a removed file is simply not asked for. Unreadable
-files are kept with their one-line error, so they are still reported as skipped. A corrupt database
-is rebuilt; one that cannot be used at all (an unwritable cache folder, say) costs speed, never a
-command: the runs are then read from their files, with one note. It lives in a cache folder
-($IMGBENCH_CACHE, else $XDG_CACHE_HOME/imgbench, else ~/.cache/imgbench), never beside the history,
-which may be read-only or committed. Writers and readers in several processes meet in transactions
-(SQLite's WAL)."""
+cache, rebuilt from them, and never trusted over them. A file is re-read whenever its size, mtime,
+ctime, inode or device changed, or the code that derives records from it did (reader()): its ctime
+moves with every write and no one but the clock's owner can set it back, so an edit made in place
+that restores the file's size and mtime is still seen, and a file changed within the clock's tick of
+being read is not cached. Each file's rows carry an HMAC (SHA-256) of everything served from them
+under a random key kept beside the database (runs.key, this user's only), so rows edited in the
+database (medians multiplied, an error put on a good run, cases deleted) fail their check and the
+file is read again, with one note: an edit to the cache cannot change a verdict, and forging rows
+takes the key too. A removed file is simply not asked for. Unreadable files are kept with their
+one-line error, so they are still reported as skipped. A corrupt database is rebuilt; one that
+cannot be used at all (an unwritable cache folder, say) costs speed, never a command: the runs are
+then read from their files, with one note. It lives in a cache folder ($IMGBENCH_CACHE, else
+$XDG_CACHE_HOME/imgbench, else ~/.cache/imgbench), never beside the history, which may be read-only
+or committed. Writers and readers in several processes meet in transactions (SQLite's WAL)."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import sqlite3
@@ -35,16 +42,16 @@ RUN_FIELDS = ("datetime", "commit", "fingerprint", "torch", "profile", "version"
               "optimizer", "threads", "lacks", "devices", "software")
 CASE_FIELDS = tuple(f.name for f in fields(Record)
                     if f.init and f.name not in ("path", "data", *RUN_FIELDS))
-# A file modified this recently could change again within its mtime's tick unseen: read, but not
+# A file changed this recently could change again within its ctime's tick unseen: read, but not
 # cached.
 RACY_NS = 2_000_000_000
 # From this many files to parse (a first read of a long history), one process per core parses them:
 # JSON decoding is most of the cost (~50 ms a 2 MB run) and holds the GIL.
 PARALLEL = 32
 # of the tables below (PRAGMA user_version): a database of another is emptied and made again
-SCHEMA = 1
-TABLES = {"files": "path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ino INTEGER, "
-                   "reader TEXT, error TEXT, run TEXT",
+SCHEMA = 2
+TABLES = {"files": "path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, "
+                   "ino INTEGER, dev INTEGER, reader TEXT, error TEXT, run TEXT, mac TEXT",
           "cases": "path TEXT, pos INTEGER, record TEXT, PRIMARY KEY (path, pos)"}
 
 Item = list[Record] | RunError  # what one file gives: its records, or why it is unreadable
@@ -101,7 +108,7 @@ def records(files: list[Path], folders=()) -> tuple[list[Item], list[str]]:
     `folders` (the folders these files were found in) are dropped."""
     db = location()
     try:
-        return _through(db, files, folders), []
+        return _through(db, files, folders)
     except sqlite3.DatabaseError as e:
         if isinstance(e, sqlite3.OperationalError):
             # locked, unwritable, no such folder: not corrupt
@@ -110,7 +117,8 @@ def records(files: list[Path], folders=()) -> tuple[list[Item], list[str]]:
     try:  # corrupt: start again
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
-        return _through(db, files, folders), [f"cache {db} was corrupt ({why}): rebuilt"]
+        items, notes = _through(db, files, folders)
+        return items, [f"cache {db} was corrupt ({why}): rebuilt", *notes]
     except (sqlite3.DatabaseError, OSError) as e:
         return list(parsed(files)), [f"cache {db} not usable ({e}): runs read from their files"]
 
@@ -140,11 +148,45 @@ def _connect(db: Path) -> sqlite3.Connection:
     return con
 
 
-def _through(db: Path, files: list[Path], folders) -> list[Item]:
+def _key(db: Path) -> bytes:
+    """The HMAC key of this cache (runs.key beside it): made once, by exclusive creation, readable
+    by this user only. One missing or damaged is made again, which fails every row's check: the
+    cache is then rebuilt from the runs."""
+    path = db.parent / "runs.key"
+    for _ in range(2):
+        try:
+            key = path.read_bytes()
+            if len(key) == 32:
+                return key
+            path.unlink()  # damaged: made again below
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise sqlite3.OperationalError(f"cannot read {path}: {e.strerror or e}") from None
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue  # another process made it first: read theirs
+        except OSError as e:
+            raise sqlite3.OperationalError(f"cannot create {path}: {e.strerror or e}") from None
+        with os.fdopen(fd, "wb") as out:
+            out.write(key := os.urandom(32))
+        return key
+    raise sqlite3.OperationalError(f"cannot make {path}")
+
+
+def _mac(key: bytes, path: str, stamp: tuple, me: str, error, run, cases: list[str]) -> str:
+    """The check of one file's rows: everything that is served from them, and what they are of."""
+    text = json.dumps([path, list(stamp), me, error, run, cases])
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
+def _through(db: Path, files: list[Path], folders) -> tuple[list[Item], list[str]]:
     me = reader()
     con = _connect(db)
     try:
-        keys, stamps, items = [], [], {}
+        secret = _key(db)
+        keys, stamps, items, forged = [], [], {}, []
         con.execute("BEGIN")  # one snapshot for every file found current
         for i, f in enumerate(files):
             try:
@@ -155,47 +197,59 @@ def _through(db: Path, files: list[Path], folders) -> list[Item]:
                 stamps.append(None)
                 continue  # gone since it was found: read() says so
             keys.append(key)
-            stamps.append((st.st_size, st.st_mtime_ns, st.st_ino))
-            row = con.execute("SELECT size, mtime_ns, ino, reader, error, run FROM files "
-                              "WHERE path = ?", (key,)).fetchone()
-            if row and row[:4] == (*stamps[-1], me):
-                items[i] = _cached(con, key, f, row[4], row[5])
+            stamps.append((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev))
+            row = con.execute("SELECT size, mtime_ns, ctime_ns, ino, dev, reader, error, run, mac "
+                              "FROM files WHERE path = ?", (key,)).fetchone()
+            if row and row[:6] == (*stamps[-1], me):
+                if (item := _cached(con, secret, key, f, row)) is None:
+                    forged.append(f)
+                else:
+                    items[i] = item
         con.execute("COMMIT")
         missing = [i for i in range(len(files)) if i not in items]
         for i, item in zip(missing, parsed([files[i] for i in missing]), strict=True):
             items[i] = item
-            if stamps[i] and time.time_ns() - stamps[i][1] >= RACY_NS:
-                _store(con, keys[i], stamps[i], me, files[i], item)
+            if stamps[i] and time.time_ns() - max(stamps[i][1:3]) >= RACY_NS:
+                _store(con, secret, keys[i], stamps[i], me, files[i], item)
         _prune(con, folders, set(keys))
-        return [items[i] for i in range(len(files))]
+        notes = ([f"cache: the rows of {len(forged)} run file(s) failed their check (edited in "
+                  f"the cache, e.g. {forged[0]}): read from the files again"] if forged else [])
+        return [items[i] for i in range(len(files))], notes
     finally:
         con.close()
 
 
-def _cached(con: sqlite3.Connection, key: str, f: Path, error: str | None, run: str | None) -> Item:
+def _cached(con: sqlite3.Connection, secret: bytes, key: str, f: Path, row: tuple) -> Item | None:
+    """The file's item from its rows, or None when they fail their check."""
+    error, run, mac = row[6:]
+    cases = [text for (text,) in con.execute("SELECT record FROM cases WHERE path = ? ORDER BY pos",
+                                             (key,))]
+    if not isinstance(mac, str) or not hmac.compare_digest(
+            mac, _mac(secret, key, row[:5], row[5], error, run, cases)):
+        return None
     if error is not None:
         return RunError(f"{f}{error}")  # stored without the path, which may be spelt otherwise now
     try:
         shared = json.loads(run)
-        return [Record(path=str(f), data=None, **shared, **json.loads(text))
-                for (text,) in con.execute("SELECT record FROM cases WHERE path = ? ORDER BY pos",
-                                           (key,))]
+        return [Record(path=str(f), data=None, **shared, **json.loads(text)) for text in cases]
     except (ValueError, TypeError) as e:  # a row no version of this module wrote
         raise sqlite3.DatabaseError(f"bad row for {key}: {e}") from None
 
 
-def _store(con: sqlite3.Connection, key: str, stamp: tuple, me: str, f: Path, item: Item):
+def _store(con: sqlite3.Connection, secret: bytes, key: str, stamp: tuple, me: str, f: Path,
+           item: Item):
     if isinstance(item, RunError):
         error, run, cases = str(item).removeprefix(str(f)), None, []
     else:
         error = None
         run = json.dumps({k: getattr(item[0], k) for k in RUN_FIELDS} if item else {})
         cases = [json.dumps({k: getattr(r, k) for k in CASE_FIELDS}) for r in item]
+    mac = _mac(secret, key, stamp, me, error, run, cases)
     con.execute("BEGIN IMMEDIATE")  # a file's rows replaced whole, or not at all
     try:
         con.execute("DELETE FROM cases WHERE path = ?", (key,))
-        con.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (key, *stamp, me, error, run))
+        con.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key, *stamp, me, error, run, mac))
         con.executemany("INSERT INTO cases VALUES (?, ?, ?)",
                         [(key, pos, text) for pos, text in enumerate(cases)])
         con.execute("COMMIT")

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import pytest
 
-from imgbench.runs import cache, history
+from imgbench.runs import cache, history, record
 from imgbench.show import report
 from tests.helpers import GPU_FP, ROOT, bench_entry, rounds, run_file, write_history, write_json
 from tools.make_history import make
@@ -25,9 +25,15 @@ KEPT = {k: EXTRA[k] for k in ("contention", "peak_memory_bytes", "threads", "cud
                               "tf32", "flush_denormal")}
 
 
+RACY_NS = cache.RACY_NS
+
+
 @pytest.fixture(autouse=True)
 def db(tmp_path, monkeypatch):
+    """The test's own cache. Files are cached however recently they changed: a file's ctime, which
+    the cache compares too, cannot be set back as age() sets back its mtime."""
     monkeypatch.setenv("IMGBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(cache, "RACY_NS", 0)
     return tmp_path / "cache" / "runs.sqlite"
 
 
@@ -110,7 +116,9 @@ def test_a_rewritten_file_is_read_again(tmp_path, reads):
     assert reads[len(paths):] == [paths[1]]
 
 
-def test_a_file_changed_within_its_mtime_tick_is_never_served_from_the_cache(tmp_path):
+def test_a_file_changed_within_its_mtime_tick_is_never_served_from_the_cache(tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.setattr(cache, "RACY_NS", RACY_NS)
     folder, paths = stored(tmp_path, runs=2)
     paths[1].write_text(paths[1].read_text().replace("2026-11-01T01:00:00", "2026-11-01T01:00:08"))
     stamp = paths[1].stat().st_mtime_ns
@@ -215,6 +223,7 @@ def imgbench(*args):
 @pytest.mark.slow
 def test_cli_report_reads_the_index_and_says_when_it_cannot(tmp_path, db, monkeypatch):
     folder, paths = stored(tmp_path, runs=3)
+    time.sleep(RACY_NS / 1e9)  # their ctime, which cannot be set back, old enough to be cached
     first = imgbench("report", str(folder), "--out", str(tmp_path / "a"))
     second = imgbench("report", str(folder), "--out", str(tmp_path / "b"))
     assert first.returncode == second.returncode == 0, first.stderr
@@ -237,7 +246,7 @@ def test_cli_report_reads_the_index_and_says_when_it_cannot(tmp_path, db, monkey
 
 def test_processes_building_one_index_at_once_leave_it_whole(tmp_path, db):
     folder, paths = stored(tmp_path, runs=6)
-    code = ("import sys; from imgbench.runs import history; "
+    code = ("import sys; from imgbench.runs import cache, history; cache.RACY_NS = 0; "
             "h = history.load([sys.argv[1]], rounds=False); print(len(h.runs), len(h.notes))")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE,
                               text=True)
@@ -247,3 +256,86 @@ def test_processes_building_one_index_at_once_leave_it_whole(tmp_path, db):
         assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         assert con.execute("SELECT count(*) FROM files").fetchone() == (6,)
         assert con.execute("SELECT count(*) FROM cases").fetchone() == (12,)
+
+
+def medians(h) -> list[float]:
+    return [r.median for run in h.runs for r in run]
+
+
+@pytest.mark.parametrize("edit", [
+    "UPDATE cases SET record = json_set(record, '$.median', json_extract(record, '$.median') * 3)",
+    "UPDATE cases SET record = json_set(record, '$.regressed', json('false'))",
+    "UPDATE files SET error = ': crafted in the cache'",
+    "DELETE FROM cases WHERE pos = 1",
+    "UPDATE files SET run = json_set(run, '$.fingerprint', 'another-class')",
+])
+def test_rows_edited_in_the_index_are_not_believed(tmp_path, db, reads, edit):
+    """The review's finding: medians multiplied by 3 in the index, every JSON run unchanged, turned
+    2x regressions into improvements. Rows edited in any way fail their check: the runs are read
+    from their files again, with one note, and cached again."""
+    folder, paths = stored(tmp_path)
+    truth = history.load([folder], rounds=False)
+    with sqlite3.connect(db) as con:
+        assert con.execute(edit).rowcount > 0
+    again = history.load([folder], rounds=False)
+    assert again.runs == truth.runs and medians(again) == medians(truth) and again.skipped == []
+    assert reads == paths + paths and again.notes == [
+        f"cache: the rows of {len(paths)} run file(s) failed their check (edited in the cache, "
+        f"e.g. {paths[0]}): read from the files again"]
+    third = history.load([folder], rounds=False)
+    assert third.runs == truth.runs and third.notes == [] and reads == paths + paths
+
+
+def test_rows_made_with_another_key_are_not_believed(tmp_path, db, reads):
+    """Forging rows takes the key beside the database: a new key (a crafted runs.key) fails every
+    row's check."""
+    folder, paths = stored(tmp_path, runs=2)
+    history.load([folder], rounds=False)
+    (db.parent / "runs.key").write_bytes(os.urandom(32))
+    assert history.load([folder], rounds=False).notes[0].startswith("cache: the rows of 2 run")
+    assert reads == paths + paths
+    (db.parent / "runs.key").write_bytes(b"short")  # damaged: made again, the rows read again
+    assert len(history.load([folder], rounds=False).notes) == 1 and reads == paths * 3
+    assert len((db.parent / "runs.key").read_bytes()) == 32
+
+
+def test_an_edit_in_place_that_restores_size_and_mtime_is_seen(tmp_path, reads):
+    """Only the file's ctime, which no one can set back, tells: the run is read again."""
+    folder, paths = stored(tmp_path, runs=2)
+    st = paths[1].stat()
+    text = paths[1].read_text()
+    assert history.load([folder], rounds=False).runs[1][0].datetime == "2026-11-01T01:00:00"
+    with open(paths[1], "r+") as f:  # same inode, same size
+        f.write(text.replace('"datetime": "2026-11-01T01:00:00"',
+                             '"datetime": "2026-11-01T01:00:09"'))
+    os.utime(paths[1], ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (paths[1].stat().st_size, paths[1].stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    after = history.load([folder], rounds=False)
+    assert reads[len(paths):] == [paths[1]]
+    assert after.runs[1][0].datetime == "2026-11-01T01:00:09"
+    assert after.runs == [[cache.light(r) for r in record.load(p)] for p in paths]
+
+
+@pytest.mark.slow
+def test_compare_gives_the_same_verdict_after_the_index_is_edited(tmp_path, db):
+    """The review's scenario end to end: a 2x regression against a history of 6 runs, then every
+    median in the index multiplied by 3."""
+    hist, base = tmp_path / "h", tmp_path / "base.json"
+    write_json(base, run_file([bench_entry("test_t[a]", {"m": "a"}, rounds(1.0, seed=9))],
+                              when="2026-11-01T00:00:00"))
+    for i in range(6):
+        write_json(hist / f"{i}.json", run_file([bench_entry("test_t[a]", {"m": "a"},
+                                                             rounds(1.0, seed=i))],
+                                                when=f"2026-11-0{i + 2}T00:00:00"))
+    cand = write_json(tmp_path / "cand.json", run_file(
+        [bench_entry("test_t[a]", {"m": "a"}, rounds(2.0, seed=20))], when="2026-11-20T00:00:00"))
+    time.sleep(RACY_NS / 1e9)  # their ctime, which cannot be set back, old enough to be cached
+    first = imgbench("compare", str(cand), str(base), "--history", str(hist))
+    with sqlite3.connect(db) as con:
+        assert con.execute("UPDATE cases SET record = json_set(record, '$.median', "
+                           "json_extract(record, '$.median') * 3)").rowcount == 6
+    second = imgbench("compare", str(cand), str(base), "--history", str(hist))
+    assert first.returncode == second.returncode == 1, first.stdout + first.stderr
+    assert "regression" in first.stdout.splitlines()[1] and (
+        first.stdout.splitlines()[1] == second.stdout.splitlines()[1])
+    assert "failed their check" in second.stdout + second.stderr

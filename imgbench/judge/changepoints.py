@@ -1,19 +1,6 @@
 """Change points in stored history: where a case's time, or a GPU-over-CPU speedup, stepped to a new
-level and stayed there. numpy only.
-
-E-divisive means (Matteson & James 2014, distance exponent alpha = 1), as MongoDB's performance CI
-and Apache Otava use it. For a segment x, each split tau into a left part (m values) and a right
-part (k values) scores the scaled energy statistic
-
-    Q(tau) = m k / (m + k) * (2 * mean |left - right| - mean |within left| - mean |within right|)
-
-(the within means over distinct pairs). The best split is the tau of the largest Q; its p-value
-comes from a permutation test (p = (1 + #permutations whose best Q >= the observed one) / (1 + B)).
-Q is taken on the series' ranks, so the permutation null depends on the length alone and is computed
-once per length for every series of it (a thousand-run history tests its 170 series in seconds). A
-significant split is kept and both sides are searched again the same way (hierarchical bisection),
-each test at p_max. Matteson & James also maximise over where the right part ends (kappa); like
-MongoDB's implementation, kappa is always the segment's end.
+level and stayed there (E-divisive means on each series: judge.edivisive), and the slowdowns at a
+series' end too recent for one (pending). numpy only.
 
 Each series is the log of one case's median time per run (scale-free: a 5% step is the same size on
 a 5 ms and a 5 s case), per machine class, run conditions and case, oldest first; cases measured
@@ -23,8 +10,6 @@ speedup).
 
 from __future__ import annotations
 
-import functools
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,21 +17,17 @@ import numpy as np
 
 from imgbench.core import config, table
 from imgbench.hw import contention
-from imgbench.judge import speedup, stats
+from imgbench.judge import edivisive, speedup, stats
+from imgbench.judge.edivisive import MIN_SEGMENT, P_MAX, segment
 from imgbench.judge.speedup import Speedup
 from imgbench.runs.record import UNKNOWN, Record
 
-P_MAX = config.CHANGE_P
-PERMUTATIONS = 999          # the smallest p they can give is 1 / (1 + 999) = P_MAX
-MIN_SEGMENT = 3             # runs on each side of a split, at least: a change is named once 3 runs
-                            # follow it
-BLOCK_BYTES = 1 << 20       # pairwise distances computed at a time (float32): stays in the CPU's
-                            # cache
-MAX_BATCH = 64              # permutations computed at a time
 ALPHA = 0.01                # of the interval of the ratio (99%)
 ENVIRONMENT_CASES = 2       # cases of one run stepping where its software changed: the
                             # environment's change, reported once
 RESAMPLES = 4000
+DRIFT_FALSE_RATE = 0.007    # measured: tools/measure_changepoints.py (1,000 AR(1) series)
+CONFIRM_RUNS = 2            # consecutive runs past the bound that call a slowdown at a series' end
 TIME, SPEEDUP = "time", "speedup"
 
 
@@ -89,121 +70,35 @@ class ChangePoint:
         return self.record.commit
 
 
+@dataclass(frozen=True)
+class Pending:
+    """A slowdown at a series' end, too recent to be a change point (MIN_SEGMENT runs must follow
+    one): its newest `runs` runs each past the one-sided 99% bound of the runs before them in its
+    segment, and by the minimum effect. One run is pending; two in a row are a regression called
+    (CONFIRM_RUNS), as large dashboards call one."""
+    machine: str
+    case: str
+    test: str
+    kind: str                      # TIME or SPEEDUP (a speedup that fell)
+    first: Record | Speedup        # the first run past the bound
+    runs: int                      # 1 or 2
+    ratio: float                   # the newest run over its segment's median (speedup: < 1 lost)
+    bound: float                   # the bound it passed
+
+    @property
+    def called(self) -> bool:
+        return self.runs >= CONFIRM_RUNS
+
+
 @dataclass
 class Scan:
     changes: list[ChangePoint] = field(default_factory=list)
+    pending: list[Pending] = field(default_factory=list)  # slowdowns at series' ends
     tested: int = 0                # series long enough to test
     short: int = 0                 # series with fewer than 2 x MIN_SEGMENT runs: not tested
     contended: int = 0             # records left out: measured under contention
-
-
-# --- the statistics -------------------------------------------------------------------------------
-
-
-def _lower(y: np.ndarray) -> np.ndarray:
-    """sum_{j<i} |y_i - y_j| for every row of y (b, n) and every i: the pairwise distances of the
-    lower triangle only, computed a block of rows at a time so that each block stays within
-    BLOCK_BYTES."""
-    b, n = y.shape
-    y = y.astype(np.float32)
-    out = np.empty((b, n))
-    step = max(1, BLOCK_BYTES // (4 * b * n))
-    for lo in range(0, n, step):
-        hi = min(n, lo + step)
-        d = y[:, lo:hi, None] - y[:, None, :hi]
-        np.abs(d, out=d)
-        d[:, :, lo:] *= np.tri(hi - lo, k=-1, dtype=np.float32)  # of the block's square, only j < i
-        out[:, lo:hi] = d.sum(axis=2)
-    return out
-
-
-def _q(xs: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Q(tau) for every row of xs (b series of n values) and every split tau in
-    MIN_SEGMENT..n - MIN_SEGMENT at once (the right part always ends at the segment's end: kappa
-    fixed, as in MongoDB's implementation), from prefix sums of the pairwise distances. rows:
-    sum_j |x_i - x_j| for each value, which a permutation only reorders. Shape
-    (b, n - 2 MIN_SEGMENT + 1)."""
-    n = xs.shape[1]
-    zero = np.zeros((len(xs), 1))
-    # ordered pairs in x[:tau]
-    within_left = 2 * np.concatenate([zero, np.cumsum(_lower(xs), axis=1)], axis=1)
-    row_prefix = np.concatenate([zero, np.cumsum(rows, axis=1)], axis=1)  # i < tau, any j
-    total = row_prefix[:, -1:]
-    between = row_prefix - within_left                                  # i < tau <= j
-    within_right = total - 2 * row_prefix + within_left                 # ordered pairs in x[tau:]
-    tau = np.arange(MIN_SEGMENT, n - MIN_SEGMENT + 1)
-    m, k = tau.astype(float), (n - tau).astype(float)
-    s = np.s_[:, MIN_SEGMENT:n - MIN_SEGMENT + 1]
-    return m * k / n * (2 * between[s] / (m * k) - within_left[s] / (m * (m - 1))
-                        - within_right[s] / (k * (k - 1)))
-
-
-def ranks(x) -> np.ndarray:
-    """Ranks 0..n-1 of x, ties sharing their mean rank."""
-    x = np.asarray(x, float)
-    order = np.argsort(x, kind="mergesort")
-    r = np.empty(x.size)
-    r[order] = np.arange(x.size)
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse, weights=r)
-    return sums[inverse] / counts[inverse]
-
-
-@functools.lru_cache(maxsize=256)
-def null(n: int, permutations: int = PERMUTATIONS, seed: int = 0) -> np.ndarray:
-    """The largest Q of `permutations` random orders of the ranks 0..n-1, sorted: the permutation
-    null of every series of n distinct values, computed once per length and shared by all of them
-    (the series of one history mostly have one length)."""
-    rng = np.random.default_rng([seed, n])
-    x = np.arange(n, dtype=np.float32)
-    rows = np.abs(x[:, None] - x[None, :]).sum(axis=1, dtype=np.float64)
-    out = []
-    for done in range(0, permutations, MAX_BATCH):
-        order = rng.permuted(np.broadcast_to(np.arange(n),
-                                             (min(MAX_BATCH, permutations - done), n)), axis=1)
-        out.append(_q(x[order], rows[order]).max(axis=1))
-    return np.sort(np.concatenate(out))
-
-
-def best_split(x, p_max: float = P_MAX, permutations: int = PERMUTATIONS,
-               seed: int = 0) -> tuple[int, float]:
-    """The split of x with the largest Q and its permutation p-value. The test takes Q on the ranks
-    of x: a wild run counts no more than any other run beyond it, and the permutation null depends
-    only on the length, so one null (`null`) serves every series of that length. Ties (identical
-    medians, rare) are given mean ranks and tested against the null of distinct values. The split is
-    placed where Q on the values peaks (on the ranks: 176 of 200 steps of 5% in 1% noise at their
-    exact run, on the values 194)."""
-    def scores(v: np.ndarray) -> np.ndarray:
-        rows = np.abs(v[:, None] - v[None, :]).sum(axis=1, dtype=np.float64)
-        return _q(v[None, :], rows[None, :])[0]
-
-    x = np.asarray(x, float)
-    observed = float(scores(ranks(x).astype(np.float32)).max())
-    # placed where Q on the values peaks: the sizes of the values say more about where than
-    # their order
-    tau = int(np.argmax(scores((x - np.median(x)).astype(np.float32)))) + MIN_SEGMENT
-    reference = null(x.size, permutations, seed)
-    # >= observed, rounding aside
-    above = reference.size - int(np.searchsorted(reference, observed * (1 - 1e-6)))
-    return tau, (1 + above) / (1 + permutations)
-
-
-def segment(x, p_max: float = P_MAX, seed: int = 0,
-            permutations: int | None = None) -> list[tuple[int, float]]:
-    """Change points of one series, (index of the first value after the change, p), in order."""
-    x = np.asarray(x, float)
-    # enough for p_max to be reachable
-    b = permutations or max(PERMUTATIONS, math.ceil(1 / p_max) - 1)
-    out, todo = [], [(0, x.size)]
-    while todo:
-        lo, hi = todo.pop()
-        if hi - lo < 2 * MIN_SEGMENT:
-            continue
-        tau, p = best_split(x[lo:hi], p_max, b, seed)
-        if p <= p_max:
-            out.append((lo + tau, p))
-            todo += [(lo + tau, hi), (lo, lo + tau)]
-    return sorted(out)
+    drifts: dict = field(default_factory=dict)  # (kind, machine) -> the pooled drift whitened
+                                                # by (None: each series its own)
 
 
 # --- history -> series -> change points ----------------------------------------------------------
@@ -260,17 +155,21 @@ def _label(kind: str, point: Record | Speedup) -> str:
 
 def scan(runs: list[list[Record]], p_max: float = P_MAX, seed: int = 0,
          speedups: list[Speedup] | None = None) -> Scan:
-    """Change points of every series in a History's runs (oldest first). `speedups`:
-    speedup.series(runs) when the caller already has it."""
+    """Change points of every series in a History's runs (oldest first), and the slowdowns pending
+    at their ends. `speedups`: speedup.series(runs) when the caller already has it."""
     series, contended = _series(runs, speedups)
     out = Scan(contended=contended)
+    pools: dict[tuple, list] = {}
+    for (kind, machine, _, _), points in series.items():
+        pools.setdefault((kind, machine), []).append(np.log([v for v, _ in points]))
+    drifts = out.drifts = {k: edivisive.pooled_drift(v) for k, v in pools.items()}
     for (kind, machine, conditions, _), points in series.items():
         if len(points) < 2 * MIN_SEGMENT:
             out.short += 1
             continue
         out.tested += 1
         values = np.array([v for v, _ in points])
-        cuts = segment(np.log(values), p_max, seed)
+        cuts = segment(np.log(values), p_max, seed, rho=drifts[kind, machine])
         edges = [0] + [i for i, _ in cuts] + [len(values)]
         for j, (i, p) in enumerate(cuts):
             left, right = values[edges[j]:i], values[i:edges[j + 2]]
@@ -281,8 +180,33 @@ def scan(runs: list[list[Record]], p_max: float = P_MAX, seed: int = 0,
                                            kind, first, before, after, after / before,
                                            stats.interval(a / b, ALPHA), p, conditions, since,
                                            software_change(_record(since), _record(first))))
+        if (tail := pending(values[edges[-2]:], kind)) is not None:
+            runs_past, ratio, bound = tail
+            first = points[-runs_past][1]
+            out.pending.append(Pending(machine or UNKNOWN, _label(kind, first), first.test, kind,
+                                       first, runs_past, ratio, bound))
     out.changes.sort(key=lambda c: (c.machine, c.datetime, c.kind, c.case))
+    out.pending.sort(key=lambda c: (c.machine, c.kind, c.case))
     return out
+
+
+def pending(values: np.ndarray, kind: str, effect: float = config.MIN_EFFECT,
+            alpha: float = ALPHA) -> tuple[int, float, float] | None:
+    """Whether the newest runs of a series' last segment are a slowdown: (runs past the bound, the
+    newest run over the median of the runs before them, that bound), two runs tried before one;
+    None when neither is, or fewer than 3 runs precede them. Slower is a longer time, or a
+    smaller speedup."""
+    for k in (CONFIRM_RUNS, 1):
+        before = values[:-k]
+        if before.size < 3:
+            continue
+        low, high = stats.history_interval(before, alpha)
+        ratios = values[-k:] / np.median(before)
+        if kind == TIME and np.all((ratios > high) & (ratios >= 1 + effect)):
+            return k, float(ratios[-1]), high
+        if kind == SPEEDUP and np.all((ratios < low) & (ratios <= 1 / (1 + effect))):
+            return k, float(ratios[-1]), low
+    return None
 
 
 def find(runs: list[list[Record]], p_max: float = P_MAX, seed: int = 0,
@@ -347,14 +271,34 @@ def render_machine(changes: list[ChangePoint], markdown: bool = False) -> str:
     return "\n".join(out).rstrip("\n")
 
 
+def render_pending(items: list[Pending]) -> list[str]:
+    """One line per slowdown at a series' end."""
+    out = []
+    for t in items:
+        state = (f"regression: {t.runs} runs in a row past the bound" if t.called
+                 else "pending: 1 run past the bound (a second confirms it)")
+        how = (f"x{t.ratio:.3f} of its level (bound x{t.bound:.3f})" if t.kind == TIME
+               else f"speedup x{t.ratio:.3f} of its level (bound x{t.bound:.3f})")
+        out.append(f"- {t.case}: {state}, since {t.first.datetime[:16].replace('T', ' ')} "
+                   f"({Path(_record(t.first).path).name}, commit "
+                   f"{(_record(t.first).commit or '-')[:7]}): {how}")
+    return out
+
+
 def summary(s: Scan, p_max: float = P_MAX) -> list[str]:
     """The count line and notes under the tables."""
     n = len(s.changes)
-    lines = [f"{n} change point{'' if n == 1 else 's'} in {s.tested} series (E-divisive means, "
-             f"permutation test at p <= {p_max:g})",
+    drift = ", ".join(f"{machine} {kind} {'own per series' if rho is None else f'{rho:.2f}'}"
+                      for (kind, machine), rho in sorted(s.drifts.items(), key=str))
+    lines = [f"{n} change point{'' if n == 1 else 's'} in {s.tested} series (E-divisive means on "
+             f"ranks pre-whitened by the machine's drift, permutation test at p <= {p_max:g})",
              # each series' first split is tested at p_max: false ones expected across the scan
-             f"expected false change points in this scan: about {s.tested * p_max:.2g} where runs "
-             "are independent; more where they drift (serial correlation is not modelled)"]
+             f"expected false change points in this scan: about {s.tested * p_max:.2g} (simulated "
+             f"drifting series, lag-1 correlation up to 0.5, held this; a series whitened by its "
+             f"own drift: up to {DRIFT_FALSE_RATE:.1%} of series); drift (lag-1 correlation of "
+             f"run medians): {drift or '-'}",
+             f"a slowdown at a series' end is pending after 1 run past its 99% bound (about 1% of "
+             f"series by chance), called after {CONFIRM_RUNS} in a row"]
     if s.short:
         lines.append(f"{s.short} series too short to test (fewer than {2 * MIN_SEGMENT} runs)")
     if s.contended:
@@ -363,9 +307,13 @@ def summary(s: Scan, p_max: float = P_MAX) -> list[str]:
 
 
 def describe(s: Scan, p_max: float = P_MAX, markdown: bool = False) -> str:
-    """Per machine class a heading and the table; then the count and the notes."""
+    """Per machine class a heading, the table and the slowdowns at series' ends; then the count and
+    the notes."""
     out = []
-    for machine in sorted({c.machine for c in s.changes}):
-        out += [f"## {machine}" if markdown else machine, "",
-                render_machine([c for c in s.changes if c.machine == machine], markdown), ""]
+    for machine in sorted({c.machine for c in [*s.changes, *s.pending]}):
+        out += [f"## {machine}" if markdown else machine, ""]
+        if changes := [c for c in s.changes if c.machine == machine]:
+            out += [render_machine(changes, markdown), ""]
+        if tails := [t for t in s.pending if t.machine == machine]:
+            out += ["at the series' ends:", *render_pending(tails), ""]
     return "\n".join(out + summary(s, p_max))

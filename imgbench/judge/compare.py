@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-import numpy as np
-
 from imgbench.core.config import ALPHA, MIN_EFFECT
 from imgbench.core.errors import UserError
 from imgbench.hw import contention
-from imgbench.judge import speedup, stats, verdict
-from imgbench.judge.verdict import History, Verdict
-from imgbench.judge.window import MIN_RUNS, Window, window
+from imgbench.judge import evidence, speedup, stats, verdict
+from imgbench.judge.verdict import Verdict
+from imgbench.judge.window import MIN_RUNS, WINDOW, Window, window
 from imgbench.runs.acceptances import Acceptance
 from imgbench.runs.record import Record, differences, flag_differences
 
@@ -77,45 +75,74 @@ def compare(base: list[Record], cand: list[Record], history: list[list[Record]] 
             past: Window | None = None) -> tuple[list[Verdict], list, list]:
     """Verdicts for the cases in both runs, and the keys found only in the candidate / only in the
     baseline. The history counts through its reference window (judge.window), which never holds the
-    candidate, later runs or unaccepted regressions."""
+    candidate, later runs or unaccepted regressions. One evidence rule (judge.evidence), Holm's
+    step-down across the cases: each case's interval and bound are drawn at its Holm level."""
     check_same_hardware(base, cand)
     check_same_conditions(base, cand)
     # `past`: where the caller has it
     past = window(history, cand, accepted) if past is None else past
     by_base = {r.key: r for r in base}
     by_cand = {r.key: r for r in cand}
+    keys = sorted(by_base.keys() & by_cand.keys())
+    found = [evidence.of_runs(by_base[k].data, by_cand[k].data, by_cand[k].median,
+                              past.medians.get(k, [])) for k in keys]
+    why = [why_contended(candidate=[by_cand[k]], baseline=[by_base[k]]) for k in keys]
+    levels = _levels(found, why, alpha)
     out = []
-    for key in sorted(by_base.keys() & by_cand.keys()):
+    for key, e, level, busy in zip(keys, found, levels, why, strict=True):
         b, c = by_base[key], by_cand[key]
-        ratio = c.median / b.median
-        hist = past.medians.get(key, [])
-        between = stats.between_runs(hist)  # None below 3 past runs
-        ci = stats.ratio_interval(b.data, c.data, alpha, between) if b.data and c.data else None
-        bounds = stats.history_interval(hist, alpha)
-        h = History(c.median / float(np.median(hist)), *bounds) if bounds else None
-        effect = effect_of(c, per_family, min_effect)
-        v = Verdict(c.name, c.test, b.median, c.median, ratio, ci, h.ratio if h else None,
-                    h.bound if h else None, effect, verdict.by_interval(ratio, ci, effect, h))
+        v = _verdict(c.name, c.test, b.median, c.median, e, level,
+                     effect_of(c, per_family, min_effect))
         # the baseline predates the accepted level
         if key in past.settling and v.verdict == verdict.REGRESSION:
             v = replace(v, verdict=verdict.NOISY,
                         why=f"a newly accepted level: {past.settling[key]} run(s) of it in the "
                             f"history, judged against it from {MIN_RUNS}")
-        out.append(verdict.contended(v, why_contended(candidate=[c], baseline=[b])))
+        out.append(verdict.contended(v, busy))
     only_cand = sorted(by_cand[k].name for k in by_cand.keys() - by_base.keys())
     only_base = sorted(by_base[k].name for k in by_base.keys() - by_cand.keys())
     return out, only_cand, only_base
 
 
-def speedup_verdict(b, c, effect: float = MIN_EFFECT, alpha: float = ALPHA) -> Verdict:
+def _levels(found: list[evidence.Evidence], why: list[str | None], alpha: float) -> list[float]:
+    """Each case's Holm level among the cases judged (those measured under contention are not)."""
+    judged = [i for i, w in enumerate(why) if w is None]
+    levels = [alpha] * len(found)
+    for i, level in zip(judged, evidence.holm([found[i].p_slower() for i in judged], alpha),
+                        strict=True):
+        levels[i] = level
+    return levels
+
+
+def _verdict(name: str, test: str, base: float, cand: float, e: evidence.Evidence, level: float,
+             effect: float, kind: str = "time") -> Verdict:
+    ci, h = e.interval(level), e.bounds(level)
+    return Verdict(name, test, base, cand, cand / base if kind == "time" else base / cand, ci,
+                   h.ratio if h else None, h.bound if h else None, effect,
+                   verdict.by_interval(cand / base if kind == "time" else base / cand, ci, effect,
+                                       h),
+                   kind=kind, detectable=e.detectable(level, effect), level=level)
+
+
+def speedup_evidence(b, c, history: list[float] = ()) -> evidence.Evidence:
+    """Baseline speedup `b` against candidate speedup `c` (speedup.Speedup): the log of b / c, from
+    the four cases' rounds (> 0: the accelerator lost ground); `history`, earlier speedups of the
+    case on the machine class (3 or more), gives how far a run's speedup moves between runs, as for
+    times (stats.log_ratio)."""
+    runs = (b.cpu.data, b.accel.data, c.cpu.data, c.accel.data)
+    if not all(x is not None and len(x) for x in runs):
+        return evidence.Evidence(None)
+    return evidence.Evidence(stats.log_ratio([b.cpu.data, c.accel.data],
+                                             [b.accel.data, c.cpu.data],
+                                             stats.between_runs(history)))
+
+
+def speedup_verdict(b, c, effect: float = MIN_EFFECT, alpha: float = ALPHA,
+                    history: list[float] = ()) -> Verdict:
     """Baseline speedup `b` against candidate speedup `c` (speedup.Speedup) of one case and
-    accelerator."""
-    ratio = b.speedup / c.speedup
-    ci = None
-    if b.cpu.data and b.accel.data and c.cpu.data and c.accel.data:
-        ci = stats.product_interval([b.cpu.data, c.accel.data], [b.accel.data, c.cpu.data], alpha)
-    v = Verdict(f"{c.device}/cpu {c.case}", c.test, b.speedup, c.speedup, ratio, ci, None, None,
-                effect, verdict.by_interval(ratio, ci, effect), kind="speedup")
+    accelerator, at level `alpha`, with the case's earlier speedups as `history`."""
+    v = _verdict(f"{c.device}/cpu {c.case}", c.test, b.speedup, c.speedup,
+                 speedup_evidence(b, c, history), alpha, effect, kind="speedup")
     return verdict.contended(v, why_contended(candidate=[c.cpu, c.accel],
                                               baseline=[b.cpu, b.accel]))
 
@@ -125,7 +152,7 @@ def compare_speedups(base: list[Record], cand: list[Record], min_effect: float =
                      alpha: float = ALPHA) -> tuple[list[Verdict], list, list]:
     """Across machine classes only ratios mean anything: each run's GPU-over-CPU speedups, matched
     by case and accelerator. The ratio is baseline speedup / candidate speedup, so > 1 is worse, as
-    for times."""
+    for times. Holm's step-down across the speedups compared."""
     check_same_conditions(base, cand, threads=False)
     by_base = {(s.key, s.device): s for s in speedup.within(base, alpha)}
     by_cand = {(s.key, s.device): s for s in speedup.within(cand, alpha)}
@@ -135,9 +162,13 @@ def compare_speedups(base: list[Record], cand: list[Record], min_effect: float =
                                f"machine class, and the {run} has no case timed on both the CPU "
                                "and an accelerator, so there is no GPU-over-CPU speedup to compare "
                                "instead")
+    keys = sorted(by_base.keys() & by_cand.keys(), key=str)
+    why = [why_contended(candidate=[by_cand[k].cpu, by_cand[k].accel],
+                         baseline=[by_base[k].cpu, by_base[k].accel]) for k in keys]
+    levels = _levels([speedup_evidence(by_base[k], by_cand[k]) for k in keys], why, alpha)
     out = [speedup_verdict(by_base[k], by_cand[k],
-                           effect_of(by_cand[k].accel, per_family, min_effect), alpha)
-           for k in sorted(by_base.keys() & by_cand.keys(), key=str)]
+                           effect_of(by_cand[k].accel, per_family, min_effect), level)
+           for k, level in zip(keys, levels, strict=True)]
     only_cand = sorted(f"{by_cand[k].device}/cpu {by_cand[k].case}"
                        for k in by_cand.keys() - by_base.keys())
     only_base = sorted(f"{by_base[k].device}/cpu {by_base[k].case}"
@@ -147,13 +178,16 @@ def compare_speedups(base: list[Record], cand: list[Record], min_effect: float =
 
 def speedup_falls(series: list, min_effect: float = MIN_EFFECT) -> list:
     """The points of a speedup series (speedup.series) whose speedup fell against the same case's
-    previous point: a regression by speedup_verdict."""
+    previous point: a regression by speedup_verdict, with the newest WINDOW earlier points of the
+    case as its history (at least MIN_RUNS of them)."""
     by_case: dict[tuple, list] = {}
     for s in series:
         by_case.setdefault((s.key, s.device), []).append(s)
-    return [cur for points in by_case.values()
-            for prev, cur in zip(points, points[1:], strict=False)
-            if speedup_verdict(prev, cur, min_effect).verdict == verdict.REGRESSION]
+    # below MIN_RUNS earlier points a fall is information only, as a time without history
+    return [points[j] for points in by_case.values() for j in range(MIN_RUNS, len(points))
+            if speedup_verdict(points[j - 1], points[j], min_effect,
+                               history=[p.speedup for p in points[max(0, j - WINDOW):j]]
+                               ).verdict == verdict.REGRESSION]
 
 
 @dataclass
@@ -193,6 +227,13 @@ def runs(base: list[Record], cand: list[Record], history: list[list[Record]] = (
                                 "to judge them by: information only (give --history, or "
                                 "--gate-without-history to fail on them)")
     judged.notes += [f"{v.name}: {v.why}" for v in verdicts if v.verdict == verdict.CONTENDED]
+    if levels := [v.level for v in verdicts if v.level is not None
+                  and v.verdict != verdict.CONTENDED]:
+        judged.notes.append(f"Holm across the {len(levels)} case(s) judged: each interval and "
+                            f"bound at its case's level (from {min(levels):.2g} to "
+                            f"{max(levels):.2g}), so the chance of any false regression in this "
+                            f"comparison is {ALPHA:g}; could detect: the smallest slowdown called "
+                            "a regression 9 times in 10")
     if only_base:
         judged.notes.append("only in the baseline (not run by the candidate): "
                             f"{', '.join(only_base)}")

@@ -70,20 +70,14 @@ def log_median_se(x) -> tuple[float, float]:
 
 def ratio_interval(base, cand, alpha: float = ALPHA, between: tuple[float, int] | None = None
                    ) -> tuple[float, float] | None:
-    """Two-sided (1 - alpha) interval of the ratio of medians cand / base of two runs' rounds.
-
-    Within the runs: each side's log median with its autocorrelation-aware standard error
-    (log_median_se), combined as Welch's t. Between runs (`between`: the sd of log run medians in
-    the history and its degrees of freedom): each run's own level moves too, so t * sd * sqrt(2) is
-    added in quadrature on the log scale. None with fewer than 2 rounds on a side."""
-    got = _log_ratio([cand], [base])
+    """Two-sided (1 - alpha) interval of the ratio of medians cand / base of two runs' rounds
+    (log_ratio: within the runs, or between them where a history gives `between`). None with fewer
+    than 2 rounds on a side."""
+    got = log_ratio([cand], [base], between)
     if got is None:
         return None
     centre, se, df = got
     half = t_quantile(1 - alpha / 2, df) * se
-    if between is not None:
-        sd, k = between
-        half = math.hypot(half, t_quantile(1 - alpha / 2, k) * sd * math.sqrt(2))
     return math.exp(centre - half), math.exp(centre + half)
 
 
@@ -93,7 +87,7 @@ def product_interval(up, down, alpha: float = ALPHA) -> tuple[float, float] | No
     speedups. The same rule as ratio_interval: each log median with its autocorrelation-aware
     standard error, combined by Welch-Satterthwaite. It knows nothing of how a run's level moves
     between runs: without a history it is information, not a gate."""
-    got = _log_ratio(up, down)
+    got = log_ratio(up, down)
     if got is None:
         return None
     centre, se, df = got
@@ -101,23 +95,35 @@ def product_interval(up, down, alpha: float = ALPHA) -> tuple[float, float] | No
     return math.exp(centre - half), math.exp(centre + half)
 
 
-def _log_ratio(up, down) -> tuple[float, float, float] | None:
-    """The log of prod(median up) / prod(median down), its standard error and degrees of freedom;
-    None with fewer than 2 rounds, or a round of 0 s (no log), on any side."""
+def log_ratio(up, down, between: tuple[float, int] | None = None
+              ) -> tuple[float, float, float] | None:
+    """The log of prod(median up) / prod(median down), its standard error and degrees of freedom.
+
+    Within the runs: each log median with its autocorrelation-aware standard error (log_median_se),
+    combined by Welch-Satterthwaite. Between runs (`between`: the sd of one run's log median across
+    a history of the machine, and its degrees of freedom: between_runs): that spread already holds
+    a run's within-run noise, so a ratio of two runs varies by 2 sd^2, and the within-run term is
+    used instead only where it is larger (these two runs noisier than the history's): counted once.
+    Simulated A/A with 10 history runs, 41 rounds at lag-1 correlation 0.6 and 2% level shifts:
+    13 of 1,000 "99%" intervals missed 1; adding both terms (the within noise twice) missed 12 and
+    the within-run spread removed from the history's 21 (tests/judge/test_evidence.py). None with
+    fewer than 2 rounds, or a round of 0 s (no log), on any side."""
     sides = [np.asarray(x, float) for x in (*up, *down)]
     if any(s.size < 2 or s.min() <= 0 for s in sides):
         return None
     logs = [math.log(np.median(s)) for s in sides]
     centre = sum(logs[:len(up)]) - sum(logs[len(up):])
     parts = [log_median_se(s) for s in sides]
-    se = math.sqrt(sum(s**2 for s, _ in parts))
-    df = se**4 / sum(s**4 / d for s, d in parts) if se > 0 else sum(d for _, d in parts)
-    return centre, se, df
+    var = sum(s**2 for s, _ in parts)
+    df = var**2 / sum(s**4 / d for s, d in parts) if var > 0 else sum(d for _, d in parts)
+    if between is not None and 2 * between[0] ** 2 > var:
+        var, df = 2 * between[0] ** 2, between[1]
+    return centre, math.sqrt(var), df
 
 
 def between_runs(medians) -> tuple[float, int] | None:
-    """The sd of the log medians of a history's runs and its degrees of freedom; None below 3
-    runs."""
+    """How much one run's log median moves across a history of the machine (its within-run noise
+    included): the sd of the runs' log medians and its degrees of freedom; None below 3 runs."""
     m = np.asarray(medians, float)
     return (float(np.log(m).std(ddof=1)), m.size - 1) if m.size >= 3 else None
 

@@ -47,8 +47,9 @@ class Verdict:
     kind: str = "time"            # "time": medians in seconds; "speedup": GPU-over-CPU speedups
     why: str | None = None        # why there is no verdict (CONTENDED: which run, how much of the
                                   # CPUs)
-    detectable: float | None = None  # paired A/B: the smallest slowdown this job would have caught
-                                     # with 90% power (0.041: 4.1%)
+    detectable: float | None = None  # the smallest slowdown this comparison would have called a
+                                     # regression with 90% power (0.041: 4.1%)
+    level: float | None = None    # compare: the case's Holm level (its interval's and bound's)
 
 
 def judge(ratio: float, effect: float, slower: bool, faster: bool, ci: tuple[float, float] | None,

@@ -2,14 +2,19 @@
 medians of the newest WINDOW earlier runs of the same machine class and conditions. Left out: the
 run itself and anything recorded at or after it, contended records, records of other numeric
 conditions, and records judged a regression when they were saved (compare --save-to) that no one has
-accepted. Accepting (`imgbench accept`, runs.acceptances) makes a regressed level the new reference:
-the window of an accepted case starts at its first regressed run. No torch here."""
+accepted, unless a lone one that the next run did not repeat (a false alarm). Accepting (`imgbench
+accept`, runs.acceptances) makes a regressed level the new reference: the window of an accepted case
+starts at its first regressed run. No torch here."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from imgbench.hw import contention
+from imgbench.judge.stats import t_quantile
 from imgbench.runs.acceptances import Acceptance
 from imgbench.runs.history import identity
 from imgbench.runs.record import Record, differences, flag_differences
@@ -72,13 +77,36 @@ def window(history: list[list[Record]], cand: list[Record], accepted: list[Accep
         usable, level = _accepted_level(records,
                                         [a for a in accepted if a.covers(records[-1])], out)
         if usable:
-            out.medians[key] = [r.median for r in usable[-size:]]
+            out.medians[key] = [r.median for r in _screened(usable[-size:], out)]
         if level and len(usable) < MIN_RUNS:
             out.settling[key] = len(usable)
     return out
 
 
 MIN_RUNS = 3  # a window needs this many runs for a bound (stats.history_interval)
+# A run whose median the window's other runs exclude at this level (Bonferroni over the window) is
+# left out: the bound is their spread, which one run far off would otherwise widen without limit
+# (one file of a x5 median let a 30% slowdown pass as "too noisy to say").
+OUTLIER_P = 0.001
+
+
+def _screened(records: list[Record], out: Window) -> list[Record]:
+    """`records` (one case) without the run farthest from the others when their prediction bound
+    (log scale, Student's t with the others' mean and sd) excludes it at OUTLIER_P over the window.
+    Needs 3 others with a spread; one run only: two far off hide each other, as in any screen."""
+    if len(records) < MIN_RUNS + 1:
+        return records
+    logs = np.log([r.median for r in records])
+    far = int(np.argmax(np.abs(logs - np.median(logs))))
+    others = np.delete(logs, far)
+    sd = others.std(ddof=1)
+    if not sd > 0:  # identical others: no spread to judge by
+        return records
+    t = abs(logs[far] - others.mean()) / (sd * math.sqrt(1 + 1 / others.size))
+    if t <= t_quantile(1 - OUTLIER_P / 2 / logs.size, others.size - 1):
+        return records
+    out.leave("a median far outside the other runs' (a crafted or broken run?)", records[far])
+    return records[:far] + records[far + 1:]
 
 
 def _accepted_level(records: list[Record], accepted: list[Acceptance],
@@ -98,11 +126,19 @@ def _accepted_level(records: list[Record], accepted: list[Acceptance],
             start = stretch[-1].datetime
         last = a.datetime
     usable = []
-    for r in records:
+    for i, r in enumerate(records):
         if r.datetime < start:
             out.leave("before an accepted new level", r)
-        elif r.regressed and r.datetime >= last:
+        elif r.regressed and r.datetime >= last and not _lone(records, i):
             out.leave("judged a regression, not accepted", r)
         else:
             usable.append(r)
     return usable, bool(start)
+
+
+def _lone(records: list[Record], i: int) -> bool:
+    """Whether records[i] is a regression alone between runs that were not: a false alarm, which
+    rejoins the window once the next run is back (left out, it would narrow the spread after every
+    false alarm: a slow ratchet). Two in a row are a regression (changepoints.CONFIRM_RUNS)."""
+    return (0 < i + 1 < len(records) and not records[i + 1].regressed
+            and (i == 0 or not records[i - 1].regressed))

@@ -141,20 +141,22 @@ def test_speedup_falls_are_the_points_slower_than_the_same_cases_previous_one(tm
              (("model", "mlp"), ("device", "cuda"), ("batch_size", 8)))
     other_cpu = ("test_forward[mlp-cpu-bs8]",
                  (("model", "mlp"), ("device", "cpu"), ("batch_size", 8)))
-    runs = [speedup_run(tmp_path / "1.json", 0.020, 0.001, "2026-11-01T00:00:00"),  # 20x
-            speedup_run(tmp_path / "2.json", 0.020, 0.001, "2026-11-02T00:00:00",
-                        seed=2),  # 20x: unchanged
-            speedup_run(tmp_path / "3.json", 0.020, 0.002, "2026-11-03T00:00:00",
-                        seed=4),  # 10x: fell
-            speedup_run(tmp_path / "4.json", 0.020, 0.001, "2026-11-04T00:00:00",
-                        seed=6),  # 20x: rose
-            records(tmp_path / "5.json", {other_cpu: rounds(0.02), other: rounds(0.004)},
-                    when="2026-11-05T00:00:00")]  # 5x, another case: not a fall from 20x
+    steady = [speedup_run(tmp_path / f"{i}.json", 0.020, 0.001, f"2026-11-0{i}T00:00:00",
+                          seed=2 * i) for i in (1, 2, 3)]  # 20x, 20x, 20x
+    runs = [*steady,
+            speedup_run(tmp_path / "4.json", 0.020, 0.002, "2026-11-04T00:00:00",
+                        seed=8),  # 10x: fell
+            speedup_run(tmp_path / "5.json", 0.020, 0.001, "2026-11-05T00:00:00",
+                        seed=10),  # 20x: rose
+            records(tmp_path / "6.json", {other_cpu: rounds(0.02), other: rounds(0.004)},
+                    when="2026-11-06T00:00:00")]  # 5x, another case: not a fall from 20x
     series = speedup.series(runs)
-    assert len(series) == 5
+    assert len(series) == 6
     (fell,) = compare.speedup_falls(series)
-    assert (fell.accel.path == str(tmp_path / "3.json")
+    assert (fell.accel.path == str(tmp_path / "4.json")
             and fell.speedup == pytest.approx(10, rel=0.02))
+    # below 3 earlier points a fall is information only
+    assert compare.speedup_falls(speedup.series([steady[0], *runs[3:]])) == []
     # a halving is below a 150% minimum effect
     assert compare.speedup_falls(series, min_effect=1.5) == []
 

@@ -1,7 +1,10 @@
 """Where runs live: STORAGE/<machine class>/<platform>/NNNN_<profile>.json as pytest-benchmark lays
 them out, the previous run of a profile, baselines at FOLDER/<machine class>/<profile>.json, and
 saving either whole or not at all. Run numbers are taken by exclusive creation, so processes saving
-into one folder at the same time never overwrite each other. No torch here.
+into one folder at the same time never overwrite each other. A name a run file gives (its machine
+class, its profile) becomes part of a path only when it is one plain name (PATH_PART): anything else
+is refused with one line and nothing is saved, so no run file can send a save outside the folder it
+is saved into. No torch here.
 """
 
 from __future__ import annotations
@@ -20,10 +23,21 @@ from imgbench.runs import history, runfile
 from imgbench.runs.record import UNKNOWN
 
 RUN_NAME = re.compile(r"(\d{4,})_(.+)\.json")  # pytest-benchmark's %04d: run 10000 has five digits
+# one folder or file name: no separator, nothing a shell or a file system reads specially
+PATH_PART = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 
 class StorageError(UserError):
     pass
+
+
+def path_part(name, what: str) -> str:
+    """`name`, which a run file gave, where it is to name one folder or file; StorageError when it
+    could name another place ('../..', '/etc', 'a/b', '.', '')."""
+    if not (isinstance(name, str) and PATH_PART.fullmatch(name) and name not in (".", "..")):
+        raise StorageError(f"{what} {str(name)[:80]!r} cannot name a folder or file (valid: "
+                           "letters, digits, '.', '_' and '-', not '.' or '..'): nothing saved")
+    return name
 
 
 def writable_folder(folder: Path, option: str) -> Path:
@@ -158,7 +172,9 @@ def save_judged(run: runfile.Run, folder: Path, regressions: list[str], baseline
     meta = doc.setdefault("imgbench", {})
     meta["judged"] = {"datetime": datetime.now(timezone.utc).replace(tzinfo=None).isoformat(),
                       "baseline": baseline, "regressions": regressions}
-    target = writable_folder(folder / (run.fingerprint or UNKNOWN), "--save-to")
+    machine = path_part(run.fingerprint or UNKNOWN, "the run's machine class")
+    profile = path_part(run.profile or "run", "the run's profile")
+    target = writable_folder(folder / machine, "--save-to")
     with partial(target, "judged") as tmp:
         runfile.write(tmp, doc)
-        return save_run(tmp, target, run.profile or "run")
+        return save_run(tmp, target, profile)

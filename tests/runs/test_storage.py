@@ -193,3 +193,31 @@ def test_numbering_goes_on_past_9999(tmp_path):
         tmp = save(tmp_path, ".run.partial", f"2026-11-0{day}T00:00:00")
         assert storage.save_run(tmp, tmp_path, "quick") == sub / f"{number}_quick.json"
     assert storage.previous_run(tmp_path, "quick") == sub / "10001_quick.json"
+
+
+@pytest.mark.parametrize("machine, profile", [
+    ("../../../escaped", "quick"), ("/tmp/abs", "quick"), ("..", "quick"), ("a/b", "quick"),
+    ("AMD_EPYC-2c", "../../../escaped"), ("AMD_EPYC-2c", "x/../../y"), ("AMD_EPYC-2c", "."),
+])
+def test_a_judged_run_naming_another_place_is_not_saved_anywhere(tmp_path, machine, profile):
+    """The review's finding: machine_info.fingerprint '../../../escaped' sent compare --save-to's
+    copy outside the history folder. Such a name, or such a profile, is refused; nothing is
+    written."""
+    src = write_json(tmp_path / "in" / "run.json", run_file(
+        [bench_entry("test_a", {}, [1.0])], fingerprint=machine, meta={"profile": profile}))
+    run = storage.runfile.Run(path=src, raw=json.loads(src.read_text()), benchmarks=[],
+                              datetime="", commit=None, fingerprint=machine, env={},
+                              meta={"profile": profile}, version="5.3.1", schema=0)
+    (tmp_path / "box" / "history").mkdir(parents=True)
+    with pytest.raises(storage.StorageError, match=r"cannot name a folder or file \(valid: "):
+        storage.save_judged(run, tmp_path / "box" / "history", [], "base.json")
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [src]
+
+
+def test_a_judged_run_of_plain_names_is_saved_in_its_machine_class(tmp_path):
+    src = write_json(tmp_path / "run.json", run_file([bench_entry("test_a", {}, [1.0])],
+                                                     meta={"profile": "quick"}))
+    run = storage.runfile.read(src)
+    saved = storage.save_judged(run, tmp_path / "h", ["test_a"], "base.json")
+    assert saved.parent.parent == tmp_path / "h" / "AMD_EPYC-2c" and saved.name == "0001_quick.json"
+    assert json.loads(saved.read_text())["imgbench"]["judged"]["regressions"] == ["test_a"]

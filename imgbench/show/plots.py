@@ -16,20 +16,34 @@ from matplotlib.patches import Patch
 from imgbench.core import atomic
 from imgbench.core.options import DEFAULTS
 from imgbench.judge.speedup import Speedup
-from imgbench.judge.verdict import IMPROVEMENT, NOISY, REGRESSION, UNCHANGED, Verdict
+from imgbench.judge.verdict import (
+    IMPROVEMENT,
+    NOISY,
+    REGRESSION,
+    SLOWER_NO_HISTORY,
+    UNCHANGED,
+    Verdict,
+)
 from imgbench.runs.record import Record
 
 DPI = 100
 DEVICE_COLORS = {"cpu": "#1f77b4", "cuda": "#d62728", "mps": "#9467bd"}
 REGRESSION_COLOR = "#ff7f0e"  # not a device's color: a red bar must not read as "CUDA"
 VERDICT_COLORS = {REGRESSION: REGRESSION_COLOR, IMPROVEMENT: "#2ca02c", UNCHANGED: "#9e9e9e",
-                  NOISY: "#e3d9a6"}
+                  NOISY: "#e3d9a6", SLOWER_NO_HISTORY: "#f5c08a"}
 # Speedup-trend lines are cases, not devices: colors that are neither a device's nor a verdict's.
 CASE_COLORS = ("#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#393b79", "#637939",
                "#843c39")
 COMPONENT_COLORS = {"compute": "#4c72b0", "data stall": "#dd8452", "host-to-device copy": "#55a868"}
 TEST_STYLES = {"train_step": "-", "forward": "--"}
 MAX_LINES = 8  # per panel of the speedup trend: beyond that a legend hides the data
+
+
+def esc(text) -> str:
+    """Text from run files (case names, params, commits, machine classes) as matplotlib shows it
+    literally: a "$" would otherwise start math text, which draws "$x^2$" as a formula and fails
+    the whole report on "$a_b_c$"."""
+    return str(text).replace("$", r"\$")
 
 
 def device_color(device: str) -> str:
@@ -63,12 +77,12 @@ def _day(text: str) -> str:
 
 def run_label(r: Record) -> str:
     torch = (r.torch or "?").split("+")[0]
-    return f"{(r.commit or '-')[:7]}\ntorch {torch}\n{_day(r.datetime)}"
+    return esc(f"{(r.commit or '-')[:7]}\ntorch {torch}\n{_day(r.datetime)}")
 
 
 def speedup_trend(speedups: list[Speedup], machine: str, fell: list[Speedup] = (),
                   changes=()) -> Figure:
-    """One panel per test; per case the speedup of each run with its bootstrap band; the runs in
+    """One panel per test; per case the speedup of each run with its interval's band; the runs in
     `fell` (judged a regression against the case's previous run) are marked, and so, by a dashed
     line in the case's color, is the first run after each of `changes` (changes.ChangePoint) of a
     drawn case."""
@@ -93,7 +107,7 @@ def speedup_trend(speedups: list[Speedup], machine: str, fell: list[Speedup] = (
             points = by_case[k]
             xs = [x_of[s.datetime] for s in points]
             color = CASE_COLORS[i % len(CASE_COLORS)]
-            label = f"{describe(dict(k[0][1]))} ({k[1]})"
+            label = esc(f"{describe(dict(k[0][1]))} ({k[1]})")
             (line,) = ax.plot(xs, [s.speedup for s in points], marker="o", ms=3, color=color,
                               label=label)
             handles[f"{test}: {label}"] = line
@@ -114,7 +128,7 @@ def speedup_trend(speedups: list[Speedup], machine: str, fell: list[Speedup] = (
         ax.set_yscale("log")
         shown = (f" ({len(latest)} of {len(by_case)} cases, the fastest)"
                  if len(by_case) > len(latest) else "")
-        ax.set_title(f"{test}{shown}", loc="left", fontsize=10)
+        ax.set_title(esc(f"{test}{shown}"), loc="left", fontsize=10)
         ax.set_ylabel("speedup (x)\nCPU time / GPU time")
         ax.grid(True, which="both", alpha=0.3)
     step = max(1, math.ceil(len(stamps) / 12))
@@ -122,7 +136,8 @@ def speedup_trend(speedups: list[Speedup], machine: str, fell: list[Speedup] = (
     first = {s.datetime: s.accel for s in speedups}
     axes[-1].set_xticks(ticks, [run_label(first[stamps[i]]) for i in ticks], fontsize=7)
     axes[-1].set_xlabel("run (commit, torch, date)")
-    fig.suptitle(f"GPU-over-CPU speedup per run, {machine} (band: 99% bootstrap interval)")
+    fig.suptitle(esc(f"GPU-over-CPU speedup per run, {machine} (band: 99% interval of each "
+                     "run's speedup)"))
     fig.legend(list(handles.values()), list(handles.keys()), loc="outside right upper", fontsize=7)
     return fig
 
@@ -155,26 +170,30 @@ def throughput(records: list[Record], machine: str) -> Figure:
             ips = [float(r.extra.get("images", r.params["batch_size"])) / r.median for r in rs]
             extra = describe(dict(rest), drop=("device",))
             ax.plot(bs, ips, TEST_STYLES[test], marker="o", color=device_color(device),
-                    label=f"{device} {test}" + (f" {extra}" if extra != "-" else ""))
+                    label=esc(f"{device} {test}" + (f" {extra}" if extra != "-" else "")))
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xticks(sorted(sizes), [str(b) for b in sorted(sizes)])
-        ax.set_title(model, fontsize=10)
+        ax.set_title(esc(model), fontsize=10)
         ax.set_xlabel("batch size")
         ax.set_ylabel("images/s")
         ax.grid(True, which="both", alpha=0.3)
-    handles = [Line2D([], [], color=device_color(d), marker="o", label=d)
+    handles = [Line2D([], [], color=device_color(d), marker="o", label=esc(d))
                for d in sorted(devices_seen)]
     handles += [Line2D([], [], color="#333333", linestyle=s, label=f)
                 for f, s in TEST_STYLES.items()]
     fig.legend(handles=handles, loc="outside right upper", fontsize=8)
-    fig.suptitle(f"Throughput against batch size, {machine} (latest run of each case)")
+    fig.suptitle(esc(f"Throughput against batch size, {machine} (latest run of each case)"))
     return fig
 
 
 def versus_baseline(verdicts: list[Verdict], test: str, machine: str, base: str,
                     cand: str) -> Figure:
-    """Per case the candidate's change in median time with its interval, colored by verdict."""
+    """Per case the candidate's change in median time against the baseline run with compare's
+    interval (the rounds' autocorrelation-aware standard errors and the history's between-run
+    spread), colored by compare's verdict; where the case has a history, its bound (the largest
+    usual ratio to the history's median) and the candidate's ratio to that median, which the
+    verdict weighs."""
     verdicts = sorted(verdicts, key=lambda v: v.name)
     fig = Figure(figsize=(10, 1.6 + 0.26 * len(verdicts)), layout="constrained")
     ax = fig.subplots()
@@ -187,14 +206,33 @@ def versus_baseline(verdicts: list[Verdict], test: str, machine: str, base: str,
     effect = verdicts[0].min_effect * 100 if verdicts else 5
     ax.axvspan(-effect, effect, color="#000000", alpha=0.06)
     ax.axvline(0, color="#333333", linewidth=0.8)
-    ax.set_yticks(list(ys), [v.name.split("[", 1)[-1].rstrip("]") for v in verdicts], fontsize=7)
+    bounded = [(y, v) for y, v in zip(ys, verdicts, strict=True) if v.history_bound is not None]
+    if bounded:
+        ax.scatter([(v.history_bound - 1) * 100 for _, v in bounded], [y for y, _ in bounded],
+                   marker="|", s=120, color="#000000", linewidths=1.5, zorder=4)
+        ax.scatter([(v.history_ratio - 1) * 100 for _, v in bounded], [y for y, _ in bounded],
+                   marker="o", s=14, color="#000000", zorder=4)
+    ax.set_yticks(list(ys), [esc(v.name.split("[", 1)[-1].rstrip("]")) for v in verdicts],
+                  fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("change in median time, % (> 0: slower; bars: 99% bootstrap interval; "
-                  "shade: minimum effect)")
+    # the changes, bounds and minimum effect decide the axis; an interval wider runs off it
+    reach = max([abs(c) for c in change] + [effect]
+                + [abs(r - 1) * 100 for _, v in bounded for r in (v.history_ratio,
+                                                                   v.history_bound)])
+    reach = max(1.5 * reach, 3 * effect)
+    ax.set_xlim(-reach, reach)
+    off = sum(bool(v.ci) and max(1 - v.ci[0], v.ci[1] - 1) * 100 > reach for v in verdicts)
+    ax.set_xlabel("change in median time against the run before, % (> 0: slower; shade: minimum "
+                  "effect)\nbars: compare's 99% interval (the rounds' spread and the history's "
+                  "between-run spread)" + (f"; {off} run off the axis" if off else ""), fontsize=8)
     handles = [Patch(color=c, label=k) for k, c in VERDICT_COLORS.items()]
+    handles += [Line2D([], [], marker="o", linestyle="", color="#000000", markersize=4,
+                       label="vs the history's median"),
+                Line2D([], [], marker="|", linestyle="", color="#000000", markersize=9,
+                       label="the history's bound")] * bool(bounded)
     fig.legend(handles=handles, loc="outside right upper", fontsize=8)
-    fig.suptitle(f"{test}: latest run against its baseline, {machine}\n{cand} vs {base}",
-                 fontsize=10)
+    fig.suptitle(esc(f"{test}: latest run against the run before it, {machine}\n{cand} vs {base}"),
+                 fontsize=10, x=0.02, ha="left")
     return fig
 
 
@@ -221,7 +259,7 @@ def epoch_breakdown(records: list[Record], machine: str) -> Figure:
             widths.append(r.median * share)
         ax.barh(range(len(rows)), widths, left=left, color=color, label=part)
         left = [a + b for a, b in zip(left, widths, strict=True)]
-    ax.set_yticks(list(range(len(rows))), [_epoch_label(r) for r in rows], fontsize=7)
+    ax.set_yticks(list(range(len(rows))), [esc(_epoch_label(r)) for r in rows], fontsize=7)
     for tick, r in zip(ax.get_yticklabels(), rows, strict=True):
         tick.set_color(device_color(r.params.get("device", "cpu")))
     ax.invert_yaxis()
@@ -229,7 +267,7 @@ def epoch_breakdown(records: list[Record], machine: str) -> Figure:
     ax.set_xlabel(f"seconds per epoch ({', '.join(map(str, sorted(images)))} images; labels "
                   "colored by device)")
     fig.legend(loc="outside right upper", fontsize=8)
-    fig.suptitle(f"Where an epoch's time goes, {machine} (latest run)")
+    fig.suptitle(esc(f"Where an epoch's time goes, {machine} (latest run)"))
     return fig
 
 
@@ -248,7 +286,7 @@ def ddp_scaling(records: list[Record], machine: str) -> Figure:
         params = dict(rest)
         color = device_color(params.get("device", "cpu"))
         marker = "osD^v<>"[i % 7]
-        label = describe(params, ())
+        label = esc(describe(params, ()))
         ws = [int(r.params["world_size"]) for r in rs]
         left.plot(ws, [float(r.extra.get("images_per_s") or 0) for r in rs], marker=marker,
                   color=color, label=label)
@@ -275,5 +313,5 @@ def ddp_scaling(records: list[Record], machine: str) -> Figure:
     right.set_title("scaling efficiency (solid), communication share (dotted)", loc="left",
                     fontsize=10)
     fig.legend(*right.get_legend_handles_labels(), loc="outside right upper", fontsize=7)
-    fig.suptitle(f"Data-parallel scaling, {machine} (latest run)")
+    fig.suptitle(esc(f"Data-parallel scaling, {machine} (latest run)"))
     return fig

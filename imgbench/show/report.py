@@ -1,6 +1,7 @@
-"""Stored runs -> figures and a report: per machine class the speedup trend, throughput against
-batch size, the latest run against its baseline per test and the epoch breakdown; a markdown summary
-(for a CI job summary or a pull-request comment) and one self-contained HTML file."""
+"""Stored runs -> figures and a report: per machine class and test each case's history (show.
+history_plots), the speedup trend, throughput against batch size, the latest run against the run
+before it per test and the epoch breakdown; a markdown summary (for a CI job summary or a
+pull-request comment) and one self-contained HTML file."""
 
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ from imgbench.runs import record
 from imgbench.runs.history import History
 from imgbench.runs.record import Record, differences
 from imgbench.runs.runfile import RunError
-from imgbench.show import plots
+from imgbench.show import history_plots, plots
 
 EPOCH_TESTS = ("epoch", "reference_epoch")
-# The newest points of each speedup series that get a bootstrap interval from their runs' rounds
+# The newest points of each speedup series that get an interval from their runs' rounds
 # (figure band, table interval, falls marked): a thousand GPU runs then cost what their last RECENT
 # do. Older points: medians.
 RECENT = 10
@@ -32,6 +33,7 @@ class Comparison:
     base: list[Record]
     cand: list[Record]
     verdicts: list[verdict.Verdict]
+    notes: list[str] = field(default_factory=list)  # compare.Judged's
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Machine:
     speedups: list[speedup.Speedup] = field(default_factory=list)
     comparison: Comparison | None = None
     changes: list[changepoints.ChangePoint] = field(default_factory=list)
+    pending: list = field(default_factory=list)    # changepoints.Scan.pending, where it has one
     figures: dict[str, list[Path]] = field(default_factory=dict)
 
 
@@ -49,6 +52,7 @@ class Rendered:
     machines: list[Machine]
     notes: list[str]
     history: History
+    accepted: list = field(default_factory=list)   # runs.acceptances.Acceptance
 
     @property
     def figures(self) -> list[Path]:
@@ -79,7 +83,9 @@ def latest_vs_previous(runs: list[list[Record]], min_effect: float, whole=lambda
     """The newest run against the run before it measured under the same conditions (profile,
     dataset, optimizer) sharing cases with it; the runs before that are the history. Runs of other
     conditions (a scratch folder's other datasets, say) are never compared with it. `whole` gives
-    the two runs their rounds where the history's records are light (with_rounds)."""
+    the two runs their rounds where the history's records are light (with_rounds). Judged as
+    `imgbench compare` judges (compare.runs): the interval with the history's between-run spread,
+    the history's bound, no gate on a case without a history."""
     cand = runs[-1]
     keys = {r.key for r in cand}
     earlier = [run for run in runs[:-1]
@@ -87,8 +93,8 @@ def latest_vs_previous(runs: list[list[Record]], min_effect: float, whole=lambda
     if not earlier:
         return None
     base, cand = whole(earlier[-1]), whole(cand)
-    verdicts, _, _ = compare.compare(base, cand, earlier[:-1], min_effect, accepted=accepted)
-    return Comparison(base, cand, verdicts)
+    judged = compare.runs(base, cand, earlier[:-1], min_effect, accepted=accepted)
+    return Comparison(base, cand, judged.verdicts, judged.notes)
 
 
 def with_rounds(records: list[Record], notes: list[str]) -> list[Record]:
@@ -125,6 +131,31 @@ def _label(run: list[Record]) -> str:
     return f"{(run[0].commit or '-')[:7]} {run[0].datetime[:16]} ({Path(run[0].path).name})"
 
 
+def _latest(m: Machine, out: Path, svg: bool, min_effect: float, accepted, notes: list[str]):
+    """m.comparison (latest_vs_previous) and its figures, one per test; why not, in `notes`."""
+    slug = m.fingerprint
+    try:
+        m.comparison = latest_vs_previous(m.runs, min_effect,
+                                          lambda run: with_rounds(run, notes), accepted)
+    except compare.CompareError as e:
+        # e.g. a case run under other numeric conditions: said, not raised
+        notes.append(f"{slug}: the latest run is not compared with the run before it: {e}")
+        return
+    c = m.comparison
+    if c is None:
+        notes.append(f"{slug}: no earlier run of the same profile, dataset, optimizer and "
+                     "thread count: the latest run has no baseline to compare with")
+        return
+    notes.extend(f"{slug}: latest run: {n}" for n in c.notes)
+    # contended: listed, not drawn
+    drawn = [v for v in c.verdicts if v.verdict in plots.VERDICT_COLORS]
+    for test in sorted({v.test for v in drawn}):
+        fig = plots.versus_baseline([v for v in drawn if v.test == test], test, slug,
+                                    _label(c.base), _label(c.cand))
+        m.figures.setdefault("latest vs baseline", []).extend(
+            plots.save(fig, out, f"vs_baseline_{slug}_{test}", svg))
+
+
 def render(history: History, out: Path, svg: bool = False, min_effect: float = MIN_EFFECT,
            accepted=()) -> Rendered:
     """`accepted`: the acceptances of the history's folders (runs.acceptances.read), so the latest
@@ -137,7 +168,10 @@ def render(history: History, out: Path, svg: bool = False, min_effect: float = M
     for m in machines:
         slug = m.fingerprint
         m.speedups = recent_with_rounds(speedup.series(m.runs), notes)
-        m.changes = changepoints.find(m.runs, speedups=m.speedups)
+        scan = changepoints.scan(m.runs, speedups=m.speedups)
+        m.changes, m.pending = scan.changes, list(getattr(scan, "pending", []))
+        m.figures["history"] = history_plots.draw(m.runs, slug, out, svg, m.changes, m.pending,
+                                                  accepted)
         if m.speedups:
             fell = compare.speedup_falls(m.speedups, min_effect)
             m.figures["speedup trend"] = plots.save(
@@ -152,25 +186,7 @@ def render(history: History, out: Path, svg: bool = False, min_effect: float = M
         if any(r.test in plots.TEST_STYLES for r in latest):
             m.figures["throughput"] = plots.save(plots.throughput(latest, slug), out,
                                                  f"throughput_{slug}", svg)
-        try:
-            m.comparison = latest_vs_previous(m.runs, min_effect,
-                                              lambda run: with_rounds(run, notes), accepted)
-        except compare.CompareError as e:
-            # e.g. a case run under other numeric conditions: said, not raised
-            notes.append(f"{slug}: the latest run is not compared with the run before it: {e}")
-        else:
-            if m.comparison is None:
-                notes.append(f"{slug}: no earlier run of the same profile, dataset, optimizer and "
-                             "thread count: the latest run has no baseline to compare with")
-        if m.comparison is not None:
-            c = m.comparison
-            # contended: listed, not drawn
-            drawn = [v for v in c.verdicts if v.verdict in plots.VERDICT_COLORS]
-            for test in sorted({v.test for v in drawn}):
-                fig = plots.versus_baseline([v for v in drawn if v.test == test], test, slug,
-                                            _label(c.base), _label(c.cand))
-                m.figures.setdefault("latest vs baseline", []).extend(
-                    plots.save(fig, out, f"vs_baseline_{slug}_{test}", svg))
+        _latest(m, out, svg, min_effect, accepted, notes)
         if any(r.test == "ddp" for r in latest):
             m.figures["ddp scaling"] = plots.save(plots.ddp_scaling(latest, slug), out,
                                                   f"ddp_{slug}", svg)
@@ -183,7 +199,7 @@ def render(history: History, out: Path, svg: bool = False, min_effect: float = M
         notes.append("no GPU-over-CPU speedup: no machine has the same case timed on the CPU "
                      f"and an accelerator (devices in these runs: {', '.join(seen)})")
     # a file unreadable now is named once
-    return Rendered(machines, list(dict.fromkeys(notes)), history)
+    return Rendered(machines, list(dict.fromkeys(notes)), history, list(accepted))
 
 
 def speedup_tables(m: Machine) -> list[str]:
@@ -217,7 +233,8 @@ def markdown(r: Rendered, out: Path) -> str:
           f"{dates[0][:10]} to {dates[-1][:10]}.", "",
           "## GPU-over-CPU speedup (latest run of each case)", "",
           "speedup = median CPU time / median accelerator time of the same case; in brackets the "
-          "99% bootstrap interval over both cases' rounds.", ""]
+          "99% interval over both cases' rounds (each log median with its autocorrelation-aware "
+          "standard error).", ""]
     tables = [t for m in r.machines for t in speedup_tables(m)]
     md += ["\n\n".join(tables) if tables else "No speedup: no machine timed the same case on the "
            "CPU and an accelerator.", ""]
@@ -251,6 +268,14 @@ def markdown(r: Rendered, out: Path) -> str:
     for m in r.machines:
         md += [f"### {m.fingerprint}", "", changepoints.render_machine(m.changes, markdown=True)
                if m.changes else "No change point.", ""]
+        if m.pending:  # changepoints.render_pending where the judge has it
+            lines = getattr(changepoints, "render_pending", None)
+            md += ["Slowdowns at the series' ends, too recent to be change points:", ""]
+            md += (lines(m.pending) if lines else [
+                f"- {p.case}: pending, {p.runs} run(s) past the bound, since "
+                f"{p.first.datetime[:16]} ({Path(p.first.path).name}): x{p.ratio:.3f}"
+                for p in m.pending]) + [""]
+    md += ["## Accepted levels", "", accepted_table(r.accepted), ""]
     md += ["## Figures", ""]
     for m in r.machines:
         for kind, paths in m.figures.items():
@@ -258,6 +283,17 @@ def markdown(r: Rendered, out: Path) -> str:
     if r.notes:
         md += ["", "## Notes", ""] + [f"- {n}" for n in r.notes]
     return "\n".join(md) + "\n"
+
+
+def accepted_table(accepted) -> str:
+    """The acceptances (runs.acceptances.Acceptance) the history's folders hold, oldest first: from
+    each, the cases it names are judged against their level since."""
+    if not accepted:
+        return "None: every case is judged against its whole history window."
+    rows = [[a.datetime[:16].replace("T", " "), ", ".join(a.cases) or "every case",
+             a.fingerprint or "any", f"`{a.path}`"]
+            for a in sorted(accepted, key=lambda a: (a.datetime, a.path))]
+    return table.render(["accepted", "cases", "machine class", "file"], rows, markdown=True)
 
 
 def _n(count: int, one: str, many: str | None = None) -> str:

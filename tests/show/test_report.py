@@ -40,16 +40,19 @@ def test_every_figure_kind_is_drawn_per_machine_class(rendered):
     r, out = rendered
     by = {m.fingerprint: m for m in r.machines}
     assert set(by) == {GPU_FP, CPU_FP}
-    assert set(by[GPU_FP].figures) == {"speedup trend", "throughput", "latest vs baseline",
-                                       "epoch breakdown", "ddp scaling"}
+    assert set(by[GPU_FP].figures) == {"history", "speedup trend", "throughput",
+                                       "latest vs baseline", "epoch breakdown", "ddp scaling"}
     # no GPU, no epochs: nothing faked
-    assert set(by[CPU_FP].figures) == {"throughput", "latest vs baseline"}
+    assert set(by[CPU_FP].figures) == {"history", "throughput", "latest vs baseline"}
     names = sorted(p.name for p in out.glob("*.png"))  # report.md and .html may be there too
     assert names == sorted([f"speedup_{GPU_FP}.png", f"throughput_{GPU_FP}.png",
                             f"throughput_{CPU_FP}.png", f"epoch_{GPU_FP}.png", f"ddp_{GPU_FP}.png",
                             *(f"vs_baseline_{GPU_FP}_{f}.png"
                               for f in ("ddp", "epoch", "forward", "train_step")),
-                            f"vs_baseline_{CPU_FP}_train_step.png"])
+                            f"vs_baseline_{CPU_FP}_train_step.png",
+                            *(f"history_{GPU_FP}_{f}.png"
+                              for f in ("ddp", "epoch", "forward", "train_step")),
+                            f"history_{CPU_FP}_train_step.png"])
 
 
 @pytest.mark.slow
@@ -101,7 +104,7 @@ def test_cli_plot_and_report(tmp_path, capsys):
     write_history(tmp_path / "runs", gpu_runs=3, cpu_runs=2)
     assert cli.main(["plot", str(tmp_path / "runs"), "--out", str(tmp_path / "figs"), "--svg"]) == 0
     printed = capsys.readouterr().out.split()
-    assert len(printed) == 2 * 10 and all((tmp_path / "figs" / p.split("/")[-1]).exists()
+    assert len(printed) == 2 * (10 + 5) and all((tmp_path / "figs" / p.split("/")[-1]).exists()
                                           for p in printed)
     assert cli.main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0
     assert capsys.readouterr().out.startswith("# imgbench report")

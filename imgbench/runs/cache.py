@@ -32,7 +32,7 @@ from pathlib import Path
 
 from imgbench.core import identity
 from imgbench.hw import machine_class
-from imgbench.runs import record, runfile
+from imgbench.runs import checks, record, runfile
 from imgbench.runs.record import FLAGS, Record
 from imgbench.runs.runfile import RunError
 
@@ -71,7 +71,7 @@ def reader() -> str:
     """Changes with the code that turns a file into records, so records another version derived are
     re-read."""
     digest = hashlib.sha256()
-    for module in (record, runfile, identity, machine_class, sys.modules[__name__]):
+    for module in (record, runfile, checks, identity, machine_class, sys.modules[__name__]):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:16]
 

@@ -3,8 +3,9 @@ light (no per-round data), through the cache of stored runs (runs.cache). No tor
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from imgbench.runs import cache, record
@@ -40,6 +41,29 @@ class History:
                                                     # not usable)
 
 
+# how far ahead of this machine's clock a run's date may be (another machine's clock)
+CLOCK_SKEW = dt.timedelta(days=1)
+
+
+def _utc(when: str) -> dt.datetime:
+    """A run's date (runfile.canonical_time) as an aware UTC time; naive ones are UTC."""
+    t = dt.datetime.fromisoformat(when)
+    return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t
+
+
+def marked(runs: list[list[Record]]) -> list[list[Record]]:
+    """`runs` with every case measured exactly as a case judged a regression (the same machine
+    class, case, median, min and rounds) marked regressed too: a copy of a judged run with a new
+    date or without its verdict is that same measurement, and stays out of the reference."""
+    bad = {_measured(r) for run in runs for r in run if r.regressed}
+    return [[replace(r, regressed=True) if not r.regressed and _measured(r) in bad else r
+             for r in run] for run in runs] if bad else runs
+
+
+def _measured(r: Record) -> tuple:
+    return r.fingerprint, r.key, r.median, r.min, r.rounds
+
+
 def _load(path: Path) -> list[Record] | RunError:
     try:
         return record.load(path)
@@ -63,11 +87,18 @@ def load(paths, rounds: bool = True) -> History:
     else:
         loaded, notes = cache.records(files, [p for p in map(Path, paths) if p.is_dir()])
     runs, skipped, versions, seen = [], [], set(), {}
+    latest = dt.datetime.now(dt.timezone.utc) + CLOCK_SKEW
     for run in loaded:
         if isinstance(run, RunError):
             skipped.append(str(run))
             continue
         if not run:
+            continue
+        if run[0].datetime and _utc(run[0].datetime) > latest:
+            # it would be the newest run (the next baseline) for ever
+            skipped.append(f"{run[0].path}: dated {run[0].datetime}, later than this machine's "
+                           f"clock ({latest - CLOCK_SKEW:%Y-%m-%dT%H:%M} UTC): a clock set wrong, "
+                           "or a crafted file")
             continue
         # a copy of a run (a CI artifact beside the history) counts once
         if (i := seen.get(identity(run))) is None:
@@ -79,6 +110,7 @@ def load(paths, rounds: bool = True) -> History:
     if not runs:
         raise RunError(f"no readable run with any case in {', '.join(map(str, paths))}"
                        + (f" ({len(skipped)} unreadable: {skipped[0]})" if skipped else ""))
+    runs = marked(runs)
     runs.sort(key=lambda run: (run[0].datetime, run[0].path))
     lacking = Counter(run[0].lacks for run in runs if run[0].lacks)
     notes += [f"{n} run(s) lack {fields} (older imgbench, or another tool): "

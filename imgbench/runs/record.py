@@ -3,12 +3,11 @@ a file can be wrong becomes one RunError line naming the file."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgbench.core.identity import case_key, family_of, test_of
-from imgbench.runs import runfile
+from imgbench.runs import checks, runfile
 from imgbench.runs.runfile import RunError
 
 
@@ -91,16 +90,21 @@ def load(path: str | Path) -> list[Record]:
 
 
 def of_run(run: runfile.Run) -> list[Record]:
-    """One record per case of a run file."""
-    out, software = [], runfile.software(run)  # one tuple shared by the run's records
+    """One record per case of a run file. A case whose figures are not what the suite writes, or
+    contradict each other (runs.checks), or that the run holds twice, makes the whole file
+    unreadable: a history reader skips it with that line rather than judge against it."""
+    out, software, seen = [], runfile.software(run), {}  # one tuple shared by the run's records
+    regressions = run.regressions
     for i, b in enumerate(run.benchmarks):
         try:
+            if (why := checks.case(b)) is not None:
+                raise RunError(f"{run.path}: benchmark {i} ({b['name']}) {why}")
             stats = b["stats"]
             out.append(Record(
                 path=str(run.path), datetime=run.datetime, commit=run.commit,
                 fingerprint=run.fingerprint,
                 test=test_of(b["name"]), name=b["name"], params=dict(b.get("params") or {}),
-                median=float(stats["median"]), min=float(stats["min"]), rounds=int(stats["rounds"]),
+                median=float(stats["median"]), min=float(stats["min"]), rounds=stats["rounds"],
                 data=[float(x) for x in stats["data"]] if stats.get("data") else None,
                 extra=dict(b.get("extra_info") or {}),
                 torch=run.env.get("torch"), profile=run.profile,
@@ -110,14 +114,16 @@ def of_run(run: runfile.Run) -> list[Record]:
                 # a run recorded before the run-wide field: its training cases still name theirs
                 optimizer=str(run.meta.get("optimizer")
                               or (b.get("extra_info") or {}).get("optimizer") or ""),
-                threads=run.threads, regressed=b["name"] in run.regressions,
+                threads=run.threads, regressed=b["name"] in regressions,
                 lacks=", ".join(run.missing), software=software))
         except (KeyError, TypeError, ValueError) as e:
+            if isinstance(e, RunError):
+                raise
             raise RunError(f"{run.path}: benchmark {i} lacks a readable {e} "
                            "(a file of another tool or pytest-benchmark version?)") from None
-        if not math.isfinite(out[-1].median) or out[-1].median <= 0:
-            raise RunError(f"{run.path}: benchmark {i} ({b['name']}) has median {out[-1].median} "
-                           "(valid: a positive time in seconds)")
+        if (j := seen.setdefault(out[-1].key, i)) != i:
+            raise RunError(f"{run.path}: benchmarks {j} and {i} are the same case "
+                           f"({b['name']}): a run measures each case once")
     return out
 
 

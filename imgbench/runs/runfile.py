@@ -10,7 +10,12 @@ newer schema is refused; older runs are read, and the fields they lack are named
 from __future__ import annotations
 
 import copy
+import datetime as dt
+import errno
 import json
+import os
+import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,8 +81,7 @@ class Run:
     @property
     def regressions(self) -> set[str]:
         """Cases judged a regression when this run was saved into a history (its `judged` block)."""
-        judged = _dict(self.meta.get("judged"))
-        return {n for n in judged.get("regressions", []) if isinstance(n, str)}
+        return set(_dict(self.meta.get("judged")).get("regressions", []))  # checked by read()
 
     @property
     def devices(self):
@@ -94,17 +98,15 @@ class Run:
 
 def read(path: str | Path) -> Run:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise RunError(f"{path}: cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise RunError(f"{path}: not a pytest-benchmark run (not UTF-8 text)") from None
+    text = _text(path)
     try:
         run = json.loads(text)
     except json.JSONDecodeError as e:
         raise RunError(f"{path}: corrupt or truncated JSON "
                        f"(line {e.lineno}, column {e.colno}: {e.msg})") from None
+    except (ValueError, RecursionError) as e:  # a 5000-digit number; arrays nested 10^5 deep
+        raise RunError(f"{path}: not a pytest-benchmark run (unreadable JSON: "
+                       f"{str(e).split(':')[0]})") from None
     if (not isinstance(run, dict) or not isinstance(run.get("benchmarks"), list)
             or "machine_info" not in run):
         raise RunError(f"{path}: not a pytest-benchmark run "
@@ -119,16 +121,90 @@ def read(path: str | Path) -> Run:
     if schema > SCHEMA:
         raise RunError(f"{path}: written by a newer imgbench (run file schema {schema}; "
                        f"this version reads up to {SCHEMA}): upgrade imgbench to read it")
+    fingerprint, commit = machine_class.of_run(machine), _dict(run.get("commit_info")).get("id")
+    # The machine class names the folders that compare --save-to and accept write into.
+    if fingerprint is not None and not (isinstance(fingerprint, str)
+                                        and FOLDER_NAME.fullmatch(fingerprint)
+                                        and fingerprint not in (".", "..")):
+        raise RunError(f"{path}: machine class {fingerprint!r} is not a folder name "
+                       "(valid: letters, digits, '.', '_' and '-')")
+    if commit is not None and not isinstance(commit, str):
+        raise RunError(f"{path}: commit {commit!r} is not a commit id (valid: text)")
+    judged = meta.get("judged")
+    # its regressions stay out of the reference: a block read as none would let them in
+    if judged is not None and not (isinstance(judged, dict)
+                                   and isinstance(names := judged.get("regressions"), list)
+                                   and all(isinstance(n, str) for n in names)):
+        raise RunError(f"{path}: imgbench.judged is not compare's verdict (valid: an object whose "
+                       "regressions are a list of case names)")
     return Run(path=path, raw=run, benchmarks=run["benchmarks"],
-               datetime=str(run.get("datetime", "")),
-               commit=_dict(run.get("commit_info")).get("id"),
-               fingerprint=machine_class.of_run(machine),
+               datetime=_when(path, run.get("datetime")), commit=commit, fingerprint=fingerprint,
                env=_dict(machine.get("imgbench")), meta=meta,
                version=str(run.get("version", "unknown")), schema=schema)
 
 
+FOLDER_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
+# Far above any run (a 2-core quick run with every round is 2 MB): a file past it is not parsed,
+# which would hold gigabytes of memory.
+MAX_BYTES = 256 * 2**20
+
+
+def _text(path: Path) -> str:
+    """The file's text, from a regular file of at most MAX_BYTES: a pipe, socket or device named
+    *.json in a history would block a reader or never end. Opened without blocking, checked on
+    what was opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise RunError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise RunError(f"{path}: cannot read: {os.strerror(errno.EISDIR)}")
+        if not stat.S_ISREG(mode):
+            raise RunError(f"{path}: cannot read: not a regular file (a pipe, socket or device)")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(MAX_BYTES + 1)
+    except OSError as e:
+        raise RunError(f"{path}: cannot read: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_BYTES:
+        raise RunError(f"{path}: not a pytest-benchmark run (over {MAX_BYTES // 2**20} MiB, "
+                       "larger than any run)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RunError(f"{path}: not a pytest-benchmark run (not UTF-8 text)") from None
+
+
+def canonical_time(value) -> str:
+    """An ISO date and time as every reader compares them, as text: naive ones as they are (UTC, as
+    pytest-benchmark writes them), others in UTC with +00:00. ValueError for anything else. Text
+    order is then time order, whatever spelling (' ' for 'T', 'Z', +05:00) a file used."""
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not text")
+    when = dt.datetime.fromisoformat(value)
+    return (when if when.tzinfo is None else when.astimezone(dt.timezone.utc)).isoformat()
+
+
+def _when(path: Path, value) -> str:
+    """The run's date (canonical_time); "" where it recorded none."""
+    if value is None or value == "":
+        return ""
+    try:
+        return canonical_time(value)
+    except ValueError:
+        raise RunError(f"{path}: datetime {value!r} is not a date and time "
+                       "(valid: ISO 8601, as pytest-benchmark writes it)") from None
+
+
 def _dict(value) -> dict:
     return value if isinstance(value, dict) else {}
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else []
 
 
 # what a run records of the software and settings under it that can move every case at once
@@ -162,13 +238,13 @@ def merged(new: Run, old: Run) -> tuple[dict, list[str]]:
     if isinstance(meta, dict):
         # The header is new's: say when and at which commits the cases kept from old were measured.
         if len(doc["benchmarks"]) > len(new.benchmarks):
-            meta["merged"] = [*old.meta.get("merged", []),
+            meta["merged"] = [*_list(old.meta.get("merged")),
                               {"datetime": old.datetime, "commit": old.commit}]
         for key in ("devices", "precisions", "memory_formats", "compile"):
             if isinstance(old.meta.get(key), list):
-                meta[key] = list(dict.fromkeys([*old.meta[key], *meta.get(key, [])]))
+                meta[key] = list(dict.fromkeys(map(str, [*old.meta[key], *_list(meta.get(key))])))
         if isinstance(old.meta.get("peaks"), dict):
-            meta["peaks"] = {**old.meta["peaks"], **meta.get("peaks", {})}
+            meta["peaks"] = {**old.meta["peaks"], **_dict(meta.get("peaks"))}
     return doc, replaced
 
 

@@ -62,7 +62,8 @@ def work_folder(tmp_path):
                                   "FAIL  /dev/shm  too small\n")
     write_json(w / "family-forward.json", run([case("test_forward[kerascnn-cuda-bs128]", 0.002,
                                                      cross=0.00202),
-                                                case("test_forward[mlp-cuda-bs128]", 0.0004)]))
+                                                case("test_forward[mlp-cuda-bs128]", 0.0004,
+                                                     params={**CUDA_MS, "model": "mlp"})]))
     (w / "family-forward.xml").write_text(junit(passed=["test_forward[kerascnn-cuda-bs128]",
                                                         "test_forward[mlp-cuda-bs128]"]))
     write_json(w / "family-conv.json",

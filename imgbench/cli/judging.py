@@ -129,7 +129,7 @@ def compare(args) -> int:
              if (line := run.lacks())]
     if args.save_to:  # before judging: a verdict must not end in a failed save
         storage.writable_folder(Path(args.save_to), "--save-to")
-    accepted = acceptances.read(args.history)
+    accepted = acceptances.read(args.history, notes)  # one bad file is a note, not the end
     past = past_runs(args.history, notes)
     base, cand = record.of_run(base_run), record.of_run(cand_run)
     judged = judge.runs(base, cand, past, args.min_effect / 100, effects, accepted,
@@ -155,7 +155,10 @@ def accept(args) -> int:
     if not folder.is_dir():
         raise UserError(f"{folder}: no such history folder "
                         "(give the folder compare --save-to saves into)")
-    accepted = acceptances.read([folder])
+    skipped: list[str] = []
+    accepted = acceptances.read([folder], skipped)
+    for line in skipped:
+        print(f"imgbench accept: {line}", file=sys.stderr)
     runs = history.load([folder], rounds=False).runs if history.find([folder]) else []
     todo = [r for r in acceptances.unaccepted(runs, accepted)
             if (not args.case or any(c in r.name for c in args.case))

@@ -36,11 +36,11 @@ def rendered(args):
     from imgbench.show import report as reports
 
     # light records (the cache); render reads rounds again only for the few runs it judges or draws
-    runs = history.load(args.paths, rounds=False)
+    runs, skipped = history.load(args.paths, rounds=False), []
     out = reports.render(runs, Path(args.out), args.svg, args.min_effect / 100,
-                         acceptances.read(args.paths))
+                         acceptances.read(args.paths, skipped))
     # the cache's notes are about this machine: not in the report
-    for note in runs.notes + out.notes:
+    for note in runs.notes + skipped + out.notes:
         print(f"imgbench {args.command}: {note}", file=sys.stderr)
     return out
 

@@ -4,14 +4,16 @@ stored runs are never modified. No torch here."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from imgbench.core import atomic
 from imgbench.core.errors import UserError
+from imgbench.runs import runfile
+from imgbench.runs.history import CLOCK_SKEW
 from imgbench.runs.record import Record
 
 # not *.json: a history reader never takes one for a run
@@ -30,25 +32,46 @@ class Acceptance:
                 and (not self.cases or any(c in r.name for c in self.cases)))
 
 
-
-def read(paths) -> list[Acceptance]:
-    """Every acceptance file under the given history folders (an unreadable one is a UserError: a
-    silently misread acceptance would accept too much or nothing)."""
+def read(paths, notes: list[str] | None = None) -> list[Acceptance]:
+    """Every acceptance file under the given history folders. One that cannot be trusted is not
+    applied: with `notes`, a line naming it and why is added there and the others are read (it
+    accepts nothing, so its regressions stay out of the reference: a crafted or damaged file can
+    neither stop the gate nor pass it); without, it is a UserError. Trusted: readable, filed as
+    accept files them (<machine class>/accepted/), for that machine class, and dated no later than
+    this machine's clock allows (a date ahead would accept every regression still to come)."""
     out = []
     for p in map(Path, paths):
         for f in sorted(p.rglob(f"*{ACCEPT_SUFFIX}")) if p.is_dir() else ():
             try:
-                doc = json.loads(f.read_text(encoding="utf-8"))
-                when, cases, fp = doc["datetime"], doc.get("cases", []), doc.get("fingerprint")
-                datetime.fromisoformat(when)
-                if not (isinstance(cases, list) and all(isinstance(c, str) for c in cases)
-                        and (fp is None or isinstance(fp, str))):
-                    raise TypeError("cases must be a list of texts, fingerprint a text")
-                out.append(Acceptance(when, tuple(cases), fp, str(f)))
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                raise UserError(f"{f}: not a readable acceptance ({e}); "
-                                "move it aside or fix it") from None
+                out.append(_read(f))
+            except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
+                line = f"{f}: not a readable acceptance ({e}); move it aside or fix it"
+                if notes is None:
+                    raise UserError(line) from None
+                notes.append(f"{line}: not applied")
     return out
+
+
+def _read(f: Path) -> Acceptance:
+    doc = json.loads(f.read_text(encoding="utf-8"))
+    when, cases, fp = doc["datetime"], doc.get("cases", []), doc.get("fingerprint")
+    when = runfile.canonical_time(when)
+    if not (isinstance(cases, list) and all(isinstance(c, str) for c in cases)
+            and (fp is None or isinstance(fp, str))):
+        raise TypeError("cases must be a list of texts, fingerprint a text")
+    folder = f.parent.parent.name
+    if f.parent.name != ACCEPT_DIR:
+        raise ValueError(f"not in a <machine class>/{ACCEPT_DIR}/ folder, where accept files it")
+    if fp not in (None, folder):  # one written without a class covers its folder's only
+        raise ValueError(f"for machine class {fp}, filed under {folder}")
+    if dt.datetime.fromisoformat(when).replace(tzinfo=None) > _now() + CLOCK_SKEW:
+        raise ValueError(f"dated {when}, later than this machine's clock")
+    return Acceptance(when, tuple(cases), folder, str(f))
+
+
+def _now() -> dt.datetime:
+    """UTC, naive, as accept dates acceptances."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
 def write(folder: Path, cases: list[str], fingerprint: str, note: str = "") -> Path:
@@ -56,7 +79,7 @@ def write(folder: Path, cases: list[str], fingerprint: str, note: str = "") -> P
     in FOLDER/<machine class>/accepted/, where a compare --history of that class's folder finds
     it."""
     # as pytest-benchmark dates runs
-    now = datetime.now(timezone.utc).replace(tzinfo=None).isoformat()
+    now = _now().isoformat()
     path = (folder / fingerprint / ACCEPT_DIR
             / f"{now.replace(':', '-')}_{os.getpid()}{ACCEPT_SUFFIX}")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,8 @@ from imgbench.runs import acceptances, history
 def add(sub):
     for name, what, run in (
             ("plot",
-             "figures from stored runs: speedup trend, throughput, latest vs baseline, epoch",
+             "figures from stored runs: each case's history per machine class and test, speedup "
+             "trend, throughput, latest vs the run before, epoch",
              plot),
             ("report",
              "markdown and self-contained HTML report of stored runs, with the figures", report)):

@@ -32,6 +32,7 @@ from imgbench.show import plots
 
 MAX_COLORED = 8          # colored cases per figure; more and their colors repeat
 MAX_ENV_LABELS = 8       # software changes labelled per figure (each drawn)
+DENSE = 150              # runs above which points are drawn unjoined and the other cases as a band
 CHANGE, PENDING, ENVIRONMENT, ACCEPTED = "change point", "pending", "environment", "accepted"
 OTHERS = "other cases"
 ENV_COLOR, ACCEPT_COLOR, GREY, DARK_GREY = "#6a3d9a", "#2ca02c", "#b5b5b5", "#6e6e6e"
@@ -181,15 +182,13 @@ def _note(s: Series, index: dict[str, int]) -> str:
     return f"{kind}x{c.ratio:.2f}" + (f" at #{where + 1}" if where is not None else "")
 
 
-def pick(found: dict[tuple, Series]) -> list[Series]:
-    """The series drawn in color: all where they fit, else those with a change point or a pending
-    change, the largest steps first."""
-    if len(found) <= MAX_COLORED:
+def pick(found: dict[tuple, Series], n: int) -> list[Series]:
+    """The series drawn in color: all where they fit and their `n` runs are few, else those with a
+    change point or a pending change, the largest steps first (a thousand runs of cases that did
+    not move read best as one grey median)."""
+    if len(found) <= MAX_COLORED and n <= DENSE:
         return sorted(found.values(), key=lambda s: -s.step)
     return sorted((s for s in found.values() if s.step > 0), key=lambda s: -s.step)[:MAX_COLORED]
-
-
-DENSE = 150  # runs above which points are drawn unjoined and the other cases as a band
 
 
 def _others(ax, grey: list[Series], n: int, alone: bool) -> list:
@@ -324,7 +323,7 @@ def figure(runs: list[list[Record]], machine: str, test: str, changes=(), pendin
         return None
     assign(found, changes, pending)
     index = {run[0].path: i for i, run in enumerate(runs)}
-    colored = pick(found)
+    colored = pick(found, len(runs))
     several = len({key[0] for key in found}) > 1
     fig = Figure(figsize=(12, 4.6), layout="constrained")
     ax = fig.subplots()

@@ -3,6 +3,7 @@ machine class and test, change points, pending changes, software changes and acc
 where they happened, run-file text shown literally, acceptances listed in the markdown, and the
 latest run judged by compare's rule."""
 
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 
 import numpy as np
@@ -19,6 +20,7 @@ from tests.helpers import run_file, timed_case, write_json
 FP, OTHER = "AMD_EPYC-2c", "Xeon-8c"
 MODELS = ("kerascnn", "mlp", "resnet18", "tinyvgg")
 STEP_AT, RUNS = 10, 20
+START = datetime(2026, 10, 1, 12)  # runs an hour apart
 
 
 def write_stepped(folder, runs=RUNS, fp=FP, models=MODELS, step_at=STEP_AT, stepped=2,
@@ -35,7 +37,7 @@ def write_stepped(folder, runs=RUNS, fp=FP, models=MODELS, step_at=STEP_AT, step
                                           1e-3 * (j + 1) * slow, seed=i * 100 + len(benches)))
         torch = "2.14.1" if torch_at is not None and i >= torch_at else "2.13.0"
         write_json(folder / fp / f"{i:04}_quick.json",
-                   run_file(benches, fingerprint=fp, when=f"2026-10-{i + 1:02}T12:00:00+00:00",
+                   run_file(benches, fingerprint=fp, when=f"{START + timedelta(hours=i)}+00:00",
                             commit=f"{i:07x}abcdef", meta={"profile": "quick"},
                             machine={"imgbench": {"torch": torch}}))
 
@@ -53,7 +55,7 @@ def artists(fig, gid):
 @pytest.fixture
 def stepped(tmp_path):
     write_stepped(tmp_path / "h")
-    accept(tmp_path / "h", "2026-10-15T00:00:00", ["test_forward[kerascnn"])
+    accept(tmp_path / "h", "2026-10-02T02:00:00", ["test_forward[kerascnn"])
     runs = history.load([tmp_path / "h"]).runs
     return tmp_path / "h", runs, changepoints.scan(runs)
 
@@ -69,7 +71,7 @@ def test_change_points_software_change_and_acceptance_are_drawn_where_they_happe
     env = artists(fig, hp.ENVIRONMENT)
     assert [a.get_xdata()[0] for a in env if hasattr(a, "get_xdata")] == [STEP_AT - 0.5]
     assert [t.get_text() for t in env if hasattr(t, "get_text")] == ["torch 2.13.0 -> 2.14.1"]
-    # accepted at 10-15 00:00: the first run from then is #15 (0-based 14, 10-15 12:00)
+    # accepted at 10-02 02:00: the first run from then is #15 (0-based 14, 12:00 + 14 hours)
     lines = [a for a in artists(fig, hp.ACCEPTED) if hasattr(a, "get_xdata")]
     assert [a.get_xdata()[0] for a in lines] == [13.5]
     (diamonds,) = [a for a in artists(fig, hp.ACCEPTED) if isinstance(a, PathCollection)]
@@ -128,7 +130,7 @@ def test_thousand_run_axis_ticks_are_dated_and_few(tmp_path):
 def test_report_draws_a_history_per_machine_class_and_test_and_lists_acceptances(tmp_path):
     write_stepped(tmp_path / "h")
     write_stepped(tmp_path / "h", runs=4, fp=OTHER, torch_at=None)
-    path = accept(tmp_path / "h", "2026-10-15T00:00:00", ["test_forward[kerascnn"])
+    path = accept(tmp_path / "h", "2026-10-02T02:00:00", ["test_forward[kerascnn"])
     out = tmp_path / "out"
     r = report.render(history.load([tmp_path / "h"]), out,
                       accepted=acceptances.read([tmp_path / "h"]))
@@ -139,7 +141,7 @@ def test_report_draws_a_history_per_machine_class_and_test_and_lists_acceptances
         assert all(p.stat().st_size > 10_000 for p in m.figures["history"])
     md, _, _ = report.write(r, out)
     assert "## Accepted levels" in md
-    assert f"| 2026-10-15 00:00 | test_forward[kerascnn | {FP} | `{path}` |" in md
+    assert f"| 2026-10-02 02:00 | test_forward[kerascnn | {FP} | `{path}` |" in md
 
 
 def test_report_lists_and_draws_pending_changes_where_the_scan_has_them(tmp_path, monkeypatch):
@@ -190,3 +192,17 @@ def test_cli_plot_prints_the_history_figures(tmp_path, capsys):
     printed = capsys.readouterr().out.split()
     assert [p for p in printed if "/history_" in p] == [
         str(tmp_path / "f" / f"history_{FP}_{t}.png") for t in ("forward", "train_step")]
+
+
+def test_beyond_150_runs_unmoved_cases_are_one_grey_median_and_band(tmp_path):
+    write_stepped(tmp_path / "h", runs=160, step_at=150, torch_at=None)
+    runs = history.load([tmp_path / "h"]).runs
+    fig = hp.figure(runs, FP, "forward", changepoints.find(runs))
+    ax = fig.axes[0]
+    # the two stepped cases in color, unjoined; the two others one median line and one band
+    assert sorted(ln.get_linewidth() for ln in ax.lines if ln.get_color() in hp.COLORS) == [0, 0]
+    others = [a for a in (*ax.lines, *ax.collections) if a.get_gid() == hp.OTHERS]
+    assert len(others) == 2 and len(others[0].get_xdata() if hasattr(others[0], "get_xdata")
+                                    else others[1].get_xdata()) == 160
+    fig = hp.figure(runs, FP, "train_step", [])
+    assert not [ln for ln in fig.axes[0].lines if ln.get_color() in hp.COLORS]

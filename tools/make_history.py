@@ -1,11 +1,11 @@
 """A synthetic history of stored runs, for tests and for measuring how history readers scale.
 
-Each run is a copy of a template run (by default the committed quick baseline) laid out as
-`imgbench run` stores it, OUT/<machine class>/<platform>/NNNN_<profile>.json, with its own date and
-commit, every case's rounds scaled by a per-run factor (log-normal, `spread`) and per-round noise,
-and pytest-benchmark's statistics recomputed from the new rounds by pytest-benchmark itself.
-Optionally a step: from run `step_at` on, the first `step_cases` cases (by name) are `step` times
-slower, so that change points have something to find.
+Each run is a copy of a template run (by default the committed quick baseline) laid out as `imgbench
+run` stores it, OUT/<machine class>/<platform>/NNNN_<profile>.json, with its own date (an hour
+apart, the newest an hour ago) and commit, every case's rounds scaled by a per-run factor (log-
+normal, `spread`) and per-round noise, and pytest-benchmark's statistics recomputed from the new
+rounds by pytest-benchmark itself. Optionally a step: from run `step_at` on, the first `step_cases`
+cases (by name) are `step` times slower, so that change points have something to find.
 
     python tools/make_history.py OUT --runs 1000
         [--template baselines/<machine class>/quick.json] [--seed 0]
@@ -18,7 +18,7 @@ import copy
 import hashlib
 import json
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -46,11 +46,13 @@ def stats(old: dict, data: list[float]) -> dict:
 
 
 def run(template: dict, i: int, seed: int = 0, spread: float = 0.03, step_at: int | None = None,
-        step: float = 1.0, stepped: frozenset[str] = frozenset()) -> dict:
-    """Run number `i` (0-based) of the history made from `template` (a run file's JSON)."""
+        step: float = 1.0, stepped: frozenset[str] = frozenset(),
+        start: datetime | None = None) -> dict:
+    """Run number `i` (0-based) of the history made from `template` (a run file's JSON), an hour
+    after `start` per run (default: the template's date)."""
     rng = np.random.default_rng([seed, i])
     doc = copy.deepcopy(template)
-    when = datetime.fromisoformat(template["datetime"]) + timedelta(hours=i)
+    when = (start or datetime.fromisoformat(template["datetime"])) + timedelta(hours=i)
     doc["datetime"] = when.isoformat()
     doc["commit_info"] = {**template.get("commit_info", {}),
                           "id": hashlib.sha1(f"{seed}-{i}".encode()).hexdigest(),
@@ -67,9 +69,10 @@ def run(template: dict, i: int, seed: int = 0, spread: float = 0.03, step_at: in
 
 def make(out: str | Path, runs: int, template: str | Path = TEMPLATE, seed: int = 0,
          spread: float = 0.03, step_at: int | None = None, step: float = 1.10,
-         step_cases: int = 3) -> tuple[list[Path], list[str]]:
-    """Write `runs` runs under `out`; returns their paths (oldest first) and the names of the
-    stepped cases (none without `step_at`). Each file is written whole or not at all."""
+         step_cases: int = 3, start: datetime | None = None) -> tuple[list[Path], list[str]]:
+    """Write `runs` runs under `out`, an hour apart from `start` (default: the template's date);
+    returns their paths (oldest first) and the names of the stepped cases (none without `step_at`).
+    Each file is written whole or not at all."""
     doc = json.loads(Path(template).read_text(encoding="utf-8"))
     base = runfile.read(template)  # for the machine class, as history readers see it
     profile = base.profile or "quick"
@@ -79,7 +82,8 @@ def make(out: str | Path, runs: int, template: str | Path = TEMPLATE, seed: int 
     paths = []
     for i in range(runs):
         path = folder / f"{i + 1:04}_{profile}.json"
-        text = json.dumps(run(doc, i, seed, spread, step_at, step, frozenset(stepped)), indent=4)
+        text = json.dumps(run(doc, i, seed, spread, step_at, step, frozenset(stepped), start),
+                          indent=4)
         with atomic.written(path) as tmp:
             tmp.write_text(text, encoding="utf-8")
         paths.append(path)
@@ -103,8 +107,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.runs < 1:
         p.error(f"--runs {args.runs}: valid is 1 or more")
+    # the newest run an hour ago: readers skip runs dated past the clock
+    like = datetime.fromisoformat(json.loads(Path(args.template).read_text())["datetime"])
+    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=args.runs)
     paths, stepped = make(args.out, args.runs, args.template, args.seed, args.spread, args.step_at,
-                          args.step, args.step_cases)
+                          args.step, args.step_cases,
+                          start if like.tzinfo else start.replace(tzinfo=None))
     print(f"wrote {len(paths)} runs to {paths[0].parent}")
     if stepped:
         print(f"stepped x{args.step} from run {args.step_at} on: {', '.join(stepped)}")

@@ -110,6 +110,12 @@ def _place(x: np.ndarray) -> int:
     """Where Q on the values peaks: the sizes of the values say more about where a step is than
     their order (on the ranks: 176 of 200 steps of 5% in 1% noise at their exact run, on the values
     194)."""
+    return _placed(np.ascontiguousarray(x, float).tobytes())
+
+
+@functools.lru_cache(maxsize=1024)  # a scan places each whole series twice: drift, then its split
+def _placed(values: bytes) -> int:
+    x = np.frombuffer(values)
     return int(np.argmax(_scores(x - np.median(x)))) + MIN_SEGMENT
 
 

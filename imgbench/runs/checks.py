@@ -7,7 +7,8 @@ numbers no run measured. No torch here."""
 from __future__ import annotations
 
 import math
-import statistics
+
+import numpy as np
 
 # extra_info figures that readers turn into numbers (the memory rule, plots, report)
 NUMBERS = ("peak_memory_bytes", "images", "images_per_s", "data_stall_share", "copy_share",
@@ -45,18 +46,25 @@ def case(b: dict) -> str | None:
 def _stats(median, low, rounds, data) -> str | None:
     if not number(median) or median <= 0:
         return f"has median {_short(median)} (valid: a positive time in seconds)"
-    if not number(low) or not 0 <= low <= median:
-        return f"has min {_short(low)} with median {median!r} (valid: a time from 0 to the median)"
+    if not number(low) or not 0 < low <= median:
+        return f"has min {_short(low)} with median {median!r} (valid: a positive time up to the " \
+               "median)"
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         return f"has rounds {_short(rounds)} (valid: a whole number from 1)"
     if not data:  # pytest-benchmark's saved runs keep no round times unless asked to
         return None
-    if not isinstance(data, list) or not all(number(x) and x >= 0 for x in data):
-        return "has round times (stats.data) that are not times in seconds (valid: numbers from 0)"
+    # at once, not a number at a time: a history of 1,000 runs holds 17 million round times
+    times = np.asarray(data) if isinstance(data, list) else None
+    if (times is None or times.ndim != 1 or times.dtype.kind not in "fi"
+            or not np.all(np.isfinite(times)) or not np.all(times > 0)):
+        return ("has round times (stats.data) that are not times in seconds (valid: positive "
+                "numbers; a round of 0 s, inf or nan was not measured)")
     if len(data) != rounds:
         return (f"has {len(data)} round times for {rounds} rounds: edited, not as pytest-benchmark "
                 "writes them")
-    mid, least = statistics.median(data), min(data)
+    ordered, half = sorted(data), len(data) // 2  # np.median costs 40 us a call
+    mid = ordered[half] if len(data) % 2 else (ordered[half - 1] + ordered[half]) / 2
+    least = ordered[0]
     if not (math.isclose(mid, median, rel_tol=REL) and math.isclose(least, low, rel_tol=REL)):
         return (f"has median {median!r} and min {low!r}, its round times {mid!r} and {least!r}: "
                 "edited, not as pytest-benchmark writes them")

@@ -88,7 +88,7 @@ def by_interval(ratio: float, ci: tuple[float, float] | None, effect: float,
 def contended(v: Verdict, why: str | None) -> Verdict:
     """No verdict on a case measured under contention (`why`, from contention.flag; None: it was
     not): its figures stay in the table, the verdict says why it is not judged."""
-    return v if why is None else replace(v, verdict=CONTENDED, why=why)
+    return v if why is None else replace(v, verdict=CONTENDED, why=why, detectable=None)
 
 
 def counts(verdicts: list, kinds=VERDICTS) -> dict[str, int]:

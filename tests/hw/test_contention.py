@@ -118,7 +118,7 @@ def test_a_cpu_hog_outside_our_tree_is_flagged():
 def test_the_plugin_records_contention_per_case_into_the_json(pytester):
     pytester.makeconftest('pytest_plugins = ["imgbench.plugin"]')
     pytester.makepyfile(bench_x="def test_noop(benchmark):\n    benchmark(lambda: None)\n",
-                        test_y="def test_noop(benchmark):\n    benchmark(lambda: None)\n")
+                        test_y="def test_plain(benchmark):\n    benchmark(lambda: None)\n")
     result = pytester.runpytest("bench_x.py", "test_y.py", "--benchmark-json=out.json",
                                 "--benchmark-max-time=0.01", "--benchmark-min-rounds=2",
                                 "-p", "no:cacheprovider")
@@ -237,4 +237,4 @@ def test_a_real_run_beside_a_cpu_hog_is_flagged_and_judged_no_regression(tmp_pat
     assert cli.main(["compare", str(busy), str(quiet)]) == 0
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("test_forward[mlp-cpu-bs4]"))
-    assert row.endswith(verdict.CONTENDED) and "in the candidate run" in out
+    assert verdict.CONTENDED in row and "in the candidate run" in out

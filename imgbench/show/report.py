@@ -43,7 +43,8 @@ class Machine:
     speedups: list[speedup.Speedup] = field(default_factory=list)
     comparison: Comparison | None = None
     changes: list[changepoints.ChangePoint] = field(default_factory=list)
-    pending: list = field(default_factory=list)    # changepoints.Scan.pending, where it has one
+    pending: list = field(default_factory=list)    # changepoints.Scan.pending
+    scanned: list[str] = field(default_factory=list)  # the scan's count and expected false ones
     figures: dict[str, list[Path]] = field(default_factory=dict)
 
 
@@ -169,7 +170,7 @@ def render(history: History, out: Path, svg: bool = False, min_effect: float = M
         slug = m.fingerprint
         m.speedups = recent_with_rounds(speedup.series(m.runs), notes)
         scan = changepoints.scan(m.runs, speedups=m.speedups)
-        m.changes, m.pending = scan.changes, list(getattr(scan, "pending", []))
+        m.changes, m.pending, m.scanned = scan.changes, scan.pending, changepoints.summary(scan)
         m.figures["history"] = history_plots.draw(m.runs, slug, out, svg, m.changes, m.pending,
                                                   accepted)
         if m.speedups:
@@ -268,13 +269,10 @@ def markdown(r: Rendered, out: Path) -> str:
     for m in r.machines:
         md += [f"### {m.fingerprint}", "", changepoints.render_machine(m.changes, markdown=True)
                if m.changes else "No change point.", ""]
-        if m.pending:  # changepoints.render_pending where the judge has it
-            lines = getattr(changepoints, "render_pending", None)
+        if m.pending:
             md += ["Slowdowns at the series' ends, too recent to be change points:", ""]
-            md += (lines(m.pending) if lines else [
-                f"- {p.case}: pending, {p.runs} run(s) past the bound, since "
-                f"{p.first.datetime[:16]} ({Path(p.first.path).name}): x{p.ratio:.3f}"
-                for p in m.pending]) + [""]
+            md += changepoints.render_pending(m.pending) + [""]
+        md += [f"- {line}" for line in m.scanned] + [""]
     md += ["## Accepted levels", "", accepted_table(r.accepted), ""]
     md += ["## Figures", ""]
     for m in r.machines:

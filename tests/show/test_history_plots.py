@@ -162,6 +162,9 @@ def test_report_lists_and_draws_pending_changes_where_the_scan_has_them(tmp_path
     md = md.split("## Change points in the history")[1].split("## Accepted levels")[0]
     (line,) = [x for x in md.splitlines() if x.startswith("- test_train_step[kerascnn-cpu-32]")]
     assert "0018_quick.json" in line and "1.150" in line
+    assert "regression: 2 runs in a row past the bound" in line
+    assert any(x.startswith("- expected false change points in this scan: about ")
+               for x in md.splitlines())
 
 
 def test_dollar_signs_in_case_names_are_drawn_literally(tmp_path, capsys):

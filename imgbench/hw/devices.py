@@ -1,5 +1,11 @@
 """Device names -> torch devices: parsing and checking them, availability, synchronisation,
-names."""
+names.
+
+IMGBENCH_FAKE_ACCELERATOR=cuda (or mps), for the test suite only: `available()`, and so
+`--device auto`, lists that accelerator too, as on a GPU machine. Nothing else is faked (an explicit
+`--device cuda` is still checked against the real GPUs, and a case run on the fake device fails), so
+that a test which leaves the device at auto, or assumes no accelerator, fails on a machine without
+one instead of only on a GPU machine."""
 
 from __future__ import annotations
 
@@ -47,6 +53,19 @@ def _mps_available() -> bool:
     return bool(mps and mps.is_available())
 
 
+FAKE_ENV = "IMGBENCH_FAKE_ACCELERATOR"
+FAKEABLE = ("cuda", "mps")
+
+
+def _fake() -> str | None:
+    """The accelerator IMGBENCH_FAKE_ACCELERATOR names (see the module docstring), or None."""
+    name = os.environ.get(FAKE_ENV, "").strip()
+    if name and name not in FAKEABLE:
+        raise DeviceError(f"{FAKE_ENV}={name!r} is not a fakeable accelerator "
+                          f"(valid: {', '.join(FAKEABLE)}, or unset)")
+    return name or None
+
+
 def available() -> list[str]:
     """The CPU plus every accelerator present: `cuda` for one GPU, `cuda:0`... for several."""
     found = ["cpu"]
@@ -54,6 +73,8 @@ def available() -> list[str]:
     found += ["cuda"] if n == 1 else [f"cuda:{i}" for i in range(n)]
     if _mps_available():
         found.append("mps")
+    if (fake := _fake()) and not any(d.startswith(fake) for d in found):
+        found.append(fake)
     return found
 
 

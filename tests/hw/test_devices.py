@@ -8,8 +8,9 @@ from imgbench.hw.devices import DeviceError
 
 @pytest.fixture
 def gpus(monkeypatch):
-    """Pretend this machine has N CUDA GPUs (and no MPS)."""
+    """Pretend this machine has N CUDA GPUs (and no MPS, and no faked accelerator)."""
     def set_count(n):
+        monkeypatch.delenv(devices.FAKE_ENV, raising=False)
         monkeypatch.setattr(devices, "_gpu_count", lambda: n)
         monkeypatch.setattr(devices, "_mps_available", lambda: False)
     return set_count
@@ -61,6 +62,26 @@ def test_gpu_index_beyond_the_count_is_named(gpus):
 def test_one_gpu_named_twice_runs_once(gpus):
     gpus(1)
     assert devices.parse("cuda,cuda:0,cpu") == ["cuda", "cpu"]
+
+
+@pytest.mark.parametrize(("real", "fake", "auto"), [
+    (0, "cuda", ["cpu", "cuda"]), (0, "mps", ["cpu", "mps"]),
+    (1, "cuda", ["cpu", "cuda"]), (2, "cuda", ["cpu", "cuda:0", "cuda:1"])])
+def test_a_faked_accelerator_joins_auto_only(gpus, monkeypatch, real, fake, auto):
+    gpus(real)
+    monkeypatch.setenv(devices.FAKE_ENV, fake)
+    assert devices.parse("auto") == auto
+    if not real:  # named explicitly, the fake device is still checked against the real machine
+        with pytest.raises(DeviceError, match=f"device '{fake}' is not available"):
+            devices.parse(fake)
+
+
+def test_a_bad_fake_accelerator_is_named(gpus, monkeypatch):
+    gpus(0)
+    monkeypatch.setenv(devices.FAKE_ENV, "tpu")
+    with pytest.raises(DeviceError, match=r"IMGBENCH_FAKE_ACCELERATOR='tpu' is not a fakeable "
+                                          r"accelerator \(valid: cuda, mps, or unset\)"):
+        devices.parse("auto")
 
 
 def test_cgroup_quota_caps_usable_cores(tmp_path, monkeypatch):

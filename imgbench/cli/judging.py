@@ -168,7 +168,8 @@ def accept(args) -> int:
                         "last acceptance"
                         + (f" matches {', '.join(args.case)}" if args.case else ""))
     for fp in sorted({r.machine for r in todo}):
-        path = acceptances.write(folder, args.case, fp, args.note)
+        path = acceptances.write(folder, args.case, fp, args.note,
+                                 max((r.datetime for r in todo if r.machine == fp), key=str))
         for r in sorted((r for r in todo if r.machine == fp), key=lambda r: r.name):
             print(f"accepted the level of {r.name} on {fp} "
                   f"(newest regressed run {r.datetime[:16]}, commit {(r.commit or '-')[:7]})")

@@ -64,9 +64,22 @@ def _read(f: Path) -> Acceptance:
         raise ValueError(f"not in a <machine class>/{ACCEPT_DIR}/ folder, where accept files it")
     if fp not in (None, folder):  # one written without a class covers its folder's only
         raise ValueError(f"for machine class {fp}, filed under {folder}")
-    if dt.datetime.fromisoformat(when).replace(tzinfo=None) > _now() + CLOCK_SKEW:
+    if _naive(when) > _now() + CLOCK_SKEW:
         raise ValueError(f"dated {when}, later than this machine's clock")
+    if (through := doc.get("through")) is not None:
+        # it accepts the runs up to the newest it saw regressed, never a later one, whatever its
+        # date says
+        # spelt as the runs are (aware or naive), so that the text comparisons of readers hold
+        limit = dt.datetime.fromisoformat(runfile.canonical_time(through))
+        when = min(when, (limit + dt.timedelta(microseconds=1)).isoformat(), key=_naive)
     return Acceptance(when, tuple(cases), folder, str(f))
+
+
+def _naive(when: str) -> dt.datetime:
+    """A canonical date as a naive UTC datetime, so that dated texts of either spelling compare."""
+    moment = dt.datetime.fromisoformat(when)
+    return moment if moment.tzinfo is None else moment.astimezone(dt.timezone.utc).replace(
+        tzinfo=None)
 
 
 def _now() -> dt.datetime:
@@ -74,16 +87,19 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
-def write(folder: Path, cases: list[str], fingerprint: str, note: str = "") -> Path:
+def write(folder: Path, cases: list[str], fingerprint: str, note: str = "",
+          through: str | None = None) -> Path:
     """Record that the current level of `cases` (all when empty) on one machine class is accepted,
     in FOLDER/<machine class>/accepted/, where a compare --history of that class's folder finds
-    it."""
+    it; `through`: the date of the newest regressed run it accepts (readers let it accept nothing
+    recorded later)."""
     # as pytest-benchmark dates runs
     now = _now().isoformat()
     path = (folder / fingerprint / ACCEPT_DIR
             / f"{now.replace(':', '-')}_{os.getpid()}{ACCEPT_SUFFIX}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"datetime": now, "cases": cases, "fingerprint": fingerprint, "note": note}
+    doc = {"datetime": now, "cases": cases, "fingerprint": fingerprint, "note": note,
+           **({"through": through} if through else {})}
     with atomic.written(path) as tmp:
         tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
     return path

@@ -226,3 +226,19 @@ def test_the_committed_baseline_passes_every_check():
     for path in sorted((ROOT / "baselines").rglob("*.json")):
         run = runfile.read(path)
         assert [checks.case(b) for b in run.benchmarks] == [None] * len(run.benchmarks)
+
+
+def test_an_acceptance_accepts_no_run_recorded_after_the_newest_it_saw(tmp_path):
+    """`accept` writes `through`, the newest regressed run it accepted: whatever date the file
+    says, a run recorded later is not accepted by it."""
+    folder = tmp_path / "h" / FP / acceptances.ACCEPT_DIR
+    folder.mkdir(parents=True)
+    (folder / "x.accept").write_text(json.dumps(
+        {"datetime": day(20), "cases": [], "fingerprint": FP, "through": day(5)}))
+    (a,) = acceptances.read([tmp_path / "h"])
+    older, newer = (record.Record("", day(i), None, FP, "train_step", CASE[0], dict(CASE[1]), 1.0,
+                                  1.0, 5, None, regressed=True) for i in (5, 6))
+    assert acceptances.unaccepted([[older]], [a]) == []
+    assert acceptances.unaccepted([[newer]], [a]) == [newer]
+    written = acceptances.write(tmp_path / "w", [], FP, through=day(5))
+    assert json.loads(written.read_text())["through"] == day(5)

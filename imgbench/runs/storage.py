@@ -10,6 +10,7 @@ is saved into. No torch here.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import errno
 import os
 import re
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from xml.etree import ElementTree
 
 from imgbench.core.errors import UserError
 from imgbench.runs import history, runfile
@@ -151,11 +153,26 @@ def check_baseline(path: Path, settings) -> None:
                                f"or move {path.name} aside to start a new baseline")
 
 
-def save_baseline(tmp: Path, path: Path) -> list[str]:
+def failed_cases(junit: Path) -> list[str] | None:
+    """The names of the failed and errored cases in pytest's junit XML, or None where there is no
+    readable file."""
+    try:
+        root = ElementTree.parse(junit).getroot()
+    except (OSError, ElementTree.ParseError):
+        return None
+    return [str(c.get("name")) for c in root.iter("testcase")
+            if c.find("failure") is not None or c.find("error") is not None]
+
+
+def save_baseline(tmp: Path, path: Path, leave_out: list[str] = ()) -> list[str]:
     """Merge the finished run `tmp` into the baseline at `path`, written whole or not at all: its
-    cases replace those of the same test and params, every other case of the baseline stays. Returns
-    the names of the cases replaced."""
+    cases replace those of the same test and params, every other case of the baseline stays. Cases
+    named in `leave_out` (failed ones: a case that raised after timing is still in the run) are not
+    taken from the run. Returns the names of the cases replaced."""
     new = runfile.read(tmp)
+    if leave_out:
+        kept = [b for b in new.benchmarks if b.get("name") not in leave_out]
+        new = dataclasses.replace(new, benchmarks=kept, raw={**new.raw, "benchmarks": kept})
     doc, replaced = runfile.merged(new, runfile.read(path)) if path.is_file() else (new.raw, [])
     doc["benchmarks"] = sorted(doc["benchmarks"], key=lambda b: str(b.get("fullname", b["name"])))
     runfile.write(path, doc)

@@ -51,8 +51,10 @@ def env(args) -> int:
 def doctor(args) -> int:
     from imgbench.preflight import doctor as checks
 
-    found = checks.checks(args.device, common.progress("doctor"))
-    print(checks.render(found), flush=True)
+    found = []
+    for check in checks.each(args.device, common.progress("doctor")):
+        print(checks.line(check), flush=True)  # as each finishes: a cut-short doctor said them
+        found.append(check)
     if checks.failed(found):
         print(f"imgbench doctor: {sum(c.status == checks.FAIL for c in found)} check(s) failed",
               file=sys.stderr)

@@ -13,11 +13,14 @@ import importlib.metadata
 import os
 import platform
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -50,22 +53,35 @@ class Check:
     detail: str
 
 
-def checks(device_spec: str = "auto", note=lambda message: None) -> list[Check]:
-    """Every check for the devices `device_spec` names; raises DeviceError (bad input) for a name no
-    machine has, and fails a check for a device this machine lacks. `note` hears of the slow
-    steps."""
+def each(device_spec: str = "auto", note=lambda message: None) -> Iterator[Check]:
+    """Every check for the devices `device_spec` names, each as soon as it has finished (a doctor
+    cut short by a time limit has said what it found so far); raises DeviceError (bad input) for a
+    name no machine has, before any check, and fails a check for a device this machine lacks.
+    `note` hears of the slow steps."""
     used, missing = _devices(device_spec)
-    out = [*_versions(), _shm()]
-    out += [Check(FAIL, name, why) for name, why in missing.items()]
-    out += _gpu(used, missing, device_spec)
-    out += [_compile(d, note) for d in used] + [Check(SKIP, f"compile {d}", "device not available")
-                                                for d in missing]
-    return out + [_ddp_import(), _distributed()]
+    yield from _versions()
+    yield _shm()
+    yield from (Check(FAIL, name, why) for name, why in missing.items())
+    yield from _gpu(used, missing, device_spec)
+    yield from (_compile(d, note) for d in used)
+    yield from (Check(SKIP, f"compile {d}", "device not available") for d in missing)
+    yield _ddp_import()
+    yield _distributed()
+
+
+def checks(device_spec: str = "auto", note=lambda message: None) -> list[Check]:
+    return list(each(device_spec, note))
+
+
+NAME_WIDTH = 16  # the longest check name ("pytest-benchmark"): lines align before all are known
+
+
+def line(c: Check) -> str:
+    return f"{c.status:<4}  {c.name:<{NAME_WIDTH}}  {c.detail}"
 
 
 def render(found: list[Check]) -> str:
-    width = max(len(c.name) for c in found)
-    return "\n".join(f"{c.status:<4}  {c.name:<{width}}  {c.detail}" for c in found)
+    return "\n".join(map(line, found))
 
 
 def failed(found: list[Check]) -> bool:
@@ -131,13 +147,41 @@ def _shm() -> Check:
                                  f"{LOADER_BATCH} of {shape} need about {need / 2**20:,.0f} MiB")
 
 
-def _gpu(used: list[str], missing: dict[str, str], spec: str) -> list[Check]:
+def _gpu(used: list[str], missing: dict[str, str], spec: str) -> Iterator[Check]:
     gpus = [d for d in used if d.startswith("cuda")]
     if gpus:
-        return [_gpu_summary(), *(_gpu_device(d) for d in gpus), _nccl()]
+        yield _gpu_summary()
+        yield from (_gpu_device(d) for d in gpus)
+        yield _nccl()
+        return
     why = "no CUDA GPU found" if not devices._gpu_count() else f"not used (--device {spec})"
-    said = any(d.startswith("cuda") for d in missing)  # its FAIL line names the missing GPU
-    return [*([] if said else [Check(SKIP, "gpu", why)]), Check(SKIP, "nccl", why)]
+    if not devices._gpu_count() and (unseen := _unseen_gpus()):
+        # auto would quietly run the CPU only, under a GPU-less fingerprint
+        yield Check(FAIL, "gpu", unseen)
+    elif not any(d.startswith("cuda") for d in missing):  # else its FAIL line names the GPU
+        yield Check(SKIP, "gpu", why)
+    yield Check(SKIP, "nccl", why)
+
+
+def _unseen_gpus() -> str | None:
+    """Why torch sees no GPU where nvidia-smi lists some (a driver too old for torch's CUDA, a
+    CPU-only torch); None where nvidia-smi lists none or is missing."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return None
+    try:
+        listed = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    n = sum(line.startswith("GPU ") for line in listed.splitlines())
+    if not n:
+        return None
+    from imgbench.hw import environment
+
+    return (f"nvidia-smi lists {n} GPU(s) (driver {environment._driver_version() or 'unknown'}) "
+            f"but torch {torch.__version__} sees none: it is built for CUDA "
+            f"{torch.version.cuda or 'none (a CPU-only build)'}; a driver older than that CUDA "
+            "needs, or a CPU-only torch, leaves --device auto on the CPU only")
 
 
 def _gpu_summary() -> Check:
@@ -167,13 +211,43 @@ def _gpu_device(device: str) -> Check:
     return Check(OK, device, f"{memory}; a kernel ran and synchronised")
 
 
+# A real communicator of one rank: NCCL is loaded lazily, and only creating one (and a collective on
+# it) finds a missing libnccl, a bad network interface or a driver it cannot use.
+NCCL_SNIPPET = """\
+import sys
+import torch
+import torch.distributed as dist
+dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{sys.argv[1]}", rank=0,
+                        world_size=1)
+x = torch.ones(4, device="cuda:0")
+dist.all_reduce(x)
+torch.cuda.synchronize()
+assert x.sum().item() == 4, x
+dist.destroy_process_group()
+"""
+NCCL_TIMEOUT_S = 120
+
+
 def _nccl() -> Check:
     from imgbench.workloads.ddp.worker import unavailable
 
     if why := unavailable("cuda"):
         return Check(FAIL, "nccl", why)
     version = ".".join(map(str, torch.cuda.nccl.version()))
-    return Check(OK, "nccl", f"NCCL {version}, for the ddp family's GPU replicas")
+    with tempfile.TemporaryDirectory(prefix="imgbench-doctor-") as tmp:
+        code, out = _run([sys.executable, "-c", NCCL_SNIPPET, str(_free_port())], NCCL_TIMEOUT_S,
+                         tmp, dict(os.environ))
+    if code != 0:
+        return Check(FAIL, "nccl", f"NCCL {version}: a one-rank communicator failed: "
+                                   f"{_failure(code, out, NCCL_TIMEOUT_S)}")
+    return Check(OK, "nccl", f"NCCL {version}: a one-rank communicator all-reduced on cuda:0, for "
+                             "the ddp family's GPU replicas")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _compile(device: str, note=lambda message: None) -> Check:

@@ -5,7 +5,7 @@ up, time with pytest-benchmark, store the work done and the rates that follow fr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -28,6 +28,7 @@ class RunState:
     long_rounds: int             # rounds of epoch-long cases: the profile's, or
                                  # --benchmark-min-rounds if given
     flags: dict | None = None    # torch's numeric flags at the session's start (the recorded ones)
+    failed: set = field(default_factory=set)  # node ids of cases that failed in any phase
 
 
 STATE = pytest.StashKey[RunState]()

@@ -276,6 +276,8 @@ def pytest_runtest_makereport(item, call):
     report = yield
     if call.excinfo is not None and call.excinfo.errisinstance(CaseTimeout):
         report.longrepr = str(call.excinfo.value)  # one line, no traceback
+    if report.failed and (state := item.config.stash.get(STATE, None)) is not None:
+        state.failed.add(item.nodeid)
     return report
 
 
@@ -336,6 +338,12 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
     if state is not None:
         output_json["imgbench"] = runfile.block(imgbench.__version__, state.settings,
                                                 state.peaks.measured)
+        # pytest-benchmark writes a case that raised after its timing returned (a check on the
+        # result, a teardown): a failed case is no result; its name is kept apart
+        timed = output_json.get("benchmarks", [])
+        output_json["benchmarks"] = [b for b in timed if b.get("fullname") not in state.failed]
+        output_json["imgbench"]["failed"] = sorted(b.get("name") for b in timed
+                                                   if b.get("fullname") in state.failed)
 
 
 @pytest.hookimpl(wrapper=True)

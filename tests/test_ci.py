@@ -131,25 +131,13 @@ def test_an_ab_that_cannot_run_fails_the_job_naming_why(tmp_path):
     assert "explain" not in [c[0] for c in calls]
 
 
-def test_workflows_gate_and_keep_history_on_main_only():
+def test_the_ci_workflow_gates():
     ci = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
     assert ("bash .ci/run" in ci and "bash .ci/gate" in ci and "upload-artifact" in ci
             and "fetch-depth: 0" in ci)
     # a force-pushed-away base skips, not fails
     assert 'git cat-file -e "$GATE_BASE_REF^{commit}"' in ci
-    gpu = (ROOT / ".github" / "workflows" / "gpu.yml").read_text()
-    assert "runs-on: [self-hosted, gpu]" in gpu and "--profile full --device cuda" in gpu
-    assert "IS_MAIN: ${{ github.event_name == 'push' && github.ref == 'refs/heads/main' }}" in gpu
-    # judged, then saved: the GPU run goes to a throwaway folder and enters main's history
-    # through compare
-    assert ('storage="$RUNNER_TEMP/imgbench-runs"' in gpu
-            and '--device cuda --storage "$storage"' in gpu)
-    assert 'save=(); [ "$IS_MAIN" = true ] && save=(--save-to "$IMGBENCH_HISTORY")' in gpu
-    assert '"${history[@]}" \\\n                "${save[@]}"' in gpu  # compare saves after judging
-    assert 'imgbench accept "$IMGBENCH_HISTORY"' in gpu  # accepting a new level: workflow_dispatch
-    assert "GITHUB_STEP_SUMMARY" in gpu
-    # the GPU run is the latest
-    assert gpu.index("--device cpu --storage") < gpu.index("--device cuda --storage")
+    # gpu.yml only calls .ci/gpu-job: tests/test_gpu_job.py
 
 
 @pytest.mark.parametrize("script", ["gate", "gpu-check", "run"])

@@ -157,3 +157,11 @@ def test_a_device_run_that_fails_whole_leaves_the_other_run_and_a_verdict(tmp_pa
     assert "Gate: not judged: the cuda run wrote no results (exit 2" in summary
     assert not (tmp_path / "results" / "accelerator.json").exists()  # an earlier job's is removed
     assert summary.rstrip().endswith("the accelerator run (cuda) exited 2; the gate exited 1.")
+
+
+@pytest.mark.slow
+def test_accept_runs_nothing_else_and_says_what_it_did(tmp_path):
+    proc, summary = job(tmp_path, GPU_JOB_ACCEPT="*", GPU_JOB_CPU_K="unused")
+    assert proc.returncode == 2, proc.stdout + proc.stderr  # accept: nothing matched
+    assert "nothing to accept in " in summary and "no case judged a regression" in summary
+    assert "| CPU subset" not in summary and not (tmp_path / "results" / "cpu.json").exists()

@@ -18,9 +18,9 @@ def test_epoch(path, case, measure):
 
 
 @pytest.mark.cpu_heavy
-def test_reference_epoch(device, settings, conditions, measure):
+def test_reference_epoch(device, reference, settings, conditions, measure):
     """The suite's "as fast as this hardware trains an image classifier" case (cases.reference):
     speednet, a device-resident epoch, bf16 autocast and torch.compile where the device has them,
-    channels_last."""
-    case = cases.reference(device, settings)
+    channels_last; `reference` names what the device resolved to (bf16-compiled, fp32-eager)."""
+    case = cases.reference(device, settings, reference)
     measure(case.epoch("resident"), {**case.info(), "batch_size": case.batch_size})

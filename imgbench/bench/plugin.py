@@ -142,6 +142,12 @@ def pytest_generate_tests(metafunc):
     if not names:
         return
     combos = list(itertools.product(*(values[a] for a in names)))
+    if "reference" in metafunc.fixturenames:  # the reference epoch: what its device resolves to
+        from imgbench.workloads import cases
+
+        at = names.index("device")
+        combos = [(*c, cases.reference_config(c[at])) for c in combos]
+        names = [*names, "reference"]
     # One call fixes the id order: kerascnn-cuda-bs128[-bf16][-channels_last][-compiled].
     # Params stay plain strings and ints for the JSON.
     metafunc.parametrize(names, combos, ids=[_case_id(names, c) for c in combos])
@@ -293,10 +299,16 @@ def pytest_runtest_call(item):
         reason = _too_big(item, "out of memory")
         # the skip below keeps this error, and so the frames' tensors
         traceback.clear_frames(e.__traceback__)
-    except (RuntimeError, ValueError) as e:
+    except Exception as e:
+        if not isinstance(e, RuntimeError | ValueError) and not _compile_failure(item, e):
+            raise
         # BatchNorm says ValueError; cuBLAS / cuDNN OOM, RuntimeError
         text = str(e)
-        if "Expected more than 1 value per channel" in text:
+        if _compile_failure(item, e):
+            # e.g. Triton not finding libcuda.so.1: the case cannot run here, and says why
+            reason = (f"torch.compile failed on {params(item).get('device', 'cpu')}: "
+                      f"{type(e).__name__}: {(text.strip().splitlines() or [''])[0][:200]}")
+        elif "Expected more than 1 value per channel" in text:
             reason = _too_big(item, "too few values per channel for BatchNorm training")
         elif "out of memory" in text or "ALLOC_FAILED" in text:
             reason = _too_big(item, "out of memory")
@@ -313,6 +325,13 @@ def pytest_runtest_call(item):
         with torch.cuda.device(torch.device(device)):
             torch.cuda.empty_cache()
     pytest.skip(reason)
+
+
+def _compile_failure(item, e: BaseException) -> bool:
+    """Whether `e` is torch.compile failing (dynamo or inductor raised it) in a compiled case."""
+    p = params(item)
+    compiles = p.get("compile") == "on" or str(p.get("reference", "")).endswith("-compiled")
+    return compiles and type(e).__module__.startswith(("torch._dynamo", "torch._inductor"))
 
 
 def _too_big(item, what: str) -> str:
@@ -342,8 +361,8 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
         # result, a teardown): a failed case is no result; its name is kept apart
         timed = output_json.get("benchmarks", [])
         output_json["benchmarks"] = [b for b in timed if b.get("fullname") not in state.failed]
-        output_json["imgbench"]["failed"] = sorted(b.get("name") for b in timed
-                                                   if b.get("fullname") in state.failed)
+        if failed := sorted(b.get("name") for b in timed if b.get("fullname") in state.failed):
+            output_json["imgbench"]["failed"] = failed
 
 
 @pytest.hookimpl(wrapper=True)

@@ -247,14 +247,24 @@ class Case:
                            {**info, "steps": n_steps}, self.torch_format)
 
 
-def reference(device: str, settings: Settings) -> Case:
+def reference_config(device: str) -> str:
+    """What the reference epoch resolves to on `device`: its precision and whether it is compiled
+    ("bf16-compiled", "fp32-eager"), a parameter of the case, so that a machine that falls back is
+    never compared with one that did not under the same key."""
+    precision = "bf16" if unsupported(device, "bf16") is None else "fp32"
+    compiled = "compiled" if unsupported(device, compile="on") is None else "eager"
+    return f"{precision}-{compiled}"
+
+
+def reference(device: str, settings: Settings, config_name: str | None = None) -> Case:
     """The suite's "as fast as this hardware trains an image classifier" case, in one fixed
     configuration: speednet at batch 1024 (the speed records' size; 256 in the quick profile),
-    channels_last, bf16 autocast and torch.compile where the device has them; an epoch of at least
-    config.REFERENCE_MIN_STEPS steps (the quick profile's 512 images would be one step at batch 512:
-    its images/s and compile_s noise)."""
-    precision = "bf16" if unsupported(device, "bf16") is None else "fp32"
-    compiled = "on" if unsupported(device, compile="on") is None else "off"
+    channels_last, bf16 autocast and torch.compile where the device has them (`config_name`, from
+    reference_config, as collected); an epoch of at least config.REFERENCE_MIN_STEPS steps (the
+    quick profile's 512 images would be one step at batch 512: its images/s and compile_s
+    noise)."""
+    precision, compiled = (config_name or reference_config(device)).split("-")
     batch = 1024 if settings.profile.name == "full" else 256
-    return Case("speednet", device, batch, settings, None, precision, "channels_last", compiled,
+    return Case("speednet", device, batch, settings, None, precision, "channels_last",
+                "on" if compiled == "compiled" else "off",
                 epoch_min_steps=config.REFERENCE_MIN_STEPS)

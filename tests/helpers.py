@@ -36,6 +36,14 @@ needs_cpp = pytest.mark.skipif(
     reason="no C++ compiler: torch.compile on the CPU needs one")
 
 
+def pretend_devices(monkeypatch, gpus: int = 0, mps: bool = False) -> None:
+    """imgbench.hw.devices sees `gpus` CUDA GPUs and MPS or not, whatever this machine has, and no
+    accelerator faked by IMGBENCH_FAKE_ACCELERATOR (named by string: no torch import here)."""
+    monkeypatch.setattr("imgbench.hw.devices._gpu_count", lambda: gpus)
+    monkeypatch.setattr("imgbench.hw.devices._mps_available", lambda: mps)
+    monkeypatch.delenv("IMGBENCH_FAKE_ACCELERATOR", raising=False)
+
+
 def skip_when_busy(why: str, gate: bool = False):
     """An end-to-end test measured under contention rightly gets no verdict: skipped with `why` (the
     summary shows every skip). A test of the gate itself (`gate`) fails instead in strict mode, so

@@ -6,8 +6,7 @@ import shutil
 
 import pytest
 
-from imgbench.hw import devices
-from tests.helpers import ROOT
+from tests.helpers import ROOT, pretend_devices
 
 BENCH = ROOT / "benches" / "bench_h2d.py"
 
@@ -20,8 +19,7 @@ def bench_folder(pytester):
 
 @pytest.mark.slow
 def test_without_an_accelerator_every_case_is_skipped_saying_so(bench_folder, monkeypatch):
-    monkeypatch.setattr(devices, "_gpu_count", lambda: 0)
-    monkeypatch.setattr(devices, "_mps_available", lambda: False)
+    pretend_devices(monkeypatch)
     bench_folder.makeconftest('pytest_plugins = ["imgbench.plugin"]')
     result = bench_folder.runpytest("bench_h2d.py", "--model", "mlp", "--batch-size", "4", "-rs",
                                     "-p", "no:cacheprovider")

@@ -10,7 +10,7 @@ from imgbench.core import config, options
 from imgbench.hw import devices
 from imgbench.runs import runfile
 from imgbench.workloads import cases, models
-from tests.helpers import ROOT, needs_cpp, write_cifar_bin
+from tests.helpers import ROOT, needs_cpp, pretend_devices, write_cifar_bin
 
 BENCH = """
 def test_train(case, measure):
@@ -58,8 +58,7 @@ def test_bad_input_is_one_line_and_a_usage_error(bench_dir, args, expected):
 
 
 def test_absent_gpu_is_named(bench_dir, monkeypatch):
-    monkeypatch.setattr(devices, "_gpu_count", lambda: 0)
-    monkeypatch.setattr(devices, "_mps_available", lambda: False)
+    pretend_devices(monkeypatch)
     result = bench_dir.runpytest("bench_x.py", "--device", "cpu,cuda")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: device 'cuda' is not available on this machine: "
@@ -135,7 +134,7 @@ def test_threads_default_to_every_usable_core_and_are_restored_after(bench_dir):
 
 
 def test_gpu_devices_give_gpu_ids(bench_dir, monkeypatch):
-    monkeypatch.setattr(devices, "_gpu_count", lambda: 2)
+    pretend_devices(monkeypatch, gpus=2)
     result = bench_dir.runpytest("bench_x.py", "--collect-only", "-q", "--model", "mlp",
                                  "--device", "auto", "--batch-size", "4")
     assert result.ret == 0, result.stdout.str()
@@ -551,7 +550,7 @@ def collected(pytester, *args) -> tuple[list[str], str]:
 
 def test_cpu_only_cases_run_only_with_the_cpu_and_pinned_ones_only_with_an_accelerator(
         pytester, monkeypatch):
-    monkeypatch.setattr(devices, "_gpu_count", lambda: 1)
+    pretend_devices(monkeypatch, gpus=1)
     loaders = lambda ids: [i for i in ids if i.startswith("test_loader")]  # noqa: E731
     on_gpu, out = collected(pytester, "--device", "cuda", "--batch-size", "32")
     assert loaders(on_gpu) and all("pin_on" in i for i in loaders(on_gpu))
@@ -564,7 +563,7 @@ def test_cpu_only_cases_run_only_with_the_cpu_and_pinned_ones_only_with_an_accel
 
 
 def test_auto_full_runs_the_documented_cpu_subset(pytester, monkeypatch):
-    monkeypatch.setattr(devices, "_gpu_count", lambda: 1)
+    pretend_devices(monkeypatch, gpus=1)
     ids, out = collected(pytester, "--device", "auto", "--profile", "full", "--batch-size", "128")
     cpu = {i for i in ids if "-cpu-" in i or i.endswith("-cpu]") or "[cpu" in i}
     gpu = {i for i in ids if "cuda" in i}
@@ -594,7 +593,8 @@ def test_two_runs_record_the_same_machine_info_whatever_their_cases_did(bench_di
                                      "    benchmark(time.sleep, 0.001)\n")
     infos = []
     for name in ("bench_x.py", "bench_plain.py"):
-        result = bench_dir.runpytest_subprocess(name, f"--benchmark-json={name}.json", *FAST)
+        result = bench_dir.runpytest_subprocess(name, "--device", "cpu",
+                                                f"--benchmark-json={name}.json", *FAST)
         assert result.ret == 0, result.stdout.str()
         infos.append(json.loads((bench_dir.path / f"{name}.json").read_text())["machine_info"])
     assert infos[0]["imgbench"]["flags"]["fp32_precision_matmul"] in (None, "none")

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from imgbench.hw import devices, environment, machine_class
+from tests.helpers import pretend_devices
 
 
 def test_environment_records_what_numbers_depend_on():
@@ -77,8 +78,7 @@ def two_gpus(monkeypatch):
     """Pretend this machine has two H100s (driver 570.86) and no MPS."""
     props = SimpleNamespace(name="NVIDIA H100 80GB HBM3", total_memory=80 * 2**30, major=9, minor=0,
                             multi_processor_count=132)
-    monkeypatch.setattr(devices, "_gpu_count", lambda: 2)
-    monkeypatch.setattr(devices, "_mps_available", lambda: False)
+    pretend_devices(monkeypatch, gpus=2)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props)
     monkeypatch.setattr(environment, "_driver_version", lambda: "570.86")
 
@@ -106,8 +106,7 @@ def test_describe_lists_the_environment_line_by_line(two_gpus):
 
 
 def test_describe_without_gpus_says_none(monkeypatch):
-    monkeypatch.setattr(devices, "_gpu_count", lambda: 0)
-    monkeypatch.setattr(devices, "_mps_available", lambda: False)
+    pretend_devices(monkeypatch)
     lines = environment.describe(environment.environment(threads=1)).splitlines()
     assert ("gpu          none" in lines
             and not any(re.match(r"gpu \d|driver", line) for line in lines))

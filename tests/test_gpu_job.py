@@ -165,3 +165,32 @@ def test_accept_runs_nothing_else_and_says_what_it_did(tmp_path):
     assert proc.returncode == 2, proc.stdout + proc.stderr  # accept: nothing matched
     assert "nothing to accept in " in summary and "no case judged a regression" in summary
     assert "| CPU subset" not in summary and not (tmp_path / "results" / "cpu.json").exists()
+
+
+@pytest.mark.slow
+def test_a_pull_request_reads_its_reference_from_the_base_and_writes_nothing_shared(tmp_path):
+    """GPU_JOB_BASE_SHA set: the baseline comes from that commit (a baseline the pull request put
+    in its own checkout is not read), a missing history is not created, and the index cache is the
+    job's own."""
+    planted = tmp_path / "baselines"
+    planted.mkdir()
+    proc, summary = job(tmp_path, GPU_JOB_BASE_SHA="HEAD", GPU_JOB_BASELINES=str(planted),
+                        GPU_JOB_MAIN="true")
+    assert "The baseline is the base commit's (HEAD), not the pull request's." in summary
+    assert not (tmp_path / "state" / "history").exists()  # only read, never made
+    assert not (tmp_path / "cache").exists()  # the shared index cache untouched
+    assert history_runs(tmp_path) == [] and proc.returncode in (0, 1), proc.stderr
+
+
+def test_the_workflows_read_only_pin_their_actions_and_gate_pull_requests_behind_approval():
+    import re
+
+    for name in ("ci.yml", "gpu.yml"):
+        text = (ROOT / ".github" / "workflows" / name).read_text()
+        assert "\npermissions:\n  contents: read\n" in text, name
+        uses = re.findall(r"uses: (\S+)", text)
+        assert uses and all(re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", u) for u in uses), uses
+    gpu = (ROOT / ".github" / "workflows" / "gpu.yml").read_text()
+    assert ("environment: ${{ github.event_name == 'pull_request' && 'gpu-pull-request' || "
+            "'gpu-main' }}") in gpu
+    assert "GPU_JOB_BASE_SHA: ${{ github.event_name == 'pull_request' && " in gpu

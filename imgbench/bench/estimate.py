@@ -82,7 +82,7 @@ def _epoch_s(model: str, device: str, batch: int, images: int, s: Settings, load
         return compute
     c, size, _ = models.spec(model).input_shape
     size = config.image_size(size, s.profile)
-    workers = config.epoch_workers(s.threads)
+    workers = config.epoch_workers(s.threads, device == "cpu")
     return max(compute, steps * batch * _item_s(c * size * size) / max(1, workers))
 
 

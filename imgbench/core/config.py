@@ -127,8 +127,18 @@ def worker_counts(threads: int) -> list[int]:
     return [w for w in WORKER_COUNTS if w <= threads]
 
 
-def epoch_workers(threads: int) -> int:
-    return min(EPOCH_WORKERS, threads)
+def epoch_workers(threads: int, on_cpu: bool = False) -> int:
+    """Loader workers of the epoch family's DataLoader path. On the CPU the model's intra-op threads
+    and the workers share the cores, half each (epoch_threads; below 2 cores the main process
+    loads): both at full count oversubscribed them, which slowed the CPU epoch and inflated the
+    GPU-over-CPU speedup."""
+    return min(EPOCH_WORKERS, threads // 2 if on_cpu else threads)
+
+
+def epoch_threads(threads: int, on_cpu: bool) -> int | None:
+    """The intra-op threads a CPU loader epoch trains with: the cores its workers leave; None
+    elsewhere (the run's threads)."""
+    return max(1, threads - epoch_workers(threads, True)) if on_cpu else None
 
 
 # the reference epoch has at least this many steps, whatever the profile's epoch

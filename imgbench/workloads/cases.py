@@ -201,8 +201,9 @@ class Case:
     def epoch_unsupported(self, path: str) -> str | None:
         """Why this epoch cannot run here: no step, or (the loader path) too little /dev/shm for its
         workers."""
-        if path == "loader" and (short := shm.shortfall(config.epoch_workers(self.settings.threads),
-                                                        self.batch_size, self.shape)):
+        on_cpu = torch.device(self.device).type == "cpu"
+        workers = config.epoch_workers(self.settings.threads, on_cpu)
+        if path == "loader" and (short := shm.shortfall(workers, self.batch_size, self.shape)):
             return short
         return self.empty_epoch()
 
@@ -217,8 +218,9 @@ class Case:
 
     def epoch(self, path: str) -> steps.Workload:
         """One epoch over the profile's number of images: `loader` (DataLoader, per-sample
-        augmentation on the CPU in config.epoch_workers(threads) workers, pinned memory when a GPU
-        takes the batches) or `resident` (all on the device)."""
+        augmentation on the CPU in config.epoch_workers workers, pinned memory when a GPU takes the
+        batches; on the CPU, workers and intra-op threads share the cores: config.epoch_threads) or
+        `resident` (all on the device)."""
         if reason := self.empty_epoch():
             raise EmptyEpoch(reason)
         n = self.epoch_size
@@ -231,12 +233,15 @@ class Case:
                                          seed=SEED)
             info = {"path": path}
         else:
-            workers = config.epoch_workers(self.settings.threads)
+            on_cpu = torch.device(self.device).type == "cpu"
+            workers = config.epoch_workers(self.settings.threads, on_cpu)
+            threads = config.epoch_threads(self.settings.threads, on_cpu)
             pin = torch.device(self.device).type == "cuda"
             ds = data.TensorImages(images, labels, data.train_transform(h, mean, std))
             loader = data.loader(ds, self.batch_size, num_workers=workers, pin_memory=pin,
                                  persistent_workers=workers > 0, drop_last=True, seed=SEED)
-            info = {"path": path, "num_workers": workers, "pin_memory": pin}
+            info = {"path": path, "num_workers": workers, "pin_memory": pin,
+                    **({"intra_op_threads": threads} if threads else {})}
         model = self.build_model()
         x, y = self.batch()
         flops = epoch.train_flops_per_image(model, x, y)
@@ -244,7 +249,8 @@ class Case:
         n_steps = n // self.batch_size
         return epoch.epoch(loader, trainer, torch.device(self.device),
                            devices.synchronizer(self.device), n_steps * self.batch_size, flops,
-                           {**info, "steps": n_steps}, self.torch_format)
+                           {**info, "steps": n_steps}, self.torch_format,
+                           info.get("intra_op_threads"))
 
 
 def reference_config(device: str) -> str:

@@ -32,13 +32,25 @@ class EpochClock:
 
 def epoch(loader: Iterable, trainer: Trainer, device: torch.device, sync: Callable[[], None],
           images: int, flops_per_image: int = 0, info: dict | None = None,
-          memory_format: torch.memory_format = torch.contiguous_format) -> Workload:
+          memory_format: torch.memory_format = torch.contiguous_format,
+          threads: int | None = None) -> Workload:
     """One pass over `loader`: fetch, copy to the device (non_blocking; pinned memory makes it
     async), train step. Ends with the device synchronised, as an epoch does before evaluating or
-    logging."""
+    logging. `threads`: the intra-op threads it trains with (restored after), where its loader's
+    workers take the other cores."""
     clock = EpochClock()
 
     def fn():
+        if threads is None:
+            return one_pass()
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return one_pass()
+        finally:
+            torch.set_num_threads(previous)
+
+    def one_pass():
         wait = copy = 0.0
         start = time.perf_counter()
         batches = iter(loader)

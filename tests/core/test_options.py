@@ -14,7 +14,7 @@ from imgbench.workloads import models
 
 CLI_ONLY = {  # each command's own options beside the table's
     "run": {"--benches", "--storage", "--json"},
-    "baseline": {"--benches", "--folder"},
+    "baseline": {"--benches", "--folder", "--allow-failed"},
     "ab": {"--benches", "--base", "--base-python", "--alpha", "--min-effect", "--seed", "--budget",
            "--markdown", "--regressions", "--process-sd", "--process-from", "--rounds",
            "--removed"},

@@ -221,12 +221,36 @@ def test_an_epoch_without_a_single_step_is_refused():
 
 # no worker starts: the loader is not read
 @pytest.mark.filterwarnings("ignore:This DataLoader will create")
-@pytest.mark.parametrize(("threads", "workers"), [(1, 1), (2, 2), (3, 3),
-                                                  (64, config.EPOCH_WORKERS)])
-def test_loader_epoch_workers_follow_the_threads(threads, workers):
+@pytest.mark.parametrize(("threads", "workers", "intra"), [(1, 0, 1), (2, 1, 1), (3, 1, 2),
+                                                           (8, 4, 4),
+                                                           (64, config.EPOCH_WORKERS, 60)])
+def test_a_cpu_loader_epoch_splits_the_cores_between_workers_and_threads(threads, workers, intra):
+    """On the CPU the loader's workers and the model's intra-op threads share the run's cores (both
+    at full count oversubscribed them); the split is recorded."""
     c = cases.Case("mlp", "cpu", 128, dataclasses.replace(SETTINGS, threads=threads))
     w = c.epoch("loader")
-    assert w.info == {"path": "loader", "num_workers": workers, "pin_memory": False, "steps": 4}
+    assert w.info == {"path": "loader", "num_workers": workers, "pin_memory": False,
+                      "intra_op_threads": intra, "steps": 4}
+    assert config.epoch_workers(threads) == min(threads, config.EPOCH_WORKERS)  # a GPU's loader
+
+
+def test_the_epoch_trains_with_its_threads_and_restores_the_run_s():
+    before = torch.get_num_threads()
+    c = cases.Case("mlp", "cpu", 128, dataclasses.replace(SETTINGS, threads=1))
+    seen = []
+    w = c.epoch("loader")
+    original = torch.nn.Module.__call__
+
+    def spy(self, *a, **kw):
+        seen.append(torch.get_num_threads())
+        return original(self, *a, **kw)
+
+    torch.nn.Module.__call__ = spy
+    try:
+        w.fn()
+    finally:
+        torch.nn.Module.__call__ = original
+    assert seen and set(seen) == {1} and torch.get_num_threads() == before
 
 
 @pytest.mark.parametrize("batch", ["on_device", "copied"])

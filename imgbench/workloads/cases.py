@@ -257,9 +257,14 @@ def reference_config(device: str) -> str:
     """What the reference epoch resolves to on `device`: its precision and whether it is compiled
     ("bf16-compiled", "fp32-eager"), a parameter of the case, so that a machine that falls back is
     never compared with one that did not under the same key."""
-    precision = "bf16" if unsupported(device, "bf16") is None else "fp32"
-    compiled = "compiled" if unsupported(device, compile="on") is None else "eager"
-    return f"{precision}-{compiled}"
+    def can(**combination) -> bool:
+        try:
+            return unsupported(device, **combination) is None
+        except (RuntimeError, AssertionError):  # a device torch cannot query: its cases say why
+            return False
+
+    return (f"{'bf16' if can(precision='bf16') else 'fp32'}-"
+            f"{'compiled' if can(compile='on') else 'eager'}")
 
 
 def reference(device: str, settings: Settings, config_name: str | None = None) -> Case:

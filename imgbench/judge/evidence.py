@@ -7,6 +7,7 @@ its level for the whole run, not per case. numpy only."""
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -32,7 +33,7 @@ class Evidence:
         as its bound), else the two-sided test of the interval (twice the one-sided p); 1 with
         neither."""
         if self.history is not None:
-            mean, scale, df = self._spread()
+            mean, scale, df = self._spread
             return 1 - stats.t_cdf((self._from_level() - mean) / scale, df) if scale > 0 else (
                 0.0 if self._from_level() > mean else 1.0)
         if self.log is not None:
@@ -61,7 +62,7 @@ class Evidence:
         or the interval's half width (without), plus POWER's quantile of the noise, and never below
         the minimum effect; inf with no measure of noise."""
         if self.history is not None:
-            mean, scale, df = self._spread()
+            mean, scale, df = self._spread
             reach = mean + (stats.t_quantile(1 - alpha, df) + stats.t_quantile(POWER, df)) * scale
         elif self.log is not None:
             _, se, df = self.log
@@ -70,6 +71,7 @@ class Evidence:
             return math.inf
         return max(math.expm1(reach), effect)
 
+    @functools.cached_property  # p_slower, bounds and detectable each ask for it
     def _spread(self) -> tuple[float, float, int]:
         """The history's log medians about their median: mean, the prediction scale of one new run,
         degrees of freedom (as stats.history_interval)."""

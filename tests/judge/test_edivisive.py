@@ -6,6 +6,7 @@ import pytest
 
 from imgbench.judge import edivisive
 from tests.judge.test_changepoints import NOISE, STEP, levels
+from tools.measure_changepoints import ar1
 
 
 def test_q_is_the_scaled_energy_statistic_at_every_split():
@@ -22,16 +23,6 @@ def test_q_is_the_scaled_energy_statistic_at_every_split():
     rows = np.abs(x[:, None] - x[None, :]).sum(axis=1)
     assert edivisive._q(x[None, :], rows[None, :])[0] == pytest.approx(
         [q(t) for t in taus], rel=1e-5, abs=1e-6)
-
-
-def ar1(rng, n: int, rho: float, sd: float) -> np.ndarray:
-    """n values of a stationary AR(1) series with lag-1 correlation rho and marginal sd."""
-    shocks = rng.normal(0, sd * np.sqrt(1 - rho**2), n)
-    x = np.empty(n)
-    x[0] = rng.normal(0, sd)
-    for i in range(1, n):
-        x[i] = rho * x[i - 1] + shocks[i]
-    return x
 
 
 def steady_drift(noise: float, rho: float = 0.0, n: int = 50, seed: int = 99) -> float:

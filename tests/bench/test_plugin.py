@@ -436,8 +436,9 @@ def test_compile_time_is_stored_apart_from_the_rounds(pytester):
     (b,) = json.loads(out.read_text())["benchmarks"]
     info = b["extra_info"]
     assert info["compile"] == "on" and info["warmup_calls"] >= 2
-    # the first call's excess over a timed one
-    assert info["compile_s"] == pytest.approx(0.3, abs=0.05)
+    # the first call's excess over a timed one: at least the 0.3 s it slept (a busy machine adds to
+    # it; an upper bound on time made this test fail under load)
+    assert 0.25 <= info["compile_s"] <= info["first_call_s"]
     # in the first call, in no round
     assert info["first_call_s"] >= 0.3 and max(b["stats"]["data"]) < 0.1
 

@@ -25,8 +25,23 @@ TRAIN_GFLOP = {("kerascnn", 32): 0.0227, ("mlp", 28): 0.0032,
                ("tinyvgg", 32): 0.0065, ("tinyvgg", 64): 0.0316}
 # training work per second; the CPU's per thread
 GFLOPS = {"cpu": 40.0, "cuda": 20_000.0, "mps": 2_000.0}
-# a step's fixed cost: dispatch, kernel launches
-STEP_FLOOR_S = {"cpu": 5e-5, "cuda": 4e-4, "mps": 1e-3}
+# a training step's fixed cost: dispatch, kernel launches, the optimizer's per-tensor work. The
+# CPU's is measured (baselines/AMD_EPYC-f25m17-2c/quick.json: mlp and kerascnn train steps of 32
+# images take 1.7-2.6 ms more than their FLOPs at the CPU rate; it was 0.05 ms, 2-3x under for
+# small models); the GPU's is the assumption above, unmeasured here.
+STEP_FLOOR_S = {"cpu": 2e-3, "cuda": 4e-4, "mps": 1e-3}
+# a forward pass's: no backward, no optimizer (mlp's 32-image forward: 0.06 ms over its FLOPs)
+FORWARD_FLOOR_S = {"cpu": 5e-5, "cuda": 4e-4 / 3, "mps": 1e-3 / 3}
+# Checkpoints: model + optimizer state (4 bytes per parameter, Adam 2 moments, SGD momentum 1)
+# serialised into the page cache. Fitted to the 2-core box's medians (save: 1.1 GB/s, load 3 GB/s,
+# ~3 ms fixed: resnet50 + Adam, 307 MB, saves in 0.275 s and loads in 0.114 s); the old flat
+# 10 ms per call was 27x under for resnet50.
+PARAMS = {"kerascnn": 167_562, "mlp": 669_706, "resnet18": 11_689_512, "resnet50": 25_557_032,
+          "speednet": 1_972_768, "tinyvgg": 19_920}
+OPTIMIZER_SLOTS = {"adam": 2, "sgd": 1}
+CHECKPOINT_S = 3e-3
+SAVE_BYTES_PER_S = 1.1e9
+LOAD_BYTES_PER_S = 3.0e9
 LOADER_ITEM_S = 1e-4      # one worker's per-item cost of tensor augmentation at 32 px ...
 LOADER_BYTE_S = 4e-9      # ... plus this per image byte (224 px: ~0.7 ms)
 PIL_ITEM_S = 3e-4         # decoding a PNG first
@@ -46,8 +61,22 @@ def _rate(device: str, s: Settings) -> float:
     return GFLOPS.get(kind, GFLOPS["cuda"]) * (s.threads if kind == "cpu" else 1)
 
 
-def _floor(device: str) -> float:
-    return STEP_FLOOR_S.get(_kind(device), STEP_FLOOR_S["cuda"])
+def _floor(device: str, table: dict[str, float] = STEP_FLOOR_S) -> float:
+    return table.get(_kind(device), table["cuda"])
+
+
+def checkpoint_call_s(model: str, op: str, optimizer: str) -> float:
+    """One save or load of `model`'s state and `optimizer`'s (the bytes the checkpoint holds)."""
+    state = 4 * PARAMS.get(model, PARAMS["resnet50"]) * (1 + OPTIMIZER_SLOTS.get(optimizer, 2))
+    return CHECKPOINT_S + state / (SAVE_BYTES_PER_S if op == "save" else LOAD_BYTES_PER_S)
+
+
+def call_seconds(family: str, model: str, device: str, batch: int, s: Settings) -> float:
+    """One call of a forward (`forward`) or a train step (any other family)."""
+    work = batch * _gflop(model, s) / _rate(device, s)
+    if family == "forward":
+        return work / 3 + _floor(device, FORWARD_FLOOR_S)
+    return work + _floor(device)
 
 
 def _gflop(model: str, s: Settings) -> float:
@@ -94,8 +123,9 @@ def case_seconds(family: str, test: str, p: dict, s: Settings) -> float:
     rate = _rate(device, s)
     compiled = COMPILE_S if p.get("compile") == "on" else 0.0
     if family in ("forward", "train_step") or test == "test_train_step_copy":
-        share = 1 / 3 if family == "forward" else 1.0
-        return _short(share * (batch * _gflop(model, s) / rate + _floor(device)), s) + compiled
+        return _short(call_seconds(family, model, device, batch, s), s) + compiled
+    if family == "checkpoint":
+        return _short(checkpoint_call_s(model, p.get("op", "save"), s.optimizer), s)
     if family == "dataloader":
         n = (s.profile.loader_images // batch) * batch
         return _short(n * _item_s(3 * 32 * 32, p.get("source") == "pil")
@@ -133,7 +163,7 @@ def case_seconds(family: str, test: str, p: dict, s: Settings) -> float:
                                 extra_epochs=1)
     if family == "harness":
         return HARNESS_S
-    return _short(0.01, s)  # conv layers, copies, checkpoints: short calls, max_time-bound
+    return _short(0.01, s)  # conv layers, copies: short calls, max_time-bound
 
 
 def run_seconds(cases: list[tuple[str, str, dict]], s: Settings) -> dict[str, float]:

@@ -2,6 +2,7 @@
 FLOP table against torch's flop counter, and the lines a real run prints."""
 
 import dataclasses
+import json
 
 import pytest
 
@@ -9,6 +10,7 @@ from imgbench.bench import estimate
 from imgbench.core import config
 from imgbench.core.options import Settings
 from imgbench.workloads import data, epoch, models
+from tests.helpers import ROOT
 
 QUICK = Settings(devices=["cpu"], batch_sizes=[32], models=["mlp"],
                  profile=config.PROFILES["quick"], threads=2, optimizer="adam", dataset="synthetic",
@@ -82,3 +84,45 @@ def test_a_run_says_its_estimate_before_and_its_duration_after(pytester):
     result.stdout.fnmatch_lines(["imgbench: 1 case, estimated * min; a cost model with assumed "
                                  "device rates*",
                                  "*imgbench: the cases took * min (estimated * min)*"])
+
+
+# The cost model's call times against the medians stored for the 2-core development box: the
+# checkpoint's state bytes over its fitted rates within 1.7x, a train step's FLOPs plus its floor
+# within 2.1x (speednet's big convolutions beat the CPU rate ~2x), a forward within 3x (tinyvgg's
+# small convolutions run at a third of it).
+MEASURED = ROOT / "baselines" / "AMD_EPYC-f25m17-2c" / "quick.json"
+WITHIN = {"checkpoint": 1.7, "train_step": 2.1, "forward": 3.0}
+
+
+def test_the_call_times_are_within_a_stated_factor_of_the_stored_medians():
+    doc = json.loads(MEASURED.read_text())
+    assert doc["imgbench"]["threads"] == 2
+    two = dataclasses.replace(QUICK, threads=2, optimizer="adam")
+    seen = {}
+    for b in doc["benchmarks"]:
+        family, p = b["fullname"].split("::")[0].split("bench_")[-1][:-3], b["params"]
+        if family not in WITHIN:
+            continue
+        got = (estimate.checkpoint_call_s(p["model"], p["op"], "adam") if family == "checkpoint"
+               else estimate.call_seconds(family, p["model"], "cpu", p["batch_size"], two))
+        ratio = got / b["stats"]["median"]
+        assert 1 / WITHIN[family] <= ratio <= WITHIN[family], (b["name"], ratio)
+        seen[family] = seen.get(family, 0) + 1
+    assert seen == {"checkpoint": 10, "forward": 12, "train_step": 12}
+
+
+def test_a_checkpoint_case_costs_its_state_bytes_not_a_flat_call():
+    # resnet50 + Adam: 25.6 M parameters x 4 bytes x 3 = 307 MB, saved at 1.1 GB/s
+    call = estimate.checkpoint_call_s("resnet50", "save", "adam")
+    assert call == pytest.approx(estimate.CHECKPOINT_S + 4 * 25_557_032 * 3 / 1.1e9)
+    assert estimate.checkpoint_call_s("resnet50", "save", "sgd") < call
+    got = estimate.case_seconds("checkpoint", "test_checkpoint",
+                                {"model": "resnet50", "device": "cpu", "op": "save"}, QUICK)
+    assert got == pytest.approx(estimate._short(call, QUICK)) and got > 2.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", sorted(estimate.PARAMS))
+def test_the_parameter_table_is_what_the_models_hold(model):
+    net = models.build(model)
+    assert sum(t.numel() for t in net.parameters()) == estimate.PARAMS[model]

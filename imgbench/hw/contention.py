@@ -5,7 +5,12 @@ scheduler tick and every round is hit alike, so the interval is tight and wrong.
 the whole machine spent (Linux `/proc/stat`, steal included) is compared with what our own process
 tree spent (`/proc/<pid>/stat` of the root and its descendants, reaped children included): the rest
 is foreign. CPU pressure (`/proc/pressure/cpu`, PSI) and the load average are recorded beside it.
-Elsewhere (no /proc) nothing is measured and the record says so. No torch here."""
+Elsewhere (no /proc) nothing is measured and the record says so. No torch here.
+
+Under a cgroup CPU quota (a container on a larger host) /proc/stat and os.cpu_count() are the
+host's: other tenants' work would flag every case, and the capacity would be the host's CPUs. There
+the cgroup is measured instead (hw.cgroup): busy is its CPU time, capacity its quota, and the record
+says "source": "cgroup" (else "machine"), the quota's "cpus", and the share of time "throttled"."""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from imgbench.hw import cgroup
+
 PROC = Path("/proc")
 # other processes using more than this share of all CPUs: no verdict on the case
 FOREIGN_LIMIT = 0.10
@@ -22,6 +29,11 @@ TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 # The machine's and the tree's counters are read at slightly different moments and each rounds to a
 # tick: a quiet 0.05 s window on 2 CPUs read 9% foreign from this alone, so flag() allows for it.
 JITTER_TICKS = 2
+# CPU time the quota held back, per second of the case (cgroup throttled_usec, which the kernel sums
+# over the CPUs it stalled). A throttled case runs in bursts of the quota period (100 ms by
+# default): its work stops until the next period, so its times jump by whole periods and say more
+# about the quota than about the code: no verdict beyond this.
+THROTTLE_LIMIT = 0.10
 
 
 @dataclass(frozen=True)
@@ -31,6 +43,7 @@ class Snapshot:
     steal: int | None
     own: int | None           # CPU ticks of our process tree, reaped children included
     psi_some_us: int | None   # /proc/pressure/cpu "some" total (None where PSI is missing)
+    cgroup: cgroup.Usage | None = None  # the cgroup under a CPU quota (None: no quota)
 
 
 def _cpu_line() -> list[int] | None:
@@ -83,17 +96,20 @@ def snapshot(root: int | None = None) -> Snapshot:
     cpu = _cpu_line()
     busy = sum(cpu[i] for i in (0, 1, 2, 5, 6, 7) if i < len(cpu)) if cpu else None
     steal = cpu[7] if cpu and len(cpu) > 7 else None
-    return Snapshot(time.monotonic(), busy, steal, _tree_ticks(root or os.getpid()), _psi_some())
+    return Snapshot(time.monotonic(), busy, steal, _tree_ticks(root or os.getpid()), _psi_some(),
+                    cgroup.usage())
 
 
 def between(a: Snapshot, b: Snapshot) -> dict:
     """What happened on the machine from `a` to `b`: shares of all CPUs' time (foreign_cpu: other
     processes and the hypervisor's steal; steal alone), the share of wall time some task waited for
-    a CPU (psi_some), the 1-minute load average at `b`, and what could not be measured here."""
+    a CPU (psi_some), the 1-minute load average at `b`, and what could not be measured here. Under a
+    CPU quota foreign_cpu is a share of the quota instead (source "cgroup", module docstring)."""
     seconds = max(b.wall - a.wall, 1e-9)
     capacity = seconds * TICK * (os.cpu_count() or 1)
     out: dict = {"seconds": round(seconds, 3)}
-    if None not in (a.busy, b.busy, a.own, b.own):
+    if not _from_cgroup(a, b, seconds, out) and None not in (a.busy, b.busy, a.own, b.own):
+        out["source"] = "machine"
         out["foreign_cpu"] = round(max(0.0, ((b.busy - a.busy) - (b.own - a.own)) / capacity), 4)
     if None not in (a.steal, b.steal):
         out["steal"] = round((b.steal - a.steal) / capacity, 4)
@@ -108,17 +124,42 @@ def between(a: Snapshot, b: Snapshot) -> dict:
     return out
 
 
+def _from_cgroup(a: Snapshot, b: Snapshot, seconds: float, out: dict) -> bool:
+    """The foreign share of the cgroup's CPU quota and its throttled time per second, into `out`;
+    False where both ends did not read the same cgroup (and our tree) alike."""
+    ca, cb = a.cgroup, b.cgroup
+    if ca is None or cb is None or ca.where != cb.where or None in (a.own, b.own):
+        return False
+    used_s = (cb.usage_us - ca.usage_us) * 1e-6 - (b.own - a.own) / TICK
+    out.update(source="cgroup", cpus=round(cb.cpus, 3),
+               foreign_cpu=round(max(0.0, used_s / (seconds * cb.cpus)), 4))
+    if None not in (ca.throttled_us, cb.throttled_us):
+        out["throttled"] = round(max(0, cb.throttled_us - ca.throttled_us) * 1e-6 / seconds, 4)
+    return True
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+
+
 def flag(record: dict | None) -> str | None:
     """Why a case's numbers cannot be judged ("measured under contention: ..."), or None."""
-    share = (record or {}).get("foreign_cpu")
-    seconds = (record or {}).get("seconds")
+    record = record or {}
+    share, seconds = record.get("foreign_cpu"), record.get("seconds")
     if seconds == 0:  # under the record's millisecond: one tick of anyone reads as a whole CPU
         return None
-    jitter = JITTER_TICKS / (seconds * TICK * (os.cpu_count() or 1)) if seconds else 0.0
-    if share is None or share - jitter <= FOREIGN_LIMIT:
-        return None
-    return (f"measured under contention: other processes used {share:.0%} of the CPUs "
-            f"(limit {FOREIGN_LIMIT:.0%})")
+    # a cgroup record's capacity is its quota; older and machine records: this machine's CPUs
+    cpus = record["cpus"] if _number(record.get("cpus")) and record["cpus"] > 0 else None
+    jitter = JITTER_TICKS / (seconds * TICK * (cpus or os.cpu_count() or 1)) if seconds else 0.0
+    if share is not None and share - jitter > FOREIGN_LIMIT:
+        of = f"the cgroup's CPU quota ({cpus:g} CPUs)" if cpus else "the CPUs"
+        return (f"measured under contention: other processes used {share:.0%} of {of} "
+                f"(limit {FOREIGN_LIMIT:.0%})")
+    throttled = record.get("throttled")
+    if _number(throttled) and throttled > THROTTLE_LIMIT:
+        return (f"measured under contention: the cgroup's CPU quota throttled it for "
+                f"{throttled:.2f} CPU-s per second (limit {THROTTLE_LIMIT:.2f})")
+    return None
 
 
 def busy(seconds: float = 1.0) -> str | None:

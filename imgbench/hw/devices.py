@@ -19,6 +19,7 @@ import torch
 
 from imgbench.core.config import DEVICES as VALID
 from imgbench.core.errors import UserError
+from imgbench.hw import cgroup
 
 
 class DeviceError(UserError):
@@ -31,17 +32,8 @@ def usable_cores() -> int:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         n = os.cpu_count() or 1
-    quota = _cgroup_quota()
+    quota = cgroup.cpus()
     return max(1, min(n, math.ceil(quota))) if quota else n
-
-
-def _cgroup_quota(path: str = "/sys/fs/cgroup/cpu.max") -> float | None:
-    try:
-        with open(path) as f:
-            limit, period = f.read().split()[:2]
-    except (OSError, ValueError):
-        return None
-    return None if limit == "max" else int(limit) / int(period)
 
 
 def _gpu_count() -> int:

@@ -1,8 +1,10 @@
 """Device names, availability checks and usable cores (imgbench.devices)."""
 
+import os
+
 import pytest
 
-from imgbench.hw import devices
+from imgbench.hw import cgroup, devices
 from imgbench.hw.devices import DeviceError
 
 
@@ -85,11 +87,13 @@ def test_a_bad_fake_accelerator_is_named(gpus, monkeypatch):
 
 
 def test_cgroup_quota_caps_usable_cores(tmp_path, monkeypatch):
-    quota = tmp_path / "cpu.max"
-    quota.write_text("150000 100000\n")
-    assert devices._cgroup_quota(str(quota)) == 1.5
-    quota.write_text("max 100000\n")
-    assert devices._cgroup_quota(str(quota)) is None
-    assert devices._cgroup_quota(str(tmp_path / "absent")) is None
-    monkeypatch.setattr(devices, "_cgroup_quota", lambda: 0.5)
+    monkeypatch.setattr(cgroup, "ROOT", tmp_path)
+    monkeypatch.setattr(cgroup, "SELF", tmp_path / "absent")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert devices.usable_cores() == 8  # no cpu.max: the affinity mask
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert devices.usable_cores() == 2  # 1.5 CPUs: two threads can use them
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert devices.usable_cores() == 8
+    monkeypatch.setattr(cgroup, "cpus", lambda: 0.5)
     assert devices.usable_cores() == 1

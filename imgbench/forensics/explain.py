@@ -6,8 +6,9 @@ Each side is one pytest process running its own tree's benches (forensics.worker
 warm-up, and `warmup` calls more), blocks of calls run under the profiler alternately on the two
 sides, in counterbalanced order (base, candidate; candidate, base; ...): on a host whose speed
 moves in regimes lasting seconds, the two blocks of a pair see the same regime. Per block and
-operator: its self time (self CPU time of the CPU operators; on a CUDA case the device's kernels)
-per step, and the block's wall time per step.
+operator: its self time per step (self CPU time of the CPU operators; on a CUDA case the device time
+of the kernels each operator launched itself, keyed by the operator because cuDNN's choice of kernel
+differs between processes), and the block's wall time per step.
 
 Per operator, the added time is the median over the pairs of (candidate - base) per step, and its
 share is that over the change in step time (the same median of the blocks' wall time per step).
@@ -51,9 +52,13 @@ MAX_STEPS = 200
 # standard errors: over the few dozen operators of a case, an A/A line beyond is rare
 Z = 4.0
 FLOOR = 0.02      # share of the base's step time below which no line counts
-FORMAT, VERSION = "imgbench-explain-ops", 1
+# version 2: CUDA tables keyed by operator; a version-1 CUDA table (keyed by kernel) loads as
+# "cuda-kernels", which diff does not pair with an operator table
+FORMAT, VERSION = "imgbench-explain-ops", 2
 PLUGIN = "imgbench_profworker"
-METRIC = {"cpu": "self CPU time", "cuda": "self CUDA time of the kernels"}
+METRIC = {"cpu": "self CPU time",
+          "cuda": "self CUDA time (the kernels each operator launched itself)",
+          "cuda-kernels": "self CUDA time of the kernels"}
 
 
 class ExplainError(UserError):
@@ -66,7 +71,7 @@ class Profile:
     side: str                  # "base" or "candidate"
     case: str                  # the test id
     version: str               # the git ref and commit, or "this checkout"
-    device: str                # "cpu" or "cuda": which metric the operators carry (METRIC)
+    device: str                # "cpu", "cuda" (or an old "cuda-kernels"): what ops carry (METRIC)
     steps: int                 # calls per block
     step_s: list[float]        # per block: wall seconds per call under the profiler
     ops: list[dict]            # per block: operator -> [calls, self microseconds] over the block
@@ -104,6 +109,8 @@ def load(path: str | Path) -> Profile:
                            f"{raw['format_version']}; this one reads up to {VERSION})")
     try:
         p = Profile(**{k: raw[k] for k in Profile.__dataclass_fields__ if k in raw})
+        if raw["format_version"] < 2 and p.device == "cuda":
+            p.device = "cuda-kernels"
         ok = (p.device in METRIC and p.steps >= 1 and len(p.step_s) == len(p.ops) > 0
               and all(t > 0 for t in p.step_s)
               and all(len(v) == 2 and v[0] >= 0 and v[1] >= 0 for b in p.ops for v in b.values()))
@@ -156,6 +163,9 @@ def _line(name: str, b: np.ndarray, c: np.ndarray, base_step_s: float, calls=(0.
 
 def diff(base: Profile, cand: Profile) -> Diff:
     """Block i of the base paired with block i of the candidate (as they ran, alternating)."""
+    if {base.device, cand.device} == {"cuda", "cuda-kernels"}:
+        raise ExplainError("one CUDA table is keyed by kernel (an older imgbench explain wrote it) "
+                           "and the other by operator: profile both sides again")
     if base.device != cand.device:
         raise ExplainError(f"the base was profiled on {base.device} and the candidate on "
                            f"{cand.device}: give two profiles of the same case on the same "

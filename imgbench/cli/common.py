@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from imgbench.core import options
+from imgbench.core import config, options
 from imgbench.core.errors import UserError
 from imgbench.forensics import git
 from imgbench.forensics.worker import Side, python_of
@@ -95,7 +95,10 @@ def process_term(args):
         raise UserError(f"--process-from {args.process_from!r} is a folder (give a gate-check "
                         "results file)")
     machine = environment.environment()["fingerprint"]
-    return gatecheck.process_term(path, machine, args.process_sd / 100)
+    if args.process_sd is None:  # the defaults: the CPU's, and the accelerators' own
+        return gatecheck.process_term(path, machine, config.AB_PROCESS_SD,
+                                      config.AB_PROCESS_SD_ACCELERATOR)
+    return gatecheck.process_term(path, machine, args.process_sd / 100)  # for every case
 
 
 def report(verdicts, markdown: bool, notes=(), memory_verdicts=None) -> int:

@@ -90,13 +90,14 @@ def paired_policy(p: argparse.ArgumentParser,
     """The paired policy's options, one set for ab, gate-check and bisect (judge/paired.py)."""
     significance(p, alpha_what)
     min_effect(p, config.AB_MIN_EFFECT)
-    p.add_argument("--process-sd", type=effect, default=100 * config.AB_PROCESS_SD,
-                   metavar="PERCENT",
+    p.add_argument("--process-sd", type=effect, metavar="PERCENT",
                    help="sd of the log-ratio of two worker processes of one tree, in percent: the "
                         "bias a pair of processes keeps for its lifetime, added to each case's "
                         "variance (divided by the square root of the rounds) where --process-from "
                         "measured no more for the case (default: "
-                        f"{100 * config.AB_PROCESS_SD:g})")
+                        f"{100 * config.AB_PROCESS_SD:g} on the CPU, "
+                        f"{100 * config.AB_PROCESS_SD_ACCELERATOR:g} for a case on an accelerator, "
+                        "where each process also autotunes its kernels; given: for every case)")
     p.add_argument("--process-from", metavar="PATH", default=config.GATE_CHECK_RESULTS,
                    help="a gate-check results file: a case's between-process sd measured there "
                         f"for this machine class in at least {config.AB_PROCESS_MIN_JOBS} A/A "

@@ -169,6 +169,12 @@ AB_MIN_EFFECT = 0.03
 # x0.998-1.010 and the loader x0.987-1.008 (sd of the log-ratios 0.006 and 0.011); `imgbench
 # gate-check` estimates it per case from its own A/A jobs.
 AB_PROCESS_SD = 0.01
+# The same on an accelerator (a case whose id names cuda or mps), where each worker process also
+# picks its own cuDNN algorithms by timing trials (cudnn.benchmark, as the suite runs): two
+# processes of one tree may settle on different kernels. Not measured (no GPU has run an A/A
+# here): an assumed 3%, the "several percent" a review saw autotuning move conv-heavy cases
+# between runs, until gate-check on the GPU runner measures it (--process-from).
+AB_PROCESS_SD_ACCELERATOR = 0.03
 # ab and gate-check: a case's measured between-process sd (gate-check's A/A jobs of this machine
 # class) raises its term once this many jobs measured it; fewer read too loosely
 AB_PROCESS_MIN_JOBS = 5

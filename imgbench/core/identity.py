@@ -5,7 +5,11 @@ folder pytest ran from and with how an id is worded."""
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePath
+
+# a device among a test id's params: 'cuda', 'cuda:1' or 'mps' between dashes
+_ACCELERATOR = re.compile(r"(?:^|-)(?:cuda(?::\d+)?|mps)(?:-|$)")
 
 
 def test_of(name: str) -> str:
@@ -25,3 +29,10 @@ def case_key(name: str, params: dict | None) -> tuple:
     """The case's identity: its test and every param, each param's value as text (as JSON stores
     it)."""
     return test_of(name), tuple(sorted((k, str(v)) for k, v in (params or {}).items()))
+
+
+def on_accelerator(name: str) -> bool:
+    """Whether a test id's params name an accelerator: 'test_conv[cuda-bs32-...]' yes,
+    'test_forward[kerascnn-cpu-bs32]' no."""
+    inside = name.partition("[")[2].removesuffix("]")
+    return bool(_ACCELERATOR.search(inside))

@@ -198,12 +198,14 @@ def process_sd(lines: list[dict]) -> dict[str, tuple[float, int]]:
     return out
 
 
-def process_term(path: Path, machine: str, default: float) -> ProcessTerm:
-    """The process term for this machine class: the default, raised per case where the results
-    file's A/A jobs (without a hog) measured more in at least config.AB_PROCESS_MIN_JOBS jobs."""
+def process_term(path: Path, machine: str, default: float,
+                 accelerator: float | None = None) -> ProcessTerm:
+    """The process term for this machine class: the default (`accelerator` for accelerator cases),
+    raised per case where the results file's A/A jobs (without a hog) measured more in at least
+    config.AB_PROCESS_MIN_JOBS jobs."""
     lines = [ln for ln in load(path, machine, "--process-from") if not ln.get("hog")]
     return ProcessTerm(default, {case: sd for case, (sd, n) in process_sd(lines).items()
-                                 if n >= AB_PROCESS_MIN_JOBS})
+                                 if n >= AB_PROCESS_MIN_JOBS}, accelerator)
 
 
 def render(lines: list[dict], markdown: bool = False) -> str:

@@ -16,6 +16,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from imgbench.core.identity import on_accelerator
 from imgbench.judge import stats
 
 WITHIN_LEVEL = 0.05  # the Hodges-Lehmann interval the within-job standard error is read from
@@ -82,16 +83,21 @@ class Estimate:
 
 @dataclass(frozen=True)
 class ProcessTerm:
-    """The between-process sd a case's variance holds: the default, raised per case where the
-    machine's own gate-check measured more (`measured`: case -> sd, from at least
-    config.AB_PROCESS_MIN_JOBS A/A jobs of this machine class; a measured figure below the default
-    is not used to lower it, as a few jobs can read low by chance). Per pair of processes: a case
-    measured over several (rounds) divides it by their square root (`estimate`)."""
+    """The between-process sd a case's variance holds: the default (`accelerator` instead for a case
+    whose id names an accelerator, where each process also autotunes its own kernels; None: the
+    default everywhere), raised per case where the machine's own gate-check measured more
+    (`measured`: case -> sd, from at least config.AB_PROCESS_MIN_JOBS A/A jobs of this machine
+    class; a measured figure below the default is not used to lower it, as a few jobs can read low
+    by chance). Per pair of processes: a case measured over several (rounds) divides it by their
+    square root (`estimate`)."""
     default: float
     measured: Mapping[str, float] = field(default_factory=dict)
+    accelerator: float | None = None
 
     def sd(self, case: str) -> float:
-        return max(self.default, self.measured.get(case, 0.0))
+        floor = (self.accelerator if self.accelerator is not None and on_accelerator(case)
+                 else self.default)
+        return max(floor, self.measured.get(case, 0.0))
 
 
 def term(process_sd: float | ProcessTerm) -> ProcessTerm:

@@ -240,7 +240,7 @@ def test_options_stand_before_or_after_the_commits(argv):
     assert (args.good, args.bad, args.device, args.budget, args.pytest_args) == (
         "v1", "HEAD", "cpu", 5.0, ["-k", "test_forward"])
     # one policy with ab and gate-check
-    assert (args.min_effect, args.alpha, args.process_sd) == (3.0, 0.01, 1.0)
+    assert (args.min_effect, args.alpha, args.process_sd) == (3.0, 0.01, None)  # None: per device
 
 
 def test_bisect_takes_the_cases_and_the_minimum_effect_that_ab_found(tmp_path):

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from imgbench.core import config
 from imgbench.forensics import ab, policy
 from imgbench.judge import paired, stats, verdict
 
@@ -219,9 +220,10 @@ def test_rounds_count_alike_whatever_their_pairs_and_share_the_process_term():
     assert four.groups()[1] == tuple(d[120:140]) and one.join(four).rounds == 5
 
 
-def rounds_false_alarm_rate(jobs, cases, rounds, process_sd_true, process_sd_used, seed):
+def rounds_false_alarm_rate(jobs, cases, rounds, process_sd_true, process_sd_used, seed,
+                            name="test_{}"):
     """As false_alarm_rate, each case's pairs from `rounds` pairs of processes, each with its own
-    shift (fresh workers per round), joined into one trial per case."""
+    shift (fresh workers per round), joined into one trial per case (named by `name`)."""
     rng = np.random.default_rng(seed)
     flagged = 0
     for _ in range(jobs):
@@ -231,11 +233,11 @@ def rounds_false_alarm_rate(jobs, cases, rounds, process_sd_true, process_sd_use
         trials = {}
         for _ in range(rounds):
             for i in range(cases):
-                name = f"test_{i}"
-                before = trials[name].groups() if name in trials else ()
-                t = sizing.trial(SimulatedPairing(name, rng.normal(0, process_sd_true), 0.02, rng),
+                case = name.format(i)
+                before = trials[case].groups() if case in trials else ()
+                t = sizing.trial(SimulatedPairing(case, rng.normal(0, process_sd_true), 0.02, rng),
                                  before=before)
-                trials[name] = trials[name].join(t) if name in trials else t
+                trials[case] = trials[case].join(t) if case in trials else t
         calls = policy.decide(list(trials.values()), alpha=0.05, min_effect=0.0,
                               process=process_sd_used)
         flagged += any(v.verdict == verdict.REGRESSION for v in calls)
@@ -250,3 +252,26 @@ def test_with_rounds_of_fresh_processes_the_job_false_alarm_rate_stays_at_alpha(
     # the fresh processes are what allow the smaller term: one pair of processes per case,
     # decided as if its bias were averaged over four (0.02 / sqrt(4)), fails the level
     assert rounds_false_alarm_rate(jobs, 5, 1, 0.02, 0.01, seed=2) > 2 * 0.05
+
+
+def test_a_case_on_an_accelerator_gets_the_accelerator_term_which_a_measured_figure_raises():
+    term = paired.ProcessTerm(0.01, {"test_conv[cuda-bs32-x]": 0.05}, accelerator=0.03)
+    assert term.sd("test_forward[kerascnn-cuda-bs32]") == 0.03
+    assert term.sd("test_forward[kerascnn-mps-bs32]") == 0.03
+    assert term.sd("test_forward[kerascnn-cpu-bs32]") == 0.01
+    assert term.sd("test_conv[cuda-bs32-x]") == 0.05
+    # a plain sd, as --process-sd gives it, holds for every case
+    assert paired.term(0.02).sd("test_forward[kerascnn-cuda-bs32]") == 0.02
+
+
+def test_kernels_autotuned_per_process_keep_the_false_alarms_at_alpha_with_the_accelerator_term(
+        at_most_160_pairs):
+    """Each round's fresh pair of processes on an accelerator picks its own kernels
+    (cudnn.benchmark) and keeps a bias of 3% sd: the accelerator's default term holds the level,
+    the CPU's does not."""
+    jobs, cuda = 300, "test_conv[cuda-bs32-{}]"
+    limit = 0.05 + 2.5 * math.sqrt(0.05 * 0.95 / jobs)
+    gpu = paired.ProcessTerm(config.AB_PROCESS_SD, accelerator=config.AB_PROCESS_SD_ACCELERATOR)
+    assert rounds_false_alarm_rate(jobs, 5, 4, 0.03, gpu, seed=2, name=cuda) <= limit
+    assert rounds_false_alarm_rate(jobs, 5, 4, 0.03, paired.ProcessTerm(config.AB_PROCESS_SD),
+                                   seed=2, name=cuda) > 2 * 0.05

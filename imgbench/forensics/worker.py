@@ -31,6 +31,11 @@ WORKER_ENV = {
     # DataLoader workers and torchrun ranks to the first core: not the workload a run times.)
     "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=2147483647",
 }
+# The share of each GPU's memory a worker may hold (workers/ab_worker.py), where the run's devices
+# may include an accelerator: both workers of a pair share one GPU, and the caching allocator of
+# one keeps what it freed, so the other, bursting after it, would run out; capped, each frees its
+# own cache at its half (an out-of-memory there is that side's failed case, named).
+GPU_SHARE_ENV, GPU_SHARE = "IMGBENCH_AB_GPU_SHARE", 0.5
 # pytest's "E   SyntaxError: ..." line
 EXCEPTION = re.compile(r"^E\s+(\w[\w.]*(?:Error|Exception)\b.*)")
 # the A/B worker plugin's module name beside a run (workers/ab_worker.py)
@@ -70,6 +75,8 @@ class Worker:
         env = {**os.environ, **WORKER_ENV, "PYTHONPATH": os.pathsep.join(
             [str(side.tree), str(folder), *filter(None, [os.environ.get("PYTHONPATH")])]),
             "IMGBENCH_AB_ADDRESS": self.listener.address, "IMGBENCH_AB_KEY": key.hex()}
+        if accelerated(args):
+            env[GPU_SHARE_ENV] = str(GPU_SHARE)
         cmd = [side.python, "-m", "pytest", str(side.tree / "benches"), *args, "-p", plugin, "-q",
                "-p", "no:cacheprovider", "-p", "no:xdist"]
         try:
@@ -139,6 +146,18 @@ class Worker:
         if self.conn is not None:
             self.conn.close()
         self.listener.close()
+
+
+def accelerated(args: list[str]) -> bool:
+    """Whether a worker's pytest arguments may put a case on an accelerator: a --device other than
+    the CPU alone (auto included, as it takes every GPU present)."""
+    spec = "auto"
+    for i, a in enumerate(args):
+        if a == "--device" and i + 1 < len(args):
+            spec = args[i + 1]
+        elif a.startswith("--device="):
+            spec = a.split("=", 1)[1]
+    return any(part.strip() != "cpu" for part in spec.split(","))
 
 
 class WorkerStopped(ABError):

@@ -28,6 +28,7 @@ from multiprocessing.connection import Client
 import pytest
 
 ADDRESS, KEY = "IMGBENCH_AB_ADDRESS", "IMGBENCH_AB_KEY"
+GPU_SHARE = "IMGBENCH_AB_GPU_SHARE"  # set by the coordinator (forensics/worker.py says why)
 
 
 class WorkerState:
@@ -92,6 +93,20 @@ def pytest_configure(config):
 
     BenchmarkFixture.__call__ = _called
     BenchmarkFixture.pedantic = _pedantic
+    if share := os.environ.get(GPU_SHARE):
+        share_gpus(float(share))
+
+
+def share_gpus(share: float, torch=None):
+    """At most `share` of every visible GPU's memory for this process (the other worker of the pair
+    has the rest); nothing where torch sees no CUDA GPU. torch is imported here only: the plugin
+    runs trees that predate it, all of which have torch."""
+    if torch is None:
+        import torch
+    if not torch.cuda.is_available():
+        return
+    for i in range(torch.cuda.device_count()):
+        torch.cuda.set_per_process_memory_fraction(share, i)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -168,18 +168,32 @@ def test_accept_runs_nothing_else_and_says_what_it_did(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_pull_request_reads_its_reference_from_the_base_and_writes_nothing_shared(tmp_path):
-    """GPU_JOB_BASE_SHA set: the baseline comes from that commit (a baseline the pull request put
-    in its own checkout is not read), a missing history is not created, and the index cache is the
-    job's own."""
-    planted = tmp_path / "baselines"
-    planted.mkdir()
-    proc, summary = job(tmp_path, GPU_JOB_BASE_SHA="HEAD", GPU_JOB_BASELINES=str(planted),
-                        GPU_JOB_MAIN="true")
-    assert "The baseline is the base commit's (HEAD), not the pull request's." in summary
-    assert not (tmp_path / "state" / "history").exists()  # only read, never made
-    assert not (tmp_path / "cache").exists()  # the shared index cache untouched
-    assert history_runs(tmp_path) == [] and proc.returncode in (0, 1), proc.stderr
+def test_a_pull_request_is_gated_by_the_ab_against_its_base_and_touches_nothing_shared(tmp_path):
+    """GPU_JOB_BASE_SHA set: the interleaved A/B of the gate set against that commit (one case, one
+    round here), with the between-process terms of the base's own file; no run, no history (not
+    even created), no shared index cache, no save although GPU_JOB_MAIN says main."""
+    proc, summary = job(tmp_path, GPU_JOB_BASE_SHA="HEAD", GPU_JOB_MAIN="true",
+                        GPU_JOB_GPU_K="test_forward", GPU_JOB_AB_ARGS="--rounds 1 --budget 2")
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    assert "## GPU job: interleaved A/B against the base HEAD (gating)" in summary
+    assert "| test_forward[kerascnn-cpu-bs32] |" in summary  # the A/B's row
+    verdict = {0: "Gate: no regression (exit 0).",
+               1: "Gate: regression, or a case the base runs that this change does not (exit 1)."}
+    assert verdict[proc.returncode] in summary
+    assert summary.rstrip().endswith(f"**gpu-job: exit {proc.returncode}**")
+    assert "| CPU subset" not in summary and not (tmp_path / "results" / "cpu.json").exists()
+    assert not (tmp_path / "state").exists() and not (tmp_path / "cache").exists()
+    terms = tmp_path / "runner" / "imgbench-runs" / "base-gate-check.jsonl"
+    assert terms.read_bytes() == subprocess.run(
+        ["git", "show", "HEAD:docs/measured/gate-check.jsonl"], cwd=ROOT, capture_output=True,
+        check=True).stdout
+
+
+def test_a_pull_requests_ab_past_its_limit_is_cut_and_fails_the_job(tmp_path):
+    proc, summary = job(tmp_path, GPU_JOB_BASE_SHA="HEAD", GPU_JOB_AB_LIMIT="1")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Gate: not judged: the A/B ran past GPU_JOB_AB_LIMIT=1 s and was cut." in summary
+    assert summary.rstrip().endswith("**gpu-job: exit 1**")
 
 
 def test_the_workflows_read_only_pin_their_actions_and_gate_pull_requests_behind_approval():

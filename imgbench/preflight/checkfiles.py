@@ -25,7 +25,7 @@ class Step:
     name: str
     rc: int
     limit_s: int
-    wall_s: int
+    wall_s: float
 
     @property
     def outcome(self) -> str:
@@ -34,7 +34,7 @@ class Step:
         if self.rc == 124:
             return f"timed out after {self.limit_s} s"
         if self.rc == 137:
-            return (f"killed after {self.wall_s} s (it did not stop when interrupted at "
+            return (f"killed after {self.wall_s:.0f} s (it did not stop when interrupted at "
                     f"{self.limit_s} s)")
         return f"exit {self.rc}"
 
@@ -47,6 +47,13 @@ class Cases:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (test id, first line of the
                                                                  # message)
     skipped: Counter = field(default_factory=Counter)             # reason -> cases
+    seconds: float = 0.0          # the cases' junit times: setup, call and teardown
+    recorded: set[str] = field(default_factory=set)               # their node ids
+
+    def startup_s(self, wall_s: float) -> float:
+        """The process's own seconds: its wall time less its cases' (interpreter, imports,
+        collection, writing its files)."""
+        return max(0.0, wall_s - self.seconds)
 
 
 def read_steps(work: Path) -> tuple[list[Step], list[str]]:
@@ -57,7 +64,7 @@ def read_steps(work: Path) -> tuple[list[Step], list[str]]:
     for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         try:
             name, rc, limit, wall = line.split("\t")
-            steps.append(Step(name, int(rc), int(limit), int(wall)))
+            steps.append(Step(name, int(rc), int(limit), float(wall)))
         except ValueError:
             notes.append(f"{path} line {n} unreadable (expected name, exit code, limit, wall "
                          f"seconds): {line!r:.120}")
@@ -77,6 +84,9 @@ def read_cases(path: Path) -> Cases | str:
         name = case.get("name")
         if not name:  # pytest's entry for a session interrupted between cases
             continue
+        out.seconds += _float(case.get("time"))
+        # pytest's classname is the node id's path, dotted, without .py
+        out.recorded.add(f"{(case.get('classname') or '').replace('.', '/')}.py::{name}")
         bad = case.find("failure") if case.find("failure") is not None else case.find("error")
         if bad is not None:
             out.failed.append((name, _first_line(bad.get("message") or bad.text or "")))
@@ -85,6 +95,22 @@ def read_cases(path: Path) -> Cases | str:
         else:
             out.passed += 1
     return out
+
+
+def _float(text: str | None) -> float:
+    try:
+        return float(text or 0)
+    except ValueError:
+        return 0.0
+
+
+def read_collected(path: Path) -> list[str] | None:
+    """The node ids a step collected (imgbench.preflight.collected), or None when it wrote none
+    (cut before its collection ended, or not a pytest step)."""
+    if not path.is_file():
+        return None
+    return [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
+            if line]
 
 
 def _first_line(text: str) -> str:

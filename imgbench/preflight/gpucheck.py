@@ -12,12 +12,14 @@ line in the summary, never a traceback.
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from collections import Counter
 from pathlib import Path
 
 from imgbench.core import table
 from imgbench.judge import speedup
+from imgbench.preflight import plan
 from imgbench.preflight.checkfiles import (
     MAX_BYTES,
     Cases,
@@ -25,6 +27,7 @@ from imgbench.preflight.checkfiles import (
     fit,
     merge,
     read_cases,
+    read_collected,
     read_run,
     read_steps,
     tail,
@@ -37,6 +40,7 @@ DOCTOR_BYTES = 64 * 2**10
 DOCTOR_LINES = 40          # in summary.md; doctor.txt has them all
 LISTED = 30                # failures and skip reasons named in summary.md
 CROSS_CHECK_TOLERANCE = 0.05
+CUT = (124, 137)           # exit codes of a step stopped at its limit (SIGINT, then KILL)
 OUTPUTS = ("summary.md", "runs.json", "speedup.json", "speedup.png", "log.txt", "doctor.txt")
 
 
@@ -59,28 +63,35 @@ def machine_lines(run: runfile.Run | None) -> list[str]:
 
 
 def steps_table(steps: list[Step], work: Path) -> str:
-    """The table of steps, then the failures and skip reasons of their cases."""
-    rows, failures, skips = [], [], Counter()
+    """The table of steps, the start-up of their processes, then the failures and skip reasons of
+    their cases and the cases a step cut short did not reach."""
+    rows, failures, skips, unreached, startups = [], [], Counter(), [], []
     for s in steps:
-        counts, cases = ["", "", "", ""], None
+        counts, cases, startup, missed = ["", "", "", ""], None, "", []
         if s.name != "doctor":
             cases, run = read_cases(work / f"{s.name}.xml"), read_run(work / f"{s.name}.json")
             stored = str(len(run.benchmarks)) if isinstance(run, runfile.Run) else "-"
+            counts = ["-", "-", "-", stored]
             if isinstance(cases, Cases):
                 counts = [str(cases.passed), str(len(cases.failed)), str(cases.skipped.total()),
                           stored]
                 failures += [f"- {s.name}: `{name}`: {message}" for name, message in cases.failed]
                 skips.update(cases.skipped)
-            else:
-                counts = ["-", "-", "-", stored]
-        rows.append([s.name, s.outcome, str(s.wall_s), *counts, _note(s, cases, work)])
+                startup = f"{cases.startup_s(s.wall_s):.1f}"
+                if s.rc not in CUT:  # a cut step's wall holds the case it cut too
+                    startups.append(cases.startup_s(s.wall_s))
+            missed = _unreached(s, cases, work)
+            unreached += [f"- {s.name}: `{node}`" for node in missed]
+        rows.append([s.name, s.outcome, f"{s.wall_s:.0f}", *counts, startup,
+                     _note(s, cases, work, missed)])
     text = table.render(["step", "result", "wall s", "passed", "failed", "skipped", "cases stored",
-                         "note"], rows, markdown=True)
-    lines = [text]
-    if failures:
-        lines += ["", f"Failed cases ({len(failures)}):", *failures[:LISTED]]
-        lines += ([f"- ... and {len(failures) - LISTED} more (log.txt)"]
-                  if len(failures) > LISTED else [])
+                         "start-up s", "note"], rows, markdown=True)
+    lines = [text, "", startup_line(startups)]
+    for title, items in (("Failed cases", failures), ("Cases not reached", unreached)):
+        if items:
+            lines += ["", f"{title} ({len(items)}):", *items[:LISTED]]
+            lines += ([f"- ... and {len(items) - LISTED} more (log.txt)"]
+                      if len(items) > LISTED else [])
     if skips:
         lines += ["", f"Skip reasons ({skips.total()} cases):",
                   *[f"- {n} x {reason or '(no reason given)'}"
@@ -88,12 +99,40 @@ def steps_table(steps: list[Step], work: Path) -> str:
     return "\n".join(lines)
 
 
-def _note(s: Step, cases: Cases | str | None, work: Path) -> str:
-    """Why a step failed where its failed cases do not say: the last line of its output."""
-    if s.rc == 0 or (isinstance(cases, Cases) and cases.failed):
+def startup_line(startups: list[float]) -> str:
+    head = ("Start-up per pytest process (its wall time less its cases' junit times: interpreter, "
+            "imports, collection, writing its files): ")
+    if not startups:
+        return head + "not measured (no pytest step ended with its junit XML)."
+    low, high = min(startups), max(startups)
+    return (head + f"median {statistics.median(startups):.1f} s of {len(startups)} steps "
+            f"({low:.1f} to {high:.1f} s); the schedule assumes {plan.STARTUP_S:.0f} s "
+            "(imgbench/preflight/plan.py).")
+
+
+def _unreached(s: Step, cases: Cases | str | None, work: Path) -> list[str]:
+    """The cases a failed step collected and its junit XML did not record."""
+    collected = read_collected(work / f"{s.name}.collected")
+    if s.rc == 0 or not collected:
+        return []
+    recorded = cases.recorded if isinstance(cases, Cases) else set()
+    return [node for node in collected if node not in recorded]
+
+
+def _note(s: Step, cases: Cases | str | None, work: Path, missed: list[str]) -> str:
+    """Why a step failed where its failed cases do not say: the cases a cut step did not reach, or
+    the last line of its output."""
+    if s.rc == 0 or (isinstance(cases, Cases) and cases.failed and not missed):
         return ""
-    if s.rc == 124 and s.name != "doctor":
-        return "interrupted at its limit: the cases that finished are kept"
+    if s.rc in CUT and s.name != "doctor":
+        collected = read_collected(work / f"{s.name}.collected")
+        if collected is None:
+            return "interrupted at its limit before its collection ended"
+        return (f"interrupted at its limit after {len(collected) - len(missed)} of "
+                f"{len(collected)} cases: {len(missed)} not reached (listed below); the cases "
+                "that finished are kept")
+    if missed:
+        return f"{len(missed)} cases not reached (listed below)"
     log = work / f"{s.name}.log"
     lines = [x for x in tail(log) if x.strip()] if log.is_file() else []
     return f"`{lines[-1].strip()}`".replace("|", "\\|") if lines else "no output"

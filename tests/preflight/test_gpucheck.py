@@ -4,13 +4,14 @@ going on past a failed step."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from imgbench.preflight import checkfiles, gpucheck
+from imgbench.preflight import checkfiles, collected, gpucheck
 from imgbench.runs import record
 from tests.helpers import ROOT, bench_entry, run_file, write_json
 
@@ -34,11 +35,11 @@ def case(name: str, median: float, cross: float | None = None, bench: str = "for
     return bench_entry(name, params or CUDA_MS, np.full(7, median), bench=bench, extra=extra)
 
 
-def junit(passed=(), failed=(), skipped=()) -> str:
-    cases = [f'<testcase name="{n}" />' for n in passed]
-    cases += [f'<testcase name="{n}"><failure message="{m}">trace</failure></testcase>'
-              for n, m in failed]
-    cases += [f'<testcase name="{n}"><skipped type="pytest.skip" message="{m}" /></testcase>'
+def junit(passed=(), failed=(), skipped=(), bench="forward", time=0.0) -> str:
+    head = f'<testcase classname="benches.bench_{bench}" time="{time}" name='
+    cases = [f'{head}"{n}" />' for n in passed]
+    cases += [f'{head}"{n}"><failure message="{m}">trace</failure></testcase>' for n, m in failed]
+    cases += [f'{head}"{n}"><skipped type="pytest.skip" message="{m}" /></testcase>'
               for n, m in skipped]
     return f'<testsuites><testsuite name="pytest">{"".join(cases)}</testsuite></testsuites>'
 
@@ -51,11 +52,11 @@ def epoch(device: str, batch: int, median: float) -> dict:
 
 def work_folder(tmp_path):
     """What the script leaves: a doctor that passed, two family runs (one with a failed case), a
-    family timed out with a truncated JSON, a family whose bench file does not exist, and a speedup
-    run."""
+    family timed out with a truncated JSON, 2 of its 5 cases done, a family whose bench file does
+    not exist, and a speedup run."""
     w = tmp_path / "work"
     w.mkdir()
-    (w / "steps.tsv").write_text("doctor\t0\t45\t30\nfamily-forward\t0\t15\t12\n"
+    (w / "steps.tsv").write_text("doctor\t0\t45\t30.4\nfamily-forward\t0\t15\t12.25\n"
                                  "family-conv\t1\t30\t25\nfamily-h2d\t124\t40\t41\n"
                                  "family-nosuch\t4\t15\t2\nspeedup-resident\t0\t40\t35\n")
     (w / "doctor.log").write_text("ok    cuda      NVIDIA H100: 79 of 80 GiB free\n"
@@ -65,7 +66,7 @@ def work_folder(tmp_path):
                                                 case("test_forward[mlp-cuda-bs128]", 0.0004,
                                                      params={**CUDA_MS, "model": "mlp"})]))
     (w / "family-forward.xml").write_text(junit(passed=["test_forward[kerascnn-cuda-bs128]",
-                                                        "test_forward[mlp-cuda-bs128]"]))
+                                                        "test_forward[mlp-cuda-bs128]"], time=1.5))
     write_json(w / "family-conv.json",
                run([case("test_conv[cuda-bs128-k3]", 0.0015, cross=0.0018, bench="conv",
                          params={"device": "cuda", "batch_size": 128, "layer": "k3"})]))
@@ -73,9 +74,15 @@ def work_folder(tmp_path):
         passed=["test_conv[cuda-bs128-k3]"],
         failed=[("test_conv[cuda-bs128-k7]", "RuntimeError: CUDA error: out of memory&#10;"
                                              "CUDA kernel errors might be reported later")],
-        skipped=[("test_conv[cuda-bs128-conv1d]", "channels_last 4-D only")]))
+        skipped=[("test_conv[cuda-bs128-conv1d]", "channels_last 4-D only")], bench="conv",
+        time=2.0))
     (w / "family-h2d.json").write_text('{"machine_info": {}, "benchmarks": [{"name": ')
     (w / "family-h2d.log").write_text("....\n!!! KeyboardInterrupt !!!\n")
+    copies = [f"test_copy[cuda-{size}]"
+              for size in ("cifar_batch", "16MiB", "256MiB", "1GiB", "2GiB")]
+    (w / "family-h2d.xml").write_text(junit(passed=copies[:2], bench="h2d", time=9.0))
+    (w / "family-h2d.collected").write_text("".join(f"benches/bench_h2d.py::{c}\n"
+                                                    for c in copies))
     (w / "family-nosuch.log").write_text("no tests ran in 0.00s\n"
                                          "ERROR: file or directory not found: "
                                          "benches/bench_nosuch.py\n\n")
@@ -118,12 +125,19 @@ def test_summarize_writes_at_most_eight_files_and_says_what_each_step_did(tmp_pa
             and "too small" in (out / "doctor.txt").read_text())
 
     steps = by_first(table_rows(summary, "step"))
-    assert steps["family-forward"][1:7] == ["passed", "12", "2", "0", "0", "2"]
-    assert steps["family-conv"][1:7] == ["exit 1", "25", "1", "1", "1", "1"]
-    assert (steps["family-h2d"][1] == "timed out after 40 s"
-            and "cases that finished are kept" in steps["family-h2d"][7])
+    # wall less the cases' junit times: 12.25 - 2 x 1.5 s
+    assert steps["family-forward"][1:9] == ["passed", "12", "2", "0", "0", "2", "9.2", ""]
+    assert steps["family-conv"][1:8] == ["exit 1", "25", "1", "1", "1", "1", "19.0"]
+    assert steps["doctor"][2] == "30" and steps["doctor"][7] == ""
+    assert steps["family-h2d"][1] == "timed out after 40 s"
+    assert steps["family-h2d"][8] == ("interrupted at its limit after 2 of 5 cases: 3 not reached "
+                                      "(listed below); the cases that finished are kept")
+    assert ("Cases not reached (3):\n- family-h2d: `benches/bench_h2d.py::test_copy[cuda-256MiB]`\n"
+            in summary and "`benches/bench_h2d.py::test_copy[cuda-2GiB]`" in summary)
+    # the cut step's wall holds the case it cut: not a start-up
+    assert ("median 14.1 s of 2 steps (9.2 to 19.0 s); the schedule assumes 15 s" in summary)
     assert (steps["family-nosuch"][1] == "exit 4"
-            and "file or directory not found" in steps["family-nosuch"][7])
+            and "file or directory not found" in steps["family-nosuch"][8])
     assert ("- family-conv: `test_conv[cuda-bs128-k7]`: RuntimeError: CUDA error: out of memory\n"
             in summary)
     assert "- 1 x channels_last 4-D only" in summary
@@ -214,7 +228,7 @@ os.execv({sys.executable!r}, [{sys.executable!r}, *sys.argv[1:]])
 @pytest.mark.slow
 def test_the_check_on_a_cpu_goes_on_past_a_failed_step_and_exits_1(tmp_path):
     """The real script, shrunk: one family that runs, one whose bench file does not exist, the
-    speedup step in the quick profile (CPU only: no pairs); doctor stood in for."""
+    speedup steps in the quick profile (CPU only: no pairs); doctor stood in for."""
     out = tmp_path / "out"
     python = tmp_path / "python"
     python.write_text(DOCTOR_STAND_IN)
@@ -231,13 +245,52 @@ def test_the_check_on_a_cpu_goes_on_past_a_failed_step_and_exits_1(tmp_path):
             and len(names) <= 8)
     summary = (out / "summary.md").read_text()
     steps = by_first(table_rows(summary, "step"))
-    assert list(steps) == ["doctor", "family-forward", "family-nosuchfamily", "speedup-resident",
+    # the forward family runs in the CUDA families' step; the doctor's lines are shown as they come
+    assert list(steps) == ["doctor", "family-cuda", "family-nosuchfamily", "speedup-resident",
                            "speedup-loader"]
-    assert steps["family-forward"][1:4:2] == ["passed", "1"]
+    assert "ok    compile cpu  stand-in" in proc.stdout.splitlines()[1]
+    assert steps["family-cuda"][1:4:2] == ["passed", "1"]
+    assert 0 < float(steps["family-cuda"][7]) < float(steps["family-cuda"][2]) + 1
     assert steps["family-nosuchfamily"][1] == "exit 4"
-    assert "file or directory not found" in steps["family-nosuchfamily"][7]
+    assert "file or directory not found" in steps["family-nosuchfamily"][8]
+    # each pytest step that ended with its junit XML (the missing file's too: pytest wrote one)
+    assert re.search(r"Start-up per pytest process .*: median \d+\.\d s of 4 steps", summary)
     assert steps["speedup-resident"][1] == steps["speedup-loader"][1] == "passed"
     assert "No GPU-over-CPU pairs" in summary and "devices: cpu" in summary
     assert [r.name for r in record.load(out / "runs.json")] == ["test_forward[mlp-cpu-bs8]"]
     assert sorted(r.name for r in record.load(out / "speedup.json")) == [
-        f"test_epoch[kerascnn-cpu-bs{b}-{p}]" for b in (128, 512) for p in ("loader", "resident")]
+        "test_epoch[kerascnn-cpu-bs128-loader]", "test_epoch[kerascnn-cpu-bs128-resident]",
+        "test_epoch[kerascnn-cpu-bs512-resident]"]
+
+
+CUT_SHORT = """
+def test_a():
+    pass
+
+def test_b():
+    raise KeyboardInterrupt  # what SIGINT at the step's limit does
+
+def test_c():
+    pass
+"""
+
+
+def test_a_step_cut_short_names_the_cases_it_collected_and_did_not_reach(pytester, monkeypatch):
+    """Real pytest with the check's plugin: the collected list and junit's names match up."""
+    pytester.mkdir("benches")
+    (pytester.path / "benches" / "bench_x.py").write_text(CUT_SHORT)
+    work = pytester.path / "work"
+    monkeypatch.setenv(collected.ENV, str(work / "family-x.collected"))
+    result = pytester.runpytest_subprocess(
+        "benches/bench_x.py", "-p", "imgbench.preflight.collected",
+        f"--junitxml={work / 'family-x.xml'}", "-p", "no:cacheprovider")
+    assert result.ret == 2  # interrupted
+    assert (work / "family-x.collected").read_text() == "".join(
+        f"benches/bench_x.py::test_{c}\n" for c in "abc")
+    (work / "steps.tsv").write_text("family-x\t124\t20\t21.5\n")
+    gpucheck.summarize(work, pytester.path / "out")
+    summary = (pytester.path / "out" / "summary.md").read_text()
+    assert by_first(table_rows(summary, "step"))["family-x"][8].startswith(
+        "interrupted at its limit after 1 of 3 cases: 2 not reached")
+    assert ("Cases not reached (2):\n- family-x: `benches/bench_x.py::test_b`\n"
+            "- family-x: `benches/bench_x.py::test_c`\n") in summary

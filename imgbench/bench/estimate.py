@@ -50,10 +50,7 @@ COMPILE_S = 60.0          # a first torch.compile
 LAUNCH_S = 10.0           # a torchrun launch: processes, imports, process group
 CALIBRATION_S = 3.0       # the peaks measured once per device (matmul, conv, copy)
 HARNESS_S = 1.0           # 2,000 empty rounds
-# A pytest process before and after its cases: interpreter, torch import, CUDA init, the plugin,
-# collection, writing its files (the GPU check measured 10-17 s before a first case on the H100 box,
-# calibration included; the 2-core box ~13 s for the gate set)
-PROCESS_START_S = 15.0
+PROCESS_START_S = config.PROCESS_START_S  # a pytest process before and after its cases
 
 
 def _kind(device: str) -> str:

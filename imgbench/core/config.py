@@ -183,6 +183,14 @@ AB_PROCESS_MIN_JOBS = 5
 # one pair each (2026-12-06) measured 2.1% for kerascnn's forward: with one pair a 5% slowdown
 # cannot be told from a process; a round costs ~13 s of start-up and set-up for the gate set.
 AB_ROUNDS = 4
+# The cost models' (bench/estimate.py, preflight/plan.py): a pytest process before and after its
+# cases -- interpreter, torch import, CUDA init, the plugin, collection, writing its files. A review
+# read 10-17 s before a first case on an H100 box (calibration included, counted apart); the 2-core
+# box ~13 s for the gate set. .ci/gpu-check's summary measures it per step.
+PROCESS_START_S = 15.0
+# ab and gate-check: a burst this long (at least one call): timer-safe, short next to the host's
+# regimes; a case's first set at least this many pairs (they give an exact 95% interval)
+AB_BURST_S, AB_MIN_PAIRS = 0.05, 12
 # ab and gate-check: no set of pairs runs longer than this (a case's first set is cut here, as a
 # case, where 12 pairs take longer: a ddp pair is two torchrun launches, ~16 s on the 2-core box)
 AB_SET_LIMIT_S = 120.0

@@ -30,7 +30,9 @@ import numpy as np
 
 from imgbench.core.config import (
     AB_BUDGET_S,
+    AB_BURST_S,
     AB_MIN_EFFECT,
+    AB_MIN_PAIRS,
     AB_PROCESS_SD,
     AB_ROUNDS,
     AB_SET_LIMIT_S,
@@ -44,10 +46,9 @@ from imgbench.judge import paired
 from imgbench.judge.paired import ProcessTerm
 from imgbench.judge.verdict import Verdict
 
-# a burst this long (at least one call): timer-safe, short next to the host's regimes
-BURST_S = 0.05
+BURST_S, MIN_PAIRS = AB_BURST_S, AB_MIN_PAIRS
 LEAD_BELOW_S = 0.1   # calls shorter than this get one untimed call at the head of each burst
-MIN_PAIRS, MAX_PAIRS = 12, 300  # a case's first set: 12 give an exact 95% interval, 300 suffice
+MAX_PAIRS = 300      # a case's first set at most: 300 suffice
 MAX_TOTAL_PAIRS = 1200  # a case's pairs, its later sets (each as many again) included
 
 

@@ -20,13 +20,12 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+from imgbench.core.config import PROCESS_START_S
+
 BUDGET_S = 475     # the whole check, the summary included
 SPARE = 1.2        # every share >= SPARE x its estimate
-# Per pytest process, before and after its cases: interpreter, torch import, CUDA init, the
-# plugin, collection, writing the JSON and junit XML. The issue measured 10-17 s "before a case"
-# on the H100 box (its first case's calibration included, counted apart as CALIBRATION_S); the
-# summary measures it per step (wall - the cases' junit times).
-STARTUP_S = 15.0
+# per pytest process, before and after its cases (the summary measures it: wall - junit times)
+STARTUP_S = PROCESS_START_S
 # The doctor: two fresh interpreters (torch import, CUDA init) and a cold torch.compile of a small
 # function with fresh caches; not a pytest process, so the cost model has no case for it.
 DOCTOR_EST_S = 2 * STARTUP_S + 20.0

@@ -1,4 +1,4 @@
-"""The A/B job's cost model (forensics/ab_estimate.py): its arithmetic, and the GPU job's bound for
+"""The A/B job's cost model (bench/ab_estimate.py): its arithmetic, and the GPU job's bound for
 a pull request: the GPU gate set, as the benches mark it, within 20 minutes on one H100."""
 
 import dataclasses
@@ -6,10 +6,9 @@ import importlib.util
 
 import pytest
 
-from imgbench.bench import estimate
+from imgbench.bench import ab_estimate, estimate
 from imgbench.core import config
 from imgbench.core.options import Settings
-from imgbench.forensics import ab_estimate
 from tests.helpers import ROOT, pretend_devices
 
 GPU_BOX = Settings(devices=["cuda"], batch_sizes=[32, 128], models=["kerascnn"],

@@ -22,7 +22,7 @@ import torch
 from pytest_benchmark.utils import SecondsDecimal
 
 import imgbench
-from imgbench.bench import estimate
+from imgbench.bench import learned
 from imgbench.bench.fixtures import (  # noqa: F401 (fixtures)
     STATE,
     RunState,
@@ -193,9 +193,12 @@ def pytest_report_collectionfinish(config, start_path, items):
     benches = [(i.path.stem.removeprefix("bench_"), i.originalname, params(i))
                for i in items if _is_bench(i.path)]
     if state is not None and benches:
-        per_family = estimate.run_seconds(benches, state.settings)
+        # `imgbench run` compares with the previous saved run of this machine class: learn from it
+        previous = getattr(config.option, "benchmark_compare", None) or None
+        per_family, learned_n = learned.run_seconds(benches, state.settings,
+                                                    learned.previous_seconds(previous))
         config.stash[ESTIMATE] = (sum(per_family.values()), time.monotonic())
-        lines.append(estimate.describe(per_family, len(benches)))
+        lines.append(learned.describe(per_family, len(benches), learned_n, previous))
     return lines
 
 
@@ -284,6 +287,9 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = str(call.excinfo.value)  # one line, no traceback
     if report.failed and (state := item.config.stash.get(STATE, None)) is not None:
         state.failed.add(item.nodeid)
+    # the case's wall seconds, setup to teardown, for the next run's estimate (bench/learned.py)
+    if (bench := getattr(item, "funcargs", {}).get("benchmark")) is not None:
+        bench.extra_info["case_s"] = round(bench.extra_info.get("case_s", 0.0) + report.duration, 3)
     return report
 
 

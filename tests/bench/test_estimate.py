@@ -77,13 +77,20 @@ def test_train(case, measure):
 def test_a_run_says_its_estimate_before_and_its_duration_after(pytester):
     pytester.makeconftest('pytest_plugins = ["imgbench.plugin"]')
     pytester.makepyfile(bench_x=BENCH)
-    result = pytester.runpytest_subprocess("bench_x.py", "--device", "cpu", "--model", "mlp",
-                                           "--batch-size", "4", "--benchmark-max-time=0.01",
-                                           "-p", "no:cacheprovider")
+    args = ["bench_x.py", "--device", "cpu", "--model", "mlp", "--batch-size", "4",
+            "--benchmark-max-time=0.01", "-p", "no:cacheprovider"]
+    result = pytester.runpytest_subprocess(*args, "--benchmark-json=first.json")
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines(["imgbench: 1 case, estimated * min; a cost model with assumed "
                                  "device rates*",
                                  "*imgbench: the cases took * min (estimated * min)*"])
+    (case,) = json.loads((pytester.path / "first.json").read_text())["benchmarks"]
+    assert case["extra_info"]["case_s"] > 0  # setup to teardown, for the next estimate
+    # compared with it (as `imgbench run` compares with the previous run): learned from it
+    again = pytester.runpytest_subprocess(*args, "--benchmark-compare=first.json")
+    assert again.ret == 0, again.stdout.str()
+    again.stdout.fnmatch_lines(["imgbench: 1 case, estimated * min; 1 case(s) at what they took "
+                                "in the previous run first.json"])
 
 
 # The cost model's call times against the medians stored for the 2-core development box: the

@@ -160,6 +160,9 @@ def image_size(default: int, profile: Profile) -> int:
 # --- Judging: the defaults of compare, ab, bisect, gate-check, changes and the report ---
 ALPHA = 0.01  # chance of any false alarm in an A/B job; of a wrong call in a bisect step
 MIN_EFFECT = 0.05          # compare, plot, report: the smallest slowdown called a regression
+# `imgbench run`'s end: a case listed as moved against the previous run (information only: two
+# separate runs on the 2-core box differ by 5-30% for many cases)
+RUN_MOVED = 0.10
 # ab, gate-check and bisect (one policy: what the gate fails, bisect looks for): pairs resolve
 # smaller effects than two stored runs do
 AB_MIN_EFFECT = 0.03

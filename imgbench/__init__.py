@@ -1,3 +1,15 @@
-"""imgbench: how fast image-classifier training runs here, CPU and GPU side by side."""
+"""imgbench: how fast image-classifier training runs here, CPU and GPU side by side.
+
+`register_model` adds a model of one's own (docs/own-model.md); torch is imported only when it is
+called, so that the analysis commands never import it."""
 
 __version__ = "0.1.0"
+
+
+def register_model(name, builder=None, **kwargs):
+    """Register a model builder under `name` for every command: see
+    imgbench.workloads.models.register_model for the arguments. Call it from the project's
+    conftest.py; without `builder`, a decorator."""
+    from imgbench.workloads import models
+
+    return models.register_model(name, builder, **kwargs)

@@ -51,6 +51,11 @@ LAUNCH_S = 10.0           # a torchrun launch: processes, imports, process group
 CALIBRATION_S = 3.0       # the peaks measured once per device (matmul, conv, copy)
 HARNESS_S = 1.0           # 2,000 empty rounds
 PROCESS_START_S = config.PROCESS_START_S  # a pytest process before and after its cases
+# registered models' training GFLOP per image by (model, size), and how it was found ("declared"
+# by register_model or "counted" by torch's flop counter); those the current estimate used
+_REGISTERED: dict[tuple[str, int], tuple[float, str]] = {}
+_USED: dict[str, str] = {}
+_REGISTERED_PARAMS: dict[str, int] = {}
 
 
 def _kind(device: str) -> str:
@@ -68,8 +73,19 @@ def _floor(device: str, table: dict[str, float] = STEP_FLOOR_S) -> float:
 
 def checkpoint_call_s(model: str, op: str, optimizer: str) -> float:
     """One save or load of `model`'s state and `optimizer`'s (the bytes the checkpoint holds)."""
-    state = 4 * PARAMS.get(model, PARAMS["resnet50"]) * (1 + OPTIMIZER_SLOTS.get(optimizer, 2))
+    state = 4 * _params(model) * (1 + OPTIMIZER_SLOTS.get(optimizer, 2))
     return CHECKPOINT_S + state / (SAVE_BYTES_PER_S if op == "save" else LOAD_BYTES_PER_S)
+
+
+def _params(model: str) -> int:
+    """Parameters of `model`: the table's, a registered model's counted once."""
+    if model in PARAMS:
+        return PARAMS[model]
+    if model not in _REGISTERED_PARAMS:
+        from imgbench.workloads import models
+
+        _REGISTERED_PARAMS[model] = sum(p.numel() for p in models.build(model).parameters())
+    return _REGISTERED_PARAMS[model]
 
 
 def call_seconds(family: str, model: str, device: str, batch: int, s: Settings) -> float:
@@ -83,8 +99,35 @@ def call_seconds(family: str, model: str, device: str, batch: int, s: Settings) 
 def _gflop(model: str, s: Settings) -> float:
     from imgbench.workloads import models
 
-    size = config.image_size(models.spec(model).input_shape[1], s.profile)
-    return TRAIN_GFLOP.get((model, size), TRAIN_GFLOP[("resnet50", 224)])
+    spec = models.spec(model)
+    size = config.image_size(spec.input_shape[1], s.profile)
+    if (model, size) in TRAIN_GFLOP:
+        return TRAIN_GFLOP[(model, size)]
+    if (model, size) not in _REGISTERED:  # a model registered from outside (register_model)
+        if spec.gflop_per_image is not None:  # declared at its input size: scaled by the area
+            _REGISTERED[(model, size)] = (spec.gflop_per_image * (size / spec.input_shape[1])
+                                          * (size / spec.input_shape[2]), "declared")
+        else:
+            _REGISTERED[(model, size)] = (_count_gflop(model, size), "counted")
+    gflop, how = _REGISTERED[(model, size)]
+    _USED[model] = f"{how} ({gflop:.3g} GFLOP/image at {size} px)"
+    return gflop
+
+
+def _count_gflop(model: str, size: int) -> float:
+    """Training GFLOP per image of a registered model at `size`: torch's flop counter over one
+    forward and backward of 2 images, as TRAIN_GFLOP was counted."""
+    from imgbench.workloads import data, epoch, models
+
+    spec = models.spec(model)
+    c = spec.input_shape[0]
+    x, y = data.synthetic_batch(2, (c, size, size), spec.num_classes)
+    return epoch.train_flops_per_image(models.build(model, image_size=size), x, y) / 1e9
+
+
+def flop_note() -> str:
+    """Where the estimate took the FLOPs of registered models from (none: an empty string)."""
+    return "; ".join(f"FLOPs of {m}: {how}" for m, how in sorted(_USED.items()))
 
 
 def _item_s(shape_bytes: int, pil: bool = False) -> float:
@@ -121,6 +164,8 @@ def case_seconds(family: str, test: str, p: dict, s: Settings) -> float:
     params."""
     device, batch, model = (p.get("device", "cpu"), p.get("batch_size", 32),
                             p.get("model", "kerascnn"))
+    if family not in config.FAMILIES and test in ("test_forward", "test_train_step"):
+        family = test.removeprefix("test_")  # a project's own bench file (docs/own-model.md)
     rate = _rate(device, s)
     compiled = COMPILE_S if p.get("compile") == "on" else 0.0
     if family in ("forward", "train_step") or test == "test_train_step_copy":
@@ -171,6 +216,7 @@ def run_seconds(cases: list[tuple[str, str, dict]], s: Settings) -> dict[str, fl
     """Estimated seconds per family of these (family, test, params) cases, the peaks' calibration
     included (under "calibration", once per device)."""
     out: dict[str, float] = {}
+    _USED.clear()
     for family, test, p in cases:
         out[family] = out.get(family, 0.0) + case_seconds(family, test, p, s)
     devices = {p.get("device") for _, _, p in cases} - {None}
@@ -185,6 +231,6 @@ def describe(per_family: dict[str, float], cases: int) -> str:
     parts = ", ".join(f"{name} {sec / 60:.1f}" for name, sec in top if sec >= 30)
     noun = "case" if cases == 1 else "cases"
     return (f"imgbench: {cases} {noun}, estimated {total / 60:.1f} min"
-            + (f" ({parts} min)" if parts else "")
+            + (f" ({parts} min)" if parts else "") + (f"; {note}" if (note := flop_note()) else "")
             + "; a cost model with assumed device rates (imgbench/bench/estimate.py), "
             "not a measurement")

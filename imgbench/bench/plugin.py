@@ -32,13 +32,14 @@ from imgbench.bench.fixtures import (  # noqa: F401 (fixtures)
     params,
     settings,
 )
+from imgbench.bench.project import pytest_collect_file  # noqa: F401 (a project's benches)
 from imgbench.bench.settings import from_options
 from imgbench.core import options
-from imgbench.core.config import CPU_SUBSET_MODELS, WORKER_COUNTS, worker_counts
+from imgbench.core.config import WORKER_COUNTS, worker_counts
 from imgbench.core.errors import UserError
 from imgbench.hw import calibration, contention, devices, environment, timing
 from imgbench.runs import runfile, storage
-from imgbench.workloads import data
+from imgbench.workloads import data, models
 
 
 def pytest_addoption(parser):
@@ -178,11 +179,11 @@ def left_out(item, s: options.Settings) -> str | None:
         return "CPU-only cases: the CPU is not among --device"
     if "accelerator" in marks and all(d == "cpu" for d in s.devices):
         return "cases that serve an accelerator: none among --device"
-    p = params(item)
+    p, light = params(item), models.cpu_subset()  # registered models marked cpu_subset too
     if s.cpu_subset and p.get("device") == "cpu" and (
-            "cpu_heavy" in marks or p.get("model", CPU_SUBSET_MODELS[0]) not in CPU_SUBSET_MODELS):
+            "cpu_heavy" in marks or p.get("model", light[0]) not in light):
         return ("CPU cases beyond the CPU subset of --device auto --profile full "
-                f"({', '.join(CPU_SUBSET_MODELS)}; no reference epoch, transfer or ddp): "
+                f"({', '.join(light)}; no reference epoch, transfer or ddp): "
                 "run them with --device cpu")
     return None
 

@@ -42,9 +42,11 @@ def benches_dir(given: str | None) -> Path:
 def pytest_args(args):
     """Check every option before pytest starts (same one-line messages as the plugin); the settings
     and the args that run the benches with them."""
+    from imgbench.bench import project
     from imgbench.bench.settings import from_options
     from imgbench.workloads import data
 
+    project.load(benches_dir(args.benches))  # its conftest.py's models, before --model is checked
     s = from_options(lambda name: getattr(args, name))
     if s.dataset != "synthetic":
         data.real(s.dataset, s.data_root)

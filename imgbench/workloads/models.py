@@ -1,16 +1,19 @@
 """Model registry: name -> builder(num_classes, in_channels, image_size), plus its default input.
 
 Every model returns logits; losses take logits (cross-entropy's log-softmax is the stable one).
-Nothing is downloaded: torchvision models are built with weights=None.
+Nothing is downloaded: torchvision models are built with weights=None. A project adds its own with
+`imgbench.register_model` (register_model below), from its conftest.py (docs/own-model.md).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch.nn as nn
 
+from imgbench.core import config
 from imgbench.core.errors import UserError
 
 
@@ -22,9 +25,15 @@ class ModelSpec:
     num_classes: int
     min_image_size: int
     summary: str
+    # training GFLOP (forward + backward) per image at input_shape, if declared; else the estimate
+    # counts it (bench/estimate.py)
+    gflop_per_image: float | None = None
+    # light enough for the CPU subset of --device auto --profile full and for quick ddp
+    cpu_subset: bool = False
 
 
 REGISTRY: dict[str, ModelSpec] = {}
+NAME = re.compile(r"[a-z][a-z0-9_]*")  # a case id part and a comma-list item: no '-', ',', '['
 
 
 class UnknownModelError(UserError):
@@ -32,16 +41,78 @@ class UnknownModelError(UserError):
 
 
 def register(name: str, input_shape: tuple[int, int, int], summary: str, num_classes: int = 10,
-             min_image_size: int = 1):
+             min_image_size: int = 1, gflop_per_image: float | None = None,
+             cpu_subset: bool | None = None):
     """Register the decorated builder under `name`; a name taken already is refused, as
-    torchvision's register_model refuses it (a second model would silently replace the first)."""
+    torchvision's register_model refuses it (a second model would silently replace the first).
+    The same definition executed again (pytest imports a project's conftest.py after the command
+    line did) replaces itself."""
     if name in REGISTRY:
-        raise ValueError(f"model {name!r} is already registered ({REGISTRY[name].summary})")
+        raise UserError(f"model {name!r} is already registered ({REGISTRY[name].summary})")
+    subset = name in config.CPU_SUBSET_MODELS if cpu_subset is None else cpu_subset
 
     def wrap(fn):
-        REGISTRY[name] = ModelSpec(name, fn, input_shape, num_classes, min_image_size, summary)
+        REGISTRY[name] = ModelSpec(name, fn, tuple(input_shape), num_classes, min_image_size,
+                                   summary, gflop_per_image, subset)
         return fn
     return wrap
+
+
+def register_model(name: str, builder: Callable[..., nn.Module] | None = None, *,
+                   input_shape: tuple[int, int, int], num_classes: int = 10, summary: str = "",
+                   min_image_size: int = 1, gflop_per_image: float | None = None,
+                   cpu_subset: bool = False):
+    """The public way to add a model (imgbench.register_model): `builder(num_classes=,
+    in_channels=, image_size=)` returns an nn.Module giving logits; `input_shape` (C, H, W) is the
+    input it was designed for (the quick profile caps H and W at 32). `gflop_per_image`: training
+    GFLOP per image at input_shape for the run's estimate (left out: counted by torch's flop
+    counter when first needed). `cpu_subset`: keep its CPU cases under --device auto --profile
+    full, and run it in quick-profile ddp. Without `builder`, a decorator."""
+    _check(name, input_shape, num_classes, min_image_size, gflop_per_image)
+    if builder is None:
+        return lambda fn: register_model(name, fn, input_shape=input_shape,
+                                         num_classes=num_classes, summary=summary,
+                                         min_image_size=min_image_size,
+                                         gflop_per_image=gflop_per_image, cpu_subset=cpu_subset)
+    if not callable(builder):
+        raise UserError(f"register_model({name!r}): the builder {builder!r} is not callable")
+    if name in REGISTRY and _same(REGISTRY[name].build, builder):
+        del REGISTRY[name]  # the same definition imported again
+    register(name, input_shape, summary or f"{name} (registered by {builder.__module__})",
+             num_classes, min_image_size, gflop_per_image, bool(cpu_subset))(builder)
+    return builder
+
+
+def _same(a, b) -> bool:
+    """Whether two builders are one definition: same source file and qualified name."""
+    code_a, code_b = getattr(a, "__code__", None), getattr(b, "__code__", None)
+    return (code_a is not None and code_b is not None
+            and code_a.co_filename == code_b.co_filename
+            and a.__qualname__ == b.__qualname__)
+
+
+def _check(name, input_shape, num_classes, min_image_size, gflop_per_image):
+    def bad(what: str):
+        raise UserError(f"register_model({name!r}): {what}")
+    if not isinstance(name, str) or not NAME.fullmatch(name) or name == "all":
+        bad("the name must be lower-case letters, digits and '_', starting with a letter, and not "
+            "'all' (it becomes part of case ids and of --model lists)")
+    shape = tuple(input_shape) if isinstance(input_shape, tuple | list) else ()
+    if len(shape) != 3 or not all(isinstance(v, int) and v >= 1 for v in shape):
+        bad(f"input_shape {input_shape!r} must be (channels, height, width), positive ints")
+    if not isinstance(num_classes, int) or num_classes < 1:
+        bad(f"num_classes {num_classes!r} must be an int >= 1")
+    if not isinstance(min_image_size, int) or min_image_size < 1:
+        bad(f"min_image_size {min_image_size!r} must be an int >= 1")
+    if gflop_per_image is not None and not (isinstance(gflop_per_image, int | float)
+                                            and gflop_per_image > 0):
+        bad(f"gflop_per_image {gflop_per_image!r} must be a number > 0, or None to count it")
+
+
+def cpu_subset() -> list[str]:
+    """The models of the CPU subset (--device auto --profile full) and of quick-profile ddp: the
+    built-in light ones (config.CPU_SUBSET_MODELS) and the registered ones marked so."""
+    return [n for n, s in REGISTRY.items() if s.cpu_subset]
 
 
 def names() -> list[str]:

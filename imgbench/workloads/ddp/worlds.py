@@ -19,7 +19,9 @@ from imgbench.workloads import models
 from imgbench.workloads.ddp.launch import launch
 from imgbench.workloads.ddp.worker import DDPError, unavailable
 
-QUICK_MODELS = ("mlp", "kerascnn")  # a launch costs seconds of process start-up: keep CI short
+# a launch costs seconds of process start-up: keep CI short. The light models: the built-in ones
+# (mlp, kerascnn) and any registered with cpu_subset=True
+QUICK_MODELS = models.cpu_subset
 SIZES = (1, 2, 4, 8, 16)
 # launch arguments of one replica -> its images/s, for this session
 _ONE_REPLICA: dict[tuple, float] = {}
@@ -60,8 +62,8 @@ def unsupported(world: int, model: str, device: str, batch_size: int,
                 if device != "cpu" else
                 f"world size {world} needs {world} CPU threads, one per replica; this run has "
                 f"{most} (--threads)")
-    if settings.profile.name == "quick" and model not in QUICK_MODELS:
-        return f"the quick profile runs ddp for {', '.join(QUICK_MODELS)} only"
+    if settings.profile.name == "quick" and model not in QUICK_MODELS():
+        return f"the quick profile runs ddp for {', '.join(QUICK_MODELS())} only"
     images = epoch_images(model, settings)
     if batch_size * world > images:
         return f"batch {batch_size} x {world} replicas > {images} images per epoch"

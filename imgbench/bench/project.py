@@ -37,6 +37,12 @@ def load(benches: Path) -> list[Path]:
     return done
 
 
+def load_here() -> list[Path]:
+    """load() for the working folder, where it holds benches/bench_*.py (`imgbench list`)."""
+    benches = Path.cwd() / BENCHES
+    return load(benches) if any(benches.glob("bench_*.py")) else []
+
+
 def _import(path: Path):
     folder = str(path.parent)
     if folder not in sys.path:

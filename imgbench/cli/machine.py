@@ -63,9 +63,11 @@ def doctor(args) -> int:
 
 
 def listing(args) -> int:
+    from imgbench.bench import project
     from imgbench.hw import devices
     from imgbench.workloads import models
 
+    project.load_here()  # a project's own models too (docs/own-model.md)
     found = {
         "models": {n: {"input_shape": list(models.spec(n).input_shape),
                        "num_classes": models.spec(n).num_classes,

@@ -3,6 +3,8 @@ command line before pytest starts, the estimate, the CPU subset, quick ddp, the 
 project's conftest.py imported by the command line, and its benches/ collected without
 configuration."""
 
+import json
+
 import pytest
 
 import imgbench
@@ -39,6 +41,8 @@ def heavy(num_classes=10, in_channels=3, image_size=64):
 imgbench.register_model("heavy", heavy, input_shape=(3, 64, 64), gflop_per_image=2.0)
 '''
 BENCH = '''
+import json
+
 import pytest
 
 
@@ -205,3 +209,10 @@ def test_a_model_registered_elsewhere_leaves_the_builtin_subset_as_it_was():
     imgbench.register_model("tiny", tiny, input_shape=(3, 32, 32))
     assert models.cpu_subset() == list(config.CPU_SUBSET_MODELS)
     assert models.spec("tiny").cpu_subset is False
+
+
+def test_list_shows_the_projects_models_from_its_folder(own, capsys):
+    assert cli.main(["list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["models"]
+    assert listed["mine"] == {"input_shape": [3, 32, 32], "num_classes": 10, "summary": "my CNN"}
+    assert "heavy" in listed and "mlp" in listed

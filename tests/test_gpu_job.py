@@ -112,7 +112,7 @@ def test_first_day_then_a_failed_case_named_while_the_others_are_judged_and_save
                               timeout=300, env=environ(tmp_path, FAIL_CASE="tinyvgg"))
 
     refused = baseline("--allow-failed", "resnet")
-    assert refused.returncode == 1
+    assert refused.returncode == 4  # a case failed: the suite could not run
     assert ("failed, and not named by --allow-failed: test_train_step[tinyvgg-cpu-bs32]"
             in refused.stderr) and "baseline unchanged" in refused.stderr
     assert not list((tmp_path / "baselines").rglob("*.json"))
@@ -128,24 +128,24 @@ def test_first_day_then_a_failed_case_named_while_the_others_are_judged_and_save
     (tmp_path / "summary.md").unlink()
     proc, summary = job(tmp_path, GPU_JOB_MAIN="true", FAIL_CASE="tinyvgg")
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "| quick profile | cpu | 1 | test_train_step[tinyvgg-cpu-bs32] |" in summary
+    assert "| quick profile | cpu | 4 | test_train_step[tinyvgg-cpu-bs32] |" in summary
     assert "| CPU subset | cpu | 0 | none |" in summary
     assert "| test_train_step[mlp-cpu-bs32] |" in summary  # compare's row
     assert any(line.startswith("Gate: ") and "not judged" not in line
                for line in summary.splitlines())
-    assert summary.rstrip().endswith("the accelerator run (cpu) exited 1.")
+    assert summary.rstrip().endswith("the accelerator run (cpu) exited 4.")
     assert history_runs(tmp_path) == ["0001_quick.json", "0002_quick.json", "0003_quick.json"]
 
 
 @pytest.mark.slow
 def test_a_device_run_that_fails_whole_leaves_the_other_run_and_a_verdict(tmp_path):
-    # the CPU run selects nothing (pytest exit 5): the accelerator run still runs
+    # the CPU run selects nothing (pytest exit 5, imgbench's 2): the accelerator run still runs
     proc, summary = job(tmp_path, GPU_JOB_CPU_K="no_such_case")
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "| CPU subset | cpu | 5 | none |" in summary
+    assert "| CPU subset | cpu | 2 | none |" in summary
     assert "| quick profile | cpu | 0 | none |" in summary
     assert "Gate: not judged: no GPU baseline" in summary
-    assert summary.rstrip().endswith("**gpu-job: exit 1**: the CPU run exited 5.")
+    assert summary.rstrip().endswith("**gpu-job: exit 1**: the CPU run exited 2.")
     assert (tmp_path / "results" / "accelerator.json").is_file()
 
     # no GPU here: the accelerator run refuses at once, the gate says it judged nothing

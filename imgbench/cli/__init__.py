@@ -2,12 +2,9 @@
 gating, forensics) adds its parsers and its functions call the library; this builds the parser from
 them and sets the exit code.
 
-Exit codes: 0 success; 1 benchmarks failed or a case regressed; 2 bad input; 3 from compare: a
-memory regression without a time regression; 130 interrupted (Ctrl-C or SIGTERM; nothing saved);
-other values of run and baseline are pytest's own (3 internal error, 4 usage error, 5 no benchmark
-selected).
-bisect: 0 the first slow commit found, 1 no slowdown from GOOD to BAD, 3 undecided (too noisy within
-its budget, or skipped commits left beside the culprit).
+Exit codes: one scheme for every command, defined once in imgbench.core.errors (EXIT_CODES) and
+printed by the command reference (docs/commands.md): 0 nothing to report, 1 a regression found,
+2 bad input, 3 undecided, 4 the tool could not run, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -24,9 +21,9 @@ from imgbench.bench.runner import EXIT_INTERRUPTED
 from imgbench.cli import forensics, gating, judging, machine, running, showing
 from imgbench.cli.common import EXIT_BAD_INPUT
 from imgbench.cli.parser import Parser
-from imgbench.core.errors import UserError
+from imgbench.core.errors import FAILED, OK, REGRESSION, UNDECIDED, CouldNotRun, UserError
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "main"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "FAILED", "OK", "REGRESSION", "UNDECIDED", "main"]
 
 
 def build() -> argparse.ArgumentParser:
@@ -61,16 +58,20 @@ def sigterm_interrupts() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build().parse_args(argv)
+    said = f"imgbench {args.command}"  # as argparse names it in a usage error
     try:
         with sigterm_interrupts():
             return args.run(args)
     except UserError as e:  # only the user's mistakes: a bug keeps its traceback
-        print(f"imgbench: error: {e}", file=sys.stderr)
+        print(f"{said}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except CouldNotRun as e:  # a worker that crashed: its log was kept, and the message names it
+        print(f"{said}: error: {e}", file=sys.stderr)
+        return FAILED
     except OSError as e:  # a path we were told to read or write: an unwritable --out, a full disk
         where = f"{e.filename}: " if e.filename else ""
-        print(f"imgbench: error: {where}{e.strerror or e}", file=sys.stderr)
+        print(f"{said}: error: {where}{e.strerror or e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("imgbench: interrupted; nothing saved", file=sys.stderr)
+        print(f"{said}: interrupted; nothing saved", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from imgbench.core import config, options
-from imgbench.core.errors import UserError
+from imgbench.core.errors import BAD_INPUT, OK, REGRESSION, UserError
 from imgbench.forensics import git
-from imgbench.forensics.worker import Side, python_of
+from imgbench.forensics.worker import Side, WorkerStopped, python_of
 from imgbench.judge import verdict
 
-EXIT_BAD_INPUT = 2
-EXIT_MEMORY_REGRESSION = 3  # compare: no time regression, but a case's peak memory grew
+EXIT_BAD_INPUT = BAD_INPUT  # the name callers and tests know
 
 
 def progress(command: str):
@@ -67,12 +67,21 @@ def rest(args) -> list[str]:
     return given[1:] if given[:1] == ["--"] else given
 
 
+def logs_folder() -> Path:
+    """Where a crashed worker's log is kept: beside the cache of stored runs ($IMGBENCH_CACHE, else
+    $XDG_CACHE_HOME/imgbench, else ~/.cache/imgbench), under logs/."""
+    from imgbench.runs import cache
+
+    return cache.location().parent / "logs"
+
+
 @contextmanager
-def paired(benches: str | None, base_ref: str | None, base_python: str | None = None
-           ) -> Iterator[tuple[Side, Side, Path]]:
+def paired(command: str, benches: str | None, base_ref: str | None,
+           base_python: str | None = None) -> Iterator[tuple[Side, Side, Path]]:
     """The two sides of a paired run and a temporary folder for it: the base (`base_ref` checked out
     aside, or this checkout under `base_python`) and this checkout as the candidate. The folder and
-    the checkout are removed whatever ends the block."""
+    the checkout are removed whatever ends the block; the log of a worker that stopped is copied
+    out first (logs_folder), and the error names `command` and that copy."""
     here = benches_dir(benches).parent.resolve()
     python = python_of(base_python)
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,9 +90,15 @@ def paired(benches: str | None, base_ref: str | None, base_python: str | None = 
             checkout = git.checkout(repo, base_ref, Path(tmp) / "base", "--base")
         else:
             repo, checkout = here, nullcontext(here)
-        with checkout as tree:
-            yield (Side("base", tree / here.relative_to(repo), python),
-                   Side("candidate", here, sys.executable), Path(tmp))
+        try:
+            with checkout as tree:
+                yield (Side("base", tree / here.relative_to(repo), python),
+                       Side("candidate", here, sys.executable), Path(tmp))
+        except WorkerStopped as e:
+            if Path(tmp) in e.log.parents:  # not kept yet (explain keeps its own in --out)
+                stamp = time.strftime("%Y%m%d-%H%M%S")
+                e.keep(logs_folder() / f"{command}-{stamp}-{e.worker.side.name}.log")
+            raise
 
 
 def process_term(args):
@@ -105,7 +120,7 @@ def process_term(args):
 
 def report(verdicts, markdown: bool, notes=(), memory_verdicts=None) -> int:
     """The verdict table, any notes, a count per verdict, then the memory verdicts if given; exit 1
-    when a case regressed, else 3 when a case's peak memory did."""
+    when a case regressed, in time or in peak memory (the memory table says which)."""
     print(verdict.render(verdicts, markdown=markdown))
     for note in notes:
         print(note)
@@ -117,4 +132,7 @@ def report(verdicts, markdown: bool, notes=(), memory_verdicts=None) -> int:
 
         print(memory_rule.describe(memory_verdicts, markdown))
         memory_regressed = memory_rule.counts(memory_verdicts)[verdict.REGRESSION] > 0
-    return 1 if counts[verdict.REGRESSION] else EXIT_MEMORY_REGRESSION if memory_regressed else 0
+        if memory_regressed:
+            print("imgbench: a case's peak memory grew beyond --memory-effect and "
+                  "--memory-floor: a regression (exit 1)")
+    return REGRESSION if counts[verdict.REGRESSION] or memory_regressed else OK

@@ -10,7 +10,7 @@ from pathlib import Path
 from imgbench.bench import runner
 from imgbench.cli import common, parser
 from imgbench.core import config
-from imgbench.core.errors import UserError
+from imgbench.core.errors import OK, REGRESSION, UNDECIDED, UserError
 
 
 class AfterRefs(argparse.Action):
@@ -60,10 +60,10 @@ def _add_bisect(sub):
                     "adds pairs within --budget; a commit that does not run the cases (does not "
                     "import, fails, lacks them) is skipped, as `git bisect skip` does, and the "
                     "untried commit nearest the middle is tried instead. Prints every step, then "
-                    "the first slow commit with its evidence and the number of steps. Exit 0: "
-                    "found; 1: no slowdown from GOOD to BAD; 2: bad input; 3: undecided (too "
-                    "noisy within --budget, or only skipped commits left between the last fast "
-                    "and the first slow).")
+                    "the first slow commit with its evidence and the number of steps. Exit 1: "
+                    "the first slow commit found; 0: no slowdown from GOOD to BAD; 2: bad input; "
+                    "3: undecided (too noisy within --budget, or only skipped commits left "
+                    "between the last fast and the first slow).")
     b.add_argument("good", metavar="GOOD", help="a commit without the slowdown, an ancestor of BAD")
     b.add_argument("bad", metavar="BAD", help="a later commit with it")
     b.add_argument("pytest_args", nargs=argparse.REMAINDER, default=[], action=AfterRefs,
@@ -83,7 +83,8 @@ def _add_explain(sub):
         "over the pairs of blocks), its share of the change in step time, and its noise (from the "
         "spread of the pairs, and at least a small share of the step time); lines sorted by added "
         "time, those within their noise left out. Writes both Chrome traces and both operator "
-        "tables into --out. The case is not timed: exit 0, or 2 on bad input.")
+        "tables into --out. The case is not timed: exit 0; 2 on bad input; 4 when a worker "
+        "crashed (its log is kept in --out).")
     ex.add_argument("case", nargs="?", metavar="CASE",
                     help="the case: its test id (e.g. 'test_train_step[kerascnn-cpu-bs32]') or a "
                          "-k expression matching one case")
@@ -128,7 +129,8 @@ def bisect(args) -> int:
                      note=common.progress("bisect"), process_sd=common.process_term(args),
                      cases=cases)
     print("\n".join(out.summary))
-    return out.code
+    # its outcomes on the one scheme: a slow commit found is a regression found
+    return {search.FOUND: REGRESSION, search.NO_SLOWDOWN: OK, search.OPEN: UNDECIDED}[out.code]
 
 
 def regressions(path: str) -> tuple[list[str], float]:
@@ -164,7 +166,7 @@ def explain(args) -> int:
     # a given folder is checked before anything runs
     out = profiles.out_folder(args.out) if args.out else None
     runner.warn_if_busy()
-    with common.paired(args.benches, args.base) as (base, cand, tmp):
+    with common.paired("explain", args.benches, args.base) as (base, cand, tmp):
         out = out or profiles.out_folder(None)  # a new temporary one once the base is checked out
         versions = (f"{args.base} ({git.short_head(base.tree)})",
                     f"this checkout (HEAD {git.short_head(cand.tree)})")

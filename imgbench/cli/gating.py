@@ -95,7 +95,7 @@ def run_ab(args) -> int:
         storage.writable_folder(Path(args.regressions).resolve().parent, "--regressions")
     process = common.process_term(args)
     runner.warn_if_busy()
-    with common.paired(args.benches, args.base, args.base_python) as (base, cand, tmp):
+    with common.paired("ab", args.benches, args.base, args.base_python) as (base, cand, tmp):
         out = ab.run(base, cand, side_args, tmp, args.alpha, args.min_effect / 100, args.seed,
                      budget_s=args.budget, note=common.progress("ab"), process=process,
                      n_rounds=int(args.rounds))
@@ -143,7 +143,8 @@ def gate_check(args) -> int:
          f"seed {seed}{', a CPU hog beside it' if args.hog else ''}")
     machine = environment.environment()["fingerprint"]
     runner.warn_if_busy()  # before any hog of ours
-    with common.paired(args.benches, args.base) as (base, cand, tmp), gatecheck.hog(args.hog):
+    with (common.paired("gate-check", args.benches, args.base) as (base, cand, tmp),
+          gatecheck.hog(args.hog)):
         lines = gatecheck.run_jobs(base, cand, side_args, tmp, args.jobs, effects, args.alpha,
                                    args.min_effect / 100, seed, args.budget, note, process,
                                    gatecheck.stamp(machine, args.base) | {"hog": args.hog},

@@ -27,8 +27,9 @@ def _add_compare(sub):
                                    "run-to-run spread of the --history window, and a verdict. "
                                    "Exit 1 when a case regressed by the minimum effect: beyond "
                                    "the history's bound where there is a history, beyond the "
-                                   "interval where there is none; else exit 3 when a case's peak "
-                                   "memory grew beyond --memory-effect and --memory-floor.")
+                                   "interval where there is none; or when a case's peak memory "
+                                   "grew beyond --memory-effect and --memory-floor (the memory "
+                                   "table and a line say so).")
     c.add_argument("candidate", help="the run to judge (pytest-benchmark JSON)")
     c.add_argument("baseline", help="the run to judge it against")
     c.add_argument("--history", nargs="*", default=[], metavar="PATH",

@@ -8,6 +8,7 @@ import sys
 
 from imgbench.cli import common
 from imgbench.core import config, options
+from imgbench.core.errors import FAILED, OK
 
 
 def add(sub):
@@ -24,7 +25,8 @@ def add(sub):
                        description="Versions, /dev/shm for the loader workers, a real "
                                    "torch.compile on each device, the GPU and NCCL, and whether "
                                    "ddp workers import as torchrun starts them: one line per check "
-                                   "(ok, FAIL, skip, info). Exit 1 when a check failed.")
+                                   "(ok, FAIL, skip, info). Exit 4 when a check failed: a run "
+                                   "here would not run as it should.")
     d.add_argument("--device", default="auto", help=options.BY_DEST["device"].help_text)
     d.set_defaults(run=doctor)
 
@@ -58,8 +60,8 @@ def doctor(args) -> int:
     if checks.failed(found):
         print(f"imgbench doctor: {sum(c.status == checks.FAIL for c in found)} check(s) failed",
               file=sys.stderr)
-        return 1
-    return 0
+        return FAILED
+    return OK
 
 
 def listing(args) -> int:

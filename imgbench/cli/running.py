@@ -1,5 +1,6 @@
 """Running the benches: `run` (save the run, compare it with the previous one) and `baseline` (merge
-the run into this machine class's baseline for the gate)."""
+the run into this machine class's baseline for the gate). pytest's exit code is put on the one
+scheme (core/errors.py) by `exit_code`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from imgbench.bench import runner
 from imgbench.cli import common, parser
 from imgbench.core import atomic
-from imgbench.core.errors import UserError
+from imgbench.core.errors import BAD_INPUT, FAILED, INTERRUPTED, OK, UserError
 from imgbench.runs import storage
 
 
@@ -44,6 +45,23 @@ def add(sub):
     b.set_defaults(run=baseline)
 
 
+# pytest's exit codes on the one scheme: its usage error (an unknown pytest option, a bad axis
+# value) and "no case selected" are bad input; a failed case, an import error or its internal
+# error: the suite could not run
+PYTEST_EXIT = {0: OK, 4: BAD_INPUT, 5: BAD_INPUT, INTERRUPTED: INTERRUPTED}
+
+
+def exit_code(pytest_code: int) -> int:
+    return PYTEST_EXIT.get(pytest_code, FAILED)
+
+
+def why_not(pytest_code: int) -> str:
+    """What pytest's exit code says, for the line that says nothing was saved."""
+    return (f"pytest's exit {pytest_code}"
+            + {1: ": a case failed or the benches did not import", 3: ": pytest's internal error",
+               4: ": pytest's usage error", 5: ": no case selected"}.get(pytest_code, ""))
+
+
 def machine_folder(parent: str, option: str) -> Path:
     from imgbench.hw import environment
 
@@ -72,15 +90,18 @@ def run(args) -> int:
     with storage.partial(folder, "run") as tmp:
         code, complete = runner.run(pytest_args + common.rest(args), tmp)
         if not complete or code not in (0, 1) or not tmp.is_file():
-            print(f"imgbench: the run did not finish (exit {code}); nothing saved", file=sys.stderr)
-            return code
+            print(f"imgbench run: the run did not finish ({why_not(code)}); nothing saved",
+                  file=sys.stderr)
+            return exit_code(code)
         saved = storage.save_run(tmp, folder, args.profile)
     print(f"imgbench: run saved to {saved}", flush=True)
     if args.json:
         with atomic.written(args.json) as out:
             shutil.copyfile(saved, out)
         print(f"imgbench: run copied to {args.json}", flush=True)
-    return code
+    if code:
+        print(f"imgbench run: {why_not(code)}; the cases that ran were saved", file=sys.stderr)
+    return exit_code(code)
 
 
 def baseline(args) -> int:
@@ -94,9 +115,9 @@ def baseline(args) -> int:
         code, complete = runner.run([*pytest_args, *common.rest(args), *junit_args], tmp)
         failed = allowed_failures(args.allow_failed, junit) if complete and code == 1 else None
         if not complete or (code != 0 and failed is None) or not tmp.is_file():
-            why = f"the run failed (exit {code})" if code else "the run wrote no benchmark data"
-            print(f"imgbench: {why}; baseline unchanged", file=sys.stderr)
-            return code or 1
+            why = f"the run failed ({why_not(code)})" if code else "the run wrote no benchmark data"
+            print(f"imgbench baseline: {why}; baseline unchanged", file=sys.stderr)
+            return exit_code(code) if code else FAILED
         replaced = storage.save_baseline(tmp, final, leave_out=failed or [])
     print(f"imgbench: baseline written to {final}", flush=True)
     if failed:
@@ -106,7 +127,7 @@ def baseline(args) -> int:
     if replaced:
         print(f"imgbench: replaced {len(replaced)} case(s) of the earlier baseline: "
               f"{', '.join(replaced)}", flush=True)
-    return code
+    return exit_code(code)
 
 
 def allowed_failures(allow: list[str], junit: Path) -> list[str] | None:

@@ -366,9 +366,8 @@ def run(case: str, base: Side, cand: Side, args: list[str], folder: Path, out: P
         note(f"{done} pair(s) of blocks of {r.steps} step(s) profiled")
         busy = contention.flag(contention.between(snap, contention.snapshot()))
     except WorkerStopped as e:
-        if not cut.is_set():  # its log is copied into `out` below: the temporary one goes
-            raise ExplainError(str(e).replace(str(e.worker.log),
-                                              str(out / f"{e.worker.side.name}.log"))) from None
+        if not cut.is_set():  # its log is kept in `out`: the temporary one goes
+            raise e.keep(out / f"{e.worker.side.name}.log") from None
     finally:
         if watchdog:
             watchdog.cancel()

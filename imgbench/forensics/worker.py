@@ -9,6 +9,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Listener
 from pathlib import Path
 
-from imgbench.core.errors import UserError
+from imgbench.core.errors import CouldNotRun, UserError
 
 START_S = 600        # a worker that has not reached its first case by then is stuck
 WORKER_ENV = {
@@ -160,12 +161,29 @@ def accelerated(args: list[str]) -> bool:
     return any(part.strip() != "cpu" for part in spec.split(","))
 
 
-class WorkerStopped(ABError):
+class WorkerStopped(CouldNotRun):
+    """A worker that ended before its work was done: the tool could not run (exit 4), whatever the
+    case's own code did. Its log lies in the run's temporary folder until `keep` copies it out."""
+
     def __init__(self, worker: Worker, when: str):
         code = worker.proc.poll()
-        self.worker, self.code = worker, code
-        super().__init__(f"the {worker.name} stopped {when} (exit {code}): {worker.tail()} "
-                         f"(log: {worker.log})")
+        self.worker, self.code, self.log = worker, code, worker.log
+        self.said = f"the {worker.name} stopped {when} (exit {code}): {worker.tail()}"
+        super().__init__(f"{self.said} (log: {self.log})")
+
+    def keep(self, dest: Path) -> WorkerStopped:
+        """The log copied to `dest` (which outlives the temporary folder) and named by the
+        message; where it cannot be copied, the message says so."""
+        if dest != self.log:
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self.log, dest)
+                self.log = dest
+                self.args = (f"{self.said} (log: {dest})",)
+            except OSError as e:
+                self.args = (f"{self.said} (its log could not be kept at {dest}: "
+                             f"{e.strerror or e})",)
+        return self
 
 
 def unknown_options(worker: Worker) -> list[str]:

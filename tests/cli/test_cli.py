@@ -89,7 +89,7 @@ def test_every_family_has_its_bench_file_and_back():
 def test_run_bad_input_exits_2_with_one_line(capsys, args, message):
     assert cli.main(["run", *args]) == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("imgbench: error: ") and message in err[0]
+    assert len(err) == 1 and err[0].startswith("imgbench run: error: ") and message in err[0]
 
 
 @pytest.mark.parametrize("option, value, message", [
@@ -107,7 +107,7 @@ def test_run_refuses_places_it_cannot_write_before_running(tmp_path, capsys, opt
         args += ["--storage", str(tmp_path / "runs")]
     assert cli.main(args) == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"imgbench: error: {message.format(**fill)}")
+    assert len(err) == 1 and err[0].startswith(f"imgbench run: error: {message.format(**fill)}")
     assert not list((tmp_path / "runs").rglob("*.json"))  # nothing ran
 
 
@@ -134,8 +134,9 @@ def test_a_bench_that_fails_to_import_is_a_failed_run_not_an_interrupt(tmp_path,
                      "--storage", str(tmp_path / "runs"),
                      "--", "-p", "no:cacheprovider", "-o", "python_files=bench_*.py"])
     out, err = capsys.readouterr()
-    assert code == 1, out + err
-    assert "the run did not finish (exit 1); nothing saved" in err
+    assert code == cli.FAILED == 4, out + err
+    assert ("the run did not finish (pytest's exit 1: a case failed or the benches did not "
+            "import); nothing saved") in err
     assert "No module named 'no_such_module'" in out
     assert not list((tmp_path / "runs").rglob("*.json"))
 
@@ -156,7 +157,7 @@ def test_a_run_stopped_by_pytest_exit_saves_nothing(tmp_path, monkeypatch, capsy
                      folder, str(tmp_path / "out"),
                      "--", "-p", "no:cacheprovider", "-o", "python_files=bench_*.py"])
     out, err = capsys.readouterr()
-    assert code == 1, out + err
+    assert code == cli.FAILED, out + err
     assert "stopped part-way" in out + err
     assert not list((tmp_path / "out").rglob("*.json")) and not list((tmp_path / "out").rglob(".*"))
 
@@ -296,4 +297,4 @@ def test_ctrl_c_in_any_command_is_exit_130_without_a_traceback(monkeypatch, caps
 
     monkeypatch.setattr(machine, "listing", interrupted)
     assert cli.main(["list"]) == cli.EXIT_INTERRUPTED
-    assert capsys.readouterr().err == "imgbench: interrupted; nothing saved\n"
+    assert capsys.readouterr().err == "imgbench list: interrupted; nothing saved\n"

@@ -26,7 +26,7 @@ def raising(error):
 def test_a_user_error_is_one_line_and_exit_2(monkeypatch, capsys, kind):
     monkeypatch.setattr(machine, "listing", raising(kind("--thing 'x' is bad (valid: y)")))
     assert cli.main(["list"]) == cli.EXIT_BAD_INPUT == 2
-    assert capsys.readouterr() == ("", "imgbench: error: --thing 'x' is bad (valid: y)\n")
+    assert capsys.readouterr() == ("", "imgbench list: error: --thing 'x' is bad (valid: y)\n")
 
 
 @pytest.mark.parametrize("bug", [ValueError("bug"), KeyError("bug"), TypeError("bug")])

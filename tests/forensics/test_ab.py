@@ -327,7 +327,7 @@ def test_a_worker_that_dies_is_one_line_naming_it(plain_tree, tmp_path):
     (plain_tree / "benches" / "conftest.py").write_text("import os\nos._exit(3)\n")
     sides = (worker.Side("base", plain_tree, sys.executable),
              worker.Side("candidate", plain_tree, sys.executable))
-    with pytest.raises(worker.ABError,
+    with pytest.raises(worker.WorkerStopped,
                        match=r"the base worker stopped before it collected its cases \(exit 3\)"), \
             ab.session(*sides, [], tmp_path, seed=1):
         pass
@@ -359,13 +359,13 @@ def test_a_significance_level_outside_0_1_is_refused(capsys):
 def test_a_regressions_path_that_cannot_be_written_is_refused_before_the_run(tmp_path, capsys):
     assert cli.main(["ab", "--base", "HEAD", "--regressions", str(tmp_path)]) == cli.EXIT_BAD_INPUT
     assert capsys.readouterr().err.strip() == (
-        f"imgbench: error: --regressions {str(tmp_path)!r} is a folder "
+        f"imgbench ab: error: --regressions {str(tmp_path)!r} is a folder "
         "(give a file to write)")
     (tmp_path / "file").write_text("")
     assert cli.main(["ab", "--base", "HEAD", "--regressions",
                      str(tmp_path / "file" / "r.txt")]) == cli.EXIT_BAD_INPUT
     assert capsys.readouterr().err.strip().startswith(
-        f"imgbench: error: --regressions: cannot create {tmp_path}")
+        f"imgbench ab: error: --regressions: cannot create {tmp_path}")
 
 
 @pytest.mark.slow

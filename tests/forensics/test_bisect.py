@@ -342,9 +342,9 @@ def test_end_to_end_finds_the_commit_that_slowed_down_past_one_that_does_not_imp
     shas = make_repo(repo, slow_at=5, broken_at=3, n=7)
     cmd, kw = bisect_cli(repo, shas[0], shas[-1])
     proc = subprocess.run(cmd, capture_output=True, timeout=600, **kw)
-    if proc.returncode == bisect.OPEN and "contention" in proc.stdout:
+    if proc.returncode == cli.UNDECIDED and "contention" in proc.stdout:
         skip_when_busy("the machine was busy: the steps rightly could not decide")
-    assert proc.returncode == bisect.FOUND, proc.stdout + proc.stderr
+    assert proc.returncode == cli.REGRESSION, proc.stdout + proc.stderr  # a slow commit found
     assert re.search(r"^step 0 \[7/7, BAD\] \w+ \"change 7\": test_x\[cpu\] x\d", proc.stdout, re.M)
     skipped = [ln for ln in proc.stdout.splitlines()
                if ln.startswith("step ") and ": skipped" in ln]
@@ -358,9 +358,9 @@ def test_end_to_end_finds_the_commit_that_slowed_down_past_one_that_does_not_imp
     assert len(worktrees(repo)) == 1
 
 
-def test_no_slowdown_from_good_to_bad_is_exit_1(tmp_path, monkeypatch, capsys):
+def test_no_slowdown_from_good_to_bad_is_exit_0(tmp_path, monkeypatch, capsys):
     """Step 0's A/B stood in for, BAD reading as fast as GOOD (the real A/B: the test above): one
-    step, then the line that says so, exit 1."""
+    step, then the line that says so, exit 0 (nothing to report)."""
     repo = tmp_path / "repo"
     shas = make_repo(repo, slow_at=99, n=3)
 
@@ -373,7 +373,7 @@ def test_no_slowdown_from_good_to_bad_is_exit_1(tmp_path, monkeypatch, capsys):
     code = cli.main(["bisect", shas[0], shas[-1], "--benches", str(repo / "benches"),
                      "--device", "cpu"])
     out = capsys.readouterr().out
-    assert code == bisect.NO_SLOWDOWN, out
+    assert code == cli.OK, out
     assert out.strip().splitlines()[-1] == ("no slowdown of 3% or more from GOOD to BAD "
                                             "in the selected cases: nothing to bisect")
     assert len(re.findall(r"^step \d+ ", out, re.M)) == 1 and len(worktrees(repo)) == 1
@@ -424,7 +424,7 @@ def test_bad_commits_are_one_line_and_exit_2(branched, capsys, good, bad, messag
                      "--device", "cpu"])
     assert code == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and re.fullmatch(f"imgbench: error: {message}", err[0]), err
+    assert len(err) == 1 and re.fullmatch(f"imgbench bisect: error: {message}", err[0]), err
 
 
 @pytest.mark.slow
@@ -448,7 +448,7 @@ def test_an_interrupted_bisect_leaves_no_checkout_folder_or_worker(tmp_path, sig
         assert len(worktrees(repo)) == 3  # GOOD's and BAD's checkouts, mid-step
         code, err = stop_with(proc, sig)
     assert code == cli.EXIT_INTERRUPTED, err
-    assert "imgbench: interrupted" in err and "Traceback" not in err
+    assert "imgbench bisect: interrupted" in err and "Traceback" not in err
     assert len(worktrees(repo)) == 1
     assert not Path(folder).exists()
     assert stray_processes(folder) == []

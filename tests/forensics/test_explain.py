@@ -133,7 +133,8 @@ def test_files_that_are_not_profiles_are_one_line(pair, tmp_path, capsys, conten
         bad.write_text(content)
     assert cli.main(["explain", "--profiles", str(good), str(bad)]) == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"imgbench: error: {bad}: ") and message in err[0]
+    assert len(err) == 1 and err[0].startswith(f"imgbench explain: error: {bad}: ")
+    assert message in err[0]
 
 
 def test_tables_of_unequal_length_are_paired_block_by_block_as_far_as_both_go(pair):
@@ -291,7 +292,7 @@ def test_sigterm_stops_explain_with_no_checkout_or_worker_left(repo):
         assert len(run_git(repo, "worktree", "list").strip().splitlines()) == 2
         code, err = stop_with(proc, signal.SIGTERM)
     assert code == cli.EXIT_INTERRUPTED, err
-    assert "imgbench: interrupted" in err and "Traceback" not in err
+    assert "imgbench explain: interrupted" in err and "Traceback" not in err
     assert len(run_git(repo, "worktree", "list").strip().splitlines()) == 1
     assert stray_processes(explain.PLUGIN) == []
 
@@ -332,6 +333,6 @@ def test_a_case_replayed_from_other_processes_is_one_line_and_exit_2(tmp_path):
                           cwd=repo, capture_output=True, text=True, timeout=300)
     assert proc.returncode == cli.EXIT_BAD_INPUT, proc.stdout + proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
-        "imgbench: error: the base did not reach the benchmark call of test_replayed: "
+        "imgbench explain: error: the base did not reach the benchmark call of test_replayed: "
         "its work runs in other processes (replayed through its timer), "
         "which the profiler does not see")

@@ -39,7 +39,7 @@ def test_ab_with_an_option_for_a_base_is_one_line_and_leaves_no_checkout(repo, m
     code = cli.main(["ab", "--base=--lock", "--benches", str(repo / "benches"), "--device", "cpu"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == cli.EXIT_BAD_INPUT
-    assert err[-1].startswith("imgbench: error: --base '--lock' is not a commit of ")
+    assert err[-1].startswith("imgbench ab: error: --base '--lock' is not a commit of ")
     assert len(worktrees(repo)) == 1  # no checkout made, none left locked
 
 

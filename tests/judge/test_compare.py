@@ -240,7 +240,7 @@ def test_cli_compare_of_a_newer_schema_is_refused_naming_the_file(tmp_path, caps
                                 meta={"schema": runfile.SCHEMA + 1}))
     assert cli.main(["compare", str(newer), str(base)]) == cli.EXIT_BAD_INPUT
     (err,) = capsys.readouterr().err.strip().splitlines()
-    assert (err.startswith(f"imgbench: error: {newer}: written by a newer imgbench")
+    assert (err.startswith(f"imgbench compare: error: {newer}: written by a newer imgbench")
             and "upgrade imgbench" in err)
 
 

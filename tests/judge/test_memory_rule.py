@@ -1,4 +1,4 @@
-"""The memory gate (imgbench.memory and `imgbench compare`'s exit 3): the rule's two thresholds,
+"""The memory gate (imgbench.memory and `imgbench compare`'s exit 1): the rule's two thresholds,
 improvements, cases without a figure, what is gated, and an allocation injected into a real bench
 run."""
 
@@ -133,11 +133,11 @@ def test_the_table_shows_both_peaks_and_the_growth_in_mib(tmp_path):
 
 @pytest.mark.parametrize("cand_peak, center, code", [
     (100 * MIB, 1.0, 0),   # nothing changed
-    (200 * MIB, 1.0, 3),   # memory only
+    (200 * MIB, 1.0, 1),   # memory only: a regression too
     (200 * MIB, 1.3, 1),   # time and memory: the time regression decides
     (100 * MIB, 1.3, 1),
 ])
-def test_exit_1_for_time_else_3_for_memory(tmp_path, capsys, cand_peak, center, code):
+def test_exit_1_for_time_or_memory(tmp_path, capsys, cand_peak, center, code):
     history = tmp_path / "history"
     for i in range(3):  # the CUDA figure is gated against a history of its peaks
         peaks_run(history / f"{i}.json", {GPU_CASE: 100 * MIB}, when=f"2026-11-0{i + 1}T10:00:00")
@@ -145,6 +145,7 @@ def test_exit_1_for_time_else_3_for_memory(tmp_path, capsys, cand_peak, center, 
     cand = peaks_run(tmp_path / "c.json", {GPU_CASE: cand_peak}, center=center)
     assert cli.main(["compare", str(cand), str(base), "--history", str(history)]) == code
     out = capsys.readouterr().out
+    assert ("a case's peak memory grew beyond --memory-effect" in out) == (cand_peak > 100 * MIB)
     if cand_peak == 100 * MIB:
         assert "memory: no case's peak moved by more than 1% and 64 MiB (1 unchanged)" in out
     else:
@@ -254,10 +255,10 @@ def peak_of(path) -> int:
 
 @pytest.mark.slow
 @can_reset_rss
-def test_an_injected_allocation_fails_the_memory_gate_with_exit_3(alloc_runs):
+def test_an_injected_allocation_fails_the_memory_gate_with_exit_1(alloc_runs):
     assert peak_of(alloc_runs["0"]) < MIB and 16 * MIB <= peak_of(alloc_runs["16"]) < 17 * MIB
     proc = compare_cli(alloc_runs["16"], alloc_runs["0"], "--memory-cpu")
-    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert proc.returncode == 1, proc.stdout + proc.stderr
     (line,) = [x for x in proc.stdout.splitlines() if x.startswith(ALLOC_CASE) and "MiB" in x]
     assert re.search(r" \+16\.\d MiB.* regression$", line), line
     assert "Traceback" not in proc.stderr

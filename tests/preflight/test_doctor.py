@@ -1,4 +1,4 @@
-"""imgbench doctor: one line per check, exit 1 on any FAIL, exit 2 on a bad --device; each failure
+"""imgbench doctor: one line per check, exit 4 on any FAIL, exit 2 on a bad --device; each failure
 names its cause in one line. One real torch.compile per session (the module fixture); elsewhere a
 stub."""
 
@@ -67,18 +67,18 @@ def test_real_doctor_on_the_cpu_passes_with_one_line_per_check(real_cpu):
     short = shm.shortfall(config.epoch_workers(devices.usable_cores()), 128, (3, 224, 224))
     assert found["/dev/shm"][0] == ("FAIL" if short else "ok")
     assert [n for n, (s, _) in found.items() if s == "FAIL"] == (["/dev/shm"] if short else [])
-    assert code == (1 if short else 0)
+    assert code == (cli.FAILED if short else 0)
 
 
 @pytest.mark.slow
 @no_gpu
 def test_asking_for_a_missing_gpu_fails_its_check_as_run_words_it(capsys):
-    """A device name this machine lacks is a failed check (exit 1) that doctor exists to report, the
+    """A device name this machine lacks is a failed check (exit 4) that doctor exists to report, the
     other checks still run; the line is the one `imgbench run --device cuda` stops with."""
     with pytest.raises(devices.DeviceError) as run_says:
         devices.check("cuda")
     code, found, err = doctor_cli(capsys, "--device", "cuda")
-    assert code == 1 and "1 check(s) failed" in err
+    assert code == cli.FAILED and "1 check(s) failed" in err
     assert found["cuda"] == ("FAIL", str(run_says.value))
     assert "no CUDA GPU found" in found["cuda"][1]
     assert found["nccl"][0] == found["compile cuda"][0] == "skip"
@@ -92,7 +92,7 @@ def test_asking_for_a_missing_gpu_fails_its_check_as_run_words_it(capsys):
 def test_a_bad_device_is_one_line_and_exit_2(capsys, spec, message):
     assert cli.main(["doctor", "--device", spec]) == cli.EXIT_BAD_INPUT
     out, err = capsys.readouterr()
-    assert (out == "" and err.startswith(f"imgbench: error: {message}")
+    assert (out == "" and err.startswith(f"imgbench doctor: error: {message}")
             and len(err.strip().splitlines()) == 1)
 
 
@@ -102,7 +102,7 @@ def test_a_small_shm_fails_naming_the_sizes(capsys, monkeypatch, stub_compile):
     # the GPU box: config.EPOCH_WORKERS workers
     monkeypatch.setattr(devices, "usable_cores", lambda: 16)
     code, found, _ = doctor_cli(capsys, "--device", "cpu")
-    assert code == 1
+    assert code == cli.FAILED
     assert found["/dev/shm"] == ("FAIL", "/dev/shm has 64 MiB free; 4 loader workers at batch 128 "
                                          "of 3x224x224 need about 588 MiB (run with a larger "
                                          "/dev/shm, e.g. docker --shm-size=2g); the epoch and "
@@ -136,7 +136,7 @@ sys.exit(1)
 def test_a_broken_compile_fails_with_the_compilers_line(capsys, monkeypatch):
     monkeypatch.setattr(doctor, "COMPILE_SNIPPET", INDUCTOR_FAILURE)
     code, found, _ = doctor_cli(capsys, "--device", "cpu")
-    assert code == 1
+    assert code == cli.FAILED
     assert found["compile cpu"] == ("FAIL", "fatal error: Python.h: No such file or directory "
                                             "(install Python's C headers, "
                                             "e.g. the python3-dev package)")
@@ -167,7 +167,7 @@ def test_workers_that_cannot_import_fail(capsys, monkeypatch, stub_compile, tmp_
     monkeypatch.setattr(launch, "worker_env",
                         lambda threads: {**os.environ, "PYTHONPATH": str(tmp_path)})
     code, found, _ = doctor_cli(capsys, "--device", "cpu")
-    assert code == 1
+    assert code == cli.FAILED
     assert found["ddp workers"] == ("FAIL", "import imgbench.ddp fails where torchrun starts it: "
                                             "ModuleNotFoundError: No module named 'imgbench'")
 
@@ -199,5 +199,5 @@ def test_help_names_the_exit_codes(capsys):
         cli.main(["doctor", "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    assert ("usage: imgbench doctor" in out and "Exit 1 when a check failed" in out
+    assert ("usage: imgbench doctor" in out and "Exit 4 when a check failed" in out
             and "--device" in out)

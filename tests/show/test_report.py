@@ -155,7 +155,7 @@ def test_an_output_folder_that_cannot_be_made_is_one_line_exit_2(tmp_path, capsy
     assert cli.main([command, str(tmp_path / "runs"),
                      "--out", str(blocker / "out")]) == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == f"imgbench: error: {blocker / 'out'}: Not a directory"
+    assert err[-1] == f"imgbench {command}: error: {blocker / 'out'}: Not a directory"
     assert blocker.read_text() == "x"
 
 

@@ -1,8 +1,9 @@
 """A project of one's own (docs/own-model.md): its benches/bench_*.py are collected without it
-configuring pytest's python_files, and its conftest.py files are imported by the command line
-before any option is checked, so that `imgbench run --model mine` knows the models it registers
-(imgbench.register_model) before pytest starts. pytest imports the same files again when it runs;
-register_model takes the same definition seen twice as one."""
+configuring pytest's python_files (when benches/ is named on the command line), and its
+conftest.py files are imported by the command line before any option is checked, so that
+`imgbench run --model mine` knows the models it registers (imgbench.register_model) before pytest
+starts. pytest imports the same files again when it runs; register_model takes the same
+definition seen twice as one."""
 
 from __future__ import annotations
 
@@ -64,20 +65,32 @@ def _import(path: Path):
 
 
 def pytest_collect_file(file_path: Path, parent):
-    """Collect bench_*.py under a benches/ folder of the run's root, where python_files would not
-    (a project that never set it): pytest's own collector does when the file matches or was named
-    on the command line."""
+    """Collect bench_*.py in a benches/ folder named on the command line (`pytest benches`, as the
+    command line and the A/B workers run it), where python_files would not (a project that never
+    set it): pytest's own collector does when the file matches or was itself named, and a plain
+    `pytest` of the project's tests leaves its benches alone."""
     config = parent.config
     if (file_path.suffix != ".py" or not file_path.name.startswith("bench_")
             or parent.session.isinitpath(file_path)
             or any(fnmatch(file_path.name, p) or fnmatch(str(file_path), p)
-                   for p in config.getini("python_files"))):
-        return None
-    try:
-        folders = file_path.relative_to(config.rootpath).parts[:-1]
-    except ValueError:
-        return None
-    if BENCHES not in folders:
+                   for p in config.getini("python_files"))
+            or not _in_named_benches(file_path, config)):
         return None
     hook = parent.session.gethookproxy(file_path)
     return hook.pytest_pycollect_makemodule(module_path=file_path, parent=parent)
+
+
+def _in_named_benches(file_path: Path, config) -> bool:
+    """Whether `file_path` lies in a folder given on the command line that is, or is inside, a
+    benches/ folder of the run's root."""
+    for arg in config.args:
+        given = (config.invocation_params.dir / arg.split("::")[0]).resolve()
+        if not given.is_dir() or not file_path.resolve().is_relative_to(given):
+            continue
+        try:
+            inside = given.relative_to(config.rootpath.resolve()).parts
+        except ValueError:
+            inside = ()
+        if BENCHES in (given.name, *inside):
+            return True
+    return False

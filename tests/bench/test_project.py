@@ -216,3 +216,14 @@ def test_list_shows_the_projects_models_from_its_folder(own, capsys):
     listed = json.loads(capsys.readouterr().out)["models"]
     assert listed["mine"] == {"input_shape": [3, 32, 32], "num_classes": 10, "summary": "my CNN"}
     assert "heavy" in listed and "mlp" in listed
+
+
+def test_a_plain_pytest_of_the_projects_tests_leaves_its_benches_alone(pytester):
+    pytester.makeconftest(CONFTEST)
+    pytester.mkdir("benches")
+    (pytester.path / "benches" / "bench_mine.py").write_text(BENCH)
+    pytester.makepyfile(test_unit="def test_unit():\n    pass\n")
+    result = pytester.runpytest("--collect-only", "-q", "-p", "no:cacheprovider")
+    assert [ln for ln in result.stdout.lines if "::" in ln] == ["test_unit.py::test_unit"]
+    ids, _ = collect(pytester, "--device", "cpu", "--model", "mine", "--batch-size", "32")
+    assert ids == ["test_forward[mine-cpu-bs32]"]

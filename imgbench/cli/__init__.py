@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 import imgbench
 from imgbench.bench.runner import EXIT_INTERRUPTED
-from imgbench.cli import forensics, gating, judging, machine, running, showing
+from imgbench.cli import forensics, gating, judging, machine, overview, running, showing
 from imgbench.cli.common import EXIT_BAD_INPUT
 from imgbench.cli.parser import Parser
 from imgbench.core.errors import FAILED, OK, REGRESSION, UNDECIDED, CouldNotRun, UserError
@@ -27,13 +27,18 @@ __all__ = ["EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "FAILED", "OK", "REGRESSION", "
 
 
 def build() -> argparse.ArgumentParser:
-    """Every command, its group's module in workflow order: this machine, running, judging, showing,
-    gating a change, then when the gate fires."""
-    p = Parser(prog="imgbench", description=imgbench.__doc__,
-               epilog="Run 'imgbench COMMAND --help' for a command's options.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    """Every command, listed in --help by its group in workflow order (cli/overview.py): set up,
+    measure, judge, investigate, show."""
+    p = Parser(prog="imgbench", usage="%(prog)s [-h] COMMAND ...",
+               description=imgbench.__doc__.split("\n\n")[0],
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    # argparse's own list of the commands is suppressed: the epilog lists them in their groups
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser,
+                           prog="imgbench", help=argparse.SUPPRESS)
     for group in (machine, running, judging, showing, gating, forensics):
         group.add(sub)
+    p.epilog = (overview.listing(overview.commands(sub))
+                + "\n\nRun 'imgbench COMMAND --help' for a command's options.")
     return p
 
 

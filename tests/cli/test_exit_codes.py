@@ -20,7 +20,7 @@ from tests.helpers import CASE, ROOT, rounds, write_run
 
 
 def test_the_scheme_is_defined_once():
-    assert [code for code, _ in errors.EXIT_CODES] == [0, 1, 2, 3, 4, 130]
+    assert [code for code, _, _ in errors.EXIT_CODES] == [0, 1, 2, 3, 4, 130]
     assert (errors.OK, errors.REGRESSION, errors.BAD_INPUT, errors.UNDECIDED, errors.FAILED) == (
         cli.OK, cli.REGRESSION, cli.EXIT_BAD_INPUT, cli.UNDECIDED, cli.FAILED)
     assert errors.INTERRUPTED == runner.EXIT_INTERRUPTED == cli.EXIT_INTERRUPTED

@@ -118,21 +118,33 @@ def process_term(args):
     return gatecheck.process_term(path, machine, args.process_sd / 100)  # for every case
 
 
+def verdict_code(verdicts, memory_verdicts=None) -> int:
+    """1 when a case regressed, in time or in peak memory; else 0."""
+    from imgbench.judge import memory_rule
+
+    memory = memory_rule.counts(memory_verdicts or [])[verdict.REGRESSION]
+    return REGRESSION if verdict.counts(verdicts)[verdict.REGRESSION] or memory else OK
+
+
 def report(verdicts, markdown: bool, notes=(), memory_verdicts=None) -> int:
     """The verdict table, any notes, a count per verdict, then the memory verdicts if given; exit 1
-    when a case regressed, in time or in peak memory (the memory table says which)."""
+    when a case regressed, in time or in peak memory (the memory table and a line say which)."""
     print(verdict.render(verdicts, markdown=markdown))
     for note in notes:
         print(note)
-    counts = verdict.counts(verdicts)
-    print(", ".join(f"{n} {k}" for k, n in counts.items()))
-    memory_regressed = False
+    print(", ".join(f"{n} {k}" for k, n in verdict.counts(verdicts).items()))
     if memory_verdicts is not None:
         from imgbench.judge import memory_rule
 
         print(memory_rule.describe(memory_verdicts, markdown))
-        memory_regressed = memory_rule.counts(memory_verdicts)[verdict.REGRESSION] > 0
-        if memory_regressed:
+        if memory_rule.counts(memory_verdicts)[verdict.REGRESSION]:
             print("imgbench: a case's peak memory grew beyond --memory-effect and "
                   "--memory-floor: a regression (exit 1)")
-    return REGRESSION if counts[verdict.REGRESSION] or memory_regressed else OK
+    return verdict_code(verdicts, memory_verdicts)
+
+
+def verdicts_json(verdicts) -> dict:
+    """The verdicts and their count per verdict, for --json."""
+    from imgbench.cli import jsonout
+
+    return {"verdicts": jsonout.plain(verdicts), "counts": verdict.counts(verdicts)}

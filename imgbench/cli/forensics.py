@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from imgbench.bench import runner
-from imgbench.cli import common, parser
+from imgbench.cli import common, jsonout, parser
 from imgbench.core import config
 from imgbench.core.errors import OK, REGRESSION, UNDECIDED, UserError
 
@@ -47,6 +47,7 @@ def _add_bisect(sub):
                            "then the pairs double while the next set fits (default: "
                            f"{config.BISECT_STEP_BUDGET_S:g})")
     opts.add_argument("--seed", type=int, help="seed of the pair orders (default: drawn, printed)")
+    jsonout.option(opts)
     b = sub.add_parser(
         "bisect", parents=[opts],
         help="the first commit between GOOD and BAD at which the selected cases got slower",
@@ -124,13 +125,21 @@ def bisect(args) -> int:
     cases, min_effect = None, args.min_effect / 100
     if args.regressions:
         cases, min_effect = regressions(args.regressions)
+    to = jsonout.out(args.json)  # each step's line as it ends: stderr under --json
     out = search.run(here, commits, side_args, sys.executable, args.alpha, min_effect,
-                     args.budget, seed, show=lambda line: print(line, flush=True),
+                     args.budget, seed, show=lambda line: print(line, flush=True, file=to),
                      note=common.progress("bisect"), process_sd=common.process_term(args),
                      cases=cases)
-    print("\n".join(out.summary))
     # its outcomes on the one scheme: a slow commit found is a regression found
-    return {search.FOUND: REGRESSION, search.NO_SLOWDOWN: OK, search.OPEN: UNDECIDED}[out.code]
+    code, result = {search.FOUND: (REGRESSION, "found"), search.NO_SLOWDOWN: (OK, "no slowdown"),
+                    search.OPEN: (UNDECIDED, "undecided")}[out.code]
+    if args.json:
+        return jsonout.emit("bisect", code, {
+            "result": result, "good": commits[0], "bad": commits[-1], "seed": seed,
+            "min_effect": min_effect, "culprit": out.culprit, "suspects": out.suspects,
+            "steps": out.steps, "summary": out.summary})
+    print("\n".join(out.summary))
+    return code
 
 
 def regressions(path: str) -> tuple[list[str], float]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from imgbench.bench import runner
-from imgbench.cli import common, parser
+from imgbench.cli import common, jsonout, parser
 from imgbench.core import atomic, config
 from imgbench.core.errors import UserError
 from imgbench.runs import storage
@@ -35,6 +35,7 @@ def add(sub):
     parser.seed(ab)
     parser.budget(ab)
     parser.markdown(ab)
+    jsonout.option(ab)
     ab.add_argument("--regressions", metavar="PATH",
                     help="also write the cases that regressed to PATH, one a line: test id, ratio "
                          "and minimum effect, tab-separated (empty when none), e.g. for explain "
@@ -105,20 +106,33 @@ def run_ab(args) -> int:
              f"false alarms kept at {args.alpha:g} over the job (Holm)"]
     notes += [f"{name}: not compared ({why})" for name, why in out.not_run.items()]
     notes += [f"{v.name}: {v.why}" for v in out.verdicts if v.why]
-    code = common.report(out.verdicts, args.markdown, notes)
     if args.regressions:
         with atomic.written(args.regressions) as tmp:
             tmp.write_text("".join(f"{v.name}\t{v.ratio:.4f}\t{args.min_effect:g}\n"
                                    for v in out.verdicts if v.verdict == verdict.REGRESSION))
-    missing = out.missing
-    left = ab.unexplained(missing, args.removed)
-    for name in missing.keys() - left.keys():
+    return ab_outcome(args, out, notes)
+
+
+def ab_outcome(args, out, notes: list[str]) -> int:
+    """The table (or --json), the cases the change removes, and the exit code: 1 when a case
+    regressed or the candidate does not run a case the base runs (unless --removed names it)."""
+    from imgbench.forensics import ab
+
+    left = ab.unexplained(out.missing, args.removed)
+    removed = sorted(out.missing.keys() - left.keys())
+    code = max(common.verdict_code(out.verdicts), 1 if left else 0)
+    if args.json:
+        return jsonout.emit("ab", code, {
+            "seed": out.seed, "seconds": out.seconds, "alpha": args.alpha,
+            "min_effect": args.min_effect / 100, **common.verdicts_json(out.verdicts),
+            "not_compared": out.not_run, "removed": removed, "missing": left, "notes": notes})
+    common.report(out.verdicts, args.markdown, notes)
+    for name in removed:
         print(f"{name}: removed by the change (--removed), not compared")
     if left:
         print(f"the candidate does not run {len(left)} case(s) the base runs (no pass unless the "
               "change removes them: --removed CASE): "
               + "; ".join(f"{n} ({why})" for n, why in left.items()))
-        return max(code, 1)
     return code
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from imgbench.cli import common, parser
+from imgbench.cli import common, jsonout, parser
 from imgbench.core import config
 from imgbench.core.errors import UserError
 from imgbench.runs import acceptances, history, record, runfile, storage
@@ -43,6 +43,7 @@ def _add_compare(sub):
     c.add_argument("--family-effect", nargs="*", default=[], metavar="FAMILY=PERCENT",
                    help="per-family minimum effect, e.g. epoch=10 dataloader=15")
     parser.markdown(c)
+    jsonout.option(c)
     c.add_argument("--memory-effect", type=parser.effect, default=100 * config.MEMORY_EFFECT,
                    metavar="PERCENT",
                    help="peak memory growth worth failing for, with --memory-floor (default: "
@@ -99,6 +100,7 @@ def _add_changes(sub):
                     default=config.CHANGE_P,
                     help=f"significance of each split (default: {config.CHANGE_P:g})")
     parser.markdown(ch, "print markdown tables")
+    jsonout.option(ch)
     ch.set_defaults(run=changes)
 
 
@@ -122,7 +124,7 @@ def past_runs(paths: list[str], notes: list[str]) -> list:
 
 def compare(args) -> int:
     from imgbench.judge import compare as judge
-    from imgbench.judge import memory_rule, verdict
+    from imgbench.judge import memory_rule
 
     effects = parser.family_effects(args.family_effect)
     cand_run, base_run = runfile.read(args.candidate), runfile.read(args.baseline)
@@ -136,19 +138,37 @@ def compare(args) -> int:
     judged = judge.runs(base, cand, past, args.min_effect / 100, effects, accepted,
                         args.gate_without_history)
     if judged.across:
-        print(f"imgbench: {judged.across}", flush=True)
+        print(f"imgbench: {judged.across}", flush=True, file=jsonout.out(args.json))
     if not judged.verdicts:
         raise UserError(f"no case of {args.candidate} is in {args.baseline}: nothing to compare")
     memory = memory_rule.compare(base, cand, args.memory_effect / 100, args.memory_floor,
                                  args.memory_cpu, past)
-    code = common.report(judged.verdicts, args.markdown, notes + judged.notes, memory)
-    if args.save_to:
-        regressed = [v.name for v in judged.verdicts if v.verdict == verdict.REGRESSION]
-        saved = storage.save_judged(cand_run, Path(args.save_to), regressed, str(args.baseline))
-        print(f"imgbench: run saved to {saved}"
-              + (f", {len(regressed)} case(s) marked as regressions: kept out of the history's "
-                 "reference until accepted (imgbench accept)" if regressed else ""), flush=True)
-    return code
+    notes += judged.notes
+    if not args.json:
+        code = common.report(judged.verdicts, args.markdown, notes, memory)
+    saved = save_judged(args, cand_run, judged.verdicts)
+    if not args.json:
+        return code
+    return jsonout.emit("compare", common.verdict_code(judged.verdicts, memory), {
+        "candidate": args.candidate, "baseline": args.baseline, "across": judged.across,
+        **common.verdicts_json(judged.verdicts), "memory": [jsonout.memory(v) for v in memory],
+        "memory_counts": memory_rule.counts(memory), "notes": notes, "saved_to": saved})
+
+
+def save_judged(args, cand_run, verdicts) -> str | None:
+    """compare --save-to: the candidate saved into the history after judging, its regressed cases
+    marked; the path, or None."""
+    from imgbench.judge import verdict
+
+    if not args.save_to:
+        return None
+    regressed = [v.name for v in verdicts if v.verdict == verdict.REGRESSION]
+    saved = storage.save_judged(cand_run, Path(args.save_to), regressed, str(args.baseline))
+    print(f"imgbench: run saved to {saved}"
+          + (f", {len(regressed)} case(s) marked as regressions: kept out of the history's "
+             "reference until accepted (imgbench accept)" if regressed else ""),
+          flush=True, file=jsonout.out(args.json))
+    return str(saved)
 
 
 def accept(args) -> int:
@@ -182,7 +202,14 @@ def changes(args) -> int:
     from imgbench.judge import changepoints
 
     found = history.load(args.paths, rounds=False)  # medians are all it needs
-    for line in found.notes + [f"skipped {line}" for line in found.skipped]:
+    notes = found.notes + [f"skipped {line}" for line in found.skipped]
+    for line in notes:
         print(f"imgbench changes: {line}", file=sys.stderr)
-    print(changepoints.describe(changepoints.scan(found.runs, args.p), args.p, args.markdown))
+    scan = changepoints.scan(found.runs, args.p)
+    if args.json:  # the history is information: exit 0 (the gate is compare and ab)
+        return jsonout.emit("changes", 0, {
+            "p": args.p, "changes": [jsonout.change(c) for c in scan.changes],
+            "pending": [jsonout.pending(p) for p in scan.pending], "tested": scan.tested,
+            "short": scan.short, "contended": scan.contended, "notes": notes})
+    print(changepoints.describe(scan, args.p, args.markdown))
     return 0  # the history is information: the gate is compare and ab

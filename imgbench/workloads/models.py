@@ -8,8 +8,10 @@ Nothing is downloaded: torchvision models are built with weights=None. A project
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch.nn as nn
 
@@ -33,6 +35,7 @@ class ModelSpec:
 
 
 REGISTRY: dict[str, ModelSpec] = {}
+_ORIGINS: dict[str, str] = {}  # name -> the file that registered it with register_model
 NAME = re.compile(r"[a-z][a-z0-9_]*")  # a case id part and a comma-list item: no '-', ',', '['
 
 
@@ -76,19 +79,22 @@ def register_model(name: str, builder: Callable[..., nn.Module] | None = None, *
                                          gflop_per_image=gflop_per_image, cpu_subset=cpu_subset)
     if not callable(builder):
         raise UserError(f"register_model({name!r}): the builder {builder!r} is not callable")
-    if name in REGISTRY and _same(REGISTRY[name].build, builder):
-        del REGISTRY[name]  # the same definition imported again
-    register(name, input_shape, summary or f"{name} (registered by {builder.__module__})",
+    origin = _caller()
+    if name in REGISTRY and _ORIGINS.get(name) == origin:
+        del REGISTRY[name]  # the same file run again: pytest imports a conftest the CLI imported
+    register(name, input_shape, summary or f"{name} (registered in {Path(origin).name})",
              num_classes, min_image_size, gflop_per_image, bool(cpu_subset))(builder)
+    _ORIGINS[name] = origin
     return builder
 
 
-def _same(a, b) -> bool:
-    """Whether two builders are one definition: same source file and qualified name."""
-    code_a, code_b = getattr(a, "__code__", None), getattr(b, "__code__", None)
-    return (code_a is not None and code_b is not None
-            and code_a.co_filename == code_b.co_filename
-            and a.__qualname__ == b.__qualname__)
+def _caller() -> str:
+    """The file that called register_model (the first frame outside imgbench's package)."""
+    here = Path(__file__).resolve().parents[1]
+    frame = sys._getframe(1)
+    while frame is not None and Path(frame.f_code.co_filename).resolve().is_relative_to(here):
+        frame = frame.f_back
+    return frame.f_code.co_filename if frame is not None else "<unknown>"
 
 
 def _check(name, input_shape, num_classes, min_image_size, gflop_per_image):

@@ -23,6 +23,8 @@ QUICK = Settings(devices=["cpu"], batch_sizes=[32], models=["mlp"],
                  profile=config.PROFILES["quick"], threads=2, optimizer="adam", dataset="synthetic",
                  data_root=None)
 CONFTEST = '''
+import functools
+
 import torch.nn as nn
 
 import imgbench
@@ -38,7 +40,8 @@ def heavy(num_classes=10, in_channels=3, image_size=64):
     return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * image_size ** 2, num_classes))
 
 
-imgbench.register_model("heavy", heavy, input_shape=(3, 64, 64), gflop_per_image=2.0)
+imgbench.register_model("heavy", functools.partial(heavy), input_shape=(3, 64, 64),
+                        gflop_per_image=2.0)
 '''
 BENCH = '''
 import json
@@ -56,6 +59,7 @@ def test_forward(case, measure):
 def registry(monkeypatch):
     """Each test registers into a copy of the registry, with the caches that remember a model."""
     monkeypatch.setattr(models, "REGISTRY", dict(models.REGISTRY))
+    monkeypatch.setattr(models, "_ORIGINS", dict(models._ORIGINS))
     monkeypatch.setattr(project, "_LOADED", {})
     monkeypatch.setattr(estimate, "_REGISTERED", {})
     monkeypatch.setattr(estimate, "_REGISTERED_PARAMS", {})
@@ -84,7 +88,7 @@ def test_a_registered_model_is_known_to_every_model_option_and_builds():
     assert model_names("all") == sorted(["tiny", *models.REGISTRY.keys() - {"tiny"}])
     net = models.build("tiny", image_size=16)
     assert net[1].in_features == 3 * 16 * 16
-    assert models.spec("tiny").summary == f"tiny (registered by {__name__})"
+    assert models.spec("tiny").summary == "tiny (registered in test_project.py)"
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -108,6 +112,7 @@ def test_the_same_definition_twice_is_one_and_another_is_refused(own):
     first = project._import(own / "conftest.py")  # the command line's import ...
     again = project._import(own / "conftest.py")  # ... and pytest's, of the same file
     assert models.spec("mine").build is again.mine and first.mine is not again.mine
+    assert models.spec("heavy").build.func is again.heavy  # a builder without code of its own
     with pytest.raises(UserError, match="model 'mine' is already registered"):
         imgbench.register_model("mine", tiny, input_shape=(3, 32, 32))
     with pytest.raises(UserError, match="model 'mlp' is already registered"):

@@ -94,7 +94,8 @@ def _caller() -> str:
     frame = sys._getframe(1)
     while frame is not None and Path(frame.f_code.co_filename).resolve().is_relative_to(here):
         frame = frame.f_back
-    return frame.f_code.co_filename if frame is not None else "<unknown>"
+    # resolved: the command line and pytest may reach one file by two paths (a symlinked /tmp)
+    return str(Path(frame.f_code.co_filename).resolve()) if frame is not None else "<unknown>"
 
 
 def _check(name, input_shape, num_classes, min_image_size, gflop_per_image):

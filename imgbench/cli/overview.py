@@ -14,7 +14,7 @@ GROUPS = (
     ("measure", ("run", "baseline")),
     ("judge", ("compare", "ab", "changes", "accept")),
     ("investigate", ("bisect", "explain", "gate-check")),
-    ("show", ("report", "plot")),
+    ("show", ("report",)),  # `plot` is `report --figures-only`
 )
 
 

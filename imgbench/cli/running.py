@@ -31,12 +31,19 @@ def add(sub):
     b = parser.bench_command(sub, "baseline",
                              "record this machine's baseline (every round's time) for the gate",
                              "Runs `pytest benches` like `run` and merges the run, every round's "
-                             "time included, into FOLDER/<machine fingerprint>/<profile>.json: its "
-                             "cases replace those of the same id, the others stay; written only "
-                             "when the run succeeded, or when its only failures are cases named by "
-                             "--allow-failed (left out, and listed).")
-    b.add_argument("--folder", default="baselines",
-                   help="where baselines live (default: baselines)")
+                             "time included, into BASELINES/<machine fingerprint>/<profile>.json: "
+                             "its cases replace those of the same id, the others stay; written "
+                             "only when the run succeeded, or when its only failures are cases "
+                             "named by --allow-failed (left out, and listed). Where `run` adds a "
+                             "run to the history and compares it with the one before, `baseline` "
+                             "keeps one reference per machine class and profile, for compare and "
+                             "the CI gate.")
+    # --baselines names what the folder holds, as gpu-job's GPU_JOB_BASELINES does; --folder was
+    # its first spelling
+    b.add_argument("--baselines", "--folder", dest="folder", metavar="BASELINES",
+                   default="baselines",
+                   help="where baselines live, one folder per machine class (default: baselines; "
+                        "--folder is the older spelling)")
     b.add_argument("--allow-failed", action="append", default=[], metavar="TEXT",
                    help="write the baseline even though cases whose name contains TEXT failed "
                         "(repeatable): they are left out of it and listed; any other failure "
@@ -106,7 +113,7 @@ def run(args) -> int:
 
 def baseline(args) -> int:
     s, pytest_args = common.pytest_args(args)
-    final = storage.baseline_path(machine_folder(args.folder, "--folder"), args.profile)
+    final = storage.baseline_path(machine_folder(args.folder, "--baselines"), args.profile)
     storage.check_baseline(final, s)
     with (storage.partial(final.parent, final.name) as tmp,
           storage.partial(final.parent, final.name + ".junit") as junit):

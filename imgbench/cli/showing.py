@@ -1,5 +1,6 @@
-"""Showing stored runs: `plot` (the figures) and `report` (markdown and one self-contained HTML
-file, with the figures). No torch."""
+"""Showing stored runs: `report` (markdown and one self-contained HTML file, with the figures) and
+its figures alone, `report --figures-only`, also spelled `plot` (once a command of its own, whose
+output was always a subset of the report's). No torch."""
 
 from __future__ import annotations
 
@@ -10,27 +11,28 @@ from imgbench.cli import parser
 from imgbench.core import config
 from imgbench.runs import acceptances, history
 
+OUT = {"report": "imgbench-report", "plot": "figures"}  # --out's default, by the name used
+
 
 def add(sub):
-    for name, what, run in (
-            ("plot",
-             "figures from stored runs: each case's history per machine class and test, speedup "
-             "trend, throughput, latest vs the run before, epoch",
-             plot),
-            ("report",
-             "markdown and self-contained HTML report of stored runs, with the figures", report)):
-        out = "imgbench-report" if name == "report" else "figures"
-        p = sub.add_parser(name, help=what,
-                           description=f"{what[0].upper()}{what[1:]}. Reads pytest-benchmark "
-                                       "JSON from storage folders (any number of machine classes) "
-                                       "and files; unreadable files are skipped with a line each.")
-        p.add_argument("paths", nargs="*", default=[".benchmarks"], metavar="PATH",
-                       help="storage folders and run files (default: .benchmarks)")
-        p.add_argument("--out", default=out, help=f"output folder (default: {out})")
-        p.add_argument("--svg", action="store_true", help="SVG files beside the PNGs")
-        parser.min_effect(p, config.MIN_EFFECT,
-                          "smallest change called a regression or improvement")
-        p.set_defaults(run=run)
+    p = sub.add_parser(
+        "report", aliases=["plot"],
+        help="markdown and self-contained HTML report of stored runs, with the figures (`plot`: "
+             "the figures only)",
+        description="Markdown and self-contained HTML report of stored runs, with the figures: "
+                    "each case's history per machine class and test, speedup trend, throughput, "
+                    "latest vs the run before, epoch. Reads pytest-benchmark JSON from storage "
+                    "folders (any number of machine classes) and files; unreadable files are "
+                    "skipped with a line each. `imgbench plot` is `imgbench report "
+                    "--figures-only` with --out figures.")
+    p.add_argument("paths", nargs="*", default=[".benchmarks"], metavar="PATH",
+                   help="storage folders and run files (default: .benchmarks)")
+    p.add_argument("--out", help="output folder (default: imgbench-report; plot: figures)")
+    p.add_argument("--figures-only", action="store_true",
+                   help="draw the figures and print their paths; no markdown or HTML (as `plot`)")
+    p.add_argument("--svg", action="store_true", help="SVG files beside the PNGs")
+    parser.min_effect(p, config.MIN_EFFECT, "smallest change called a regression or improvement")
+    p.set_defaults(run=report)
 
 
 def rendered(args):
@@ -46,15 +48,16 @@ def rendered(args):
     return out
 
 
-def plot(args) -> int:
-    for path in rendered(args).figures:
-        print(path)
-    return 0
-
-
 def report(args) -> int:
     from imgbench.show import report as reports
 
+    args.out = args.out or OUT[args.command]
+    if args.command == "plot" or args.figures_only:
+        for path in rendered(args).figures:
+            print(path)
+        if args.command == "plot":  # after the work: an error stays one line
+            print("imgbench plot: the same as `imgbench report --figures-only`", file=sys.stderr)
+        return 0
     md, md_path, html_path = reports.write(rendered(args), Path(args.out))
     print(md)
     print(f"imgbench report: wrote {md_path} and {html_path}", file=sys.stderr)

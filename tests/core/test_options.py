@@ -14,12 +14,12 @@ from imgbench.workloads import models
 
 CLI_ONLY = {  # each command's own options beside the table's
     "run": {"--benches", "--storage", "--json"},
-    "baseline": {"--benches", "--folder", "--allow-failed"},
+    "baseline": {"--benches", "--baselines", "--allow-failed"},
     "ab": {"--benches", "--base", "--base-python", "--alpha", "--min-effect", "--seed", "--budget",
            "--markdown", "--regressions", "--process-sd", "--process-from", "--rounds",
-           "--removed"},
+           "--removed", "--json"},
     "bisect": {"--benches", "--alpha", "--min-effect", "--budget", "--seed", "--process-sd",
-               "--process-from", "--regressions"},
+               "--process-from", "--regressions", "--json"},
     "explain": {"--benches", "--base", "--profiles", "--out", "--pairs", "--warmup",
                 "--max-seconds", "--markdown"},
     "gate-check": {"--benches", "--base", "--jobs", "--effects", "--alpha", "--min-effect",

@@ -22,7 +22,7 @@ import torch
 from pytest_benchmark.utils import SecondsDecimal
 
 import imgbench
-from imgbench.bench import learned
+from imgbench.bench import learned, table
 from imgbench.bench.fixtures import (  # noqa: F401 (fixtures)
     STATE,
     RunState,
@@ -370,6 +370,11 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
         output_json["benchmarks"] = [b for b in timed if b.get("fullname") not in state.failed]
         if failed := sorted(b.get("name") for b in timed if b.get("fullname") in state.failed):
             output_json["imgbench"]["failed"] = failed
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_benchmark_group_stats(config, benchmarks, group_by):
+    return table.group(benchmarks) if group_by == table.GROUP else None
 
 
 @pytest.hookimpl(wrapper=True)

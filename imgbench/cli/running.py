@@ -8,7 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from imgbench.bench import runner
+from imgbench.bench import runner, table
 from imgbench.cli import common, parser
 from imgbench.core import atomic
 from imgbench.core.errors import BAD_INPUT, FAILED, INTERRUPTED, OK, UserError
@@ -25,6 +25,9 @@ def add(sub):
                    help="where runs are saved (default: .benchmarks)")
     r.add_argument("--json", metavar="PATH",
                    help="also copy the saved run to PATH (e.g. for a CI artifact)")
+    r.add_argument("--full-table", action="store_true",
+                   help="pytest-benchmark's own table: every column, one group (default: median, "
+                        "IQR and rounds, one group per test, device and model)")
     parser.pytest_rest(r, ", e.g. -- -k train_step")
     r.set_defaults(run=run)
 
@@ -69,6 +72,18 @@ def why_not(pytest_code: int) -> str:
                4: ": pytest's usage error", 5: ": no case selected"}.get(pytest_code, ""))
 
 
+def summary(saved: Path, prev: Path | None) -> list[str]:
+    """The end of the run (show/run_summary.py); a previous run that cannot be read is left out."""
+    from imgbench.runs import runfile
+    from imgbench.show import run_summary
+
+    try:
+        before = runfile.read(prev) if prev is not None else None
+    except runfile.RunError:
+        before = None
+    return run_summary.lines(runfile.read(saved), before)
+
+
 def machine_folder(parent: str, option: str) -> Path:
     from imgbench.hw import environment
 
@@ -85,6 +100,8 @@ def run(args) -> int:
         storage.writable_folder(Path(args.json).parent, "--json")
     # where pytest-benchmark looks for what it compares
     pytest_args.append(f"--benchmark-storage={folder}")
+    if not args.full_table and not table.given(common.rest(args)):
+        pytest_args += table.ARGS
     prev = storage.previous_run(folder, args.profile, s.devices)
     if prev is None:
         print(f"imgbench: no earlier '{args.profile}' run on {', '.join(s.devices)} saved in "
@@ -101,7 +118,7 @@ def run(args) -> int:
                   file=sys.stderr)
             return exit_code(code)
         saved = storage.save_run(tmp, folder, args.profile)
-    print(f"imgbench: run saved to {saved}", flush=True)
+    print("\n".join(summary(saved, prev)), flush=True)
     if args.json:
         with atomic.written(args.json) as out:
             shutil.copyfile(saved, out)

@@ -46,7 +46,7 @@ def moved(run: runfile.Run, previous: runfile.Run) -> tuple[list[tuple[str, floa
 
 
 def lines(run: runfile.Run, previous: runfile.Run | None) -> list[str]:
-    out = [f"imgbench: {len(run.benchmarks)} case(s) saved to {run.path}"]
+    out = [f"imgbench: run saved to {run.path} ({len(run.benchmarks)} case(s))"]
     if top := families(run)[:3]:
         out.append("imgbench: the families that took the time: "
                    + ", ".join(f"{name} {seconds / 60:.1f} min" for name, seconds in top))

@@ -200,11 +200,18 @@ def test_run_saves_then_compares_with_the_previous_run(tmp_path, capsys):
     assert copy.read_bytes() == next(folder.glob("*/0002_quick.json")).read_bytes()
     assert f"run copied to {copy}" in out
     assert "0001_quick" in out  # pytest-benchmark's comparison table names the baseline
+    # its table trimmed and grouped per test, device and model; the estimate learned from the
+    # previous run; the end of the run says what moved and that it does not gate
+    assert "benchmark 'test_forward device=cpu model=mlp'" in out and "StdDev" not in out
+    assert "3 case(s) at what they took in the previous run 0001_quick.json" in out
+    assert "(3 case(s))" in out and "against the previous run 0001_quick.json: " in out
+    assert "two separate runs on a noisy machine inform and never gate" in out
 
     with pytest.warns(PytestBenchmarkWarning, match="machine_info is different in: imgbench"):
-        code, out, err = run(threads="1")
+        code, out, err = run("--full-table", threads="1")
     assert code == 0, out + err
     assert "INTERNALERROR" not in out + err
+    assert "device=cpu model=mlp" not in out and "StdDev" in out  # pytest-benchmark's own
     assert sorted(p.name for p in folder.glob("*/*.json")) == ["0001_quick.json", "0002_quick.json",
                                                                "0003_quick.json"]
 

@@ -24,7 +24,7 @@ def test_the_end_of_a_run_names_what_moved_and_says_it_does_not_gate(tmp_path):
         case("test_conv", 0.015, "conv", 1.0)]))  # x0.75: moved
     lines = run_summary.lines(runfile.read(now), runfile.read(before))
     assert lines == [
-        f"imgbench: 3 case(s) saved to {now}",
+        f"imgbench: run saved to {now} (3 case(s))",
         "imgbench: the families that took the time: train_step 1.0 min, forward 0.1 min, "
         "conv 0.0 min",
         "imgbench: against the previous run 0001_quick.json: 2 of 3 case(s) moved by more than "
@@ -39,7 +39,7 @@ def test_a_first_run_and_an_old_run_without_case_times(tmp_path):
     old = write_json(tmp_path / "0001_quick.json", run_file([
         bench_entry("test_forward[mlp-cpu-bs32]", P, [0.01] * 5, bench="forward")]))
     assert run_summary.lines(runfile.read(old), None) == [
-        f"imgbench: 1 case(s) saved to {old}"]
+        f"imgbench: run saved to {old} (1 case(s))"]
     many = [case(f"test_c{i}", 0.01 * (2 if i % 2 else 0.5), "conv", 1.0) for i in range(14)]
     base = [case(f"test_c{i}", 0.01, "conv", 1.0) for i in range(14)]
     got = run_summary.lines(runfile.read(write_json(tmp_path / "2.json", run_file(many))),

@@ -194,8 +194,10 @@ def pytest_report_collectionfinish(config, start_path, items):
     benches = [(i.path.stem.removeprefix("bench_"), i.originalname, params(i))
                for i in items if _is_bench(i.path)]
     if state is not None and benches:
-        # `imgbench run` compares with the previous saved run of this machine class: learn from it
-        previous = getattr(config.option, "benchmark_compare", None) or None
+        # `imgbench run` compares with the previous saved run of this machine class, by its path:
+        # learn from it (a bare --benchmark-compare, pytest-benchmark's latest, is not looked up)
+        previous = getattr(config.option, "benchmark_compare", None)
+        previous = previous if isinstance(previous, str) and Path(previous).is_file() else None
         per_family, learned_n = learned.run_seconds(benches, state.settings,
                                                     learned.previous_seconds(previous))
         config.stash[ESTIMATE] = (sum(per_family.values()), time.monotonic())

@@ -13,7 +13,7 @@ from imgbench.core.options import AxisError
 from imgbench.workloads import models
 
 CLI_ONLY = {  # each command's own options beside the table's
-    "run": {"--benches", "--storage", "--json"},
+    "run": {"--benches", "--storage", "--json", "--full-table"},
     "baseline": {"--benches", "--baselines", "--allow-failed"},
     "ab": {"--benches", "--base", "--base-python", "--alpha", "--min-effect", "--seed", "--budget",
            "--markdown", "--regressions", "--process-sd", "--process-from", "--rounds",

@@ -1,7 +1,11 @@
 """imgbench: how fast image-classifier training runs here, CPU and GPU side by side.
 
 `register_model` adds a model of one's own (docs/own-model.md); torch is imported only when it is
-called, so that the analysis commands never import it."""
+called, so that the analysis commands never import it.
+
+PYTEST_DONT_REWRITE: `imgbench run` imports this package before pytest loads it as a plugin, so
+pytest could not rewrite its asserts and warned so in every run (the package has no asserts to
+rewrite)."""
 
 __version__ = "0.1.0"
 

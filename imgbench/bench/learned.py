@@ -1,11 +1,14 @@
 """The run's estimate, learned: a case the previous saved run of this machine class also ran is
 estimated by what it took there (its `case_s`: setup, call and teardown, which the plugin stores in
-each case's extra_info), the others by the cost model (bench/estimate.py). The line says how many
-came from which run."""
+each case's extra_info; a case it skipped, by the seconds the run's `imgbench.skipped` list gives
+it), the others by the cost model (bench/estimate.py). The line says how many came from which
+run."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import pytest
 
 from imgbench.bench import estimate
 from imgbench.core.options import Settings
@@ -21,12 +24,35 @@ def previous_seconds(path: str | Path | None) -> dict[tuple, float]:
         run = runfile.read(path)
     except (OSError, runfile.RunError):
         return {}
-    out = {}
-    for b in run.benchmarks:
-        seconds = (b.get("extra_info") or {}).get("case_s")
-        if isinstance(seconds, int | float) and seconds >= 0:
-            out[runfile.case_key(b)] = float(seconds)
-    return out
+    skipped = run.meta.get("skipped")
+    cases = [(b, (b.get("extra_info") or {}).get("case_s")) for b in run.benchmarks]
+    cases += [(c, c.get("case_s")) for c in (skipped if isinstance(skipped, list) else [])
+              if isinstance(c, dict) and isinstance(c.get("name"), str)]
+    return {runfile.case_key(b): float(seconds) for b, seconds in cases
+            if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds >= 0}
+
+
+SECONDS = pytest.StashKey[dict]()  # node id -> {name, params, case_s, skipped}
+
+
+def record(item, report, params: dict) -> None:
+    """After each phase of a bench case: its seconds so far, into its extra_info (`case_s`) where
+    it is timed, and kept for the run's list of skipped cases (a skip is no result, but the next
+    run should not think it costs what the cost model says)."""
+    if (bench := getattr(item, "funcargs", {}).get("benchmark")) is not None:
+        bench.extra_info["case_s"] = round(bench.extra_info.get("case_s", 0.0) + report.duration, 3)
+    seen = item.config.stash.setdefault(SECONDS, {})
+    case = seen.setdefault(item.nodeid, {"name": item.name, "case_s": 0.0, "skipped": False,
+                                         "params": {k: v if isinstance(v, int | str) else str(v)
+                                                    for k, v in params.items()}})
+    case["case_s"] = round(case["case_s"] + report.duration, 3)
+    case["skipped"] = case["skipped"] or report.skipped
+
+
+def skipped(config) -> list[dict]:
+    """The run's skipped cases, each with its params and seconds (for the run's imgbench block)."""
+    return [{k: c[k] for k in ("name", "params", "case_s")}
+            for c in config.stash.get(SECONDS, {}).values() if c["skipped"]]
 
 
 def run_seconds(cases: list[tuple[str, str, dict]], s: Settings,

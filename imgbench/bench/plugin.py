@@ -290,9 +290,8 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = str(call.excinfo.value)  # one line, no traceback
     if report.failed and (state := item.config.stash.get(STATE, None)) is not None:
         state.failed.add(item.nodeid)
-    # the case's wall seconds, setup to teardown, for the next run's estimate (bench/learned.py)
-    if (bench := getattr(item, "funcargs", {}).get("benchmark")) is not None:
-        bench.extra_info["case_s"] = round(bench.extra_info.get("case_s", 0.0) + report.duration, 3)
+    if _is_bench(item.path):  # its seconds, for the next run's estimate
+        learned.record(item, report, params(item))
     return report
 
 
@@ -372,6 +371,8 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
         output_json["benchmarks"] = [b for b in timed if b.get("fullname") not in state.failed]
         if failed := sorted(b.get("name") for b in timed if b.get("fullname") in state.failed):
             output_json["imgbench"]["failed"] = failed
+        if skipped := learned.skipped(config):
+            output_json["imgbench"]["skipped"] = skipped
 
 
 @pytest.hookimpl(tryfirst=True)

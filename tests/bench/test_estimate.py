@@ -68,8 +68,13 @@ def test_a_runs_estimate_sums_its_families_and_calibrates_each_device_once():
 
 
 BENCH = """
+import pytest
+
 def test_train(case, measure):
     measure(case.train_step(), case.info())
+
+def test_never(case, measure):
+    pytest.skip("not on this machine")
 """
 
 
@@ -81,15 +86,19 @@ def test_a_run_says_its_estimate_before_and_its_duration_after(pytester):
             "--benchmark-max-time=0.01", "-p", "no:cacheprovider"]
     result = pytester.runpytest_subprocess(*args, "--benchmark-json=first.json")
     assert result.ret == 0, result.stdout.str()
-    result.stdout.fnmatch_lines(["imgbench: 1 case, estimated * min; a cost model with assumed "
+    result.stdout.fnmatch_lines(["imgbench: 2 cases, estimated * min; a cost model with assumed "
                                  "device rates*",
                                  "*imgbench: the cases took * min (estimated * min)*"])
-    (case,) = json.loads((pytester.path / "first.json").read_text())["benchmarks"]
+    first = json.loads((pytester.path / "first.json").read_text())
+    (case,) = first["benchmarks"]
     assert case["extra_info"]["case_s"] > 0  # setup to teardown, for the next estimate
+    (skip,) = first["imgbench"]["skipped"]  # no result, but its seconds (what a skip costs)
+    assert skip["name"] == "test_never[mlp-cpu-bs4]" and skip["params"]["model"] == "mlp"
+    assert 0 <= skip["case_s"] < 5
     # compared with it (as `imgbench run` compares with the previous run): learned from it
     again = pytester.runpytest_subprocess(*args, "--benchmark-compare=first.json")
     assert again.ret == 0, again.stdout.str()
-    again.stdout.fnmatch_lines(["imgbench: 1 case, estimated * min; 1 case(s) at what they took "
+    again.stdout.fnmatch_lines(["imgbench: 2 cases, estimated * min; 2 case(s) at what they took "
                                 "in the previous run first.json"])
 
 

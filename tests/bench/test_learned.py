@@ -24,6 +24,16 @@ def previous(tmp_path, seconds=12.5):
     return write_json(tmp_path / "0001_quick.json", run_file(cases))
 
 
+def test_a_case_the_previous_run_skipped_is_estimated_at_what_its_skip_took(tmp_path):
+    skipped = {"skipped": [{"name": "test_train_step[mlp-cpu-bs32]", "params": FWD, "case_s": 0.01},
+                           {"name": "test_odd", "case_s": True}, "not a case"]}
+    path = write_json(tmp_path / "1.json", run_file([], meta=skipped))
+    took = learned.previous_seconds(path)
+    assert list(took.values()) == [0.01]  # the malformed entries are left out
+    per_family, n = learned.run_seconds(CASES, QUICK, took)
+    assert n == 1 and per_family["train_step"] == pytest.approx(0.01)
+
+
 def test_a_case_the_previous_run_holds_is_estimated_at_what_it_took(tmp_path):
     path = previous(tmp_path)
     took = learned.previous_seconds(path)

@@ -203,7 +203,9 @@ def test_run_saves_then_compares_with_the_previous_run(tmp_path, capsys):
     # its table trimmed and grouped per test, device and model; the estimate learned from the
     # previous run; the end of the run says what moved and that it does not gate
     assert "benchmark 'test_forward device=cpu model=mlp'" in out and "StdDev" not in out
-    assert "3 case(s) at what they took in the previous run 0001_quick.json" in out
+    # (the three timed cases and those the CPU skips, which the first run listed with their seconds)
+    assert "5 cases, estimated " in out
+    assert "; 5 case(s) at what they took in the previous run 0001_quick.json" in out
     assert "(3 case(s))" in out and "against the previous run 0001_quick.json: " in out
     assert "two separate runs on a noisy machine inform and never gate" in out
 

@@ -92,8 +92,7 @@ def _add_changes(sub):
                                     "first run after it, the levels before and after, their ratio "
                                     "with a 99% bootstrap interval, and p. Exit 0: the history is "
                                     "information; compare and ab are the gate.")
-    ch.add_argument("paths", nargs="*", default=[".benchmarks"], metavar="PATH",
-                    help="storage folders and run files (default: .benchmarks)")
+    parser.stored_paths(ch)
     ch.add_argument("--p",
                     type=parser.number(lambda v: 0.0001 <= v < 1,
                                        "a p-value (valid: from 0.0001 below 1)"),

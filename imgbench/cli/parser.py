@@ -127,6 +127,12 @@ def seed(p: argparse.ArgumentParser):
     p.add_argument("--seed", type=int, help="seed of the pair order (default: drawn, printed)")
 
 
+def stored_paths(p: argparse.ArgumentParser):
+    """The stored runs a command reads (changes, report): folders and files."""
+    p.add_argument("paths", nargs="*", default=[".benchmarks"], metavar="PATH",
+                   help="storage folders and run files (default: .benchmarks)")
+
+
 def markdown(p: argparse.ArgumentParser, what: str = "print a markdown table"):
     p.add_argument("--markdown", action="store_true", help=what)
 

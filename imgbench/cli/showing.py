@@ -25,8 +25,7 @@ def add(sub):
                     "folders (any number of machine classes) and files; unreadable files are "
                     "skipped with a line each. `imgbench plot` is `imgbench report "
                     "--figures-only` with --out figures.")
-    p.add_argument("paths", nargs="*", default=[".benchmarks"], metavar="PATH",
-                   help="storage folders and run files (default: .benchmarks)")
+    parser.stored_paths(p)
     p.add_argument("--out", help="output folder (default: imgbench-report; plot: figures)")
     p.add_argument("--figures-only", action="store_true",
                    help="draw the figures and print their paths; no markdown or HTML (as `plot`)")

@@ -17,6 +17,7 @@ from imgbench.core.config import (
     AB_INFORMATION_FAMILIES,
     AB_MIN_PAIRS,
     AB_SET_LIMIT_S,
+    PROCESS_START_S,
 )
 from imgbench.core.options import Settings
 
@@ -36,7 +37,7 @@ def job_seconds(cases: list[tuple[str, str, dict]], s: Settings, budget_s: float
     """Estimated wall seconds of an A/B job over these (family, test, params) cases: the
     information tier (config.AB_INFORMATION_FAMILIES) in the first round only."""
     per_trial = budget_s / rounds
-    total = rounds * (estimate.PROCESS_START_S + estimate.CALIBRATION_S)
+    total = rounds * (PROCESS_START_S + estimate.CALIBRATION_S)
     for family, test, p in cases:
         n = 1 if family in AB_INFORMATION_FAMILIES else rounds
         first = min(AB_SET_LIMIT_S, AB_MIN_PAIRS * pair_seconds(family, test, p, s))

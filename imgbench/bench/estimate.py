@@ -50,7 +50,6 @@ COMPILE_S = 60.0          # a first torch.compile
 LAUNCH_S = 10.0           # a torchrun launch: processes, imports, process group
 CALIBRATION_S = 3.0       # the peaks measured once per device (matmul, conv, copy)
 HARNESS_S = 1.0           # 2,000 empty rounds
-PROCESS_START_S = config.PROCESS_START_S  # a pytest process before and after its cases
 # registered models' training GFLOP per image by (model, size), and how it was found ("declared"
 # by register_model or "counted" by torch's flop counter); those the current estimate used
 _REGISTERED: dict[tuple[str, int], tuple[float, str]] = {}

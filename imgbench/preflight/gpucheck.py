@@ -18,8 +18,8 @@ from collections import Counter
 from pathlib import Path
 
 from imgbench.core import table
+from imgbench.core.config import PROCESS_START_S
 from imgbench.judge import speedup
-from imgbench.preflight import plan
 from imgbench.preflight.checkfiles import (
     MAX_BYTES,
     Cases,
@@ -106,7 +106,7 @@ def startup_line(startups: list[float]) -> str:
         return head + "not measured (no pytest step ended with its junit XML)."
     low, high = min(startups), max(startups)
     return (head + f"median {statistics.median(startups):.1f} s of {len(startups)} steps "
-            f"({low:.1f} to {high:.1f} s); the schedule assumes {plan.STARTUP_S:.0f} s "
+            f"({low:.1f} to {high:.1f} s); the schedule assumes {PROCESS_START_S:.0f} s "
             "(imgbench/preflight/plan.py).")
 
 

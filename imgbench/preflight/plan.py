@@ -6,7 +6,7 @@ against the cost model (tests/preflight/test_plan.py: every share >= 1.2 x its e
 The risky paths come first: the doctor (fresh interpreters, CUDA init, a cold torch.compile), the
 reference epoch (the suite's only CUDA torch.compile + bf16 + channels_last training) in a process
 of its own, then the CUDA families; the CPU-bound families and the GPU-over-CPU speedup last. Small
-families share one pytest process: each process costs STARTUP_S before its first case.
+families share one pytest process: each process costs config.PROCESS_START_S before its first case.
 
     python3 -m imgbench.preflight.plan [FAMILIES]
 
@@ -24,11 +24,9 @@ from imgbench.core.config import PROCESS_START_S
 
 BUDGET_S = 475     # the whole check, the summary included
 SPARE = 1.2        # every share >= SPARE x its estimate
-# per pytest process, before and after its cases (the summary measures it: wall - junit times)
-STARTUP_S = PROCESS_START_S
 # The doctor: two fresh interpreters (torch import, CUDA init) and a cold torch.compile of a small
 # function with fresh caches; not a pytest process, so the cost model has no case for it.
-DOCTOR_EST_S = 2 * STARTUP_S + 20.0
+DOCTOR_EST_S = 2 * PROCESS_START_S + 20.0
 SUMMARY_EST_S = 5.0  # reading the runs, matplotlib's import and one figure
 # The family steps' settings (the script's defaults, GPU_CHECK_MAX_TIME and
 # GPU_CHECK_BATCH_SIZES): 0.1 s of rounds per case, not 0.2, so that every step fits with its spare.

@@ -83,7 +83,7 @@ def test_a_pull_requests_gpu_ab_is_estimated_within_20_minutes_on_one_h100(one_h
 def test_a_job_is_start_ups_per_round_set_ups_per_trial_and_each_trials_pairs(one_h100):
     short = [("forward", "test_forward", {**CUDA, **MODEL, "batch_size": 32})]
     case = estimate.case_seconds(*short[0], GPU_BOX)
-    start = estimate.PROCESS_START_S + estimate.CALIBRATION_S
+    start = config.PROCESS_START_S + estimate.CALIBRATION_S
     # 4 rounds of 5 s of pairs each (12 pairs of 0.2 s fit in that)
     assert ab_estimate.job_seconds(short, GPU_BOX, 20, 4) == pytest.approx(4 * (start + case + 5))
     info = [("ddp", "test_ddp", {**CUDA, "model": "kerascnn", "batch_size": 128,

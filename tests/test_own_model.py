@@ -2,7 +2,7 @@
 a shell block runs in the project's folder with this environment's `imgbench` on PATH and must end
 with the exit code its marker names), in a throwaway project outside this repository. Then what
 the page promises: the run saved both cases of the project's model, and the A/B of the committed
-slowdown named both as regressions."""
+slowdown named both as regressions, and the run on the project's own dataset read it."""
 
 import json
 import os
@@ -50,7 +50,8 @@ def run_block(commands: str, project: Path, env: dict) -> subprocess.CompletedPr
 def test_the_page_marks_the_whole_walk_through():
     found = steps()
     assert [s[2] for s in found if s[0] == "file"] == [
-        "conftest.py", "benches/bench_mine.py", ".gitignore", "conftest.py"]
+        "conftest.py", "benches/bench_mine.py", ".gitignore", "conftest.py", "benches/conftest.py",
+        "make_data.py"]
     runs = [s[1] for s in found if s[0] == "run"]
     assert runs[0].strip() == "git init -q"
     assert any(r.startswith("imgbench run ") for r in runs)
@@ -97,3 +98,10 @@ def test_the_walk_through_runs_and_its_slowdown_is_caught(tmp_path):
     assert sorted(rows) == list(CASES)
     # the verdict, then what the job could have caught
     assert all(f" {verdict.REGRESSION} " in line + " " for line in rows.values()), ab_out
+    # the run on the project's dataset: its images' size and classes, recorded as its condition
+    saved = list(project.glob(".benchmarks/*/*/0002_quick.json"))
+    assert len(saved) == 1, outputs[-1][1]
+    cases = json.loads(saved[0].read_text())["benchmarks"]
+    assert sorted(b["name"] for b in cases) == list(CASES)
+    assert {(b["extra_info"]["dataset"], b["extra_info"]["num_classes"],
+             b["extra_info"]["image_size"]) for b in cases} == {("shapes", 4, 32)}

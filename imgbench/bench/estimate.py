@@ -50,9 +50,10 @@ COMPILE_S = 60.0          # a first torch.compile
 LAUNCH_S = 10.0           # a torchrun launch: processes, imports, process group
 CALIBRATION_S = 3.0       # the peaks measured once per device (matmul, conv, copy)
 HARNESS_S = 1.0           # 2,000 empty rounds
-# registered models' training GFLOP per image by (model, size), and how it was found ("declared"
-# by register_model or "counted" by torch's flop counter); those the current estimate used
-_REGISTERED: dict[tuple[str, int], tuple[float, str]] = {}
+# training GFLOP per image outside TRAIN_GFLOP (registered models, datasets' sizes) by (model,
+# channels, size), and how it was found ("declared" by register_model or "counted" by torch's flop
+# counter); those the current estimate used
+_REGISTERED: dict[tuple[str, int, int], tuple[float, str]] = {}
 _USED: dict[str, str] = {}
 _REGISTERED_PARAMS: dict[str, int] = {}
 
@@ -95,33 +96,47 @@ def call_seconds(family: str, model: str, device: str, batch: int, s: Settings) 
     return work + _floor(device)
 
 
+def _shape(model: str, s: Settings) -> tuple[int, int]:
+    """Channels and image size of the model's cases: the dataset's where the run reads one (as
+    workloads.cases.Case.shape), else the model's input capped by the profile."""
+    from imgbench.workloads import datasets, models
+
+    if s.dataset != "synthetic":
+        c, size, _ = datasets.spec(s.dataset).image_shape
+        return c, size
+    c, size, _ = models.spec(model).input_shape
+    return c, config.image_size(size, s.profile)
+
+
 def _gflop(model: str, s: Settings) -> float:
     from imgbench.workloads import models
 
     spec = models.spec(model)
-    size = config.image_size(spec.input_shape[1], s.profile)
-    if (model, size) in TRAIN_GFLOP:
+    c, size = _shape(model, s)
+    if (model, size) in TRAIN_GFLOP and c == spec.input_shape[0]:
         return TRAIN_GFLOP[(model, size)]
-    if (model, size) not in _REGISTERED:  # a model registered from outside (register_model)
-        if spec.gflop_per_image is not None:  # declared at its input size: scaled by the area
-            _REGISTERED[(model, size)] = (spec.gflop_per_image * (size / spec.input_shape[1])
-                                          * (size / spec.input_shape[2]), "declared")
+    key = (model, c, size)
+    if key not in _REGISTERED:  # a model registered from outside (register_model), or a dataset's
+        if spec.gflop_per_image is not None and c == spec.input_shape[0]:  # scaled by the area
+            _REGISTERED[key] = (spec.gflop_per_image * (size / spec.input_shape[1])
+                                * (size / spec.input_shape[2]), "declared")
         else:
-            _REGISTERED[(model, size)] = (_count_gflop(model, size), "counted")
-    gflop, how = _REGISTERED[(model, size)]
+            _REGISTERED[key] = (_count_gflop(model, c, size), "counted")
+    gflop, how = _REGISTERED[key]
     _USED[model] = f"{how} ({gflop:.3g} GFLOP/image at {size} px)"
     return gflop
 
 
-def _count_gflop(model: str, size: int) -> float:
-    """Training GFLOP per image of a registered model at `size`: torch's flop counter over one
-    forward and backward of 2 images, as TRAIN_GFLOP was counted."""
+def _count_gflop(model: str, c: int, size: int) -> float:
+    """Training GFLOP per image of a model at `c` channels and `size` px (not in TRAIN_GFLOP: a
+    registered model, or a dataset's size): torch's flop counter over one forward and backward of
+    2 images, as TRAIN_GFLOP was counted."""
     from imgbench.workloads import data, epoch, models
 
-    spec = models.spec(model)
-    c = spec.input_shape[0]
-    x, y = data.synthetic_batch(2, (c, size, size), spec.num_classes)
-    return epoch.train_flops_per_image(models.build(model, image_size=size), x, y) / 1e9
+    classes = models.spec(model).num_classes
+    x, y = data.synthetic_batch(2, (c, size, size), classes)
+    net = models.build(model, num_classes=classes, in_channels=c, image_size=size)
+    return epoch.train_flops_per_image(net, x, y) / 1e9
 
 
 def flop_note() -> str:
@@ -146,14 +161,11 @@ def _long(epoch_s: float, s: Settings, extra_epochs: int = 0) -> float:
 
 
 def _epoch_s(model: str, device: str, batch: int, images: int, s: Settings, loader: bool) -> float:
-    from imgbench.workloads import models
-
     steps = images // batch
     compute = steps * batch * _gflop(model, s) / _rate(device, s) + steps * _floor(device)
     if not loader:
         return compute
-    c, size, _ = models.spec(model).input_shape
-    size = config.image_size(size, s.profile)
+    c, size = _shape(model, s)
     workers = config.epoch_workers(s.threads, device == "cpu")
     return max(compute, steps * batch * _item_s(c * size * size) / max(1, workers))
 
@@ -181,10 +193,7 @@ def case_seconds(family: str, test: str, p: dict, s: Settings) -> float:
             images = max(config.epoch_size(s.profile, (3, 32, 32)),
                          config.REFERENCE_MIN_STEPS * batch)
             return _long(_epoch_s("speednet", device, batch, images, s, False), s) + COMPILE_S
-        from imgbench.workloads import models
-
-        c, size, _ = models.spec(model).input_shape
-        size = config.image_size(size, s.profile)
+        c, size = _shape(model, s)
         images = config.epoch_size(s.profile, (c, size, size))
         if batch > images:
             return 0.0

@@ -39,7 +39,7 @@ from imgbench.core.config import WORKER_COUNTS, worker_counts
 from imgbench.core.errors import UserError
 from imgbench.hw import calibration, contention, devices, environment, timing
 from imgbench.runs import runfile, storage
-from imgbench.workloads import data, models
+from imgbench.workloads import datasets, models
 
 
 def pytest_addoption(parser):
@@ -65,7 +65,7 @@ def pytest_configure(config):
         config.addinivalue_line("markers", f"{name}: {text}")
     try:
         s = from_options(config.getoption)
-        dataset = data.real(s.dataset, s.data_root) if s.dataset != "synthetic" else None
+        dataset = datasets.load(s.dataset, s.data_root) if s.dataset != "synthetic" else None
     except UserError as e:
         raise pytest.UsageError(str(e)) from None
     long_rounds = (config.getoption("benchmark_min_rounds")

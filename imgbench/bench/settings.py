@@ -20,16 +20,16 @@ from imgbench.core.options import (
     profile,
 )
 from imgbench.hw import devices
-from imgbench.workloads import models
+from imgbench.workloads import datasets, models
 
 
 def from_options(opt: Callable[[str], str | None]) -> Settings:
     """Parse and check run options; `opt(dest)` returns an option's raw value (None when not
     given)."""
-    dataset = choice("dataset", opt("dataset"), config.DATASETS)
+    dataset = choice("dataset", opt("dataset"), ("synthetic", *datasets.names()))
     if opt("data_root") is not None and dataset == "synthetic":
-        raise AxisError(f"--data-root {opt('data_root')!r} needs a real dataset "
-                        "(valid: --dataset cifar10, --dataset mnist)")
+        raise AxisError(f"--data-root {opt('data_root')!r} needs a real dataset (valid: "
+                        f"{', '.join(f'--dataset {n}' for n in datasets.names())})")
     threads = opt("threads")
     found, chosen = devices.parse(opt("device")), profile(opt("profile"))
     return Settings(

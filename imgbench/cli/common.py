@@ -44,12 +44,12 @@ def pytest_args(args):
     and the args that run the benches with them."""
     from imgbench.bench import project
     from imgbench.bench.settings import from_options
-    from imgbench.workloads import data
+    from imgbench.workloads import datasets
 
     project.load(benches_dir(args.benches))  # its conftest.py's models, before --model is checked
     s = from_options(lambda name: getattr(args, name))
     if s.dataset != "synthetic":
-        data.real(s.dataset, s.data_root)
+        datasets.load(s.dataset, s.data_root)
     given = {o.dest: getattr(args, o.dest) for o in options.OPTIONS}
     return s, [str(benches_dir(args.benches)), "-p", "no:xdist", *options.pytest_args(given),
                "--benchmark-sort=fullname"]

@@ -67,17 +67,20 @@ def doctor(args) -> int:
 def listing(args) -> int:
     from imgbench.bench import project
     from imgbench.hw import devices
-    from imgbench.workloads import models
+    from imgbench.workloads import datasets, models
 
-    project.load_here()  # a project's own models too (docs/own-model.md)
+    project.load_here()  # a project's own models and datasets too (docs/own-model.md)
     found = {
         "models": {n: {"input_shape": list(models.spec(n).input_shape),
                        "num_classes": models.spec(n).num_classes,
                        "summary": models.spec(n).summary} for n in models.names()},
+        "datasets": {n: {"image_shape": list(datasets.spec(n).image_shape),
+                         "num_classes": datasets.spec(n).num_classes,
+                         "summary": datasets.spec(n).summary} for n in datasets.names()},
         "families": config.FAMILIES,
         "axes": {"device": config.DEVICES, "devices_here": devices.available(),
                  "batch_size": options.DEFAULTS["batch_size"],
-                 "optimizer": list(config.OPTIMIZERS), "dataset": list(config.DATASETS),
+                 "optimizer": list(config.OPTIMIZERS), "dataset": ["synthetic", *datasets.names()],
                  "precision": list(config.PRECISIONS), "memory_format": list(config.MEMORY_FORMATS),
                  "compile": list(config.COMPILE)},
         "profiles": {p.name: p.summary for p in config.PROFILES.values()},
@@ -88,6 +91,9 @@ def listing(args) -> int:
     out = ["models:"]
     out += [f"  {n:<10} {'x'.join(map(str, m['input_shape'])):<10} {m['summary']}"
             for n, m in found["models"].items()]
+    out += ["datasets:  (--dataset; synthetic: seeded random images, the default)"]
+    out += [f"  {n:<10} {'x'.join(map(str, d['image_shape'])):<10} {d['summary']}"
+            for n, d in found["datasets"].items()]
     out += ["families:"] + [f"  {n:<10} {s}" for n, s in config.FAMILIES.items()]
     out += ["axes:"] + [f"  {o.flag:<15} {o.valid}; default {o.default or o.unset}"
                         for o in options.OPTIONS]

@@ -103,6 +103,7 @@ CROSS_CHECK_BUDGET_S = 0.5  # ... with calls for about this long, at least 3 and
 SEED = 0  # every case seeds its model, data and augmentation with it: runs see the same numbers
 DEVICES = "auto, cpu, cuda, cuda:N, mps"
 OPTIMIZERS = ("adam", "sgd")
+# built in; a project registers more (workloads/datasets.py)
 DATASETS = ("synthetic", "cifar10", "mnist")
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 MEMORY_FORMATS = ("nchw", "channels_last")

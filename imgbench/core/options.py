@@ -55,9 +55,11 @@ OPTIONS = (
            "this process may use", "a positive integer", "every core this process may use"),
     Option("optimizer", "adam", f"train-step optimizer ({', '.join(config.OPTIMIZERS)})",
            ", ".join(config.OPTIMIZERS)),
-    Option("dataset", "synthetic", f"where batches come from ({', '.join(config.DATASETS)})",
-           f"{', '.join(config.DATASETS)} (cifar10/mnist need --data-root)"),
-    Option("data-root", None, "folder holding the dataset for --dataset cifar10/mnist", "a folder"),
+    Option("dataset", "synthetic", f"where batches come from ({', '.join(config.DATASETS)}, or "
+           "a dataset the project registers: imgbench.register_dataset)",
+           f"{', '.join(config.DATASETS)} (cifar10/mnist need --data-root), or a registered one"),
+    Option("data-root", None, "folder holding the dataset: cifar10's or mnist's, or the one handed "
+           "to a registered dataset's reader", "a folder"),
     Option("precision", "fp32", "comma list of fp32, tf32 (CUDA, TF32 matmuls and convolutions), "
            "bf16 (autocast), fp16 (autocast + GradScaler)", ", ".join(config.PRECISIONS)),
     Option("memory-format", "nchw", "comma list of nchw, channels_last",

@@ -16,7 +16,7 @@ from imgbench.core.config import SEED
 from imgbench.core.errors import UserError
 from imgbench.core.options import Settings
 from imgbench.hw import devices, shm
-from imgbench.workloads import data, epoch, models, steps
+from imgbench.workloads import data, datasets, epoch, models, steps
 
 COMPILERS = {  # device type -> (language, environment variable, default names)
     "cpu": ("C++", "CXX", ("g++", "c++", "clang++")),  # Inductor builds C++ for the CPU
@@ -88,15 +88,16 @@ class Case:
     @property
     def shape(self) -> tuple[int, int, int]:
         if self.dataset is not None:
-            channels, size = data.REAL[self.settings.dataset][3]
-            return channels, size, size
+            return datasets.spec(self.settings.dataset).image_shape
         channels, size, _ = models.spec(self.model).input_shape
         size = config.image_size(size, self.settings.profile)
         return channels, size, size
 
     @property
     def num_classes(self) -> int:
-        return 10 if self.dataset is not None else models.spec(self.model).num_classes
+        if self.dataset is not None:
+            return datasets.spec(self.settings.dataset).num_classes
+        return models.spec(self.model).num_classes
 
     @property
     def torch_format(self) -> torch.memory_format:
@@ -226,8 +227,11 @@ class Case:
         n = self.epoch_size
         c, h, _ = self.shape
         images, labels = self.epoch_images(n)
-        mean, std = ((data.MNIST_MEAN, data.MNIST_STD) if c == 1
-                     else (data.CIFAR10_MEAN, data.CIFAR10_STD))
+        if self.dataset is not None:  # the dataset's own normalisation
+            mean, std = self.dataset.mean, self.dataset.std
+        else:
+            mean, std = ((data.MNIST_MEAN, data.MNIST_STD) if c == 1
+                         else (data.CIFAR10_MEAN, data.CIFAR10_STD))
         if path == "resident":
             loader = data.ResidentLoader(images, labels, self.batch_size, self.device, mean, std,
                                          seed=SEED)

@@ -81,11 +81,13 @@ class SyntheticImages(Dataset):
 
 
 class TensorImages(Dataset):
-    """uint8 CHW images held in memory, with an optional transform (CIFAR-10 and MNIST land
-    here)."""
+    """uint8 CHW images held in memory, with an optional transform (every real dataset lands here:
+    workloads.datasets); `mean` and `std`, where known, the per-channel normalisation it uses."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform=None):
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform=None, mean=None,
+                 std=None):
         self.images, self.labels, self.transform = images, labels, transform
+        self.mean, self.std = mean, std
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -256,24 +258,6 @@ def mnist(root: str | Path, train: bool = True, transform=None) -> TensorImages:
         raise DatasetError(f"mnist: corrupt idx files under {str(raw)!r}: {len(ds.data)} images "
                            f"but {len(ds.targets)} labels")
     return TensorImages(ds.data.unsqueeze(1).contiguous(), ds.targets.to(torch.int64), transform)
-
-
-REAL = {  # name -> (reader, mean, std, (channels, size), classes)
-    "cifar10": (cifar10, CIFAR10_MEAN, CIFAR10_STD, (3, 32), 10),
-    "mnist": (mnist, MNIST_MEAN, MNIST_STD, (1, 28), 10),
-}
-
-
-def real(name: str, root: str | Path | None, train: bool = True,
-         augment: bool = False) -> TensorImages:
-    """A real dataset by name, normalised (and augmented if asked) the usual way."""
-    if name not in REAL:
-        raise DatasetError(f"unknown dataset {name!r} (valid: {', '.join(REAL)})")
-    reader, mean, std, (_, size), _ = REAL[name]
-    if root is None:
-        raise DatasetError(f"{name}: no data root given (pass the folder that holds the dataset)")
-    t = train_transform(size, mean, std) if augment else eval_transform(mean, std)
-    return reader(root, train=train, transform=t)
 
 
 def loader(dataset: Dataset, batch_size: int, num_workers: int = 0, pin_memory: bool = False,

@@ -7,8 +7,6 @@ Nothing is downloaded: torchvision models are built with weights=None. A project
 
 from __future__ import annotations
 
-import re
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ import torch.nn as nn
 
 from imgbench.core import config
 from imgbench.core.errors import UserError
+from imgbench.workloads import registry
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,6 @@ class ModelSpec:
 
 REGISTRY: dict[str, ModelSpec] = {}
 _ORIGINS: dict[str, str] = {}  # name -> the file that registered it with register_model
-NAME = re.compile(r"[a-z][a-z0-9_]*")  # a case id part and a comma-list item: no '-', ',', '['
 
 
 class UnknownModelError(UserError):
@@ -45,18 +43,15 @@ class UnknownModelError(UserError):
 
 def register(name: str, input_shape: tuple[int, int, int], summary: str, num_classes: int = 10,
              min_image_size: int = 1, gflop_per_image: float | None = None,
-             cpu_subset: bool | None = None):
-    """Register the decorated builder under `name`; a name taken already is refused, as
-    torchvision's register_model refuses it (a second model would silently replace the first).
-    The same definition executed again (pytest imports a project's conftest.py after the command
-    line did) replaces itself."""
-    if name in REGISTRY:
-        raise UserError(f"model {name!r} is already registered ({REGISTRY[name].summary})")
+             cpu_subset: bool | None = None, origin: str | None = None):
+    """Register the decorated builder under `name` (registry.place: a name taken already is
+    refused, unless `origin`, the project file registering it, registered it before)."""
     subset = name in config.CPU_SUBSET_MODELS if cpu_subset is None else cpu_subset
 
     def wrap(fn):
-        REGISTRY[name] = ModelSpec(name, fn, tuple(input_shape), num_classes, min_image_size,
-                                   summary, gflop_per_image, subset)
+        registry.place(REGISTRY, _ORIGINS, "model", name,
+                       ModelSpec(name, fn, tuple(input_shape), num_classes, min_image_size,
+                                 summary, gflop_per_image, subset), origin)
         return fn
     return wrap
 
@@ -79,31 +74,16 @@ def register_model(name: str, builder: Callable[..., nn.Module] | None = None, *
                                          gflop_per_image=gflop_per_image, cpu_subset=cpu_subset)
     if not callable(builder):
         raise UserError(f"register_model({name!r}): the builder {builder!r} is not callable")
-    origin = _caller()
-    if name in REGISTRY and _ORIGINS.get(name) == origin:
-        del REGISTRY[name]  # the same file run again: pytest imports a conftest the CLI imported
+    origin = registry.caller()
     register(name, input_shape, summary or f"{name} (registered in {Path(origin).name})",
-             num_classes, min_image_size, gflop_per_image, bool(cpu_subset))(builder)
-    _ORIGINS[name] = origin
+             num_classes, min_image_size, gflop_per_image, bool(cpu_subset), origin)(builder)
     return builder
-
-
-def _caller() -> str:
-    """The file that called register_model (the first frame outside imgbench's package)."""
-    here = Path(__file__).resolve().parents[1]
-    frame = sys._getframe(1)
-    while frame is not None and Path(frame.f_code.co_filename).resolve().is_relative_to(here):
-        frame = frame.f_back
-    # resolved: the command line and pytest may reach one file by two paths (a symlinked /tmp)
-    return str(Path(frame.f_code.co_filename).resolve()) if frame is not None else "<unknown>"
 
 
 def _check(name, input_shape, num_classes, min_image_size, gflop_per_image):
     def bad(what: str):
         raise UserError(f"register_model({name!r}): {what}")
-    if not isinstance(name, str) or not NAME.fullmatch(name) or name == "all":
-        bad("the name must be lower-case letters, digits and '_', starting with a letter, and not "
-            "'all' (it becomes part of case ids and of --model lists)")
+    registry.check_name(f"register_model({name!r})", name, "all")
     shape = tuple(input_shape) if isinstance(input_shape, tuple | list) else ()
     if len(shape) != 3 or not all(isinstance(v, int) and v >= 1 for v in shape):
         bad(f"input_shape {input_shape!r} must be (channels, height, width), positive ints")

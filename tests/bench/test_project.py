@@ -3,9 +3,11 @@ command line before pytest starts, the estimate, the CPU subset, quick ddp, the 
 project's conftest.py imported by the command line, and its benches/ collected without
 configuration."""
 
+import dataclasses
 import json
 
 import pytest
+import torch
 
 import imgbench
 from imgbench import cli
@@ -15,7 +17,8 @@ from imgbench.cli import common
 from imgbench.core import config
 from imgbench.core.errors import UserError
 from imgbench.core.options import Settings
-from imgbench.workloads import models
+from imgbench.workloads import datasets, models
+from imgbench.workloads.cases import Case
 from imgbench.workloads.ddp import worlds
 from tests.helpers import pretend_devices
 
@@ -42,6 +45,14 @@ def heavy(num_classes=10, in_channels=3, image_size=64):
 
 imgbench.register_model("heavy", functools.partial(heavy), input_shape=(3, 64, 64),
                         gflop_per_image=2.0)
+
+
+@imgbench.register_dataset("dots", image_shape=(3, 16, 16), num_classes=4)
+def dots(root, train=True):
+    import numpy as np
+
+    return np.random.default_rng(0).integers(0, 256, (8, 3, 16, 16), dtype=np.uint8), \
+        np.arange(8) % 4
 '''
 BENCH = '''
 import json
@@ -60,6 +71,8 @@ def registry(monkeypatch):
     """Each test registers into a copy of the registry, with the caches that remember a model."""
     monkeypatch.setattr(models, "REGISTRY", dict(models.REGISTRY))
     monkeypatch.setattr(models, "_ORIGINS", dict(models._ORIGINS))
+    monkeypatch.setattr(datasets, "REGISTRY", dict(datasets.REGISTRY))
+    monkeypatch.setattr(datasets, "_ORIGINS", dict(datasets._ORIGINS))
     monkeypatch.setattr(project, "_LOADED", {})
     monkeypatch.setattr(estimate, "_REGISTERED", {})
     monkeypatch.setattr(estimate, "_REGISTERED_PARAMS", {})
@@ -92,9 +105,9 @@ def test_a_registered_model_is_known_to_every_model_option_and_builds():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"name": "Mine"}, "the name must be lower-case letters"),
+    ({"name": "Mine"}, "the name 'Mine' must be lower-case letters"),
     ({"name": "all"}, "and not 'all'"),
-    ({"name": "a-b"}, "the name must be"),
+    ({"name": "a-b"}, "the name 'a-b' must be"),
     ({"input_shape": (3, 32)}, "input_shape (3, 32) must be (channels, height, width)"),
     ({"num_classes": 0}, "num_classes 0 must be an int >= 1"),
     ({"gflop_per_image": -1}, "gflop_per_image -1 must be a number > 0"),
@@ -130,6 +143,35 @@ def test_the_command_line_knows_the_projects_models_before_pytest_starts(own):
         common.pytest_args(cli.build().parse_args(["run", "--model", "yours"]))
 
 
+def test_the_command_line_knows_the_projects_datasets_before_pytest_starts(own):
+    s, pytest_args = common.pytest_args(cli.build().parse_args(
+        ["run", "--device", "cpu", "--model", "mine", "--dataset", "dots"]))
+    assert s.dataset == "dots" and pytest_args[pytest_args.index("--dataset") + 1] == "dots"
+    with pytest.raises(UserError, match=r"unknown dataset 'yours' \(valid: synthetic, cifar10, "
+                                        r"dots, mnist\)"):
+        common.pytest_args(cli.build().parse_args(["run", "--dataset", "yours"]))
+    with pytest.raises(UserError, match=r"--data-root 'x' needs a real dataset \(valid: --dataset "
+                                        r"cifar10, --dataset dots, --dataset mnist\)"):
+        common.pytest_args(cli.build().parse_args(["run", "--data-root", "x"]))
+
+
+def test_a_case_reads_a_registered_datasets_shape_classes_and_batches(own):
+    project.load(own / "benches")
+    s = dataclasses.replace(QUICK, dataset="dots")
+    case = Case("mine", "cpu", 4, s, datasets.load("dots", None))
+    assert case.shape == (3, 16, 16) and case.num_classes == 4
+    x, y = case.batch()
+    assert x.shape == (4, 3, 16, 16) and x.dtype == torch.float32 and y.tolist() == [0, 1, 2, 3]
+    assert case.build_model()(x).shape == (4, 4)
+    assert case.info()["dataset"] == "dots" and case.info()["image_size"] == 16
+    images, labels = case.epoch_images(12)
+    assert images.shape == (12, 3, 16, 16) and labels.tolist() == [0, 1, 2, 3] * 3
+    # the estimate counts the model at the dataset's size
+    estimate.run_seconds([("mine", "test_forward", {"model": "mine", "device": "cpu",
+                                                    "batch_size": 4})], s)
+    assert ("mine", 3, 16) in estimate._REGISTERED
+
+
 def test_a_conftest_that_fails_to_import_is_named_with_its_line(own, capsys):
     (own / "benches" / "conftest.py").write_text("import os\nraise RuntimeError('broken')\n")
     assert cli.main(["run", "--device", "cpu", "--model", "mine"]) == common.EXIT_BAD_INPUT
@@ -147,10 +189,10 @@ def test_the_estimate_counts_or_scales_a_registered_models_flops_and_says_which(
     cases = [("mine", "test_forward", {"model": "mine", "device": "cpu", "batch_size": 32}),
              ("mine", "test_train_step", {"model": "heavy", "device": "cpu", "batch_size": 32})]
     per_family = estimate.run_seconds(cases, QUICK)
-    counted = estimate._REGISTERED[("mine", 32)][0]
+    counted = estimate._REGISTERED[("mine", 3, 32)][0]
     # the conv's forward and its weights' gradient (the input needs none): 2 x 2 x its MACs
     assert counted == pytest.approx(2 * 2 * 3 * 8 * 9 * 30 * 30 / 1e9, rel=0.01)
-    assert estimate._REGISTERED[("heavy", 32)] == (0.5, "declared")  # 2.0 at 64 px, area / 4
+    assert estimate._REGISTERED[("heavy", 3, 32)] == (0.5, "declared")  # 2.0 at 64 px, area / 4
     # known by its test names: a forward (a third of the training work) and a train step
     want = (estimate._short(estimate.call_seconds("forward", "mine", "cpu", 32, QUICK), QUICK)
             + estimate._short(32 * 0.5 / 80 + estimate.STEP_FLOOR_S["cpu"], QUICK))
@@ -218,9 +260,15 @@ def test_a_model_registered_elsewhere_leaves_the_builtin_subset_as_it_was():
 
 def test_list_shows_the_projects_models_from_its_folder(own, capsys):
     assert cli.main(["list", "--json"]) == 0
-    listed = json.loads(capsys.readouterr().out)["models"]
+    found = json.loads(capsys.readouterr().out)
+    listed = found["models"]
     assert listed["mine"] == {"input_shape": [3, 32, 32], "num_classes": 10, "summary": "my CNN"}
     assert "heavy" in listed and "mlp" in listed
+    assert found["datasets"]["dots"] == {"image_shape": [3, 16, 16], "num_classes": 4,
+                                         "summary": "dots (registered in conftest.py)"}
+    assert found["axes"]["dataset"] == ["synthetic", "cifar10", "dots", "mnist"]
+    assert cli.main(["list"]) == 0
+    assert "  dots       3x16x16    dots (registered in conftest.py)" in capsys.readouterr().out
 
 
 def test_a_plain_pytest_of_the_projects_tests_leaves_its_benches_alone(pytester):

@@ -16,7 +16,7 @@ import torchvision.datasets.cifar as tv_cifar
 from torchvision import datasets as tvd
 from torchvision.transforms import v2
 
-from imgbench.workloads import data
+from imgbench.workloads import data, datasets
 from imgbench.workloads.data import DatasetError
 from tests.helpers import (
     CIFAR_BIN_TRAIN,
@@ -444,13 +444,13 @@ def test_mnist_image_label_count_mismatch_is_dataset_error(tmp_path):
         data.mnist(tmp_path)
 
 
-# --- real() ---------------------------------------------------------------------------------------
+# --- datasets.load() of the built-in datasets ---------------------------------------------------
 
 
 def test_real_cifar10_is_normalized_float(tmp_path):
     written = write_cifar_bin(tmp_path)
     images, labels = stack(written, CIFAR_BIN_TRAIN)
-    ds = data.real("cifar10", tmp_path)
+    ds = datasets.load("cifar10", tmp_path)
     assert len(ds) == len(labels)
     for i in (0, 5, 11):
         x, y = ds[i]
@@ -462,7 +462,7 @@ def test_real_cifar10_is_normalized_float(tmp_path):
 
 def test_real_cifar10_augmented_and_test_split(tmp_path):
     write_cifar_bin(tmp_path, test_count=2)
-    ds = data.real("cifar10", tmp_path, train=False, augment=True)
+    ds = datasets.load("cifar10", tmp_path, train=False, augment=True)
     assert len(ds) == 2
     x, _ = ds[0]
     assert x.dtype == torch.float32 and x.shape == (3, 32, 32)
@@ -471,19 +471,19 @@ def test_real_cifar10_augmented_and_test_split(tmp_path):
 def test_real_mnist_is_normalized_float(tmp_path):
     written = write_mnist(tmp_path, n_train=3)
     images, _ = written["train"]
-    ds = data.real("mnist", tmp_path)
+    ds = datasets.load("mnist", tmp_path)
     x, _ = ds[1]
     assert x.dtype == torch.float32 and x.shape == (1, 28, 28)
     expected = normalized(torch.from_numpy(images[1]).unsqueeze(0), data.MNIST_MEAN, data.MNIST_STD)
     assert torch.allclose(x, expected, atol=1e-5)
-    x_aug, _ = data.real("mnist", tmp_path, augment=True)[1]
+    x_aug, _ = datasets.load("mnist", tmp_path, augment=True)[1]
     assert x_aug.shape == (1, 28, 28) and x_aug.dtype == torch.float32
 
 
-@pytest.mark.parametrize("name", sorted(data.REAL))
+@pytest.mark.parametrize("name", datasets.names())
 def test_real_without_root_is_dataset_error(name):
     with pytest.raises(DatasetError) as e:
-        data.real(name, None)
+        datasets.load(name, None)
     assert name in str(e.value)
 
 
@@ -564,7 +564,7 @@ def test_fake_pil_seeds_share_no_images():
 def test_real_rejects_an_unknown_dataset_by_name():
     with pytest.raises(data.DatasetError,
                        match=r"unknown dataset 'imagenet' \(valid: cifar10, mnist\)"):
-        data.real("imagenet", "/tmp")
+        datasets.load("imagenet", "/tmp")
 
 
 def test_unreadable_cifar_file_is_a_dataset_error(tmp_path, monkeypatch):

@@ -267,14 +267,28 @@ def reference_config(device: str) -> str:
         except (RuntimeError, AssertionError):  # a device torch cannot query: its cases say why
             return False
 
-    return (f"{'bf16' if can(precision='bf16') else 'fp32'}-"
-            f"{'compiled' if can(compile='on') else 'eager'}")
+    bf16 = can(precision="bf16") and native_bf16(device)
+    return f"{'bf16' if bf16 else 'fp32'}-{'compiled' if can(compile='on') else 'eager'}"
+
+
+def native_bf16(device: str) -> bool:
+    """Whether `device` computes in bf16 natively. A CPU without bf16 instructions (AVX-512 BF16,
+    AMX) still runs bf16 autocast, emulated: on a 2-core AMD EPYC without them the compiled bf16
+    reference epoch had not ended after 300 s (2026-12-06). The reference epoch then runs in fp32,
+    the fastest this machine trains. GPUs: unsupported() checks the compute capability."""
+    if torch.device(device).type != "cpu":
+        return True
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch built without oneDNN: no fast bf16 either
+        return False
 
 
 def reference(device: str, settings: Settings, config_name: str | None = None) -> Case:
     """The suite's "as fast as this hardware trains an image classifier" case, in one fixed
     configuration: speednet at batch 1024 (the speed records' size; 256 in the quick profile),
-    channels_last, bf16 autocast and torch.compile where the device has them (`config_name`, from
+    channels_last, bf16 autocast (where the device runs bf16 natively) and torch.compile where the
+    device has them (`config_name`, from
     reference_config, as collected); an epoch of at least config.REFERENCE_MIN_STEPS steps (the
     quick profile's 512 images would be one step at batch 512: its images/s and compile_s
     noise)."""

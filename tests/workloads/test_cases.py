@@ -285,8 +285,19 @@ def test_reference_case_takes_what_the_device_has(monkeypatch):
     assert (cases.reference("cpu", SETTINGS).precision,
             cases.reference("cpu", SETTINGS).compile) == ("fp32", "off")
     monkeypatch.setattr(cases, "unsupported", lambda device, precision="fp32", compile="off": None)
+    monkeypatch.setattr(cases, "native_bf16", lambda device: True)
     assert (cases.reference("cpu", SETTINGS).precision,
             cases.reference("cpu", SETTINGS).compile) == ("bf16", "on")
+    # bf16 emulated (a CPU without bf16 instructions): fp32, still compiled
+    monkeypatch.setattr(cases, "native_bf16", lambda device: False)
+    assert cases.reference_config("cpu") == "fp32-compiled"
+
+
+def test_native_bf16_on_the_cpu_is_what_onednn_reports(monkeypatch):
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    assert cases.native_bf16("cpu") is True and cases.native_bf16("cuda:0") is True
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False, raising=False)
+    assert cases.native_bf16("cpu") is False
 
 
 @pytest.mark.parametrize("model, profile, images", [("kerascnn", "full", 50_000),

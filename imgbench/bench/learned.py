@@ -63,13 +63,24 @@ def run_seconds(cases: list[tuple[str, str, dict]], s: Settings,
     per_family = estimate.run_seconds(cases, s)
     learned = 0
     for family, test, p in cases:
-        took = previous.get(runfile.case_key({"name": test, "params": p}))
-        if took is not None:
+        if (took := _took(test, p, previous)) is not None:
             per_family[family] += took - estimate.case_seconds(family, test, p, s)
             learned += 1
     if learned:
         per_family.pop("calibration", None)
     return per_family, learned
+
+
+def expected(cases: list[tuple[str, str, dict]], s: Settings,
+             previous: dict[tuple, float]) -> list[float]:
+    """Seconds each (family, test, params) case is expected to take: what it took in the previous
+    run, else the cost model's (the hang limit's scale: bench/hang.py)."""
+    return [took if (took := _took(test, p, previous)) is not None
+            else estimate.case_seconds(family, test, p, s) for family, test, p in cases]
+
+
+def _took(test: str, p: dict, previous: dict[tuple, float]) -> float | None:
+    return previous.get(runfile.case_key({"name": test, "params": p}))
 
 
 def describe(per_family: dict[str, float], cases: int, learned: int, previous: str | None) -> str:

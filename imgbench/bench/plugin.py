@@ -10,9 +10,7 @@ import itertools
 import json
 import os
 import shlex
-import signal
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -22,7 +20,7 @@ import torch
 from pytest_benchmark.utils import SecondsDecimal
 
 import imgbench
-from imgbench.bench import learned, table
+from imgbench.bench import hang, learned, table
 from imgbench.bench.fixtures import (  # noqa: F401 (fixtures)
     STATE,
     RunState,
@@ -198,8 +196,11 @@ def pytest_report_collectionfinish(config, start_path, items):
         # learn from it (a bare --benchmark-compare, pytest-benchmark's latest, is not looked up)
         previous = getattr(config.option, "benchmark_compare", None)
         previous = previous if isinstance(previous, str) and Path(previous).is_file() else None
-        per_family, learned_n = learned.run_seconds(benches, state.settings,
-                                                    learned.previous_seconds(previous))
+        took = learned.previous_seconds(previous)
+        config.stash[hang.EXPECTED] = dict(zip([i.nodeid for i in items if _is_bench(i.path)],
+                                               learned.expected(benches, state.settings, took),
+                                               strict=True))
+        per_family, learned_n = learned.run_seconds(benches, state.settings, took)
         config.stash[ESTIMATE] = (sum(per_family.values()), time.monotonic())
         lines.append(learned.describe(per_family, len(benches), learned_n, previous))
     return lines
@@ -252,41 +253,20 @@ def pytest_collection_modifyitems(config, items):
         items[:] = kept
 
 
-class CaseTimeout(BaseException):
-    """A case ran past --case-timeout. A BaseException, so that no `except Exception` in a workload
-    or a library swallows it on its way out of the case."""
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    """Every bench case (setup, call and teardown) under the per-case limit: past it, the case fails
-    with one line naming it and the run goes on. SIGALRM reaches Python code (loops, waits, sleeps,
-    a torchrun launch); a case stuck inside one C call (a kernel that never returns) is not
-    interruptible from Python and must be stopped from outside, as .ci/gpu-check does with `timeout`
-    around each family."""
+    """Every bench case under its limit (bench/hang.py)."""
     state = item.config.stash.get(STATE, None)
-    if (state is None or not _is_bench(item.path) or not hasattr(signal, "setitimer")
-            or threading.current_thread() is not threading.main_thread()):
+    if state is None or not _is_bench(item.path):
         return (yield)
-    limit = state.settings.timeout_s
-
-    def expired(signum, frame):
-        raise CaseTimeout(f"{item.nodeid} did not end within the case limit of {limit:g} s "
-                          "(--case-timeout); stopped as hung")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, limit)
-    try:
-        return (yield)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    limit, why = hang.limit_s(state.settings, hang.expected_s(item, state.settings, params(item)))
+    return (yield from hang.run_limited(item, limit, why))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
-    if call.excinfo is not None and call.excinfo.errisinstance(CaseTimeout):
+    if call.excinfo is not None and call.excinfo.errisinstance(hang.CaseTimeout):
         report.longrepr = str(call.excinfo.value)  # one line, no traceback
     if report.failed and (state := item.config.stash.get(STATE, None)) is not None:
         state.failed.add(item.nodeid)

@@ -67,8 +67,10 @@ OPTIONS = (
     Option("compile", "off", "comma list of off, on (torch.compile; compile time stored apart, "
            "never timed)", ", ".join(config.COMPILE)),
     Option("case-timeout", None, "seconds after which a case that has not ended fails as hung (one "
-           "line naming it) and the run goes on. Default: the profile's (quick 300, full 1800)",
-           "a positive number of seconds", "the profile's limit"),
+           "line naming it) and the run goes on. Default: the larger of the profile's (quick 300, "
+           f"full 1800) and {config.HANG_FACTOR:g}x what the run expects of the case",
+           "a positive number of seconds",
+           f"the profile's limit, or {config.HANG_FACTOR:g}x the case's estimate"),
     Option("cross-check", "off", "on: after timing, also time cases of >= 1 ms with CUDA events "
            "(perf_counter on the CPU) and store that median beside the suite's (extra_info "
            "cross_check)", "off, on"),
@@ -123,7 +125,8 @@ class Settings:
 
     @property
     def timeout_s(self) -> float:
-        """The per-case limit in seconds: --case-timeout, else the profile's."""
+        """--case-timeout, else the profile's limit: a ddp launch's limit, and the floor of a
+        case's (bench/hang.py)."""
         return self.case_timeout if self.case_timeout is not None else self.profile.case_timeout_s
 
     def axis_values(self) -> dict[str, list]:

@@ -189,15 +189,16 @@ def left_out(item, s: options.Settings) -> str | None:
 def pytest_report_collectionfinish(config, start_path, items):
     lines = [f"imgbench: {n} left out: {why}" for why, n in config.stash.get(LEFT_OUT, {}).items()]
     state = config.stash.get(STATE, None)
+    bench_items = [i for i in items if _is_bench(i.path)]
     benches = [(i.path.stem.removeprefix("bench_"), i.originalname, params(i))
-               for i in items if _is_bench(i.path)]
+               for i in bench_items]
     if state is not None and benches:
         # `imgbench run` compares with the previous saved run of this machine class, by its path:
         # learn from it (a bare --benchmark-compare, pytest-benchmark's latest, is not looked up)
         previous = getattr(config.option, "benchmark_compare", None)
         previous = previous if isinstance(previous, str) and Path(previous).is_file() else None
         took = learned.previous_seconds(previous)
-        config.stash[hang.EXPECTED] = dict(zip([i.nodeid for i in items if _is_bench(i.path)],
+        config.stash[hang.EXPECTED] = dict(zip([i.nodeid for i in bench_items],
                                                learned.expected(benches, state.settings, took),
                                                strict=True))
         per_family, learned_n = learned.run_seconds(benches, state.settings, took)

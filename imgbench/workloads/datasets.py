@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -112,19 +113,28 @@ def load(name: str, root: str | Path | None, train: bool = True,
     """A dataset by name, read whole, checked against its registration, normalised (and augmented
     if asked); the loaded images carry the mean and std used (.mean, .std)."""
     s = spec(name)
-    images, labels = _read(s, root, train)
-    mean, std = s.mean, s.std
-    if mean is None or std is None:
-        found = measured(images)
-        mean, std = mean or found[0], std or found[1]
+    images, labels, mean, std = _read_normalised(s, None if root is None else str(root), train)
     size = s.image_shape[1]
     t = data.train_transform(size, mean, std) if augment else data.eval_transform(mean, std)
     return data.TensorImages(images, labels, t, mean, std)
 
 
-def _read(s: DatasetSpec, root, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+# `imgbench run` checks the dataset before pytest starts, then its plugin loads it in the same
+# process: read once (a failed read is not kept). Keyed by the registration, not only the name.
+@lru_cache(maxsize=1)
+def _read_normalised(s: DatasetSpec, root: str | None, train: bool) -> tuple:
+    """The dataset's images, labels and the mean and std that normalise them."""
+    images, labels = _read(s, root, train)
+    mean, std = s.mean, s.std
+    if mean is None or std is None:
+        found = measured(images)
+        mean, std = mean or found[0], std or found[1]
+    return images, labels, mean, std
+
+
+def _read(s: DatasetSpec, root: str | None, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     try:
-        got = s.read(None if root is None else str(root), train=train)
+        got = s.read(root, train=train)
     except UserError:
         raise
     except Exception as e:  # a project's reader: one line, not its traceback

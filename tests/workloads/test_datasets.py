@@ -118,3 +118,18 @@ def test_a_readers_bad_output_is_a_dataset_error_in_one_line(reader, message):
 def test_an_unknown_dataset_names_the_valid_ones():
     with pytest.raises(DatasetError, match=r"unknown dataset 'x' \(valid: cifar10, mnist\)"):
         datasets.spec("x")
+
+
+def test_the_command_lines_check_and_the_plugins_load_read_the_dataset_once(tmp_path):
+    calls = []
+
+    def counted(root, train=True):
+        calls.append(root)
+        return stripes(root, train)
+
+    imgbench.register_dataset("counted", counted, image_shape=(2, 4, 4), num_classes=4)
+    first = datasets.load("counted", tmp_path)
+    again = datasets.load("counted", tmp_path, augment=True)
+    assert calls == [str(tmp_path)] and again.images is first.images
+    datasets.load("counted", tmp_path / "other")  # another root is read
+    assert calls == [str(tmp_path), str(tmp_path / "other")]
